@@ -1,0 +1,192 @@
+//! `khaacho loadtest`: a load generator for the Khaacho order API.
+//!
+//! It fetches products and retailers from a running API, then POSTs random
+//! orders to `/api/v1/orders` and measures:
+//!
+//! * latency of `202 Accepted` answers (HDR histogram, µs resolution, ≤ 60 s),
+//! * accepted orders per second over the measured window,
+//! * errors by kind (`http_<status>`, `timeout`, `connect`, `io`,
+//!   `bad_response`, `e2e_timeout`, other `e2e_*`),
+//! * end-to-end latency (202 → status no longer `received`) on a sample of
+//!   orders, by polling their status URL every 10 ms.
+//!
+//! Two ways to offer load:
+//!
+//! * **closed loop** (default): `--connections N` workers, each sending its
+//!   next request when the previous one was answered;
+//! * **open loop** (`--rate R`): requests are due at a constant rate whatever
+//!   the server does, with at most `--max-in-flight` outstanding; latency is
+//!   timed from each request's *intended* send time, so server stalls are not
+//!   hidden (coordinated omission).
+//!
+//! Only loopback targets are accepted (127.0.0.0/8, `localhost`, `[::1]`).
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     loadtest: khaacho_loadgen::LoadtestArgs,
+//! }
+//!
+//! let cli = Cli::parse_from(["x", "--url", "http://127.0.0.1:8080", "--duration", "10s"]);
+//! let json = cli.loadtest.json;
+//! let report = khaacho_loadgen::run(cli.loadtest).await?;
+//! khaacho_loadgen::print_report(&report, json)?;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod catalog;
+mod engine;
+mod schedule;
+mod stats;
+mod validate;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::bail;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use stats::{E2eMs, LatencyMs, Report, format_table, print_report, print_table};
+pub use validate::{ensure_loopback, parse_duration};
+
+use engine::{Mode, Plan, Stop};
+
+/// Options of `khaacho loadtest`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadtestArgs {
+    /// Base URL of the Khaacho API; loopback only (127.0.0.0/8, localhost, [::1])
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+
+    /// How long to measure, e.g. 30s, 2m, 500ms (after the warm-up)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Closed loop: number of concurrent workers, each sending its next
+    /// request when the previous one was answered (ignored with --rate)
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub connections: usize,
+
+    /// Open loop: offer R requests per second regardless of responses;
+    /// latency is timed from each request's intended send time
+    #[arg(long, value_name = "R", value_parser = validate::parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Open loop: maximum number of requests in flight
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_in_flight: usize,
+
+    /// Follow every Nth accepted order until its status is no longer
+    /// "received" and record the end-to-end latency (0 disables)
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub e2e_sample: u64,
+
+    /// API key, sent as `Authorization: Bearer KEY`
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+
+    /// Print the report as JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+
+    /// Send load for this long before measuring (not recorded), e.g. 2s
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+}
+
+/// Upper bound for `--connections`.
+const MAX_CONNECTIONS: usize = 100_000;
+/// Upper bound for `--max-in-flight`.
+const MAX_IN_FLIGHT: usize = 1_000_000;
+/// Upper bound for `--duration` and `--warmup`.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Checks the arguments and turns them into a [`Plan`] (no I/O).
+fn plan(args: &LoadtestArgs) -> anyhow::Result<Plan> {
+    let base = ensure_loopback(&args.url)?;
+    if args.duration.is_zero() {
+        bail!("--duration must be greater than zero");
+    }
+    if args.duration > MAX_DURATION || args.warmup > MAX_DURATION {
+        bail!("--duration and --warmup must each be at most 24h");
+    }
+    let mode = match args.rate {
+        Some(rate) => {
+            if !rate.is_finite() || rate <= 0.0 {
+                bail!("--rate must be a positive number of requests per second");
+            }
+            if args.max_in_flight == 0 || args.max_in_flight > MAX_IN_FLIGHT {
+                bail!("--max-in-flight must be between 1 and {MAX_IN_FLIGHT}");
+            }
+            Mode::Open {
+                rate,
+                max_in_flight: args.max_in_flight,
+            }
+        }
+        None => {
+            if args.connections == 0 || args.connections > MAX_CONNECTIONS {
+                bail!("--connections must be between 1 and {MAX_CONNECTIONS}");
+            }
+            Mode::Closed {
+                connections: args.connections,
+            }
+        }
+    };
+    let auth = match args.api_key.as_deref().map(str::trim) {
+        Some("") => bail!("--api-key is empty"),
+        Some(key) => Some(format!("Bearer {key}")),
+        None => None,
+    };
+    Ok(Plan {
+        base,
+        mode,
+        duration: args.duration,
+        warmup: args.warmup,
+        e2e_every: args.e2e_sample,
+        auth,
+    })
+}
+
+/// Runs the load test described by `args` and returns its report.
+///
+/// Ctrl-C stops the load early; requests in flight still finish (each is
+/// bounded by the 10 s request timeout) and the partial report is returned.
+/// Non-loopback URLs are refused before any request is sent.
+pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
+    run_until(args, async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handling available: never stop early.
+            std::future::pending::<()>().await;
+        }
+    })
+    .await
+}
+
+/// Like [`run`], but stops early when `shutdown` resolves instead of on
+/// Ctrl-C (for embedding in a process that handles signals itself).
+pub async fn run_until<F>(args: LoadtestArgs, shutdown: F) -> anyhow::Result<Report>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let plan = plan(&args)?;
+    let (tx, rx) = watch::channel(None);
+    let watcher = tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(Some(Instant::now()));
+        // Keep the sender alive so receivers never see it closed.
+        std::future::pending::<()>().await;
+    });
+    let result = engine::execute(plan, Stop(rx)).await;
+    watcher.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,51 @@
+//! The application handle shared by HTTP handlers, jobs and the CLI.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::cache::CatalogCache;
+use crate::config::Settings;
+use crate::db::Db;
+
+/// Cheap-to-clone handle on the process's shared state: the database, settings and caches.
+/// Nothing here is per-node truth, so any number of API processes can run side by side.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    settings: Settings,
+    catalog: CatalogCache,
+}
+
+impl App {
+    /// Wraps an open database with the given settings.
+    pub fn new(db: Db, settings: Settings) -> Self {
+        Self { inner: Arc::new(Inner { db, settings, catalog: CatalogCache::new(Duration::from_secs(30)) }) }
+    }
+
+    /// Connects to the configured database and applies migrations.
+    pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let db = Db::connect(settings.database_url(), settings.db_max_connections).await?;
+        db.migrate().await?;
+        crate::maintenance::ensure_partitions(&db).await?;
+        Ok(Self::new(db, settings))
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The catalogue view used by the intake.
+    pub fn catalog(&self) -> &CatalogCache {
+        &self.inner.catalog
+    }
+}

@@ -1,0 +1,258 @@
+//! SQL of products, offers and price history.
+
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db::{Db, Tx, now_ms};
+use crate::{with_read, with_tx};
+
+/// A product row.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ProductRow {
+    /// Id.
+    pub id: Uuid,
+    /// Stock-keeping unit, unique.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Names retailers use.
+    pub aliases: Json<Vec<String>>,
+    /// Base unit.
+    pub unit: String,
+    /// Base milli-units per outer pack.
+    pub pack_size_milli: Option<i64>,
+    /// Reference price per base unit.
+    pub list_price_paisa: Option<i64>,
+    /// Category.
+    pub category: String,
+    /// Smallest order in base milli-units.
+    pub min_order_milli: Option<i64>,
+    /// Largest order in base milli-units.
+    pub max_order_milli: Option<i64>,
+    /// Whether it can be ordered.
+    pub active: bool,
+}
+
+const PRODUCT_COLS: &str = "id, sku, name, aliases, unit, pack_size_milli, list_price_paisa, category, \
+     min_order_milli, max_order_milli, active";
+
+/// A product to create or update (keyed by SKU).
+#[derive(Clone, Debug)]
+pub struct ProductInput {
+    /// SKU.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Aliases.
+    pub aliases: Vec<String>,
+    /// Base unit name.
+    pub unit: String,
+    /// Pack size in base milli-units.
+    pub pack_size_milli: Option<i64>,
+    /// Reference price.
+    pub list_price_paisa: Option<i64>,
+    /// Category.
+    pub category: String,
+}
+
+/// Creates a product or updates the one with the same SKU; returns its id.
+pub async fn upsert_product(tx: &mut Tx, p: &ProductInput) -> Result<Uuid, sqlx::Error> {
+    let now = now_ms();
+    with_tx!(tx, c => sqlx::query_scalar(
+        "INSERT INTO products (id, sku, name, aliases, unit, pack_size_milli, list_price_paisa, category, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         ON CONFLICT (sku) DO UPDATE SET name = excluded.name, aliases = excluded.aliases, unit = excluded.unit, \
+         pack_size_milli = excluded.pack_size_milli, list_price_paisa = excluded.list_price_paisa, \
+         category = excluded.category, updated_at_ms = excluded.updated_at_ms RETURNING id")
+        .bind(Uuid::now_v7())
+        .bind(&p.sku)
+        .bind(&p.name)
+        .bind(Json(&p.aliases))
+        .bind(&p.unit)
+        .bind(p.pack_size_milli)
+        .bind(p.list_price_paisa)
+        .bind(&p.category)
+        .bind(now)
+        .fetch_one(c)
+        .await)
+}
+
+/// Sets the order quantity limits of a product (base milli-units).
+pub async fn set_order_limits(tx: &mut Tx, id: Uuid, min: Option<i64>, max: Option<i64>) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query("UPDATE products SET min_order_milli = $1, max_order_milli = $2 WHERE id = $3")
+        .bind(min)
+        .bind(max)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Products ordered by SKU, after `after_sku`.
+pub async fn list_products(db: &Db, after_sku: Option<&str>, limit: i64) -> Result<Vec<ProductRow>, sqlx::Error> {
+    let sql = format!("SELECT {PRODUCT_COLS} FROM products WHERE ($1 IS NULL OR sku > $1) ORDER BY sku LIMIT $2");
+    with_read!(db, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql))
+        .bind(after_sku)
+        .bind(limit)
+        .fetch_all(c)
+        .await)
+}
+
+/// One product by SKU.
+pub async fn find_by_sku(db: &Db, sku: &str) -> Result<Option<ProductRow>, sqlx::Error> {
+    let sql = format!("SELECT {PRODUCT_COLS} FROM products WHERE sku = $1");
+    with_read!(db, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql)).bind(sku).fetch_optional(c).await)
+}
+
+/// Products by SKU inside a transaction.
+pub async fn find_by_skus_tx(tx: &mut Tx, skus: &[String]) -> Result<Vec<ProductRow>, sqlx::Error> {
+    let mut out = Vec::with_capacity(skus.len());
+    let sql = format!("SELECT {PRODUCT_COLS} FROM products WHERE sku = $1");
+    for sku in skus {
+        let row = with_tx!(tx, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(sku)
+            .fetch_optional(c)
+            .await)?;
+        out.extend(row);
+    }
+    Ok(out)
+}
+
+/// A quantity tier: from `min_qty_milli` base milli-units on, the price is `price_paisa`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Tier {
+    /// Threshold in base milli-units.
+    pub min_qty_milli: i64,
+    /// Price per base unit from that threshold.
+    pub price_paisa: i64,
+}
+
+/// An offer row joined with what pricing needs.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OfferRow {
+    /// Offer id.
+    pub id: Uuid,
+    /// Vendor.
+    pub vendor_id: Uuid,
+    /// Product.
+    pub product_id: Uuid,
+    /// Base price per base unit.
+    pub price_paisa: i64,
+    /// Quantity tiers.
+    pub tiers: Json<Vec<Tier>>,
+    /// Promotional flag (wins ties).
+    pub promotional: bool,
+    /// Stock in base milli-units.
+    pub stock_milli: i64,
+    /// Valid from.
+    pub valid_from_ms: i64,
+    /// Valid until.
+    pub valid_to_ms: Option<i64>,
+}
+
+/// Offers of active vendors for a product that are valid at `at_ms`.
+pub async fn valid_offers_tx(tx: &mut Tx, product_id: Uuid, at_ms: i64) -> Result<Vec<OfferRow>, sqlx::Error> {
+    with_tx!(tx, c => sqlx::query_as::<_, OfferRow>(
+        "SELECT o.id, o.vendor_id, o.product_id, o.price_paisa, o.tiers, o.promotional, o.stock_milli, \
+         o.valid_from_ms, o.valid_to_ms FROM offers o JOIN vendors v ON v.id = o.vendor_id \
+         WHERE o.product_id = $1 AND v.active = $2 AND o.valid_from_ms <= $3 AND (o.valid_to_ms IS NULL OR o.valid_to_ms > $3)")
+        .bind(product_id)
+        .bind(true)
+        .bind(at_ms)
+        .fetch_all(c)
+        .await)
+}
+
+/// An offer to create or replace (keyed by vendor and product).
+#[derive(Clone, Debug)]
+pub struct OfferInput {
+    /// Vendor.
+    pub vendor_id: Uuid,
+    /// Product.
+    pub product_id: Uuid,
+    /// Base price per base unit.
+    pub price_paisa: i64,
+    /// Tiers, ascending by threshold.
+    pub tiers: Vec<Tier>,
+    /// Valid from.
+    pub valid_from_ms: i64,
+    /// Valid until.
+    pub valid_to_ms: Option<i64>,
+    /// Promotional.
+    pub promotional: bool,
+    /// Stock.
+    pub stock_milli: i64,
+    /// Lead time.
+    pub lead_time_hours: i32,
+}
+
+/// Creates or replaces an offer and records a price-history row when the price changed.
+pub async fn upsert_offer(tx: &mut Tx, o: &OfferInput) -> Result<Uuid, sqlx::Error> {
+    let now = now_ms();
+    let previous: Option<(Uuid, i64, Json<Vec<Tier>>)> = with_tx!(tx, c => sqlx::query_as(
+        "SELECT id, price_paisa, tiers FROM offers WHERE vendor_id = $1 AND product_id = $2")
+        .bind(o.vendor_id)
+        .bind(o.product_id)
+        .fetch_optional(c)
+        .await)?;
+    let id: Uuid = with_tx!(tx, c => sqlx::query_scalar(
+        "INSERT INTO offers (id, vendor_id, product_id, price_paisa, tiers, valid_from_ms, valid_to_ms, promotional, \
+         stock_milli, lead_time_hours, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (vendor_id, product_id) DO UPDATE SET price_paisa = excluded.price_paisa, tiers = excluded.tiers, \
+         valid_from_ms = excluded.valid_from_ms, valid_to_ms = excluded.valid_to_ms, promotional = excluded.promotional, \
+         stock_milli = excluded.stock_milli, lead_time_hours = excluded.lead_time_hours, updated_at_ms = excluded.updated_at_ms \
+         RETURNING id")
+        .bind(Uuid::now_v7())
+        .bind(o.vendor_id)
+        .bind(o.product_id)
+        .bind(o.price_paisa)
+        .bind(Json(&o.tiers))
+        .bind(o.valid_from_ms)
+        .bind(o.valid_to_ms)
+        .bind(o.promotional)
+        .bind(o.stock_milli)
+        .bind(o.lead_time_hours)
+        .bind(now)
+        .fetch_one(c)
+        .await)?;
+    let changed = previous.is_none_or(|(_, price, tiers)| price != o.price_paisa || tiers.0 != o.tiers);
+    if changed {
+        with_tx!(tx, c => sqlx::query(
+            "INSERT INTO price_history (id, offer_id, price_paisa, tiers, changed_at_ms) VALUES ($1, $2, $3, $4, $5)")
+            .bind(Uuid::now_v7())
+            .bind(id)
+            .bind(o.price_paisa)
+            .bind(Json(&o.tiers))
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+    }
+    Ok(id)
+}
+
+/// Offers of one product with vendor names, for the catalogue API.
+pub async fn offers_of_product(db: &Db, product_id: Uuid) -> Result<Vec<(OfferRow, String)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        offer: OfferRow,
+        vendor_name: String,
+    }
+    let rows = with_read!(db, c => sqlx::query_as::<_, Row>(
+        "SELECT o.id, o.vendor_id, o.product_id, o.price_paisa, o.tiers, o.promotional, o.stock_milli, \
+         o.valid_from_ms, o.valid_to_ms, v.name AS vendor_name FROM offers o JOIN vendors v ON v.id = o.vendor_id \
+         WHERE o.product_id = $1 ORDER BY o.price_paisa, v.name")
+        .bind(product_id)
+        .fetch_all(c)
+        .await)?;
+    Ok(rows.into_iter().map(|r| (r.offer, r.vendor_name)).collect())
+}
+
+/// Number of products (for readiness of demo data and the seed's idempotency).
+pub async fn count_products(db: &Db) -> Result<i64, sqlx::Error> {
+    with_read!(db, c => sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(c).await)
+}

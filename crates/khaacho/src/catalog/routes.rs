@@ -1,0 +1,212 @@
+//! HTTP routes of the catalogue.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::repo::{self, ProductRow, Tier};
+use super::service::{self, OfferRequest};
+use crate::app::App;
+use crate::domain::{milli_to_qty, paisa_to_npr};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::{Page, fmt_time, page_limit};
+
+/// Routes of this feature.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(list_products))
+        .routes(routes!(get_product))
+        .routes(routes!(export_catalog))
+        .routes(routes!(import_catalog))
+        .routes(routes!(put_offer))
+}
+
+/// A product.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProductView {
+    /// Id.
+    pub id: Uuid,
+    /// SKU.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Names retailers use (English, romanized Nepali, Devanagari).
+    pub aliases: Vec<String>,
+    /// Base unit.
+    pub unit: String,
+    /// Base units per outer pack (carton, sack, crate).
+    pub pack_size: Option<f64>,
+    /// Reference price per base unit, NPR.
+    pub list_price_npr: Option<f64>,
+    /// Category.
+    pub category: String,
+    /// Smallest order in base units.
+    pub min_order_qty: Option<f64>,
+    /// Largest order in base units.
+    pub max_order_qty: Option<f64>,
+    /// Whether it can be ordered.
+    pub active: bool,
+    /// Vendors' offers (only on the single-product view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offers: Option<Vec<OfferView>>,
+}
+
+impl From<ProductRow> for ProductView {
+    fn from(p: ProductRow) -> Self {
+        Self {
+            id: p.id,
+            sku: p.sku,
+            name: p.name,
+            aliases: p.aliases.0,
+            unit: p.unit,
+            pack_size: p.pack_size_milli.map(milli_to_qty),
+            list_price_npr: p.list_price_paisa.map(paisa_to_npr),
+            category: p.category,
+            min_order_qty: p.min_order_milli.map(milli_to_qty),
+            max_order_qty: p.max_order_milli.map(milli_to_qty),
+            active: p.active,
+            offers: None,
+        }
+    }
+}
+
+/// One vendor's terms for a product.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OfferView {
+    /// Offer id.
+    pub id: Uuid,
+    /// Vendor.
+    pub vendor_id: Uuid,
+    /// Vendor name.
+    pub vendor_name: String,
+    /// Base price per base unit, NPR.
+    pub price_npr: f64,
+    /// Quantity tiers.
+    pub tiers: Vec<TierView>,
+    /// Promotional.
+    pub promotional: bool,
+    /// Stock in base units.
+    pub stock: f64,
+    /// Valid from (Nepal time).
+    pub valid_from: String,
+    /// Valid until (Nepal time), if limited.
+    pub valid_to: Option<String>,
+}
+
+/// A quantity tier.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TierView {
+    /// From this many base units.
+    pub min_qty: f64,
+    /// Price per base unit, NPR.
+    pub price_npr: f64,
+}
+
+impl From<Tier> for TierView {
+    fn from(t: Tier) -> Self {
+        Self { min_qty: milli_to_qty(t.min_qty_milli), price_npr: paisa_to_npr(t.price_paisa) }
+    }
+}
+
+/// Paging of the product list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ProductParams {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Products ordered by SKU.
+#[utoipa::path(get, path = "/products", tag = "catalog", params(ProductParams),
+    responses((status = 200, body = Page<ProductView>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn list_products(State(app): State<App>, Query(p): Query<ProductParams>) -> Result<axum::Json<Page<ProductView>>, ApiError> {
+    let limit = page_limit(p.limit)?;
+    let mut rows = repo::list_products(app.db(), p.cursor.as_deref(), limit + 1).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.sku.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(Page { items: rows.into_iter().map(ProductView::from).collect(), next_cursor: next }))
+}
+
+/// One product with its offers.
+#[utoipa::path(get, path = "/products/{sku}", tag = "catalog", params(("sku" = String, Path, description = "Product SKU")),
+    responses((status = 200, body = ProductView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_product(State(app): State<App>, Path(sku): Path<String>) -> Result<axum::Json<ProductView>, ApiError> {
+    let p = repo::find_by_sku(app.db(), &sku).await?.ok_or(ApiError::NotFound("product"))?;
+    let offers = repo::offers_of_product(app.db(), p.id).await?;
+    let mut view = ProductView::from(p);
+    view.offers = Some(
+        offers
+            .into_iter()
+            .map(|(o, vendor_name)| OfferView {
+                id: o.id,
+                vendor_id: o.vendor_id,
+                vendor_name,
+                price_npr: paisa_to_npr(o.price_paisa),
+                tiers: o.tiers.0.into_iter().map(TierView::from).collect(),
+                promotional: o.promotional,
+                stock: milli_to_qty(o.stock_milli),
+                valid_from: fmt_time(o.valid_from_ms),
+                valid_to: o.valid_to_ms.map(fmt_time),
+            })
+            .collect(),
+    );
+    Ok(axum::Json(view))
+}
+
+/// The whole catalogue as CSV (`sku,name,aliases,unit,pack_size,price_npr,category`).
+#[utoipa::path(get, path = "/catalog/export", tag = "catalog",
+    responses((status = 200, description = "Catalogue CSV", content_type = "text/csv")))]
+async fn export_catalog(State(app): State<App>) -> Result<Response, ApiError> {
+    let csv = service::export_csv(&app).await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+}
+
+/// Import result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImportResult {
+    /// Products created or updated.
+    pub imported: usize,
+}
+
+/// Create or update products from a catalogue CSV; all rows or none.
+#[utoipa::path(post, path = "/catalog/import", tag = "catalog",
+    request_body(content = String, content_type = "text/csv", description = "Catalogue CSV with header `sku,name,aliases,unit,pack_size,price_npr,category`"),
+    responses((status = 200, body = ImportResult), (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid rows; every problem listed", body = Problem, content_type = "application/problem+json")))]
+async fn import_catalog(State(app): State<App>, headers: axum::http::HeaderMap, body: Bytes) -> Result<axum::Json<ImportResult>, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.starts_with("text/csv") {
+        return Err(ApiError::BadRequest(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected `Content-Type: text/csv`".into()));
+    }
+    let imported = service::import_csv(&app, &body).await?;
+    Ok(axum::Json(ImportResult { imported }))
+}
+
+/// Offer id.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OfferId {
+    /// The offer's id.
+    pub id: Uuid,
+}
+
+/// Create or replace a vendor's offer for a product (price changes are kept in history).
+#[utoipa::path(put, path = "/offers", tag = "catalog", request_body = OfferRequest,
+    responses((status = 200, body = OfferId), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn put_offer(State(app): State<App>, Json(req): Json<OfferRequest>) -> Result<axum::Json<OfferId>, ApiError> {
+    let id = service::put_offer(&app, &req).await?;
+    Ok(axum::Json(OfferId { id }))
+}

@@ -1,0 +1,245 @@
+//! Layered configuration: compiled-in defaults < optional `khaacho.toml` < `KHAACHO_*`
+//! environment variables (nested keys with `__`, e.g. `KHAACHO_QUEUE__LEASE_MS`), plus the
+//! conventional `DATABASE_URL`. Validated once at start-up.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The whole configuration of one process.
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `postgres://…` or `sqlite://…`; `None` means the embedded default `sqlite://khaacho.db`.
+    pub database_url: Option<String>,
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// `json` (default, for machines) or `pretty` (for people at a terminal).
+    pub log_format: LogFormat,
+    /// `tracing` filter directive, e.g. `info,khaacho=debug`.
+    pub log_level: String,
+    /// Maximum database connections of this process.
+    pub db_max_connections: u32,
+    /// Job queue tuning.
+    pub queue: QueueSettings,
+    /// Order pipeline rules.
+    pub pipeline: PipelineSettings,
+    /// HTTP limits.
+    pub http: HttpSettings,
+    /// Recurring job schedules (cron with seconds, evaluated in Nepal time).
+    pub schedules: ScheduleSettings,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Job queue tuning knobs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct QueueSettings {
+    /// Jobs one worker process runs at once (per queue).
+    pub concurrency: usize,
+    /// How long a claimed job is leased before another worker may take it over.
+    pub lease_ms: i64,
+    /// How often a running job's lease is extended.
+    pub heartbeat_ms: u64,
+    /// How often expired leases are re-queued.
+    pub reaper_interval_ms: u64,
+    /// Fallback polling interval when no wake-up arrives.
+    pub poll_interval_ms: u64,
+    /// Base of the exponential retry backoff.
+    pub backoff_base_ms: i64,
+    /// Cap of the retry backoff.
+    pub backoff_cap_ms: i64,
+    /// How long a graceful shutdown waits for in-flight jobs before releasing them.
+    pub shutdown_grace_ms: u64,
+}
+
+/// Rules of the order pipeline that an operator may want to tune.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct PipelineSettings {
+    /// Orders whose total (with VAT) exceeds this many NPR are held for an operator's review.
+    pub review_above_npr: i64,
+    /// Largest quantity accepted on one line, in the unit the retailer wrote.
+    pub max_line_qty: i64,
+    /// Most lines one order may carry.
+    pub max_lines: usize,
+}
+
+/// HTTP server limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Time budget of one request.
+    pub request_timeout_ms: u64,
+}
+
+/// Cron expressions (seconds field first) of the recurring jobs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct ScheduleSettings {
+    /// Creating order partitions ahead (PostgreSQL) and cleaning up old schedule ticks.
+    pub maintenance: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log_format: LogFormat::Json,
+            log_level: "info".into(),
+            db_max_connections: 16,
+            queue: QueueSettings::default(),
+            pipeline: PipelineSettings::default(),
+            http: HttpSettings::default(),
+            schedules: ScheduleSettings::default(),
+        }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            lease_ms: 30_000,
+            heartbeat_ms: 10_000,
+            reaper_interval_ms: 5_000,
+            poll_interval_ms: 1_000,
+            backoff_base_ms: 1_000,
+            backoff_cap_ms: 600_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self { review_above_npr: 500_000, max_line_qty: 100_000, max_lines: 200 }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { body_limit_bytes: 256 * 1024, request_timeout_ms: 10_000 }
+    }
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        // Daily at 01:00 Nepal time.
+        Self { maintenance: "0 0 1 * * *".into() }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `khaacho.toml` (or `config_file`) when present, then the environment.
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Self> {
+        let file = config_file.unwrap_or_else(|| Path::new("khaacho.toml"));
+        if config_file.is_some() && !file.exists() {
+            bail!("config file {} does not exist", file.display());
+        }
+        let mut settings: Settings = config::Config::builder()
+            .add_source(config::File::from(file).required(false))
+            .add_source(
+                config::Environment::with_prefix("KHAACHO")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.is_empty()
+        {
+            settings.database_url = Some(url);
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The database URL in force: the configured one or the embedded SQLite default.
+    pub fn database_url(&self) -> &str {
+        self.database_url.as_deref().unwrap_or("sqlite://khaacho.db")
+    }
+
+    /// Refuses settings that cannot work, with a message naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let url = self.database_url();
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            bail!("database_url must start with postgres:// or sqlite: (got {})", redact(url));
+        }
+        if self.queue.concurrency == 0 {
+            bail!("queue.concurrency must be at least 1");
+        }
+        if self.queue.heartbeat_ms as i64 >= self.queue.lease_ms {
+            bail!("queue.heartbeat_ms must be shorter than queue.lease_ms");
+        }
+        if self.pipeline.max_lines == 0 || self.pipeline.max_line_qty <= 0 {
+            bail!("pipeline.max_lines and pipeline.max_line_qty must be positive");
+        }
+        crate::queue::schedule::parse_cron(&self.schedules.maintenance)
+            .context("schedules.maintenance")?;
+        Ok(())
+    }
+}
+
+/// Hides the password of a connection URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &redact(self.database_url()))
+            .field("listen", &self.listen)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("queue", &self.queue)
+            .field("pipeline", &self.pipeline)
+            .field("http", &self.http)
+            .field("schedules", &self.schedules)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

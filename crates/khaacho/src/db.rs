@@ -1,0 +1,254 @@
+//! One database handle over the two supported backends.
+//!
+//! PostgreSQL is the production system of record and job queue; SQLite (WAL, one writer
+//! connection) is the embedded default. Repositories write their SQL once with `$N`
+//! placeholders and run it through [`with_read!`](crate::with_read) or
+//! [`with_tx!`](crate::with_tx), which expand the same body for each backend; where the
+//! dialects differ (SKIP LOCKED, partitions), the repository matches on [`Db::is_postgres`].
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Postgres, Sqlite, Transaction};
+use tokio::sync::Notify;
+
+/// The connection pools of one backend.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// PostgreSQL: one pool on the primary.
+    Pg(PgPool),
+    /// SQLite: a single-connection writer pool (so writers never race for the lock inside
+    /// this process) and a reader pool for queries.
+    Sqlite {
+        /// The only connection that writes.
+        write: SqlitePool,
+        /// Readers (WAL lets them run beside the writer).
+        read: SqlitePool,
+    },
+}
+
+/// Cheap-to-clone database handle shared by the API, the workers and the CLI.
+#[derive(Clone, Debug)]
+pub struct Db {
+    backend: Backend,
+    /// Wakes in-process queue consumers after a commit that enqueued jobs.
+    wake: Arc<Notify>,
+}
+
+/// An open write transaction on either backend.
+pub struct Tx {
+    inner: TxInner,
+    wake: Arc<Notify>,
+    enqueued: bool,
+}
+
+/// The backend transaction inside a [`Tx`]; use it through [`with_tx!`](crate::with_tx).
+pub enum TxInner {
+    /// PostgreSQL transaction.
+    Pg(Transaction<'static, Postgres>),
+    /// SQLite transaction (`BEGIN IMMEDIATE` on the writer connection).
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+/// Runs `$body` with `$c` bound to a read pool of the backend.
+#[macro_export]
+macro_rules! with_read {
+    ($db:expr, $c:ident => $body:expr) => {
+        match $db.backend() {
+            $crate::db::Backend::Pg(pool) => {
+                let $c = pool;
+                $body
+            }
+            $crate::db::Backend::Sqlite { read, .. } => {
+                let $c = read;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$c` bound to the pool that writes (single statements outside a [`Tx`](crate::db::Tx)).
+#[macro_export]
+macro_rules! with_write {
+    ($db:expr, $c:ident => $body:expr) => {
+        match $db.backend() {
+            $crate::db::Backend::Pg(pool) => {
+                let $c = pool;
+                $body
+            }
+            $crate::db::Backend::Sqlite { write, .. } => {
+                let $c = write;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$c` bound to the connection of an open [`Tx`](crate::db::Tx).
+#[macro_export]
+macro_rules! with_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx.inner_mut() {
+            $crate::db::TxInner::Pg(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::db::TxInner::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Connects to `url` (`postgres://…` or `sqlite:…`), creating a SQLite file when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let backend = if url.starts_with("postgres") {
+            let opts = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
+            Backend::Pg(pg_pool(opts, max_connections).await?)
+        } else {
+            let opts = SqliteConnectOptions::from_str(url)
+                .context("parsing DATABASE_URL")?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts.clone())
+                .await
+                .context("opening the SQLite database")?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(max_connections.clamp(1, 8))
+                .connect_with(opts.read_only(true))
+                .await
+                .context("opening the SQLite database for reading")?;
+            Backend::Sqlite { write, read }
+        };
+        Ok(Self { backend, wake: Arc::new(Notify::new()) })
+    }
+
+    /// Connects to PostgreSQL with a given `search_path` (used by tests to isolate schemas).
+    pub async fn connect_pg_schema(url: &str, schema: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let opts = PgConnectOptions::from_str(url)?.options([("search_path", schema)]);
+        Ok(Self { backend: Backend::Pg(pg_pool(opts, max_connections).await?), wake: Arc::new(Notify::new()) })
+    }
+
+    /// The pools behind this handle.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Whether this is PostgreSQL (for the few places where SQL differs).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
+    }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        if self.is_postgres() { "postgres" } else { "sqlite" }
+    }
+
+    /// The in-process wake-up signal of the queue consumers.
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        let inner = match &self.backend {
+            Backend::Pg(pool) => TxInner::Pg(pool.begin().await?),
+            // IMMEDIATE takes the write lock up front, so a transaction that reads and then
+            // writes cannot fail half-way when another process wrote in between.
+            Backend::Sqlite { write, .. } => TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
+        };
+        Ok(Tx { inner, wake: self.wake.clone(), enqueued: false })
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Pg(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            Backend::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await,
+        }
+        .context("applying database migrations")
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_read!(self, c => sqlx::query("SELECT 1").execute(c).await.map(|_| ()))
+    }
+
+    /// Closes every pool.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Pg(pool) => pool.close().await,
+            Backend::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+        }
+    }
+}
+
+async fn pg_pool(opts: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .context("connecting to PostgreSQL")
+}
+
+impl Tx {
+    /// The backend transaction, for [`with_tx!`](crate::with_tx).
+    pub fn inner_mut(&mut self) -> &mut TxInner {
+        &mut self.inner
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.inner, TxInner::Pg(_))
+    }
+
+    /// Records that this transaction enqueued work, so in-process consumers wake on commit.
+    pub fn mark_enqueued(&mut self) {
+        self.enqueued = true;
+    }
+
+    /// Commits, then wakes the in-process consumers when jobs were enqueued.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.inner {
+            TxInner::Pg(t) => t.commit().await?,
+            TxInner::Sqlite(t) => t.commit().await?,
+        }
+        if self.enqueued {
+            self.wake.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Rolls back explicitly (dropping a `Tx` also rolls back).
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.inner {
+            TxInner::Pg(t) => t.rollback().await,
+            TxInner::Sqlite(t) => t.rollback().await,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, the storage format of every timestamp.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Whether an error is a unique-constraint violation (same on both backends).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())
+}

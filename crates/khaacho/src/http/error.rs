@@ -1,0 +1,159 @@
+//! One error type for the HTTP layer, rendered as RFC 9457 problem details. Server errors
+//! are opaque to the client and logged with the request id.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A problem with one input field.
+#[derive(Clone, Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where: a JSON path like `lines[2].qty`, or `row 5.unit` for CSV.
+    pub field: String,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A new field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// RFC 9457 problem details as sent over the wire.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What happened this time.
+    pub detail: String,
+    /// Field-level errors of a validation failure.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Input failed validation; every problem is listed.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// The body could not be read as the expected JSON.
+    #[error("{1}")]
+    BadRequest(StatusCode, String),
+    /// No such resource (or not visible to the caller).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request conflicts with the resource's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The state machine forbids the change.
+    #[error("{0}")]
+    IllegalTransition(String),
+    /// A dependency (the database) is unavailable.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: logged, opaque to the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError::Unavailable("database busy".into()),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let detail = match &r {
+            JsonRejection::MissingJsonContentType(_) => "expected `Content-Type: application/json`".to_string(),
+            JsonRejection::JsonSyntaxError(_) => format!("malformed JSON: {}", r.body_text()),
+            JsonRejection::JsonDataError(_) => format!("JSON does not match the expected shape: {}", r.body_text()),
+            _ => r.body_text(),
+        };
+        ApiError::BadRequest(r.status(), detail)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::BadRequest(StatusCode::BAD_REQUEST, format!("invalid query string: {}", r.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::BadRequest(StatusCode::BAD_REQUEST, format!("invalid path parameter: {}", r.body_text()))
+    }
+}
+
+impl ApiError {
+    /// One validation error.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request"),
+            ApiError::BadRequest(s, _) => (*s, "bad-request", status_title(*s)),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::IllegalTransition(_) => (StatusCode::CONFLICT, "illegal-transition", "Illegal state transition"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
+        }
+    }
+}
+
+fn status_title(s: StatusCode) -> &'static str {
+    s.canonical_reason().unwrap_or("Error")
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        let detail = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                "an unexpected error occurred; quote the x-request-id header when reporting it".to_string()
+            }
+            ApiError::Unavailable(d) => {
+                tracing::warn!(detail = %d, "dependency unavailable");
+                self.to_string()
+            }
+            other => other.to_string(),
+        };
+        let errors = match self {
+            ApiError::Validation(errors) => errors,
+            _ => Vec::new(),
+        };
+        problem_response(status, kind, title, detail, errors)
+    }
+}
+
+/// Builds a problem response (also used by middleware for errors raised outside handlers).
+pub fn problem_response(
+    status: StatusCode,
+    kind: &str,
+    title: &str,
+    detail: String,
+    errors: Vec<FieldError>,
+) -> Response {
+    let body = Problem { kind: format!("urn:khaacho:problem:{kind}"), title: title.to_string(), status: status.as_u16(), detail, errors };
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    resp
+}

@@ -1,0 +1,191 @@
+//! The HTTP API: one router merged from the features, the middleware stack, and the shared
+//! pieces of the wire format (pages, cursors, times).
+
+pub mod error;
+pub mod extract;
+pub mod ops;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+use uuid::Uuid;
+
+use self::error::{ApiError, problem_response};
+use crate::app::App;
+
+/// The request id header, accepted from clients or generated.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Khaacho API", description = "Order platform for wholesale trade in Nepal: durable order intake (202 + status URL), catalogue, retailers and vendors, operations.", version = "1"),
+    tags(
+        (name = "orders", description = "Order intake, status and operator actions"),
+        (name = "catalog", description = "Products, offers and catalogue CSV"),
+        (name = "parties", description = "Retailers and vendors"),
+        (name = "admin", description = "Job queue administration"),
+        (name = "ops", description = "Health, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The API routes with their OpenAPI description (paths as served, `/api/v1/…`).
+pub fn api() -> (Router<App>, OpenApiDoc) {
+    let v1 = OpenApiRouter::new()
+        .merge(crate::orders::routes::router())
+        .merge(crate::catalog::routes::router())
+        .merge(crate::parties::routes::router())
+        .merge(crate::queue::routes::router());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .merge(ops::router())
+        .split_for_parts()
+}
+
+/// The complete HTTP application with its middleware.
+pub fn router(app: App) -> Router {
+    let (routes, doc) = api();
+    let settings = app.settings().http.clone();
+    let timeout = Duration::from_millis(settings.request_timeout_ms);
+    routes
+        .merge(SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", doc))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(timeout, time_limit))
+        .layer(middleware::map_response(ensure_problem))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(sanitize_request_id))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            problem_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error",
+                "an unexpected error occurred".into(), vec![])
+        }))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .with_state(app)
+}
+
+async fn not_found() -> Response {
+    problem_response(StatusCode::NOT_FOUND, "not-found", "Not found", "no such route".into(), vec![])
+}
+
+async fn method_not_allowed() -> Response {
+    problem_response(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed",
+        "this route does not accept that method".into(), vec![])
+}
+
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => problem_response(StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out",
+            format!("the request took longer than {} ms", limit.as_millis()), vec![]),
+    }
+}
+
+/// Drops a client-sent request id that is too long or not printable, so it cannot forge
+/// log lines; a fresh one is then generated.
+async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+    let bad = req.headers().get(REQUEST_ID).is_some_and(|v| {
+        v.len() > 128 || !v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    });
+    if bad {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(req).await
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("khaacho_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("khaacho_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// The request id of this request (set by the middleware).
+pub fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// A page of a list with the cursor of the next page.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Validates a requested page size (default 50, 1–200).
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(l) if (1..=200).contains(&l) => Ok(l),
+        Some(_) => Err(ApiError::field("limit", "limit must be between 1 and 200")),
+    }
+}
+
+/// Encodes a `(created_at_ms, id)` keyset position.
+pub fn encode_cursor(ms: i64, id: Uuid) -> String {
+    format!("{ms}.{}", id.simple())
+}
+
+/// Decodes [`encode_cursor`]'s output.
+pub fn decode_cursor(s: &str) -> Result<(i64, Uuid), ApiError> {
+    s.split_once('.')
+        .and_then(|(ms, id)| Some((ms.parse().ok()?, Uuid::parse_str(id).ok()?)))
+        .ok_or_else(|| ApiError::field("cursor", "invalid cursor; pass next_cursor from the previous page"))
+}
+
+/// Formats epoch milliseconds as RFC 3339 in Nepal time.
+pub fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&crate::queue::schedule::nepal())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Turns an error response without a body type (raised by a layer outside the handlers)
+/// into a problem response.
+async fn ensure_problem(resp: Response) -> Response {
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        let has_type = resp.headers().contains_key(header::CONTENT_TYPE);
+        if !has_type {
+            let status = resp.status();
+            return problem_response(status, "http", status.canonical_reason().unwrap_or("Error"),
+                status.canonical_reason().unwrap_or("error").to_lowercase(), vec![]);
+        }
+    }
+    resp.into_response()
+}

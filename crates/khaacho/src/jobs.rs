@@ -1,0 +1,17 @@
+//! Every job kind and recurring schedule, registered in one place.
+
+use crate::config::Settings;
+use crate::maintenance::MaintenanceJob;
+use crate::orders::pipeline::ValidateOrder;
+use crate::queue::Registry;
+use crate::queue::schedule::Schedule;
+
+/// The job kinds this build knows.
+pub fn registry() -> Registry {
+    Registry::default().register::<ValidateOrder>().register::<MaintenanceJob>()
+}
+
+/// The recurring schedules, with cron expressions from the settings.
+pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
+    Ok(vec![Schedule::new::<MaintenanceJob>("maintenance", &settings.schedules.maintenance)?])
+}

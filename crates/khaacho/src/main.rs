@@ -1,0 +1,212 @@
+//! The `khaacho` command: every role and tool of the platform in one binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use khaacho::app::App;
+use khaacho::config::Settings;
+use khaacho::server::{self, Roles};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "khaacho", version, about = "Order platform for wholesale trade in Nepal")]
+struct Cli {
+    /// Configuration file (default: ./khaacho.toml when present).
+    #[arg(long, global = true, env = "KHAACHO_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API, workers and scheduler in one process (the embedded default).
+    Serve {
+        /// Load the demo data set first when the database has no products.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Only the HTTP API (scale out behind a load balancer).
+    Api,
+    /// Only the queue workers and the scheduler.
+    Worker,
+    /// Apply database migrations and create partitions, then exit.
+    Migrate,
+    /// Load data.
+    Seed {
+        /// The demo data set: products, vendors with offers, retailers.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Catalogue CSV import and export.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+    /// Administration: the job queue.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Load-test a running server (loopback only).
+    Loadtest(khaacho_loadgen::LoadtestArgs),
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Create or update products from a CSV file (all rows or none).
+    Import {
+        /// CSV with header `sku,name,aliases,unit,pack_size,price_npr,category`.
+        file: PathBuf,
+    },
+    /// Write every product as CSV (to stdout without a file).
+    Export {
+        /// Output file.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// List jobs.
+    Jobs {
+        /// `queued`, `running` or `dead`.
+        #[arg(long)]
+        status: Option<String>,
+        /// Job kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Put a dead job back in its queue.
+    RetryJob {
+        /// Job id.
+        id: Uuid,
+    },
+    /// Delete a dead job.
+    DiscardJob {
+        /// Job id.
+        id: Uuid,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Loadtest(args) = cli.command {
+        let json = args.json;
+        let report = khaacho_loadgen::run(args).await?;
+        return khaacho_loadgen::print_report(&report, json);
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    khaacho::telemetry::init_logging(&settings);
+    let app = App::connect(settings).await?;
+    match cli.command {
+        Command::Serve { demo } => {
+            if demo && khaacho::catalog::repo::count_products(app.db()).await? == 0 {
+                let r = khaacho::seed::demo(&app).await?;
+                tracing::info!(products = r.products, vendors = r.vendors, retailers = r.retailers, offers = r.offers, "demo data loaded");
+            }
+            serve(app, Roles { api: true, workers: true }).await
+        }
+        Command::Api => serve(app, Roles { api: true, workers: false }).await,
+        Command::Worker => serve(app, Roles { api: false, workers: true }).await,
+        Command::Migrate => {
+            println!("migrations applied ({})", app.db().kind());
+            Ok(())
+        }
+        Command::Seed { demo } => {
+            anyhow::ensure!(demo, "say which data set to load: `khaacho seed --demo`");
+            let r = khaacho::seed::demo(&app).await?;
+            println!(
+                "demo data: {} products upserted, {} vendors, {} retailers and {} offers created",
+                r.products, r.vendors, r.retailers, r.offers
+            );
+            Ok(())
+        }
+        Command::Catalog { command } => catalog(&app, command).await,
+        Command::Admin { command } => admin(&app, command).await,
+        Command::Loadtest(_) => Ok(()),
+    }
+}
+
+async fn serve(app: App, roles: Roles) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signal(shutdown.clone());
+    server::run(app, roles, None, shutdown).await
+}
+
+async fn catalog(app: &App, command: CatalogCommand) -> anyhow::Result<()> {
+    match command {
+        CatalogCommand::Import { file } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            match khaacho::catalog::service::import_csv(app, &bytes).await {
+                Ok(n) => {
+                    println!("{n} products imported");
+                    Ok(())
+                }
+                Err(khaacho::http::error::ApiError::Validation(errors)) => {
+                    for e in &errors {
+                        eprintln!("{}: {}", e.field, e.message);
+                    }
+                    anyhow::bail!("{} problem(s) in {}; nothing was imported", errors.len(), file.display())
+                }
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            }
+        }
+        CatalogCommand::Export { file } => {
+            let csv = khaacho::catalog::service::export_csv(app).await?;
+            match file {
+                Some(f) => std::fs::write(&f, csv).with_context(|| format!("writing {}", f.display())),
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&csv).context("writing to stdout")
+                }
+            }
+        }
+    }
+}
+
+async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<()> {
+    use khaacho::queue::admin;
+    match command {
+        AdminCommand::Jobs { status, kind, limit } => {
+            let jobs = admin::list(app.db(), &admin::JobFilter { status, kind, before: None, limit }).await?;
+            for j in jobs {
+                println!("{}\t{}\t{}\tattempts {}/{}\t{}", j.id, j.kind, j.status, j.attempts, j.max_attempts,
+                    j.last_error.unwrap_or_default());
+            }
+            Ok(())
+        }
+        AdminCommand::RetryJob { id } => {
+            anyhow::ensure!(admin::retry_dead(app.db(), id).await?, "no dead job has id {id}");
+            println!("job {id} re-queued");
+            Ok(())
+        }
+        AdminCommand::DiscardJob { id } => {
+            anyhow::ensure!(admin::discard_dead(app.db(), id).await?, "no dead job has id {id}");
+            println!("job {id} discarded");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! People acting on an order: an operator approves or rejects a held order; an order is
+//! cancelled. Each is one transaction through the state machine.
+
+use super::model::{Actor, OrderRow, OrderStatus};
+use super::pipeline::continue_after;
+use super::repo::{self, TransitionResult};
+use crate::app::App;
+use crate::http::error::ApiError;
+use crate::queue::JobError;
+
+/// What a person asks of an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Continue a held order.
+    Approve,
+    /// Refuse it.
+    Reject,
+    /// Withdraw it.
+    Cancel,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Approve => "approved",
+            Action::Reject => "rejected",
+            Action::Cancel => "cancelled",
+        }
+    }
+}
+
+/// Applies `action` to order `id` and returns the order as it now is.
+#[tracing::instrument(skip(app, actor, reason), fields(order_id = %id))]
+pub async fn apply(
+    app: &App,
+    id: uuid::Uuid,
+    action: Action,
+    actor: &Actor,
+    reason: Option<&str>,
+) -> Result<OrderRow, ApiError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if action == Action::Reject && reason.is_none() {
+        return Err(ApiError::field("reason", "a rejection needs a reason"));
+    }
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err(ApiError::field("reason", "reason must be at most 500 characters"));
+    }
+    let mut tx = app.db().begin().await?;
+    let mut order = repo::find_for_update(&mut tx, id).await?.ok_or(ApiError::NotFound("order"))?;
+    let from = order.status();
+    let to = match action {
+        Action::Approve if from != OrderStatus::OnHold => {
+            return Err(ApiError::IllegalTransition(format!("only on_hold orders can be approved; this order is {}", from.as_str())));
+        }
+        Action::Approve => order.held_from.as_deref().and_then(OrderStatus::parse).unwrap_or(OrderStatus::Validated),
+        Action::Reject => OrderStatus::Rejected,
+        Action::Cancel => OrderStatus::Cancelled,
+    };
+    let reason = reason.unwrap_or(action.verb());
+    match repo::transition(&mut tx, &mut order, to, actor, Some(reason), None).await? {
+        TransitionResult::Done => {}
+        TransitionResult::Illegal | TransitionResult::Stale => {
+            return Err(ApiError::IllegalTransition(format!(
+                "an order that is {} cannot be {}",
+                from.as_str(),
+                action.verb()
+            )));
+        }
+    }
+    if action == Action::Approve {
+        continue_after(&mut tx, &order).await.map_err(|e| match e {
+            JobError::Retryable(e) | JobError::Permanent(e) => ApiError::Internal(e),
+        })?;
+    }
+    tx.commit().await?;
+    Ok(order)
+}

@@ -1,0 +1,8 @@
+//! Orders: durable intake, the state machine, the processing pipeline and operator actions.
+
+pub mod actions;
+pub mod intake;
+pub mod model;
+pub mod pipeline;
+pub mod repo;
+pub mod routes;

@@ -1,0 +1,350 @@
+//! HTTP routes of orders.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::actions::{self, Action};
+use super::intake::{self, Accepted, CreateOrder};
+use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus};
+use super::repo::{self, ListFilter, Scope};
+use crate::app::App;
+use crate::domain::{milli_to_qty, paisa_to_npr};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::{Page, decode_cursor, encode_cursor, fmt_time, request_id};
+
+/// Routes of this feature.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(get_order_status))
+        .routes(routes!(approve_order))
+        .routes(routes!(reject_order))
+        .routes(routes!(cancel_order))
+}
+
+/// Accept an order. Answers 202 once the order and its processing job are committed.
+#[utoipa::path(post, path = "/orders", tag = "orders",
+    request_body = CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a repeated key")),
+    responses(
+        (status = 202, description = "Accepted; poll status_url", body = Accepted),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid order", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_order(State(app): State<App>, headers: HeaderMap, Json(req): Json<CreateOrder>) -> Result<Response, ApiError> {
+    let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default().to_string());
+    let result = intake::create(&app, req, key.as_deref(), request_id(&headers).as_deref()).await?;
+    let mut resp = (StatusCode::ACCEPTED, axum::Json(&result.accepted)).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/orders/{}", result.accepted.order_id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    if result.replayed {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// A priced order line.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LineView {
+    /// Position, from 1.
+    pub line_no: i32,
+    /// Requested SKU.
+    pub sku: String,
+    /// Requested quantity.
+    pub qty: f64,
+    /// Requested unit.
+    pub unit: String,
+    /// Product name (once validated).
+    pub product_name: Option<String>,
+    /// Quantity in the product's base unit.
+    pub base_qty: Option<f64>,
+    /// The base unit.
+    pub base_unit: Option<String>,
+    /// Price per base unit, NPR.
+    pub unit_price_npr: Option<f64>,
+    /// Amount before VAT, NPR.
+    pub subtotal_npr: Option<f64>,
+    /// VAT, NPR.
+    pub vat_npr: Option<f64>,
+    /// Amount with VAT, NPR.
+    pub total_npr: Option<f64>,
+    /// Why this price.
+    pub price_reason: Option<String>,
+    /// Offering vendor.
+    pub vendor_id: Option<Uuid>,
+    /// Why the line was refused.
+    pub reject_code: Option<String>,
+    /// Detail of the refusal.
+    pub reject_detail: Option<String>,
+}
+
+impl From<LineRow> for LineView {
+    fn from(l: LineRow) -> Self {
+        Self {
+            line_no: l.line_no,
+            sku: l.sku,
+            qty: milli_to_qty(l.qty_milli),
+            unit: l.unit,
+            product_name: l.product_name,
+            base_qty: l.base_qty_milli.map(milli_to_qty),
+            base_unit: l.base_unit,
+            unit_price_npr: l.unit_price_paisa.map(paisa_to_npr),
+            subtotal_npr: l.subtotal_paisa.map(paisa_to_npr),
+            vat_npr: l.vat_paisa.map(paisa_to_npr),
+            total_npr: l.total_paisa.map(paisa_to_npr),
+            price_reason: l.price_reason,
+            vendor_id: l.vendor_id,
+            reject_code: l.reject_code,
+            reject_detail: l.reject_detail,
+        }
+    }
+}
+
+/// One entry of the order's history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    /// Previous status.
+    pub from: Option<String>,
+    /// New status.
+    pub to: String,
+    /// Who.
+    pub actor: String,
+    /// In which role.
+    pub role: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// When (Nepal time, RFC 3339).
+    pub at: String,
+}
+
+impl From<EventRow> for EventView {
+    fn from(e: EventRow) -> Self {
+        Self { from: e.from_status, to: e.to_status, actor: e.actor, role: e.role, reason: e.reason, at: fmt_time(e.at_ms) }
+    }
+}
+
+/// Order totals.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Totals {
+    /// Sum before VAT, NPR.
+    pub subtotal_npr: f64,
+    /// VAT 13%, NPR.
+    pub vat_npr: f64,
+    /// Total, NPR.
+    pub total_npr: f64,
+}
+
+/// An order with its lines and history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    /// Id.
+    pub id: Uuid,
+    /// Buyer.
+    pub retailer_id: Uuid,
+    /// Current state.
+    pub status: OrderStatus,
+    /// Share of the way to completion.
+    pub progress_percent: u8,
+    /// Priority.
+    pub priority: String,
+    /// Channel it came through.
+    pub channel: String,
+    /// Retailer's note.
+    pub note: Option<String>,
+    /// Why it is on hold.
+    pub hold_reason: Option<String>,
+    /// Why it was rejected, cancelled or failed.
+    pub reject_reason: Option<String>,
+    /// Totals once priced.
+    pub totals: Option<Totals>,
+    /// Creation time (Nepal time).
+    pub created_at: String,
+    /// Last change (Nepal time).
+    pub updated_at: String,
+    /// Lines (omitted in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<LineView>>,
+    /// History (omitted in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<EventView>>,
+}
+
+impl OrderView {
+    fn new(o: OrderRow, lines: Option<Vec<LineRow>>, events: Option<Vec<EventRow>>) -> Self {
+        let status = o.status();
+        let totals = match (o.subtotal_paisa, o.vat_paisa, o.total_paisa) {
+            (Some(s), Some(v), Some(t)) => {
+                Some(Totals { subtotal_npr: paisa_to_npr(s), vat_npr: paisa_to_npr(v), total_npr: paisa_to_npr(t) })
+            }
+            _ => None,
+        };
+        Self {
+            id: o.id,
+            retailer_id: o.retailer_id,
+            status,
+            progress_percent: status.progress_percent(),
+            priority: o.priority,
+            channel: o.channel,
+            note: o.note,
+            hold_reason: o.hold_reason,
+            reject_reason: o.reject_reason,
+            totals,
+            created_at: fmt_time(o.created_at_ms),
+            updated_at: fmt_time(o.updated_at_ms),
+            lines: lines.map(|l| l.into_iter().map(LineView::from).collect()),
+            events: events.map(|e| e.into_iter().map(EventView::from).collect()),
+        }
+    }
+}
+
+/// An order with its priced lines, totals and event history.
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_order(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<OrderView>, ApiError> {
+    let order = repo::find(app.db(), Scope::All, id).await?.ok_or(ApiError::NotFound("order"))?;
+    let lines = repo::lines(app.db(), &order).await?;
+    let events = repo::events(app.db(), &order).await?;
+    Ok(axum::Json(OrderView::new(order, Some(lines), Some(events))))
+}
+
+/// The short status answer polled after a 202.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusView {
+    /// Order id.
+    pub order_id: Uuid,
+    /// Current state.
+    pub status: OrderStatus,
+    /// Share of the way to completion.
+    pub progress_percent: u8,
+    /// Why it is on hold.
+    pub hold_reason: Option<String>,
+    /// Why it was rejected, cancelled or failed.
+    pub reject_reason: Option<String>,
+    /// Last change (Nepal time).
+    pub updated_at: String,
+}
+
+/// Current state of an order (cheap; for polling).
+#[utoipa::path(get, path = "/orders/{id}/status", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, body = StatusView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_order_status(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<StatusView>, ApiError> {
+    let o = repo::find(app.db(), Scope::All, id).await?.ok_or(ApiError::NotFound("order"))?;
+    let status = o.status();
+    Ok(axum::Json(StatusView {
+        order_id: o.id,
+        status,
+        progress_percent: status.progress_percent(),
+        hold_reason: o.hold_reason,
+        reject_reason: o.reject_reason,
+        updated_at: fmt_time(o.updated_at_ms),
+    }))
+}
+
+/// Filters of the order list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only orders in this state.
+    pub status: Option<OrderStatus>,
+    /// Only this retailer's orders.
+    pub retailer_id: Option<Uuid>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Created before (RFC 3339).
+    pub to: Option<String>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Orders, newest first, with cursor pagination.
+#[utoipa::path(get, path = "/orders", tag = "orders", params(ListParams),
+    responses((status = 200, body = Page<OrderView>), (status = 400, body = Problem, content_type = "application/problem+json")))]
+async fn list_orders(State(app): State<App>, Query(p): Query<ListParams>) -> Result<axum::Json<Page<OrderView>>, ApiError> {
+    let limit = crate::http::page_limit(p.limit)?;
+    let parse_time = |field: &'static str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        v.as_deref()
+            .map(|s| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.timestamp_millis())
+                    .map_err(|_| ApiError::field(field, "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45"))
+            })
+            .transpose()
+    };
+    let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = ListFilter {
+        status: p.status,
+        retailer_id: p.retailer_id,
+        from_ms: parse_time("from", &p.from)?,
+        to_ms: parse_time("to", &p.to)?,
+        after,
+        limit: limit + 1,
+    };
+    let mut rows = repo::list(app.db(), Scope::All, &filter).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|o| encode_cursor(o.created_at_ms, o.id))
+    } else {
+        None
+    };
+    Ok(axum::Json(Page { items: rows.into_iter().map(|o| OrderView::new(o, None, None)).collect(), next_cursor: next }))
+}
+
+/// Body of the operator actions.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    /// Why (required to reject).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn act(app: &App, id: Uuid, action: Action, body: ActionBody) -> Result<axum::Json<OrderView>, ApiError> {
+    // Until authentication lands every caller acts as an operator.
+    let actor = Actor { id: "operator".into(), role: "operator" };
+    let order = actions::apply(app, id, action, &actor, body.reason.as_deref()).await?;
+    Ok(axum::Json(OrderView::new(order, None, None)))
+}
+
+/// Approve an order on hold: it continues from where it was held.
+#[utoipa::path(post, path = "/orders/{id}/approve", tag = "orders", request_body = ActionBody,
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn approve_order(State(app): State<App>, Path(id): Path<Uuid>, Json(body): Json<ActionBody>) -> Result<axum::Json<OrderView>, ApiError> {
+    act(&app, id, Action::Approve, body).await
+}
+
+/// Reject an order (a reason is required).
+#[utoipa::path(post, path = "/orders/{id}/reject", tag = "orders", request_body = ActionBody,
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn reject_order(State(app): State<App>, Path(id): Path<Uuid>, Json(body): Json<ActionBody>) -> Result<axum::Json<OrderView>, ApiError> {
+    act(&app, id, Action::Reject, body).await
+}
+
+/// Cancel an order that is not yet finished.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", request_body = ActionBody,
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn cancel_order(State(app): State<App>, Path(id): Path<Uuid>, Json(body): Json<ActionBody>) -> Result<axum::Json<OrderView>, ApiError> {
+    act(&app, id, Action::Cancel, body).await
+}

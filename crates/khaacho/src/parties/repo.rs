@@ -1,0 +1,143 @@
+//! SQL of retailers and vendors.
+
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db::{Db, Tx, now_ms};
+use crate::{with_read, with_tx};
+
+/// A retailer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct Retailer {
+    /// Id.
+    pub id: Uuid,
+    /// Shop name.
+    pub name: String,
+    /// E.164 phone (WhatsApp identity).
+    pub phone: String,
+    /// District.
+    pub district: String,
+    /// Street address.
+    pub address: Option<String>,
+    /// Latitude.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub lng: Option<f64>,
+    /// Whether it may order.
+    pub active: bool,
+}
+
+/// A vendor.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct Vendor {
+    /// Id.
+    pub id: Uuid,
+    /// Business name.
+    pub name: String,
+    /// E.164 phone.
+    pub phone: String,
+    /// Districts served.
+    #[schema(value_type = Vec<String>)]
+    pub districts: Json<Vec<String>>,
+    /// Latitude.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub lng: Option<f64>,
+    /// Opening time, minutes after midnight (Nepal time).
+    pub opens_at_min: i32,
+    /// Closing time, minutes after midnight (Nepal time).
+    pub closes_at_min: i32,
+    /// Most active orders at once.
+    pub max_active: i32,
+    /// Most offers awaiting a response at once.
+    pub max_awaiting: i32,
+    /// Vendor score 0–100.
+    pub score: i32,
+    /// Whether it receives orders.
+    pub active: bool,
+}
+
+/// Inserts a retailer (the id is generated).
+pub async fn insert_retailer(tx: &mut Tx, r: &Retailer) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "INSERT INTO retailers (id, name, phone, district, address, lat, lng, active, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        .bind(r.id)
+        .bind(&r.name)
+        .bind(&r.phone)
+        .bind(&r.district)
+        .bind(r.address.as_deref())
+        .bind(r.lat)
+        .bind(r.lng)
+        .bind(r.active)
+        .bind(now_ms())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Inserts a vendor.
+pub async fn insert_vendor(tx: &mut Tx, v: &Vendor) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "INSERT INTO vendors (id, name, phone, districts, lat, lng, opens_at_min, closes_at_min, max_active, \
+         max_awaiting, score, active, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+        .bind(v.id)
+        .bind(&v.name)
+        .bind(&v.phone)
+        .bind(&v.districts)
+        .bind(v.lat)
+        .bind(v.lng)
+        .bind(v.opens_at_min)
+        .bind(v.closes_at_min)
+        .bind(v.max_active)
+        .bind(v.max_awaiting)
+        .bind(v.score)
+        .bind(v.active)
+        .bind(now_ms())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+const RETAILER_COLS: &str = "id, name, phone, district, address, lat, lng, active";
+const VENDOR_COLS: &str = "id, name, phone, districts, lat, lng, opens_at_min, closes_at_min, max_active, max_awaiting, score, active";
+
+/// Retailers by id (creation order), after a cursor.
+pub async fn list_retailers(db: &Db, after: Option<Uuid>, limit: i64) -> Result<Vec<Retailer>, sqlx::Error> {
+    let sql = format!("SELECT {RETAILER_COLS} FROM retailers WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2");
+    with_read!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(c).await)
+}
+
+/// One retailer.
+pub async fn find_retailer(db: &Db, id: Uuid) -> Result<Option<Retailer>, sqlx::Error> {
+    let sql = format!("SELECT {RETAILER_COLS} FROM retailers WHERE id = $1");
+    with_read!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
+}
+
+/// One retailer by phone.
+pub async fn find_retailer_by_phone(db: &Db, phone: &str) -> Result<Option<Retailer>, sqlx::Error> {
+    let sql = format!("SELECT {RETAILER_COLS} FROM retailers WHERE phone = $1");
+    with_read!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(phone).fetch_optional(c).await)
+}
+
+/// Vendors by id, after a cursor.
+pub async fn list_vendors(db: &Db, after: Option<Uuid>, limit: i64) -> Result<Vec<Vendor>, sqlx::Error> {
+    let sql = format!("SELECT {VENDOR_COLS} FROM vendors WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2");
+    with_read!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(c).await)
+}
+
+/// One vendor.
+pub async fn find_vendor(db: &Db, id: Uuid) -> Result<Option<Vendor>, sqlx::Error> {
+    let sql = format!("SELECT {VENDOR_COLS} FROM vendors WHERE id = $1");
+    with_read!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
+}
+
+/// One vendor by phone.
+pub async fn find_vendor_by_phone(db: &Db, phone: &str) -> Result<Option<Vendor>, sqlx::Error> {
+    let sql = format!("SELECT {VENDOR_COLS} FROM vendors WHERE phone = $1");
+    with_read!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(phone).fetch_optional(c).await)
+}

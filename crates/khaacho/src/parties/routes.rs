@@ -1,0 +1,244 @@
+//! HTTP routes of retailers and vendors.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use sqlx::types::Json as SqlJson;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::repo::{self, Retailer, Vendor};
+use crate::app::App;
+use crate::db::is_unique_violation;
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::{Page, page_limit};
+
+/// Routes of this feature.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(list_retailers, create_retailer))
+        .routes(routes!(get_retailer))
+        .routes(routes!(list_vendors, create_vendor))
+        .routes(routes!(get_vendor))
+}
+
+/// Paging by id.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct IdPage {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+fn paginate<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| id(r).to_string())
+    } else {
+        None
+    };
+    Page { items: rows, next_cursor: next }
+}
+
+/// Retailers in creation order.
+#[utoipa::path(get, path = "/retailers", tag = "parties", params(IdPage),
+    responses((status = 200, body = Page<Retailer>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn list_retailers(State(app): State<App>, Query(p): Query<IdPage>) -> Result<axum::Json<Page<Retailer>>, ApiError> {
+    let limit = page_limit(p.limit)?;
+    let rows = repo::list_retailers(app.db(), p.cursor, limit + 1).await?;
+    Ok(axum::Json(paginate(rows, limit, |r| r.id)))
+}
+
+/// One retailer.
+#[utoipa::path(get, path = "/retailers/{id}", tag = "parties", params(("id" = Uuid, Path, description = "Retailer id")),
+    responses((status = 200, body = Retailer), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_retailer(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<Retailer>, ApiError> {
+    repo::find_retailer(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("retailer"))
+}
+
+/// A new retailer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRetailer {
+    /// Shop name.
+    pub name: String,
+    /// E.164 phone, e.g. `+9779841234567`.
+    pub phone: String,
+    /// District.
+    pub district: String,
+    /// Street address.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Latitude.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude.
+    #[serde(default)]
+    pub lng: Option<f64>,
+}
+
+/// Checks an E.164 phone number.
+pub fn check_phone(phone: &str) -> Result<(), &'static str> {
+    let digits = phone.strip_prefix('+').unwrap_or("");
+    if (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err("phone must be in E.164 form, e.g. +9779841234567")
+    }
+}
+
+fn check_common(name: &str, phone: &str, lat: Option<f64>, lng: Option<f64>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        errors.push(FieldError::new("name", "name must be 1 to 200 characters"));
+    }
+    if let Err(m) = check_phone(phone) {
+        errors.push(FieldError::new("phone", m));
+    }
+    if lat.is_some_and(|l| !(-90.0..=90.0).contains(&l)) {
+        errors.push(FieldError::new("lat", "latitude must be between -90 and 90"));
+    }
+    if lng.is_some_and(|l| !(-180.0..=180.0).contains(&l)) {
+        errors.push(FieldError::new("lng", "longitude must be between -180 and 180"));
+    }
+    errors
+}
+
+fn phone_taken(e: sqlx::Error) -> ApiError {
+    if is_unique_violation(&e) { ApiError::field("phone", "this phone number is already registered") } else { e.into() }
+}
+
+/// Register a retailer.
+#[utoipa::path(post, path = "/retailers", tag = "parties", request_body = NewRetailer,
+    responses((status = 201, body = Retailer), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn create_retailer(State(app): State<App>, Json(r): Json<NewRetailer>) -> Result<(StatusCode, axum::Json<Retailer>), ApiError> {
+    let mut errors = check_common(&r.name, &r.phone, r.lat, r.lng);
+    if r.district.trim().is_empty() {
+        errors.push(FieldError::new("district", "district is required"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let retailer = Retailer {
+        id: Uuid::now_v7(),
+        name: r.name.trim().to_string(),
+        phone: r.phone,
+        district: r.district.trim().to_string(),
+        address: r.address,
+        lat: r.lat,
+        lng: r.lng,
+        active: true,
+    };
+    let mut tx = app.db().begin().await?;
+    repo::insert_retailer(&mut tx, &retailer).await.map_err(phone_taken)?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(retailer)))
+}
+
+/// Vendors in creation order.
+#[utoipa::path(get, path = "/vendors", tag = "parties", params(IdPage),
+    responses((status = 200, body = Page<Vendor>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn list_vendors(State(app): State<App>, Query(p): Query<IdPage>) -> Result<axum::Json<Page<Vendor>>, ApiError> {
+    let limit = page_limit(p.limit)?;
+    let rows = repo::list_vendors(app.db(), p.cursor, limit + 1).await?;
+    Ok(axum::Json(paginate(rows, limit, |v| v.id)))
+}
+
+/// One vendor.
+#[utoipa::path(get, path = "/vendors/{id}", tag = "parties", params(("id" = Uuid, Path, description = "Vendor id")),
+    responses((status = 200, body = Vendor), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_vendor(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<Vendor>, ApiError> {
+    repo::find_vendor(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("vendor"))
+}
+
+/// A new vendor.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVendor {
+    /// Business name.
+    pub name: String,
+    /// E.164 phone.
+    pub phone: String,
+    /// Districts served (at least one).
+    pub districts: Vec<String>,
+    /// Latitude.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude.
+    #[serde(default)]
+    pub lng: Option<f64>,
+    /// Opening time `HH:MM` Nepal time (default 09:00).
+    #[serde(default)]
+    pub opens: Option<String>,
+    /// Closing time `HH:MM` Nepal time (default 18:00).
+    #[serde(default)]
+    pub closes: Option<String>,
+    /// Most active orders at once (default 10).
+    #[serde(default)]
+    pub max_active: Option<i32>,
+    /// Most offers awaiting a response (default 5).
+    #[serde(default)]
+    pub max_awaiting: Option<i32>,
+}
+
+/// Parses `HH:MM` into minutes after midnight.
+pub fn parse_hhmm(s: &str) -> Option<i32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..24).contains(&h) && (0..60).contains(&m) && s.len() == 5).then_some(h * 60 + m)
+}
+
+/// Register a vendor.
+#[utoipa::path(post, path = "/vendors", tag = "parties", request_body = NewVendor,
+    responses((status = 201, body = Vendor), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn create_vendor(State(app): State<App>, Json(v): Json<NewVendor>) -> Result<(StatusCode, axum::Json<Vendor>), ApiError> {
+    let mut errors = check_common(&v.name, &v.phone, v.lat, v.lng);
+    if v.districts.is_empty() || v.districts.iter().any(|d| d.trim().is_empty()) {
+        errors.push(FieldError::new("districts", "list at least one district, none empty"));
+    }
+    let mut time = |field: &str, s: &Option<String>, default: i32| match s.as_deref().map(parse_hhmm) {
+        None => default,
+        Some(Some(m)) => m,
+        Some(None) => {
+            errors.push(FieldError::new(field, "time must be HH:MM"));
+            default
+        }
+    };
+    let opens = time("opens", &v.opens, 540);
+    let closes = time("closes", &v.closes, 1080);
+    if opens >= closes {
+        errors.push(FieldError::new("closes", "closing time must be after opening time"));
+    }
+    let max_active = v.max_active.unwrap_or(10);
+    let max_awaiting = v.max_awaiting.unwrap_or(5);
+    if max_active < 1 || max_awaiting < 1 {
+        errors.push(FieldError::new("max_active", "capacities must be at least 1"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let vendor = Vendor {
+        id: Uuid::now_v7(),
+        name: v.name.trim().to_string(),
+        phone: v.phone,
+        districts: SqlJson(v.districts.into_iter().map(|d| d.trim().to_string()).collect()),
+        lat: v.lat,
+        lng: v.lng,
+        opens_at_min: opens,
+        closes_at_min: closes,
+        max_active,
+        max_awaiting,
+        score: 50,
+        active: true,
+    };
+    let mut tx = app.db().begin().await?;
+    repo::insert_vendor(&mut tx, &vendor).await.map_err(phone_taken)?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(vendor)))
+}

@@ -1,0 +1,252 @@
+//! The job queue: rows in the `jobs` table of the system of record.
+//!
+//! Work is enqueued in the caller's transaction ([`enqueue`]), so a business write and the
+//! job that carries it on commit together or not at all. Workers claim jobs with
+//! `FOR UPDATE SKIP LOCKED` (PostgreSQL) or an atomic `UPDATE … RETURNING` (SQLite), hold a
+//! lease extended by heartbeats, and either delete the job (success), schedule a retry with
+//! capped exponential backoff and full jitter, or move it to the dead-letter state with its
+//! whole error history. See `runtime` for the worker loop and `schedule` for recurring jobs.
+
+pub mod admin;
+pub mod routes;
+pub mod runtime;
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::{Tx, now_ms};
+use crate::with_tx;
+
+/// The PostgreSQL channel that carries wake-ups (the payload is the queue name).
+pub const NOTIFY_CHANNEL: &str = "khaacho_jobs";
+
+/// Job priority within a queue; higher runs first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Background chores.
+    Low = 0,
+    /// The default.
+    Normal = 1,
+    /// Latency-sensitive work.
+    High = 2,
+}
+
+/// How a job type is retried.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Claims before the job is declared dead.
+    pub max_attempts: i32,
+    /// Time budget of one run; exceeding it counts as a retryable failure.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 8, timeout: std::time::Duration::from_secs(60) }
+    }
+}
+
+/// Why a job run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt (after backoff) if attempts remain.
+    #[error("{0:#}")]
+    Retryable(anyhow::Error),
+    /// Retrying cannot help (bad payload, a rule that will not change): dead at once.
+    #[error("{0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl From<anyhow::Error> for JobError {
+    fn from(e: anyhow::Error) -> Self {
+        JobError::Retryable(e)
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(e: sqlx::Error) -> Self {
+        JobError::Retryable(e.into())
+    }
+}
+
+/// A typed job: a serde payload with a kind, a queue, a priority and a retry policy.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Stable name stored in `jobs.kind`.
+    const KIND: &'static str;
+    /// Queue the job is consumed from.
+    const QUEUE: &'static str = "default";
+    /// Default priority.
+    const PRIORITY: Priority = Priority::Normal;
+
+    /// Retry policy of this kind.
+    fn policy() -> RetryPolicy {
+        RetryPolicy::default()
+    }
+
+    /// Does the work. Must be idempotent: a retried run finds its own earlier effect.
+    fn run(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// Called once, in its own transaction, when the job has gone dead, so the business
+    /// object it carried can record the failure.
+    fn on_dead(self, _ctx: JobContext, _error: String) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// What a running job may use: the application services, plus the job's own metadata.
+#[derive(Clone)]
+pub struct JobContext {
+    /// The application (database, settings, caches).
+    pub app: crate::app::App,
+    /// Id of the job row.
+    pub job_id: Uuid,
+    /// Request id of the HTTP call that caused this work, if any.
+    pub correlation_id: Option<String>,
+    /// 1 on the first run.
+    pub attempt: i32,
+}
+
+/// Options of one enqueue beyond the job's defaults.
+#[derive(Clone, Debug, Default)]
+pub struct EnqueueOptions {
+    /// Run no earlier than this time (epoch ms).
+    pub run_at_ms: Option<i64>,
+    /// Overrides the job kind's priority.
+    pub priority: Option<Priority>,
+    /// A second enqueue with the same key is ignored while the first job exists.
+    pub dedupe_key: Option<String>,
+    /// Request id to carry into the job's logs.
+    pub correlation_id: Option<String>,
+}
+
+/// Adds a job in the caller's transaction. Returns `None` when a job with the same dedupe
+/// key already exists.
+pub async fn enqueue<J: Job>(tx: &mut Tx, job: &J, opts: EnqueueOptions) -> Result<Option<Uuid>, sqlx::Error> {
+    let now = now_ms();
+    let id = Uuid::now_v7();
+    let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let priority = opts.priority.unwrap_or(J::PRIORITY) as i32;
+    let run_at = opts.run_at_ms.unwrap_or(now);
+    let inserted = with_tx!(tx, c => sqlx::query(
+        "INSERT INTO jobs (id, queue, kind, payload, priority, run_at_ms, max_attempts, dedupe_key, \
+         correlation_id, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT DO NOTHING")
+        .bind(id)
+        .bind(J::QUEUE)
+        .bind(J::KIND)
+        .bind(Json(&payload))
+        .bind(priority)
+        .bind(run_at)
+        .bind(J::policy().max_attempts)
+        .bind(opts.dedupe_key.as_deref())
+        .bind(opts.correlation_id.as_deref())
+        .bind(now)
+        .execute(c)
+        .await?
+        .rows_affected());
+    if inserted == 0 {
+        return Ok(None);
+    }
+    if let crate::db::TxInner::Pg(t) = tx.inner_mut() {
+        // Delivered on commit; identical notifications in one transaction are folded.
+        sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(J::QUEUE).execute(&mut **t).await?;
+    }
+    tx.mark_enqueued();
+    metrics::counter!("khaacho_jobs_enqueued_total", "kind" => J::KIND).increment(1);
+    Ok(Some(id))
+}
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type RunFn = Arc<dyn Fn(JobContext, serde_json::Value) -> BoxFut<Result<(), JobError>> + Send + Sync>;
+type DeadFn = Arc<dyn Fn(JobContext, serde_json::Value, String) -> BoxFut<anyhow::Result<()>> + Send + Sync>;
+
+/// How the runtime runs one kind.
+#[derive(Clone)]
+pub struct Handler {
+    pub(crate) queue: &'static str,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) run: RunFn,
+    pub(crate) on_dead: DeadFn,
+}
+
+/// Every job kind the workers know, registered in one place (`crate::jobs::registry`).
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<&'static str, Handler>,
+}
+
+impl Registry {
+    /// Registers job type `J`.
+    pub fn register<J: Job>(mut self) -> Self {
+        let run: RunFn = Arc::new(|ctx, payload| {
+            Box::pin(async move {
+                let job: J = serde_json::from_value(payload)
+                    .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload for {}: {e}", J::KIND)))?;
+                job.run(ctx).await
+            })
+        });
+        let on_dead: DeadFn = Arc::new(|ctx, payload, error| {
+            Box::pin(async move {
+                match serde_json::from_value::<J>(payload) {
+                    Ok(job) => job.on_dead(ctx, error).await,
+                    Err(_) => Ok(()),
+                }
+            })
+        });
+        self.handlers.insert(J::KIND, Handler { queue: J::QUEUE, policy: J::policy(), run, on_dead });
+        self
+    }
+
+    /// The handler of a kind.
+    pub fn get(&self, kind: &str) -> Option<&Handler> {
+        self.handlers.get(kind)
+    }
+
+    /// The distinct queues of the registered kinds.
+    pub fn queues(&self) -> Vec<&'static str> {
+        let mut q: Vec<_> = self.handlers.values().map(|h| h.queue).collect();
+        q.sort_unstable();
+        q.dedup();
+        q
+    }
+
+    /// Registered kinds, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut k: Vec<_> = self.handlers.keys().copied().collect();
+        k.sort_unstable();
+        k
+    }
+}
+
+/// Delay before retry number `attempt` (1-based): full jitter over `min(cap, base·2^(attempt-1))`.
+pub fn backoff_ms(attempt: i32, base_ms: i64, cap_ms: i64) -> i64 {
+    let exp = attempt.saturating_sub(1).clamp(0, 30) as u32;
+    let ceiling = base_ms.saturating_mul(1_i64 << exp).min(cap_ms).max(1);
+    rand::random_range(0..=ceiling)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        for attempt in 1..40 {
+            let d = backoff_ms(attempt, 1_000, 60_000);
+            assert!((0..=60_000).contains(&d), "attempt {attempt}: {d}");
+        }
+        let ceiling_first = (0..200).map(|_| backoff_ms(1, 1_000, 60_000)).max().unwrap_or(0);
+        assert!(ceiling_first <= 1_000);
+        let spread: std::collections::HashSet<_> = (0..50).map(|_| backoff_ms(5, 1_000, 60_000)).collect();
+        assert!(spread.len() > 10, "jitter should spread retries");
+    }
+}

@@ -1,0 +1,83 @@
+//! Admin API of the job queue: list jobs, retry or discard dead ones.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::admin::{self, JobFilter, JobView};
+use crate::app::App;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{Path, Query};
+use crate::http::{Page, page_limit};
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job, discard_job))
+        .routes(routes!(retry_job))
+}
+
+/// Filters of the job list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobParams {
+    /// `queued`, `running` or `dead`.
+    pub status: Option<String>,
+    /// Job kind, e.g. `order.validate`.
+    pub kind: Option<String>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/admin/jobs", tag = "admin", params(JobParams),
+    responses((status = 200, body = Page<JobView>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn list_jobs(State(app): State<App>, Query(p): Query<JobParams>) -> Result<axum::Json<Page<JobView>>, ApiError> {
+    if let Some(s) = p.status.as_deref()
+        && !matches!(s, "queued" | "running" | "dead")
+    {
+        return Err(ApiError::field("status", "status must be queued, running or dead"));
+    }
+    let limit = page_limit(p.limit)?;
+    let filter = JobFilter { status: p.status, kind: p.kind, before: p.cursor, limit: limit + 1 };
+    let mut jobs = admin::list(app.db(), &filter).await?;
+    let next = if jobs.len() as i64 > limit {
+        jobs.truncate(limit as usize);
+        jobs.last().map(|j| j.id.to_string())
+    } else {
+        None
+    };
+    Ok(axum::Json(Page { items: jobs, next_cursor: next }))
+}
+
+/// One job with its error history.
+#[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin", params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_job(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
+    admin::get(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("job"))
+}
+
+/// Put a dead job back in its queue.
+#[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, description = "No dead job has this id", body = Problem, content_type = "application/problem+json")))]
+async fn retry_job(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
+    if !admin::retry_dead(app.db(), id).await? {
+        return Err(ApiError::NotFound("dead job"));
+    }
+    admin::get(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("job"))
+}
+
+/// Delete a dead job.
+#[utoipa::path(delete, path = "/admin/jobs/{id}", tag = "admin", params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 204, description = "Discarded"), (status = 404, description = "No dead job has this id", body = Problem, content_type = "application/problem+json")))]
+async fn discard_job(State(app): State<App>, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+    if admin::discard_dead(app.db(), id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::NotFound("dead job")) }
+}

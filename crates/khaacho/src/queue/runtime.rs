@@ -1,0 +1,438 @@
+//! The worker side of the queue: claim, run with a lease and heartbeats, finish or retry,
+//! re-queue the jobs of dead workers, and drain gracefully on shutdown.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use serde_json::json;
+use sqlx::types::Json;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, error, info, info_span, warn};
+use uuid::Uuid;
+
+use super::{Handler, JobContext, JobError, NOTIFY_CHANNEL, Registry, backoff_ms};
+use crate::app::App;
+use crate::db::{Backend, now_ms};
+use crate::{with_write};
+
+/// A job row as claimed by a worker.
+#[derive(Debug, sqlx::FromRow)]
+struct Claimed {
+    id: Uuid,
+    kind: String,
+    payload: Json<serde_json::Value>,
+    attempts: i32,
+    max_attempts: i32,
+    errors: Json<Vec<serde_json::Value>>,
+    dedupe_key: Option<String>,
+    correlation_id: Option<String>,
+    run_at_ms: i64,
+}
+
+const CLAIM_PG: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+     locked_until_ms = $2, updated_at_ms = $3 \
+     WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND status = 'queued' AND run_at_ms <= $3 \
+                  ORDER BY priority DESC, run_at_ms LIMIT $5 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms";
+
+// SQLite has one writer at a time, so the statement is atomic without row locks.
+const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+     locked_until_ms = $2, updated_at_ms = $3 \
+     WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND status = 'queued' AND run_at_ms <= $3 \
+                  ORDER BY priority DESC, run_at_ms LIMIT $5) \
+     RETURNING id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms";
+
+/// A running set of queue consumers in this process.
+pub struct Workers {
+    app: App,
+    registry: Arc<Registry>,
+    worker_id: String,
+    tracker: TaskTracker,
+}
+
+impl Workers {
+    /// Prepares consumers for every queue in `registry`.
+    pub fn new(app: App, registry: Registry) -> Self {
+        let worker_id = format!("{}-{}", hostname(), Uuid::now_v7().simple());
+        Self { app, registry: Arc::new(registry), worker_id, tracker: TaskTracker::new() }
+    }
+
+    /// This process's worker id (the value of `jobs.locked_by`).
+    pub fn id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Runs until `shutdown` fires, then stops claiming, waits for in-flight jobs up to the
+    /// configured grace period and releases whatever is still running.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let settings = self.app.settings().queue.clone();
+        info!(worker_id = %self.worker_id, queues = ?self.registry.queues(), "workers starting");
+        let mut loops = Vec::new();
+        if let Backend::Pg(pool) = self.app.db().backend() {
+            loops.push(tokio::spawn(listen_pg(pool.clone(), self.app.db().wake().clone(), shutdown.clone())));
+        }
+        loops.push(tokio::spawn(reaper(self.app.clone(), self.registry.clone(), shutdown.clone())));
+        for queue in self.registry.queues() {
+            let consumer = Consumer {
+                app: self.app.clone(),
+                registry: self.registry.clone(),
+                worker_id: self.worker_id.clone(),
+                queue,
+                slots: Arc::new(Semaphore::new(settings.concurrency)),
+                tracker: self.tracker.clone(),
+            };
+            loops.push(tokio::spawn(consumer.run(shutdown.clone())));
+        }
+        shutdown.cancelled().await;
+        for l in loops {
+            let _ = l.await;
+        }
+        self.tracker.close();
+        let grace = Duration::from_millis(settings.shutdown_grace_ms);
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            let released = release_own(&self.app, &self.worker_id).await?;
+            warn!(released, "shutdown grace period over: released in-flight jobs");
+        }
+        info!(worker_id = %self.worker_id, "workers stopped");
+        Ok(())
+    }
+}
+
+struct Consumer {
+    app: App,
+    registry: Arc<Registry>,
+    worker_id: String,
+    queue: &'static str,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+}
+
+impl Consumer {
+    async fn run(self, shutdown: CancellationToken) {
+        let poll = Duration::from_millis(self.app.settings().queue.poll_interval_ms);
+        let wake = self.app.db().wake().clone();
+        while !shutdown.is_cancelled() {
+            // Register for a wake-up before claiming so a commit in between is not missed.
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let first = tokio::select! {
+                permit = self.slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+                _ = shutdown.cancelled() => return,
+            };
+            let free = self.slots.available_permits() + 1;
+            let claimed = match claim(&self.app, &self.worker_id, self.queue, free as i64).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    error!(queue = self.queue, error = %e, "claiming jobs failed");
+                    drop(first);
+                    tokio::select! { _ = tokio::time::sleep(poll) => {}, _ = shutdown.cancelled() => return }
+                    continue;
+                }
+            };
+            let drained = claimed.len() < free;
+            let mut first = Some(first);
+            for job in claimed {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => match self.slots.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
+                let app = self.app.clone();
+                let registry = self.registry.clone();
+                let worker_id = self.worker_id.clone();
+                self.tracker.spawn(async move {
+                    execute(app, registry, worker_id, job).await;
+                    drop(permit);
+                });
+            }
+            drop(first);
+            if drained {
+                tokio::select! {
+                    _ = &mut notified => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn claim(app: &App, worker_id: &str, queue: &str, n: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+    let now = now_ms();
+    let lease_until = now + app.settings().queue.lease_ms;
+    let sql = if app.db().is_postgres() { CLAIM_PG } else { CLAIM_SQLITE };
+    with_write!(app.db(), c => sqlx::query_as::<_, Claimed>(sql)
+        .bind(worker_id)
+        .bind(lease_until)
+        .bind(now)
+        .bind(queue)
+        .bind(n)
+        .fetch_all(c)
+        .await)
+}
+
+async fn execute(app: App, registry: Arc<Registry>, worker_id: String, job: Claimed) {
+    let span = info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts,
+        request_id = job.correlation_id.as_deref().unwrap_or(""));
+    async move {
+        let kind = job.kind.clone();
+        let Some(handler) = registry.get(&kind).cloned() else {
+            let err = JobError::Permanent(anyhow::anyhow!("no handler registered for job kind {kind}"));
+            finish_failed(&app, &worker_id, job, None, err).await;
+            return;
+        };
+        let metric_kind = kind.clone();
+        metrics::counter!("khaacho_jobs_started_total", "kind" => metric_kind.clone()).increment(1);
+        let waited = (now_ms() - job.run_at_ms).max(0) as f64 / 1000.0;
+        metrics::histogram!("khaacho_job_wait_seconds", "kind" => metric_kind.clone()).record(waited);
+        let ctx = JobContext {
+            app: app.clone(),
+            job_id: job.id,
+            correlation_id: job.correlation_id.clone(),
+            attempt: job.attempts,
+        };
+        let started = Instant::now();
+        let heartbeat = tokio::spawn(heartbeat(app.clone(), worker_id.clone(), job.id));
+        let run = AssertUnwindSafe((handler.run)(ctx, job.payload.0.clone())).catch_unwind();
+        let outcome = match tokio::time::timeout(handler.policy.timeout, run).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => Err(JobError::Retryable(anyhow::anyhow!("job panicked: {}", panic_message(&panic)))),
+            Err(_) => Err(JobError::Retryable(anyhow::anyhow!("job timed out after {:?}", handler.policy.timeout))),
+        };
+        heartbeat.abort();
+        metrics::histogram!("khaacho_job_duration_seconds", "kind" => metric_kind.clone())
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(()) => {
+                metrics::counter!("khaacho_jobs_succeeded_total", "kind" => metric_kind).increment(1);
+                if let Err(e) = finish_ok(&app, &worker_id, &job).await {
+                    error!(error = %e, "could not mark job done; it will run again after its lease");
+                }
+            }
+            Err(err) => finish_failed(&app, &worker_id, job, Some(&handler), err).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn heartbeat(app: App, worker_id: String, id: Uuid) {
+    let every = Duration::from_millis(app.settings().queue.heartbeat_ms);
+    let lease = app.settings().queue.lease_ms;
+    loop {
+        tokio::time::sleep(every).await;
+        let now = now_ms();
+        let res = with_write!(app.db(), c => sqlx::query(
+            "UPDATE jobs SET locked_until_ms = $1 WHERE id = $2 AND locked_by = $3 AND status = 'running'")
+            .bind(now + lease)
+            .bind(id)
+            .bind(&worker_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()));
+        if let Err(e) = res {
+            warn!(job_id = %id, error = %e, "heartbeat failed");
+        }
+    }
+}
+
+async fn finish_ok(app: &App, worker_id: &str, job: &Claimed) -> Result<(), sqlx::Error> {
+    let mut tx = app.db().begin().await?;
+    crate::with_tx!(tx, c => sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2")
+        .bind(job.id)
+        .bind(worker_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    if job.dedupe_key.as_deref().is_some_and(|k| k.starts_with(super::schedule::DEDUPE_PREFIX)) {
+        crate::with_tx!(tx, c => sqlx::query("UPDATE schedule_ticks SET done_at_ms = $1 WHERE job_id = $2")
+            .bind(now_ms())
+            .bind(job.id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+    }
+    tx.commit().await
+}
+
+async fn finish_failed(app: &App, worker_id: &str, job: Claimed, handler: Option<&Handler>, err: JobError) {
+    let message = err.to_string();
+    let permanent = matches!(err, JobError::Permanent(_));
+    let dead = permanent || job.attempts >= job.max_attempts;
+    let now = now_ms();
+    let mut history = job.errors.0.clone();
+    history.push(json!({ "attempt": job.attempts, "at_ms": now, "error": message }));
+    let q = app.settings().queue.clone();
+    let (status, run_at) = if dead {
+        ("dead", now)
+    } else {
+        ("queued", now + backoff_ms(job.attempts, q.backoff_base_ms, q.backoff_cap_ms))
+    };
+    let res = with_write!(app.db(), c => sqlx::query(
+        "UPDATE jobs SET status = $1, run_at_ms = $2, locked_by = NULL, locked_until_ms = NULL, \
+         last_error = $3, errors = $4, updated_at_ms = $5 WHERE id = $6 AND locked_by = $7")
+        .bind(status)
+        .bind(run_at)
+        .bind(&message)
+        .bind(Json(&history))
+        .bind(now)
+        .bind(job.id)
+        .bind(worker_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()));
+    let kind = job.kind.clone();
+    match res {
+        Ok(1) => {}
+        Ok(_) => {
+            warn!(error = %message, "job failed after its lease was taken over; leaving it to the new owner");
+            return;
+        }
+        Err(e) => {
+            error!(error = %e, job_error = %message, "could not record job failure; the lease will expire");
+            return;
+        }
+    }
+    metrics::counter!("khaacho_jobs_failed_total", "kind" => kind.clone()).increment(1);
+    if dead {
+        metrics::counter!("khaacho_jobs_dead_total", "kind" => kind.clone()).increment(1);
+        error!(error = %message, attempts = job.attempts, "job is dead");
+        if let Some(h) = handler {
+            run_on_dead(app, h, &job, message).await;
+        }
+    } else {
+        metrics::counter!("khaacho_jobs_retried_total", "kind" => kind).increment(1);
+        warn!(error = %message, retry_at_ms = run_at, "job failed; will retry");
+    }
+}
+
+async fn run_on_dead(app: &App, handler: &Handler, job: &Claimed, message: String) {
+    let ctx = JobContext {
+        app: app.clone(),
+        job_id: job.id,
+        correlation_id: job.correlation_id.clone(),
+        attempt: job.attempts,
+    };
+    if let Err(e) = (handler.on_dead)(ctx, job.payload.0.clone(), message).await {
+        error!(error = %e, "dead-letter hook failed");
+    }
+}
+
+/// Re-queues jobs whose lease expired (their worker died), or declares them dead when they
+/// used up their attempts.
+async fn reaper(app: App, registry: Arc<Registry>, shutdown: CancellationToken) {
+    let every = Duration::from_millis(app.settings().queue.reaper_interval_ms);
+    loop {
+        tokio::select! { _ = tokio::time::sleep(every) => {}, _ = shutdown.cancelled() => return }
+        match reap_expired(&app, &registry).await {
+            Ok(0) => {}
+            Ok(n) => warn!(count = n, "re-queued jobs with expired leases"),
+            Err(e) => error!(error = %e, "reaper failed"),
+        }
+    }
+}
+
+/// One pass of the reaper; returns how many jobs it took back.
+pub async fn reap_expired(app: &App, registry: &Registry) -> Result<u64, sqlx::Error> {
+    let now = now_ms();
+    let expired = with_write!(app.db(), c => sqlx::query_as::<_, Claimed>(
+        "SELECT id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms \
+         FROM jobs WHERE status = 'running' AND locked_until_ms < $1 LIMIT 500")
+        .bind(now)
+        .fetch_all(c)
+        .await)?;
+    let mut taken = 0;
+    for job in expired {
+        let mut history = job.errors.0.clone();
+        let message = "lease expired: the worker stopped without finishing".to_string();
+        history.push(json!({ "attempt": job.attempts, "at_ms": now, "error": message }));
+        let dead = job.attempts >= job.max_attempts;
+        let res = with_write!(app.db(), c => sqlx::query(
+            "UPDATE jobs SET status = $1, locked_by = NULL, locked_until_ms = NULL, last_error = $2, \
+             errors = $3, updated_at_ms = $4, run_at_ms = $4 \
+             WHERE id = $5 AND status = 'running' AND locked_until_ms < $4")
+            .bind(if dead { "dead" } else { "queued" })
+            .bind(&message)
+            .bind(Json(&history))
+            .bind(now)
+            .bind(job.id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        if res == 0 {
+            continue;
+        }
+        taken += 1;
+        metrics::counter!("khaacho_jobs_lease_expired_total", "kind" => job.kind.clone()).increment(1);
+        if dead {
+            metrics::counter!("khaacho_jobs_dead_total", "kind" => job.kind.clone()).increment(1);
+            if let Some(h) = registry.get(&job.kind) {
+                run_on_dead(app, h, &job, message).await;
+            }
+        }
+    }
+    if taken > 0 {
+        app.db().wake().notify_waiters();
+    }
+    Ok(taken)
+}
+
+async fn release_own(app: &App, worker_id: &str) -> Result<u64, sqlx::Error> {
+    let now = now_ms();
+    with_write!(app.db(), c => sqlx::query(
+        "UPDATE jobs SET status = 'queued', attempts = attempts - 1, locked_by = NULL, \
+         locked_until_ms = NULL, run_at_ms = $1, updated_at_ms = $1 \
+         WHERE locked_by = $2 AND status = 'running'")
+        .bind(now)
+        .bind(worker_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+}
+
+async fn listen_pg(pool: sqlx::PgPool, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "LISTEN connection failed; polling meanwhile");
+                tokio::select! { _ = tokio::time::sleep(Duration::from_secs(2)) => continue, _ = shutdown.cancelled() => return }
+            }
+        };
+        if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+            warn!(error = %e, "LISTEN failed; polling meanwhile");
+            continue;
+        }
+        loop {
+            tokio::select! {
+                msg = listener.recv() => match msg {
+                    Ok(_) => wake.notify_waiters(),
+                    Err(e) => { warn!(error = %e, "LISTEN connection lost"); break; }
+                },
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("pid{}", std::process::id()))
+}
