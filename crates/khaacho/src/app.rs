@@ -23,6 +23,8 @@ struct Inner {
 impl App {
     /// Wraps an open database with the given settings.
     pub fn new(db: Db, settings: Settings) -> Self {
+        // Install the metrics recorder before anything records.
+        crate::telemetry::metrics_handle();
         Self { inner: Arc::new(Inner { db, settings, catalog: CatalogCache::new(Duration::from_secs(30)) }) }
     }
 

@@ -134,12 +134,6 @@ impl Db {
         Ok(Self { backend, wake: Arc::new(Notify::new()) })
     }
 
-    /// Connects to PostgreSQL with a given `search_path` (used by tests to isolate schemas).
-    pub async fn connect_pg_schema(url: &str, schema: &str, max_connections: u32) -> anyhow::Result<Self> {
-        let opts = PgConnectOptions::from_str(url)?.options([("search_path", schema)]);
-        Ok(Self { backend: Backend::Pg(pg_pool(opts, max_connections).await?), wake: Arc::new(Notify::new()) })
-    }
-
     /// The pools behind this handle.
     pub fn backend(&self) -> &Backend {
         &self.backend

@@ -165,12 +165,11 @@ async fn check(app: &App, req: &CreateOrder) -> Result<Vec<CheckedLine>, ApiErro
     if req.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
         errors.push(FieldError::new("note", "note must be at most 500 characters"));
     }
-    let skus: Vec<&str> = req.lines.iter().map(|l| l.sku.as_str()).collect();
-    let known = if skus.iter().all(|s| validate_sku(s).is_ok()) {
-        app.catalog().lookup(app.db(), &skus).await?
-    } else {
-        vec![None; skus.len()]
-    };
+    // Only well-formed SKUs are looked up; malformed ones are reported below.
+    let skus: Vec<&str> = req.lines.iter().map(|l| l.sku.as_str()).filter(|s| validate_sku(s).is_ok()).collect();
+    let mut found = app.catalog().lookup(app.db(), &skus).await?.into_iter();
+    let known: Vec<_> =
+        req.lines.iter().map(|l| if validate_sku(&l.sku).is_ok() { found.next().flatten() } else { None }).collect();
     let mut out = Vec::with_capacity(req.lines.len());
     let mut seen = std::collections::HashSet::new();
     for (i, (line, info)) in req.lines.iter().zip(known).enumerate() {

@@ -164,6 +164,27 @@ impl Consumer {
     }
 }
 
+/// Runs ready jobs of every queue one at a time in this task until none is ready; returns
+/// how many ran. For tests and one-off CLI use: deterministic, no background tasks.
+pub async fn drain(app: &App, registry: &Registry) -> Result<usize, sqlx::Error> {
+    let registry = Arc::new(registry.clone());
+    let worker_id = format!("drain-{}", Uuid::now_v7().simple());
+    let mut ran = 0;
+    loop {
+        let mut any = false;
+        for queue in registry.queues() {
+            for job in claim(app, &worker_id, queue, 1).await? {
+                execute(app.clone(), registry.clone(), worker_id.clone(), job).await;
+                ran += 1;
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(ran);
+        }
+    }
+}
+
 async fn claim(app: &App, worker_id: &str, queue: &str, n: i64) -> Result<Vec<Claimed>, sqlx::Error> {
     let now = now_ms();
     let lease_until = now + app.settings().queue.lease_ms;

@@ -1,0 +1,25 @@
+//! Ad-hoc: parse each argument (or stdin lines) against eval/catalog.csv and print JSON.
+fn main() -> std::io::Result<()> {
+    let f = std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/eval/catalog.csv"))?;
+    let cat = khaacho_parser::Catalog::from_csv(f).map_err(std::io::Error::other)?;
+    for text in std::env::args().skip(1) {
+        let o = khaacho_parser::parse(&cat, &text);
+        println!(
+            "{text}\n  {:?}\n  {:?}",
+            o.items
+                .iter()
+                .map(|i| (
+                    i.sku.as_str(),
+                    i.qty,
+                    i.unit.map(|u| u.as_str()),
+                    i.amount_npr
+                ))
+                .collect::<Vec<_>>(),
+            o.flags
+                .iter()
+                .map(|f| (f.kind.as_str(), f.text.as_str()))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}

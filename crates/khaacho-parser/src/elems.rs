@@ -1,0 +1,680 @@
+//! Turns the tokens of one line into parser elements: product mentions (exact, folded or fuzzy
+//! catalogue matches, with size variants resolved), quantities, prices and steering words.
+
+use crate::catalog::{Catalog, KeyEntry, Size, key_part};
+use crate::lexicon::{Lex, lex};
+use crate::tokenize::{TokKind, Token};
+use crate::unit::{Unit, unit_from_folded};
+
+/// Confidence of a product found through a size-stripped (variant) key.
+const VARIANT_CONFIDENCE: f32 = 0.9;
+/// Fuzzy similarity is scaled by this, so a fuzzy match never looks as sure as an exact one.
+const FUZZY_SCALE: f32 = 0.9;
+/// Longest run of words tried as one fuzzy query.
+const FUZZY_MAX_WORDS: usize = 3;
+
+/// A product mention in the text.
+#[derive(Debug, Clone)]
+pub(crate) struct ProductHit {
+    /// Candidate products; more than one means the mention is ambiguous.
+    pub cands: Vec<u32>,
+    /// Match confidence 0..1.
+    pub conf: f32,
+    /// True when a size next to the name picked the variant ("coke 500ml").
+    pub sized: bool,
+}
+
+/// One element of a line, with its byte span in the message.
+#[derive(Debug, Clone)]
+pub(crate) struct Elem {
+    pub kind: Kind,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// What an element is.
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    Product(ProductHit),
+    /// A quantity; `unit` is `Some(Piece)` for count words; `negative` for "-5".
+    Qty {
+        value: f64,
+        unit: Option<Unit>,
+        negative: bool,
+        conf: f32,
+    },
+    /// "2-3 kg", "2 or 3".
+    Range(Option<Unit>),
+    /// "some", "thorai".
+    Vague,
+    /// A unit with no number ("chini bora").
+    UnitOnly(Unit),
+    /// Money that is not a unit price: "Rs 500 (worth of) chini".
+    Amount(f64),
+    /// A unit price ("@ 95", "rate 120"): never a quantity.
+    Rate,
+    Correction,
+    /// A word that is neither vocabulary nor catalogue: part of a possible unknown item.
+    Content,
+    Sep,
+    Question,
+    QuestionMark,
+    Payment,
+}
+
+struct Line<'a> {
+    toks: &'a [Token],
+    lexes: Vec<Option<Lex>>,
+    units: Vec<Option<Unit>>,
+    used: Vec<bool>,
+    /// Product hit starting at a token index, with the index of its last token.
+    hits: Vec<Option<(usize, ProductHit)>>,
+}
+
+/// Builds the elements of one tokenized line.
+pub(crate) fn elements(cat: &Catalog, toks: &[Token]) -> Vec<Elem> {
+    let n = toks.len();
+    let mut line = Line {
+        toks,
+        lexes: toks
+            .iter()
+            .map(|t| (t.kind == TokKind::Word).then(|| lex(&t.norm)).flatten())
+            .collect(),
+        units: toks
+            .iter()
+            .map(|t| {
+                (t.kind == TokKind::Word)
+                    .then(|| unit_from_folded(&t.norm))
+                    .flatten()
+            })
+            .collect(),
+        used: vec![false; n],
+        hits: vec![None; n],
+    };
+    exact_matches(cat, &mut line);
+    fuzzy_matches(cat, &mut line);
+    merge_generic(&mut line);
+    select_sizes(cat, &mut line);
+    let mut out = build(&mut line);
+    drop_asides(toks, &mut out);
+    out
+}
+
+/// "Parle-G 2 ctn (48 pkt each)": numbers in parentheses are notes when the line has a quantity
+/// outside them.
+fn drop_asides(toks: &[Token], elems: &mut Vec<Elem>) {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut open: Option<usize> = None;
+    for t in toks {
+        match t.kind {
+            TokKind::Punct('(') => open = Some(t.start),
+            TokKind::Punct(')') => {
+                if let Some(o) = open.take() {
+                    ranges.push((o, t.end));
+                }
+            }
+            _ => {}
+        }
+    }
+    if ranges.is_empty() {
+        return;
+    }
+    let inside = |e: &Elem| ranges.iter().any(|&(a, b)| e.start >= a && e.end <= b);
+    let quantifier = |e: &Elem| {
+        matches!(
+            e.kind,
+            Kind::Qty { .. } | Kind::Range(_) | Kind::Vague | Kind::UnitOnly(_) | Kind::Amount(_)
+        )
+    };
+    if elems.iter().any(|e| quantifier(e) && !inside(e)) {
+        elems.retain(|e| !(quantifier(e) && inside(e)));
+    }
+}
+
+fn starts_product(t: &Token, next: Option<&Token>) -> bool {
+    match t.kind {
+        TokKind::Word => true,
+        // "2pm", "7up": a number only starts a name when a word is glued to it.
+        TokKind::Num(_) => next.is_some_and(|n| n.kind == TokKind::Word && n.glued),
+        _ => false,
+    }
+}
+
+fn exact_matches(cat: &Catalog, line: &mut Line<'_>) {
+    let toks = line.toks;
+    let mut key = String::new();
+    let mut bounds: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if line.used[i] || !starts_product(&toks[i], toks.get(i + 1)) {
+            i += 1;
+            continue;
+        }
+        key.clear();
+        bounds.clear();
+        let mut j = i;
+        while j < toks.len() && bounds.len() < cat.max_key_tokens() {
+            let t = &toks[j];
+            if let Some(part) = key_part(t) {
+                key.push_str(part);
+                bounds.push((key.len(), j));
+            } else if !matches!(t.kind, TokKind::Punct('-') | TokKind::Punct('.')) {
+                break;
+            }
+            j += 1;
+        }
+        let mut matched = None;
+        for &(len, last) in bounds.iter().rev() {
+            if toks[last].kind == TokKind::Sep {
+                continue;
+            }
+            if let Some(e) = cat.lookup(&key[..len]) {
+                matched = Some((last, hit_from_entry(e)));
+                break;
+            }
+        }
+        match matched {
+            Some((last, hit)) => {
+                line.used[i..=last].iter_mut().for_each(|u| *u = true);
+                line.hits[i] = Some((last, hit));
+                i = last + 1;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+fn hit_from_entry(e: &KeyEntry) -> ProductHit {
+    if e.strong.is_empty() {
+        ProductHit {
+            cands: e.weak.clone(),
+            conf: VARIANT_CONFIDENCE,
+            sized: false,
+        }
+    } else {
+        // Weak candidates stay reachable through size selection (variant groups).
+        ProductHit {
+            cands: e.strong.clone(),
+            conf: 1.0,
+            sized: false,
+        }
+    }
+}
+
+fn is_content(line: &Line<'_>, i: usize) -> bool {
+    !line.used[i]
+        && line.toks[i].kind == TokKind::Word
+        && line.lexes[i].is_none()
+        && line.units[i].is_none()
+}
+
+fn fuzzy_matches(cat: &Catalog, line: &mut Line<'_>) {
+    let n = line.toks.len();
+    let mut i = 0;
+    let mut query = String::new();
+    while i < n {
+        if !is_content(line, i) {
+            i += 1;
+            continue;
+        }
+        let mut found = None;
+        let max_len = (i..n).take_while(|&k| is_content(line, k)).count();
+        for len in (1..=max_len.min(FUZZY_MAX_WORDS)).rev() {
+            query.clear();
+            for t in &line.toks[i..i + len] {
+                query.push_str(&t.norm);
+            }
+            let hits = cat.fuzzy(&query);
+            let Some(&(best_key, best_sim)) = hits.first() else {
+                continue;
+            };
+            let mut cands: Vec<u32> = Vec::new();
+            for &(k, sim) in &hits {
+                if (best_sim - sim).abs() > 1e-9 && k != best_key {
+                    break;
+                }
+                if let Some(e) = cat.lookup(k) {
+                    let h = hit_from_entry(e);
+                    for c in h.cands {
+                        if !cands.contains(&c) {
+                            cands.push(c);
+                        }
+                    }
+                }
+            }
+            if !cands.is_empty() {
+                found = Some((i + len - 1, cands, best_sim as f32 * FUZZY_SCALE));
+                break;
+            }
+        }
+        match found {
+            Some((last, cands, conf)) => {
+                line.used[i..=last].iter_mut().for_each(|u| *u = true);
+                line.hits[i] = Some((
+                    last,
+                    ProductHit {
+                        cands,
+                        conf,
+                        sized: false,
+                    },
+                ));
+                i = last + 1;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+/// "lux sabun", "dal musuro": a specific name next to a generic one that includes it is one
+/// mention of the specific product, not an ambiguous second item.
+fn merge_generic(line: &mut Line<'_>) {
+    let mut i = 0;
+    while i < line.hits.len() {
+        let Some((last, a)) = line.hits[i].clone() else {
+            i += 1;
+            continue;
+        };
+        // The next hit, skipping brackets and dashes: "rice (mansuli)".
+        let mut nb = last + 1;
+        while line.toks.get(nb).is_some_and(|t| {
+            matches!(
+                t.kind,
+                TokKind::Punct('(') | TokKind::Punct(')') | TokKind::Punct('-')
+            )
+        }) {
+            nb += 1;
+        }
+        let Some(Some((last_b, b))) = line.hits.get(nb).cloned() else {
+            i = last + 1;
+            continue;
+        };
+        let merged = match (a.cands.as_slice(), b.cands.as_slice()) {
+            ([x], [y]) if x == y => Some(a.clone()),
+            ([x], many) if many.len() > 1 && many.contains(x) => Some(a.clone()),
+            (many, [y]) if many.len() > 1 && many.contains(y) => Some(b.clone()),
+            _ => None,
+        };
+        match merged {
+            Some(h) => {
+                line.hits[nb] = None;
+                line.used[last + 1..nb].iter_mut().for_each(|u| *u = true);
+                line.hits[i] = Some((last_b, h));
+            }
+            None => i = last + 1,
+        }
+    }
+}
+
+/// A free "number measure-unit" pair at `a`, e.g. "500 ml".
+fn size_at(line: &Line<'_>, a: usize) -> Option<Size> {
+    let (TokKind::Num(v), false) = (line.toks.get(a)?.kind, line.used[a]) else {
+        return None;
+    };
+    let u = (*line.units.get(a + 1)?)?;
+    if line.used[a + 1] {
+        return None;
+    }
+    Size::from_qty(v, u)
+}
+
+fn select_sizes(cat: &Catalog, line: &mut Line<'_>) {
+    for first in 0..line.toks.len() {
+        let Some((last, hit)) = line.hits[first].clone() else {
+            continue;
+        };
+        let mut spots = vec![last + 1];
+        if first >= 2 {
+            spots.push(first - 2);
+        }
+        // "Frooti 4 200ml": the size may follow the count.
+        if matches!(
+            line.toks.get(last + 1).map(|t| t.kind),
+            Some(TokKind::Num(_))
+        ) {
+            spots.push(last + 2);
+        }
+        let mut chosen = None;
+        for a in spots {
+            let Some(size) = size_at(line, a) else {
+                continue;
+            };
+            let mut variants: Vec<u32> = Vec::new();
+            for &c in &hit.cands {
+                if let Some(v) = cat.variant_with_size(c, size)
+                    && !variants.contains(&v)
+                {
+                    variants.push(v);
+                }
+            }
+            if variants.len() == 1 {
+                chosen = Some((a, variants[0]));
+                break;
+            }
+        }
+        if let Some((a, v)) = chosen {
+            line.used[a] = true;
+            line.used[a + 1] = true;
+            if let Some((_, h)) = line.hits[first].as_mut() {
+                h.cands = vec![v];
+                h.sized = true;
+            }
+        } else if hit.cands.len() == 1 && cat.size_of(hit.cands[0]).is_some() && hit.conf >= 1.0 {
+            // A name that itself carries the size ("frooti 200ml") also counts as sized.
+            let named = line.toks[first..=last]
+                .iter()
+                .any(|t| t.kind != TokKind::Word || unit_from_folded(&t.norm).is_some());
+            if named && let Some((_, h)) = line.hits[first].as_mut() {
+                h.sized = true;
+            }
+        }
+    }
+}
+
+fn num_value(line: &Line<'_>, i: usize) -> Option<f64> {
+    if line.used.get(i).copied().unwrap_or(true) {
+        return None;
+    }
+    match (line.toks[i].kind, line.lexes[i]) {
+        (TokKind::Num(v), _) => Some(v),
+        (_, Some(Lex::Number(v))) | (_, Some(Lex::Fraction(v))) => Some(v),
+        (_, Some(Lex::WeakNumber(v))) if weak_number_counts(line, i) => Some(v),
+        _ => None,
+    }
+}
+
+fn weak_number_counts(line: &Line<'_>, i: usize) -> bool {
+    let j = i + 1;
+    j < line.toks.len() && (line.units[j].is_some() || line.hits[j].is_some())
+}
+
+fn build(line: &mut Line<'_>) -> Vec<Elem> {
+    let toks = line.toks;
+    let mut out: Vec<Elem> = Vec::with_capacity(toks.len());
+    let mut i = 0;
+    while i < toks.len() {
+        let t = &toks[i];
+        let simple = |kind| Elem {
+            kind,
+            start: t.start,
+            end: t.end,
+        };
+        if let Some((last, hit)) = line.hits[i].take() {
+            out.push(Elem {
+                kind: Kind::Product(hit),
+                start: t.start,
+                end: toks[last].end,
+            });
+            i = last + 1;
+            continue;
+        }
+        if line.used[i] {
+            i += 1;
+            continue;
+        }
+        let next = match (t.kind, line.lexes[i]) {
+            (TokKind::Sep, _) => {
+                out.push(simple(Kind::Sep));
+                i + 1
+            }
+            (TokKind::Punct('?'), _) => {
+                out.push(simple(Kind::QuestionMark));
+                i + 1
+            }
+            (TokKind::Punct('@'), _) | (TokKind::Word, Some(Lex::Rate)) => {
+                price(line, i, &mut out, true)
+            }
+            (TokKind::Word, Some(Lex::CurrencyBefore)) => price(line, i, &mut out, false),
+            (TokKind::Num(_), _)
+            | (TokKind::Word, Some(Lex::Number(_)))
+            | (TokKind::Word, Some(Lex::Fraction(_)))
+            | (TokKind::Word, Some(Lex::Modifier { .. })) => quantity(line, i, &mut out),
+            (TokKind::Word, Some(Lex::WeakNumber(_))) if weak_number_counts(line, i) => {
+                quantity(line, i, &mut out)
+            }
+            (TokKind::Word, Some(Lex::Article))
+                if line.units.get(i + 1).copied().flatten().is_some() =>
+            {
+                quantity(line, i, &mut out)
+            }
+            (TokKind::Word, Some(Lex::Vague)) => {
+                out.push(simple(Kind::Vague));
+                i + 1
+            }
+            (TokKind::Word, Some(Lex::Correction)) => {
+                out.push(simple(Kind::Correction));
+                i + 1
+            }
+            (TokKind::Word, Some(Lex::Question)) => {
+                out.push(simple(Kind::Question));
+                i + 1
+            }
+            (TokKind::Word, Some(Lex::Payment)) => {
+                out.push(simple(Kind::Payment));
+                i + 1
+            }
+            (TokKind::Word, None) => {
+                match line.units[i] {
+                    Some(u) => out.push(simple(Kind::UnitOnly(u))),
+                    None => out.push(simple(Kind::Content)),
+                }
+                i + 1
+            }
+            _ => i + 1,
+        };
+        i = next.max(i + 1);
+    }
+    out
+}
+
+/// Skips punctuation between a currency word and its number ("rs. 500", "rs: 500").
+fn skip_punct(line: &Line<'_>, mut i: usize) -> usize {
+    while line.toks.get(i).is_some_and(|t| {
+        matches!(
+            t.kind,
+            TokKind::Punct('.') | TokKind::Punct(':') | TokKind::Punct('=')
+        )
+    }) {
+        i += 1;
+    }
+    i
+}
+
+/// A price after "@", "rate", "rs": consumes the number (and "/kg" or "per kg" after it).
+fn price(line: &Line<'_>, i: usize, out: &mut Vec<Elem>, rate: bool) -> usize {
+    let mut j = skip_punct(line, i + 1);
+    let mut rate = rate;
+    // "@ Rs 95", "rate rs 95"
+    if line.lexes.get(j).copied().flatten() == Some(Lex::CurrencyBefore)
+        || line.lexes.get(j).copied().flatten() == Some(Lex::Rate)
+    {
+        if line.lexes.get(j).copied().flatten() == Some(Lex::Rate) {
+            rate = true;
+        }
+        j = skip_punct(line, j + 1);
+    }
+    let Some(TokKind::Num(v)) = line.toks.get(j).map(|t| t.kind) else {
+        return i + 1;
+    };
+    let mut end = j + 1;
+    end = skip_multiplier(line, end, &mut 0.0);
+    if per_unit(line, end) {
+        rate = true;
+        end += 2;
+    }
+    out.push(Elem {
+        kind: if rate { Kind::Rate } else { Kind::Amount(v) },
+        start: line.toks[i].start,
+        end: line.toks[end - 1].end,
+    });
+    end
+}
+
+/// "/kg" or "per kg" at `j`.
+fn per_unit(line: &Line<'_>, j: usize) -> bool {
+    let slash = line.toks.get(j).is_some_and(|t| t.norm == "/")
+        || line.lexes.get(j).copied().flatten() == Some(Lex::Rate);
+    slash && line.units.get(j + 1).copied().flatten().is_some()
+}
+
+fn skip_multiplier(line: &Line<'_>, j: usize, value: &mut f64) -> usize {
+    if let Some(Some(Lex::Multiplier(m))) = line.lexes.get(j) {
+        *value *= m;
+        return j + 1;
+    }
+    j
+}
+
+/// "crtn", "pkets": a content word one edit away from a unit word of three or more letters.
+fn misspelt_unit(line: &Line<'_>, k: usize) -> Option<Unit> {
+    let t = line.toks.get(k)?;
+    if t.kind != TokKind::Word || line.lexes[k].is_some() || line.hits[k].is_some() || line.used[k]
+    {
+        return None;
+    }
+    if t.norm.chars().count() < 3 {
+        return None;
+    }
+    crate::unit::fuzzy_unit(&t.norm)
+}
+
+fn is_times(line: &Line<'_>, k: usize) -> bool {
+    line.toks.get(k).is_some_and(|t| {
+        t.kind == TokKind::Punct('x')
+            || (t.kind == TokKind::Word && line.lexes[k] == Some(Lex::Times))
+    })
+}
+
+fn quantity(line: &Line<'_>, i: usize, out: &mut Vec<Elem>) -> usize {
+    let toks = line.toks;
+    let words = toks[i].kind == TokKind::Word;
+    let mut j = i;
+    let mut value = match line.lexes[i] {
+        Some(Lex::Modifier { add, alone }) => match num_value(line, i + 1) {
+            Some(v) => {
+                j = i + 1;
+                v + add
+            }
+            None => match alone {
+                Some(v) => v,
+                None => return i + 1,
+            },
+        },
+        Some(Lex::Article) => 1.0,
+        _ => match num_value(line, i) {
+            Some(v) => v,
+            None => return i + 1,
+        },
+    };
+    // "1 1/2", "2 ½"
+    if value.fract() == 0.0
+        && let Some(TokKind::Num(f)) = toks.get(j + 1).map(|t| t.kind)
+        && f < 1.0
+        && f > 0.0
+    {
+        value += f;
+        j += 1;
+    }
+    let mut k = skip_multiplier(line, j + 1, &mut value);
+    let negative = i >= 1
+        && toks[i].glued
+        && toks[i - 1].kind == TokKind::Punct('-')
+        && i - 1 > 0
+        && !matches!(toks[i - 2].kind, TokKind::Num(_));
+    let start = if negative {
+        toks[i - 1].start
+    } else {
+        toks[i].start
+    };
+    // Ranges: "2-3", "2 to 3", "2 ya 3".
+    let joiner = toks
+        .get(k)
+        .is_some_and(|t| t.kind == TokKind::Punct('-') || line.lexes[k] == Some(Lex::RangeJoin));
+    let range = joiner && num_value(line, k + 1).is_some();
+    if range {
+        k += 2;
+    }
+    if toks
+        .get(k)
+        .is_some_and(|t| line.lexes[k] == Some(Lex::Times) && t.kind == TokKind::Word)
+    {
+        k += 1;
+    }
+    // "6 more bottles": a filler between the number and its unit.
+    if toks
+        .get(k)
+        .is_some_and(|t| matches!(t.norm.as_str(), "more" | "extra" | "aru" | "thap"))
+        && line.units.get(k + 1).copied().flatten().is_some()
+    {
+        k += 1;
+    }
+    let unit = line
+        .units
+        .get(k)
+        .copied()
+        .flatten()
+        .or_else(|| misspelt_unit(line, k))
+        .filter(|_| !line.used[k]);
+    if unit.is_some() {
+        k += 1;
+        // "25kg x 2": two of them.
+        if is_times(line, k)
+            && let Some(n) = num_value(line, k + 1)
+            && line.units.get(k + 2).copied().flatten().is_none()
+        {
+            value *= n;
+            k += 2;
+        }
+    }
+    // "25 kg wala": describes which pack, it is not an amount.
+    if toks
+        .get(k)
+        .is_some_and(|t| matches!(t.norm.as_str(), "vala" | "vali" | "bala" | "वाला" | "बाला"))
+    {
+        return k + 1;
+    }
+    let end = toks[k - 1].end;
+    let after = line.lexes.get(k).copied().flatten();
+    let elem = |kind| Elem { kind, start, end };
+    match after {
+        Some(Lex::TimeWord) if unit.is_none() => return k + 1,
+        Some(Lex::CurrencyAfter) | Some(Lex::CurrencyBefore) if unit.is_none() => {
+            let rate = per_unit(line, k + 1);
+            out.push(Elem {
+                kind: if rate {
+                    Kind::Rate
+                } else {
+                    Kind::Amount(value)
+                },
+                start,
+                end: toks[if rate { k + 2 } else { k }].end,
+            });
+            return if rate { k + 3 } else { k + 1 };
+        }
+        Some(Lex::Worth) if unit.is_none() && value >= 100.0 && !range => {
+            out.push(elem(Kind::Amount(value)));
+            return k + 1;
+        }
+        _ => {}
+    }
+    // "500/-" is money.
+    if unit.is_none()
+        && toks.get(k).is_some_and(|t| t.norm == "/")
+        && toks
+            .get(k + 1)
+            .is_some_and(|t| t.kind == TokKind::Punct('-'))
+    {
+        out.push(elem(Kind::Amount(value)));
+        return k + 2;
+    }
+    if range {
+        out.push(elem(Kind::Range(unit)));
+    } else {
+        out.push(elem(Kind::Qty {
+            value,
+            unit,
+            negative,
+            conf: if words { 0.9 } else { 1.0 },
+        }));
+    }
+    k
+}

@@ -1,0 +1,476 @@
+//! The parser entry point: message text + catalogue → order lines and flags.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::elems::{Elem, Kind, ProductHit, elements};
+use crate::tokenize::tokenize;
+use crate::unit::Unit;
+
+/// Above this many base units (kg, litre, packet, piece, bottle; grams and millilitres counted
+/// per thousand; a dozen as twelve) a quantity is beyond any plausible shop order and is flagged
+/// `absurd_quantity` instead of being ordered.
+pub const ABSURD_BASE_UNITS: f64 = 10_000.0;
+
+/// Above this many outer packs (carton, crate, sack) a quantity is flagged `absurd_quantity`.
+pub const ABSURD_OUTER_PACKS: f64 = 1_000.0;
+
+/// One resolved order line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParsedItem {
+    /// Catalogue SKU.
+    pub sku: String,
+    /// Quantity as written; `None` when the quantity is flagged (missing, vague, invalid…) or
+    /// the line is a money amount.
+    pub qty: Option<f64>,
+    /// Unit as written (count words and bare numbers become the product's base unit).
+    pub unit: Option<Unit>,
+    /// "Rs 500 worth of sugar": the amount of money to spend on the product.
+    pub amount_npr: Option<f64>,
+    /// How sure the parser is of the product and quantity, 0..1.
+    pub confidence: f32,
+    /// Byte range of the product and its quantity in the input text.
+    pub span: (usize, usize),
+}
+
+/// What a flag reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagKind {
+    /// An item-looking phrase with a quantity that matches nothing in the catalogue.
+    UnknownItem,
+    /// A phrase that matches two or more products equally well.
+    AmbiguousItem,
+    /// A range, a vague amount or no quantity at all.
+    AmbiguousQuantity,
+    /// Zero or negative.
+    InvalidQuantity,
+    /// Far beyond a plausible shop order (see [`ABSURD_BASE_UNITS`], [`ABSURD_OUTER_PACKS`]).
+    AbsurdQuantity,
+}
+
+impl FlagKind {
+    /// The snake_case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagKind::UnknownItem => "unknown_item",
+            FlagKind::AmbiguousItem => "ambiguous_item",
+            FlagKind::AmbiguousQuantity => "ambiguous_quantity",
+            FlagKind::InvalidQuantity => "invalid_quantity",
+            FlagKind::AbsurdQuantity => "absurd_quantity",
+        }
+    }
+}
+
+/// Something a person should look at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    /// The kind of problem.
+    pub kind: FlagKind,
+    /// The phrase of the message it concerns.
+    pub text: String,
+}
+
+/// Result of parsing one message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParseOutcome {
+    /// Order lines, one per (product, unit), in order of first mention.
+    pub items: Vec<ParsedItem>,
+    /// Problems found.
+    pub flags: Vec<Flag>,
+}
+
+/// Parses one message against the catalogue. Never panics; pure.
+pub fn parse(catalog: &Catalog, text: &str) -> ParseOutcome {
+    let mut b = Builder::default();
+    let mut base = 0;
+    for line in text.split_inclusive('\n') {
+        let toks = tokenize(line, base);
+        base += line.len();
+        if toks.is_empty() {
+            continue;
+        }
+        b.line_first_item = b.items.len();
+        let elems = elements(catalog, &toks);
+        if is_question(&elems) {
+            continue;
+        }
+        for seg in elems.split(|e| matches!(e.kind, Kind::Sep)) {
+            bind_segment(catalog, text, seg, &mut b);
+        }
+    }
+    ParseOutcome {
+        items: b.items,
+        flags: b.flags,
+    }
+}
+
+/// Price and availability questions ("chini kati ho?") produce nothing.
+fn is_question(elems: &[Elem]) -> bool {
+    let word = elems.iter().any(|e| matches!(e.kind, Kind::Question));
+    let mark = elems.iter().any(|e| matches!(e.kind, Kind::QuestionMark));
+    let qty = elems.iter().any(|e| matches!(e.kind, Kind::Qty { .. }));
+    word || (mark && !qty)
+}
+
+fn is_quantifier(k: &Kind) -> bool {
+    matches!(
+        k,
+        Kind::Qty { .. } | Kind::Range(_) | Kind::Vague | Kind::UnitOnly(_) | Kind::Amount(_)
+    )
+}
+
+/// A thing quantities bind to: a catalogue product or a run of unknown words.
+enum Target<'a> {
+    Product(&'a ProductHit),
+    Unknown,
+}
+
+struct Slot<'a> {
+    target: Target<'a>,
+    start: usize,
+    end: usize,
+    assigned: Vec<&'a Elem>,
+}
+
+fn bind_segment(cat: &Catalog, text: &str, seg: &[Elem], b: &mut Builder) {
+    if seg.iter().any(|e| matches!(e.kind, Kind::Payment)) {
+        return;
+    }
+    let correction = seg.iter().any(|e| matches!(e.kind, Kind::Correction));
+    let mut slots: Vec<Slot<'_>> = Vec::new();
+    let mut slot_pos: Vec<usize> = Vec::new();
+    for (i, e) in seg.iter().enumerate() {
+        match &e.kind {
+            Kind::Product(h) => {
+                slots.push(Slot {
+                    target: Target::Product(h),
+                    start: e.start,
+                    end: e.end,
+                    assigned: Vec::new(),
+                });
+                slot_pos.push(i);
+            }
+            // A word right after a product name describes it ("surf exel", "basmati premium").
+            Kind::Content if i > 0 && matches!(seg[i - 1].kind, Kind::Product(_)) => {}
+            Kind::Content
+                if i > 1
+                    && matches!(seg[i - 1].kind, Kind::Content)
+                    && matches!(seg[i - 2].kind, Kind::Product(_)) => {}
+            Kind::Content => {
+                let extend = i > 0
+                    && matches!(seg[i - 1].kind, Kind::Content)
+                    && matches!(slots.last().map(|s| &s.target), Some(Target::Unknown));
+                match slots.last_mut() {
+                    Some(s) if extend => s.end = e.end,
+                    _ => {
+                        slots.push(Slot {
+                            target: Target::Unknown,
+                            start: e.start,
+                            end: e.end,
+                            assigned: Vec::new(),
+                        });
+                        slot_pos.push(i);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !slots.iter().any(|s| matches!(s.target, Target::Product(_)))
+        && correction
+        && b.correct_last(seg)
+    {
+        return;
+    }
+    if slots.is_empty() {
+        // "anda 1 tray, 6 wota": a bare quantity continues the line's last product.
+        if !correction {
+            b.extend_last(cat, seg);
+        }
+        return;
+    }
+    assign(seg, &slot_pos, &mut slots);
+    for slot in &slots {
+        match slot.target {
+            Target::Product(hit) => emit_product(cat, text, hit, slot, correction, b),
+            Target::Unknown => {
+                if slot.assigned.iter().any(|e| is_quantifier(&e.kind)) {
+                    b.flag(FlagKind::UnknownItem, &text[slot.start..slot.end]);
+                }
+            }
+        }
+    }
+}
+
+/// Gives every quantity-like element to a slot: quantities before the first name bind forward
+/// ("5 kg chini"), otherwise each binds to the name before it ("chini 5 kg").
+fn assign<'a>(seg: &'a [Elem], slot_pos: &[usize], slots: &mut [Slot<'a>]) {
+    let first_q = seg.iter().position(|e| is_quantifier(&e.kind));
+    let qty_first = match (first_q, slot_pos.first()) {
+        (Some(q), Some(&p)) => q < p,
+        _ => false,
+    };
+    for (i, e) in seg.iter().enumerate() {
+        if !(is_quantifier(&e.kind) || matches!(e.kind, Kind::Correction)) {
+            continue;
+        }
+        let idx = if qty_first {
+            slot_pos
+                .iter()
+                .position(|&p| p > i)
+                .unwrap_or(slot_pos.len().saturating_sub(1))
+        } else {
+            slot_pos.iter().rposition(|&p| p < i).unwrap_or(0)
+        };
+        if let Some(s) = slots.get_mut(idx) {
+            s.assigned.push(e);
+        }
+    }
+}
+
+/// A quantity after corrections: value, unit as written, negative sign, confidence.
+struct Q {
+    value: f64,
+    unit: Option<Unit>,
+    negative: bool,
+    conf: f32,
+    end: usize,
+}
+
+fn final_quantities(assigned: &[&Elem]) -> Vec<Q> {
+    let mut out: Vec<Q> = Vec::new();
+    let mut replace_next = false;
+    for e in assigned {
+        match e.kind {
+            Kind::Correction => replace_next = true,
+            Kind::Qty {
+                value,
+                unit,
+                negative,
+                conf,
+            } => {
+                let q = Q {
+                    value,
+                    unit,
+                    negative,
+                    conf,
+                    end: e.end,
+                };
+                if replace_next && let Some(prev) = out.pop() {
+                    out.push(Q {
+                        unit: q.unit.or(prev.unit),
+                        ..q
+                    });
+                } else if let Some(same) = out.iter_mut().find(|p| p.unit == q.unit) {
+                    // The same unit twice without a correction word: the later one stands.
+                    *same = q;
+                } else {
+                    out.push(q);
+                }
+                replace_next = false;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn emit_product(
+    cat: &Catalog,
+    text: &str,
+    hit: &ProductHit,
+    slot: &Slot<'_>,
+    replace: bool,
+    b: &mut Builder,
+) {
+    let end = slot
+        .assigned
+        .iter()
+        .map(|e| e.end)
+        .fold(slot.end, usize::max);
+    let start = slot
+        .assigned
+        .iter()
+        .map(|e| e.start)
+        .fold(slot.start, usize::min);
+    let phrase = &text[start..end];
+    let [idx] = hit.cands[..] else {
+        b.flag(FlagKind::AmbiguousItem, &text[slot.start..slot.end]);
+        return;
+    };
+    let product = cat.product(idx);
+    let sku = &product.sku;
+    let base = product.unit;
+    let item = |qty: Option<f64>, unit: Option<Unit>, conf: f32| ParsedItem {
+        sku: sku.clone(),
+        qty,
+        unit: Some(match unit {
+            None | Some(Unit::Piece) => base,
+            Some(u) => u,
+        }),
+        amount_npr: None,
+        confidence: hit.conf * conf,
+        span: (start, end),
+    };
+    let qtys = final_quantities(&slot.assigned);
+    if qtys.is_empty() {
+        let kinds = || slot.assigned.iter().map(|e| &e.kind);
+        if let Some(amount) = kinds().find_map(|k| match k {
+            Kind::Amount(a) => Some(*a),
+            _ => None,
+        }) {
+            b.push(
+                ParsedItem {
+                    qty: None,
+                    unit: None,
+                    amount_npr: Some(amount),
+                    ..item(None, None, 0.9)
+                },
+                replace,
+            );
+            return;
+        }
+        let unit = kinds().find_map(|k| match k {
+            Kind::Range(u) => *u,
+            Kind::UnitOnly(u) => Some(*u),
+            _ => None,
+        });
+        if hit.sized && !kinds().any(|k| matches!(k, Kind::Range(_) | Kind::Vague)) {
+            b.push(item(Some(1.0), None, 0.9), replace);
+            return;
+        }
+        b.flag(FlagKind::AmbiguousQuantity, phrase);
+        b.push(item(None, unit, 0.5), false);
+        return;
+    }
+    for q in qtys {
+        let unit = q.unit;
+        let flag = if q.negative || q.value <= 0.0 {
+            Some(FlagKind::InvalidQuantity)
+        } else if is_absurd(q.value, unit.unwrap_or(base)) {
+            Some(FlagKind::AbsurdQuantity)
+        } else {
+            None
+        };
+        match flag {
+            Some(kind) => {
+                b.flag(kind, &text[start..q.end.max(slot.end)]);
+                b.push(item(None, unit, 0.5), false);
+            }
+            None => b.push(item(Some(q.value), unit, q.conf), replace),
+        }
+    }
+}
+
+/// True when `qty unit` is beyond any plausible shop order.
+pub fn is_absurd(qty: f64, unit: Unit) -> bool {
+    match unit {
+        Unit::Carton | Unit::Crate | Unit::Sack => qty > ABSURD_OUTER_PACKS,
+        Unit::G | Unit::Ml => qty / 1000.0 > ABSURD_BASE_UNITS,
+        Unit::Dozen => qty * 12.0 > ABSURD_BASE_UNITS,
+        _ => qty > ABSURD_BASE_UNITS,
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    items: Vec<ParsedItem>,
+    flags: Vec<Flag>,
+    /// Index of the first item produced by the current line.
+    line_first_item: usize,
+}
+
+impl Builder {
+    fn flag(&mut self, kind: FlagKind, text: &str) {
+        self.flags.push(Flag {
+            kind,
+            text: text.trim().to_string(),
+        });
+    }
+
+    /// Adds a line: repeats of (sku, unit) are summed, or replaced after a correction word.
+    fn push(&mut self, item: ParsedItem, replace: bool) {
+        let same = |i: &&mut ParsedItem| {
+            i.sku == item.sku
+                && i.unit == item.unit
+                && i.qty.is_some() == item.qty.is_some()
+                && i.amount_npr.is_some() == item.amount_npr.is_some()
+        };
+        if item.qty.is_some() || item.amount_npr.is_some() {
+            if let Some(existing) = self.items.iter_mut().find(same) {
+                let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                    (Some(x), Some(y)) if !replace => Some(x + y),
+                    (_, y) => y,
+                };
+                existing.qty = add(existing.qty, item.qty);
+                existing.amount_npr = add(existing.amount_npr, item.amount_npr);
+                existing.span = item.span;
+                return;
+            }
+            if replace && let Some(pos) = self.items.iter().rposition(|i| i.sku == item.sku) {
+                self.items[pos] = item;
+                return;
+            }
+        }
+        self.items.push(item);
+    }
+
+    /// A quantity-only segment adds another line for the current line's last product.
+    fn extend_last(&mut self, cat: &Catalog, seg: &[Elem]) {
+        if self.items.len() <= self.line_first_item {
+            return;
+        }
+        let Some(last) = self.items.last().cloned() else {
+            return;
+        };
+        if last.qty.is_none() {
+            return;
+        }
+        let qs = final_quantities(&seg.iter().collect::<Vec<_>>());
+        let [q] = qs.as_slice() else {
+            return;
+        };
+        if q.negative || q.value <= 0.0 || q.unit.is_none() {
+            return;
+        }
+        let unit = match q.unit {
+            Some(Unit::Piece) | None => cat.by_sku(&last.sku).map(|p| p.unit),
+            u => u,
+        };
+        if is_absurd(q.value, unit.unwrap_or(Unit::Piece)) {
+            return;
+        }
+        self.push(
+            ParsedItem {
+                qty: Some(q.value),
+                unit,
+                span: (last.span.0, q.end),
+                ..last
+            },
+            false,
+        );
+    }
+
+    /// "10, sorry 20": a correction without a product replaces the last line's quantity.
+    fn correct_last(&mut self, seg: &[Elem]) -> bool {
+        let Some(last) = self.items.last_mut() else {
+            return false;
+        };
+        let q = final_quantities(&seg.iter().collect::<Vec<_>>());
+        let Some(q) = q.last() else {
+            return false;
+        };
+        if q.negative || q.value <= 0.0 {
+            return false;
+        }
+        last.qty = Some(q.value);
+        last.amount_npr = None;
+        if let Some(u) = q.unit
+            && u != Unit::Piece
+        {
+            last.unit = Some(u);
+        }
+        true
+    }
+}

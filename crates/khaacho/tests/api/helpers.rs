@@ -1,0 +1,134 @@
+//! Spawning the app for black-box tests on the backend chosen by `KHAACHO_TEST_DATABASE_URL`
+//! (a `postgres://` URL runs every test in a fresh schema; unset means a fresh SQLite file).
+
+use std::net::SocketAddr;
+
+use khaacho::app::App;
+use khaacho::config::Settings;
+use khaacho::server::{self, Roles};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A running API on a random port over a fresh database; jobs run only when asked.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub app: App,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+/// A fresh database URL: a new PostgreSQL schema or a new SQLite file in `dir`.
+pub async fn fresh_database(dir: &std::path::Path) -> String {
+    match std::env::var("KHAACHO_TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let schema = format!("t_{}", Uuid::now_v7().simple());
+            let pool = sqlx::PgPool::connect(&url).await.expect("PostgreSQL for tests");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.unwrap();
+            pool.close().await;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}options=-c%20search_path%3D{schema}")
+        }
+        _ => format!("sqlite://{}", dir.join("test.db").display()),
+    }
+}
+
+/// Settings for tests: fast retries, small leases.
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut s = Settings::default();
+    s.database_url = Some(database_url.to_string());
+    s.db_max_connections = 4;
+    s.queue.backoff_base_ms = 1;
+    s.queue.backoff_cap_ms = 5;
+    s.queue.lease_ms = 2_000;
+    s.queue.heartbeat_ms = 500;
+    s.queue.reaper_interval_ms = 200;
+    s.queue.poll_interval_ms = 50;
+    s
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = fresh_database(dir.path()).await;
+        let mut settings = test_settings(&database_url);
+        configure(&mut settings);
+        let app = App::connect(settings).await.expect("app connects");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server::run(app.clone(), Roles { api: true, workers: false }, Some(listener), shutdown.clone()));
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { addr, app, client, database_url, shutdown, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
+    }
+
+    /// Loads the demo data set.
+    pub async fn seed(&self) {
+        khaacho::seed::demo(&self.app).await.unwrap();
+    }
+
+    /// Runs queued jobs until none is ready; returns how many ran.
+    pub async fn run_jobs(&self) -> usize {
+        khaacho::queue::runtime::drain(&self.app, &khaacho::jobs::registry()).await.unwrap()
+    }
+
+    /// A demo retailer's id.
+    pub async fn retailer(&self) -> String {
+        self.get_json("/api/v1/retailers?limit=1").await["items"][0]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates an order; returns the 202 body.
+    pub async fn order(&self, retailer: &str, lines: Value) -> Value {
+        let r = self.post_json("/api/v1/orders", &serde_json::json!({ "retailer_id": retailer, "lines": lines })).await;
+        assert_eq!(r.status(), 202, "order accepted");
+        r.json().await.unwrap()
+    }
+
+    /// Counts rows of a table (for "wrote nothing" checks).
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        khaacho::with_read!(self.app.db(), c => sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await).unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Asserts a problem+json body with `status` and returns it.
+pub async fn assert_problem(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status(), status);
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    assert_eq!(ct, "application/problem+json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("urn:khaacho:problem:"));
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}

@@ -1,0 +1,9 @@
+//! Black-box suite: the app over HTTP on SQLite or PostgreSQL (see helpers.rs).
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod catalog;
+mod helpers;
+mod ops;
+mod orders;
+mod queue;

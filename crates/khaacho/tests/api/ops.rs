@@ -1,0 +1,120 @@
+//! Health, readiness, metrics, the OpenAPI document and generic HTTP behaviour.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem};
+
+/// Every route the API serves. A route added to the server but not to the OpenAPI
+/// document (or the other way round) fails `openapi_documents_every_route`.
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/v1/orders"),
+    ("get", "/api/v1/orders"),
+    ("get", "/api/v1/orders/{id}"),
+    ("get", "/api/v1/orders/{id}/status"),
+    ("post", "/api/v1/orders/{id}/approve"),
+    ("post", "/api/v1/orders/{id}/reject"),
+    ("post", "/api/v1/orders/{id}/cancel"),
+    ("get", "/api/v1/products"),
+    ("get", "/api/v1/products/{sku}"),
+    ("get", "/api/v1/catalog/export"),
+    ("post", "/api/v1/catalog/import"),
+    ("put", "/api/v1/offers"),
+    ("get", "/api/v1/retailers"),
+    ("post", "/api/v1/retailers"),
+    ("get", "/api/v1/retailers/{id}"),
+    ("get", "/api/v1/vendors"),
+    ("post", "/api/v1/vendors"),
+    ("get", "/api/v1/vendors/{id}"),
+    ("get", "/api/v1/admin/jobs"),
+    ("get", "/api/v1/admin/jobs/{id}"),
+    ("delete", "/api/v1/admin/jobs/{id}"),
+    ("post", "/api/v1/admin/jobs/{id}/retry"),
+    ("get", "/health"),
+    ("get", "/ready"),
+    ("get", "/metrics"),
+];
+
+#[tokio::test]
+async fn openapi_documents_every_route() {
+    let t = TestApp::spawn().await;
+    let doc = t.get_json("/api/v1/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                documented.push((method.clone(), path.clone()));
+            }
+        }
+    }
+    for (m, p) in ROUTES {
+        assert!(documented.contains(&(m.to_string(), p.to_string())), "{m} {p} is missing from the OpenAPI document");
+    }
+    assert_eq!(documented.len(), ROUTES.len(), "documented routes not listed here: {documented:?}");
+    // Every documented operation is routed by the server (never the not-found fallback).
+    for (m, p) in &documented {
+        let path = p.replace("{id}", &uuid::Uuid::now_v7().to_string()).replace("{sku}", "X");
+        let method = reqwest::Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+        let r = t.client.request(method, t.url(&path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert!(!(status == 404 && body.contains("no such route")) && status != 405, "{m} {p} is not routed: {status}");
+    }
+    let docs = t.get("/api/v1/docs/").await;
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let t = TestApp::spawn().await;
+    assert_eq!(t.get_json("/health").await, json!({ "status": "ok" }));
+    let ready = t.get_json("/ready").await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["queue"], "ok");
+    t.seed().await;
+    let retailer = t.retailer().await;
+    t.order(&retailer, json!([{ "sku": "RICE-JEERA-25", "qty": 1, "unit": "kg" }])).await;
+    let text = t.get("/metrics").await.text().await.unwrap();
+    for needle in [
+        "khaacho_http_requests_total{method=\"POST\",route=\"/api/v1/orders\",status=\"202\"}",
+        "khaacho_http_request_duration_seconds_bucket",
+        "khaacho_jobs_enqueued_total{kind=\"order.validate\"}",
+        "khaacho_queue_depth{queue=\"orders\"} 1",
+        "khaacho_queue_oldest_ready_age_seconds{queue=\"orders\"}",
+        "khaacho_orders{state=\"received\"} 1",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}");
+    }
+    t.run_jobs().await;
+    let text = t.get("/metrics").await.text().await.unwrap();
+    for needle in [
+        "khaacho_jobs_started_total{kind=\"order.validate\"}",
+        "khaacho_jobs_succeeded_total{kind=\"order.validate\"}",
+        "khaacho_job_duration_seconds_bucket{kind=\"order.validate\"",
+        "khaacho_queue_depth{queue=\"orders\"} 0",
+        "khaacho_orders{state=\"validated\"} 1",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_methods_and_ids_get_problems() {
+    let t = TestApp::spawn().await;
+    let p = assert_problem(t.get("/api/v1/nowhere").await, 404).await;
+    assert_eq!(p["detail"], "no such route");
+    let r = t.client.patch(t.url("/api/v1/orders")).send().await.unwrap();
+    assert_problem(r, 405).await;
+    assert_problem(t.get("/api/v1/orders/not-a-uuid").await, 400).await;
+    let r = t.get("/health").await;
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(r.headers().contains_key("x-request-id"));
+    let long = "x".repeat(300);
+    let forged = t.client.get(t.url("/health")).header("x-request-id", &long).send().await.unwrap();
+    assert_ne!(forged.headers()["x-request-id"], long.as_str());
+    let kept = t.client.get(t.url("/health")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "abc-123");
+    let _: Value = t.get_json("/ready").await;
+}
