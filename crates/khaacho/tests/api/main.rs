@@ -6,4 +6,5 @@ mod catalog;
 mod helpers;
 mod ops;
 mod orders;
+mod process;
 mod queue;

@@ -1,0 +1,262 @@
+//! Whole processes of the `khaacho` binary: crashes (`kill -9`) under load, graceful drain on
+//! SIGTERM, and recurring jobs with two worker processes. Each test runs on the backend of
+//! `KHAACHO_TEST_DATABASE_URL` like the rest of the suite.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::fresh_database;
+
+struct Env {
+    database_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = fresh_database(dir.path()).await;
+        let env = Self { database_url, _dir: dir };
+        let out = env.command(&["seed", "--demo"], None).output().unwrap();
+        assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
+        env
+    }
+
+    fn command(&self, args: &[&str], port: Option<u16>) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_khaacho"));
+        c.args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("KHAACHO_LOG_LEVEL", "warn")
+            .env("KHAACHO_DB_MAX_CONNECTIONS", "6")
+            .env("KHAACHO_QUEUE__LEASE_MS", "1500")
+            .env("KHAACHO_QUEUE__HEARTBEAT_MS", "400")
+            .env("KHAACHO_QUEUE__REAPER_INTERVAL_MS", "300")
+            .env("KHAACHO_QUEUE__POLL_INTERVAL_MS", "100")
+            .env("KHAACHO_QUEUE__SHUTDOWN_GRACE_MS", "3000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(p) = port {
+            c.env("KHAACHO_LISTEN", format!("127.0.0.1:{p}"));
+        }
+        c
+    }
+
+    fn spawn(&self, args: &[&str], port: Option<u16>) -> Child {
+        self.command(args, port).spawn().unwrap()
+    }
+
+    async fn db(&self) -> khaacho::db::Db {
+        khaacho::db::Db::connect(&self.database_url, 2).await.unwrap()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_healthy(client: &reqwest::Client, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/health")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server on port {port} did not become healthy");
+}
+
+fn terminate(child: &Child) {
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+/// Sends orders from `workers` tasks until `stop`; returns the ids that got a 202.
+fn start_load(port: u16, workers: usize, stop: CancellationToken, accepted: Arc<Mutex<Vec<String>>>, bodies: Arc<Vec<Value>>) {
+    for w in 0..workers {
+        let (stop, accepted, bodies) = (stop.clone(), accepted.clone(), bodies.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let mut i = w;
+            while !stop.is_cancelled() {
+                let body = &bodies[i % bodies.len()];
+                i += workers;
+                match client.post(format!("http://127.0.0.1:{port}/api/v1/orders")).json(body).send().await {
+                    Ok(r) if r.status() == 202 => {
+                        let v: Value = r.json().await.unwrap();
+                        accepted.lock().unwrap().push(v["order_id"].as_str().unwrap().to_string());
+                    }
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    // The server is down (killed on purpose): try again shortly.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        });
+    }
+}
+
+async fn order_bodies(client: &reqwest::Client, port: u16) -> Arc<Vec<Value>> {
+    let get = |p: &str| client.get(format!("http://127.0.0.1:{port}{p}")).send();
+    let retailers: Value = get("/api/v1/retailers?limit=20").await.unwrap().json().await.unwrap();
+    let products: Value = get("/api/v1/products?limit=60").await.unwrap().json().await.unwrap();
+    let products = products["items"].as_array().unwrap();
+    let bodies = retailers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let lines: Vec<Value> = (0..3)
+                .map(|k| {
+                    let p = &products[(i * 3 + k) % products.len()];
+                    json!({ "sku": p["sku"], "qty": 1 + k, "unit": p["unit"] })
+                })
+                .collect();
+            json!({ "retailer_id": r["id"], "lines": lines })
+        })
+        .collect();
+    Arc::new(bodies)
+}
+
+/// Waits until no order is `received` and no job is left, then checks that every accepted
+/// order exists and reached `validated`, `on_hold` or `rejected` through exactly one
+/// validation event.
+async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
+    let db = env.db().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: i64 = khaacho::with_read!(db, c => sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM orders WHERE status = 'received') + (SELECT COUNT(*) FROM jobs WHERE kind = 'order.validate')")
+            .fetch_one(c).await).unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{pending} orders/jobs still pending");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows: Vec<(uuid::Uuid, String, i64)> = khaacho::with_read!(db, c => sqlx::query_as(
+        "SELECT o.id, o.status, (SELECT COUNT(*) FROM order_events e WHERE e.order_id = o.id \
+           AND e.order_created_at_ms = o.created_at_ms AND e.to_status IN ('validated', 'rejected')) \
+         FROM orders o").fetch_all(c).await).unwrap();
+    let stored: HashSet<String> = rows.iter().map(|r| r.0.to_string()).collect();
+    let missing: Vec<_> = accepted.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(missing.is_empty(), "accepted orders missing: {missing:?}");
+    for (id, status, events) in &rows {
+        assert!(["validated", "rejected", "on_hold"].contains(&status.as_str()), "order {id} is {status}");
+        assert_eq!(*events, 1, "order {id} has {events} validation events");
+    }
+    db.close().await;
+}
+
+/// `kill -9` a process of `role` several times under load and restart it each time.
+async fn crash_under_load(split: bool) {
+    let env = Env::new().await;
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let (serving, crashing): (&[&str], &[&str]) = if split { (&["api"], &["worker"]) } else { (&["serve"], &["serve"]) };
+    let mut api = if split { Some(env.spawn(serving, Some(port))) } else { None };
+    let mut victim = env.spawn(crashing, Some(port));
+    wait_healthy(&client, port).await;
+    let bodies = order_bodies(&client, port).await;
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let stop = CancellationToken::new();
+    start_load(port, 8, stop.clone(), accepted.clone(), bodies);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        victim.kill().unwrap(); // SIGKILL
+        victim.wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        victim = env.spawn(crashing, Some(port));
+        if !split {
+            wait_healthy(&client, port).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.len() > 50, "the load got through ({} accepted)", accepted.len());
+    assert_all_processed_once(&env, &accepted).await;
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    if let Some(a) = api.as_mut() {
+        a.kill().unwrap();
+        a.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_serve_under_load_loses_nothing() {
+    crash_under_load(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_worker_under_load_loses_nothing() {
+    crash_under_load(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_load_drains_and_leaves_nothing_stuck() {
+    let env = Env::new().await;
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let mut serve = env.spawn(&["serve"], Some(port));
+    wait_healthy(&client, port).await;
+    let bodies = order_bodies(&client, port).await;
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let stop = CancellationToken::new();
+    start_load(port, 8, stop.clone(), accepted.clone(), bodies);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    terminate(&serve);
+    let started = Instant::now();
+    let status = serve.wait().unwrap();
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "drained within the grace period");
+    stop.cancel();
+    let db = env.db().await;
+    let running: i64 = khaacho::with_read!(db, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE status = 'running'").fetch_one(c).await).unwrap();
+    assert_eq!(running, 0, "no job is left claimed by the stopped process");
+    db.close().await;
+    // Whatever was accepted but not yet processed is picked up by the next process.
+    let mut worker = env.spawn(&["worker"], None);
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(!accepted.is_empty());
+    assert_all_processed_once(&env, &accepted).await;
+    terminate(&worker);
+    assert!(worker.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recurring_job_fires_once_per_tick_with_two_workers() {
+    let env = Env::new().await;
+    let spawn = || {
+        env.command(&["worker"], None).env("KHAACHO_SCHEDULES__MAINTENANCE", "*/1 * * * * *").spawn().unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    for w in [&a, &b] {
+        terminate(w);
+    }
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let db = env.db().await;
+    let ticks: Vec<(i64, Option<i64>)> = khaacho::with_read!(db, c => sqlx::query_as(
+        "SELECT fire_at_ms, done_at_ms FROM schedule_ticks WHERE name = 'maintenance' ORDER BY fire_at_ms")
+        .fetch_all(c).await).unwrap();
+    assert!(ticks.len() >= 3, "ticks fired: {ticks:?}");
+    for w in ticks.windows(2) {
+        assert_eq!(w[1].0 - w[0].0, 1_000, "one job per one-second tick, none twice or skipped: {ticks:?}");
+    }
+    let jobs: i64 = khaacho::with_read!(db, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'maintenance.partitions' AND status <> 'queued'").fetch_one(c).await).unwrap();
+    assert_eq!(jobs, 0, "every fired job finished or is still queued, none dead or stuck");
+    assert!(ticks.iter().filter(|t| t.1.is_some()).count() >= ticks.len() - 1, "tick jobs ran: {ticks:?}");
+    db.close().await;
+}
