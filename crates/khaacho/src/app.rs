@@ -1,11 +1,12 @@
 //! The application handle shared by HTTP handlers, jobs and the CLI.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::catalog::cache::CatalogCache;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::orders::group_commit::GroupCommit;
 
 /// Cheap-to-clone handle on the process's shared state: the database, settings and caches.
 /// Nothing here is per-node truth, so any number of API processes can run side by side.
@@ -18,6 +19,7 @@ struct Inner {
     db: Db,
     settings: Settings,
     catalog: CatalogCache,
+    group_commit: OnceLock<GroupCommit>,
 }
 
 impl App {
@@ -25,7 +27,8 @@ impl App {
     pub fn new(db: Db, settings: Settings) -> Self {
         // Install the metrics recorder before anything records.
         crate::telemetry::metrics_handle();
-        Self { inner: Arc::new(Inner { db, settings, catalog: CatalogCache::new(Duration::from_secs(30)) }) }
+        let catalog = CatalogCache::new(Duration::from_secs(30));
+        Self { inner: Arc::new(Inner { db, settings, catalog, group_commit: OnceLock::new() }) }
     }
 
     /// Connects to the configured database and applies migrations.
@@ -44,6 +47,11 @@ impl App {
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The intake's group-commit writer (started on first use, inside the runtime).
+    pub fn group_commit(&self) -> &GroupCommit {
+        self.inner.group_commit.get_or_init(|| GroupCommit::start(self.inner.db.clone()))
     }
 
     /// The catalogue view used by the intake.

@@ -103,44 +103,76 @@ pub async fn create(
         status: "received".into(),
         status_url: format!("/api/v1/orders/{id}/status"),
     };
-    let priority = req.priority.unwrap_or_default();
-    let line_rows: Vec<(String, i64, String)> =
-        lines.into_iter().map(|l| (l.sku, l.qty_milli, l.unit.as_str().to_string())).collect();
-    let new = NewOrder {
+    let prepared = Prepared {
         id,
         retailer_id: req.retailer_id,
-        priority: priority.as_str(),
-        channel: "api",
-        note: req.note.as_deref(),
-        correlation_id: request_id,
-        lines: &line_rows,
-    };
-    let mut tx = app.db().begin().await?;
-    if let Err(e) = repo::insert(&mut tx, &new).await {
-        return Err(map_insert_error(e));
-    }
-    let opts = EnqueueOptions {
-        priority: Some(priority.job_priority()),
+        priority: req.priority.unwrap_or_default(),
+        note: req.note,
         correlation_id: request_id.map(str::to_string),
-        ..Default::default()
+        lines: lines.into_iter().map(|l| (l.sku, l.qty_milli, l.unit.as_str().to_string())).collect(),
+        idempotency: idem.as_ref().map(|(key, hash)| (scope.clone(), key.to_string(), hash.clone(), accepted.clone())),
     };
-    queue::enqueue(&mut tx, &ValidateOrder { order_id: id }, opts).await?;
-    if let Some((key, hash)) = &idem {
-        match store_key(&mut tx, &scope, key, hash, &accepted).await {
-            Ok(()) => {}
-            Err(e) if is_unique_violation(&e) => {
-                // A concurrent request with the same key won the race: answer what it answered.
-                tx.rollback().await?;
-                return replay(app, &scope, key, hash)
-                    .await?
-                    .ok_or_else(|| ApiError::Conflict("a request with this Idempotency-Key is in progress".into()));
-            }
-            Err(e) => return Err(e.into()),
+    match app.group_commit().write(prepared).await {
+        Ok(()) => {}
+        Err(e) if is_unique_violation(&e) && idem.is_some() => {
+            // A concurrent request with the same key won the race: answer what it answered.
+            let (key, hash) = idem.as_ref().map(|(k, h)| (*k, h.as_str())).unwrap_or_default();
+            return replay(app, &scope, key, hash)
+                .await?
+                .ok_or_else(|| ApiError::Conflict("a request with this Idempotency-Key is in progress".into()));
         }
+        Err(e) => return Err(map_insert_error(e)),
     }
-    tx.commit().await?;
     metrics::counter!("khaacho_orders_received_total", "channel" => "api").increment(1);
     Ok(IntakeResult { accepted, replayed: false })
+}
+
+/// An order that passed the checks, ready to be written.
+#[derive(Debug)]
+pub struct Prepared {
+    id: Uuid,
+    retailer_id: Uuid,
+    priority: OrderPriority,
+    note: Option<String>,
+    correlation_id: Option<String>,
+    lines: Vec<(String, i64, String)>,
+    /// `(scope, key, request hash, answer)` when the request carried an Idempotency-Key.
+    idempotency: Option<(String, String, String, Accepted)>,
+}
+
+/// Writes orders, their first jobs and idempotency records in one transaction.
+pub async fn write_batch(db: &crate::db::Db, orders: &[Prepared]) -> Result<(), sqlx::Error> {
+    let rows: Vec<NewOrder<'_>> = orders
+        .iter()
+        .map(|o| NewOrder {
+            id: o.id,
+            retailer_id: o.retailer_id,
+            priority: o.priority.as_str(),
+            channel: "api",
+            note: o.note.as_deref(),
+            correlation_id: o.correlation_id.as_deref(),
+            lines: &o.lines,
+        })
+        .collect();
+    let jobs: Vec<(ValidateOrder, EnqueueOptions)> = orders
+        .iter()
+        .map(|o| {
+            let opts = EnqueueOptions {
+                priority: Some(o.priority.job_priority()),
+                correlation_id: o.correlation_id.clone(),
+                ..Default::default()
+            };
+            (ValidateOrder { order_id: o.id }, opts)
+        })
+        .collect();
+    let job_refs: Vec<(&ValidateOrder, EnqueueOptions)> = jobs.iter().map(|(j, o)| (j, o.clone())).collect();
+    let mut tx = db.begin().await?;
+    repo::insert_many(&mut tx, &rows).await?;
+    queue::enqueue_batch(&mut tx, &job_refs).await?;
+    for (scope, key, hash, answer) in orders.iter().filter_map(|o| o.idempotency.as_ref()) {
+        store_key(&mut tx, scope, key, hash, answer).await?;
+    }
+    tx.commit().await
 }
 
 fn map_insert_error(e: sqlx::Error) -> ApiError {

@@ -48,39 +48,46 @@ pub struct NewOrder<'a> {
 const ORDER_COLS: &str = "id, created_at_ms, retailer_id, status, priority, channel, note, subtotal_paisa, \
      vat_paisa, total_paisa, hold_reason, held_from, reject_reason, correlation_id, updated_at_ms";
 
-/// Inserts a `received` order with its lines and intake event.
-pub async fn insert(tx: &mut Tx, o: &NewOrder<'_>) -> Result<(), sqlx::Error> {
-    let created = created_at_of(o.id).unwrap_or_else(now_ms);
-    with_tx!(tx, c => {
-        sqlx::query(
-            "INSERT INTO orders (id, created_at_ms, retailer_id, status, priority, channel, note, correlation_id, updated_at_ms) \
-             VALUES ($1, $2, $3, 'received', $4, $5, $6, $7, $2)")
-            .bind(o.id)
-            .bind(created)
-            .bind(o.retailer_id)
-            .bind(o.priority)
-            .bind(o.channel)
-            .bind(o.note)
-            .bind(o.correlation_id)
-            .execute(&mut *c)
-            .await?;
-        let mut qb = sqlx::QueryBuilder::new(
-            "INSERT INTO order_lines (order_id, order_created_at_ms, line_no, sku, qty_milli, unit) ");
-        qb.push_values(o.lines.iter().enumerate(), |mut b, (i, (sku, qty, unit))| {
-            b.push_bind(o.id).push_bind(created).push_bind(i as i32 + 1).push_bind(sku).push_bind(*qty).push_bind(unit);
+/// Inserts `received` orders with their lines and intake events, a few statements for the
+/// whole batch (the intake's group commit writes many orders per transaction).
+pub async fn insert_many(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sqlx::Error> {
+    // Rows per statement, well under both backends' bound-parameter limits.
+    const CHUNK: usize = 2000;
+    let created = |o: &NewOrder<'_>| created_at_of(o.id).unwrap_or_else(now_ms);
+    for chunk in orders.chunks(CHUNK / 4) {
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO orders (id, created_at_ms, retailer_id, status, priority, channel, note, correlation_id, updated_at_ms) ");
+            qb.push_values(chunk, |mut b, o| {
+                let at = created(o);
+                b.push_bind(o.id).push_bind(at).push_bind(o.retailer_id).push_bind("received").push_bind(o.priority)
+                    .push_bind(o.channel).push_bind(o.note).push_bind(o.correlation_id).push_bind(at);
+            });
+            qb.build().execute(&mut *c).await?;
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, at_ms) ");
+            qb.push_values(chunk, |mut b, o| {
+                let at = created(o);
+                b.push_bind(Uuid::now_v7()).push_bind(o.id).push_bind(at).push_bind(None::<&str>).push_bind("received")
+                    .push_bind(o.channel).push_bind("retailer").push_bind(at);
+            });
+            qb.build().execute(&mut *c).await?;
         });
-        qb.build().execute(&mut *c).await?;
-        sqlx::query(
-            "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, reason, at_ms) \
-             VALUES ($1, $2, $3, NULL, 'received', $4, $5, NULL, $3)")
-            .bind(Uuid::now_v7())
-            .bind(o.id)
-            .bind(created)
-            .bind("api")
-            .bind("retailer")
-            .execute(&mut *c)
-            .await?;
-    });
+    }
+    let lines: Vec<_> = orders
+        .iter()
+        .flat_map(|o| o.lines.iter().enumerate().map(move |(i, l)| (o.id, created(o), i as i32 + 1, l)))
+        .collect();
+    for chunk in lines.chunks(CHUNK) {
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO order_lines (order_id, order_created_at_ms, line_no, sku, qty_milli, unit) ");
+            qb.push_values(chunk, |mut b, (id, at, no, (sku, qty, unit))| {
+                b.push_bind(*id).push_bind(*at).push_bind(*no).push_bind(sku).push_bind(*qty).push_bind(unit);
+            });
+            qb.build().execute(&mut *c).await?;
+        });
+    }
     Ok(())
 }
 

@@ -131,38 +131,53 @@ pub struct EnqueueOptions {
 /// Adds a job in the caller's transaction. Returns `None` when a job with the same dedupe
 /// key already exists.
 pub async fn enqueue<J: Job>(tx: &mut Tx, job: &J, opts: EnqueueOptions) -> Result<Option<Uuid>, sqlx::Error> {
+    let (ids, inserted) = enqueue_batch(tx, &[(job, opts)]).await?;
+    Ok(ids.into_iter().next().filter(|_| inserted == 1))
+}
+
+/// Adds many jobs of one kind in the caller's transaction with one statement (per 1,000
+/// jobs). Returns the generated ids and how many rows were inserted (dedupe conflicts are
+/// skipped).
+pub async fn enqueue_batch<J: Job>(tx: &mut Tx, jobs: &[(&J, EnqueueOptions)]) -> Result<(Vec<Uuid>, u64), sqlx::Error> {
     let now = now_ms();
-    let id = Uuid::now_v7();
-    let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let priority = opts.priority.unwrap_or(J::PRIORITY) as i32;
-    let run_at = opts.run_at_ms.unwrap_or(now);
-    let inserted = with_tx!(tx, c => sqlx::query(
-        "INSERT INTO jobs (id, queue, kind, payload, priority, run_at_ms, max_attempts, dedupe_key, \
-         correlation_id, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT DO NOTHING")
-        .bind(id)
-        .bind(J::QUEUE)
-        .bind(J::KIND)
-        .bind(Json(&payload))
-        .bind(priority)
-        .bind(run_at)
-        .bind(J::policy().max_attempts)
-        .bind(opts.dedupe_key.as_deref())
-        .bind(opts.correlation_id.as_deref())
-        .bind(now)
-        .execute(c)
-        .await?
-        .rows_affected());
-    if inserted == 0 {
-        return Ok(None);
+    let mut rows = Vec::with_capacity(jobs.len());
+    for (job, opts) in jobs {
+        let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        rows.push((Uuid::now_v7(), payload, opts));
     }
-    if let crate::db::TxInner::Pg(t) = tx.inner_mut() {
-        // Delivered on commit; identical notifications in one transaction are folded.
-        sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(J::QUEUE).execute(&mut **t).await?;
+    let max_attempts = J::policy().max_attempts;
+    let mut inserted = 0;
+    for chunk in rows.chunks(1000) {
+        inserted += with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO jobs (id, queue, kind, payload, priority, run_at_ms, max_attempts, dedupe_key, \
+                 correlation_id, created_at_ms, updated_at_ms) ");
+            qb.push_values(chunk, |mut b, (id, payload, opts)| {
+                b.push_bind(*id)
+                    .push_bind(J::QUEUE)
+                    .push_bind(J::KIND)
+                    .push_bind(Json(payload))
+                    .push_bind(opts.priority.unwrap_or(J::PRIORITY) as i32)
+                    .push_bind(opts.run_at_ms.unwrap_or(now))
+                    .push_bind(max_attempts)
+                    .push_bind(opts.dedupe_key.as_deref())
+                    .push_bind(opts.correlation_id.as_deref())
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            qb.push(" ON CONFLICT DO NOTHING");
+            qb.build().execute(&mut *c).await?.rows_affected()
+        });
     }
-    tx.mark_enqueued();
-    metrics::counter!("khaacho_jobs_enqueued_total", "kind" => J::KIND).increment(1);
-    Ok(Some(id))
+    if inserted > 0 {
+        if let crate::db::TxInner::Pg(t) = tx.inner_mut() {
+            // Delivered on commit; identical notifications in one transaction are folded.
+            sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(J::QUEUE).execute(&mut **t).await?;
+        }
+        tx.mark_enqueued();
+        metrics::counter!("khaacho_jobs_enqueued_total", "kind" => J::KIND).increment(inserted);
+    }
+    Ok((rows.into_iter().map(|r| r.0).collect(), inserted))
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
