@@ -107,18 +107,20 @@ pub async fn find_by_sku(db: &Db, sku: &str) -> Result<Option<ProductRow>, sqlx:
     with_read!(db, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql)).bind(sku).fetch_optional(c).await)
 }
 
-/// Products by SKU inside a transaction.
+/// Products by SKU inside a transaction (one query).
 pub async fn find_by_skus_tx(tx: &mut Tx, skus: &[String]) -> Result<Vec<ProductRow>, sqlx::Error> {
-    let mut out = Vec::with_capacity(skus.len());
-    let sql = format!("SELECT {PRODUCT_COLS} FROM products WHERE sku = $1");
-    for sku in skus {
-        let row = with_tx!(tx, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(sku)
-            .fetch_optional(c)
-            .await)?;
-        out.extend(row);
+    if skus.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {PRODUCT_COLS} FROM products WHERE sku IN ("));
+        let mut list = qb.separated(", ");
+        for sku in skus {
+            list.push_bind(sku);
+        }
+        qb.push(")");
+        qb.build_query_as::<ProductRow>().fetch_all(c).await
+    })
 }
 
 /// A quantity tier: from `min_qty_milli` base milli-units on, the price is `price_paisa`.
@@ -153,17 +155,24 @@ pub struct OfferRow {
     pub valid_to_ms: Option<i64>,
 }
 
-/// Offers of active vendors for a product that are valid at `at_ms`.
-pub async fn valid_offers_tx(tx: &mut Tx, product_id: Uuid, at_ms: i64) -> Result<Vec<OfferRow>, sqlx::Error> {
-    with_tx!(tx, c => sqlx::query_as::<_, OfferRow>(
-        "SELECT o.id, o.vendor_id, o.product_id, o.price_paisa, o.tiers, o.promotional, o.stock_milli, \
-         o.valid_from_ms, o.valid_to_ms FROM offers o JOIN vendors v ON v.id = o.vendor_id \
-         WHERE o.product_id = $1 AND v.active = $2 AND o.valid_from_ms <= $3 AND (o.valid_to_ms IS NULL OR o.valid_to_ms > $3)")
-        .bind(product_id)
-        .bind(true)
-        .bind(at_ms)
-        .fetch_all(c)
-        .await)
+/// Offers of active vendors for the given products that are valid at `at_ms` (one query).
+pub async fn valid_offers_tx(tx: &mut Tx, product_ids: &[Uuid], at_ms: i64) -> Result<Vec<OfferRow>, sqlx::Error> {
+    if product_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT o.id, o.vendor_id, o.product_id, o.price_paisa, o.tiers, o.promotional, o.stock_milli, \
+             o.valid_from_ms, o.valid_to_ms FROM offers o JOIN vendors v ON v.id = o.vendor_id WHERE v.active = ");
+        qb.push_bind(true).push(" AND o.valid_from_ms <= ").push_bind(at_ms);
+        qb.push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(") AND o.product_id IN (");
+        let mut list = qb.separated(", ");
+        for id in product_ids {
+            list.push_bind(*id);
+        }
+        qb.push(")");
+        qb.build_query_as::<OfferRow>().fetch_all(c).await
+    })
 }
 
 /// An offer to create or replace (keyed by vendor and product).

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::model::{Actor, OrderRow, OrderStatus};
 use super::repo::{self, LineResolution, TransitionResult};
 use crate::catalog::pricing::best_quote;
-use crate::catalog::repo::{ProductRow, find_by_skus_tx, valid_offers_tx};
+use crate::catalog::repo::{OfferRow, ProductRow, find_by_skus_tx, valid_offers_tx};
 use crate::db::{Tx, now_ms};
 use crate::domain::{Unit, line_amount, vat};
 use crate::queue::{Job, JobContext, JobError, Priority, RetryPolicy};
@@ -54,6 +54,7 @@ impl Job for ValidateOrder {
             return Ok(());
         }
         validate(&mut tx, &mut order, review_above).await?;
+        ctx.complete_in(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -76,13 +77,15 @@ pub async fn validate(tx: &mut Tx, order: &mut OrderRow, review_above_paisa: i64
     let lines = repo::lines_tx(tx, order).await?;
     let skus: Vec<String> = lines.iter().map(|l| l.sku.clone()).collect();
     let products = find_by_skus_tx(tx, &skus).await?;
-    let now = now_ms();
-    let mut resolved = Vec::with_capacity(lines.len());
-    for line in &lines {
-        let product = products.iter().find(|p| p.sku == line.sku);
-        let res = resolve_line(tx, line.line_no, &line.unit, line.qty_milli, product, now).await?;
-        resolved.push(res);
-    }
+    let ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
+    let offers = valid_offers_tx(tx, &ids, now_ms()).await?;
+    let resolved: Vec<LineResolution> = lines
+        .iter()
+        .map(|line| {
+            let product = products.iter().find(|p| p.sku == line.sku);
+            resolve_line(line.line_no, &line.unit, line.qty_milli, product, &offers)
+        })
+        .collect();
     let refused: Vec<_> = resolved
         .iter()
         .filter_map(|r| r.reject_code.as_ref().map(|c| json!({ "line_no": r.line_no, "code": c, "detail": r.reject_detail })))
@@ -120,14 +123,13 @@ fn ensure(r: TransitionResult) -> Result<(), JobError> {
     }
 }
 
-async fn resolve_line(
-    tx: &mut Tx,
+fn resolve_line(
     line_no: i32,
     unit: &str,
     qty_milli: i64,
     product: Option<&ProductRow>,
-    now: i64,
-) -> Result<LineResolution, JobError> {
+    all_offers: &[OfferRow],
+) -> LineResolution {
     let refuse = |code: &str, detail: String| LineResolution {
         line_no,
         reject_code: Some(code.to_string()),
@@ -135,29 +137,29 @@ async fn resolve_line(
         ..Default::default()
     };
     let Some(p) = product.filter(|p| p.active) else {
-        return Ok(refuse("unknown_sku", "no active product has this SKU".into()));
+        return refuse("unknown_sku", "no active product has this SKU".into());
     };
     let (Some(base), Some(unit)) = (Unit::parse(&p.unit), Unit::parse(unit)) else {
-        return Ok(refuse("unit_incompatible", format!("unit {unit} is not known")));
+        return refuse("unit_incompatible", format!("unit {unit} is not known"));
     };
     let base_qty = match unit.to_base(qty_milli, base, p.pack_size_milli) {
         Ok(q) => q,
-        Err(e) => return Ok(refuse("unit_incompatible", format!("{e}; {} is sold by {base}", p.sku))),
+        Err(e) => return refuse("unit_incompatible", format!("{e}; {} is sold by {base}", p.sku)),
     };
     if let Some(min) = p.min_order_milli.filter(|m| base_qty < *m) {
-        return Ok(refuse("below_min_quantity", format!("at least {} {base}", crate::domain::milli_to_qty(min))));
+        return refuse("below_min_quantity", format!("at least {} {base}", crate::domain::milli_to_qty(min)));
     }
     if let Some(max) = p.max_order_milli.filter(|m| base_qty > *m) {
-        return Ok(refuse("above_max_quantity", format!("at most {} {base}", crate::domain::milli_to_qty(max))));
+        return refuse("above_max_quantity", format!("at most {} {base}", crate::domain::milli_to_qty(max)));
     }
-    let offers = valid_offers_tx(tx, p.id, now).await?;
+    let offers: Vec<OfferRow> = all_offers.iter().filter(|o| o.product_id == p.id).cloned().collect();
     let quote = match best_quote(&offers, base_qty) {
         Ok(q) => q,
-        Err(e) => return Ok(refuse(e.code(), e.to_string())),
+        Err(e) => return refuse(e.code(), e.to_string()),
     };
     let subtotal = line_amount(quote.unit_price_paisa, base_qty);
     let tax = vat(subtotal, VAT_PERCENT);
-    Ok(LineResolution {
+    LineResolution {
         line_no,
         product_id: Some(p.id),
         product_name: Some(p.name.clone()),
@@ -172,5 +174,5 @@ async fn resolve_line(
         price_reason: Some(quote.reason),
         reject_code: None,
         reject_detail: None,
-    })
+    }
 }

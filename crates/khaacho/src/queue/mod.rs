@@ -113,6 +113,29 @@ pub struct JobContext {
     pub correlation_id: Option<String>,
     /// 1 on the first run.
     pub attempt: i32,
+    /// The worker holding the lease.
+    pub(crate) worker_id: String,
+    /// Set once the job row was deleted inside the handler's own transaction.
+    pub(crate) completed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl JobContext {
+    /// Deletes this job inside the handler's transaction, so the step's effect and the end
+    /// of the job commit together (one commit per step instead of two). Call it last, just
+    /// before committing; if the transaction rolls back the job stays leased and runs again.
+    pub async fn complete_in(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        with_tx!(tx, c => sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND dedupe_key IS NULL")
+            .bind(self.job_id)
+            .bind(&self.worker_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))
+        .map(|deleted| {
+            if deleted == 1 {
+                self.completed.store(true, std::sync::atomic::Ordering::Release);
+            }
+        })
+    }
 }
 
 /// Options of one enqueue beyond the job's defaults.

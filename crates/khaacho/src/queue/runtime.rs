@@ -218,9 +218,12 @@ async fn execute(app: App, registry: Arc<Registry>, worker_id: String, job: Clai
             job_id: job.id,
             correlation_id: job.correlation_id.clone(),
             attempt: job.attempts,
+            worker_id: worker_id.clone(),
+            completed: Arc::default(),
         };
         let started = Instant::now();
         let heartbeat = tokio::spawn(heartbeat(app.clone(), worker_id.clone(), job.id));
+        let completed = ctx.completed.clone();
         let run = AssertUnwindSafe((handler.run)(ctx, job.payload.0.clone())).catch_unwind();
         let outcome = match tokio::time::timeout(handler.policy.timeout, run).await {
             Ok(Ok(result)) => result,
@@ -233,6 +236,9 @@ async fn execute(app: App, registry: Arc<Registry>, worker_id: String, job: Clai
         match outcome {
             Ok(()) => {
                 metrics::counter!("khaacho_jobs_succeeded_total", "kind" => metric_kind).increment(1);
+                if completed.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
                 if let Err(e) = finish_ok(&app, &worker_id, &job).await {
                     error!(error = %e, "could not mark job done; it will run again after its lease");
                 }
@@ -340,6 +346,8 @@ async fn run_on_dead(app: &App, handler: &Handler, job: &Claimed, message: Strin
         job_id: job.id,
         correlation_id: job.correlation_id.clone(),
         attempt: job.attempts,
+        worker_id: String::new(),
+        completed: Arc::default(),
     };
     if let Err(e) = (handler.on_dead)(ctx, job.payload.0.clone(), message).await {
         error!(error = %e, "dead-letter hook failed");

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Reproduces the intake and end-to-end figures from a clean checkout:
+#   bench/run.sh [postgres|sqlite|all]
+# Builds the release binary, starts the server against a fresh database, loads the demo
+# data and drives it with `khaacho loadtest` (loopback only). Results go to bench/results/.
+# PostgreSQL: KHAACHO_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test); a
+# fresh schema per run. Everything shares this machine's cores, as the targets assume.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which=${1:-all}
+DURATION=${DURATION:-30s}
+PG_URL=${KHAACHO_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+PORT=${PORT:-18080}
+BIN=target/release/khaacho
+OUT=bench/results
+mkdir -p "$OUT"
+cargo build --release -p khaacho >/dev/null
+
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+trap stop_server EXIT
+
+# start_server NAME DATABASE_URL ROLE: fresh database, demo data, then ROLE in the background.
+start_server() {
+  local name=$1 url=$2 role=$3
+  DATABASE_URL="$url" "$BIN" seed --demo >/dev/null
+  DATABASE_URL="$url" KHAACHO_LISTEN="127.0.0.1:$PORT" KHAACHO_LOG_LEVEL=warn \
+    KHAACHO_DB_MAX_CONNECTIONS=${DB_CONNS:-24} "$BIN" "$role" >"$OUT/$name-server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
+    sleep 0.1
+  done
+  peak_rss_start
+}
+
+peak_rss_start() { :; }
+peak_rss() { grep VmHWM "/proc/$server_pid/status" | awk '{print $2/1024 " MB"}'; }
+
+fresh_pg() {
+  local schema="bench_$(date +%s)_$RANDOM"
+  psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
+  echo "$PG_URL?options=-c%20search_path%3D$schema"
+}
+
+fresh_sqlite() {
+  local dir
+  dir=$(mktemp -d)
+  echo "sqlite://$dir/bench.db"
+}
+
+loadtest() {
+  local name=$1
+  shift
+  "$BIN" loadtest --url "http://127.0.0.1:$PORT" --duration "$DURATION" --warmup 2s --json "$@" | tee "$OUT/$name.json"
+  echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/$name.rss"
+}
+
+run_backend() {
+  local backend=$1 url
+  # 1. Intake: API process only, closed loop.
+  url=$([ "$backend" = postgres ] && fresh_pg || fresh_sqlite)
+  start_server "$backend-intake" "$url" api
+  echo "== $backend intake (api, ${CONNECTIONS:-64} connections, $DURATION)"
+  loadtest "$backend-intake" --connections "${CONNECTIONS:-64}" --e2e-sample 0
+  stop_server
+  # 2. End to end: serve (API + workers), open loop at a fixed rate.
+  url=$([ "$backend" = postgres ] && fresh_pg || fresh_sqlite)
+  start_server "$backend-e2e" "$url" serve
+  echo "== $backend end to end (serve, ${RATE:-1000}/s offered, ${E2E_DURATION:-60s})"
+  DURATION=${E2E_DURATION:-60s} loadtest "$backend-e2e" --rate "${RATE:-1000}" --e2e-sample 20
+  curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^khaacho_queue_(depth|oldest)' | tee "$OUT/$backend-e2e.queue"
+  stop_server
+}
+
+case "$which" in
+  postgres) run_backend postgres ;;
+  sqlite) run_backend sqlite ;;
+  all) run_backend postgres; run_backend sqlite ;;
+  *) echo "usage: bench/run.sh [postgres|sqlite|all]" >&2; exit 2 ;;
+esac
