@@ -20,6 +20,7 @@ struct Inner {
     settings: Settings,
     catalog: CatalogCache,
     group_commit: OnceLock<GroupCommit>,
+    agents: khaacho_agents::AgentChain,
 }
 
 impl App {
@@ -28,7 +29,11 @@ impl App {
         // Install the metrics recorder before anything records.
         crate::telemetry::metrics_handle();
         let catalog = CatalogCache::new(Duration::from_secs(30));
-        Self { inner: Arc::new(Inner { db, settings, catalog, group_commit: OnceLock::new() }) }
+        // Settings::validate already built the chain once, so this cannot fail for loaded
+        // settings; hand-made settings with a broken chain get the local parser only.
+        let agents = khaacho_agents::AgentChain::from_config(&settings.agents)
+            .unwrap_or_else(|_| khaacho_agents::AgentChain::local_only());
+        Self { inner: Arc::new(Inner { db, settings, catalog, group_commit: OnceLock::new(), agents }) }
     }
 
     /// Connects to the configured database and applies migrations.
@@ -52,6 +57,11 @@ impl App {
     /// The intake's group-commit writer (started on first use, inside the runtime).
     pub fn group_commit(&self) -> &GroupCommit {
         self.inner.group_commit.get_or_init(|| GroupCommit::start(self.inner.db.clone()))
+    }
+
+    /// The order-text parser chain (LLM providers, then the local parser).
+    pub fn agents(&self) -> &khaacho_agents::AgentChain {
+        &self.inner.agents
     }
 
     /// The catalogue view used by the intake.

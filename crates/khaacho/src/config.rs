@@ -31,6 +31,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Recurring job schedules (cron with seconds, evaluated in Nepal time).
     pub schedules: ScheduleSettings,
+    /// Order-text parser agents: provider chain, LLM switch, resilience.
+    pub agents: khaacho_agents::AgentsConfig,
 }
 
 /// Log output format.
@@ -107,6 +109,7 @@ impl Default for Settings {
             pipeline: PipelineSettings::default(),
             http: HttpSettings::default(),
             schedules: ScheduleSettings::default(),
+            agents: khaacho_agents::AgentsConfig::default(),
         }
     }
 }
@@ -198,6 +201,7 @@ impl Settings {
         }
         crate::queue::schedule::parse_cron(&self.schedules.maintenance)
             .context("schedules.maintenance")?;
+        khaacho_agents::AgentChain::from_config(&self.agents).context("agents")?;
         Ok(())
     }
 }
@@ -228,6 +232,7 @@ impl fmt::Debug for Settings {
             .field("pipeline", &self.pipeline)
             .field("http", &self.http)
             .field("schedules", &self.schedules)
+            .field("agents", &self.agents)
             .finish()
     }
 }

@@ -1,38 +1,6 @@
 //! Domain values shared by the features: units, quantities in milli-units, money in paisa.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-/// Canonical units. Base units of products are `kg`, `litre`, `packet`, `piece`, `bottle`;
-/// the rest are written by retailers and converted to the base unit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Unit {
-    /// Kilogram.
-    Kg,
-    /// Gram.
-    G,
-    /// Litre.
-    Litre,
-    /// Millilitre.
-    Ml,
-    /// Packet (a counted consumer pack).
-    Packet,
-    /// Piece.
-    Piece,
-    /// Bottle.
-    Bottle,
-    /// Carton: an outer pack of `pack_size` base units.
-    Carton,
-    /// Crate: an outer pack of `pack_size` base units.
-    Crate,
-    /// Sack: an outer pack of `pack_size` base units.
-    Sack,
-    /// Twelve of a counted unit.
-    Dozen,
-}
+pub use khaacho_parser::Unit;
 
 /// Why a quantity cannot be expressed in a product's base unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -48,63 +16,37 @@ pub enum ConversionError {
     Fractional,
 }
 
-impl Unit {
-    /// Every unit, in documentation order.
-    pub const ALL: [Unit; 11] = [
-        Unit::Kg,
-        Unit::G,
-        Unit::Litre,
-        Unit::Ml,
-        Unit::Packet,
-        Unit::Piece,
-        Unit::Bottle,
-        Unit::Carton,
-        Unit::Crate,
-        Unit::Sack,
-        Unit::Dozen,
-    ];
+/// Parses a canonical unit name exactly (`kg`, `carton`…). Synonyms ("kilo", "peti") are
+/// the text parser's business; the JSON API takes canonical names only.
+pub fn canonical_unit(s: &str) -> Option<Unit> {
+    Unit::ALL.into_iter().find(|u| u.as_str() == s)
+}
 
-    /// The canonical lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unit::Kg => "kg",
-            Unit::G => "g",
-            Unit::Litre => "litre",
-            Unit::Ml => "ml",
-            Unit::Packet => "packet",
-            Unit::Piece => "piece",
-            Unit::Bottle => "bottle",
-            Unit::Carton => "carton",
-            Unit::Crate => "crate",
-            Unit::Sack => "sack",
-            Unit::Dozen => "dozen",
-        }
-    }
-
-    /// Parses a canonical name (exactly; synonyms belong to the text parser).
-    pub fn parse(s: &str) -> Option<Unit> {
-        Unit::ALL.into_iter().find(|u| u.as_str() == s)
-    }
-
+/// The order rules of units, on top of the parser's unit vocabulary.
+pub trait UnitRules: Sized {
     /// Whether products may use this as their base unit.
-    pub fn is_base(self) -> bool {
+    fn is_base(self) -> bool;
+    /// Whether the unit counts whole things, so a fraction of it is meaningless.
+    fn is_count(self) -> bool;
+    /// Converts `qty_milli` of `self` into milli-units of `base`, given the product's pack
+    /// size (base milli-units per outer pack).
+    fn to_base(self, qty_milli: i64, base: Unit, pack_size_milli: Option<i64>) -> Result<i64, ConversionError>;
+}
+
+impl UnitRules for Unit {
+    fn is_base(self) -> bool {
         matches!(self, Unit::Kg | Unit::Litre | Unit::Packet | Unit::Piece | Unit::Bottle)
     }
 
-    /// Whether the unit counts whole things, so a fraction of it is meaningless.
-    pub fn is_count(self) -> bool {
+    fn is_count(self) -> bool {
         matches!(self, Unit::Packet | Unit::Piece | Unit::Bottle | Unit::Carton | Unit::Crate)
     }
 
-    /// Converts `qty_milli` of `self` into milli-units of `base`, given the product's pack size
-    /// (base milli-units per outer pack).
-    pub fn to_base(self, qty_milli: i64, base: Unit, pack_size_milli: Option<i64>) -> Result<i64, ConversionError> {
+    fn to_base(self, qty_milli: i64, base: Unit, pack_size_milli: Option<i64>) -> Result<i64, ConversionError> {
         let converted = match (self, base) {
             (a, b) if a == b => qty_milli,
-            (Unit::G, Unit::Kg) | (Unit::Ml, Unit::Litre) => {
-                // Milli-units of a gram are micro-kilograms: round to the nearest milli-kg.
-                (qty_milli + 500) / 1000
-            }
+            // Milli-units of a gram are micro-kilograms: round to the nearest milli-kg.
+            (Unit::G, Unit::Kg) | (Unit::Ml, Unit::Litre) => (qty_milli + 500) / 1000,
             (Unit::Carton | Unit::Crate | Unit::Sack, _) => {
                 let pack = pack_size_milli.ok_or(ConversionError::NoPackSize)?;
                 ((qty_milli as i128 * pack as i128) / 1000) as i64
@@ -116,12 +58,6 @@ impl Unit {
             return Err(ConversionError::Fractional);
         }
         Ok(converted)
-    }
-}
-
-impl fmt::Display for Unit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

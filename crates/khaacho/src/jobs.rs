@@ -2,13 +2,14 @@
 
 use crate::config::Settings;
 use crate::maintenance::MaintenanceJob;
+use crate::orders::parse::ParseOrder;
 use crate::orders::pipeline::ValidateOrder;
 use crate::queue::Registry;
 use crate::queue::schedule::Schedule;
 
 /// The job kinds this build knows.
 pub fn registry() -> Registry {
-    Registry::default().register::<ValidateOrder>().register::<MaintenanceJob>()
+    Registry::default().register::<ParseOrder>().register::<ValidateOrder>().register::<MaintenanceJob>()
 }
 
 /// The recurring schedules, with cron expressions from the settings.

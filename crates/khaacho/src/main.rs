@@ -52,6 +52,18 @@ enum Command {
     },
     /// Load-test a running server (loopback only).
     Loadtest(khaacho_loadgen::LoadtestArgs),
+    /// Parse order messages offline against a catalogue CSV (no database needed).
+    Parse {
+        /// Catalogue CSV: `sku,name,aliases,unit,pack_size,price_npr,category`.
+        #[arg(long)]
+        catalog: PathBuf,
+        /// JSON lines `{"id","text"}`; without it, one message is read from stdin.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Where to write JSON lines (default stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +130,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let report = khaacho_loadgen::run(args).await?;
         return khaacho_loadgen::print_report(&report, json);
     }
+    if let Command::Parse { catalog, input, output } = cli.command {
+        return parse_files(&catalog, input.as_deref(), output.as_deref());
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     khaacho::telemetry::init_logging(&settings);
     let app = App::connect(settings).await?;
@@ -146,8 +161,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Catalog { command } => catalog(&app, command).await,
         Command::Admin { command } => admin(&app, command).await,
-        Command::Loadtest(_) => Ok(()),
+        Command::Loadtest(_) | Command::Parse { .. } => Ok(()),
     }
+}
+
+fn parse_files(catalog: &std::path::Path, input: Option<&std::path::Path>, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::{BufReader, BufWriter, Read, Write};
+    let file = std::fs::File::open(catalog).with_context(|| format!("reading {}", catalog.display()))?;
+    let catalog = khaacho_parser::Catalog::from_csv(BufReader::new(file)).map_err(|e| anyhow::anyhow!("{}: {e}", catalog.display()))?;
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => Box::new(BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    match input {
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+            khaacho_parser::run_jsonl(&catalog, BufReader::new(f), &mut out)?;
+        }
+        None => {
+            // One message on stdin: wrap it as a single JSON line with id "stdin".
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+            let line = serde_json::json!({ "id": "stdin", "text": text.trim_end_matches(['\n', '\r']) }).to_string();
+            khaacho_parser::run_jsonl(&catalog, line.as_bytes(), &mut out)?;
+        }
+    }
+    out.flush().context("writing output")
 }
 
 async fn serve(app: App, roles: Roles) -> anyhow::Result<()> {

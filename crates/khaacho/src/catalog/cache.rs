@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::repo::{self, ProductRow};
 use crate::db::Db;
-use crate::domain::Unit;
+use crate::domain::{Unit, canonical_unit};
 
 /// What the intake needs to know about a SKU.
 #[derive(Clone, Debug)]
@@ -23,12 +23,14 @@ pub struct SkuInfo {
 
 impl From<&ProductRow> for SkuInfo {
     fn from(p: &ProductRow) -> Self {
-        Self { unit: Unit::parse(&p.unit).unwrap_or(Unit::Piece), pack_size_milli: p.pack_size_milli, active: p.active }
+        Self { unit: canonical_unit(&p.unit).unwrap_or(Unit::Piece), pack_size_milli: p.pack_size_milli, active: p.active }
     }
 }
 
 struct Snapshot {
     by_sku: HashMap<String, SkuInfo>,
+    /// The text parser's index over the same products.
+    parser: Arc<khaacho_parser::Catalog>,
     loaded: Instant,
 }
 
@@ -42,7 +44,11 @@ pub struct CatalogCache {
 impl CatalogCache {
     /// An empty view that loads on first use.
     pub fn new(ttl: Duration) -> Self {
-        let empty = Snapshot { by_sku: HashMap::new(), loaded: Instant::now() - ttl - Duration::from_secs(1) };
+        let empty = Snapshot {
+            by_sku: HashMap::new(),
+            parser: Arc::new(khaacho_parser::Catalog::new(Vec::new())),
+            loaded: Instant::now() - ttl - Duration::from_secs(1),
+        };
         Self { snap: Arc::new(RwLock::new(Arc::new(empty))), ttl }
     }
 
@@ -53,6 +59,7 @@ impl CatalogCache {
     /// Reloads every product from the database.
     pub async fn refresh(&self, db: &Db) -> Result<(), sqlx::Error> {
         let mut by_sku = HashMap::new();
+        let mut for_parser = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let page = repo::list_products(db, after.as_deref(), 1000).await?;
@@ -60,17 +67,32 @@ impl CatalogCache {
             after = Some(last.sku.clone());
             for p in &page {
                 by_sku.insert(p.sku.clone(), SkuInfo::from(p));
+                if p.active {
+                    for_parser.push(parser_product(p));
+                }
             }
             if page.len() < 1000 {
                 break;
             }
         }
-        let snap = Arc::new(Snapshot { by_sku, loaded: Instant::now() });
+        // Building the index is CPU work (~50 ms for 10,000 products): keep it off the runtime.
+        let parser = tokio::task::spawn_blocking(move || khaacho_parser::Catalog::new(for_parser))
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("building the parser index failed: {e}")))?;
+        let snap = Arc::new(Snapshot { by_sku, parser: Arc::new(parser), loaded: Instant::now() });
         match self.snap.write() {
             Ok(mut g) => *g = snap,
             Err(p) => *p.into_inner() = snap,
         }
         Ok(())
+    }
+
+    /// The text parser's catalogue index (refreshed with the rest of the view).
+    pub async fn parser(&self, db: &Db) -> Result<Arc<khaacho_parser::Catalog>, sqlx::Error> {
+        if self.current().loaded.elapsed() > self.ttl {
+            self.refresh(db).await?;
+        }
+        Ok(self.current().parser.clone())
     }
 
     /// Looks up SKUs; unknown ones are checked against the database before being reported
@@ -88,5 +110,17 @@ impl CatalogCache {
             }
         }
         Ok(out)
+    }
+}
+
+fn parser_product(p: &ProductRow) -> khaacho_parser::CatalogProduct {
+    khaacho_parser::CatalogProduct {
+        sku: p.sku.clone(),
+        name: p.name.clone(),
+        aliases: p.aliases.0.clone(),
+        unit: canonical_unit(&p.unit).unwrap_or(Unit::Piece),
+        pack_size: p.pack_size_milli.map(crate::domain::milli_to_qty),
+        price_npr: p.list_price_paisa.map(crate::domain::paisa_to_npr),
+        category: p.category.clone(),
     }
 }

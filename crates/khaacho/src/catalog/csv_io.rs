@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 
 use super::repo::{ProductInput, ProductRow};
-use crate::domain::{Unit, milli_to_qty, npr_to_paisa, paisa_to_npr, qty_to_milli};
+use crate::domain::{Unit, UnitRules, canonical_unit, milli_to_qty, npr_to_paisa, paisa_to_npr, qty_to_milli};
 use crate::http::error::FieldError;
 
 /// The header every catalogue CSV carries.
@@ -67,7 +67,7 @@ fn parse_row(rec: &csv::StringRecord, row: usize) -> Result<ProductInput, Vec<Fi
     }
     let aliases: Vec<String> =
         rec[2].split('|').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
-    let unit = match Unit::parse(&rec[3].to_ascii_lowercase()) {
+    let unit = match canonical_unit(&rec[3].to_ascii_lowercase()) {
         Some(u) if u.is_base() => u,
         _ => {
             errors.push(FieldError::new(field("unit"), "unit must be one of kg, litre, packet, piece, bottle"));

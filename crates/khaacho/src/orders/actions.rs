@@ -1,6 +1,7 @@
 //! People acting on an order: an operator approves or rejects a held order; an order is
 //! cancelled. Each is one transaction through the state machine.
 
+use super::intake::{CheckedLine, LineInput, check_lines};
 use super::model::{Actor, OrderRow, OrderStatus};
 use super::pipeline::continue_after;
 use super::repo::{self, TransitionResult};
@@ -37,6 +38,7 @@ pub async fn apply(
     action: Action,
     actor: &Actor,
     reason: Option<&str>,
+    corrected_lines: Option<&[LineInput]>,
 ) -> Result<OrderRow, ApiError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if action == Action::Reject && reason.is_none() {
@@ -45,6 +47,14 @@ pub async fn apply(
     if reason.is_some_and(|r| r.chars().count() > 500) {
         return Err(ApiError::field("reason", "reason must be at most 500 characters"));
     }
+    if corrected_lines.is_some() && action != Action::Approve {
+        return Err(ApiError::field("lines", "corrected lines go with an approval"));
+    }
+    // Corrections are checked like an intake before anything is locked.
+    let corrected = match corrected_lines {
+        Some(lines) => Some(check_lines(app, lines).await?.map_err(ApiError::Validation)?),
+        None => None,
+    };
     let mut tx = app.db().begin().await?;
     let mut order = repo::find_for_update(&mut tx, id).await?.ok_or(ApiError::NotFound("order"))?;
     let from = order.status();
@@ -56,6 +66,9 @@ pub async fn apply(
         Action::Reject => OrderStatus::Rejected,
         Action::Cancel => OrderStatus::Cancelled,
     };
+    if corrected.is_some() && to != OrderStatus::Received {
+        return Err(ApiError::field("lines", "lines can be corrected only on an order held before validation"));
+    }
     let reason = reason.unwrap_or(action.verb());
     match repo::transition(&mut tx, &mut order, to, actor, Some(reason), None).await? {
         TransitionResult::Done => {}
@@ -66,6 +79,12 @@ pub async fn apply(
                 action.verb()
             )));
         }
+    }
+    if let Some(lines) = corrected {
+        let rows: Vec<_> = lines.into_iter().map(CheckedLine::into_row).collect();
+        repo::replace_lines(&mut tx, &order, &rows).await?;
+    } else if to == OrderStatus::Received && repo::lines_tx(&mut tx, &order).await?.is_empty() {
+        return Err(ApiError::field("lines", "nothing was understood from this order's text; approve it with lines"));
     }
     if action == Action::Approve {
         continue_after(&mut tx, &order).await.map_err(|e| match e {

@@ -9,12 +9,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::model::OrderPriority;
+use super::parse::ParseOrder;
 use super::pipeline::ValidateOrder;
 use super::repo::{self, NewOrder};
 use crate::app::App;
 use crate::catalog::csv_io::validate_sku;
 use crate::db::{Tx, is_unique_violation, now_ms};
-use crate::domain::{Unit, qty_to_milli};
+use crate::domain::{Unit, UnitRules, canonical_unit, qty_to_milli};
 use crate::http::error::{ApiError, FieldError};
 use crate::queue::{self, EnqueueOptions};
 use crate::with_tx;
@@ -32,14 +33,20 @@ pub struct LineInput {
     pub unit: String,
 }
 
-/// Body of `POST /api/v1/orders`.
+/// Body of `POST /api/v1/orders`: structured `lines`, or free `text` ("5 kg chini, 2 carton
+/// wai wai") that the parse step turns into lines.
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
     /// The buying retailer.
     pub retailer_id: Uuid,
-    /// Structured lines.
-    pub lines: Vec<LineInput>,
+    /// Structured lines (give these or `text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<LineInput>>,
+    /// The order as the retailer wrote it, in English, romanized Nepali or Devanagari (at most
+    /// 4,000 characters; give this or `lines`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Free note for the vendor (at most 500 characters).
     #[serde(default)]
     pub note: Option<String>,
@@ -60,11 +67,24 @@ pub struct Accepted {
 }
 
 /// A line that passed the shape checks.
-struct CheckedLine {
-    sku: String,
-    qty_milli: i64,
-    unit: Unit,
+pub struct CheckedLine {
+    /// SKU.
+    pub sku: String,
+    /// Quantity in milli-units of `unit`.
+    pub qty_milli: i64,
+    /// Requested unit.
+    pub unit: Unit,
 }
+
+impl CheckedLine {
+    /// The `(sku, qty_milli, unit)` row the repository stores.
+    pub fn into_row(self) -> (String, i64, String) {
+        (self.sku, self.qty_milli, self.unit.as_str().to_string())
+    }
+}
+
+/// Longest text order accepted.
+pub const MAX_TEXT_CHARS: usize = 4_000;
 
 /// Result of [`create`]: the answer, and whether it is a replay.
 pub struct IntakeResult {
@@ -109,7 +129,8 @@ pub async fn create(
         priority: req.priority.unwrap_or_default(),
         note: req.note,
         correlation_id: request_id.map(str::to_string),
-        lines: lines.into_iter().map(|l| (l.sku, l.qty_milli, l.unit.as_str().to_string())).collect(),
+        lines: lines.into_iter().map(CheckedLine::into_row).collect(),
+        source_text: req.text,
         idempotency: idem.as_ref().map(|(key, hash)| (scope.clone(), key.to_string(), hash.clone(), accepted.clone())),
     };
     match app.group_commit().write(prepared).await {
@@ -136,6 +157,7 @@ pub struct Prepared {
     note: Option<String>,
     correlation_id: Option<String>,
     lines: Vec<(String, i64, String)>,
+    source_text: Option<String>,
     /// `(scope, key, request hash, answer)` when the request carried an Idempotency-Key.
     idempotency: Option<(String, String, String, Accepted)>,
 }
@@ -151,24 +173,30 @@ pub async fn write_batch(db: &crate::db::Db, orders: &[Prepared]) -> Result<(), 
             channel: "api",
             note: o.note.as_deref(),
             correlation_id: o.correlation_id.as_deref(),
+            source_text: o.source_text.as_deref(),
             lines: &o.lines,
         })
         .collect();
-    let jobs: Vec<(ValidateOrder, EnqueueOptions)> = orders
-        .iter()
-        .map(|o| {
-            let opts = EnqueueOptions {
-                priority: Some(o.priority.job_priority()),
-                correlation_id: o.correlation_id.clone(),
-                ..Default::default()
-            };
-            (ValidateOrder { order_id: o.id }, opts)
-        })
-        .collect();
-    let job_refs: Vec<(&ValidateOrder, EnqueueOptions)> = jobs.iter().map(|(j, o)| (j, o.clone())).collect();
+    let opts = |o: &Prepared| EnqueueOptions {
+        priority: Some(o.priority.job_priority()),
+        correlation_id: o.correlation_id.clone(),
+        ..Default::default()
+    };
+    // Structured orders go straight to validation; text orders are parsed first.
+    let (texts, structured): (Vec<&Prepared>, Vec<&Prepared>) = orders.iter().partition(|o| o.source_text.is_some());
+    let validate: Vec<(ValidateOrder, EnqueueOptions)> =
+        structured.iter().map(|o| (ValidateOrder { order_id: o.id }, opts(o))).collect();
+    let parse: Vec<(ParseOrder, EnqueueOptions)> = texts.iter().map(|o| (ParseOrder { order_id: o.id }, opts(o))).collect();
     let mut tx = db.begin().await?;
     repo::insert_many(&mut tx, &rows).await?;
-    queue::enqueue_batch(&mut tx, &job_refs).await?;
+    if !validate.is_empty() {
+        let refs: Vec<_> = validate.iter().map(|(j, o)| (j, o.clone())).collect();
+        queue::enqueue_batch(&mut tx, &refs).await?;
+    }
+    if !parse.is_empty() {
+        let refs: Vec<_> = parse.iter().map(|(j, o)| (j, o.clone())).collect();
+        queue::enqueue_batch(&mut tx, &refs).await?;
+    }
     for (scope, key, hash, answer) in orders.iter().filter_map(|o| o.idempotency.as_ref()) {
         store_key(&mut tx, scope, key, hash, answer).await?;
     }
@@ -186,25 +214,56 @@ fn map_insert_error(e: sqlx::Error) -> ApiError {
 
 /// Shape checks that need no transaction: every problem is reported at once.
 async fn check(app: &App, req: &CreateOrder) -> Result<Vec<CheckedLine>, ApiError> {
-    let limits = &app.settings().pipeline;
     let mut errors = Vec::new();
-    if req.lines.is_empty() {
-        errors.push(FieldError::new("lines", "an order needs at least one line"));
-    }
-    if req.lines.len() > limits.max_lines {
-        return Err(ApiError::field("lines", format!("an order may have at most {} lines", limits.max_lines)));
-    }
     if req.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
         errors.push(FieldError::new("note", "note must be at most 500 characters"));
     }
+    let lines = match (&req.lines, &req.text) {
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new("text", "give either lines or text, not both"));
+            Vec::new()
+        }
+        (None, None) => {
+            errors.push(FieldError::new("lines", "an order needs lines or text"));
+            Vec::new()
+        }
+        (None, Some(text)) => {
+            if text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS {
+                errors.push(FieldError::new("text", format!("text must be 1 to {MAX_TEXT_CHARS} characters")));
+            }
+            Vec::new()
+        }
+        (Some(lines), None) => match check_lines(app, lines).await? {
+            Ok(checked) => checked,
+            Err(mut line_errors) => {
+                errors.append(&mut line_errors);
+                Vec::new()
+            }
+        },
+    };
+    if errors.is_empty() { Ok(lines) } else { Err(ApiError::Validation(errors)) }
+}
+
+/// Checks requested lines against the catalogue: known SKU, canonical unit compatible with
+/// the product, a legal quantity, no repeated (SKU, unit). Used by the intake and by an
+/// operator's correction of a parsed order.
+pub async fn check_lines(app: &App, lines: &[LineInput]) -> Result<Result<Vec<CheckedLine>, Vec<FieldError>>, ApiError> {
+    let limits = &app.settings().pipeline;
+    let mut errors = Vec::new();
+    if lines.is_empty() {
+        errors.push(FieldError::new("lines", "an order needs at least one line"));
+    }
+    if lines.len() > limits.max_lines {
+        return Ok(Err(vec![FieldError::new("lines", format!("an order may have at most {} lines", limits.max_lines))]));
+    }
     // Only well-formed SKUs are looked up; malformed ones are reported below.
-    let skus: Vec<&str> = req.lines.iter().map(|l| l.sku.as_str()).filter(|s| validate_sku(s).is_ok()).collect();
+    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).filter(|s| validate_sku(s).is_ok()).collect();
     let mut found = app.catalog().lookup(app.db(), &skus).await?.into_iter();
     let known: Vec<_> =
-        req.lines.iter().map(|l| if validate_sku(&l.sku).is_ok() { found.next().flatten() } else { None }).collect();
-    let mut out = Vec::with_capacity(req.lines.len());
+        lines.iter().map(|l| if validate_sku(&l.sku).is_ok() { found.next().flatten() } else { None }).collect();
+    let mut out = Vec::with_capacity(lines.len());
     let mut seen = std::collections::HashSet::new();
-    for (i, (line, info)) in req.lines.iter().zip(known).enumerate() {
+    for (i, (line, info)) in lines.iter().zip(known).enumerate() {
         let at = |f: &str| format!("lines[{i}].{f}");
         if let Err(msg) = validate_sku(&line.sku) {
             errors.push(FieldError::new(at("sku"), msg));
@@ -214,7 +273,7 @@ async fn check(app: &App, req: &CreateOrder) -> Result<Vec<CheckedLine>, ApiErro
             errors.push(FieldError::new(at("sku"), format!("unknown SKU {}", line.sku)));
             continue;
         };
-        let Some(unit) = Unit::parse(&line.unit) else {
+        let Some(unit) = canonical_unit(&line.unit) else {
             errors.push(FieldError::new(at("unit"), "unit must be one of kg, g, litre, ml, packet, piece, bottle, carton, crate, sack, dozen"));
             continue;
         };
@@ -235,7 +294,7 @@ async fn check(app: &App, req: &CreateOrder) -> Result<Vec<CheckedLine>, ApiErro
         }
         out.push(CheckedLine { sku: line.sku.clone(), qty_milli, unit });
     }
-    if errors.is_empty() { Ok(out) } else { Err(ApiError::Validation(errors)) }
+    Ok(if errors.is_empty() { Ok(out) } else { Err(errors) })
 }
 
 fn check_qty(qty: &serde_json::Value, unit: Unit, max: i64) -> Result<i64, String> {

@@ -4,6 +4,7 @@ pub mod actions;
 pub mod group_commit;
 pub mod intake;
 pub mod model;
+pub mod parse;
 pub mod pipeline;
 pub mod repo;
 pub mod routes;

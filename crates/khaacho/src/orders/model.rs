@@ -89,7 +89,7 @@ impl OrderStatus {
             (Received, Validated | Rejected | Failed | OnHold) => true,
             (Validated, Routed | OnHold | Rejected | Failed) => true,
             // An approved hold continues to the state it was held from (or onwards).
-            (OnHold, Validated | Routed | Rejected | Failed) => true,
+            (OnHold, Received | Validated | Routed | Rejected | Failed) => true,
             (Routed, Accepted | OnHold | Failed) => true,
             (Accepted, Dispatched) => true,
             (Dispatched, Delivered) => true,
@@ -180,6 +180,8 @@ pub struct OrderRow {
     pub channel: String,
     /// Free note from the retailer.
     pub note: Option<String>,
+    /// The order as the retailer wrote it, for text orders.
+    pub source_text: Option<String>,
     /// Sum of line subtotals.
     pub subtotal_paisa: Option<i64>,
     /// Sum of line VAT.
@@ -259,6 +261,8 @@ pub struct EventRow {
     pub role: String,
     /// Why.
     pub reason: Option<String>,
+    /// Structured detail.
+    pub detail: Option<sqlx::types::Json<serde_json::Value>>,
     /// Time (epoch ms).
     pub at_ms: i64,
 }

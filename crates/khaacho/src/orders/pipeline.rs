@@ -15,8 +15,8 @@ use super::repo::{self, LineResolution, TransitionResult};
 use crate::catalog::pricing::best_quote;
 use crate::catalog::repo::{OfferRow, ProductRow, find_by_skus_tx, valid_offers_tx};
 use crate::db::{Tx, now_ms};
-use crate::domain::{Unit, line_amount, vat};
-use crate::queue::{Job, JobContext, JobError, Priority, RetryPolicy};
+use crate::domain::{UnitRules, canonical_unit, line_amount, vat};
+use crate::queue::{EnqueueOptions, Job, JobContext, JobError, Priority, RetryPolicy, enqueue};
 
 /// VAT percentage added per line.
 pub const VAT_PERCENT: i64 = 13;
@@ -60,15 +60,20 @@ impl Job for ValidateOrder {
     }
 
     async fn on_dead(self, ctx: JobContext, error: String) -> anyhow::Result<()> {
-        let mut tx = ctx.app.db().begin().await?;
-        if let Some(mut order) = repo::find_for_update(&mut tx, self.order_id).await? {
-            let detail = json!({ "error": error, "job_id": ctx.job_id });
-            repo::transition(&mut tx, &mut order, OrderStatus::Failed, &Actor::system(), Some("processing_failed"), Some(detail))
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        fail_order(&ctx, self.order_id, error).await
     }
+}
+
+/// Marks an order `failed` after its processing job went dead (an operator may retry the job).
+pub async fn fail_order(ctx: &JobContext, order_id: Uuid, error: String) -> anyhow::Result<()> {
+    let mut tx = ctx.app.db().begin().await?;
+    if let Some(mut order) = repo::find_for_update(&mut tx, order_id).await? {
+        let detail = json!({ "error": error, "job_id": ctx.job_id });
+        repo::transition(&mut tx, &mut order, OrderStatus::Failed, &Actor::system(), Some("processing_failed"), Some(detail))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Resolves, prices and moves a `received` order to `validated` (or `on_hold` for review),
@@ -110,9 +115,19 @@ pub async fn validate(tx: &mut Tx, order: &mut OrderRow, review_above_paisa: i64
     continue_after(tx, order).await
 }
 
-/// Enqueues whatever follows `order`'s current state. Validated orders wait here for the
-/// routing step, which a later issue adds.
-pub async fn continue_after(_tx: &mut Tx, _order: &OrderRow) -> Result<(), JobError> {
+/// Enqueues whatever follows `order`'s current state: a `received` order (parsed, or
+/// approved after review) is validated next. Validated orders wait here for the routing
+/// step, which a later issue adds.
+pub async fn continue_after(tx: &mut Tx, order: &OrderRow) -> Result<(), JobError> {
+    if order.status() == OrderStatus::Received {
+        let priority = match order.priority.as_str() {
+            "high" => Priority::High,
+            "low" => Priority::Low,
+            _ => Priority::Normal,
+        };
+        let opts = EnqueueOptions { priority: Some(priority), correlation_id: order.correlation_id.clone(), ..Default::default() };
+        enqueue(tx, &ValidateOrder { order_id: order.id }, opts).await?;
+    }
     Ok(())
 }
 
@@ -139,7 +154,7 @@ fn resolve_line(
     let Some(p) = product.filter(|p| p.active) else {
         return refuse("unknown_sku", "no active product has this SKU".into());
     };
-    let (Some(base), Some(unit)) = (Unit::parse(&p.unit), Unit::parse(unit)) else {
+    let (Some(base), Some(unit)) = (canonical_unit(&p.unit), canonical_unit(unit)) else {
         return refuse("unit_incompatible", format!("unit {unit} is not known"));
     };
     let base_qty = match unit.to_base(qty_milli, base, p.pack_size_milli) {

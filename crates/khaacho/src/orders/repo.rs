@@ -41,27 +41,30 @@ pub struct NewOrder<'a> {
     pub note: Option<&'a str>,
     /// Request id.
     pub correlation_id: Option<&'a str>,
+    /// Free text of a text order (its lines come from the parse step).
+    pub source_text: Option<&'a str>,
     /// `(sku, qty_milli, unit)` per line.
     pub lines: &'a [(String, i64, String)],
 }
 
-const ORDER_COLS: &str = "id, created_at_ms, retailer_id, status, priority, channel, note, subtotal_paisa, \
+const ORDER_COLS: &str = "id, created_at_ms, retailer_id, status, priority, channel, note, source_text, subtotal_paisa, \
      vat_paisa, total_paisa, hold_reason, held_from, reject_reason, correlation_id, updated_at_ms";
+
+/// Rows per multi-row statement, well under both backends' bound-parameter limits.
+const CHUNK: usize = 2000;
 
 /// Inserts `received` orders with their lines and intake events, a few statements for the
 /// whole batch (the intake's group commit writes many orders per transaction).
 pub async fn insert_many(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sqlx::Error> {
-    // Rows per statement, well under both backends' bound-parameter limits.
-    const CHUNK: usize = 2000;
     let created = |o: &NewOrder<'_>| created_at_of(o.id).unwrap_or_else(now_ms);
     for chunk in orders.chunks(CHUNK / 4) {
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO orders (id, created_at_ms, retailer_id, status, priority, channel, note, correlation_id, updated_at_ms) ");
+                "INSERT INTO orders (id, created_at_ms, retailer_id, status, priority, channel, note, correlation_id, source_text, updated_at_ms) ");
             qb.push_values(chunk, |mut b, o| {
                 let at = created(o);
                 b.push_bind(o.id).push_bind(at).push_bind(o.retailer_id).push_bind("received").push_bind(o.priority)
-                    .push_bind(o.channel).push_bind(o.note).push_bind(o.correlation_id).push_bind(at);
+                    .push_bind(o.channel).push_bind(o.note).push_bind(o.correlation_id).push_bind(o.source_text).push_bind(at);
             });
             qb.build().execute(&mut *c).await?;
             let mut qb = sqlx::QueryBuilder::new(
@@ -78,6 +81,25 @@ pub async fn insert_many(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sql
         .iter()
         .flat_map(|o| o.lines.iter().enumerate().map(move |(i, l)| (o.id, created(o), i as i32 + 1, l)))
         .collect();
+    insert_line_rows(tx, &lines).await
+}
+
+/// Replaces the requested lines of an order (a parse step's result, or an operator's
+/// correction of it).
+pub async fn replace_lines(tx: &mut Tx, order: &OrderRow, lines: &[(String, i64, String)]) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query("DELETE FROM order_lines WHERE order_id = $1 AND order_created_at_ms = $2")
+        .bind(order.id)
+        .bind(order.created_at_ms)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    let rows: Vec<_> = lines.iter().enumerate().map(|(i, l)| (order.id, order.created_at_ms, i as i32 + 1, l)).collect();
+    insert_line_rows(tx, &rows).await
+}
+
+type LineInsert<'a> = (Uuid, i64, i32, &'a (String, i64, String));
+
+async fn insert_line_rows(tx: &mut Tx, lines: &[LineInsert<'_>]) -> Result<(), sqlx::Error> {
     for chunk in lines.chunks(CHUNK) {
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
@@ -143,7 +165,7 @@ const LINES_SQL: &str = "SELECT line_no, sku, qty_milli, unit, product_id, produ
 /// Event history of an order, oldest first.
 pub async fn events(db: &Db, order: &OrderRow) -> Result<Vec<EventRow>, sqlx::Error> {
     with_read!(db, c => sqlx::query_as::<_, EventRow>(
-        "SELECT id, from_status, to_status, actor, role, reason, at_ms FROM order_events \
+        "SELECT id, from_status, to_status, actor, role, reason, detail, at_ms FROM order_events \
          WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY at_ms, id")
         .bind(order.id)
         .bind(order.created_at_ms)

@@ -10,7 +10,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::actions::{self, Action};
-use super::intake::{self, Accepted, CreateOrder};
+use super::intake::{self, Accepted, CreateOrder, LineInput};
+use super::parse::{self, ParseRequest, ParseResult};
 use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus};
 use super::repo::{self, ListFilter, Scope};
 use crate::app::App;
@@ -28,6 +29,14 @@ pub fn router() -> OpenApiRouter<App> {
         .routes(routes!(approve_order))
         .routes(routes!(reject_order))
         .routes(routes!(cancel_order))
+        .routes(routes!(parse_order_text))
+}
+
+/// What a text would mean as an order, without creating anything.
+#[utoipa::path(post, path = "/orders/parse", tag = "orders", request_body = ParseRequest,
+    responses((status = 200, body = ParseResult), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn parse_order_text(State(app): State<App>, Json(req): Json<ParseRequest>) -> Result<axum::Json<ParseResult>, ApiError> {
+    Ok(axum::Json(parse::preview(&app, &req).await?))
 }
 
 /// Accept an order. Answers 202 once the order and its processing job are committed.
@@ -124,13 +133,24 @@ pub struct EventView {
     pub role: String,
     /// Why.
     pub reason: Option<String>,
+    /// Structured detail: refused lines, the parse behind a review hold, a failed job.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
     /// When (Nepal time, RFC 3339).
     pub at: String,
 }
 
 impl From<EventRow> for EventView {
     fn from(e: EventRow) -> Self {
-        Self { from: e.from_status, to: e.to_status, actor: e.actor, role: e.role, reason: e.reason, at: fmt_time(e.at_ms) }
+        Self {
+            from: e.from_status,
+            to: e.to_status,
+            actor: e.actor,
+            role: e.role,
+            reason: e.reason,
+            detail: e.detail.map(|d| d.0),
+            at: fmt_time(e.at_ms),
+        }
     }
 }
 
@@ -312,12 +332,16 @@ pub struct ActionBody {
     /// Why (required to reject).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Approving a text order held for `parse_review`: the corrected lines (replace what
+    /// the parser understood).
+    #[serde(default)]
+    pub lines: Option<Vec<LineInput>>,
 }
 
 async fn act(app: &App, id: Uuid, action: Action, body: ActionBody) -> Result<axum::Json<OrderView>, ApiError> {
     // Until authentication lands every caller acts as an operator.
     let actor = Actor { id: "operator".into(), role: "operator" };
-    let order = actions::apply(app, id, action, &actor, body.reason.as_deref()).await?;
+    let order = actions::apply(app, id, action, &actor, body.reason.as_deref(), body.lines.as_deref()).await?;
     Ok(axum::Json(OrderView::new(order, None, None)))
 }
 
