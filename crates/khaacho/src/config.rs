@@ -104,7 +104,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log_format: LogFormat::Json,
             log_level: "info".into(),
-            db_max_connections: 16,
+            db_max_connections: 24,
             queue: QueueSettings::default(),
             pipeline: PipelineSettings::default(),
             http: HttpSettings::default(),
@@ -117,7 +117,7 @@ impl Default for Settings {
 impl Default for QueueSettings {
     fn default() -> Self {
         Self {
-            concurrency: 16,
+            concurrency: 8,
             lease_ms: 30_000,
             heartbeat_ms: 10_000,
             reaper_interval_ms: 5_000,

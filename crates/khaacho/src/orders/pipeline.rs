@@ -99,13 +99,13 @@ pub async fn validate(tx: &mut Tx, order: &mut OrderRow, review_above_paisa: i64
     let totals = (sum(|r| r.subtotal_paisa), sum(|r| r.vat_paisa), sum(|r| r.total_paisa));
     let system = Actor::system();
     if !refused.is_empty() {
-        repo::save_resolution(tx, order, &resolved, None).await?;
+        repo::save_resolution(tx, order, &lines, &resolved, None).await?;
         let detail = json!({ "lines": refused });
         ensure(repo::transition(tx, order, OrderStatus::Rejected, &system, Some("lines_rejected"), Some(detail)).await?)?;
         info!(order_id = %order.id, "order rejected");
         return Ok(());
     }
-    repo::save_resolution(tx, order, &resolved, Some(totals)).await?;
+    repo::save_resolution(tx, order, &lines, &resolved, Some(totals)).await?;
     ensure(repo::transition(tx, order, OrderStatus::Validated, &system, None, None).await?)?;
     if totals.2 > review_above_paisa {
         let detail = json!({ "total_paisa": totals.2, "review_above_paisa": review_above_paisa });

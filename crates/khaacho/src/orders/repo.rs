@@ -321,38 +321,38 @@ pub struct LineResolution {
     pub reject_detail: Option<String>,
 }
 
-/// Writes the validate step's result for every line and the order totals.
+/// Writes the validate step's result for every line and the order totals: the lines are
+/// rewritten with one multi-row statement instead of one update per line.
 pub async fn save_resolution(
     tx: &mut Tx,
     order: &OrderRow,
-    lines: &[LineResolution],
+    requested: &[LineRow],
+    resolved: &[LineResolution],
     totals: Option<(i64, i64, i64)>,
 ) -> Result<(), sqlx::Error> {
-    for l in lines {
-        with_tx!(tx, c => sqlx::query(
-            "UPDATE order_lines SET product_id = $1, product_name = $2, base_qty_milli = $3, base_unit = $4, \
-             unit_price_paisa = $5, subtotal_paisa = $6, vat_paisa = $7, total_paisa = $8, offer_id = $9, \
-             vendor_id = $10, price_reason = $11, reject_code = $12, reject_detail = $13 \
-             WHERE order_id = $14 AND order_created_at_ms = $15 AND line_no = $16")
-            .bind(l.product_id)
-            .bind(l.product_name.as_deref())
-            .bind(l.base_qty_milli)
-            .bind(l.base_unit.as_deref())
-            .bind(l.unit_price_paisa)
-            .bind(l.subtotal_paisa)
-            .bind(l.vat_paisa)
-            .bind(l.total_paisa)
-            .bind(l.offer_id)
-            .bind(l.vendor_id)
-            .bind(l.price_reason.as_deref())
-            .bind(l.reject_code.as_deref())
-            .bind(l.reject_detail.as_deref())
-            .bind(order.id)
-            .bind(order.created_at_ms)
-            .bind(l.line_no)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
+    with_tx!(tx, c => sqlx::query("DELETE FROM order_lines WHERE order_id = $1 AND order_created_at_ms = $2")
+        .bind(order.id)
+        .bind(order.created_at_ms)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    let rows: Vec<(&LineRow, &LineResolution)> = requested.iter().zip(resolved).collect();
+    for chunk in rows.chunks(CHUNK / 2) {
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO order_lines (order_id, order_created_at_ms, line_no, sku, qty_milli, unit, product_id, \
+                 product_name, base_qty_milli, base_unit, unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, \
+                 offer_id, vendor_id, price_reason, reject_code, reject_detail) ");
+            qb.push_values(chunk, |mut b, (req, l)| {
+                b.push_bind(order.id).push_bind(order.created_at_ms).push_bind(req.line_no).push_bind(&req.sku)
+                    .push_bind(req.qty_milli).push_bind(&req.unit).push_bind(l.product_id).push_bind(l.product_name.as_deref())
+                    .push_bind(l.base_qty_milli).push_bind(l.base_unit.as_deref()).push_bind(l.unit_price_paisa)
+                    .push_bind(l.subtotal_paisa).push_bind(l.vat_paisa).push_bind(l.total_paisa).push_bind(l.offer_id)
+                    .push_bind(l.vendor_id).push_bind(l.price_reason.as_deref()).push_bind(l.reject_code.as_deref())
+                    .push_bind(l.reject_detail.as_deref());
+            });
+            qb.build().execute(&mut *c).await?;
+        });
     }
     if let Some((sub, vat, total)) = totals {
         with_tx!(tx, c => sqlx::query(
