@@ -9,7 +9,7 @@ use crate::queue::schedule::Schedule;
 
 /// The job kinds this build knows.
 pub fn registry() -> Registry {
-    Registry::default().register::<ParseOrder>().register::<ValidateOrder>().register::<MaintenanceJob>()
+    Registry::default().register::<ParseOrder>().register_batch::<ValidateOrder>().register::<MaintenanceJob>()
 }
 
 /// The recurring schedules, with cron expressions from the settings.

@@ -5,18 +5,19 @@
 //! steps (credit, risk, routing) plug in at [`continue_after`], the one place that decides
 //! what follows a state; an operator's approval of a hold continues through it too.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::info;
 use uuid::Uuid;
 
-use super::model::{Actor, OrderRow, OrderStatus};
-use super::repo::{self, LineResolution, TransitionResult};
+use super::model::{Actor, LineRow, OrderRow, OrderStatus};
+use super::repo::{self, Change, LineResolution, TransitionResult};
 use crate::catalog::pricing::best_quote;
 use crate::catalog::repo::{OfferRow, ProductRow, find_by_skus_tx, valid_offers_tx};
 use crate::db::{Tx, now_ms};
 use crate::domain::{UnitRules, canonical_unit, line_amount, vat};
-use crate::queue::{EnqueueOptions, Job, JobContext, JobError, Priority, RetryPolicy, enqueue};
+use crate::queue::{BatchJob, EnqueueOptions, Job, JobContext, JobError, Priority, RetryPolicy, enqueue};
 
 /// VAT percentage added per line.
 pub const VAT_PERCENT: i64 = 13;
@@ -30,7 +31,8 @@ pub struct ValidateOrder {
 
 impl Job for ValidateOrder {
     const KIND: &'static str = "order.validate";
-    const QUEUE: &'static str = "orders";
+    // Its own queue, so workers can claim validations in batches.
+    const QUEUE: &'static str = "validate";
     const PRIORITY: Priority = Priority::Normal;
 
     fn policy() -> RetryPolicy {
@@ -39,28 +41,22 @@ impl Job for ValidateOrder {
 
     #[tracing::instrument(skip_all, fields(order_id = %self.order_id))]
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let review_above = ctx.app.settings().pipeline.review_above_npr.saturating_mul(100);
-        let mut tx = ctx.app.db().begin().await?;
-        let Some(mut order) = repo::find_for_update(&mut tx, self.order_id).await? else {
-            return Err(JobError::Permanent(anyhow::anyhow!("order {} does not exist", self.order_id)));
-        };
-        if order.status() == OrderStatus::Failed {
-            // The dead job was retried by an operator: process the order again.
-            let actor = Actor::system();
-            ensure(repo::transition(&mut tx, &mut order, OrderStatus::Received, &actor, Some("retried"), None).await?)?;
-        }
-        if order.status() != OrderStatus::Received {
-            // Already validated by an earlier run of this job: nothing to do.
-            return Ok(());
-        }
-        validate(&mut tx, &mut order, review_above).await?;
-        ctx.complete_in(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+        validate_orders(&ctx, &[self.order_id]).await
     }
 
     async fn on_dead(self, ctx: JobContext, error: String) -> anyhow::Result<()> {
         fail_order(&ctx, self.order_id, error).await
+    }
+}
+
+impl BatchJob for ValidateOrder {
+    // Validation is a handful of statements whatever the batch size, so under load a worker
+    // validates up to this many orders per transaction instead of one.
+    const MAX_BATCH: usize = 32;
+
+    async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.order_id).collect();
+        validate_orders(&ctx, &ids).await
     }
 }
 
@@ -76,43 +72,120 @@ pub async fn fail_order(ctx: &JobContext, order_id: Uuid, error: String) -> anyh
     Ok(())
 }
 
-/// Resolves, prices and moves a `received` order to `validated` (or `on_hold` for review),
-/// or to `rejected` with a reason code per refused line.
-pub async fn validate(tx: &mut Tx, order: &mut OrderRow, review_above_paisa: i64) -> Result<(), JobError> {
-    let lines = repo::lines_tx(tx, order).await?;
-    let skus: Vec<String> = lines.iter().map(|l| l.sku.clone()).collect();
-    let products = find_by_skus_tx(tx, &skus).await?;
-    let ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
-    let offers = valid_offers_tx(tx, &ids, now_ms()).await?;
-    let resolved: Vec<LineResolution> = lines
+/// What validation decided for one order.
+enum Verdict {
+    /// Some lines were refused: the order is rejected with this detail.
+    Reject(serde_json::Value),
+    /// Priced; held for review when the total is over the threshold.
+    Accept { hold: bool },
+}
+
+/// Validates `ids` in one transaction: resolves every line, converts packs to base units,
+/// prices each with the best offer, adds VAT and totals, and moves each `received` order to
+/// `validated` (then `on_hold` for a large order) or to `rejected` with a reason code per
+/// refused line. Orders no longer `received` are left alone (an earlier run did the work),
+/// and `failed` ones whose job an operator retried are processed again.
+#[tracing::instrument(skip_all, fields(orders = ids.len()))]
+pub async fn validate_orders(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
+    let review_above = ctx.app.settings().pipeline.review_above_npr.saturating_mul(100);
+    let system = Actor::system();
+    let mut tx = ctx.app.db().begin().await?;
+    let mut orders = repo::find_many_for_update(&mut tx, ids).await?;
+    if orders.len() < ids.len() {
+        let err = anyhow::anyhow!("{} of {} orders do not exist", ids.len() - orders.len(), ids.len());
+        // Alone, a missing order is final; in a batch, the runtime retries each job alone.
+        return Err(if ids.len() == 1 { JobError::Permanent(err) } else { JobError::Retryable(err) });
+    }
+    let mut retried: Vec<_> = orders
+        .iter_mut()
+        .filter(|o| o.status() == OrderStatus::Failed)
+        .map(|o| (o, Change { to: OrderStatus::Received, reason: Some("retried"), detail: None }))
+        .collect();
+    ensure(repo::transition_many(&mut tx, &mut retried, &system).await?)?;
+    let mut todo: Vec<&mut OrderRow> = orders.iter_mut().filter(|o| o.status() == OrderStatus::Received).collect();
+    let lines = {
+        let refs: Vec<&OrderRow> = todo.iter().map(|o| &**o).collect();
+        repo::lines_many_tx(&mut tx, &refs).await?
+    };
+    let skus: Vec<String> = lines.iter().map(|(_, l)| l.sku.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let products = find_by_skus_tx(&mut tx, &skus).await?;
+    let product_ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
+    let offers = valid_offers_tx(&mut tx, &product_ids, now_ms()).await?;
+    let mut by_order: HashMap<Uuid, Vec<LineRow>> = HashMap::new();
+    for (order_id, line) in lines {
+        by_order.entry(order_id).or_default().push(line);
+    }
+    let no_lines = Vec::new();
+    let mut resolved: Vec<Vec<LineResolution>> = Vec::with_capacity(todo.len());
+    let mut verdicts = Vec::with_capacity(todo.len());
+    let mut totals = Vec::with_capacity(todo.len());
+    for order in &todo {
+        let requested = by_order.get(&order.id).unwrap_or(&no_lines);
+        let res: Vec<LineResolution> = requested
+            .iter()
+            .map(|line| {
+                let product = products.iter().find(|p| p.sku == line.sku);
+                resolve_line(line.line_no, &line.unit, line.qty_milli, product, &offers)
+            })
+            .collect();
+        let refused: Vec<_> = res
+            .iter()
+            .filter_map(|r| r.reject_code.as_ref().map(|c| json!({ "line_no": r.line_no, "code": c, "detail": r.reject_detail })))
+            .collect();
+        let sum = |f: fn(&LineResolution) -> Option<i64>| res.iter().filter_map(f).sum::<i64>();
+        let t = (sum(|r| r.subtotal_paisa), sum(|r| r.vat_paisa), sum(|r| r.total_paisa));
+        if refused.is_empty() && !requested.is_empty() {
+            verdicts.push(Verdict::Accept { hold: t.2 > review_above });
+            totals.push(Some(t));
+        } else {
+            let detail = if requested.is_empty() { json!({ "lines": [], "error": "the order has no lines" }) } else { json!({ "lines": refused }) };
+            verdicts.push(Verdict::Reject(detail));
+            totals.push(None);
+        }
+        resolved.push(res);
+    }
+    let results: Vec<repo::Resolution<'_>> = todo
         .iter()
-        .map(|line| {
-            let product = products.iter().find(|p| p.sku == line.sku);
-            resolve_line(line.line_no, &line.unit, line.qty_milli, product, &offers)
+        .zip(&resolved)
+        .zip(&totals)
+        .map(|((o, res), t)| repo::Resolution {
+            order: o,
+            requested: by_order.get(&o.id).map_or(&no_lines[..], |v| &v[..]),
+            resolved: res,
+            totals: *t,
         })
         .collect();
-    let refused: Vec<_> = resolved
-        .iter()
-        .filter_map(|r| r.reject_code.as_ref().map(|c| json!({ "line_no": r.line_no, "code": c, "detail": r.reject_detail })))
+    repo::save_resolutions(&mut tx, &results).await?;
+    let mut first: Vec<(&mut OrderRow, Change<'_>)> = todo
+        .iter_mut()
+        .zip(&verdicts)
+        .map(|(o, v)| {
+            let change = match v {
+                Verdict::Reject(detail) => Change { to: OrderStatus::Rejected, reason: Some("lines_rejected"), detail: Some(detail.clone()) },
+                Verdict::Accept { .. } => Change { to: OrderStatus::Validated, reason: None, detail: None },
+            };
+            (&mut **o, change)
+        })
         .collect();
-    let sum = |f: fn(&LineResolution) -> Option<i64>| resolved.iter().filter_map(f).sum::<i64>();
-    let totals = (sum(|r| r.subtotal_paisa), sum(|r| r.vat_paisa), sum(|r| r.total_paisa));
-    let system = Actor::system();
-    if !refused.is_empty() {
-        repo::save_resolution(tx, order, &lines, &resolved, None).await?;
-        let detail = json!({ "lines": refused });
-        ensure(repo::transition(tx, order, OrderStatus::Rejected, &system, Some("lines_rejected"), Some(detail)).await?)?;
-        info!(order_id = %order.id, "order rejected");
-        return Ok(());
+    ensure(repo::transition_many(&mut tx, &mut first, &system).await?)?;
+    let mut holds: Vec<(&mut OrderRow, Change<'_>)> = todo
+        .iter_mut()
+        .zip(&verdicts)
+        .zip(&totals)
+        .filter(|((_, v), _)| matches!(v, Verdict::Accept { hold: true }))
+        .map(|((o, _), t)| {
+            let total = t.map_or(0, |t| t.2);
+            let detail = json!({ "total_paisa": total, "review_above_paisa": review_above });
+            (&mut **o, Change { to: OrderStatus::OnHold, reason: Some("large_order_review"), detail: Some(detail) })
+        })
+        .collect();
+    ensure(repo::transition_many(&mut tx, &mut holds, &system).await?)?;
+    for o in &todo {
+        continue_after(&mut tx, o).await?;
     }
-    repo::save_resolution(tx, order, &lines, &resolved, Some(totals)).await?;
-    ensure(repo::transition(tx, order, OrderStatus::Validated, &system, None, None).await?)?;
-    if totals.2 > review_above_paisa {
-        let detail = json!({ "total_paisa": totals.2, "review_above_paisa": review_above_paisa });
-        ensure(repo::transition(tx, order, OrderStatus::OnHold, &system, Some("large_order_review"), Some(detail)).await?)?;
-        return Ok(());
-    }
-    continue_after(tx, order).await
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Enqueues whatever follows `order`'s current state: a `received` order (parsed, or

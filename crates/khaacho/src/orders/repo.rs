@@ -140,6 +140,64 @@ pub async fn find_for_update(tx: &mut Tx, id: Uuid) -> Result<Option<OrderRow>, 
         .await)
 }
 
+/// Several orders inside a transaction, locked in id order (so concurrent batches cannot
+/// deadlock) on PostgreSQL.
+pub async fn find_many_for_update(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<OrderRow>, sqlx::Error> {
+    let mut keys: Vec<(Uuid, i64)> = ids.iter().filter_map(|id| Some((*id, created_at_of(*id)?))).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lock = if tx.is_postgres() { " ORDER BY id FOR UPDATE" } else { " ORDER BY id" };
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ORDER_COLS} FROM orders WHERE id IN ("));
+        let mut list = qb.separated(", ");
+        for (id, _) in &keys {
+            list.push_bind(*id);
+        }
+        // The creation times let PostgreSQL prune partitions.
+        qb.push(") AND created_at_ms IN (");
+        let mut list = qb.separated(", ");
+        for (_, at) in &keys {
+            list.push_bind(*at);
+        }
+        qb.push(")").push(lock);
+        qb.build_query_as::<OrderRow>().fetch_all(c).await
+    })
+}
+
+/// Lines of several orders, by order and line number.
+pub async fn lines_many_tx(tx: &mut Tx, orders: &[&OrderRow]) -> Result<Vec<(Uuid, LineRow)>, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        order_id: Uuid,
+        #[sqlx(flatten)]
+        line: LineRow,
+    }
+    let rows = with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT order_id, line_no, sku, qty_milli, unit, product_id, product_name, base_qty_milli, base_unit, \
+             unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, vendor_id, price_reason, reject_code, \
+             reject_detail FROM order_lines WHERE order_id IN (");
+        let mut list = qb.separated(", ");
+        for o in orders {
+            list.push_bind(o.id);
+        }
+        qb.push(") AND order_created_at_ms IN (");
+        let mut list = qb.separated(", ");
+        for o in orders {
+            list.push_bind(o.created_at_ms);
+        }
+        qb.push(") ORDER BY order_id, line_no");
+        qb.build_query_as::<Row>().fetch_all(c).await
+    })?;
+    Ok(rows.into_iter().map(|r| (r.order_id, r.line)).collect())
+}
+
 /// Lines of an order, by line number.
 pub async fn lines(db: &Db, order: &OrderRow) -> Result<Vec<LineRow>, sqlx::Error> {
     with_read!(db, c => sqlx::query_as::<_, LineRow>(LINES_SQL)
@@ -223,6 +281,16 @@ pub enum TransitionResult {
     Stale,
 }
 
+/// One requested state change.
+pub struct Change<'a> {
+    /// Target state.
+    pub to: OrderStatus,
+    /// Why (reason code or operator's words).
+    pub reason: Option<&'a str>,
+    /// Structured detail for the event.
+    pub detail: Option<serde_json::Value>,
+}
+
 /// Moves `order` to `to` if the state machine allows it and the row is still in the state
 /// it was read in; writes the event in the same transaction and updates `order` in memory.
 pub async fn transition(
@@ -233,58 +301,88 @@ pub async fn transition(
     reason: Option<&str>,
     detail: Option<serde_json::Value>,
 ) -> Result<TransitionResult, sqlx::Error> {
-    let from = order.status();
-    if !from.can_become(to) {
+    transition_many(tx, &mut [(order, Change { to, reason, detail })], actor).await
+}
+
+/// Applies several state changes with one UPDATE and one event INSERT. All or nothing: if
+/// the state machine refuses one, nothing is written (`Illegal`); if any row changed
+/// underneath (`Stale`), the caller must roll back.
+pub async fn transition_many(
+    tx: &mut Tx,
+    changes: &mut [(&mut OrderRow, Change<'_>)],
+    actor: &Actor,
+) -> Result<TransitionResult, sqlx::Error> {
+    if changes.iter().any(|(o, c)| !o.status().can_become(c.to)) {
         return Ok(TransitionResult::Illegal);
     }
-    let now = now_ms().max(order.updated_at_ms);
-    let hold_reason = (to == OrderStatus::OnHold).then_some(reason).flatten();
-    let reject_reason = matches!(to, OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Failed)
-        .then_some(reason)
-        .flatten();
-    let held_from = (to == OrderStatus::OnHold).then_some(from.as_str());
-    let changed = with_tx!(tx, c => sqlx::query(
-        "UPDATE orders SET status = $1, updated_at_ms = $2, hold_reason = $3, \
-         reject_reason = COALESCE($4, reject_reason), held_from = $5 \
-         WHERE id = $6 AND created_at_ms = $7 AND status = $8")
-        .bind(to.as_str())
-        .bind(now)
-        .bind(hold_reason)
-        .bind(reject_reason)
-        .bind(held_from)
-        .bind(order.id)
-        .bind(order.created_at_ms)
-        .bind(from.as_str())
-        .execute(c)
-        .await?
-        .rows_affected());
-    if changed == 0 {
+    if changes.is_empty() {
+        return Ok(TransitionResult::Done);
+    }
+    let now = now_ms();
+    struct Row<'r> {
+        id: Uuid,
+        created: i64,
+        from: OrderStatus,
+        to: OrderStatus,
+        at: i64,
+        hold_reason: Option<&'r str>,
+        reject_reason: Option<&'r str>,
+        held_from: Option<&'static str>,
+    }
+    let rows: Vec<Row<'_>> = changes
+        .iter()
+        .map(|(o, c)| {
+            let from = o.status();
+            Row {
+                id: o.id,
+                created: o.created_at_ms,
+                from,
+                to: c.to,
+                at: now.max(o.updated_at_ms),
+                hold_reason: (c.to == OrderStatus::OnHold).then_some(c.reason).flatten(),
+                reject_reason: matches!(c.to, OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Failed)
+                    .then_some(c.reason)
+                    .flatten(),
+                held_from: (c.to == OrderStatus::OnHold).then_some(from.as_str()),
+            }
+        })
+        .collect();
+    let changed = with_tx!(tx, c => {
+        // A VALUES list named by a CTE works the same on PostgreSQL and SQLite (3.33+).
+        let mut qb = sqlx::QueryBuilder::new(
+            "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from) AS (");
+        qb.push_values(&rows, |mut b, r| {
+            b.push_bind(r.id).push_bind(r.created).push_bind(r.from.as_str()).push_bind(r.to.as_str()).push_bind(r.at)
+                .push_bind(r.hold_reason).push_bind(r.reject_reason).push_bind(r.held_from);
+        });
+        qb.push(") UPDATE orders SET status = v.to_status, updated_at_ms = v.at_ms, hold_reason = v.hold_reason, \
+                 reject_reason = COALESCE(v.reject_reason, orders.reject_reason), held_from = v.held_from FROM v \
+                 WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms AND orders.status = v.from_status");
+        qb.build().execute(&mut *c).await?.rows_affected()
+    });
+    if changed != rows.len() as u64 {
         return Ok(TransitionResult::Stale);
     }
-    with_tx!(tx, c => sqlx::query(
-        "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, reason, detail, at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-        .bind(Uuid::now_v7())
-        .bind(order.id)
-        .bind(order.created_at_ms)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(&actor.id)
-        .bind(actor.role)
-        .bind(reason)
-        .bind(detail.map(Json))
-        .bind(now)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
-    order.status = to.as_str().to_string();
-    order.updated_at_ms = now;
-    order.hold_reason = hold_reason.map(str::to_string);
-    order.held_from = held_from.map(str::to_string);
-    if let Some(r) = reject_reason {
-        order.reject_reason = Some(r.to_string());
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, reason, detail, at_ms) ");
+        qb.push_values(rows.iter().zip(changes.iter()), |mut b, (r, (_, ch))| {
+            b.push_bind(Uuid::now_v7()).push_bind(r.id).push_bind(r.created).push_bind(r.from.as_str())
+                .push_bind(r.to.as_str()).push_bind(&actor.id).push_bind(actor.role).push_bind(ch.reason)
+                .push_bind(ch.detail.clone().map(Json)).push_bind(r.at);
+        });
+        qb.build().execute(&mut *c).await?;
+    });
+    for ((order, change), r) in changes.iter_mut().zip(&rows) {
+        order.status = change.to.as_str().to_string();
+        order.updated_at_ms = r.at;
+        order.hold_reason = r.hold_reason.map(str::to_string);
+        order.held_from = r.held_from.map(str::to_string);
+        if let Some(reason) = r.reject_reason {
+            order.reject_reason = Some(reason.to_string());
+        }
+        metrics::counter!("khaacho_order_transitions_total", "to" => change.to.as_str()).increment(1);
     }
-    metrics::counter!("khaacho_order_transitions_total", "to" => to.as_str()).increment(1);
     Ok(TransitionResult::Done)
 }
 
@@ -321,29 +419,49 @@ pub struct LineResolution {
     pub reject_detail: Option<String>,
 }
 
-/// Writes the validate step's result for every line and the order totals: the lines are
-/// rewritten with one multi-row statement instead of one update per line.
-pub async fn save_resolution(
-    tx: &mut Tx,
-    order: &OrderRow,
-    requested: &[LineRow],
-    resolved: &[LineResolution],
-    totals: Option<(i64, i64, i64)>,
-) -> Result<(), sqlx::Error> {
-    with_tx!(tx, c => sqlx::query("DELETE FROM order_lines WHERE order_id = $1 AND order_created_at_ms = $2")
-        .bind(order.id)
-        .bind(order.created_at_ms)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
-    let rows: Vec<(&LineRow, &LineResolution)> = requested.iter().zip(resolved).collect();
+/// The validate step's result for one order.
+pub struct Resolution<'a> {
+    /// The order.
+    pub order: &'a OrderRow,
+    /// Its lines as requested.
+    pub requested: &'a [LineRow],
+    /// What became of each line, in the same order.
+    pub resolved: &'a [LineResolution],
+    /// `(subtotal, vat, total)` when the order is priced.
+    pub totals: Option<(i64, i64, i64)>,
+}
+
+/// Writes the validate step's results for many orders: their lines are rewritten with one
+/// multi-row statement and their totals set with another.
+pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result<(), sqlx::Error> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("DELETE FROM order_lines WHERE order_id IN (");
+        let mut list = qb.separated(", ");
+        for r in results {
+            list.push_bind(r.order.id);
+        }
+        qb.push(") AND order_created_at_ms IN (");
+        let mut list = qb.separated(", ");
+        for r in results {
+            list.push_bind(r.order.created_at_ms);
+        }
+        qb.push(")");
+        qb.build().execute(&mut *c).await?;
+    });
+    let rows: Vec<(&OrderRow, &LineRow, &LineResolution)> = results
+        .iter()
+        .flat_map(|r| r.requested.iter().zip(r.resolved).map(move |(req, l)| (r.order, req, l)))
+        .collect();
     for chunk in rows.chunks(CHUNK / 2) {
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO order_lines (order_id, order_created_at_ms, line_no, sku, qty_milli, unit, product_id, \
                  product_name, base_qty_milli, base_unit, unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, \
                  offer_id, vendor_id, price_reason, reject_code, reject_detail) ");
-            qb.push_values(chunk, |mut b, (req, l)| {
+            qb.push_values(chunk, |mut b, (order, req, l)| {
                 b.push_bind(order.id).push_bind(order.created_at_ms).push_bind(req.line_no).push_bind(&req.sku)
                     .push_bind(req.qty_milli).push_bind(&req.unit).push_bind(l.product_id).push_bind(l.product_name.as_deref())
                     .push_bind(l.base_qty_milli).push_bind(l.base_unit.as_deref()).push_bind(l.unit_price_paisa)
@@ -354,17 +472,17 @@ pub async fn save_resolution(
             qb.build().execute(&mut *c).await?;
         });
     }
-    if let Some((sub, vat, total)) = totals {
-        with_tx!(tx, c => sqlx::query(
-            "UPDATE orders SET subtotal_paisa = $1, vat_paisa = $2, total_paisa = $3 WHERE id = $4 AND created_at_ms = $5")
-            .bind(sub)
-            .bind(vat)
-            .bind(total)
-            .bind(order.id)
-            .bind(order.created_at_ms)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
+    let priced: Vec<_> = results.iter().filter_map(|r| r.totals.map(|t| (r.order, t))).collect();
+    if !priced.is_empty() {
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new("WITH v(id, created_at_ms, subtotal_paisa, vat_paisa, total_paisa) AS (");
+            qb.push_values(&priced, |mut b, (o, (sub, vat, total))| {
+                b.push_bind(o.id).push_bind(o.created_at_ms).push_bind(*sub).push_bind(*vat).push_bind(*total);
+            });
+            qb.push(") UPDATE orders SET subtotal_paisa = v.subtotal_paisa, vat_paisa = v.vat_paisa, \
+                     total_paisa = v.total_paisa FROM v WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms");
+            qb.build().execute(&mut *c).await?;
+        });
     }
     Ok(())
 }

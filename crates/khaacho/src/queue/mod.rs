@@ -102,13 +102,28 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 }
 
+/// A job kind whose ready jobs a worker may run several at a time in one call, so one
+/// transaction carries many of them. If a batch fails, the runtime runs each of its jobs
+/// alone (through [`Job::run`]), so one bad job cannot hold back the others and retries and
+/// dead-lettering stay per job.
+pub trait BatchJob: Job {
+    /// Most jobs per call.
+    const MAX_BATCH: usize;
+
+    /// Runs `jobs` (all of this kind); like `run`, it must be idempotent and should end with
+    /// [`JobContext::complete_in`].
+    fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
 /// What a running job may use: the application services, plus the job's own metadata.
 #[derive(Clone)]
 pub struct JobContext {
     /// The application (database, settings, caches).
     pub app: crate::app::App,
-    /// Id of the job row.
+    /// Id of the job row (the first one, for a batch).
     pub job_id: Uuid,
+    /// Every job this run carries (one, or a batch of one kind).
+    pub(crate) job_ids: Vec<Uuid>,
     /// Request id of the HTTP call that caused this work, if any.
     pub correlation_id: Option<String>,
     /// 1 on the first run.
@@ -120,21 +135,25 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    /// Deletes this job inside the handler's transaction, so the step's effect and the end
-    /// of the job commit together (one commit per step instead of two). Call it last, just
-    /// before committing; if the transaction rolls back the job stays leased and runs again.
+    /// Deletes this run's jobs inside the handler's transaction, so the step's effect and the
+    /// end of the job commit together (one commit per step instead of two). Call it last,
+    /// just before committing; if the transaction rolls back the jobs stay leased and run
+    /// again. Scheduled jobs (with a dedupe key) are left to the runtime, which marks their tick.
     pub async fn complete_in(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
-        with_tx!(tx, c => sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND dedupe_key IS NULL")
-            .bind(self.job_id)
-            .bind(&self.worker_id)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))
-        .map(|deleted| {
-            if deleted == 1 {
-                self.completed.store(true, std::sync::atomic::Ordering::Release);
+        let deleted = with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
+            qb.push_bind(&self.worker_id).push(" AND dedupe_key IS NULL AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in &self.job_ids {
+                list.push_bind(*id);
             }
-        })
+            qb.push(")");
+            qb.build().execute(&mut *c).await?.rows_affected()
+        });
+        if deleted == self.job_ids.len() as u64 {
+            self.completed.store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(())
     }
 }
 
@@ -205,6 +224,7 @@ pub async fn enqueue_batch<J: Job>(tx: &mut Tx, jobs: &[(&J, EnqueueOptions)]) -
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type RunFn = Arc<dyn Fn(JobContext, serde_json::Value) -> BoxFut<Result<(), JobError>> + Send + Sync>;
+type BatchFn = Arc<dyn Fn(JobContext, Vec<serde_json::Value>) -> BoxFut<Result<(), JobError>> + Send + Sync>;
 type DeadFn = Arc<dyn Fn(JobContext, serde_json::Value, String) -> BoxFut<anyhow::Result<()>> + Send + Sync>;
 
 /// How the runtime runs one kind.
@@ -214,6 +234,8 @@ pub struct Handler {
     pub(crate) policy: RetryPolicy,
     pub(crate) run: RunFn,
     pub(crate) on_dead: DeadFn,
+    /// `(most jobs per call, the batch runner)` for [`BatchJob`] kinds.
+    pub(crate) batch: Option<(usize, BatchFn)>,
 }
 
 /// Every job kind the workers know, registered in one place (`crate::jobs::registry`).
@@ -240,8 +262,38 @@ impl Registry {
                 }
             })
         });
-        self.handlers.insert(J::KIND, Handler { queue: J::QUEUE, policy: J::policy(), run, on_dead });
+        self.handlers.insert(J::KIND, Handler { queue: J::QUEUE, policy: J::policy(), run, on_dead, batch: None });
         self
+    }
+
+    /// Registers batch-capable job type `J`.
+    pub fn register_batch<J: BatchJob>(mut self) -> Self {
+        self = self.register::<J>();
+        let batch: BatchFn = Arc::new(|ctx, payloads| {
+            Box::pin(async move {
+                let jobs = payloads
+                    .into_iter()
+                    .map(serde_json::from_value::<J>)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload for {}: {e}", J::KIND)))?;
+                J::run_batch(jobs, ctx).await
+            })
+        });
+        if let Some(h) = self.handlers.get_mut(J::KIND) {
+            h.batch = Some((J::MAX_BATCH.max(1), batch));
+        }
+        self
+    }
+
+    /// How many jobs of `queue` one run may carry: the smallest batch of its kinds (1 when
+    /// any kind runs alone).
+    pub fn batch_size(&self, queue: &str) -> usize {
+        self.handlers
+            .values()
+            .filter(|h| h.queue == queue)
+            .map(|h| h.batch.as_ref().map_or(1, |b| b.0))
+            .min()
+            .unwrap_or(1)
     }
 
     /// The handler of a kind.

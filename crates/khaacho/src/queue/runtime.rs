@@ -125,7 +125,8 @@ impl Consumer {
                 _ = shutdown.cancelled() => return,
             };
             let free = self.slots.available_permits() + 1;
-            let claimed = match claim(&self.app, &self.worker_id, self.queue, free as i64).await {
+            let batch = self.registry.batch_size(self.queue);
+            let claimed = match claim(&self.app, &self.worker_id, self.queue, (free * batch) as i64).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     error!(queue = self.queue, error = %e, "claiming jobs failed");
@@ -134,9 +135,9 @@ impl Consumer {
                     continue;
                 }
             };
-            let drained = claimed.len() < free;
+            let drained = claimed.len() < free * batch;
             let mut first = Some(first);
-            for job in claimed {
+            for unit in group(claimed, batch) {
                 let permit = match first.take() {
                     Some(p) => p,
                     None => match self.slots.clone().acquire_owned().await {
@@ -148,7 +149,7 @@ impl Consumer {
                 let registry = self.registry.clone();
                 let worker_id = self.worker_id.clone();
                 self.tracker.spawn(async move {
-                    execute(app, registry, worker_id, job).await;
+                    run_unit(app, registry, worker_id, unit).await;
                     drop(permit);
                 });
             }
@@ -173,15 +174,96 @@ pub async fn drain(app: &App, registry: &Registry) -> Result<usize, sqlx::Error>
     loop {
         let mut any = false;
         for queue in registry.queues() {
-            for job in claim(app, &worker_id, queue, 1).await? {
-                execute(app.clone(), registry.clone(), worker_id.clone(), job).await;
-                ran += 1;
-                any = true;
+            let claimed = claim(app, &worker_id, queue, registry.batch_size(queue) as i64).await?;
+            ran += claimed.len();
+            any |= !claimed.is_empty();
+            for unit in group(claimed, registry.batch_size(queue)) {
+                run_unit(app.clone(), registry.clone(), worker_id.clone(), unit).await;
             }
         }
         if !any {
             return Ok(ran);
         }
+    }
+}
+
+/// Splits claimed jobs into runs: batches of one kind (at most `batch` jobs) when the kind
+/// supports batching, else one job per run.
+fn group(claimed: Vec<Claimed>, batch: usize) -> Vec<Vec<Claimed>> {
+    if batch <= 1 {
+        return claimed.into_iter().map(|j| vec![j]).collect();
+    }
+    let mut by_kind: Vec<(String, Vec<Claimed>)> = Vec::new();
+    for job in claimed {
+        match by_kind.iter_mut().find(|(k, _)| *k == job.kind) {
+            Some((_, jobs)) => jobs.push(job),
+            None => by_kind.push((job.kind.clone(), vec![job])),
+        }
+    }
+    let mut units = Vec::new();
+    for (_, mut jobs) in by_kind {
+        while !jobs.is_empty() {
+            let rest = jobs.split_off(jobs.len().min(batch));
+            units.push(std::mem::replace(&mut jobs, rest));
+        }
+    }
+    units
+}
+
+/// Runs one unit of work: a single job, or a batch that falls back to single runs if it fails.
+async fn run_unit(app: App, registry: Arc<Registry>, worker_id: String, mut unit: Vec<Claimed>) {
+    if unit.len() == 1 {
+        if let Some(job) = unit.pop() {
+            execute(app, registry, worker_id, job).await;
+        }
+        return;
+    }
+    let Some((_, run_batch)) = unit.first().and_then(|j| registry.get(&j.kind)).and_then(|h| h.batch.clone()) else {
+        for job in unit {
+            execute(app.clone(), registry.clone(), worker_id.clone(), job).await;
+        }
+        return;
+    };
+    let kind = unit[0].kind.clone();
+    let ids: Vec<Uuid> = unit.iter().map(|j| j.id).collect();
+    let span = info_span!("job_batch", kind = %kind, jobs = unit.len());
+    let completed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ctx = JobContext {
+        app: app.clone(),
+        job_id: ids[0],
+        job_ids: ids.clone(),
+        correlation_id: None,
+        attempt: unit.iter().map(|j| j.attempts).max().unwrap_or(1),
+        worker_id: worker_id.clone(),
+        completed: completed.clone(),
+    };
+    metrics::counter!("khaacho_jobs_started_total", "kind" => kind.clone()).increment(unit.len() as u64);
+    let started = Instant::now();
+    let timeout = registry.get(&kind).map_or(Duration::from_secs(60), |h| h.policy.timeout);
+    let beat = tokio::spawn(heartbeat(app.clone(), worker_id.clone(), ids));
+    let payloads = unit.iter().map(|j| j.payload.0.clone()).collect();
+    let run = AssertUnwindSafe(run_batch(ctx, payloads)).catch_unwind();
+    let outcome = tokio::time::timeout(timeout, run).instrument(span).await;
+    beat.abort();
+    let ok = matches!(outcome, Ok(Ok(Ok(())))) && completed.load(std::sync::atomic::Ordering::Acquire);
+    if ok {
+        let per_job = started.elapsed().as_secs_f64() / unit.len() as f64;
+        for _ in &unit {
+            metrics::histogram!("khaacho_job_duration_seconds", "kind" => kind.clone()).record(per_job);
+        }
+        metrics::counter!("khaacho_jobs_succeeded_total", "kind" => kind).increment(unit.len() as u64);
+        return;
+    }
+    let why = match outcome {
+        Ok(Ok(Err(e))) => e.to_string(),
+        Ok(Ok(Ok(()))) => "the batch did not complete its jobs".into(),
+        Ok(Err(_)) => "the batch panicked".into(),
+        Err(_) => format!("the batch timed out after {timeout:?}"),
+    };
+    warn!(kind = %kind, jobs = unit.len(), error = %why, "batch failed; running its jobs one by one");
+    metrics::counter!("khaacho_job_batch_fallbacks_total", "kind" => kind).increment(1);
+    for job in unit {
+        execute(app.clone(), registry.clone(), worker_id.clone(), job).await;
     }
 }
 
@@ -216,13 +298,14 @@ async fn execute(app: App, registry: Arc<Registry>, worker_id: String, job: Clai
         let ctx = JobContext {
             app: app.clone(),
             job_id: job.id,
+            job_ids: vec![job.id],
             correlation_id: job.correlation_id.clone(),
             attempt: job.attempts,
             worker_id: worker_id.clone(),
             completed: Arc::default(),
         };
         let started = Instant::now();
-        let heartbeat = tokio::spawn(heartbeat(app.clone(), worker_id.clone(), job.id));
+        let heartbeat = tokio::spawn(heartbeat(app.clone(), worker_id.clone(), vec![job.id]));
         let completed = ctx.completed.clone();
         let run = AssertUnwindSafe((handler.run)(ctx, job.payload.0.clone())).catch_unwind();
         let outcome = match tokio::time::timeout(handler.policy.timeout, run).await {
@@ -250,22 +333,25 @@ async fn execute(app: App, registry: Arc<Registry>, worker_id: String, job: Clai
     .await
 }
 
-async fn heartbeat(app: App, worker_id: String, id: Uuid) {
+async fn heartbeat(app: App, worker_id: String, ids: Vec<Uuid>) {
     let every = Duration::from_millis(app.settings().queue.heartbeat_ms);
     let lease = app.settings().queue.lease_ms;
     loop {
         tokio::time::sleep(every).await;
         let now = now_ms();
-        let res = with_write!(app.db(), c => sqlx::query(
-            "UPDATE jobs SET locked_until_ms = $1 WHERE id = $2 AND locked_by = $3 AND status = 'running'")
-            .bind(now + lease)
-            .bind(id)
-            .bind(&worker_id)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()));
+        let res = with_write!(app.db(), c => {
+            let mut qb = sqlx::QueryBuilder::new("UPDATE jobs SET locked_until_ms = ");
+            qb.push_bind(now + lease).push(" WHERE locked_by = ").push_bind(&worker_id);
+            qb.push(" AND status = 'running' AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            qb.build().execute(c).await.map(|r| r.rows_affected())
+        });
         if let Err(e) = res {
-            warn!(job_id = %id, error = %e, "heartbeat failed");
+            warn!(jobs = ids.len(), error = %e, "heartbeat failed");
         }
     }
 }
@@ -344,6 +430,7 @@ async fn run_on_dead(app: &App, handler: &Handler, job: &Claimed, message: Strin
     let ctx = JobContext {
         app: app.clone(),
         job_id: job.id,
+        job_ids: vec![job.id],
         correlation_id: job.correlation_id.clone(),
         attempt: job.attempts,
         worker_id: String::new(),

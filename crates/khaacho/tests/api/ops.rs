@@ -82,8 +82,8 @@ async fn health_ready_and_metrics() {
         "khaacho_http_requests_total{method=\"POST\",route=\"/api/v1/orders\",status=\"202\"}",
         "khaacho_http_request_duration_seconds_bucket",
         "khaacho_jobs_enqueued_total{kind=\"order.validate\"}",
-        "khaacho_queue_depth{queue=\"orders\"} 1",
-        "khaacho_queue_oldest_ready_age_seconds{queue=\"orders\"}",
+        "khaacho_queue_depth{queue=\"validate\"} 1",
+        "khaacho_queue_oldest_ready_age_seconds{queue=\"validate\"}",
         "khaacho_orders{state=\"received\"} 1",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}");
@@ -94,7 +94,7 @@ async fn health_ready_and_metrics() {
         "khaacho_jobs_started_total{kind=\"order.validate\"}",
         "khaacho_jobs_succeeded_total{kind=\"order.validate\"}",
         "khaacho_job_duration_seconds_bucket{kind=\"order.validate\"",
-        "khaacho_queue_depth{queue=\"orders\"} 0",
+        "khaacho_queue_depth{queue=\"validate\"} 0",
         "khaacho_orders{state=\"validated\"} 1",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}");
