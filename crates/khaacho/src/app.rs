@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::auth::Auth;
 use crate::catalog::cache::CatalogCache;
 use crate::config::Settings;
 use crate::db::Db;
@@ -20,15 +21,16 @@ struct Inner {
     settings: Settings,
     catalog: CatalogCache,
     group_commit: OnceLock<GroupCommit>,
+    auth: Auth,
 }
 
 impl App {
-    /// Wraps an open database with the given settings.
-    pub fn new(db: Db, settings: Settings) -> Self {
+    /// Wraps an open database with the given settings and security state.
+    pub fn new(db: Db, settings: Settings, auth: Auth) -> Self {
         // Install the metrics recorder before anything records.
         crate::telemetry::metrics_handle();
         let catalog = CatalogCache::new(Duration::from_secs(30));
-        Self { inner: Arc::new(Inner { db, settings, catalog, group_commit: OnceLock::new() }) }
+        Self { inner: Arc::new(Inner { db, settings, catalog, group_commit: OnceLock::new(), auth }) }
     }
 
     /// Connects to the configured database and applies migrations.
@@ -36,7 +38,8 @@ impl App {
         let db = Db::connect(settings.database_url(), settings.db_max_connections).await?;
         db.migrate().await?;
         crate::maintenance::ensure_partitions(&db).await?;
-        Ok(Self::new(db, settings))
+        let auth = Auth::load(&db, &settings).await?;
+        Ok(Self::new(db, settings, auth))
     }
 
     /// The database.
@@ -52,6 +55,11 @@ impl App {
     /// The intake's group-commit writer (started on first use, inside the runtime).
     pub fn group_commit(&self) -> &GroupCommit {
         self.inner.group_commit.get_or_init(|| GroupCommit::start(self.inner.db.clone()))
+    }
+
+    /// Keys, refresh tokens and the rate limiter.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
     }
 
     /// The catalogue view used by the intake.

@@ -5,6 +5,7 @@
 //! queue; `db` hides the two storage backends (PostgreSQL, SQLite) behind one handle.
 
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod db;
