@@ -178,7 +178,7 @@ pub async fn touch_api_key(db: &Db, id: Uuid, at_ms: i64) -> Result<(), sqlx::Er
 pub async fn signing_key_pem(db: &Db, generated_pem: &str) -> Result<String, sqlx::Error> {
     with_write!(db, c => sqlx::query(
         "INSERT INTO signing_keys (name, private_pem, created_at_ms) VALUES ('active', $1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(generated_pem).bind(now_ms()).execute(c).await)?;
+        .bind(generated_pem).bind(now_ms()).execute(c).await.map(|_| ()))?;
     with_write!(db, c => sqlx::query_scalar("SELECT private_pem FROM signing_keys WHERE name = 'active'").fetch_one(c).await)
 }
 
@@ -230,7 +230,7 @@ impl RefreshStore for SqlRefreshStore {
         with_write!(self.db, c => sqlx::query(INSERT_REFRESH)
             .bind(r.id).bind(r.user_id).bind(r.family_id).bind(&r.token_hash[..]).bind(r.issued_at_ms)
             .bind(r.expires_at_ms).bind(r.spent_at_ms).bind(r.revoked)
-            .execute(c).await)?;
+            .execute(c).await.map(|_| ()))?;
         Ok(())
     }
 
@@ -257,21 +257,21 @@ impl RefreshStore for SqlRefreshStore {
         let mut tx = self.db.begin().await?;
         let won = with_tx!(tx, c => sqlx::query(
             "UPDATE refresh_tokens SET spent_at_ms = $1 WHERE id = $2 AND spent_at_ms IS NULL AND revoked = $3")
-            .bind(spent_at_ms).bind(spent_id).bind(false).execute(c).await)?.rows_affected() == 1;
+            .bind(spent_at_ms).bind(spent_id).bind(false).execute(c).await.map(|r| r.rows_affected()))? == 1;
         if !won {
             return Ok(false);
         }
         with_tx!(tx, c => sqlx::query(INSERT_REFRESH)
             .bind(n.id).bind(n.user_id).bind(n.family_id).bind(&n.token_hash[..]).bind(n.issued_at_ms)
             .bind(n.expires_at_ms).bind(n.spent_at_ms).bind(n.revoked)
-            .execute(c).await)?;
+            .execute(c).await.map(|_| ()))?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn revoke_family(&self, family_id: Uuid) -> Result<(), StoreError> {
         with_write!(self.db, c => sqlx::query("UPDATE refresh_tokens SET revoked = $1 WHERE family_id = $2")
-            .bind(true).bind(family_id).execute(c).await)?;
+            .bind(true).bind(family_id).execute(c).await.map(|_| ()))?;
         Ok(())
     }
 }

@@ -8,3 +8,4 @@ mod ops;
 mod orders;
 mod process;
 mod queue;
+mod security;

@@ -14,6 +14,8 @@ use crate::helpers::fresh_database;
 
 struct Env {
     database_url: String,
+    /// An operator API key made with `khaacho admin create-api-key`.
+    key: String,
     _dir: tempfile::TempDir,
 }
 
@@ -21,10 +23,22 @@ impl Env {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = fresh_database(dir.path()).await;
-        let env = Self { database_url, _dir: dir };
+        let mut env = Self { database_url, key: String::new(), _dir: dir };
         let out = env.command(&["seed", "--demo"], None).output().unwrap();
         assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = env.command(&["admin", "create-api-key", "--name", "load", "--role", "operator"], None)
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "create-api-key: {}", String::from_utf8_lossy(&out.stderr));
+        env.key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(env.key.starts_with("kh_live_"));
         env
+    }
+
+    /// A client that authenticates with the operator key.
+    fn client(&self) -> reqwest::Client {
+        crate::helpers::bearer_client(&self.key)
     }
 
     fn command(&self, args: &[&str], port: Option<u16>) -> Command {
@@ -79,11 +93,14 @@ fn terminate(child: &Child) {
 }
 
 /// Sends orders from `workers` tasks until `stop`; returns the ids that got a 202.
-fn start_load(port: u16, workers: usize, stop: CancellationToken, accepted: Arc<Mutex<Vec<String>>>, bodies: Arc<Vec<Value>>) {
+fn start_load(env: &Env, port: u16, workers: usize, stop: CancellationToken, accepted: Arc<Mutex<Vec<String>>>, bodies: Arc<Vec<Value>>) {
     for w in 0..workers {
         let (stop, accepted, bodies) = (stop.clone(), accepted.clone(), bodies.clone());
+        let auth = format!("Bearer {}", env.key);
         tokio::spawn(async move {
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, auth.parse().unwrap());
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).default_headers(headers).build().unwrap();
             let mut i = w;
             while !stop.is_cancelled() {
                 let body = &bodies[i % bodies.len()];
@@ -159,7 +176,7 @@ async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
 async fn crash_under_load(split: bool) {
     let env = Env::new().await;
     let port = free_port();
-    let client = reqwest::Client::new();
+    let client = env.client();
     let (serving, crashing): (&[&str], &[&str]) = if split { (&["api"], &["worker"]) } else { (&["serve"], &["serve"]) };
     let mut api = if split { Some(env.spawn(serving, Some(port))) } else { None };
     let mut victim = env.spawn(crashing, Some(port));
@@ -167,7 +184,7 @@ async fn crash_under_load(split: bool) {
     let bodies = order_bodies(&client, port).await;
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let stop = CancellationToken::new();
-    start_load(port, 8, stop.clone(), accepted.clone(), bodies);
+    start_load(&env, port, 8, stop.clone(), accepted.clone(), bodies);
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         victim.kill().unwrap(); // SIGKILL
@@ -206,13 +223,13 @@ async fn kill_9_of_the_worker_under_load_loses_nothing() {
 async fn sigterm_mid_load_drains_and_leaves_nothing_stuck() {
     let env = Env::new().await;
     let port = free_port();
-    let client = reqwest::Client::new();
+    let client = env.client();
     let mut serve = env.spawn(&["serve"], Some(port));
     wait_healthy(&client, port).await;
     let bodies = order_bodies(&client, port).await;
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let stop = CancellationToken::new();
-    start_load(port, 8, stop.clone(), accepted.clone(), bodies);
+    start_load(&env, port, 8, stop.clone(), accepted.clone(), bodies);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     terminate(&serve);
     let started = Instant::now();
