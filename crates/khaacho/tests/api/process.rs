@@ -277,3 +277,64 @@ async fn a_recurring_job_fires_once_per_tick_with_two_workers() {
     assert!(ticks.iter().filter(|t| t.1.is_some()).count() >= ticks.len() - 1, "tick jobs ran: {ticks:?}");
     db.close().await;
 }
+
+/// The server's own log output (JSON, debug level for the app) after logins, refreshes, a
+/// failed login, API key use and new parties contains no token, password, key or full phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_contain_no_secrets_or_phone_numbers() {
+    let env = Env::new().await;
+    let port = free_port();
+    let log_path = env._dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut serve = env
+        .command(&["serve"], Some(port))
+        .env("KHAACHO_LOG_LEVEL", "debug,sqlx=debug,hyper=info,h2=info,reqwest=info")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let anon = reqwest::Client::new();
+    wait_healthy(&anon, port).await;
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let login = |u: &'static str, p: &'static str| {
+        anon.post(url("/api/v1/auth/login")).json(&json!({ "username": u, "password": p })).send()
+    };
+    let tokens: Value = login("admin", "demo-admin-password").await.unwrap().json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let admin = crate::helpers::bearer_client(&access);
+    assert_eq!(login("admin", "not-the-password-42").await.unwrap().status(), 401);
+    let rotated: Value = anon.post(url("/api/v1/auth/refresh")).json(&json!({ "refresh_token": refresh })).send().await.unwrap().json().await.unwrap();
+    let rotated = rotated["refresh_token"].as_str().unwrap().to_string();
+    let phone = "+9779812345678";
+    let r = admin.post(url("/api/v1/retailers")).json(&json!({ "name": "Sita Kirana Pasal", "phone": phone, "district": "Lalitpur" })).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let retailer: Value = r.json().await.unwrap();
+    let created: Value = admin.post(url("/api/v1/auth/api-keys"))
+        .json(&json!({ "name": "pos", "role": "retailer", "retailer_id": retailer["id"] }))
+        .send().await.unwrap().json().await.unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    let with_key = crate::helpers::bearer_client(&key);
+    let order = json!({ "retailer_id": retailer["id"], "lines": [{ "sku": "RICE-JEERA-25", "qty": 1, "unit": "kg" }] });
+    assert_eq!(with_key.post(url("/api/v1/orders")).json(&order).send().await.unwrap().status(), 202);
+    assert_eq!(crate::helpers::bearer_client("not.a.token").get(url("/api/v1/orders")).send().await.unwrap().status(), 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    terminate(&serve);
+    assert!(serve.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.lines().count() > 5, "the server logged: {text}");
+    for (what, secret) in [
+        ("access token", access.as_str()),
+        ("refresh token", refresh.as_str()),
+        ("rotated refresh token", rotated.as_str()),
+        ("api key", key.as_str()),
+        ("api key secret", key.rsplit('_').next().unwrap()),
+        ("operator key", env.key.as_str()),
+        ("password", "demo-admin-password"),
+        ("wrong password", "not-the-password-42"),
+        ("phone", "9812345678"),
+        ("name", "Sita Kirana"),
+    ] {
+        assert!(!text.contains(secret), "the log contains the {what}");
+    }
+}
