@@ -40,6 +40,7 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
 }
 
 /// Settings for tests: fast retries, small leases.
+#[allow(clippy::field_reassign_with_default)]
 pub fn test_settings(database_url: &str) -> Settings {
     let mut s = Settings::default();
     s.database_url = Some(database_url.to_string());
