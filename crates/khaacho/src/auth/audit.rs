@@ -179,7 +179,9 @@ pub struct AuditFilter {
 
 /// Audit rows, newest first.
 pub async fn list(db: &Db, f: &AuditFilter) -> Result<Vec<AuditRow>, sqlx::Error> {
-    let (cursor_ms, cursor_id) = f.after.map_or((None, None), |(ms, id)| (Some(ms), Some(id)));
+    let (cursor_ms, cursor_id) = f
+        .after
+        .map_or((None, None), |(ms, id)| (Some(ms), Some(id)));
     with_read!(db, c => sqlx::query_as::<_, AuditRow>(
         "SELECT id, at_ms, actor, role, action, entity, entity_id, summary, request_id FROM audit_log \
          WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR entity = $3) \

@@ -14,7 +14,13 @@ use crate::http::error::ApiError;
 fn api_error(e: ApiError) -> anyhow::Error {
     match e {
         ApiError::Validation(errors) => {
-            anyhow::anyhow!(errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))
+            anyhow::anyhow!(
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
         }
         other => anyhow::anyhow!("{other}"),
     }
@@ -35,17 +41,40 @@ pub async fn create_user(
     vendor_id: Option<Uuid>,
     password_stdin: bool,
 ) -> anyhow::Result<()> {
-    let role: Role = role.parse().map_err(|_| anyhow::anyhow!("--role must be admin, operator, vendor or retailer"))?;
+    let role: Role = role
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--role must be admin, operator, vendor or retailer"))?;
     let (password, generated) = if password_stdin {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the password from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the password from stdin")?;
         (s.trim_end_matches(['\r', '\n']).to_string(), false)
     } else {
-        (khaacho_auth::webhook::generate_secret().chars().skip(6).take(24).collect(), true)
+        (
+            khaacho_auth::webhook::generate_secret()
+                .chars()
+                .skip(6)
+                .take(24)
+                .collect(),
+            true,
+        )
     };
-    let user = NewUser { username, email, password: password.clone(), role, retailer_id, vendor_id };
-    let row = service::create_user(app, user, cli_entry("user.create")).await.map_err(api_error)?;
-    println!("user {} ({}) created with id {}", row.username, row.role, row.id);
+    let user = NewUser {
+        username,
+        email,
+        password: password.clone(),
+        role,
+        retailer_id,
+        vendor_id,
+    };
+    let row = service::create_user(app, user, cli_entry("user.create"))
+        .await
+        .map_err(api_error)?;
+    println!(
+        "user {} ({}) created with id {}",
+        row.username, row.role, row.id
+    );
     if generated {
         println!("password (shown once): {password}");
     }
@@ -60,10 +89,22 @@ pub async fn create_api_key(
     retailer_id: Option<Uuid>,
     vendor_id: Option<Uuid>,
 ) -> anyhow::Result<()> {
-    let role: Role = role.parse().map_err(|_| anyhow::anyhow!("--role must be admin, operator, vendor or retailer"))?;
-    let req = NewApiKey { name, role, retailer_id, vendor_id };
-    let (key, row) = service::create_api_key(app, req, cli_entry("api_key.create")).await.map_err(api_error)?;
-    eprintln!("API key {} ({}, prefix {}) created; it is shown once:", row.id, row.role, row.prefix);
+    let role: Role = role
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--role must be admin, operator, vendor or retailer"))?;
+    let req = NewApiKey {
+        name,
+        role,
+        retailer_id,
+        vendor_id,
+    };
+    let (key, row) = service::create_api_key(app, req, cli_entry("api_key.create"))
+        .await
+        .map_err(api_error)?;
+    eprintln!(
+        "API key {} ({}, prefix {}) created; it is shown once:",
+        row.id, row.role, row.prefix
+    );
     println!("{key}");
     Ok(())
 }
@@ -92,11 +133,26 @@ pub struct DemoAccess {
 /// Creates one user per role (vendor and retailer users for the first demo vendor and
 /// retailer) and a retailer API key, unless they exist. Needs the demo parties.
 pub async fn demo_access(app: &App) -> anyhow::Result<DemoAccess> {
-    let retailer = crate::parties::repo::list_retailers(app.db(), None, 1).await?.into_iter().next().map(|r| r.id);
-    let vendor = crate::parties::repo::list_vendors(app.db(), None, 1).await?.into_iter().next().map(|v| v.id);
-    let mut out = DemoAccess { retailer_id: retailer, vendor_id: vendor, ..DemoAccess::default() };
+    let retailer = crate::parties::repo::list_retailers(app.db(), None, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| r.id);
+    let vendor = crate::parties::repo::list_vendors(app.db(), None, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|v| v.id);
+    let mut out = DemoAccess {
+        retailer_id: retailer,
+        vendor_id: vendor,
+        ..DemoAccess::default()
+    };
     for (name, pw, role) in DEMO_USERS {
-        if super::repo::find_user_by_login(app.db(), name).await?.is_some() {
+        if super::repo::find_user_by_login(app.db(), name)
+            .await?
+            .is_some()
+        {
             continue;
         }
         let (retailer_id, vendor_id) = match role {
@@ -107,15 +163,33 @@ pub async fn demo_access(app: &App) -> anyhow::Result<DemoAccess> {
         if matches!(role, Role::Retailer | Role::Vendor) && retailer_id.or(vendor_id).is_none() {
             continue;
         }
-        let user = NewUser { username: name.to_string(), email: None, password: pw.to_string(), role: *role, retailer_id, vendor_id };
-        service::create_user(app, user, cli_entry("user.create")).await.map_err(api_error)?;
+        let user = NewUser {
+            username: name.to_string(),
+            email: None,
+            password: pw.to_string(),
+            role: *role,
+            retailer_id,
+            vendor_id,
+        };
+        service::create_user(app, user, cli_entry("user.create"))
+            .await
+            .map_err(api_error)?;
         out.users.push((name.to_string(), pw.to_string(), *role));
     }
     if let Some(r) = retailer
-        && super::repo::find_api_key_by_name(app.db(), "demo-retailer").await?.is_none()
+        && super::repo::find_api_key_by_name(app.db(), "demo-retailer")
+            .await?
+            .is_none()
     {
-        let req = NewApiKey { name: "demo-retailer".into(), role: Role::Retailer, retailer_id: Some(r), vendor_id: None };
-        let (key, _) = service::create_api_key(app, req, cli_entry("api_key.create")).await.map_err(api_error)?;
+        let req = NewApiKey {
+            name: "demo-retailer".into(),
+            role: Role::Retailer,
+            retailer_id: Some(r),
+            vendor_id: None,
+        };
+        let (key, _) = service::create_api_key(app, req, cli_entry("api_key.create"))
+            .await
+            .map_err(api_error)?;
         out.retailer_key = Some(key);
     }
     Ok(out)
@@ -124,7 +198,9 @@ pub async fn demo_access(app: &App) -> anyhow::Result<DemoAccess> {
 /// Prints how to use what [`demo_access`] created.
 pub fn print_demo_access(a: &DemoAccess) {
     if a.users.is_empty() {
-        println!("demo users already exist (admin, operator, vendor, retailer; passwords in the README)");
+        println!(
+            "demo users already exist (admin, operator, vendor, retailer; passwords in the README)"
+        );
     } else {
         println!("demo users (username / password):");
         for (u, p, r) in &a.users {
@@ -141,7 +217,11 @@ pub fn print_demo_access(a: &DemoAccess) {
         }
         None => println!("the demo retailer API key exists already (keys are shown only once)"),
     }
-    println!("sign in: curl -s localhost:8080/api/v1/auth/login -H 'content-type: application/json' \\");
-    println!("           -d '{{\"username\":\"operator\",\"password\":\"demo-operator-password\"}}'");
+    println!(
+        "sign in: curl -s localhost:8080/api/v1/auth/login -H 'content-type: application/json' \\"
+    );
+    println!(
+        "           -d '{{\"username\":\"operator\",\"password\":\"demo-operator-password\"}}'"
+    );
     println!("then send `Authorization: Bearer <access_token>`");
 }

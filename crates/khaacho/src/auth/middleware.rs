@@ -49,18 +49,30 @@ fn credential(headers: &HeaderMap) -> Option<Result<&str, ()>> {
         let v = v.to_str().map_err(|_| ());
         return Some(v.and_then(|v| {
             let (scheme, rest) = v.split_once(' ').ok_or(())?;
-            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() { Ok(rest.trim()) } else { Err(()) }
+            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
+                Ok(rest.trim())
+            } else {
+                Err(())
+            }
         }));
     }
-    headers.get("x-api-key").map(|v| v.to_str().map(str::trim).map_err(|_| ()))
+    headers
+        .get("x-api-key")
+        .map(|v| v.to_str().map(str::trim).map_err(|_| ()))
 }
 
 async fn authenticate(app: &App, headers: &HeaderMap) -> AuthState {
     let request_id = crate::http::request_id(headers);
-    let Some(presented) = credential(headers) else { return AuthState::Anonymous };
-    let Ok(presented) = presented else { return AuthState::Invalid("malformed authorization header") };
+    let Some(presented) = credential(headers) else {
+        return AuthState::Anonymous;
+    };
+    let Ok(presented) = presented else {
+        return AuthState::Invalid("malformed authorization header");
+    };
     if presented.starts_with(apikey::KEY_PREFIX) {
-        let Ok(prefix) = apikey::parse_prefix(presented) else { return AuthState::Invalid("malformed api key") };
+        let Ok(prefix) = apikey::parse_prefix(presented) else {
+            return AuthState::Invalid("malformed api key");
+        };
         let row = match super::repo::find_live_api_key(app.db(), prefix).await {
             Ok(Some(row)) => row,
             Ok(None) => return AuthState::Invalid("unknown or revoked api key"),
@@ -72,7 +84,9 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> AuthState {
         if !apikey::verify(presented, &row.key_hash) {
             return AuthState::Invalid("wrong api key secret");
         }
-        let Ok(role) = row.role.parse::<Role>() else { return AuthState::Invalid("api key role") };
+        let Ok(role) = row.role.parse::<Role>() else {
+            return AuthState::Invalid("api key role");
+        };
         let now = now_ms();
         if app.auth().should_touch(row.id, now) {
             let (db, id) = (app.db().clone(), row.id);
@@ -106,12 +120,25 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> AuthState {
 }
 
 /// The rate limits that apply to one request, as `(metric class, key, limit)`.
-fn limits(app: &App, class: RouteClass, state: &AuthState, ip: &str) -> Vec<(&'static str, String, super::settings::Limit)> {
+fn limits(
+    app: &App,
+    class: RouteClass,
+    state: &AuthState,
+    ip: &str,
+) -> Vec<(&'static str, String, super::settings::Limit)> {
     let rl = &app.settings().rate_limits;
     let mut out = vec![("global", "global".to_string(), rl.global)];
     match state {
         AuthState::Authenticated(p) => {
-            let who = format!("{}:{}", if p.kind == PrincipalKind::User { "u" } else { "k" }, p.id);
+            let who = format!(
+                "{}:{}",
+                if p.kind == PrincipalKind::User {
+                    "u"
+                } else {
+                    "k"
+                },
+                p.id
+            );
             out.push(("principal", format!("p:{who}"), rl.per_principal));
             if class == RouteClass::Expensive {
                 out.push(("expensive", format!("e:{who}"), rl.expensive_per_principal));
@@ -135,8 +162,13 @@ fn set_rate_headers(headers: &mut HeaderMap, d: &Decision) {
 
 /// The middleware: see the module docs.
 pub async fn security(State(app): State<App>, mut req: Request, next: Next) -> Response {
-    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
-    let class = path.as_deref().map_or(RouteClass::Default, |p| route_class(req.method(), p));
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let class = path
+        .as_deref()
+        .map_or(RouteClass::Default, |p| route_class(req.method(), p));
     if class == RouteClass::Ops {
         return next.run(req).await;
     }
@@ -150,12 +182,21 @@ pub async fn security(State(app): State<App>, mut req: Request, next: Next) -> R
         for (metric_class, key, limit) in limits(&app, class, &state, &ip) {
             let d = app.auth().limiter.check(&key, &limit.quota()).await;
             if !d.allowed {
-                metrics::counter!("khaacho_rate_limited_total", "class" => metric_class).increment(1);
-                let mut resp = problem_response(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests",
-                    format!("rate limit ({metric_class}) exceeded; retry after the time in Retry-After"), vec![]);
+                metrics::counter!("khaacho_rate_limited_total", "class" => metric_class)
+                    .increment(1);
+                let mut resp = problem_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    "Too many requests",
+                    format!(
+                        "rate limit ({metric_class}) exceeded; retry after the time in Retry-After"
+                    ),
+                    vec![],
+                );
                 set_rate_headers(resp.headers_mut(), &d);
                 if let Some(s) = d.retry_after_secs() {
-                    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(s));
                 }
                 return resp;
             }
@@ -180,7 +221,8 @@ pub async fn security(State(app): State<App>, mut req: Request, next: Next) -> R
             AuthState::Authenticated(p) => (p.actor(), Some(p.role.as_str())),
             _ => ("anonymous".to_string(), None),
         };
-        let mut e = Entry::new(actor, role, "authz.denied").summary(serde_json::json!({ "route": route, "reason": reason }));
+        let mut e = Entry::new(actor, role, "authz.denied")
+            .summary(serde_json::json!({ "route": route, "reason": reason }));
         e.request_id = request_id;
         record_logged(app.db(), &e).await;
     } else if resp.status() == StatusCode::UNAUTHORIZED
@@ -200,8 +242,10 @@ pub async fn headers(State(behind_tls): State<bool>, req: Request, next: Next) -
     let docs = req.uri().path().starts_with("/api/v1/docs");
     let mut resp = next.run(req).await;
     if behind_tls {
-        resp.headers_mut()
-            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+        resp.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
     }
     if docs {
         // Swagger UI is served from this origin with an inline bootstrap script and styles.

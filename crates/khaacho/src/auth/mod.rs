@@ -55,7 +55,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("kid", &self.keys.active_kid()).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("kid", &self.keys.active_kid())
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,18 +69,24 @@ impl Auth {
         let pem = match &a.signing_key_pem {
             Some(pem) => pem.clone(),
             None => {
-                let generated = KeySet::generate().context("generating a signing key")?.to_pem();
-                repo::signing_key_pem(db, &generated).await.context("loading the signing key")?
+                let generated = KeySet::generate()
+                    .context("generating a signing key")?
+                    .to_pem();
+                repo::signing_key_pem(db, &generated)
+                    .await
+                    .context("loading the signing key")?
             }
         };
         let keys = KeySet::from_pem(&pem)
             .map_err(|e| anyhow::anyhow!("auth.signing_key_pem is not an Ed25519 PKCS#8 PEM: {e}"))?
             .with_access_ttl(Duration::from_secs(a.access_ttl_secs));
-        let refresh = RefreshTokens::new(SqlRefreshStore::new(db.clone())).with_ttl(Duration::from_secs(a.refresh_ttl_secs));
+        let refresh = RefreshTokens::new(SqlRefreshStore::new(db.clone()))
+            .with_ttl(Duration::from_secs(a.refresh_ttl_secs));
         let limiter = match settings.redis_url.as_deref().filter(|u| !u.is_empty()) {
             Some(url) => {
-                let redis = RedisLimiter::connect_lazy(url, settings.rate_limits.redis_prefix.clone())
-                    .context("REDIS_URL")?;
+                let redis =
+                    RedisLimiter::connect_lazy(url, settings.rate_limits.redis_prefix.clone())
+                        .context("REDIS_URL")?;
                 Limiter::Redis(FallbackLimiter::new(redis))
             }
             None => Limiter::Local(LocalLimiter::new()),
@@ -88,12 +96,20 @@ impl Auth {
             window: Duration::from_secs(a.lockout_window_secs),
             lock_for: Duration::from_secs(a.lockout_secs),
         };
-        Ok(Self { keys, refresh, limiter, lockout, key_touched: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            keys,
+            refresh,
+            limiter,
+            lockout,
+            key_touched: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Whether this node should write the key's last-used time now (at most once a minute).
     fn should_touch(&self, key: Uuid, now: i64) -> bool {
-        let Ok(mut map) = self.key_touched.lock() else { return false };
+        let Ok(mut map) = self.key_touched.lock() else {
+            return false;
+        };
         match map.get(&key) {
             Some(at) if now - at < 60_000 => false,
             _ => {
@@ -145,7 +161,10 @@ impl Principal {
         if roles.contains(&self.role) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("the {} role may not do this", self.role)))
+            Err(ApiError::Forbidden(format!(
+                "the {} role may not do this",
+                self.role
+            )))
         }
     }
 
@@ -198,8 +217,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<AuthState>() {
             Some(AuthState::Authenticated(p)) => Ok(p.clone()),
-            Some(AuthState::Invalid(_)) => Err(ApiError::Unauthorized("invalid or expired credentials")),
-            _ => Err(ApiError::Unauthorized("authentication required: send `Authorization: Bearer <token>`")),
+            Some(AuthState::Invalid(_)) => {
+                Err(ApiError::Unauthorized("invalid or expired credentials"))
+            }
+            _ => Err(ApiError::Unauthorized(
+                "authentication required: send `Authorization: Bearer <token>`",
+            )),
         }
     }
 }

@@ -32,7 +32,10 @@ pub struct UserRow {
 
 impl std::fmt::Debug for UserRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserRow").field("id", &self.id).field("role", &self.role).finish_non_exhaustive()
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,7 +51,8 @@ impl UserRow {
     }
 }
 
-const USER_COLS: &str = "id, username, email, password_hash, role, retailer_id, vendor_id, active, created_at_ms";
+const USER_COLS: &str =
+    "id, username, email, password_hash, role, retailer_id, vendor_id, active, created_at_ms";
 
 /// Splits a tenant into the `(retailer_id, vendor_id)` columns for `role`.
 pub fn tenant_columns(role: Role, tenant: Option<Uuid>) -> (Option<Uuid>, Option<Uuid>) {
@@ -71,7 +75,9 @@ pub async fn insert_user(tx: &mut Tx, u: &UserRow) -> Result<(), sqlx::Error> {
 
 /// A user by username or e-mail (case-sensitive username, case-insensitive e-mail).
 pub async fn find_user_by_login(db: &Db, login: &str) -> Result<Option<UserRow>, sqlx::Error> {
-    let sql = format!("SELECT {USER_COLS} FROM users WHERE username = $1 OR LOWER(email) = LOWER($1) ORDER BY username = $1 DESC LIMIT 1");
+    let sql = format!(
+        "SELECT {USER_COLS} FROM users WHERE username = $1 OR LOWER(email) = LOWER($1) ORDER BY username = $1 DESC LIMIT 1"
+    );
     with_read!(db, c => sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql)).bind(login).fetch_optional(c).await)
 }
 
@@ -93,7 +99,11 @@ pub async fn insert_failure(db: &Db, user_id: Uuid, at_ms: i64) -> Result<(), sq
 }
 
 /// Failed logins of a user since `since_ms`, oldest first.
-pub async fn failures_since(db: &Db, user_id: Uuid, since_ms: i64) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn failures_since(
+    db: &Db,
+    user_id: Uuid,
+    since_ms: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
     with_read!(db, c => sqlx::query_scalar("SELECT at_ms FROM login_failures WHERE user_id = $1 AND at_ms >= $2 ORDER BY at_ms")
         .bind(user_id).bind(since_ms).fetch_all(c).await)
 }
@@ -145,19 +155,28 @@ pub async fn insert_api_key(tx: &mut Tx, k: &ApiKeyRow) -> Result<(), sqlx::Erro
 /// The live (not revoked) key with this prefix (read on every use, so a revocation is seen
 /// by the very next request).
 pub async fn find_live_api_key(db: &Db, prefix: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
-    let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1 AND revoked_at_ms IS NULL");
+    let sql =
+        format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1 AND revoked_at_ms IS NULL");
     with_read!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(prefix).fetch_optional(c).await)
 }
 
 /// Keys, newest first.
-pub async fn list_api_keys(db: &Db, before: Option<Uuid>, limit: i64) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
-    let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2");
+pub async fn list_api_keys(
+    db: &Db,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {KEY_COLS} FROM api_keys WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+    );
     with_read!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(before).bind(limit).fetch_all(c).await)
 }
 
 /// A key by name (seed idempotency).
 pub async fn find_api_key_by_name(db: &Db, name: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
-    let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE name = $1 AND revoked_at_ms IS NULL LIMIT 1");
+    let sql = format!(
+        "SELECT {KEY_COLS} FROM api_keys WHERE name = $1 AND revoked_at_ms IS NULL LIMIT 1"
+    );
     with_read!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(c).await)
 }
 
@@ -234,7 +253,10 @@ impl RefreshStore for SqlRefreshStore {
         Ok(())
     }
 
-    async fn find_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError> {
+    async fn find_by_hash(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<RefreshRecord>, StoreError> {
         let row = with_read!(self.db, c => sqlx::query_as::<_, RefreshDbRow>(
             "SELECT id, user_id, family_id, token_hash, issued_at_ms, expires_at_ms, spent_at_ms, revoked \
              FROM refresh_tokens WHERE token_hash = $1")
@@ -253,11 +275,17 @@ impl RefreshStore for SqlRefreshStore {
         }))
     }
 
-    async fn spend_and_insert(&self, spent_id: Uuid, spent_at_ms: i64, n: &RefreshRecord) -> Result<bool, StoreError> {
+    async fn spend_and_insert(
+        &self,
+        spent_id: Uuid,
+        spent_at_ms: i64,
+        n: &RefreshRecord,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
         let won = with_tx!(tx, c => sqlx::query(
             "UPDATE refresh_tokens SET spent_at_ms = $1 WHERE id = $2 AND spent_at_ms IS NULL AND revoked = $3")
-            .bind(spent_at_ms).bind(spent_id).bind(false).execute(c).await.map(|r| r.rows_affected()))? == 1;
+            .bind(spent_at_ms).bind(spent_id).bind(false).execute(c).await.map(|r| r.rows_affected()))?
+            == 1;
         if !won {
             return Ok(false);
         }

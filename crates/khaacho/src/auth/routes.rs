@@ -54,10 +54,21 @@ impl std::fmt::Debug for LoginRequest {
     responses((status = 200, body = TokenPair),
         (status = 401, description = "Invalid credentials (also for locked accounts)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts from this address", body = Problem, content_type = "application/problem+json")))]
-async fn login(State(app): State<App>, headers: HeaderMap, Json(req): Json<LoginRequest>) -> Result<axum::Json<TokenPair>, ApiError> {
-    let who = req.username.or(req.email).filter(|s| !s.trim().is_empty() && s.len() <= 254);
-    let Some(who) = who else { return Err(ApiError::field("username", "username or email is required")) };
-    Ok(axum::Json(service::login(&app, who.trim(), req.password, request_id(&headers)).await?))
+async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(req): Json<LoginRequest>,
+) -> Result<axum::Json<TokenPair>, ApiError> {
+    let who = req
+        .username
+        .or(req.email)
+        .filter(|s| !s.trim().is_empty() && s.len() <= 254);
+    let Some(who) = who else {
+        return Err(ApiError::field("username", "username or email is required"));
+    };
+    Ok(axum::Json(
+        service::login(&app, who.trim(), req.password, request_id(&headers)).await?,
+    ))
 }
 
 /// A refresh token.
@@ -78,15 +89,25 @@ impl std::fmt::Debug for RefreshRequest {
 /// Presenting a spent token again revokes every token of that login (401).
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest, security(()),
     responses((status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn refresh(State(app): State<App>, headers: HeaderMap, Json(req): Json<RefreshRequest>) -> Result<axum::Json<TokenPair>, ApiError> {
-    Ok(axum::Json(service::refresh(&app, &req.refresh_token, request_id(&headers)).await?))
+async fn refresh(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(req): Json<RefreshRequest>,
+) -> Result<axum::Json<TokenPair>, ApiError> {
+    Ok(axum::Json(
+        service::refresh(&app, &req.refresh_token, request_id(&headers)).await?,
+    ))
 }
 
 /// Sign out: revokes the refresh token and its whole family (idempotent). Access tokens
 /// already issued expire on their own within 15 minutes.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest, security(()),
     responses((status = 204, description = "Signed out")))]
-async fn logout(State(app): State<App>, headers: HeaderMap, Json(req): Json<RefreshRequest>) -> Result<StatusCode, ApiError> {
+async fn logout(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(req): Json<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
     service::logout(&app, &req.refresh_token, request_id(&headers)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -95,11 +116,21 @@ async fn logout(State(app): State<App>, headers: HeaderMap, Json(req): Json<Refr
 #[utoipa::path(post, path = "/auth/api-keys", tag = "auth", request_body = NewApiKey,
     responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn create_api_key(State(app): State<App>, principal: Principal, body: Result<Json<NewApiKey>, ApiError>) -> Result<(StatusCode, axum::Json<CreatedApiKey>), ApiError> {
+async fn create_api_key(
+    State(app): State<App>,
+    principal: Principal,
+    body: Result<Json<NewApiKey>, ApiError>,
+) -> Result<(StatusCode, axum::Json<CreatedApiKey>), ApiError> {
     principal.require(ADMIN)?;
     let Json(req) = body?;
     let (key, row) = service::create_api_key(&app, req, principal.audit("api_key.create")).await?;
-    Ok((StatusCode::CREATED, axum::Json(CreatedApiKey { key, info: ApiKeyView::from(&row) })))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedApiKey {
+            key,
+            info: ApiKeyView::from(&row),
+        }),
+    ))
 }
 
 /// Paging by id.
@@ -116,7 +147,11 @@ pub struct KeyPage {
 /// API keys, newest first (admin): prefix, scope, last use; never the key.
 #[utoipa::path(get, path = "/auth/api-keys", tag = "auth", params(KeyPage),
     responses((status = 200, body = Page<ApiKeyView>), (status = 403, body = Problem, content_type = "application/problem+json")))]
-async fn list_api_keys(State(app): State<App>, principal: Principal, Query(p): Query<KeyPage>) -> Result<axum::Json<Page<ApiKeyView>>, ApiError> {
+async fn list_api_keys(
+    State(app): State<App>,
+    principal: Principal,
+    Query(p): Query<KeyPage>,
+) -> Result<axum::Json<Page<ApiKeyView>>, ApiError> {
     principal.require(ADMIN)?;
     let limit = page_limit(p.limit)?;
     let mut rows = super::repo::list_api_keys(app.db(), p.cursor, limit + 1).await?;
@@ -126,13 +161,20 @@ async fn list_api_keys(State(app): State<App>, principal: Principal, Query(p): Q
     } else {
         None
     };
-    Ok(axum::Json(Page { items: rows.iter().map(ApiKeyView::from).collect(), next_cursor: next }))
+    Ok(axum::Json(Page {
+        items: rows.iter().map(ApiKeyView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// Revoke an API key (admin); it stops working with the next request.
 #[utoipa::path(delete, path = "/auth/api-keys/{id}", tag = "auth", params(("id" = Uuid, Path, description = "API key id")),
     responses((status = 204, description = "Revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn revoke_api_key(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+async fn revoke_api_key(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
     principal.require(ADMIN)?;
     service::revoke_api_key(&app, id, principal.audit("api_key.revoke")).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -142,7 +184,11 @@ async fn revoke_api_key(State(app): State<App>, principal: Principal, Path(id): 
 #[utoipa::path(post, path = "/users", tag = "auth", request_body = NewUser,
     responses((status = 201, body = UserView), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn create_user(State(app): State<App>, principal: Principal, body: Result<Json<NewUser>, ApiError>) -> Result<(StatusCode, axum::Json<UserView>), ApiError> {
+async fn create_user(
+    State(app): State<App>,
+    principal: Principal,
+    body: Result<Json<NewUser>, ApiError>,
+) -> Result<(StatusCode, axum::Json<UserView>), ApiError> {
     principal.require(ADMIN)?;
     let Json(req) = body?;
     let row = service::create_user(&app, req, principal.audit("user.create")).await?;
@@ -185,7 +231,12 @@ fn parse_time(field: &'static str, v: Option<&str>) -> Result<Option<i64>, ApiEr
     v.map(|s| {
         chrono::DateTime::parse_from_rfc3339(s)
             .map(|t| t.timestamp_millis())
-            .map_err(|_| ApiError::field(field, "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45"))
+            .map_err(|_| {
+                ApiError::field(
+                    field,
+                    "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45",
+                )
+            })
     })
     .transpose()
 }
@@ -193,7 +244,11 @@ fn parse_time(field: &'static str, v: Option<&str>) -> Result<Option<i64>, ApiEr
 /// The audit log, newest first (admin).
 #[utoipa::path(get, path = "/audit", tag = "auth", params(AuditParams),
     responses((status = 200, body = AuditPage), (status = 403, body = Problem, content_type = "application/problem+json")))]
-async fn list_audit(State(app): State<App>, principal: Principal, Query(p): Query<AuditParams>) -> Result<axum::Json<AuditPage>, ApiError> {
+async fn list_audit(
+    State(app): State<App>,
+    principal: Principal,
+    Query(p): Query<AuditParams>,
+) -> Result<axum::Json<AuditPage>, ApiError> {
     principal.require(ADMIN)?;
     let limit = page_limit(p.limit)?;
     let filter = AuditFilter {
@@ -213,5 +268,8 @@ async fn list_audit(State(app): State<App>, principal: Principal, Query(p): Quer
     } else {
         None
     };
-    Ok(axum::Json(AuditPage { items: rows.into_iter().map(AuditView::from).collect(), next_cursor: next }))
+    Ok(axum::Json(AuditPage {
+        items: rows.into_iter().map(AuditView::from).collect(),
+        next_cursor: next,
+    }))
 }

@@ -40,7 +40,10 @@ impl Default for AuthSettings {
 impl fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthSettings")
-            .field("signing_key_pem", &self.signing_key_pem.as_ref().map(|_| "***"))
+            .field(
+                "signing_key_pem",
+                &self.signing_key_pem.as_ref().map(|_| "***"),
+            )
             .field("access_ttl_secs", &self.access_ttl_secs)
             .field("refresh_ttl_secs", &self.refresh_ttl_secs)
             .field("lockout_max_failures", &self.lockout_max_failures)
@@ -94,11 +97,26 @@ impl Default for RateLimitSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            per_ip: Limit { per_second: 20.0, burst: 100 },
-            login_per_ip: Limit { per_second: 0.5, burst: 20 },
-            per_principal: Limit { per_second: 20_000.0, burst: 20_000 },
-            expensive_per_principal: Limit { per_second: 10_000.0, burst: 10_000 },
-            global: Limit { per_second: 100_000.0, burst: 100_000 },
+            per_ip: Limit {
+                per_second: 20.0,
+                burst: 100,
+            },
+            login_per_ip: Limit {
+                per_second: 0.5,
+                burst: 20,
+            },
+            per_principal: Limit {
+                per_second: 20_000.0,
+                burst: 20_000,
+            },
+            expensive_per_principal: Limit {
+                per_second: 10_000.0,
+                burst: 10_000,
+            },
+            global: Limit {
+                per_second: 100_000.0,
+                burst: 100_000,
+            },
             redis_prefix: "khaacho:rl:".into(),
         }
     }
@@ -114,6 +132,8 @@ pub struct AuditSettings {
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        Self { retention_days: 400 }
+        Self {
+            retention_days: 400,
+        }
     }
 }
