@@ -104,7 +104,7 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> AuthState {
             request_id,
         });
     }
-    match app.auth().keys.verify(presented) {
+    match app.auth().verify_access(presented) {
         Ok(claims) => AuthState::Authenticated(Principal {
             kind: PrincipalKind::User,
             id: claims.sub,

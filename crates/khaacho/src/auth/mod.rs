@@ -22,7 +22,7 @@ pub use khaacho_auth::Role;
 use khaacho_auth::lockout::LockoutPolicy;
 use khaacho_auth::ratelimit::{FallbackLimiter, Limiter, LocalLimiter, RedisLimiter};
 use khaacho_auth::refresh::RefreshTokens;
-use khaacho_auth::tokens::KeySet;
+use khaacho_auth::tokens::{Claims, KeySet, TokenError};
 use uuid::Uuid;
 
 use self::audit::Entry;
@@ -51,6 +51,9 @@ pub struct Auth {
     pub lockout: LockoutPolicy,
     /// When this node last wrote each API key's `last_used_at_ms`.
     key_touched: Mutex<HashMap<Uuid, i64>>,
+    /// Access tokens this node verified, by their exact text: a client sending the same token
+    /// thousands of times a second pays for one signature check. Expiry is re-checked on hit.
+    verified: Mutex<HashMap<String, Claims>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -102,7 +105,32 @@ impl Auth {
             limiter,
             lockout,
             key_touched: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Verifies an access token ([`KeySet::verify`]), remembering good ones until they expire.
+    pub fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Ok(map) = self.verified.lock()
+            && let Some(c) = map.get(token)
+            && c.exp.saturating_add(khaacho_auth::tokens::LEEWAY_SECS) > now
+        {
+            return Ok(c.clone());
+        }
+        let claims = self.keys.verify(token)?;
+        if let Ok(mut map) = self.verified.lock() {
+            if map.len() >= 10_000 {
+                map.retain(|_, c| c.exp > now);
+                if map.len() >= 10_000 {
+                    map.clear();
+                }
+            }
+            map.insert(token.to_string(), claims.clone());
+        }
+        Ok(claims)
     }
 
     /// Whether this node should write the key's last-used time now (at most once a minute).
