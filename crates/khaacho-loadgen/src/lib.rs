@@ -88,9 +88,19 @@ pub struct LoadtestArgs {
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub e2e_sample: u64,
 
-    /// API key, sent as `Authorization: Bearer KEY`
+    /// API key, sent as `Authorization: Bearer KEY` (without it the load generator signs in
+    /// with --username/--password)
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
+
+    /// User to sign in as when no --api-key is given (default: the demo operator of
+    /// `khaacho seed --demo`)
+    #[arg(long, value_name = "NAME", default_value = "operator")]
+    pub username: String,
+
+    /// Password of --username (default: the demo operator's)
+    #[arg(long, value_name = "PASSWORD", default_value = "demo-operator-password", hide_default_value = true)]
+    pub password: String,
 
     /// Print the report as JSON instead of a table
     #[arg(long)]
@@ -175,7 +185,10 @@ pub async fn run_until<F>(args: LoadtestArgs, shutdown: F) -> anyhow::Result<Rep
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let plan = plan(&args)?;
+    let mut plan = plan(&args)?;
+    if plan.auth.is_none() {
+        plan.auth = login(&plan.base, &args.username, &args.password).await?;
+    }
     let (tx, rx) = watch::channel(None);
     let watcher = tokio::spawn(async move {
         shutdown.await;
@@ -186,6 +199,33 @@ where
     let result = engine::execute(plan, Stop(rx)).await;
     watcher.abort();
     result
+}
+
+/// Signs in at `POST /api/v1/auth/login` and returns the `Authorization` header value; `None`
+/// when the server has no login route (it answers 404), so it is tried without credentials.
+/// Access tokens last 15 minutes: runs longer than that need `--api-key`.
+async fn login(base: &reqwest::Url, username: &str, password: &str) -> anyhow::Result<Option<String>> {
+    let url = base.join("api/v1/auth/login")?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let resp = client
+        .post(url)
+        .json(&serde_json::json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {base}: {e}"))?;
+    match resp.status() {
+        reqwest::StatusCode::OK => {
+            let body: serde_json::Value = resp.json().await?;
+            let token = body["access_token"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("login answer has no access_token"))?;
+            Ok(Some(format!("Bearer {token}")))
+        }
+        reqwest::StatusCode::NOT_FOUND => Ok(None),
+        status => bail!(
+            "signing in as {username} failed ({status}); pass --username/--password of an operator,              or --api-key (run `khaacho seed --demo` for the demo operator)"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -226,6 +226,8 @@ fn args(url: &str) -> LoadtestArgs {
         max_in_flight: 64,
         e2e_sample: 5,
         api_key: None,
+        username: "operator".to_owned(),
+        password: "demo-operator-password".to_owned(),
         json: false,
         warmup: Duration::ZERO,
     }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::auth::Auth;
 use crate::catalog::cache::CatalogCache;
 use crate::config::Settings;
 use crate::db::Db;
@@ -21,11 +22,12 @@ struct Inner {
     catalog: CatalogCache,
     group_commit: OnceLock<GroupCommit>,
     agents: khaacho_agents::AgentChain,
+    auth: Auth,
 }
 
 impl App {
-    /// Wraps an open database with the given settings.
-    pub fn new(db: Db, settings: Settings) -> Self {
+    /// Wraps an open database with the given settings and security state.
+    pub fn new(db: Db, settings: Settings, auth: Auth) -> Self {
         // Install the metrics recorder before anything records.
         crate::telemetry::metrics_handle();
         let catalog = CatalogCache::new(Duration::from_secs(30));
@@ -33,7 +35,7 @@ impl App {
         // settings; hand-made settings with a broken chain get the local parser only.
         let agents = khaacho_agents::AgentChain::from_config(&settings.agents)
             .unwrap_or_else(|_| khaacho_agents::AgentChain::local_only());
-        Self { inner: Arc::new(Inner { db, settings, catalog, group_commit: OnceLock::new(), agents }) }
+        Self { inner: Arc::new(Inner { db, settings, catalog, group_commit: OnceLock::new(), agents, auth }) }
     }
 
     /// Connects to the configured database and applies migrations.
@@ -41,7 +43,8 @@ impl App {
         let db = Db::connect(settings.database_url(), settings.db_max_connections).await?;
         db.migrate().await?;
         crate::maintenance::ensure_partitions(&db).await?;
-        Ok(Self::new(db, settings))
+        let auth = Auth::load(&db, &settings).await?;
+        Ok(Self::new(db, settings, auth))
     }
 
     /// The database.
@@ -62,6 +65,11 @@ impl App {
     /// The order-text parser chain (LLM providers, then the local parser).
     pub fn agents(&self) -> &khaacho_agents::AgentChain {
         &self.inner.agents
+    }
+
+    /// Keys, refresh tokens and the rate limiter.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
     }
 
     /// The catalogue view used by the intake.

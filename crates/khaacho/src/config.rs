@@ -33,6 +33,14 @@ pub struct Settings {
     pub schedules: ScheduleSettings,
     /// Order-text parser agents: provider chain, LLM switch, resilience.
     pub agents: khaacho_agents::AgentsConfig,
+    /// `REDIS_URL`: shared rate limits across processes (unset: in-process).
+    pub redis_url: Option<String>,
+    /// Tokens and login protection.
+    pub auth: crate::auth::settings::AuthSettings,
+    /// Rate limits.
+    pub rate_limits: crate::auth::settings::RateLimitSettings,
+    /// Audit log retention.
+    pub audit: crate::auth::settings::AuditSettings,
 }
 
 /// Log output format.
@@ -87,6 +95,10 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Time budget of one request.
     pub request_timeout_ms: u64,
+    /// Served behind TLS (a terminating proxy): send `Strict-Transport-Security`.
+    pub behind_tls: bool,
+    /// Origins allowed by CORS, e.g. `["https://ops.khaacho.example"]`; empty: no CORS.
+    pub cors_allow_origins: Vec<String>,
 }
 
 /// Cron expressions (seconds field first) of the recurring jobs.
@@ -110,6 +122,10 @@ impl Default for Settings {
             http: HttpSettings::default(),
             schedules: ScheduleSettings::default(),
             agents: khaacho_agents::AgentsConfig::default(),
+            redis_url: None,
+            auth: Default::default(),
+            rate_limits: Default::default(),
+            audit: Default::default(),
         }
     }
 }
@@ -137,7 +153,7 @@ impl Default for PipelineSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 256 * 1024, request_timeout_ms: 10_000 }
+        Self { body_limit_bytes: 256 * 1024, request_timeout_ms: 10_000, behind_tls: false, cors_allow_origins: Vec::new() }
     }
 }
 
@@ -171,6 +187,11 @@ impl Settings {
             && !url.is_empty()
         {
             settings.database_url = Some(url);
+        }
+        if let Ok(url) = std::env::var("REDIS_URL")
+            && !url.is_empty()
+        {
+            settings.redis_url = Some(url);
         }
         settings.validate()?;
         Ok(settings)
@@ -233,6 +254,10 @@ impl fmt::Debug for Settings {
             .field("http", &self.http)
             .field("schedules", &self.schedules)
             .field("agents", &self.agents)
+            .field("redis_url", &self.redis_url.as_deref().map(redact))
+            .field("auth", &self.auth)
+            .field("rate_limits", &self.rate_limits)
+            .field("audit", &self.audit)
             .finish()
     }
 }

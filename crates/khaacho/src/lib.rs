@@ -4,7 +4,10 @@
 //! each with its routes, services and repositories; `queue` is the database-backed job
 //! queue; `db` hides the two storage backends (PostgreSQL, SQLite) behind one handle.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod db;

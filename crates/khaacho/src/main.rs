@@ -109,6 +109,43 @@ enum AdminCommand {
         /// Job id.
         id: Uuid,
     },
+    /// Create a user (the way to make the first admin; prints a generated password once
+    /// unless --password-stdin).
+    CreateUser {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// `admin`, `operator`, `vendor` or `retailer`.
+        #[arg(long)]
+        role: String,
+        /// Optional e-mail (also accepted at login).
+        #[arg(long)]
+        email: Option<String>,
+        /// Tenant of a retailer user.
+        #[arg(long)]
+        retailer_id: Option<Uuid>,
+        /// Tenant of a vendor user.
+        #[arg(long)]
+        vendor_id: Option<Uuid>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create an API key scoped to a role and tenant; prints the key once on stdout.
+    CreateApiKey {
+        /// What it is for.
+        #[arg(long)]
+        name: String,
+        /// `admin`, `operator`, `vendor` or `retailer`.
+        #[arg(long)]
+        role: String,
+        /// Tenant of a retailer key.
+        #[arg(long)]
+        retailer_id: Option<Uuid>,
+        /// Tenant of a vendor key.
+        #[arg(long)]
+        vendor_id: Option<Uuid>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -147,6 +184,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let r = khaacho::seed::demo(&app).await?;
                 tracing::info!(products = r.products, vendors = r.vendors, retailers = r.retailers, offers = r.offers, "demo data loaded");
             }
+            if demo && khaacho::auth::repo::count_users(app.db()).await? == 0 {
+                khaacho::auth::cli::print_demo_access(&khaacho::auth::cli::demo_access(&app).await?);
+            }
             serve(app, Roles { api: true, workers: true }).await
         }
         Command::Api => serve(app, Roles { api: true, workers: false }).await,
@@ -162,6 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "demo data: {} products upserted, {} vendors, {} retailers and {} offers created",
                 r.products, r.vendors, r.retailers, r.offers
             );
+            khaacho::auth::cli::print_demo_access(&khaacho::auth::cli::demo_access(&app).await?);
             Ok(())
         }
         Command::Catalog { command } => catalog(&app, command).await,
@@ -251,6 +292,12 @@ async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<()> {
             anyhow::ensure!(admin::discard_dead(app.db(), id).await?, "no dead job has id {id}");
             println!("job {id} discarded");
             Ok(())
+        }
+        AdminCommand::CreateUser { username, role, email, retailer_id, vendor_id, password_stdin } => {
+            khaacho::auth::cli::create_user(app, username, email, &role, retailer_id, vendor_id, password_stdin).await
+        }
+        AdminCommand::CreateApiKey { name, role, retailer_id, vendor_id } => {
+            khaacho::auth::cli::create_api_key(app, name, &role, retailer_id, vendor_id).await
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Housekeeping: monthly partitions ahead (PostgreSQL) and retention of bookkeeping rows.
+//! Housekeeping: monthly partitions ahead (PostgreSQL), retention of bookkeeping rows and of
+//! the audit log (`audit.retention_days`), expired refresh tokens and old failed logins.
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -94,7 +95,11 @@ impl Job for MaintenanceJob {
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         let created = ensure_partitions(ctx.app.db()).await?;
         let removed = clean_up(ctx.app.db()).await?;
-        info!(created, removed, "maintenance done");
+        let audit_removed = crate::auth::audit::purge(ctx.app.db(), ctx.app.settings().audit.retention_days).await?;
+        let now = now_ms();
+        let lookback = ctx.app.auth().lockout.lookback().as_millis() as i64;
+        let auth_removed = crate::auth::repo::purge_expired(ctx.app.db(), now, now - lookback).await?;
+        info!(created, removed, audit_removed, auth_removed, "maintenance done");
         Ok(())
     }
 }

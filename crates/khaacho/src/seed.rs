@@ -154,7 +154,7 @@ fn demo_offer(vendor: &Vendor, specialty: &[&str], p: &ProductInput, product_id:
         tiers,
         valid_from_ms: now_ms() - 24 * 3600 * 1000,
         valid_to_ms: None,
-        promotional: roll % 20 == 0,
+        promotional: roll.is_multiple_of(20),
         stock_milli: stock_units * 1000,
         lead_time_hours: 24,
     })

@@ -44,7 +44,7 @@ pub async fn run(app: App, roles: Roles, listener: Option<TcpListener>, shutdown
         let router = crate::http::router(app.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
             Ok(())
         });
     }

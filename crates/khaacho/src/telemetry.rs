@@ -56,6 +56,7 @@ pub async fn refresh_gauges(app: &App) {
             metrics::gauge!("khaacho_jobs_running", "kind" => kind).set(n as f64);
         }
     }
+    metrics::counter!("khaacho_rate_limit_fallbacks_total").absolute(app.auth().limiter.fallbacks());
     if let Ok(counts) = crate::orders::repo::count_by_status(app.db()).await {
         for status in crate::orders::model::OrderStatus::ALL {
             let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |c| c.1);

@@ -7,15 +7,26 @@ use super::repo::{self, OfferInput, Tier};
 use crate::app::App;
 use crate::db::now_ms;
 use crate::domain::{npr_to_paisa, qty_to_milli};
+use crate::auth::audit::Entry;
 use crate::http::error::{ApiError, FieldError};
 
 /// Imports a catalogue CSV in one transaction: every row is created or updated, or, if any
 /// row is invalid, nothing is written and every problem is reported.
 pub async fn import_csv(app: &App, csv: &[u8]) -> Result<usize, ApiError> {
+    import_csv_audited(app, csv, Some(Entry::new("cli", Some("admin"), "catalog.import"))).await
+}
+
+/// [`import_csv`] with the caller's audit entry, written in the import's transaction.
+pub async fn import_csv_audited(app: &App, csv: &[u8], audit: Option<Entry>) -> Result<usize, ApiError> {
     let products = csv_io::read_catalog(csv).map_err(ApiError::Validation)?;
     let mut tx = app.db().begin().await?;
     for p in &products {
         repo::upsert_product(&mut tx, p).await?;
+    }
+    if let Some(e) = audit {
+        let skus: Vec<&str> = products.iter().take(50).map(|p| p.sku.as_str()).collect();
+        let e = e.action("catalog.import").summary(serde_json::json!({ "products": products.len(), "first_skus": skus }));
+        crate::auth::audit::record_tx(&mut tx, &e).await?;
     }
     tx.commit().await?;
     app.catalog().refresh(app.db()).await?;
@@ -80,7 +91,7 @@ pub struct TierRequest {
 }
 
 /// Creates or replaces an offer; price changes are kept in the price history.
-pub async fn put_offer(app: &App, req: &OfferRequest) -> Result<Uuid, ApiError> {
+pub async fn put_offer(app: &App, req: &OfferRequest, audit: Option<Entry>) -> Result<Uuid, ApiError> {
     let mut errors = Vec::new();
     let price = npr_to_paisa(req.price_npr).filter(|p| *p > 0);
     if price.is_none() {
@@ -138,6 +149,11 @@ pub async fn put_offer(app: &App, req: &OfferRequest) -> Result<Uuid, ApiError> 
         sqlx::Error::Database(d) if d.is_foreign_key_violation() => ApiError::field("vendor_id", "no vendor has this id"),
         _ => e.into(),
     })?;
+    if let Some(e) = audit {
+        let e = e.action("offer.put").on("offer", id).summary(serde_json::json!({
+            "vendor_id": req.vendor_id, "sku": req.sku, "price_paisa": price, "stock_milli": stock }));
+        crate::auth::audit::record_tx(&mut tx, &e).await?;
+    }
     tx.commit().await?;
     Ok(id)
 }

@@ -49,6 +49,12 @@ pub enum ApiError {
     /// The body could not be read as the expected JSON.
     #[error("{1}")]
     BadRequest(StatusCode, String),
+    /// Missing, malformed, expired or unknown credentials (401 with `WWW-Authenticate`).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Authenticated, but the role or tenant may not do this (403; audited by the middleware).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such resource (or not visible to the caller).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -109,6 +115,8 @@ impl ApiError {
         match self {
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request"),
             ApiError::BadRequest(s, _) => (*s, "bad-request", status_title(*s)),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::IllegalTransition(_) => (StatusCode::CONFLICT, "illegal-transition", "Illegal state transition"),
@@ -136,13 +144,29 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
+        let denied = match &self {
+            ApiError::Forbidden(reason) => Some(AuthzDenied(reason.clone())),
+            _ => None,
+        };
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let errors = match self {
             ApiError::Validation(errors) => errors,
             _ => Vec::new(),
         };
-        problem_response(status, kind, title, detail, errors)
+        let mut resp = problem_response(status, kind, title, detail, errors);
+        if unauthorized {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"khaacho\""));
+        }
+        if let Some(d) = denied {
+            resp.extensions_mut().insert(d);
+        }
+        resp
     }
 }
+
+/// Marks a 403 answer so the security middleware writes the `authz.denied` audit row.
+#[derive(Clone, Debug)]
+pub struct AuthzDenied(pub String);
 
 /// Builds a problem response (also used by middleware for errors raised outside handlers).
 pub fn problem_response(

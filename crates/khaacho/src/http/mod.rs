@@ -39,9 +39,31 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         (name = "parties", description = "Retailers and vendors"),
         (name = "admin", description = "Job queue administration"),
         (name = "ops", description = "Health, readiness and metrics"),
-    )
+        (name = "auth", description = "Login, tokens, API keys, users and the audit log"),
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` security scheme (access token or API key) required by default.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT access token, or an API key kh_live_…")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The API routes with their OpenAPI description (paths as served, `/api/v1/…`).
 pub fn api() -> (Router<App>, OpenApiDoc) {
@@ -49,7 +71,8 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::orders::routes::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::parties::routes::router())
-        .merge(crate::queue::routes::router());
+        .merge(crate::queue::routes::router())
+        .merge(crate::auth::routes::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(ops::router())
@@ -61,11 +84,13 @@ pub fn router(app: App) -> Router {
     let (routes, doc) = api();
     let settings = app.settings().http.clone();
     let timeout = Duration::from_millis(settings.request_timeout_ms);
+    let cors = cors(&settings.cors_allow_origins);
     routes
         .merge(SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(app.clone(), crate::auth::middleware::security))
         .layer(middleware::from_fn_with_state(timeout, time_limit))
         .layer(middleware::map_response(ensure_problem))
         .layer(middleware::from_fn(record_metrics))
@@ -88,7 +113,22 @@ pub fn router(app: App) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(middleware::from_fn_with_state(settings.behind_tls, crate::auth::middleware::headers))
+        .layer(cors)
         .with_state(app)
+}
+
+/// CORS for the configured origins only (none configured: no cross-origin access).
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(list))
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST, axum::http::Method::PUT, axum::http::Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key"), REQUEST_ID])
+        .expose_headers([REQUEST_ID, header::RETRY_AFTER, HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"), HeaderName::from_static("ratelimit-reset")])
+        .max_age(Duration::from_secs(600))
 }
 
 async fn not_found() -> Response {

@@ -23,7 +23,7 @@ pub struct Health {
 }
 
 /// Liveness: the process is up.
-#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", tag = "ops", security(()), responses((status = 200, body = Health)))]
 async fn health() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
@@ -40,7 +40,7 @@ pub struct Ready {
 }
 
 /// Readiness: the database answers and the job queue can be read.
-#[utoipa::path(get, path = "/ready", tag = "ops",
+#[utoipa::path(get, path = "/ready", tag = "ops", security(()),
     responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 async fn ready(State(app): State<App>) -> Response {
     let mut checks = std::collections::BTreeMap::new();
@@ -61,7 +61,7 @@ async fn ready(State(app): State<App>) -> Response {
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(()), responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics_text(State(app): State<App>) -> Response {
     crate::telemetry::refresh_gauges(&app).await;
     let body = crate::telemetry::metrics_handle().render();

@@ -6,6 +6,7 @@ use super::model::{Actor, OrderRow, OrderStatus};
 use super::pipeline::continue_after;
 use super::repo::{self, TransitionResult};
 use crate::app::App;
+use crate::auth::audit::{self, Entry};
 use crate::http::error::ApiError;
 use crate::queue::JobError;
 
@@ -31,7 +32,9 @@ impl Action {
 }
 
 /// Applies `action` to order `id` and returns the order as it now is.
-#[tracing::instrument(skip(app, actor, reason), fields(order_id = %id))]
+/// `audit` (the caller's entry) is completed with the change and written in the same
+/// transaction. A retailer may cancel only before dispatch.
+#[tracing::instrument(skip(app, actor, reason, audit), fields(order_id = %id))]
 pub async fn apply(
     app: &App,
     id: uuid::Uuid,
@@ -39,6 +42,7 @@ pub async fn apply(
     actor: &Actor,
     reason: Option<&str>,
     corrected_lines: Option<&[LineInput]>,
+    audit: Option<Entry>,
 ) -> Result<OrderRow, ApiError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if action == Action::Reject && reason.is_none() {
@@ -64,6 +68,15 @@ pub async fn apply(
         }
         Action::Approve => order.held_from.as_deref().and_then(OrderStatus::parse).unwrap_or(OrderStatus::Validated),
         Action::Reject => OrderStatus::Rejected,
+        Action::Cancel
+            if actor.role == "retailer"
+                && matches!(from, OrderStatus::Dispatched | OrderStatus::Delivered | OrderStatus::Completed) =>
+        {
+            return Err(ApiError::IllegalTransition(format!(
+                "a retailer can cancel only before dispatch; this order is {}",
+                from.as_str()
+            )));
+        }
         Action::Cancel => OrderStatus::Cancelled,
     };
     if corrected.is_some() && to != OrderStatus::Received {
@@ -90,6 +103,16 @@ pub async fn apply(
         continue_after(&mut tx, &order).await.map_err(|e| match e {
             JobError::Retryable(e) | JobError::Permanent(e) => ApiError::Internal(e),
         })?;
+    }
+    if let Some(entry) = audit {
+        let verb = match action {
+            Action::Approve => "order.approve",
+            Action::Reject => "order.reject",
+            Action::Cancel => "order.cancel",
+        };
+        let entry = entry.action(verb).on("order", order.id).summary(serde_json::json!({
+            "from": from.as_str(), "to": to.as_str(), "reason": reason }));
+        audit::record_tx(&mut tx, &entry).await?;
     }
     tx.commit().await?;
     Ok(order)

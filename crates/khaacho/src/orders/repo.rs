@@ -15,15 +15,32 @@ pub enum Scope {
     All,
     /// A retailer: only its own.
     Retailer(Uuid),
+    /// A vendor: only orders with a line addressed (priced or routed) to it.
+    Vendor(Uuid),
 }
 
 impl Scope {
     fn retailer(self) -> Option<Uuid> {
         match self {
-            Scope::All => None,
             Scope::Retailer(id) => Some(id),
+            Scope::All | Scope::Vendor(_) => None,
         }
     }
+
+    fn vendor(self) -> Option<Uuid> {
+        match self {
+            Scope::Vendor(id) => Some(id),
+            Scope::All | Scope::Retailer(_) => None,
+        }
+    }
+}
+
+/// The vendor filter of the scoped finders (`$n` is the vendor id or NULL).
+fn vendor_clause(n: u8) -> String {
+    format!(
+        "(${n} IS NULL OR EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = orders.id \
+         AND l.order_created_at_ms = orders.created_at_ms AND l.vendor_id = ${n}))"
+    )
 }
 
 /// A new order as the intake writes it.
@@ -117,12 +134,14 @@ async fn insert_line_rows(tx: &mut Tx, lines: &[LineInsert<'_>]) -> Result<(), s
 pub async fn find(db: &Db, scope: Scope, id: Uuid) -> Result<Option<OrderRow>, sqlx::Error> {
     let Some(created) = created_at_of(id) else { return Ok(None) };
     let sql = format!(
-        "SELECT {ORDER_COLS} FROM orders WHERE id = $1 AND created_at_ms = $2 AND ($3 IS NULL OR retailer_id = $3)"
+        "SELECT {ORDER_COLS} FROM orders WHERE id = $1 AND created_at_ms = $2 AND ($3 IS NULL OR retailer_id = $3) AND {}",
+        vendor_clause(4)
     );
     with_read!(db, c => sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(created)
         .bind(scope.retailer())
+        .bind(scope.vendor())
         .fetch_optional(c)
         .await)
 }
@@ -255,7 +274,8 @@ pub async fn list(db: &Db, scope: Scope, f: &ListFilter) -> Result<Vec<OrderRow>
         "SELECT {ORDER_COLS} FROM orders WHERE ($1 IS NULL OR retailer_id = $1) AND ($2 IS NULL OR retailer_id = $2) \
          AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR created_at_ms >= $4) AND ($5 IS NULL OR created_at_ms < $5) \
          AND ($6 IS NULL OR created_at_ms < $6 OR (created_at_ms = $6 AND id < $7)) \
-         ORDER BY created_at_ms DESC, id DESC LIMIT $8"
+         AND {} ORDER BY created_at_ms DESC, id DESC LIMIT $8",
+        vendor_clause(9)
     );
     with_read!(db, c => sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(sql))
         .bind(scope.retailer())
@@ -266,6 +286,7 @@ pub async fn list(db: &Db, scope: Scope, f: &ListFilter) -> Result<Vec<OrderRow>
         .bind(cursor_ms)
         .bind(cursor_id)
         .bind(f.limit)
+        .bind(scope.vendor())
         .fetch_all(c)
         .await)
 }

@@ -13,8 +13,9 @@ use super::actions::{self, Action};
 use super::intake::{self, Accepted, CreateOrder, LineInput};
 use super::parse::{self, ParseRequest, ParseResult};
 use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus};
-use super::repo::{self, ListFilter, Scope};
+use super::repo::{self, ListFilter};
 use crate::app::App;
+use crate::auth::{ALL_ROLES, Principal, Role, STAFF};
 use crate::domain::{milli_to_qty, paisa_to_npr};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
@@ -35,7 +36,13 @@ pub fn router() -> OpenApiRouter<App> {
 /// What a text would mean as an order, without creating anything.
 #[utoipa::path(post, path = "/orders/parse", tag = "orders", request_body = ParseRequest,
     responses((status = 200, body = ParseResult), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn parse_order_text(State(app): State<App>, Json(req): Json<ParseRequest>) -> Result<axum::Json<ParseResult>, ApiError> {
+async fn parse_order_text(
+    State(app): State<App>,
+    principal: Principal,
+    body: Result<Json<ParseRequest>, ApiError>,
+) -> Result<axum::Json<ParseResult>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
+    let Json(req) = body?;
     Ok(axum::Json(parse::preview(&app, &req).await?))
 }
 
@@ -50,7 +57,13 @@ async fn parse_order_text(State(app): State<App>, Json(req): Json<ParseRequest>)
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid order", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn create_order(State(app): State<App>, headers: HeaderMap, Json(req): Json<CreateOrder>) -> Result<Response, ApiError> {
+async fn create_order(State(app): State<App>, principal: Principal, headers: HeaderMap, body: Result<Json<CreateOrder>, ApiError>) -> Result<Response, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
+    let Json(req) = body?;
+    // A retailer orders for itself only; `retailer_id` names someone else only for staff.
+    if principal.retailer().is_some_and(|own| own != req.retailer_id) {
+        return Err(ApiError::Forbidden("a retailer can only order for its own retailer_id".into()));
+    }
     let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default().to_string());
     let result = intake::create(&app, req, key.as_deref(), request_id(&headers).as_deref()).await?;
     let mut resp = (StatusCode::ACCEPTED, axum::Json(&result.accepted)).into_response();
@@ -232,11 +245,21 @@ impl OrderView {
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
     params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_order(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<OrderView>, ApiError> {
-    let order = repo::find(app.db(), Scope::All, id).await?.ok_or(ApiError::NotFound("order"))?;
-    let lines = repo::lines(app.db(), &order).await?;
+async fn get_order(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<OrderView>, ApiError> {
+    principal.require(ALL_ROLES)?;
+    let order = repo::find(app.db(), principal.order_scope(), id).await?.ok_or(ApiError::NotFound("order"))?;
+    let mut lines = repo::lines(app.db(), &order).await?;
     let events = repo::events(app.db(), &order).await?;
-    Ok(axum::Json(OrderView::new(order, Some(lines), Some(events))))
+    let vendor = principal.vendor();
+    if let Some(v) = vendor {
+        // A vendor sees its own lines only, and no totals of other vendors' lines.
+        lines.retain(|l| l.vendor_id == Some(v));
+    }
+    let mut view = OrderView::new(order, Some(lines), Some(events));
+    if vendor.is_some() {
+        view.totals = None;
+    }
+    Ok(axum::Json(view))
 }
 
 /// The short status answer polled after a 202.
@@ -260,8 +283,9 @@ pub struct StatusView {
 #[utoipa::path(get, path = "/orders/{id}/status", tag = "orders",
     params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = StatusView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_order_status(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<StatusView>, ApiError> {
-    let o = repo::find(app.db(), Scope::All, id).await?.ok_or(ApiError::NotFound("order"))?;
+async fn get_order_status(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<StatusView>, ApiError> {
+    principal.require(ALL_ROLES)?;
+    let o = repo::find(app.db(), principal.order_scope(), id).await?.ok_or(ApiError::NotFound("order"))?;
     let status = o.status();
     Ok(axum::Json(StatusView {
         order_id: o.id,
@@ -295,7 +319,8 @@ pub struct ListParams {
 /// Orders, newest first, with cursor pagination.
 #[utoipa::path(get, path = "/orders", tag = "orders", params(ListParams),
     responses((status = 200, body = Page<OrderView>), (status = 400, body = Problem, content_type = "application/problem+json")))]
-async fn list_orders(State(app): State<App>, Query(p): Query<ListParams>) -> Result<axum::Json<Page<OrderView>>, ApiError> {
+async fn list_orders(State(app): State<App>, principal: Principal, Query(p): Query<ListParams>) -> Result<axum::Json<Page<OrderView>>, ApiError> {
+    principal.require(ALL_ROLES)?;
     let limit = crate::http::page_limit(p.limit)?;
     let parse_time = |field: &'static str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
         v.as_deref()
@@ -315,7 +340,7 @@ async fn list_orders(State(app): State<App>, Query(p): Query<ListParams>) -> Res
         after,
         limit: limit + 1,
     };
-    let mut rows = repo::list(app.db(), Scope::All, &filter).await?;
+    let mut rows = repo::list(app.db(), principal.order_scope(), &filter).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|o| encode_cursor(o.created_at_ms, o.id))
@@ -338,10 +363,10 @@ pub struct ActionBody {
     pub lines: Option<Vec<LineInput>>,
 }
 
-async fn act(app: &App, id: Uuid, action: Action, body: ActionBody) -> Result<axum::Json<OrderView>, ApiError> {
-    // Until authentication lands every caller acts as an operator.
-    let actor = Actor { id: "operator".into(), role: "operator" };
-    let order = actions::apply(app, id, action, &actor, body.reason.as_deref(), body.lines.as_deref()).await?;
+async fn act(app: &App, principal: &Principal, id: Uuid, action: Action, body: ActionBody) -> Result<axum::Json<OrderView>, ApiError> {
+    let actor = Actor { id: principal.actor(), role: principal.role.as_str() };
+    let audit = Some(principal.audit("order"));
+    let order = actions::apply(app, id, action, &actor, body.reason.as_deref(), body.lines.as_deref(), audit).await?;
     Ok(axum::Json(OrderView::new(order, None, None)))
 }
 
@@ -350,8 +375,9 @@ async fn act(app: &App, id: Uuid, action: Action, body: ActionBody) -> Result<ax
     params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json")))]
-async fn approve_order(State(app): State<App>, Path(id): Path<Uuid>, Json(body): Json<ActionBody>) -> Result<axum::Json<OrderView>, ApiError> {
-    act(&app, id, Action::Approve, body).await
+async fn approve_order(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>, body: Result<Json<ActionBody>, ApiError>) -> Result<axum::Json<OrderView>, ApiError> {
+    principal.require(STAFF)?;
+    act(&app, &principal, id, Action::Approve, body?.0).await
 }
 
 /// Reject an order (a reason is required).
@@ -360,8 +386,9 @@ async fn approve_order(State(app): State<App>, Path(id): Path<Uuid>, Json(body):
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn reject_order(State(app): State<App>, Path(id): Path<Uuid>, Json(body): Json<ActionBody>) -> Result<axum::Json<OrderView>, ApiError> {
-    act(&app, id, Action::Reject, body).await
+async fn reject_order(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>, body: Result<Json<ActionBody>, ApiError>) -> Result<axum::Json<OrderView>, ApiError> {
+    principal.require(STAFF)?;
+    act(&app, &principal, id, Action::Reject, body?.0).await
 }
 
 /// Cancel an order that is not yet finished.
@@ -369,6 +396,11 @@ async fn reject_order(State(app): State<App>, Path(id): Path<Uuid>, Json(body): 
     params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json")))]
-async fn cancel_order(State(app): State<App>, Path(id): Path<Uuid>, Json(body): Json<ActionBody>) -> Result<axum::Json<OrderView>, ApiError> {
-    act(&app, id, Action::Cancel, body).await
+async fn cancel_order(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>, body: Result<Json<ActionBody>, ApiError>) -> Result<axum::Json<OrderView>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
+    // A retailer cancels only its own orders (another tenant's id is simply not found).
+    if principal.retailer().is_some() && repo::find(app.db(), principal.order_scope(), id).await?.is_none() {
+        return Err(ApiError::NotFound("order"));
+    }
+    act(&app, &principal, id, Action::Cancel, body?.0).await
 }

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::repo::{self, Retailer, Vendor};
 use crate::app::App;
+use crate::auth::{Principal, Role, STAFF};
 use crate::db::is_unique_violation;
+use khaacho_auth::mask::{mask_name, mask_phone};
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::{Page, page_limit};
@@ -49,7 +51,8 @@ fn paginate<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T>
 /// Retailers in creation order.
 #[utoipa::path(get, path = "/retailers", tag = "parties", params(IdPage),
     responses((status = 200, body = Page<Retailer>), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn list_retailers(State(app): State<App>, Query(p): Query<IdPage>) -> Result<axum::Json<Page<Retailer>>, ApiError> {
+async fn list_retailers(State(app): State<App>, principal: Principal, Query(p): Query<IdPage>) -> Result<axum::Json<Page<Retailer>>, ApiError> {
+    principal.require(STAFF)?;
     let limit = page_limit(p.limit)?;
     let rows = repo::list_retailers(app.db(), p.cursor, limit + 1).await?;
     Ok(axum::Json(paginate(rows, limit, |r| r.id)))
@@ -58,7 +61,12 @@ async fn list_retailers(State(app): State<App>, Query(p): Query<IdPage>) -> Resu
 /// One retailer.
 #[utoipa::path(get, path = "/retailers/{id}", tag = "parties", params(("id" = Uuid, Path, description = "Retailer id")),
     responses((status = 200, body = Retailer), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_retailer(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<Retailer>, ApiError> {
+async fn get_retailer(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<Retailer>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
+    // A retailer reads only its own record; any other id is simply not found.
+    if principal.retailer().is_some_and(|own| own != id) {
+        return Err(ApiError::NotFound("retailer"));
+    }
     repo::find_retailer(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("retailer"))
 }
 
@@ -117,7 +125,9 @@ fn phone_taken(e: sqlx::Error) -> ApiError {
 /// Register a retailer.
 #[utoipa::path(post, path = "/retailers", tag = "parties", request_body = NewRetailer,
     responses((status = 201, body = Retailer), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn create_retailer(State(app): State<App>, Json(r): Json<NewRetailer>) -> Result<(StatusCode, axum::Json<Retailer>), ApiError> {
+async fn create_retailer(State(app): State<App>, principal: Principal, body: Result<Json<NewRetailer>, ApiError>) -> Result<(StatusCode, axum::Json<Retailer>), ApiError> {
+    principal.require(STAFF)?;
+    let Json(r) = body?;
     let mut errors = check_common(&r.name, &r.phone, r.lat, r.lng);
     if r.district.trim().is_empty() {
         errors.push(FieldError::new("district", "district is required"));
@@ -137,6 +147,9 @@ async fn create_retailer(State(app): State<App>, Json(r): Json<NewRetailer>) -> 
     };
     let mut tx = app.db().begin().await?;
     repo::insert_retailer(&mut tx, &retailer).await.map_err(phone_taken)?;
+    let entry = principal.audit("retailer.create").on("retailer", retailer.id).summary(serde_json::json!({
+        "name": mask_name(&retailer.name), "phone": mask_phone(&retailer.phone), "district": retailer.district }));
+    crate::auth::audit::record_tx(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(retailer)))
 }
@@ -144,7 +157,8 @@ async fn create_retailer(State(app): State<App>, Json(r): Json<NewRetailer>) -> 
 /// Vendors in creation order.
 #[utoipa::path(get, path = "/vendors", tag = "parties", params(IdPage),
     responses((status = 200, body = Page<Vendor>), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn list_vendors(State(app): State<App>, Query(p): Query<IdPage>) -> Result<axum::Json<Page<Vendor>>, ApiError> {
+async fn list_vendors(State(app): State<App>, principal: Principal, Query(p): Query<IdPage>) -> Result<axum::Json<Page<Vendor>>, ApiError> {
+    principal.require(STAFF)?;
     let limit = page_limit(p.limit)?;
     let rows = repo::list_vendors(app.db(), p.cursor, limit + 1).await?;
     Ok(axum::Json(paginate(rows, limit, |v| v.id)))
@@ -153,7 +167,12 @@ async fn list_vendors(State(app): State<App>, Query(p): Query<IdPage>) -> Result
 /// One vendor.
 #[utoipa::path(get, path = "/vendors/{id}", tag = "parties", params(("id" = Uuid, Path, description = "Vendor id")),
     responses((status = 200, body = Vendor), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_vendor(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<Vendor>, ApiError> {
+async fn get_vendor(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<Vendor>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
+    // A vendor reads only its own record; any other id is simply not found.
+    if principal.vendor().is_some_and(|own| own != id) {
+        return Err(ApiError::NotFound("vendor"));
+    }
     repo::find_vendor(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("vendor"))
 }
 
@@ -197,7 +216,9 @@ pub fn parse_hhmm(s: &str) -> Option<i32> {
 /// Register a vendor.
 #[utoipa::path(post, path = "/vendors", tag = "parties", request_body = NewVendor,
     responses((status = 201, body = Vendor), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn create_vendor(State(app): State<App>, Json(v): Json<NewVendor>) -> Result<(StatusCode, axum::Json<Vendor>), ApiError> {
+async fn create_vendor(State(app): State<App>, principal: Principal, body: Result<Json<NewVendor>, ApiError>) -> Result<(StatusCode, axum::Json<Vendor>), ApiError> {
+    principal.require(STAFF)?;
+    let Json(v) = body?;
     let mut errors = check_common(&v.name, &v.phone, v.lat, v.lng);
     if v.districts.is_empty() || v.districts.iter().any(|d| d.trim().is_empty()) {
         errors.push(FieldError::new("districts", "list at least one district, none empty"));
@@ -239,6 +260,9 @@ async fn create_vendor(State(app): State<App>, Json(v): Json<NewVendor>) -> Resu
     };
     let mut tx = app.db().begin().await?;
     repo::insert_vendor(&mut tx, &vendor).await.map_err(phone_taken)?;
+    let entry = principal.audit("vendor.create").on("vendor", vendor.id).summary(serde_json::json!({
+        "name": mask_name(&vendor.name), "phone": mask_phone(&vendor.phone), "districts": vendor.districts.0 }));
+    crate::auth::audit::record_tx(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(vendor)))
 }

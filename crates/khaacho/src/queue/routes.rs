@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::admin::{self, JobFilter, JobView};
 use crate::app::App;
+use crate::auth::{Principal, STAFF};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Path, Query};
 use crate::http::{Page, page_limit};
@@ -40,7 +41,8 @@ pub struct JobParams {
 /// Jobs, newest first.
 #[utoipa::path(get, path = "/admin/jobs", tag = "admin", params(JobParams),
     responses((status = 200, body = Page<JobView>), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn list_jobs(State(app): State<App>, Query(p): Query<JobParams>) -> Result<axum::Json<Page<JobView>>, ApiError> {
+async fn list_jobs(State(app): State<App>, principal: Principal, Query(p): Query<JobParams>) -> Result<axum::Json<Page<JobView>>, ApiError> {
+    principal.require(STAFF)?;
     if let Some(s) = p.status.as_deref()
         && !matches!(s, "queued" | "running" | "dead")
     {
@@ -61,23 +63,31 @@ async fn list_jobs(State(app): State<App>, Query(p): Query<JobParams>) -> Result
 /// One job with its error history.
 #[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin", params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_job(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
+async fn get_job(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
+    principal.require(STAFF)?;
     admin::get(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("job"))
 }
 
 /// Put a dead job back in its queue.
 #[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, description = "No dead job has this id", body = Problem, content_type = "application/problem+json")))]
-async fn retry_job(State(app): State<App>, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
+async fn retry_job(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
+    principal.require(STAFF)?;
     if !admin::retry_dead(app.db(), id).await? {
         return Err(ApiError::NotFound("dead job"));
     }
+    crate::auth::audit::record(app.db(), &principal.audit("job.retry").on("job", id)).await?;
     admin::get(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("job"))
 }
 
 /// Delete a dead job.
 #[utoipa::path(delete, path = "/admin/jobs/{id}", tag = "admin", params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 204, description = "Discarded"), (status = 404, description = "No dead job has this id", body = Problem, content_type = "application/problem+json")))]
-async fn discard_job(State(app): State<App>, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
-    if admin::discard_dead(app.db(), id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::NotFound("dead job")) }
+async fn discard_job(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+    principal.require(STAFF)?;
+    if !admin::discard_dead(app.db(), id).await? {
+        return Err(ApiError::NotFound("dead job"));
+    }
+    crate::auth::audit::record(app.db(), &principal.audit("job.discard").on("job", id)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use khaacho::app::App;
+use khaacho::auth::Role;
 use khaacho::config::Settings;
 use khaacho::server::{self, Roles};
 use serde_json::Value;
@@ -11,10 +12,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// A running API on a random port over a fresh database; jobs run only when asked.
+/// `client` sends an operator's access token with every request; [`TestApp::client_as`]
+/// and [`TestApp::token`] act as other roles, [`TestApp::anonymous`] as nobody.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub app: App,
     pub client: reqwest::Client,
+    pub anonymous: reqwest::Client,
     pub database_url: String,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -36,6 +40,7 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
 }
 
 /// Settings for tests: fast retries, small leases.
+#[allow(clippy::field_reassign_with_default)]
 pub fn test_settings(database_url: &str) -> Settings {
     let mut s = Settings::default();
     s.database_url = Some(database_url.to_string());
@@ -64,8 +69,20 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         tokio::spawn(server::run(app.clone(), Roles { api: true, workers: false }, Some(listener), shutdown.clone()));
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { addr, app, client, database_url, shutdown, _dir: dir }
+        let anonymous = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let token = issue(&app, Role::Operator, None);
+        let client = bearer_client(&token);
+        Self { addr, app, client, anonymous, database_url, shutdown, _dir: dir }
+    }
+
+    /// An access token for a (made-up) user of `role` in `tenant`, signed by this app.
+    pub fn token(&self, role: Role, tenant: Option<Uuid>) -> String {
+        issue(&self.app, role, tenant)
+    }
+
+    /// A client that acts as a user of `role` in `tenant`.
+    pub fn client_as(&self, role: Role, tenant: Option<Uuid>) -> reqwest::Client {
+        bearer_client(&self.token(role, tenant))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -113,6 +130,17 @@ impl TestApp {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         khaacho::with_read!(self.app.db(), c => sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await).unwrap()
     }
+}
+
+fn issue(app: &App, role: Role, tenant: Option<Uuid>) -> String {
+    app.auth().keys.issue(Uuid::now_v7(), role, tenant).unwrap().0
+}
+
+/// A client sending `Authorization: Bearer <token>` with every request.
+pub fn bearer_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).default_headers(headers).build().unwrap()
 }
 
 impl Drop for TestApp {

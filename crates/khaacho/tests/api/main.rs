@@ -9,3 +9,4 @@ mod orders;
 mod process;
 mod queue;
 mod text_orders;
+mod security;

@@ -14,6 +14,8 @@ use crate::helpers::fresh_database;
 
 struct Env {
     database_url: String,
+    /// An operator API key made with `khaacho admin create-api-key`.
+    key: String,
     _dir: tempfile::TempDir,
 }
 
@@ -21,10 +23,22 @@ impl Env {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = fresh_database(dir.path()).await;
-        let env = Self { database_url, _dir: dir };
+        let mut env = Self { database_url, key: String::new(), _dir: dir };
         let out = env.command(&["seed", "--demo"], None).output().unwrap();
         assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = env.command(&["admin", "create-api-key", "--name", "load", "--role", "operator"], None)
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "create-api-key: {}", String::from_utf8_lossy(&out.stderr));
+        env.key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(env.key.starts_with("kh_live_"));
         env
+    }
+
+    /// A client that authenticates with the operator key.
+    fn client(&self) -> reqwest::Client {
+        crate::helpers::bearer_client(&self.key)
     }
 
     fn command(&self, args: &[&str], port: Option<u16>) -> Command {
@@ -79,11 +93,14 @@ fn terminate(child: &Child) {
 }
 
 /// Sends orders from `workers` tasks until `stop`; returns the ids that got a 202.
-fn start_load(port: u16, workers: usize, stop: CancellationToken, accepted: Arc<Mutex<Vec<String>>>, bodies: Arc<Vec<Value>>) {
+fn start_load(env: &Env, port: u16, workers: usize, stop: CancellationToken, accepted: Arc<Mutex<Vec<String>>>, bodies: Arc<Vec<Value>>) {
     for w in 0..workers {
         let (stop, accepted, bodies) = (stop.clone(), accepted.clone(), bodies.clone());
+        let auth = format!("Bearer {}", env.key);
         tokio::spawn(async move {
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, auth.parse().unwrap());
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).default_headers(headers).build().unwrap();
             let mut i = w;
             while !stop.is_cancelled() {
                 let body = &bodies[i % bodies.len()];
@@ -159,7 +176,7 @@ async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
 async fn crash_under_load(split: bool) {
     let env = Env::new().await;
     let port = free_port();
-    let client = reqwest::Client::new();
+    let client = env.client();
     let (serving, crashing): (&[&str], &[&str]) = if split { (&["api"], &["worker"]) } else { (&["serve"], &["serve"]) };
     let mut api = if split { Some(env.spawn(serving, Some(port))) } else { None };
     let mut victim = env.spawn(crashing, Some(port));
@@ -167,7 +184,7 @@ async fn crash_under_load(split: bool) {
     let bodies = order_bodies(&client, port).await;
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let stop = CancellationToken::new();
-    start_load(port, 8, stop.clone(), accepted.clone(), bodies);
+    start_load(&env, port, 8, stop.clone(), accepted.clone(), bodies);
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         victim.kill().unwrap(); // SIGKILL
@@ -206,13 +223,13 @@ async fn kill_9_of_the_worker_under_load_loses_nothing() {
 async fn sigterm_mid_load_drains_and_leaves_nothing_stuck() {
     let env = Env::new().await;
     let port = free_port();
-    let client = reqwest::Client::new();
+    let client = env.client();
     let mut serve = env.spawn(&["serve"], Some(port));
     wait_healthy(&client, port).await;
     let bodies = order_bodies(&client, port).await;
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let stop = CancellationToken::new();
-    start_load(port, 8, stop.clone(), accepted.clone(), bodies);
+    start_load(&env, port, 8, stop.clone(), accepted.clone(), bodies);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     terminate(&serve);
     let started = Instant::now();
@@ -259,4 +276,65 @@ async fn a_recurring_job_fires_once_per_tick_with_two_workers() {
     assert_eq!(jobs, 0, "every fired job finished or is still queued, none dead or stuck");
     assert!(ticks.iter().filter(|t| t.1.is_some()).count() >= ticks.len() - 1, "tick jobs ran: {ticks:?}");
     db.close().await;
+}
+
+/// The server's own log output (JSON, debug level for the app) after logins, refreshes, a
+/// failed login, API key use and new parties contains no token, password, key or full phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_contain_no_secrets_or_phone_numbers() {
+    let env = Env::new().await;
+    let port = free_port();
+    let log_path = env._dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut serve = env
+        .command(&["serve"], Some(port))
+        .env("KHAACHO_LOG_LEVEL", "debug,sqlx=debug,hyper=info,h2=info,reqwest=info")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let anon = reqwest::Client::new();
+    wait_healthy(&anon, port).await;
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let login = |u: &'static str, p: &'static str| {
+        anon.post(url("/api/v1/auth/login")).json(&json!({ "username": u, "password": p })).send()
+    };
+    let tokens: Value = login("admin", "demo-admin-password").await.unwrap().json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let admin = crate::helpers::bearer_client(&access);
+    assert_eq!(login("admin", "not-the-password-42").await.unwrap().status(), 401);
+    let rotated: Value = anon.post(url("/api/v1/auth/refresh")).json(&json!({ "refresh_token": refresh })).send().await.unwrap().json().await.unwrap();
+    let rotated = rotated["refresh_token"].as_str().unwrap().to_string();
+    let phone = "+9779812345678";
+    let r = admin.post(url("/api/v1/retailers")).json(&json!({ "name": "Sita Kirana Pasal", "phone": phone, "district": "Lalitpur" })).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let retailer: Value = r.json().await.unwrap();
+    let created: Value = admin.post(url("/api/v1/auth/api-keys"))
+        .json(&json!({ "name": "pos", "role": "retailer", "retailer_id": retailer["id"] }))
+        .send().await.unwrap().json().await.unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    let with_key = crate::helpers::bearer_client(&key);
+    let order = json!({ "retailer_id": retailer["id"], "lines": [{ "sku": "RICE-JEERA-25", "qty": 1, "unit": "kg" }] });
+    assert_eq!(with_key.post(url("/api/v1/orders")).json(&order).send().await.unwrap().status(), 202);
+    assert_eq!(crate::helpers::bearer_client("not.a.token").get(url("/api/v1/orders")).send().await.unwrap().status(), 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    terminate(&serve);
+    assert!(serve.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.lines().count() > 5, "the server logged: {text}");
+    for (what, secret) in [
+        ("access token", access.as_str()),
+        ("refresh token", refresh.as_str()),
+        ("rotated refresh token", rotated.as_str()),
+        ("api key", key.as_str()),
+        ("api key secret", key.rsplit('_').next().unwrap()),
+        ("operator key", env.key.as_str()),
+        ("password", "demo-admin-password"),
+        ("wrong password", "not-the-password-42"),
+        ("phone", "9812345678"),
+        ("name", "Sita Kirana"),
+    ] {
+        assert!(!text.contains(secret), "the log contains the {what}");
+    }
 }
