@@ -99,7 +99,12 @@ pub struct LoadtestArgs {
     pub username: String,
 
     /// Password of --username (default: the demo operator's)
-    #[arg(long, value_name = "PASSWORD", default_value = "demo-operator-password", hide_default_value = true)]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        default_value = "demo-operator-password",
+        hide_default_value = true
+    )]
     pub password: String,
 
     /// Print the report as JSON instead of a table
@@ -204,9 +209,15 @@ where
 /// Signs in at `POST /api/v1/auth/login` and returns the `Authorization` header value; `None`
 /// when the server has no login route (it answers 404), so it is tried without credentials.
 /// Access tokens last 15 minutes: runs longer than that need `--api-key`.
-async fn login(base: &reqwest::Url, username: &str, password: &str) -> anyhow::Result<Option<String>> {
+async fn login(
+    base: &reqwest::Url,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<Option<String>> {
     let url = base.join("api/v1/auth/login")?;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let resp = client
         .post(url)
         .json(&serde_json::json!({ "username": username, "password": password }))

@@ -35,7 +35,16 @@ impl App {
         // settings; hand-made settings with a broken chain get the local parser only.
         let agents = khaacho_agents::AgentChain::from_config(&settings.agents)
             .unwrap_or_else(|_| khaacho_agents::AgentChain::local_only());
-        Self { inner: Arc::new(Inner { db, settings, catalog, group_commit: OnceLock::new(), agents, auth }) }
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                settings,
+                catalog,
+                group_commit: OnceLock::new(),
+                agents,
+                auth,
+            }),
+        }
     }
 
     /// Connects to the configured database and applies migrations.
@@ -59,7 +68,9 @@ impl App {
 
     /// The intake's group-commit writer (started on first use, inside the runtime).
     pub fn group_commit(&self) -> &GroupCommit {
-        self.inner.group_commit.get_or_init(|| GroupCommit::start(self.inner.db.clone()))
+        self.inner
+            .group_commit
+            .get_or_init(|| GroupCommit::start(self.inner.db.clone()))
     }
 
     /// The order-text parser chain (LLM providers, then the local parser).

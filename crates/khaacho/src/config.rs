@@ -147,20 +147,31 @@ impl Default for QueueSettings {
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        Self { review_above_npr: 500_000, max_line_qty: 100_000, max_lines: 200 }
+        Self {
+            review_above_npr: 500_000,
+            max_line_qty: 100_000,
+            max_lines: 200,
+        }
     }
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 256 * 1024, request_timeout_ms: 10_000, behind_tls: false, cors_allow_origins: Vec::new() }
+        Self {
+            body_limit_bytes: 256 * 1024,
+            request_timeout_ms: 10_000,
+            behind_tls: false,
+            cors_allow_origins: Vec::new(),
+        }
     }
 }
 
 impl Default for ScheduleSettings {
     fn default() -> Self {
         // Daily at 01:00 Nepal time.
-        Self { maintenance: "0 0 1 * * *".into() }
+        Self {
+            maintenance: "0 0 1 * * *".into(),
+        }
     }
 }
 
@@ -199,7 +210,9 @@ impl Settings {
 
     /// The database URL in force: the configured one or the embedded SQLite default.
     pub fn database_url(&self) -> &str {
-        self.database_url.as_deref().unwrap_or("sqlite://khaacho.db")
+        self.database_url
+            .as_deref()
+            .unwrap_or("sqlite://khaacho.db")
     }
 
     /// Refuses settings that cannot work, with a message naming the key.
@@ -209,7 +222,10 @@ impl Settings {
             || url.starts_with("postgresql://")
             || url.starts_with("sqlite:"))
         {
-            bail!("database_url must start with postgres:// or sqlite: (got {})", redact(url));
+            bail!(
+                "database_url must start with postgres:// or sqlite: (got {})",
+                redact(url)
+            );
         }
         if self.queue.concurrency == 0 {
             bail!("queue.concurrency must be at least 1");
@@ -233,7 +249,12 @@ pub fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Postgres, Sqlite, Transaction};
 use tokio::sync::Notify;
 
@@ -131,7 +133,10 @@ impl Db {
                 .context("opening the SQLite database for reading")?;
             Backend::Sqlite { write, read }
         };
-        Ok(Self { backend, wake: Arc::new(Notify::new()) })
+        Ok(Self {
+            backend,
+            wake: Arc::new(Notify::new()),
+        })
     }
 
     /// The pools behind this handle.
@@ -146,7 +151,11 @@ impl Db {
 
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
-        if self.is_postgres() { "postgres" } else { "sqlite" }
+        if self.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
     }
 
     /// The in-process wake-up signal of the queue consumers.
@@ -160,9 +169,15 @@ impl Db {
             Backend::Pg(pool) => TxInner::Pg(pool.begin().await?),
             // IMMEDIATE takes the write lock up front, so a transaction that reads and then
             // writes cannot fail half-way when another process wrote in between.
-            Backend::Sqlite { write, .. } => TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Sqlite { write, .. } => {
+                TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)
+            }
         };
-        Ok(Tx { inner, wake: self.wake.clone(), enqueued: false })
+        Ok(Tx {
+            inner,
+            wake: self.wake.clone(),
+            enqueued: false,
+        })
     }
 
     /// Applies the embedded migrations of this backend.

@@ -30,19 +30,35 @@ pub trait UnitRules: Sized {
     fn is_count(self) -> bool;
     /// Converts `qty_milli` of `self` into milli-units of `base`, given the product's pack
     /// size (base milli-units per outer pack).
-    fn to_base(self, qty_milli: i64, base: Unit, pack_size_milli: Option<i64>) -> Result<i64, ConversionError>;
+    fn to_base(
+        self,
+        qty_milli: i64,
+        base: Unit,
+        pack_size_milli: Option<i64>,
+    ) -> Result<i64, ConversionError>;
 }
 
 impl UnitRules for Unit {
     fn is_base(self) -> bool {
-        matches!(self, Unit::Kg | Unit::Litre | Unit::Packet | Unit::Piece | Unit::Bottle)
+        matches!(
+            self,
+            Unit::Kg | Unit::Litre | Unit::Packet | Unit::Piece | Unit::Bottle
+        )
     }
 
     fn is_count(self) -> bool {
-        matches!(self, Unit::Packet | Unit::Piece | Unit::Bottle | Unit::Carton | Unit::Crate)
+        matches!(
+            self,
+            Unit::Packet | Unit::Piece | Unit::Bottle | Unit::Carton | Unit::Crate
+        )
     }
 
-    fn to_base(self, qty_milli: i64, base: Unit, pack_size_milli: Option<i64>) -> Result<i64, ConversionError> {
+    fn to_base(
+        self,
+        qty_milli: i64,
+        base: Unit,
+        pack_size_milli: Option<i64>,
+    ) -> Result<i64, ConversionError> {
         let converted = match (self, base) {
             (a, b) if a == b => qty_milli,
             // Milli-units of a gram are micro-kilograms: round to the nearest milli-kg.
@@ -113,12 +129,24 @@ mod tests {
     fn converts_units_to_base() {
         assert_eq!(Unit::Kg.to_base(2500, Unit::Kg, None), Ok(2500));
         assert_eq!(Unit::G.to_base(500_000, Unit::Kg, None), Ok(500));
-        assert_eq!(Unit::Carton.to_base(3000, Unit::Packet, Some(30_000)), Ok(90_000));
+        assert_eq!(
+            Unit::Carton.to_base(3000, Unit::Packet, Some(30_000)),
+            Ok(90_000)
+        );
         assert_eq!(Unit::Sack.to_base(2000, Unit::Kg, Some(25_000)), Ok(50_000));
         assert_eq!(Unit::Dozen.to_base(2000, Unit::Piece, None), Ok(24_000));
-        assert_eq!(Unit::Litre.to_base(1000, Unit::Kg, None), Err(ConversionError::Incompatible));
-        assert_eq!(Unit::Carton.to_base(1000, Unit::Packet, None), Err(ConversionError::NoPackSize));
-        assert_eq!(Unit::Packet.to_base(1500, Unit::Packet, None), Err(ConversionError::Fractional));
+        assert_eq!(
+            Unit::Litre.to_base(1000, Unit::Kg, None),
+            Err(ConversionError::Incompatible)
+        );
+        assert_eq!(
+            Unit::Carton.to_base(1000, Unit::Packet, None),
+            Err(ConversionError::NoPackSize)
+        );
+        assert_eq!(
+            Unit::Packet.to_base(1500, Unit::Packet, None),
+            Err(ConversionError::Fractional)
+        );
     }
 
     #[test]

@@ -9,10 +9,16 @@ use crate::queue::schedule::Schedule;
 
 /// The job kinds this build knows.
 pub fn registry() -> Registry {
-    Registry::default().register::<ParseOrder>().register_batch::<ValidateOrder>().register::<MaintenanceJob>()
+    Registry::default()
+        .register::<ParseOrder>()
+        .register_batch::<ValidateOrder>()
+        .register::<MaintenanceJob>()
 }
 
 /// The recurring schedules, with cron expressions from the settings.
 pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
-    Ok(vec![Schedule::new::<MaintenanceJob>("maintenance", &settings.schedules.maintenance)?])
+    Ok(vec![Schedule::new::<MaintenanceJob>(
+        "maintenance",
+        &settings.schedules.maintenance,
+    )?])
 }

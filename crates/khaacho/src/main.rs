@@ -16,7 +16,11 @@ use uuid::Uuid;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "khaacho", version, about = "Order platform for wholesale trade in Nepal")]
+#[command(
+    name = "khaacho",
+    version,
+    about = "Order platform for wholesale trade in Nepal"
+)]
 struct Cli {
     /// Configuration file (default: ./khaacho.toml when present).
     #[arg(long, global = true, env = "KHAACHO_CONFIG")]
@@ -150,7 +154,10 @@ enum AdminCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -172,7 +179,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let report = khaacho_loadgen::run(args).await?;
         return khaacho_loadgen::print_report(&report, json);
     }
-    if let Command::Parse { catalog, input, output } = cli.command {
+    if let Command::Parse {
+        catalog,
+        input,
+        output,
+    } = cli.command
+    {
         return parse_files(&catalog, input.as_deref(), output.as_deref());
     }
     let settings = Settings::load(cli.config.as_deref())?;
@@ -182,15 +194,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { demo } => {
             if demo && khaacho::catalog::repo::count_products(app.db()).await? == 0 {
                 let r = khaacho::seed::demo(&app).await?;
-                tracing::info!(products = r.products, vendors = r.vendors, retailers = r.retailers, offers = r.offers, "demo data loaded");
+                tracing::info!(
+                    products = r.products,
+                    vendors = r.vendors,
+                    retailers = r.retailers,
+                    offers = r.offers,
+                    "demo data loaded"
+                );
             }
             if demo && khaacho::auth::repo::count_users(app.db()).await? == 0 {
-                khaacho::auth::cli::print_demo_access(&khaacho::auth::cli::demo_access(&app).await?);
+                khaacho::auth::cli::print_demo_access(
+                    &khaacho::auth::cli::demo_access(&app).await?,
+                );
             }
-            serve(app, Roles { api: true, workers: true }).await
+            serve(
+                app,
+                Roles {
+                    api: true,
+                    workers: true,
+                },
+            )
+            .await
         }
-        Command::Api => serve(app, Roles { api: true, workers: false }).await,
-        Command::Worker => serve(app, Roles { api: false, workers: true }).await,
+        Command::Api => {
+            serve(
+                app,
+                Roles {
+                    api: true,
+                    workers: false,
+                },
+            )
+            .await
+        }
+        Command::Worker => {
+            serve(
+                app,
+                Roles {
+                    api: false,
+                    workers: true,
+                },
+            )
+            .await
+        }
         Command::Migrate => {
             println!("migrations applied ({})", app.db().kind());
             Ok(())
@@ -211,12 +256,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn parse_files(catalog: &std::path::Path, input: Option<&std::path::Path>, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn parse_files(
+    catalog: &std::path::Path,
+    input: Option<&std::path::Path>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     use std::io::{BufReader, BufWriter, Read, Write};
-    let file = std::fs::File::open(catalog).with_context(|| format!("reading {}", catalog.display()))?;
-    let catalog = khaacho_parser::Catalog::from_csv(BufReader::new(file)).map_err(|e| anyhow::anyhow!("{}: {e}", catalog.display()))?;
+    let file =
+        std::fs::File::open(catalog).with_context(|| format!("reading {}", catalog.display()))?;
+    let catalog = khaacho_parser::Catalog::from_csv(BufReader::new(file))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", catalog.display()))?;
     let mut out: Box<dyn Write> = match output {
-        Some(p) => Box::new(BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        Some(p) => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     match input {
@@ -227,8 +280,12 @@ fn parse_files(catalog: &std::path::Path, input: Option<&std::path::Path>, outpu
         None => {
             // One message on stdin: wrap it as a single JSON line with id "stdin".
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
-            let line = serde_json::json!({ "id": "stdin", "text": text.trim_end_matches(['\n', '\r']) }).to_string();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading stdin")?;
+            let line =
+                serde_json::json!({ "id": "stdin", "text": text.trim_end_matches(['\n', '\r']) })
+                    .to_string();
             khaacho_parser::run_jsonl(&catalog, line.as_bytes(), &mut out)?;
         }
     }
@@ -244,7 +301,8 @@ async fn serve(app: App, roles: Roles) -> anyhow::Result<()> {
 async fn catalog(app: &App, command: CatalogCommand) -> anyhow::Result<()> {
     match command {
         CatalogCommand::Import { file } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             match khaacho::catalog::service::import_csv(app, &bytes).await {
                 Ok(n) => {
                     println!("{n} products imported");
@@ -254,7 +312,11 @@ async fn catalog(app: &App, command: CatalogCommand) -> anyhow::Result<()> {
                     for e in &errors {
                         eprintln!("{}: {}", e.field, e.message);
                     }
-                    anyhow::bail!("{} problem(s) in {}; nothing was imported", errors.len(), file.display())
+                    anyhow::bail!(
+                        "{} problem(s) in {}; nothing was imported",
+                        errors.len(),
+                        file.display()
+                    )
                 }
                 Err(e) => Err(anyhow::anyhow!("{e}")),
             }
@@ -262,10 +324,14 @@ async fn catalog(app: &App, command: CatalogCommand) -> anyhow::Result<()> {
         CatalogCommand::Export { file } => {
             let csv = khaacho::catalog::service::export_csv(app).await?;
             match file {
-                Some(f) => std::fs::write(&f, csv).with_context(|| format!("writing {}", f.display())),
+                Some(f) => {
+                    std::fs::write(&f, csv).with_context(|| format!("writing {}", f.display()))
+                }
                 None => {
                     use std::io::Write;
-                    std::io::stdout().write_all(&csv).context("writing to stdout")
+                    std::io::stdout()
+                        .write_all(&csv)
+                        .context("writing to stdout")
                 }
             }
         }
@@ -275,29 +341,74 @@ async fn catalog(app: &App, command: CatalogCommand) -> anyhow::Result<()> {
 async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<()> {
     use khaacho::queue::admin;
     match command {
-        AdminCommand::Jobs { status, kind, limit } => {
-            let jobs = admin::list(app.db(), &admin::JobFilter { status, kind, before: None, limit }).await?;
+        AdminCommand::Jobs {
+            status,
+            kind,
+            limit,
+        } => {
+            let jobs = admin::list(
+                app.db(),
+                &admin::JobFilter {
+                    status,
+                    kind,
+                    before: None,
+                    limit,
+                },
+            )
+            .await?;
             for j in jobs {
-                println!("{}\t{}\t{}\tattempts {}/{}\t{}", j.id, j.kind, j.status, j.attempts, j.max_attempts,
-                    j.last_error.unwrap_or_default());
+                println!(
+                    "{}\t{}\t{}\tattempts {}/{}\t{}",
+                    j.id,
+                    j.kind,
+                    j.status,
+                    j.attempts,
+                    j.max_attempts,
+                    j.last_error.unwrap_or_default()
+                );
             }
             Ok(())
         }
         AdminCommand::RetryJob { id } => {
-            anyhow::ensure!(admin::retry_dead(app.db(), id).await?, "no dead job has id {id}");
+            anyhow::ensure!(
+                admin::retry_dead(app.db(), id).await?,
+                "no dead job has id {id}"
+            );
             println!("job {id} re-queued");
             Ok(())
         }
         AdminCommand::DiscardJob { id } => {
-            anyhow::ensure!(admin::discard_dead(app.db(), id).await?, "no dead job has id {id}");
+            anyhow::ensure!(
+                admin::discard_dead(app.db(), id).await?,
+                "no dead job has id {id}"
+            );
             println!("job {id} discarded");
             Ok(())
         }
-        AdminCommand::CreateUser { username, role, email, retailer_id, vendor_id, password_stdin } => {
-            khaacho::auth::cli::create_user(app, username, email, &role, retailer_id, vendor_id, password_stdin).await
+        AdminCommand::CreateUser {
+            username,
+            role,
+            email,
+            retailer_id,
+            vendor_id,
+            password_stdin,
+        } => {
+            khaacho::auth::cli::create_user(
+                app,
+                username,
+                email,
+                &role,
+                retailer_id,
+                vendor_id,
+                password_stdin,
+            )
+            .await
         }
-        AdminCommand::CreateApiKey { name, role, retailer_id, vendor_id } => {
-            khaacho::auth::cli::create_api_key(app, name, &role, retailer_id, vendor_id).await
-        }
+        AdminCommand::CreateApiKey {
+            name,
+            role,
+            retailer_id,
+            vendor_id,
+        } => khaacho::auth::cli::create_api_key(app, name, &role, retailer_id, vendor_id).await,
     }
 }

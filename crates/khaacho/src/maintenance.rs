@@ -22,7 +22,9 @@ const TICK_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// `(name suffix, from_ms, to_ms)` of the current month and the next `ahead` months (UTC).
 pub fn month_ranges(now_ms: i64, ahead: u32) -> Vec<(String, i64, i64)> {
-    let today = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default().date_naive();
+    let today = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .date_naive();
     let (mut y, mut m) = (today.year(), today.month());
     let mut out = Vec::new();
     for _ in 0..=ahead {
@@ -45,7 +47,9 @@ fn month_start_ms(y: i32, m: u32) -> i64 {
 /// Creates the monthly partitions of the current month and [`MONTHS_AHEAD`] more on
 /// PostgreSQL (no-op on SQLite). Idempotent.
 pub async fn ensure_partitions(db: &Db) -> anyhow::Result<u32> {
-    let Backend::Pg(pool) = db.backend() else { return Ok(0) };
+    let Backend::Pg(pool) = db.backend() else {
+        return Ok(0);
+    };
     let mut created = 0;
     for (suffix, from, to) in month_ranges(now_ms(), MONTHS_AHEAD) {
         for table in PARTITIONED {
@@ -58,7 +62,9 @@ pub async fn ensure_partitions(db: &Db) -> anyhow::Result<u32> {
                 continue;
             }
             // Identifiers and bounds come from this function, never from input.
-            let ddl = format!("CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ({from}) TO ({to})");
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ({from}) TO ({to})"
+            );
             sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(pool).await?;
             info!(partition = %name, "created partition");
             created += 1;
@@ -95,11 +101,17 @@ impl Job for MaintenanceJob {
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         let created = ensure_partitions(ctx.app.db()).await?;
         let removed = clean_up(ctx.app.db()).await?;
-        let audit_removed = crate::auth::audit::purge(ctx.app.db(), ctx.app.settings().audit.retention_days).await?;
+        let audit_removed =
+            crate::auth::audit::purge(ctx.app.db(), ctx.app.settings().audit.retention_days)
+                .await?;
         let now = now_ms();
         let lookback = ctx.app.auth().lockout.lookback().as_millis() as i64;
-        let auth_removed = crate::auth::repo::purge_expired(ctx.app.db(), now, now - lookback).await?;
-        info!(created, removed, audit_removed, auth_removed, "maintenance done");
+        let auth_removed =
+            crate::auth::repo::purge_expired(ctx.app.db(), now, now - lookback).await?;
+        info!(
+            created,
+            removed, audit_removed, auth_removed, "maintenance done"
+        );
         Ok(())
     }
 }
@@ -110,7 +122,9 @@ mod tests {
 
     #[test]
     fn month_ranges_roll_over_the_year() {
-        let nov = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().timestamp_millis();
+        let nov = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .timestamp_millis();
         let r = month_ranges(nov, 3);
         let names: Vec<_> = r.iter().map(|x| x.0.as_str()).collect();
         assert_eq!(names, ["y2026m11", "y2026m12", "y2027m01", "y2027m02"]);

@@ -67,7 +67,10 @@ pub async fn demo(app: &App) -> anyhow::Result<SeedReport> {
     report.products = products.len();
     for row in csv::Reader::from_reader(VENDORS.as_bytes()).deserialize::<VendorRow>() {
         let row = row?;
-        if parties::find_vendor_by_phone(app.db(), &row.phone).await?.is_some() {
+        if parties::find_vendor_by_phone(app.db(), &row.phone)
+            .await?
+            .is_some()
+        {
             continue;
         }
         let vendor = Vendor {
@@ -96,7 +99,10 @@ pub async fn demo(app: &App) -> anyhow::Result<SeedReport> {
     }
     for row in csv::Reader::from_reader(RETAILERS.as_bytes()).deserialize::<RetailerRow>() {
         let row = row?;
-        if parties::find_retailer_by_phone(app.db(), &row.phone).await?.is_some() {
+        if parties::find_retailer_by_phone(app.db(), &row.phone)
+            .await?
+            .is_some()
+        {
             continue;
         }
         let r = Retailer {
@@ -128,7 +134,12 @@ fn spread(a: &str, b: &str) -> u64 {
     h % 1000
 }
 
-fn demo_offer(vendor: &Vendor, specialty: &[&str], p: &ProductInput, product_id: Uuid) -> Option<OfferInput> {
+fn demo_offer(
+    vendor: &Vendor,
+    specialty: &[&str],
+    p: &ProductInput,
+    product_id: Uuid,
+) -> Option<OfferInput> {
     let general = specialty.contains(&"all");
     if !general && !specialty.contains(&p.category.as_str()) {
         return None;
@@ -143,8 +154,14 @@ fn demo_offer(vendor: &Vendor, specialty: &[&str], p: &ProductInput, product_id:
     let price = list * (920 + (roll * 7 % 161) as i64) / 1000;
     let step = p.pack_size_milli.unwrap_or(10_000).max(1_000);
     let tiers = vec![
-        Tier { min_qty_milli: step, price_paisa: price * 97 / 100 },
-        Tier { min_qty_milli: step * 5, price_paisa: price * 94 / 100 },
+        Tier {
+            min_qty_milli: step,
+            price_paisa: price * 97 / 100,
+        },
+        Tier {
+            min_qty_milli: step * 5,
+            price_paisa: price * 94 / 100,
+        },
     ];
     let stock_units = 200 + (roll * 13 % 4800) as i64;
     Some(OfferInput {
@@ -168,13 +185,25 @@ mod tests {
     fn embedded_demo_data_is_valid_and_large_enough() {
         let products = csv_io::read_catalog(CATALOG.as_bytes()).unwrap();
         assert!(products.len() >= 150);
-        let vendors: Vec<VendorRow> =
-            csv::Reader::from_reader(VENDORS.as_bytes()).deserialize().collect::<Result<_, _>>().unwrap();
+        let vendors: Vec<VendorRow> = csv::Reader::from_reader(VENDORS.as_bytes())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert!(vendors.len() >= 8);
-        assert!(vendors.iter().all(|v| parse_hhmm(&v.opens).is_some() && parse_hhmm(&v.closes).is_some()));
-        let retailers: Vec<RetailerRow> =
-            csv::Reader::from_reader(RETAILERS.as_bytes()).deserialize().collect::<Result<_, _>>().unwrap();
+        assert!(
+            vendors
+                .iter()
+                .all(|v| parse_hhmm(&v.opens).is_some() && parse_hhmm(&v.closes).is_some())
+        );
+        let retailers: Vec<RetailerRow> = csv::Reader::from_reader(RETAILERS.as_bytes())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert!(retailers.len() >= 50);
-        assert!(products.iter().any(|p| p.aliases.iter().any(|a| a.chars().any(|c| ('\u{0900}'..='\u{097F}').contains(&c)))));
+        assert!(products.iter().any(|p| {
+            p.aliases
+                .iter()
+                .any(|a| a.chars().any(|c| ('\u{0900}'..='\u{097F}').contains(&c)))
+        }));
     }
 }

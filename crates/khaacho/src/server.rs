@@ -19,7 +19,12 @@ pub struct Roles {
 
 /// Runs `roles` until `shutdown` fires, then drains: the API stops accepting and finishes
 /// in-flight requests, the workers stop claiming and finish or release their jobs.
-pub async fn run(app: App, roles: Roles, listener: Option<TcpListener>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    app: App,
+    roles: Roles,
+    listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     if roles.workers {
         let workers = Workers::new(app.clone(), crate::jobs::registry());
@@ -44,7 +49,12 @@ pub async fn run(app: App, roles: Roles, listener: Option<TcpListener>, shutdown
         let router = crate::http::router(app.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
             Ok(())
         });
     }
@@ -69,14 +79,15 @@ pub fn cancel_on_signal(token: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    token.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]

@@ -18,7 +18,13 @@ pub fn init_logging(settings: &Settings) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match settings.log_format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init(),
         LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
     };
@@ -28,7 +34,9 @@ pub fn init_logging(settings: &Settings) {
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
             .unwrap_or_else(|_| PrometheusBuilder::new());
@@ -45,9 +53,14 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 pub async fn refresh_gauges(app: &App) {
     if let Ok(stats) = crate::queue::admin::stats(app.db()).await {
         for q in app_queues() {
-            let (depth, age) = stats.ready.iter().find(|r| r.0 == q).map_or((0, 0), |r| (r.1, r.2));
+            let (depth, age) = stats
+                .ready
+                .iter()
+                .find(|r| r.0 == q)
+                .map_or((0, 0), |r| (r.1, r.2));
             metrics::gauge!("khaacho_queue_depth", "queue" => q).set(depth as f64);
-            metrics::gauge!("khaacho_queue_oldest_ready_age_seconds", "queue" => q).set(age as f64 / 1000.0);
+            metrics::gauge!("khaacho_queue_oldest_ready_age_seconds", "queue" => q)
+                .set(age as f64 / 1000.0);
         }
         for (kind, n) in stats.dead {
             metrics::gauge!("khaacho_jobs_dead", "kind" => kind).set(n as f64);
@@ -56,10 +69,14 @@ pub async fn refresh_gauges(app: &App) {
             metrics::gauge!("khaacho_jobs_running", "kind" => kind).set(n as f64);
         }
     }
-    metrics::counter!("khaacho_rate_limit_fallbacks_total").absolute(app.auth().limiter.fallbacks());
+    metrics::counter!("khaacho_rate_limit_fallbacks_total")
+        .absolute(app.auth().limiter.fallbacks());
     if let Ok(counts) = crate::orders::repo::count_by_status(app.db()).await {
         for status in crate::orders::model::OrderStatus::ALL {
-            let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |c| c.1);
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status.as_str())
+                .map_or(0, |c| c.1);
             metrics::gauge!("khaacho_orders", "state" => status.as_str()).set(n as f64);
         }
     }

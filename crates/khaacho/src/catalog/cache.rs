@@ -23,7 +23,11 @@ pub struct SkuInfo {
 
 impl From<&ProductRow> for SkuInfo {
     fn from(p: &ProductRow) -> Self {
-        Self { unit: canonical_unit(&p.unit).unwrap_or(Unit::Piece), pack_size_milli: p.pack_size_milli, active: p.active }
+        Self {
+            unit: canonical_unit(&p.unit).unwrap_or(Unit::Piece),
+            pack_size_milli: p.pack_size_milli,
+            active: p.active,
+        }
     }
 }
 
@@ -49,11 +53,17 @@ impl CatalogCache {
             parser: Arc::new(khaacho_parser::Catalog::new(Vec::new())),
             loaded: Instant::now() - ttl - Duration::from_secs(1),
         };
-        Self { snap: Arc::new(RwLock::new(Arc::new(empty))), ttl }
+        Self {
+            snap: Arc::new(RwLock::new(Arc::new(empty))),
+            ttl,
+        }
     }
 
     fn current(&self) -> Arc<Snapshot> {
-        self.snap.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.snap
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Reloads every product from the database.
@@ -79,7 +89,11 @@ impl CatalogCache {
         let parser = tokio::task::spawn_blocking(move || khaacho_parser::Catalog::new(for_parser))
             .await
             .map_err(|e| sqlx::Error::Protocol(format!("building the parser index failed: {e}")))?;
-        let snap = Arc::new(Snapshot { by_sku, parser: Arc::new(parser), loaded: Instant::now() });
+        let snap = Arc::new(Snapshot {
+            by_sku,
+            parser: Arc::new(parser),
+            loaded: Instant::now(),
+        });
         match self.snap.write() {
             Ok(mut g) => *g = snap,
             Err(p) => *p.into_inner() = snap,
@@ -97,7 +111,11 @@ impl CatalogCache {
 
     /// Looks up SKUs; unknown ones are checked against the database before being reported
     /// missing. Returns one entry per input SKU, `None` where no product has it.
-    pub async fn lookup(&self, db: &Db, skus: &[&str]) -> Result<Vec<Option<SkuInfo>>, sqlx::Error> {
+    pub async fn lookup(
+        &self,
+        db: &Db,
+        skus: &[&str],
+    ) -> Result<Vec<Option<SkuInfo>>, sqlx::Error> {
         if self.current().loaded.elapsed() > self.ttl {
             self.refresh(db).await?;
         }
@@ -106,7 +124,12 @@ impl CatalogCache {
         for sku in skus {
             match snap.by_sku.get(*sku) {
                 Some(info) => out.push(Some(info.clone())),
-                None => out.push(repo::find_by_sku(db, sku).await?.as_ref().map(SkuInfo::from)),
+                None => out.push(
+                    repo::find_by_sku(db, sku)
+                        .await?
+                        .as_ref()
+                        .map(SkuInfo::from),
+                ),
             }
         }
         Ok(out)

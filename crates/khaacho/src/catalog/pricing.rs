@@ -47,7 +47,9 @@ pub fn price_for(offer: &OfferRow, qty_milli: i64) -> (i64, Option<i64>) {
         .iter()
         .filter(|t| t.min_qty_milli <= qty_milli)
         .max_by_key(|t| t.min_qty_milli)
-        .map_or((offer.price_paisa, None), |t| (t.price_paisa.min(offer.price_paisa), Some(t.min_qty_milli)))
+        .map_or((offer.price_paisa, None), |t| {
+            (t.price_paisa.min(offer.price_paisa), Some(t.min_qty_milli))
+        })
 }
 
 /// Among offers with enough stock, the lowest price for the quantity; ties prefer
@@ -75,7 +77,12 @@ pub fn best_quote(offers: &[OfferRow], qty_milli: i64) -> Result<Quote, NoQuote>
     if offer.promotional {
         reason.push_str(", promotional");
     }
-    Ok(Quote { offer_id: offer.id, vendor_id: offer.vendor_id, unit_price_paisa: price, reason })
+    Ok(Quote {
+        offer_id: offer.id,
+        vendor_id: offer.vendor_id,
+        unit_price_paisa: price,
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -90,7 +97,15 @@ mod tests {
             vendor_id: Uuid::now_v7(),
             product_id: Uuid::nil(),
             price_paisa: price,
-            tiers: Json(tiers.iter().map(|&(m, p)| Tier { min_qty_milli: m, price_paisa: p }).collect()),
+            tiers: Json(
+                tiers
+                    .iter()
+                    .map(|&(m, p)| Tier {
+                        min_qty_milli: m,
+                        price_paisa: p,
+                    })
+                    .collect(),
+            ),
             promotional: promo,
             stock_milli: stock,
             valid_from_ms: 0,

@@ -80,7 +80,12 @@ pub async fn upsert_product(tx: &mut Tx, p: &ProductInput) -> Result<Uuid, sqlx:
 }
 
 /// Sets the order quantity limits of a product (base milli-units).
-pub async fn set_order_limits(tx: &mut Tx, id: Uuid, min: Option<i64>, max: Option<i64>) -> Result<(), sqlx::Error> {
+pub async fn set_order_limits(
+    tx: &mut Tx,
+    id: Uuid,
+    min: Option<i64>,
+    max: Option<i64>,
+) -> Result<(), sqlx::Error> {
     with_tx!(tx, c => sqlx::query("UPDATE products SET min_order_milli = $1, max_order_milli = $2 WHERE id = $3")
         .bind(min)
         .bind(max)
@@ -92,8 +97,14 @@ pub async fn set_order_limits(tx: &mut Tx, id: Uuid, min: Option<i64>, max: Opti
 }
 
 /// Products ordered by SKU, after `after_sku`.
-pub async fn list_products(db: &Db, after_sku: Option<&str>, limit: i64) -> Result<Vec<ProductRow>, sqlx::Error> {
-    let sql = format!("SELECT {PRODUCT_COLS} FROM products WHERE ($1 IS NULL OR sku > $1) ORDER BY sku LIMIT $2");
+pub async fn list_products(
+    db: &Db,
+    after_sku: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ProductRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {PRODUCT_COLS} FROM products WHERE ($1 IS NULL OR sku > $1) ORDER BY sku LIMIT $2"
+    );
     with_read!(db, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql))
         .bind(after_sku)
         .bind(limit)
@@ -156,7 +167,11 @@ pub struct OfferRow {
 }
 
 /// Offers of active vendors for the given products that are valid at `at_ms` (one query).
-pub async fn valid_offers_tx(tx: &mut Tx, product_ids: &[Uuid], at_ms: i64) -> Result<Vec<OfferRow>, sqlx::Error> {
+pub async fn valid_offers_tx(
+    tx: &mut Tx,
+    product_ids: &[Uuid],
+    at_ms: i64,
+) -> Result<Vec<OfferRow>, sqlx::Error> {
     if product_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -227,7 +242,8 @@ pub async fn upsert_offer(tx: &mut Tx, o: &OfferInput) -> Result<Uuid, sqlx::Err
         .bind(now)
         .fetch_one(c)
         .await)?;
-    let changed = previous.is_none_or(|(_, price, tiers)| price != o.price_paisa || tiers.0 != o.tiers);
+    let changed =
+        previous.is_none_or(|(_, price, tiers)| price != o.price_paisa || tiers.0 != o.tiers);
     if changed {
         with_tx!(tx, c => sqlx::query(
             "INSERT INTO price_history (id, offer_id, price_paisa, tiers, changed_at_ms) VALUES ($1, $2, $3, $4, $5)")
@@ -244,7 +260,10 @@ pub async fn upsert_offer(tx: &mut Tx, o: &OfferInput) -> Result<Uuid, sqlx::Err
 }
 
 /// Offers of one product with vendor names, for the catalogue API.
-pub async fn offers_of_product(db: &Db, product_id: Uuid) -> Result<Vec<(OfferRow, String)>, sqlx::Error> {
+pub async fn offers_of_product(
+    db: &Db,
+    product_id: Uuid,
+) -> Result<Vec<(OfferRow, String)>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]

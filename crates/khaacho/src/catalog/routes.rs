@@ -112,7 +112,10 @@ pub struct TierView {
 
 impl From<Tier> for TierView {
     fn from(t: Tier) -> Self {
-        Self { min_qty: milli_to_qty(t.min_qty_milli), price_npr: paisa_to_npr(t.price_paisa) }
+        Self {
+            min_qty: milli_to_qty(t.min_qty_milli),
+            price_npr: paisa_to_npr(t.price_paisa),
+        }
     }
 }
 
@@ -130,7 +133,11 @@ pub struct ProductParams {
 /// Products ordered by SKU.
 #[utoipa::path(get, path = "/products", tag = "catalog", params(ProductParams),
     responses((status = 200, body = Page<ProductView>), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn list_products(State(app): State<App>, principal: Principal, Query(p): Query<ProductParams>) -> Result<axum::Json<Page<ProductView>>, ApiError> {
+async fn list_products(
+    State(app): State<App>,
+    principal: Principal,
+    Query(p): Query<ProductParams>,
+) -> Result<axum::Json<Page<ProductView>>, ApiError> {
     principal.require(ALL_ROLES)?;
     let limit = page_limit(p.limit)?;
     let mut rows = repo::list_products(app.db(), p.cursor.as_deref(), limit + 1).await?;
@@ -140,15 +147,24 @@ async fn list_products(State(app): State<App>, principal: Principal, Query(p): Q
     } else {
         None
     };
-    Ok(axum::Json(Page { items: rows.into_iter().map(ProductView::from).collect(), next_cursor: next }))
+    Ok(axum::Json(Page {
+        items: rows.into_iter().map(ProductView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// One product with its offers.
 #[utoipa::path(get, path = "/products/{sku}", tag = "catalog", params(("sku" = String, Path, description = "Product SKU")),
     responses((status = 200, body = ProductView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_product(State(app): State<App>, principal: Principal, Path(sku): Path<String>) -> Result<axum::Json<ProductView>, ApiError> {
+async fn get_product(
+    State(app): State<App>,
+    principal: Principal,
+    Path(sku): Path<String>,
+) -> Result<axum::Json<ProductView>, ApiError> {
     principal.require(ALL_ROLES)?;
-    let p = repo::find_by_sku(app.db(), &sku).await?.ok_or(ApiError::NotFound("product"))?;
+    let p = repo::find_by_sku(app.db(), &sku)
+        .await?
+        .ok_or(ApiError::NotFound("product"))?;
     let offers = repo::offers_of_product(app.db(), p.id).await?;
     let mut view = ProductView::from(p);
     view.offers = Some(
@@ -173,7 +189,10 @@ async fn get_product(State(app): State<App>, principal: Principal, Path(sku): Pa
 /// The whole catalogue as CSV (`sku,name,aliases,unit,pack_size,price_npr,category`).
 #[utoipa::path(get, path = "/catalog/export", tag = "catalog",
     responses((status = 200, description = "Catalogue CSV", content_type = "text/csv")))]
-async fn export_catalog(State(app): State<App>, principal: Principal) -> Result<Response, ApiError> {
+async fn export_catalog(
+    State(app): State<App>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     principal.require(ALL_ROLES)?;
     let csv = service::export_csv(&app).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
@@ -191,13 +210,25 @@ pub struct ImportResult {
     request_body(content = String, content_type = "text/csv", description = "Catalogue CSV with header `sku,name,aliases,unit,pack_size,price_npr,category`"),
     responses((status = 200, body = ImportResult), (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid rows; every problem listed", body = Problem, content_type = "application/problem+json")))]
-async fn import_catalog(State(app): State<App>, principal: Principal, headers: axum::http::HeaderMap, body: Bytes) -> Result<axum::Json<ImportResult>, ApiError> {
+async fn import_catalog(
+    State(app): State<App>,
+    principal: Principal,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<ImportResult>, ApiError> {
     principal.require(STAFF)?;
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !ct.starts_with("text/csv") {
-        return Err(ApiError::BadRequest(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected `Content-Type: text/csv`".into()));
+        return Err(ApiError::BadRequest(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected `Content-Type: text/csv`".into(),
+        ));
     }
-    let imported = service::import_csv_audited(&app, &body, Some(principal.audit("catalog.import"))).await?;
+    let imported =
+        service::import_csv_audited(&app, &body, Some(principal.audit("catalog.import"))).await?;
     Ok(axum::Json(ImportResult { imported }))
 }
 
@@ -211,11 +242,17 @@ pub struct OfferId {
 /// Create or replace a vendor's offer for a product (price changes are kept in history).
 #[utoipa::path(put, path = "/offers", tag = "catalog", request_body = OfferRequest,
     responses((status = 200, body = OfferId), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn put_offer(State(app): State<App>, principal: Principal, body: Result<Json<OfferRequest>, ApiError>) -> Result<axum::Json<OfferId>, ApiError> {
+async fn put_offer(
+    State(app): State<App>,
+    principal: Principal,
+    body: Result<Json<OfferRequest>, ApiError>,
+) -> Result<axum::Json<OfferId>, ApiError> {
     principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
     let Json(req) = body?;
     if principal.vendor().is_some_and(|own| own != req.vendor_id) {
-        return Err(ApiError::Forbidden("a vendor can only set its own offers".into()));
+        return Err(ApiError::Forbidden(
+            "a vendor can only set its own offers".into(),
+        ));
     }
     let id = service::put_offer(&app, &req, Some(principal.audit("offer.put"))).await?;
     Ok(axum::Json(OfferId { id }))

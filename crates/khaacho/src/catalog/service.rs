@@ -5,19 +5,28 @@ use uuid::Uuid;
 use super::csv_io;
 use super::repo::{self, OfferInput, Tier};
 use crate::app::App;
+use crate::auth::audit::Entry;
 use crate::db::now_ms;
 use crate::domain::{npr_to_paisa, qty_to_milli};
-use crate::auth::audit::Entry;
 use crate::http::error::{ApiError, FieldError};
 
 /// Imports a catalogue CSV in one transaction: every row is created or updated, or, if any
 /// row is invalid, nothing is written and every problem is reported.
 pub async fn import_csv(app: &App, csv: &[u8]) -> Result<usize, ApiError> {
-    import_csv_audited(app, csv, Some(Entry::new("cli", Some("admin"), "catalog.import"))).await
+    import_csv_audited(
+        app,
+        csv,
+        Some(Entry::new("cli", Some("admin"), "catalog.import")),
+    )
+    .await
 }
 
 /// [`import_csv`] with the caller's audit entry, written in the import's transaction.
-pub async fn import_csv_audited(app: &App, csv: &[u8], audit: Option<Entry>) -> Result<usize, ApiError> {
+pub async fn import_csv_audited(
+    app: &App,
+    csv: &[u8],
+    audit: Option<Entry>,
+) -> Result<usize, ApiError> {
     let products = csv_io::read_catalog(csv).map_err(ApiError::Validation)?;
     let mut tx = app.db().begin().await?;
     for p in &products {
@@ -25,7 +34,9 @@ pub async fn import_csv_audited(app: &App, csv: &[u8], audit: Option<Entry>) -> 
     }
     if let Some(e) = audit {
         let skus: Vec<&str> = products.iter().take(50).map(|p| p.sku.as_str()).collect();
-        let e = e.action("catalog.import").summary(serde_json::json!({ "products": products.len(), "first_skus": skus }));
+        let e = e
+            .action("catalog.import")
+            .summary(serde_json::json!({ "products": products.len(), "first_skus": skus }));
         crate::auth::audit::record_tx(&mut tx, &e).await?;
     }
     tx.commit().await?;
@@ -91,25 +102,47 @@ pub struct TierRequest {
 }
 
 /// Creates or replaces an offer; price changes are kept in the price history.
-pub async fn put_offer(app: &App, req: &OfferRequest, audit: Option<Entry>) -> Result<Uuid, ApiError> {
+pub async fn put_offer(
+    app: &App,
+    req: &OfferRequest,
+    audit: Option<Entry>,
+) -> Result<Uuid, ApiError> {
     let mut errors = Vec::new();
     let price = npr_to_paisa(req.price_npr).filter(|p| *p > 0);
     if price.is_none() {
-        errors.push(FieldError::new("price_npr", "must be a positive amount with at most 2 decimals"));
+        errors.push(FieldError::new(
+            "price_npr",
+            "must be a positive amount with at most 2 decimals",
+        ));
     }
     let stock = qty_to_milli(req.stock).filter(|s| *s >= 0);
     if stock.is_none() {
-        errors.push(FieldError::new("stock", "must be zero or more, with at most 3 decimals"));
+        errors.push(FieldError::new(
+            "stock",
+            "must be zero or more, with at most 3 decimals",
+        ));
     }
     let mut tiers = Vec::new();
     for (i, t) in req.tiers.iter().enumerate() {
-        match (qty_to_milli(t.min_qty).filter(|q| *q > 0), npr_to_paisa(t.price_npr).filter(|p| *p > 0)) {
-            (Some(min_qty_milli), Some(price_paisa)) => tiers.push(Tier { min_qty_milli, price_paisa }),
-            _ => errors.push(FieldError::new(format!("tiers[{i}]"), "min_qty and price_npr must be positive")),
+        match (
+            qty_to_milli(t.min_qty).filter(|q| *q > 0),
+            npr_to_paisa(t.price_npr).filter(|p| *p > 0),
+        ) {
+            (Some(min_qty_milli), Some(price_paisa)) => tiers.push(Tier {
+                min_qty_milli,
+                price_paisa,
+            }),
+            _ => errors.push(FieldError::new(
+                format!("tiers[{i}]"),
+                "min_qty and price_npr must be positive",
+            )),
         }
     }
     tiers.sort_by_key(|t| t.min_qty_milli);
-    if tiers.windows(2).any(|w| w[0].min_qty_milli == w[1].min_qty_milli) {
+    if tiers
+        .windows(2)
+        .any(|w| w[0].min_qty_milli == w[1].min_qty_milli)
+    {
         errors.push(FieldError::new("tiers", "two tiers have the same min_qty"));
     }
     let time = |field: &str, v: &Option<String>| match v.as_deref() {
@@ -130,7 +163,9 @@ pub async fn put_offer(app: &App, req: &OfferRequest, audit: Option<Entry>) -> R
     if product.is_none() {
         errors.push(FieldError::new("sku", format!("unknown SKU {}", req.sku)));
     }
-    let (Some(price), Some(stock), Some(product), true) = (price, stock, product, errors.is_empty()) else {
+    let (Some(price), Some(stock), Some(product), true) =
+        (price, stock, product, errors.is_empty())
+    else {
         return Err(ApiError::Validation(errors));
     };
     let input = OfferInput {
@@ -145,10 +180,14 @@ pub async fn put_offer(app: &App, req: &OfferRequest, audit: Option<Entry>) -> R
         lead_time_hours: req.lead_time_hours.unwrap_or(24),
     };
     let mut tx = app.db().begin().await?;
-    let id = repo::upsert_offer(&mut tx, &input).await.map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => ApiError::field("vendor_id", "no vendor has this id"),
-        _ => e.into(),
-    })?;
+    let id = repo::upsert_offer(&mut tx, &input)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                ApiError::field("vendor_id", "no vendor has this id")
+            }
+            _ => e.into(),
+        })?;
     if let Some(e) = audit {
         let e = e.action("offer.put").on("offer", id).summary(serde_json::json!({
             "vendor_id": req.vendor_id, "sku": req.sku, "price_paisa": price, "stock_milli": stock }));

@@ -19,7 +19,10 @@ pub struct FieldError {
 impl FieldError {
     /// A new field error.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -75,7 +78,9 @@ pub enum ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError::Unavailable("database busy".into()),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                ApiError::Unavailable("database busy".into())
+            }
             other => ApiError::Internal(other.into()),
         }
     }
@@ -84,9 +89,13 @@ impl From<sqlx::Error> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let detail = match &r {
-            JsonRejection::MissingJsonContentType(_) => "expected `Content-Type: application/json`".to_string(),
+            JsonRejection::MissingJsonContentType(_) => {
+                "expected `Content-Type: application/json`".to_string()
+            }
             JsonRejection::JsonSyntaxError(_) => format!("malformed JSON: {}", r.body_text()),
-            JsonRejection::JsonDataError(_) => format!("JSON does not match the expected shape: {}", r.body_text()),
+            JsonRejection::JsonDataError(_) => {
+                format!("JSON does not match the expected shape: {}", r.body_text())
+            }
             _ => r.body_text(),
         };
         ApiError::BadRequest(r.status(), detail)
@@ -95,13 +104,19 @@ impl From<JsonRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::BadRequest(StatusCode::BAD_REQUEST, format!("invalid query string: {}", r.body_text()))
+        ApiError::BadRequest(
+            StatusCode::BAD_REQUEST,
+            format!("invalid query string: {}", r.body_text()),
+        )
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::BadRequest(StatusCode::BAD_REQUEST, format!("invalid path parameter: {}", r.body_text()))
+        ApiError::BadRequest(
+            StatusCode::BAD_REQUEST,
+            format!("invalid path parameter: {}", r.body_text()),
+        )
     }
 }
 
@@ -113,15 +128,31 @@ impl ApiError {
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request"),
+            ApiError::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid request",
+            ),
             ApiError::BadRequest(s, _) => (*s, "bad-request", status_title(*s)),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            ApiError::IllegalTransition(_) => (StatusCode::CONFLICT, "illegal-transition", "Illegal state transition"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
+            ApiError::IllegalTransition(_) => (
+                StatusCode::CONFLICT,
+                "illegal-transition",
+                "Illegal state transition",
+            ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
         }
     }
 }
@@ -136,7 +167,8 @@ impl IntoResponse for ApiError {
         let detail = match &self {
             ApiError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
-                "an unexpected error occurred; quote the x-request-id header when reporting it".to_string()
+                "an unexpected error occurred; quote the x-request-id header when reporting it"
+                    .to_string()
             }
             ApiError::Unavailable(d) => {
                 tracing::warn!(detail = %d, "dependency unavailable");
@@ -155,7 +187,10 @@ impl IntoResponse for ApiError {
         };
         let mut resp = problem_response(status, kind, title, detail, errors);
         if unauthorized {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"khaacho\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"khaacho\""),
+            );
         }
         if let Some(d) = denied {
             resp.extensions_mut().insert(d);
@@ -176,8 +211,17 @@ pub fn problem_response(
     detail: String,
     errors: Vec<FieldError>,
 ) -> Response {
-    let body = Problem { kind: format!("urn:khaacho:problem:{kind}"), title: title.to_string(), status: status.as_u16(), detail, errors };
+    let body = Problem {
+        kind: format!("urn:khaacho:problem:{kind}"),
+        title: title.to_string(),
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
     let mut resp = (status, axum::Json(body)).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     resp
 }

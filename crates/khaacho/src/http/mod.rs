@@ -121,39 +121,74 @@ pub fn router(app: App) -> Router {
 /// CORS for the configured origins only (none configured: no cross-origin access).
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
     use tower_http::cors::{AllowOrigin, CorsLayer};
-    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(list))
-        .allow_methods([axum::http::Method::GET, axum::http::Method::POST, axum::http::Method::PUT, axum::http::Method::DELETE])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key"), REQUEST_ID])
-        .expose_headers([REQUEST_ID, header::RETRY_AFTER, HeaderName::from_static("ratelimit-limit"),
-            HeaderName::from_static("ratelimit-remaining"), HeaderName::from_static("ratelimit-reset")])
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            REQUEST_ID,
+        ])
+        .expose_headers([
+            REQUEST_ID,
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 
 async fn not_found() -> Response {
-    problem_response(StatusCode::NOT_FOUND, "not-found", "Not found", "no such route".into(), vec![])
+    problem_response(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "no such route".into(),
+        vec![],
+    )
 }
 
 async fn method_not_allowed() -> Response {
-    problem_response(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed",
-        "this route does not accept that method".into(), vec![])
+    problem_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not accept that method".into(),
+        vec![],
+    )
 }
 
 async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
-        Err(_) => problem_response(StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out",
-            format!("the request took longer than {} ms", limit.as_millis()), vec![]),
+        Err(_) => problem_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "Request timed out",
+            format!("the request took longer than {} ms", limit.as_millis()),
+            vec![],
+        ),
     }
 }
 
 /// Drops a client-sent request id that is too long or not printable, so it cannot forge
 /// log lines; a fresh one is then generated.
 async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
-    let bad = req.headers().get(REQUEST_ID).is_some_and(|v| {
-        v.len() > 128 || !v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-    });
+    let bad = req
+        .headers()
+        .get(REQUEST_ID)
+        .is_some_and(|v| v.len() > 128 || !v.as_bytes().iter().all(|b| b.is_ascii_graphic()));
     if bad {
         req.headers_mut().remove(REQUEST_ID);
     }
@@ -163,7 +198,10 @@ async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
 async fn record_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("khaacho_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
@@ -175,7 +213,10 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 
 /// The request id of this request (set by the middleware).
 pub fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string)
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// A page of a list with the cursor of the next page.
@@ -205,7 +246,12 @@ pub fn encode_cursor(ms: i64, id: Uuid) -> String {
 pub fn decode_cursor(s: &str) -> Result<(i64, Uuid), ApiError> {
     s.split_once('.')
         .and_then(|(ms, id)| Some((ms.parse().ok()?, Uuid::parse_str(id).ok()?)))
-        .ok_or_else(|| ApiError::field("cursor", "invalid cursor; pass next_cursor from the previous page"))
+        .ok_or_else(|| {
+            ApiError::field(
+                "cursor",
+                "invalid cursor; pass next_cursor from the previous page",
+            )
+        })
 }
 
 /// Formats epoch milliseconds as RFC 3339 in Nepal time.
@@ -223,8 +269,13 @@ async fn ensure_problem(resp: Response) -> Response {
         let has_type = resp.headers().contains_key(header::CONTENT_TYPE);
         if !has_type {
             let status = resp.status();
-            return problem_response(status, "http", status.canonical_reason().unwrap_or("Error"),
-                status.canonical_reason().unwrap_or("error").to_lowercase(), vec![]);
+            return problem_response(
+                status,
+                "http",
+                status.canonical_reason().unwrap_or("Error"),
+                status.canonical_reason().unwrap_or("error").to_lowercase(),
+                vec![],
+            );
         }
     }
     resp.into_response()

@@ -12,7 +12,10 @@ use crate::app::App;
 
 /// Routes of this module (outside `/api/v1`).
 pub fn router() -> OpenApiRouter<App> {
-    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready)).routes(routes!(metrics_text))
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics_text))
 }
 
 /// Liveness answer.
@@ -55,8 +58,16 @@ async fn ready(State(app): State<App>) -> Response {
     let ok = db == "ok" && queue == "ok";
     checks.insert("database", db);
     checks.insert("queue", queue);
-    let body = Ready { status: if ok { "ready" } else { "not_ready" }, checks, database: app.db().kind() };
-    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Ready {
+        status: if ok { "ready" } else { "not_ready" },
+        checks,
+        database: app.db().kind(),
+    };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, axum::Json(body)).into_response()
 }
 

@@ -49,28 +49,50 @@ pub async fn apply(
         return Err(ApiError::field("reason", "a rejection needs a reason"));
     }
     if reason.is_some_and(|r| r.chars().count() > 500) {
-        return Err(ApiError::field("reason", "reason must be at most 500 characters"));
+        return Err(ApiError::field(
+            "reason",
+            "reason must be at most 500 characters",
+        ));
     }
     if corrected_lines.is_some() && action != Action::Approve {
-        return Err(ApiError::field("lines", "corrected lines go with an approval"));
+        return Err(ApiError::field(
+            "lines",
+            "corrected lines go with an approval",
+        ));
     }
     // Corrections are checked like an intake before anything is locked.
     let corrected = match corrected_lines {
-        Some(lines) => Some(check_lines(app, lines).await?.map_err(ApiError::Validation)?),
+        Some(lines) => Some(
+            check_lines(app, lines)
+                .await?
+                .map_err(ApiError::Validation)?,
+        ),
         None => None,
     };
     let mut tx = app.db().begin().await?;
-    let mut order = repo::find_for_update(&mut tx, id).await?.ok_or(ApiError::NotFound("order"))?;
+    let mut order = repo::find_for_update(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
     let from = order.status();
     let to = match action {
         Action::Approve if from != OrderStatus::OnHold => {
-            return Err(ApiError::IllegalTransition(format!("only on_hold orders can be approved; this order is {}", from.as_str())));
+            return Err(ApiError::IllegalTransition(format!(
+                "only on_hold orders can be approved; this order is {}",
+                from.as_str()
+            )));
         }
-        Action::Approve => order.held_from.as_deref().and_then(OrderStatus::parse).unwrap_or(OrderStatus::Validated),
+        Action::Approve => order
+            .held_from
+            .as_deref()
+            .and_then(OrderStatus::parse)
+            .unwrap_or(OrderStatus::Validated),
         Action::Reject => OrderStatus::Rejected,
         Action::Cancel
             if actor.role == "retailer"
-                && matches!(from, OrderStatus::Dispatched | OrderStatus::Delivered | OrderStatus::Completed) =>
+                && matches!(
+                    from,
+                    OrderStatus::Dispatched | OrderStatus::Delivered | OrderStatus::Completed
+                ) =>
         {
             return Err(ApiError::IllegalTransition(format!(
                 "a retailer can cancel only before dispatch; this order is {}",
@@ -80,7 +102,10 @@ pub async fn apply(
         Action::Cancel => OrderStatus::Cancelled,
     };
     if corrected.is_some() && to != OrderStatus::Received {
-        return Err(ApiError::field("lines", "lines can be corrected only on an order held before validation"));
+        return Err(ApiError::field(
+            "lines",
+            "lines can be corrected only on an order held before validation",
+        ));
     }
     let reason = reason.unwrap_or(action.verb());
     match repo::transition(&mut tx, &mut order, to, actor, Some(reason), None).await? {
@@ -97,7 +122,10 @@ pub async fn apply(
         let rows: Vec<_> = lines.into_iter().map(CheckedLine::into_row).collect();
         repo::replace_lines(&mut tx, &order, &rows).await?;
     } else if to == OrderStatus::Received && repo::lines_tx(&mut tx, &order).await?.is_empty() {
-        return Err(ApiError::field("lines", "nothing was understood from this order's text; approve it with lines"));
+        return Err(ApiError::field(
+            "lines",
+            "nothing was understood from this order's text; approve it with lines",
+        ));
     }
     if action == Action::Approve {
         continue_after(&mut tx, &order).await.map_err(|e| match e {
@@ -110,7 +138,10 @@ pub async fn apply(
             Action::Reject => "order.reject",
             Action::Cancel => "order.cancel",
         };
-        let entry = entry.action(verb).on("order", order.id).summary(serde_json::json!({
+        let entry = entry
+            .action(verb)
+            .on("order", order.id)
+            .summary(serde_json::json!({
             "from": from.as_str(), "to": to.as_str(), "reason": reason }));
         audit::record_tx(&mut tx, &entry).await?;
     }

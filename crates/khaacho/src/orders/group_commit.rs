@@ -39,14 +39,19 @@ impl GroupCommit {
     /// Writes `order` in the next batch and returns once that transaction committed.
     pub async fn write(&self, order: Prepared) -> Result<(), sqlx::Error> {
         let (reply, outcome) = oneshot::channel();
-        self.tx.send((order, reply)).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        self.tx
+            .send((order, reply))
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
         outcome.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 }
 
 async fn collect(db: Db, mut rx: mpsc::Receiver<(Prepared, Reply)>, in_flight: Arc<Semaphore>) {
     while let Some(first) = rx.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         // Everything that arrived while we waited for a commit slot joins this batch.
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

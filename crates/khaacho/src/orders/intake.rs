@@ -107,7 +107,10 @@ pub async fn create(
     let idem = match idempotency_key {
         Some(key) => {
             if key.is_empty() || key.len() > 255 {
-                return Err(ApiError::field("Idempotency-Key", "must be 1 to 255 characters"));
+                return Err(ApiError::field(
+                    "Idempotency-Key",
+                    "must be 1 to 255 characters",
+                ));
             }
             let hash = request_hash(&req);
             if let Some(replay) = replay(app, &scope, key, &hash).await? {
@@ -131,21 +134,34 @@ pub async fn create(
         correlation_id: request_id.map(str::to_string),
         lines: lines.into_iter().map(CheckedLine::into_row).collect(),
         source_text: req.text,
-        idempotency: idem.as_ref().map(|(key, hash)| (scope.clone(), key.to_string(), hash.clone(), accepted.clone())),
+        idempotency: idem.as_ref().map(|(key, hash)| {
+            (
+                scope.clone(),
+                key.to_string(),
+                hash.clone(),
+                accepted.clone(),
+            )
+        }),
     };
     match app.group_commit().write(prepared).await {
         Ok(()) => {}
         Err(e) if is_unique_violation(&e) && idem.is_some() => {
             // A concurrent request with the same key won the race: answer what it answered.
-            let (key, hash) = idem.as_ref().map(|(k, h)| (*k, h.as_str())).unwrap_or_default();
-            return replay(app, &scope, key, hash)
-                .await?
-                .ok_or_else(|| ApiError::Conflict("a request with this Idempotency-Key is in progress".into()));
+            let (key, hash) = idem
+                .as_ref()
+                .map(|(k, h)| (*k, h.as_str()))
+                .unwrap_or_default();
+            return replay(app, &scope, key, hash).await?.ok_or_else(|| {
+                ApiError::Conflict("a request with this Idempotency-Key is in progress".into())
+            });
         }
         Err(e) => return Err(map_insert_error(e)),
     }
     metrics::counter!("khaacho_orders_received_total", "channel" => "api").increment(1);
-    Ok(IntakeResult { accepted, replayed: false })
+    Ok(IntakeResult {
+        accepted,
+        replayed: false,
+    })
 }
 
 /// An order that passed the checks, ready to be written.
@@ -183,10 +199,16 @@ pub async fn write_batch(db: &crate::db::Db, orders: &[Prepared]) -> Result<(), 
         ..Default::default()
     };
     // Structured orders go straight to validation; text orders are parsed first.
-    let (texts, structured): (Vec<&Prepared>, Vec<&Prepared>) = orders.iter().partition(|o| o.source_text.is_some());
-    let validate: Vec<(ValidateOrder, EnqueueOptions)> =
-        structured.iter().map(|o| (ValidateOrder { order_id: o.id }, opts(o))).collect();
-    let parse: Vec<(ParseOrder, EnqueueOptions)> = texts.iter().map(|o| (ParseOrder { order_id: o.id }, opts(o))).collect();
+    let (texts, structured): (Vec<&Prepared>, Vec<&Prepared>) =
+        orders.iter().partition(|o| o.source_text.is_some());
+    let validate: Vec<(ValidateOrder, EnqueueOptions)> = structured
+        .iter()
+        .map(|o| (ValidateOrder { order_id: o.id }, opts(o)))
+        .collect();
+    let parse: Vec<(ParseOrder, EnqueueOptions)> = texts
+        .iter()
+        .map(|o| (ParseOrder { order_id: o.id }, opts(o)))
+        .collect();
     let mut tx = db.begin().await?;
     repo::insert_many(&mut tx, &rows).await?;
     if !validate.is_empty() {
@@ -216,11 +238,17 @@ fn map_insert_error(e: sqlx::Error) -> ApiError {
 async fn check(app: &App, req: &CreateOrder) -> Result<Vec<CheckedLine>, ApiError> {
     let mut errors = Vec::new();
     if req.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
-        errors.push(FieldError::new("note", "note must be at most 500 characters"));
+        errors.push(FieldError::new(
+            "note",
+            "note must be at most 500 characters",
+        ));
     }
     let lines = match (&req.lines, &req.text) {
         (Some(_), Some(_)) => {
-            errors.push(FieldError::new("text", "give either lines or text, not both"));
+            errors.push(FieldError::new(
+                "text",
+                "give either lines or text, not both",
+            ));
             Vec::new()
         }
         (None, None) => {
@@ -229,7 +257,10 @@ async fn check(app: &App, req: &CreateOrder) -> Result<Vec<CheckedLine>, ApiErro
         }
         (None, Some(text)) => {
             if text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS {
-                errors.push(FieldError::new("text", format!("text must be 1 to {MAX_TEXT_CHARS} characters")));
+                errors.push(FieldError::new(
+                    "text",
+                    format!("text must be 1 to {MAX_TEXT_CHARS} characters"),
+                ));
             }
             Vec::new()
         }
@@ -241,26 +272,48 @@ async fn check(app: &App, req: &CreateOrder) -> Result<Vec<CheckedLine>, ApiErro
             }
         },
     };
-    if errors.is_empty() { Ok(lines) } else { Err(ApiError::Validation(errors)) }
+    if errors.is_empty() {
+        Ok(lines)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
 }
 
 /// Checks requested lines against the catalogue: known SKU, canonical unit compatible with
 /// the product, a legal quantity, no repeated (SKU, unit). Used by the intake and by an
 /// operator's correction of a parsed order.
-pub async fn check_lines(app: &App, lines: &[LineInput]) -> Result<Result<Vec<CheckedLine>, Vec<FieldError>>, ApiError> {
+pub async fn check_lines(
+    app: &App,
+    lines: &[LineInput],
+) -> Result<Result<Vec<CheckedLine>, Vec<FieldError>>, ApiError> {
     let limits = &app.settings().pipeline;
     let mut errors = Vec::new();
     if lines.is_empty() {
         errors.push(FieldError::new("lines", "an order needs at least one line"));
     }
     if lines.len() > limits.max_lines {
-        return Ok(Err(vec![FieldError::new("lines", format!("an order may have at most {} lines", limits.max_lines))]));
+        return Ok(Err(vec![FieldError::new(
+            "lines",
+            format!("an order may have at most {} lines", limits.max_lines),
+        )]));
     }
     // Only well-formed SKUs are looked up; malformed ones are reported below.
-    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).filter(|s| validate_sku(s).is_ok()).collect();
+    let skus: Vec<&str> = lines
+        .iter()
+        .map(|l| l.sku.as_str())
+        .filter(|s| validate_sku(s).is_ok())
+        .collect();
     let mut found = app.catalog().lookup(app.db(), &skus).await?.into_iter();
-    let known: Vec<_> =
-        lines.iter().map(|l| if validate_sku(&l.sku).is_ok() { found.next().flatten() } else { None }).collect();
+    let known: Vec<_> = lines
+        .iter()
+        .map(|l| {
+            if validate_sku(&l.sku).is_ok() {
+                found.next().flatten()
+            } else {
+                None
+            }
+        })
+        .collect();
     let mut out = Vec::with_capacity(lines.len());
     let mut seen = std::collections::HashSet::new();
     for (i, (line, info)) in lines.iter().zip(known).enumerate() {
@@ -270,7 +323,10 @@ pub async fn check_lines(app: &App, lines: &[LineInput]) -> Result<Result<Vec<Ch
             continue;
         }
         let Some(info) = info.filter(|i| i.active) else {
-            errors.push(FieldError::new(at("sku"), format!("unknown SKU {}", line.sku)));
+            errors.push(FieldError::new(
+                at("sku"),
+                format!("unknown SKU {}", line.sku),
+            ));
             continue;
         };
         let Some(unit) = canonical_unit(&line.unit) else {
@@ -285,20 +341,36 @@ pub async fn check_lines(app: &App, lines: &[LineInput]) -> Result<Result<Vec<Ch
             }
         };
         if let Err(e) = unit.to_base(qty_milli, info.unit, info.pack_size_milli) {
-            errors.push(FieldError::new(at("unit"), format!("{e} ({} is sold by {})", line.sku, info.unit)));
+            errors.push(FieldError::new(
+                at("unit"),
+                format!("{e} ({} is sold by {})", line.sku, info.unit),
+            ));
             continue;
         }
         if !seen.insert((line.sku.clone(), unit)) {
-            errors.push(FieldError::new(at("sku"), "the same SKU and unit appear twice; combine them into one line"));
+            errors.push(FieldError::new(
+                at("sku"),
+                "the same SKU and unit appear twice; combine them into one line",
+            ));
             continue;
         }
-        out.push(CheckedLine { sku: line.sku.clone(), qty_milli, unit });
+        out.push(CheckedLine {
+            sku: line.sku.clone(),
+            qty_milli,
+            unit,
+        });
     }
-    Ok(if errors.is_empty() { Ok(out) } else { Err(errors) })
+    Ok(if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    })
 }
 
 fn check_qty(qty: &serde_json::Value, unit: Unit, max: i64) -> Result<i64, String> {
-    let Some(q) = qty.as_f64() else { return Err("qty must be a number".into()) };
+    let Some(q) = qty.as_f64() else {
+        return Err("qty must be a number".into());
+    };
     if q <= 0.0 {
         return Err("qty must be greater than zero".into());
     }
@@ -317,7 +389,12 @@ fn request_hash(req: &CreateOrder) -> String {
     hex::encode(Sha256::digest(&body))
 }
 
-async fn replay(app: &App, scope: &str, key: &str, hash: &str) -> Result<Option<IntakeResult>, ApiError> {
+async fn replay(
+    app: &App,
+    scope: &str,
+    key: &str,
+    hash: &str,
+) -> Result<Option<IntakeResult>, ApiError> {
     let row: Option<(String, Json<Accepted>)> = crate::with_read!(app.db(), c => sqlx::query_as(
         "SELECT request_hash, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2")
         .bind(scope)
@@ -332,12 +409,21 @@ async fn replay(app: &App, scope: &str, key: &str, hash: &str) -> Result<Option<
         )),
         Some((_, Json(accepted))) => {
             metrics::counter!("khaacho_idempotent_replays_total").increment(1);
-            Ok(Some(IntakeResult { accepted, replayed: true }))
+            Ok(Some(IntakeResult {
+                accepted,
+                replayed: true,
+            }))
         }
     }
 }
 
-async fn store_key(tx: &mut Tx, scope: &str, key: &str, hash: &str, body: &Accepted) -> Result<(), sqlx::Error> {
+async fn store_key(
+    tx: &mut Tx,
+    scope: &str,
+    key: &str,
+    hash: &str,
+    body: &Accepted,
+) -> Result<(), sqlx::Error> {
     with_tx!(tx, c => sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at_ms) \
          VALUES ($1, $2, $3, 202, $4, $5)")

@@ -72,7 +72,13 @@ impl OrderStatus {
 
     /// Whether nothing can follow.
     pub fn is_terminal(self) -> bool {
-        matches!(self, OrderStatus::Completed | OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Failed)
+        matches!(
+            self,
+            OrderStatus::Completed
+                | OrderStatus::Rejected
+                | OrderStatus::Cancelled
+                | OrderStatus::Failed
+        )
     }
 
     /// Whether the state machine allows `self → to`.
@@ -109,7 +115,10 @@ impl OrderStatus {
             OrderStatus::Accepted => 60,
             OrderStatus::Dispatched => 75,
             OrderStatus::Delivered => 90,
-            OrderStatus::Completed | OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Failed => 100,
+            OrderStatus::Completed
+            | OrderStatus::Rejected
+            | OrderStatus::Cancelled
+            | OrderStatus::Failed => 100,
         }
     }
 }
@@ -126,7 +135,10 @@ pub struct Actor {
 impl Actor {
     /// The pipeline itself.
     pub fn system() -> Self {
-        Self { id: "system".into(), role: "system" }
+        Self {
+            id: "system".into(),
+            role: "system",
+        }
     }
 }
 

@@ -81,14 +81,24 @@ pub async fn parse_text(app: &App, text: &str) -> Result<ParseResult, sqlx::Erro
         .flags
         .iter()
         .map(|f| ParseFlag {
-            kind: serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            kind: serde_json::to_value(f.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
             text: f.text.clone(),
         })
         .collect();
     let needs_review = items.is_empty()
         || !flags.is_empty()
-        || items.iter().any(|i| i.qty.is_none() || i.unit.is_none() || i.confidence < REVIEW_BELOW_CONFIDENCE);
-    Ok(ParseResult { agent: answer.agent.to_string(), items, flags, needs_review })
+        || items
+            .iter()
+            .any(|i| i.qty.is_none() || i.unit.is_none() || i.confidence < REVIEW_BELOW_CONFIDENCE);
+    Ok(ParseResult {
+        agent: answer.agent.to_string(),
+        items,
+        flags,
+        needs_review,
+    })
 }
 
 /// Job: parse a text order into lines.
@@ -104,48 +114,85 @@ impl Job for ParseOrder {
     const PRIORITY: Priority = Priority::Normal;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 10, timeout: std::time::Duration::from_secs(60) }
+        RetryPolicy {
+            max_attempts: 10,
+            timeout: std::time::Duration::from_secs(60),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %self.order_id))]
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         let app = &ctx.app;
         let Some(order) = repo::find(app.db(), Scope::All, self.order_id).await? else {
-            return Err(JobError::Permanent(anyhow::anyhow!("order {} does not exist", self.order_id)));
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "order {} does not exist",
+                self.order_id
+            )));
         };
         if order.status() != OrderStatus::Received {
             return Ok(());
         }
         let Some(text) = order.source_text.clone() else {
-            return Err(JobError::Permanent(anyhow::anyhow!("order {} has no text to parse", self.order_id)));
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "order {} has no text to parse",
+                self.order_id
+            )));
         };
         // The (possibly remote) parse runs outside the transaction.
         let parsed = parse_text(app, &text).await?;
         let inputs: Vec<LineInput> = parsed
             .items
             .iter()
-            .filter_map(|i| Some(LineInput { sku: i.sku.clone(), qty: json!(i.qty?), unit: i.unit.clone()? }))
+            .filter_map(|i| {
+                Some(LineInput {
+                    sku: i.sku.clone(),
+                    qty: json!(i.qty?),
+                    unit: i.unit.clone()?,
+                })
+            })
             .collect();
-        let checked = check_lines(app, &inputs).await.map_err(|e| JobError::Retryable(anyhow::anyhow!("{e}")))?;
+        let checked = check_lines(app, &inputs)
+            .await
+            .map_err(|e| JobError::Retryable(anyhow::anyhow!("{e}")))?;
         let (rows, line_errors) = match checked {
-            Ok(lines) => (lines.into_iter().map(super::intake::CheckedLine::into_row).collect(), Vec::new()),
+            Ok(lines) => (
+                lines
+                    .into_iter()
+                    .map(super::intake::CheckedLine::into_row)
+                    .collect(),
+                Vec::new(),
+            ),
             Err(errors) => (Vec::new(), errors),
         };
         let mut tx = app.db().begin().await?;
         let Some(mut order) = repo::find_for_update(&mut tx, self.order_id).await? else {
-            return Err(JobError::Permanent(anyhow::anyhow!("order {} vanished", self.order_id)));
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "order {} vanished",
+                self.order_id
+            )));
         };
-        if order.status() != OrderStatus::Received || !repo::lines_tx(&mut tx, &order).await?.is_empty() {
+        if order.status() != OrderStatus::Received
+            || !repo::lines_tx(&mut tx, &order).await?.is_empty()
+        {
             // An earlier run of this step already did the work.
             return Ok(());
         }
         repo::replace_lines(&mut tx, &order, &rows).await?;
         if parsed.needs_review || !line_errors.is_empty() || rows.is_empty() {
             let detail = json!({ "agent": parsed.agent, "items": parsed.items, "flags": parsed.flags, "line_errors": line_errors });
-            let r = repo::transition(&mut tx, &mut order, OrderStatus::OnHold, &Actor::system(), Some("parse_review"), Some(detail))
-                .await?;
+            let r = repo::transition(
+                &mut tx,
+                &mut order,
+                OrderStatus::OnHold,
+                &Actor::system(),
+                Some("parse_review"),
+                Some(detail),
+            )
+            .await?;
             if r != TransitionResult::Done {
-                return Err(JobError::Retryable(anyhow::anyhow!("order changed concurrently ({r:?})")));
+                return Err(JobError::Retryable(anyhow::anyhow!(
+                    "order changed concurrently ({r:?})"
+                )));
             }
         } else {
             continue_after(&mut tx, &order).await?;
@@ -171,7 +218,13 @@ pub struct ParseRequest {
 /// Validates a parse preview request and parses it.
 pub async fn preview(app: &App, req: &ParseRequest) -> Result<ParseResult, ApiError> {
     if req.text.trim().is_empty() || req.text.chars().count() > super::intake::MAX_TEXT_CHARS {
-        return Err(ApiError::field("text", format!("text must be 1 to {} characters", super::intake::MAX_TEXT_CHARS)));
+        return Err(ApiError::field(
+            "text",
+            format!(
+                "text must be 1 to {} characters",
+                super::intake::MAX_TEXT_CHARS
+            ),
+        ));
     }
     Ok(parse_text(app, &req.text).await?)
 }

@@ -17,7 +17,9 @@ use crate::catalog::pricing::best_quote;
 use crate::catalog::repo::{OfferRow, ProductRow, find_by_skus_tx, valid_offers_tx};
 use crate::db::{Tx, now_ms};
 use crate::domain::{UnitRules, canonical_unit, line_amount, vat};
-use crate::queue::{BatchJob, EnqueueOptions, Job, JobContext, JobError, Priority, RetryPolicy, enqueue};
+use crate::queue::{
+    BatchJob, EnqueueOptions, Job, JobContext, JobError, Priority, RetryPolicy, enqueue,
+};
 
 /// VAT percentage added per line.
 pub const VAT_PERCENT: i64 = 13;
@@ -36,7 +38,10 @@ impl Job for ValidateOrder {
     const PRIORITY: Priority = Priority::Normal;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 10, timeout: std::time::Duration::from_secs(30) }
+        RetryPolicy {
+            max_attempts: 10,
+            timeout: std::time::Duration::from_secs(30),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %self.order_id))]
@@ -65,8 +70,15 @@ pub async fn fail_order(ctx: &JobContext, order_id: Uuid, error: String) -> anyh
     let mut tx = ctx.app.db().begin().await?;
     if let Some(mut order) = repo::find_for_update(&mut tx, order_id).await? {
         let detail = json!({ "error": error, "job_id": ctx.job_id });
-        repo::transition(&mut tx, &mut order, OrderStatus::Failed, &Actor::system(), Some("processing_failed"), Some(detail))
-            .await?;
+        repo::transition(
+            &mut tx,
+            &mut order,
+            OrderStatus::Failed,
+            &Actor::system(),
+            Some("processing_failed"),
+            Some(detail),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -87,27 +99,57 @@ enum Verdict {
 /// and `failed` ones whose job an operator retried are processed again.
 #[tracing::instrument(skip_all, fields(orders = ids.len()))]
 pub async fn validate_orders(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
-    let review_above = ctx.app.settings().pipeline.review_above_npr.saturating_mul(100);
+    let review_above = ctx
+        .app
+        .settings()
+        .pipeline
+        .review_above_npr
+        .saturating_mul(100);
     let system = Actor::system();
     let mut tx = ctx.app.db().begin().await?;
     let mut orders = repo::find_many_for_update(&mut tx, ids).await?;
     if orders.len() < ids.len() {
-        let err = anyhow::anyhow!("{} of {} orders do not exist", ids.len() - orders.len(), ids.len());
+        let err = anyhow::anyhow!(
+            "{} of {} orders do not exist",
+            ids.len() - orders.len(),
+            ids.len()
+        );
         // Alone, a missing order is final; in a batch, the runtime retries each job alone.
-        return Err(if ids.len() == 1 { JobError::Permanent(err) } else { JobError::Retryable(err) });
+        return Err(if ids.len() == 1 {
+            JobError::Permanent(err)
+        } else {
+            JobError::Retryable(err)
+        });
     }
     let mut retried: Vec<_> = orders
         .iter_mut()
         .filter(|o| o.status() == OrderStatus::Failed)
-        .map(|o| (o, Change { to: OrderStatus::Received, reason: Some("retried"), detail: None }))
+        .map(|o| {
+            (
+                o,
+                Change {
+                    to: OrderStatus::Received,
+                    reason: Some("retried"),
+                    detail: None,
+                },
+            )
+        })
         .collect();
     ensure(repo::transition_many(&mut tx, &mut retried, &system).await?)?;
-    let mut todo: Vec<&mut OrderRow> = orders.iter_mut().filter(|o| o.status() == OrderStatus::Received).collect();
+    let mut todo: Vec<&mut OrderRow> = orders
+        .iter_mut()
+        .filter(|o| o.status() == OrderStatus::Received)
+        .collect();
     let lines = {
         let refs: Vec<&OrderRow> = todo.iter().map(|o| &**o).collect();
         repo::lines_many_tx(&mut tx, &refs).await?
     };
-    let skus: Vec<String> = lines.iter().map(|(_, l)| l.sku.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let skus: Vec<String> = lines
+        .iter()
+        .map(|(_, l)| l.sku.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let products = find_by_skus_tx(&mut tx, &skus).await?;
     let product_ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
     let offers = valid_offers_tx(&mut tx, &product_ids, now_ms()).await?;
@@ -130,15 +172,29 @@ pub async fn validate_orders(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobEr
             .collect();
         let refused: Vec<_> = res
             .iter()
-            .filter_map(|r| r.reject_code.as_ref().map(|c| json!({ "line_no": r.line_no, "code": c, "detail": r.reject_detail })))
+            .filter_map(|r| {
+                r.reject_code
+                    .as_ref()
+                    .map(|c| json!({ "line_no": r.line_no, "code": c, "detail": r.reject_detail }))
+            })
             .collect();
         let sum = |f: fn(&LineResolution) -> Option<i64>| res.iter().filter_map(f).sum::<i64>();
-        let t = (sum(|r| r.subtotal_paisa), sum(|r| r.vat_paisa), sum(|r| r.total_paisa));
+        let t = (
+            sum(|r| r.subtotal_paisa),
+            sum(|r| r.vat_paisa),
+            sum(|r| r.total_paisa),
+        );
         if refused.is_empty() && !requested.is_empty() {
-            verdicts.push(Verdict::Accept { hold: t.2 > review_above });
+            verdicts.push(Verdict::Accept {
+                hold: t.2 > review_above,
+            });
             totals.push(Some(t));
         } else {
-            let detail = if requested.is_empty() { json!({ "lines": [], "error": "the order has no lines" }) } else { json!({ "lines": refused }) };
+            let detail = if requested.is_empty() {
+                json!({ "lines": [], "error": "the order has no lines" })
+            } else {
+                json!({ "lines": refused })
+            };
             verdicts.push(Verdict::Reject(detail));
             totals.push(None);
         }
@@ -161,8 +217,16 @@ pub async fn validate_orders(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobEr
         .zip(&verdicts)
         .map(|(o, v)| {
             let change = match v {
-                Verdict::Reject(detail) => Change { to: OrderStatus::Rejected, reason: Some("lines_rejected"), detail: Some(detail.clone()) },
-                Verdict::Accept { .. } => Change { to: OrderStatus::Validated, reason: None, detail: None },
+                Verdict::Reject(detail) => Change {
+                    to: OrderStatus::Rejected,
+                    reason: Some("lines_rejected"),
+                    detail: Some(detail.clone()),
+                },
+                Verdict::Accept { .. } => Change {
+                    to: OrderStatus::Validated,
+                    reason: None,
+                    detail: None,
+                },
             };
             (&mut **o, change)
         })
@@ -176,7 +240,14 @@ pub async fn validate_orders(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobEr
         .map(|((o, _), t)| {
             let total = t.map_or(0, |t| t.2);
             let detail = json!({ "total_paisa": total, "review_above_paisa": review_above });
-            (&mut **o, Change { to: OrderStatus::OnHold, reason: Some("large_order_review"), detail: Some(detail) })
+            (
+                &mut **o,
+                Change {
+                    to: OrderStatus::OnHold,
+                    reason: Some("large_order_review"),
+                    detail: Some(detail),
+                },
+            )
         })
         .collect();
     ensure(repo::transition_many(&mut tx, &mut holds, &system).await?)?;
@@ -198,7 +269,11 @@ pub async fn continue_after(tx: &mut Tx, order: &OrderRow) -> Result<(), JobErro
             "low" => Priority::Low,
             _ => Priority::Normal,
         };
-        let opts = EnqueueOptions { priority: Some(priority), correlation_id: order.correlation_id.clone(), ..Default::default() };
+        let opts = EnqueueOptions {
+            priority: Some(priority),
+            correlation_id: order.correlation_id.clone(),
+            ..Default::default()
+        };
         enqueue(tx, &ValidateOrder { order_id: order.id }, opts).await?;
     }
     Ok(())
@@ -207,7 +282,9 @@ pub async fn continue_after(tx: &mut Tx, order: &OrderRow) -> Result<(), JobErro
 fn ensure(r: TransitionResult) -> Result<(), JobError> {
     match r {
         TransitionResult::Done => Ok(()),
-        other => Err(JobError::Retryable(anyhow::anyhow!("order changed concurrently ({other:?})"))),
+        other => Err(JobError::Retryable(anyhow::anyhow!(
+            "order changed concurrently ({other:?})"
+        ))),
     }
 }
 
@@ -232,15 +309,30 @@ fn resolve_line(
     };
     let base_qty = match unit.to_base(qty_milli, base, p.pack_size_milli) {
         Ok(q) => q,
-        Err(e) => return refuse("unit_incompatible", format!("{e}; {} is sold by {base}", p.sku)),
+        Err(e) => {
+            return refuse(
+                "unit_incompatible",
+                format!("{e}; {} is sold by {base}", p.sku),
+            );
+        }
     };
     if let Some(min) = p.min_order_milli.filter(|m| base_qty < *m) {
-        return refuse("below_min_quantity", format!("at least {} {base}", crate::domain::milli_to_qty(min)));
+        return refuse(
+            "below_min_quantity",
+            format!("at least {} {base}", crate::domain::milli_to_qty(min)),
+        );
     }
     if let Some(max) = p.max_order_milli.filter(|m| base_qty > *m) {
-        return refuse("above_max_quantity", format!("at most {} {base}", crate::domain::milli_to_qty(max)));
+        return refuse(
+            "above_max_quantity",
+            format!("at most {} {base}", crate::domain::milli_to_qty(max)),
+        );
     }
-    let offers: Vec<OfferRow> = all_offers.iter().filter(|o| o.product_id == p.id).cloned().collect();
+    let offers: Vec<OfferRow> = all_offers
+        .iter()
+        .filter(|o| o.product_id == p.id)
+        .cloned()
+        .collect();
     let quote = match best_quote(&offers, base_qty) {
         Ok(q) => q,
         Err(e) => return refuse(e.code(), e.to_string()),

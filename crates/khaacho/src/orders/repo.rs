@@ -96,21 +96,34 @@ pub async fn insert_many(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sql
     }
     let lines: Vec<_> = orders
         .iter()
-        .flat_map(|o| o.lines.iter().enumerate().map(move |(i, l)| (o.id, created(o), i as i32 + 1, l)))
+        .flat_map(|o| {
+            o.lines
+                .iter()
+                .enumerate()
+                .map(move |(i, l)| (o.id, created(o), i as i32 + 1, l))
+        })
         .collect();
     insert_line_rows(tx, &lines).await
 }
 
 /// Replaces the requested lines of an order (a parse step's result, or an operator's
 /// correction of it).
-pub async fn replace_lines(tx: &mut Tx, order: &OrderRow, lines: &[(String, i64, String)]) -> Result<(), sqlx::Error> {
+pub async fn replace_lines(
+    tx: &mut Tx,
+    order: &OrderRow,
+    lines: &[(String, i64, String)],
+) -> Result<(), sqlx::Error> {
     with_tx!(tx, c => sqlx::query("DELETE FROM order_lines WHERE order_id = $1 AND order_created_at_ms = $2")
         .bind(order.id)
         .bind(order.created_at_ms)
         .execute(c)
         .await
         .map(|r| r.rows_affected()))?;
-    let rows: Vec<_> = lines.iter().enumerate().map(|(i, l)| (order.id, order.created_at_ms, i as i32 + 1, l)).collect();
+    let rows: Vec<_> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (order.id, order.created_at_ms, i as i32 + 1, l))
+        .collect();
     insert_line_rows(tx, &rows).await
 }
 
@@ -132,7 +145,9 @@ async fn insert_line_rows(tx: &mut Tx, lines: &[LineInsert<'_>]) -> Result<(), s
 
 /// One order, within `scope`.
 pub async fn find(db: &Db, scope: Scope, id: Uuid) -> Result<Option<OrderRow>, sqlx::Error> {
-    let Some(created) = created_at_of(id) else { return Ok(None) };
+    let Some(created) = created_at_of(id) else {
+        return Ok(None);
+    };
     let sql = format!(
         "SELECT {ORDER_COLS} FROM orders WHERE id = $1 AND created_at_ms = $2 AND ($3 IS NULL OR retailer_id = $3) AND {}",
         vendor_clause(4)
@@ -149,7 +164,9 @@ pub async fn find(db: &Db, scope: Scope, id: Uuid) -> Result<Option<OrderRow>, s
 /// One order inside a transaction, locked for update on PostgreSQL (SQLite's transaction
 /// already holds the write lock).
 pub async fn find_for_update(tx: &mut Tx, id: Uuid) -> Result<Option<OrderRow>, sqlx::Error> {
-    let Some(created) = created_at_of(id) else { return Ok(None) };
+    let Some(created) = created_at_of(id) else {
+        return Ok(None);
+    };
     let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
     let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE id = $1 AND created_at_ms = $2{lock}");
     with_tx!(tx, c => sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(sql))
@@ -162,13 +179,20 @@ pub async fn find_for_update(tx: &mut Tx, id: Uuid) -> Result<Option<OrderRow>, 
 /// Several orders inside a transaction, locked in id order (so concurrent batches cannot
 /// deadlock) on PostgreSQL.
 pub async fn find_many_for_update(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<OrderRow>, sqlx::Error> {
-    let mut keys: Vec<(Uuid, i64)> = ids.iter().filter_map(|id| Some((*id, created_at_of(*id)?))).collect();
+    let mut keys: Vec<(Uuid, i64)> = ids
+        .iter()
+        .filter_map(|id| Some((*id, created_at_of(*id)?)))
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let lock = if tx.is_postgres() { " ORDER BY id FOR UPDATE" } else { " ORDER BY id" };
+    let lock = if tx.is_postgres() {
+        " ORDER BY id FOR UPDATE"
+    } else {
+        " ORDER BY id"
+    };
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ORDER_COLS} FROM orders WHERE id IN ("));
         let mut list = qb.separated(", ");
@@ -187,7 +211,10 @@ pub async fn find_many_for_update(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<Order
 }
 
 /// Lines of several orders, by order and line number.
-pub async fn lines_many_tx(tx: &mut Tx, orders: &[&OrderRow]) -> Result<Vec<(Uuid, LineRow)>, sqlx::Error> {
+pub async fn lines_many_tx(
+    tx: &mut Tx,
+    orders: &[&OrderRow],
+) -> Result<Vec<(Uuid, LineRow)>, sqlx::Error> {
     if orders.is_empty() {
         return Ok(Vec::new());
     }
@@ -269,7 +296,9 @@ pub struct ListFilter {
 
 /// Orders newest first, keyset-paginated.
 pub async fn list(db: &Db, scope: Scope, f: &ListFilter) -> Result<Vec<OrderRow>, sqlx::Error> {
-    let (cursor_ms, cursor_id) = f.after.map_or((None, None), |(ms, id)| (Some(ms), Some(id)));
+    let (cursor_ms, cursor_id) = f
+        .after
+        .map_or((None, None), |(ms, id)| (Some(ms), Some(id)));
     let sql = format!(
         "SELECT {ORDER_COLS} FROM orders WHERE ($1 IS NULL OR retailer_id = $1) AND ($2 IS NULL OR retailer_id = $2) \
          AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR created_at_ms >= $4) AND ($5 IS NULL OR created_at_ms < $5) \
@@ -361,9 +390,12 @@ pub async fn transition_many(
                 to: c.to,
                 at: now.max(o.updated_at_ms),
                 hold_reason: (c.to == OrderStatus::OnHold).then_some(c.reason).flatten(),
-                reject_reason: matches!(c.to, OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Failed)
-                    .then_some(c.reason)
-                    .flatten(),
+                reject_reason: matches!(
+                    c.to,
+                    OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Failed
+                )
+                .then_some(c.reason)
+                .flatten(),
                 held_from: (c.to == OrderStatus::OnHold).then_some(from.as_str()),
             }
         })
@@ -402,7 +434,8 @@ pub async fn transition_many(
         if let Some(reason) = r.reject_reason {
             order.reject_reason = Some(reason.to_string());
         }
-        metrics::counter!("khaacho_order_transitions_total", "to" => change.to.as_str()).increment(1);
+        metrics::counter!("khaacho_order_transitions_total", "to" => change.to.as_str())
+            .increment(1);
     }
     Ok(TransitionResult::Done)
 }
@@ -474,7 +507,12 @@ pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result
     });
     let rows: Vec<(&OrderRow, &LineRow, &LineResolution)> = results
         .iter()
-        .flat_map(|r| r.requested.iter().zip(r.resolved).map(move |(req, l)| (r.order, req, l)))
+        .flat_map(|r| {
+            r.requested
+                .iter()
+                .zip(r.resolved)
+                .map(move |(req, l)| (r.order, req, l))
+        })
         .collect();
     for chunk in rows.chunks(CHUNK / 2) {
         with_tx!(tx, c => {
@@ -493,7 +531,10 @@ pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result
             qb.build().execute(&mut *c).await?;
         });
     }
-    let priced: Vec<_> = results.iter().filter_map(|r| r.totals.map(|t| (r.order, t))).collect();
+    let priced: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.totals.map(|t| (r.order, t)))
+        .collect();
     if !priced.is_empty() {
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new("WITH v(id, created_at_ms, subtotal_paisa, vat_paisa, total_paisa) AS (");

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::actions::{self, Action};
 use super::intake::{self, Accepted, CreateOrder, LineInput};
-use super::parse::{self, ParseRequest, ParseResult};
 use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus};
+use super::parse::{self, ParseRequest, ParseResult};
 use super::repo::{self, ListFilter};
 use crate::app::App;
 use crate::auth::{ALL_ROLES, Principal, Role, STAFF};
@@ -57,21 +57,35 @@ async fn parse_order_text(
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid order", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn create_order(State(app): State<App>, principal: Principal, headers: HeaderMap, body: Result<Json<CreateOrder>, ApiError>) -> Result<Response, ApiError> {
+async fn create_order(
+    State(app): State<App>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Json<CreateOrder>, ApiError>,
+) -> Result<Response, ApiError> {
     principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
     let Json(req) = body?;
     // A retailer orders for itself only; `retailer_id` names someone else only for staff.
-    if principal.retailer().is_some_and(|own| own != req.retailer_id) {
-        return Err(ApiError::Forbidden("a retailer can only order for its own retailer_id".into()));
+    if principal
+        .retailer()
+        .is_some_and(|own| own != req.retailer_id)
+    {
+        return Err(ApiError::Forbidden(
+            "a retailer can only order for its own retailer_id".into(),
+        ));
     }
-    let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default().to_string());
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or_default().to_string());
     let result = intake::create(&app, req, key.as_deref(), request_id(&headers).as_deref()).await?;
     let mut resp = (StatusCode::ACCEPTED, axum::Json(&result.accepted)).into_response();
-    if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/orders/{}", result.accepted.order_id)) {
+    if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/orders/{}", result.accepted.order_id))
+    {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     if result.replayed {
-        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
 }
@@ -217,9 +231,11 @@ impl OrderView {
     fn new(o: OrderRow, lines: Option<Vec<LineRow>>, events: Option<Vec<EventRow>>) -> Self {
         let status = o.status();
         let totals = match (o.subtotal_paisa, o.vat_paisa, o.total_paisa) {
-            (Some(s), Some(v), Some(t)) => {
-                Some(Totals { subtotal_npr: paisa_to_npr(s), vat_npr: paisa_to_npr(v), total_npr: paisa_to_npr(t) })
-            }
+            (Some(s), Some(v), Some(t)) => Some(Totals {
+                subtotal_npr: paisa_to_npr(s),
+                vat_npr: paisa_to_npr(v),
+                total_npr: paisa_to_npr(t),
+            }),
             _ => None,
         };
         Self {
@@ -245,9 +261,15 @@ impl OrderView {
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
     params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_order(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<OrderView>, ApiError> {
+async fn get_order(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<OrderView>, ApiError> {
     principal.require(ALL_ROLES)?;
-    let order = repo::find(app.db(), principal.order_scope(), id).await?.ok_or(ApiError::NotFound("order"))?;
+    let order = repo::find(app.db(), principal.order_scope(), id)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
     let mut lines = repo::lines(app.db(), &order).await?;
     let events = repo::events(app.db(), &order).await?;
     let vendor = principal.vendor();
@@ -283,9 +305,15 @@ pub struct StatusView {
 #[utoipa::path(get, path = "/orders/{id}/status", tag = "orders",
     params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = StatusView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_order_status(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<StatusView>, ApiError> {
+async fn get_order_status(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<StatusView>, ApiError> {
     principal.require(ALL_ROLES)?;
-    let o = repo::find(app.db(), principal.order_scope(), id).await?.ok_or(ApiError::NotFound("order"))?;
+    let o = repo::find(app.db(), principal.order_scope(), id)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
     let status = o.status();
     Ok(axum::Json(StatusView {
         order_id: o.id,
@@ -319,7 +347,11 @@ pub struct ListParams {
 /// Orders, newest first, with cursor pagination.
 #[utoipa::path(get, path = "/orders", tag = "orders", params(ListParams),
     responses((status = 200, body = Page<OrderView>), (status = 400, body = Problem, content_type = "application/problem+json")))]
-async fn list_orders(State(app): State<App>, principal: Principal, Query(p): Query<ListParams>) -> Result<axum::Json<Page<OrderView>>, ApiError> {
+async fn list_orders(
+    State(app): State<App>,
+    principal: Principal,
+    Query(p): Query<ListParams>,
+) -> Result<axum::Json<Page<OrderView>>, ApiError> {
     principal.require(ALL_ROLES)?;
     let limit = crate::http::page_limit(p.limit)?;
     let parse_time = |field: &'static str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
@@ -327,7 +359,12 @@ async fn list_orders(State(app): State<App>, principal: Principal, Query(p): Que
             .map(|s| {
                 chrono::DateTime::parse_from_rfc3339(s)
                     .map(|t| t.timestamp_millis())
-                    .map_err(|_| ApiError::field(field, "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45"))
+                    .map_err(|_| {
+                        ApiError::field(
+                            field,
+                            "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45",
+                        )
+                    })
             })
             .transpose()
     };
@@ -347,7 +384,13 @@ async fn list_orders(State(app): State<App>, principal: Principal, Query(p): Que
     } else {
         None
     };
-    Ok(axum::Json(Page { items: rows.into_iter().map(|o| OrderView::new(o, None, None)).collect(), next_cursor: next }))
+    Ok(axum::Json(Page {
+        items: rows
+            .into_iter()
+            .map(|o| OrderView::new(o, None, None))
+            .collect(),
+        next_cursor: next,
+    }))
 }
 
 /// Body of the operator actions.
@@ -363,10 +406,28 @@ pub struct ActionBody {
     pub lines: Option<Vec<LineInput>>,
 }
 
-async fn act(app: &App, principal: &Principal, id: Uuid, action: Action, body: ActionBody) -> Result<axum::Json<OrderView>, ApiError> {
-    let actor = Actor { id: principal.actor(), role: principal.role.as_str() };
+async fn act(
+    app: &App,
+    principal: &Principal,
+    id: Uuid,
+    action: Action,
+    body: ActionBody,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    let actor = Actor {
+        id: principal.actor(),
+        role: principal.role.as_str(),
+    };
     let audit = Some(principal.audit("order"));
-    let order = actions::apply(app, id, action, &actor, body.reason.as_deref(), body.lines.as_deref(), audit).await?;
+    let order = actions::apply(
+        app,
+        id,
+        action,
+        &actor,
+        body.reason.as_deref(),
+        body.lines.as_deref(),
+        audit,
+    )
+    .await?;
     Ok(axum::Json(OrderView::new(order, None, None)))
 }
 
@@ -375,7 +436,12 @@ async fn act(app: &App, principal: &Principal, id: Uuid, action: Action, body: A
     params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json")))]
-async fn approve_order(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>, body: Result<Json<ActionBody>, ApiError>) -> Result<axum::Json<OrderView>, ApiError> {
+async fn approve_order(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<ActionBody>, ApiError>,
+) -> Result<axum::Json<OrderView>, ApiError> {
     principal.require(STAFF)?;
     act(&app, &principal, id, Action::Approve, body?.0).await
 }
@@ -386,7 +452,12 @@ async fn approve_order(State(app): State<App>, principal: Principal, Path(id): P
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn reject_order(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>, body: Result<Json<ActionBody>, ApiError>) -> Result<axum::Json<OrderView>, ApiError> {
+async fn reject_order(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<ActionBody>, ApiError>,
+) -> Result<axum::Json<OrderView>, ApiError> {
     principal.require(STAFF)?;
     act(&app, &principal, id, Action::Reject, body?.0).await
 }
@@ -396,10 +467,19 @@ async fn reject_order(State(app): State<App>, principal: Principal, Path(id): Pa
     params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json")))]
-async fn cancel_order(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>, body: Result<Json<ActionBody>, ApiError>) -> Result<axum::Json<OrderView>, ApiError> {
+async fn cancel_order(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<ActionBody>, ApiError>,
+) -> Result<axum::Json<OrderView>, ApiError> {
     principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
     // A retailer cancels only its own orders (another tenant's id is simply not found).
-    if principal.retailer().is_some() && repo::find(app.db(), principal.order_scope(), id).await?.is_none() {
+    if principal.retailer().is_some()
+        && repo::find(app.db(), principal.order_scope(), id)
+            .await?
+            .is_none()
+    {
         return Err(ApiError::NotFound("order"));
     }
     act(&app, &principal, id, Action::Cancel, body?.0).await

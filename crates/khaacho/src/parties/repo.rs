@@ -107,8 +107,14 @@ const RETAILER_COLS: &str = "id, name, phone, district, address, lat, lng, activ
 const VENDOR_COLS: &str = "id, name, phone, districts, lat, lng, opens_at_min, closes_at_min, max_active, max_awaiting, score, active";
 
 /// Retailers by id (creation order), after a cursor.
-pub async fn list_retailers(db: &Db, after: Option<Uuid>, limit: i64) -> Result<Vec<Retailer>, sqlx::Error> {
-    let sql = format!("SELECT {RETAILER_COLS} FROM retailers WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2");
+pub async fn list_retailers(
+    db: &Db,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Retailer>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {RETAILER_COLS} FROM retailers WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+    );
     with_read!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(c).await)
 }
 
@@ -125,8 +131,14 @@ pub async fn find_retailer_by_phone(db: &Db, phone: &str) -> Result<Option<Retai
 }
 
 /// Vendors by id, after a cursor.
-pub async fn list_vendors(db: &Db, after: Option<Uuid>, limit: i64) -> Result<Vec<Vendor>, sqlx::Error> {
-    let sql = format!("SELECT {VENDOR_COLS} FROM vendors WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2");
+pub async fn list_vendors(
+    db: &Db,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Vendor>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {VENDOR_COLS} FROM vendors WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+    );
     with_read!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(c).await)
 }
 

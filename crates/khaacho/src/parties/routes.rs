@@ -13,10 +13,10 @@ use super::repo::{self, Retailer, Vendor};
 use crate::app::App;
 use crate::auth::{Principal, Role, STAFF};
 use crate::db::is_unique_violation;
-use khaacho_auth::mask::{mask_name, mask_phone};
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::{Page, page_limit};
+use khaacho_auth::mask::{mask_name, mask_phone};
 
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
@@ -45,13 +45,20 @@ fn paginate<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T>
     } else {
         None
     };
-    Page { items: rows, next_cursor: next }
+    Page {
+        items: rows,
+        next_cursor: next,
+    }
 }
 
 /// Retailers in creation order.
 #[utoipa::path(get, path = "/retailers", tag = "parties", params(IdPage),
     responses((status = 200, body = Page<Retailer>), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn list_retailers(State(app): State<App>, principal: Principal, Query(p): Query<IdPage>) -> Result<axum::Json<Page<Retailer>>, ApiError> {
+async fn list_retailers(
+    State(app): State<App>,
+    principal: Principal,
+    Query(p): Query<IdPage>,
+) -> Result<axum::Json<Page<Retailer>>, ApiError> {
     principal.require(STAFF)?;
     let limit = page_limit(p.limit)?;
     let rows = repo::list_retailers(app.db(), p.cursor, limit + 1).await?;
@@ -61,13 +68,20 @@ async fn list_retailers(State(app): State<App>, principal: Principal, Query(p): 
 /// One retailer.
 #[utoipa::path(get, path = "/retailers/{id}", tag = "parties", params(("id" = Uuid, Path, description = "Retailer id")),
     responses((status = 200, body = Retailer), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_retailer(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<Retailer>, ApiError> {
+async fn get_retailer(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Retailer>, ApiError> {
     principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
     // A retailer reads only its own record; any other id is simply not found.
     if principal.retailer().is_some_and(|own| own != id) {
         return Err(ApiError::NotFound("retailer"));
     }
-    repo::find_retailer(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("retailer"))
+    repo::find_retailer(app.db(), id)
+        .await?
+        .map(axum::Json)
+        .ok_or(ApiError::NotFound("retailer"))
 }
 
 /// A new retailer.
@@ -110,22 +124,36 @@ fn check_common(name: &str, phone: &str, lat: Option<f64>, lng: Option<f64>) -> 
         errors.push(FieldError::new("phone", m));
     }
     if lat.is_some_and(|l| !(-90.0..=90.0).contains(&l)) {
-        errors.push(FieldError::new("lat", "latitude must be between -90 and 90"));
+        errors.push(FieldError::new(
+            "lat",
+            "latitude must be between -90 and 90",
+        ));
     }
     if lng.is_some_and(|l| !(-180.0..=180.0).contains(&l)) {
-        errors.push(FieldError::new("lng", "longitude must be between -180 and 180"));
+        errors.push(FieldError::new(
+            "lng",
+            "longitude must be between -180 and 180",
+        ));
     }
     errors
 }
 
 fn phone_taken(e: sqlx::Error) -> ApiError {
-    if is_unique_violation(&e) { ApiError::field("phone", "this phone number is already registered") } else { e.into() }
+    if is_unique_violation(&e) {
+        ApiError::field("phone", "this phone number is already registered")
+    } else {
+        e.into()
+    }
 }
 
 /// Register a retailer.
 #[utoipa::path(post, path = "/retailers", tag = "parties", request_body = NewRetailer,
     responses((status = 201, body = Retailer), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn create_retailer(State(app): State<App>, principal: Principal, body: Result<Json<NewRetailer>, ApiError>) -> Result<(StatusCode, axum::Json<Retailer>), ApiError> {
+async fn create_retailer(
+    State(app): State<App>,
+    principal: Principal,
+    body: Result<Json<NewRetailer>, ApiError>,
+) -> Result<(StatusCode, axum::Json<Retailer>), ApiError> {
     principal.require(STAFF)?;
     let Json(r) = body?;
     let mut errors = check_common(&r.name, &r.phone, r.lat, r.lng);
@@ -146,7 +174,9 @@ async fn create_retailer(State(app): State<App>, principal: Principal, body: Res
         active: true,
     };
     let mut tx = app.db().begin().await?;
-    repo::insert_retailer(&mut tx, &retailer).await.map_err(phone_taken)?;
+    repo::insert_retailer(&mut tx, &retailer)
+        .await
+        .map_err(phone_taken)?;
     let entry = principal.audit("retailer.create").on("retailer", retailer.id).summary(serde_json::json!({
         "name": mask_name(&retailer.name), "phone": mask_phone(&retailer.phone), "district": retailer.district }));
     crate::auth::audit::record_tx(&mut tx, &entry).await?;
@@ -157,7 +187,11 @@ async fn create_retailer(State(app): State<App>, principal: Principal, body: Res
 /// Vendors in creation order.
 #[utoipa::path(get, path = "/vendors", tag = "parties", params(IdPage),
     responses((status = 200, body = Page<Vendor>), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn list_vendors(State(app): State<App>, principal: Principal, Query(p): Query<IdPage>) -> Result<axum::Json<Page<Vendor>>, ApiError> {
+async fn list_vendors(
+    State(app): State<App>,
+    principal: Principal,
+    Query(p): Query<IdPage>,
+) -> Result<axum::Json<Page<Vendor>>, ApiError> {
     principal.require(STAFF)?;
     let limit = page_limit(p.limit)?;
     let rows = repo::list_vendors(app.db(), p.cursor, limit + 1).await?;
@@ -167,13 +201,20 @@ async fn list_vendors(State(app): State<App>, principal: Principal, Query(p): Qu
 /// One vendor.
 #[utoipa::path(get, path = "/vendors/{id}", tag = "parties", params(("id" = Uuid, Path, description = "Vendor id")),
     responses((status = 200, body = Vendor), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_vendor(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<Vendor>, ApiError> {
+async fn get_vendor(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Vendor>, ApiError> {
     principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
     // A vendor reads only its own record; any other id is simply not found.
     if principal.vendor().is_some_and(|own| own != id) {
         return Err(ApiError::NotFound("vendor"));
     }
-    repo::find_vendor(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("vendor"))
+    repo::find_vendor(app.db(), id)
+        .await?
+        .map(axum::Json)
+        .ok_or(ApiError::NotFound("vendor"))
 }
 
 /// A new vendor.
@@ -216,30 +257,44 @@ pub fn parse_hhmm(s: &str) -> Option<i32> {
 /// Register a vendor.
 #[utoipa::path(post, path = "/vendors", tag = "parties", request_body = NewVendor,
     responses((status = 201, body = Vendor), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn create_vendor(State(app): State<App>, principal: Principal, body: Result<Json<NewVendor>, ApiError>) -> Result<(StatusCode, axum::Json<Vendor>), ApiError> {
+async fn create_vendor(
+    State(app): State<App>,
+    principal: Principal,
+    body: Result<Json<NewVendor>, ApiError>,
+) -> Result<(StatusCode, axum::Json<Vendor>), ApiError> {
     principal.require(STAFF)?;
     let Json(v) = body?;
     let mut errors = check_common(&v.name, &v.phone, v.lat, v.lng);
     if v.districts.is_empty() || v.districts.iter().any(|d| d.trim().is_empty()) {
-        errors.push(FieldError::new("districts", "list at least one district, none empty"));
+        errors.push(FieldError::new(
+            "districts",
+            "list at least one district, none empty",
+        ));
     }
-    let mut time = |field: &str, s: &Option<String>, default: i32| match s.as_deref().map(parse_hhmm) {
-        None => default,
-        Some(Some(m)) => m,
-        Some(None) => {
-            errors.push(FieldError::new(field, "time must be HH:MM"));
-            default
-        }
-    };
+    let mut time =
+        |field: &str, s: &Option<String>, default: i32| match s.as_deref().map(parse_hhmm) {
+            None => default,
+            Some(Some(m)) => m,
+            Some(None) => {
+                errors.push(FieldError::new(field, "time must be HH:MM"));
+                default
+            }
+        };
     let opens = time("opens", &v.opens, 540);
     let closes = time("closes", &v.closes, 1080);
     if opens >= closes {
-        errors.push(FieldError::new("closes", "closing time must be after opening time"));
+        errors.push(FieldError::new(
+            "closes",
+            "closing time must be after opening time",
+        ));
     }
     let max_active = v.max_active.unwrap_or(10);
     let max_awaiting = v.max_awaiting.unwrap_or(5);
     if max_active < 1 || max_awaiting < 1 {
-        errors.push(FieldError::new("max_active", "capacities must be at least 1"));
+        errors.push(FieldError::new(
+            "max_active",
+            "capacities must be at least 1",
+        ));
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
@@ -248,7 +303,12 @@ async fn create_vendor(State(app): State<App>, principal: Principal, body: Resul
         id: Uuid::now_v7(),
         name: v.name.trim().to_string(),
         phone: v.phone,
-        districts: SqlJson(v.districts.into_iter().map(|d| d.trim().to_string()).collect()),
+        districts: SqlJson(
+            v.districts
+                .into_iter()
+                .map(|d| d.trim().to_string())
+                .collect(),
+        ),
         lat: v.lat,
         lng: v.lng,
         opens_at_min: opens,
@@ -259,7 +319,9 @@ async fn create_vendor(State(app): State<App>, principal: Principal, body: Resul
         active: true,
     };
     let mut tx = app.db().begin().await?;
-    repo::insert_vendor(&mut tx, &vendor).await.map_err(phone_taken)?;
+    repo::insert_vendor(&mut tx, &vendor)
+        .await
+        .map_err(phone_taken)?;
     let entry = principal.audit("vendor.create").on("vendor", vendor.id).summary(serde_json::json!({
         "name": mask_name(&vendor.name), "phone": mask_phone(&vendor.phone), "districts": vendor.districts.0 }));
     crate::auth::audit::record_tx(&mut tx, &entry).await?;

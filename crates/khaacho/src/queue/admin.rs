@@ -101,7 +101,11 @@ pub async fn retry_dead(db: &Db, id: Uuid) -> Result<bool, sqlx::Error> {
                 .fetch_optional(pool)
                 .await?;
             if let Some(q) = queue {
-                sqlx::query("SELECT pg_notify($1, $2)").bind(super::NOTIFY_CHANNEL).bind(q).execute(pool).await?;
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(super::NOTIFY_CHANNEL)
+                    .bind(q)
+                    .execute(pool)
+                    .await?;
             }
         }
     }
@@ -146,5 +150,9 @@ pub async fn stats(db: &Db) -> Result<QueueStats, sqlx::Error> {
         "SELECT kind, COUNT(*) FROM jobs WHERE status = 'dead' GROUP BY kind")
         .fetch_all(c)
         .await)?;
-    Ok(QueueStats { ready, running, dead })
+    Ok(QueueStats {
+        ready,
+        running,
+        dead,
+    })
 }

@@ -51,7 +51,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 8, timeout: std::time::Duration::from_secs(60) }
+        Self {
+            max_attempts: 8,
+            timeout: std::time::Duration::from_secs(60),
+        }
     }
 }
 
@@ -97,7 +100,11 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     /// Called once, in its own transaction, when the job has gone dead, so the business
     /// object it carried can record the failure.
-    fn on_dead(self, _ctx: JobContext, _error: String) -> impl Future<Output = anyhow::Result<()>> + Send {
+    fn on_dead(
+        self,
+        _ctx: JobContext,
+        _error: String,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
         async { Ok(()) }
     }
 }
@@ -112,7 +119,10 @@ pub trait BatchJob: Job {
 
     /// Runs `jobs` (all of this kind); like `run`, it must be idempotent and should end with
     /// [`JobContext::complete_in`].
-    fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+    fn run_batch(
+        jobs: Vec<Self>,
+        ctx: JobContext,
+    ) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 
 /// What a running job may use: the application services, plus the job's own metadata.
@@ -151,7 +161,8 @@ impl JobContext {
             qb.build().execute(&mut *c).await?.rows_affected()
         });
         if deleted == self.job_ids.len() as u64 {
-            self.completed.store(true, std::sync::atomic::Ordering::Release);
+            self.completed
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         Ok(())
     }
@@ -172,7 +183,11 @@ pub struct EnqueueOptions {
 
 /// Adds a job in the caller's transaction. Returns `None` when a job with the same dedupe
 /// key already exists.
-pub async fn enqueue<J: Job>(tx: &mut Tx, job: &J, opts: EnqueueOptions) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn enqueue<J: Job>(
+    tx: &mut Tx,
+    job: &J,
+    opts: EnqueueOptions,
+) -> Result<Option<Uuid>, sqlx::Error> {
     let (ids, inserted) = enqueue_batch(tx, &[(job, opts)]).await?;
     Ok(ids.into_iter().next().filter(|_| inserted == 1))
 }
@@ -180,7 +195,10 @@ pub async fn enqueue<J: Job>(tx: &mut Tx, job: &J, opts: EnqueueOptions) -> Resu
 /// Adds many jobs of one kind in the caller's transaction with one statement (per 1,000
 /// jobs). Returns the generated ids and how many rows were inserted (dedupe conflicts are
 /// skipped).
-pub async fn enqueue_batch<J: Job>(tx: &mut Tx, jobs: &[(&J, EnqueueOptions)]) -> Result<(Vec<Uuid>, u64), sqlx::Error> {
+pub async fn enqueue_batch<J: Job>(
+    tx: &mut Tx,
+    jobs: &[(&J, EnqueueOptions)],
+) -> Result<(Vec<Uuid>, u64), sqlx::Error> {
     let now = now_ms();
     let mut rows = Vec::with_capacity(jobs.len());
     for (job, opts) in jobs {
@@ -214,7 +232,11 @@ pub async fn enqueue_batch<J: Job>(tx: &mut Tx, jobs: &[(&J, EnqueueOptions)]) -
     if inserted > 0 {
         if let crate::db::TxInner::Pg(t) = tx.inner_mut() {
             // Delivered on commit; identical notifications in one transaction are folded.
-            sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(J::QUEUE).execute(&mut **t).await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(J::QUEUE)
+                .execute(&mut **t)
+                .await?;
         }
         tx.mark_enqueued();
         metrics::counter!("khaacho_jobs_enqueued_total", "kind" => J::KIND).increment(inserted);
@@ -223,9 +245,12 @@ pub async fn enqueue_batch<J: Job>(tx: &mut Tx, jobs: &[(&J, EnqueueOptions)]) -
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type RunFn = Arc<dyn Fn(JobContext, serde_json::Value) -> BoxFut<Result<(), JobError>> + Send + Sync>;
-type BatchFn = Arc<dyn Fn(JobContext, Vec<serde_json::Value>) -> BoxFut<Result<(), JobError>> + Send + Sync>;
-type DeadFn = Arc<dyn Fn(JobContext, serde_json::Value, String) -> BoxFut<anyhow::Result<()>> + Send + Sync>;
+type RunFn =
+    Arc<dyn Fn(JobContext, serde_json::Value) -> BoxFut<Result<(), JobError>> + Send + Sync>;
+type BatchFn =
+    Arc<dyn Fn(JobContext, Vec<serde_json::Value>) -> BoxFut<Result<(), JobError>> + Send + Sync>;
+type DeadFn =
+    Arc<dyn Fn(JobContext, serde_json::Value, String) -> BoxFut<anyhow::Result<()>> + Send + Sync>;
 
 /// How the runtime runs one kind.
 #[derive(Clone)]
@@ -249,8 +274,9 @@ impl Registry {
     pub fn register<J: Job>(mut self) -> Self {
         let run: RunFn = Arc::new(|ctx, payload| {
             Box::pin(async move {
-                let job: J = serde_json::from_value(payload)
-                    .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload for {}: {e}", J::KIND)))?;
+                let job: J = serde_json::from_value(payload).map_err(|e| {
+                    JobError::Permanent(anyhow::anyhow!("bad payload for {}: {e}", J::KIND))
+                })?;
                 job.run(ctx).await
             })
         });
@@ -262,7 +288,16 @@ impl Registry {
                 }
             })
         });
-        self.handlers.insert(J::KIND, Handler { queue: J::QUEUE, policy: J::policy(), run, on_dead, batch: None });
+        self.handlers.insert(
+            J::KIND,
+            Handler {
+                queue: J::QUEUE,
+                policy: J::policy(),
+                run,
+                on_dead,
+                batch: None,
+            },
+        );
         self
     }
 
@@ -275,7 +310,9 @@ impl Registry {
                     .into_iter()
                     .map(serde_json::from_value::<J>)
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload for {}: {e}", J::KIND)))?;
+                    .map_err(|e| {
+                        JobError::Permanent(anyhow::anyhow!("bad payload for {}: {e}", J::KIND))
+                    })?;
                 J::run_batch(jobs, ctx).await
             })
         });
@@ -334,9 +371,13 @@ mod tests {
             let d = backoff_ms(attempt, 1_000, 60_000);
             assert!((0..=60_000).contains(&d), "attempt {attempt}: {d}");
         }
-        let ceiling_first = (0..200).map(|_| backoff_ms(1, 1_000, 60_000)).max().unwrap_or(0);
+        let ceiling_first = (0..200)
+            .map(|_| backoff_ms(1, 1_000, 60_000))
+            .max()
+            .unwrap_or(0);
         assert!(ceiling_first <= 1_000);
-        let spread: std::collections::HashSet<_> = (0..50).map(|_| backoff_ms(5, 1_000, 60_000)).collect();
+        let spread: std::collections::HashSet<_> =
+            (0..50).map(|_| backoff_ms(5, 1_000, 60_000)).collect();
         assert!(spread.len() > 10, "jitter should spread retries");
     }
 }

@@ -41,15 +41,27 @@ pub struct JobParams {
 /// Jobs, newest first.
 #[utoipa::path(get, path = "/admin/jobs", tag = "admin", params(JobParams),
     responses((status = 200, body = Page<JobView>), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn list_jobs(State(app): State<App>, principal: Principal, Query(p): Query<JobParams>) -> Result<axum::Json<Page<JobView>>, ApiError> {
+async fn list_jobs(
+    State(app): State<App>,
+    principal: Principal,
+    Query(p): Query<JobParams>,
+) -> Result<axum::Json<Page<JobView>>, ApiError> {
     principal.require(STAFF)?;
     if let Some(s) = p.status.as_deref()
         && !matches!(s, "queued" | "running" | "dead")
     {
-        return Err(ApiError::field("status", "status must be queued, running or dead"));
+        return Err(ApiError::field(
+            "status",
+            "status must be queued, running or dead",
+        ));
     }
     let limit = page_limit(p.limit)?;
-    let filter = JobFilter { status: p.status, kind: p.kind, before: p.cursor, limit: limit + 1 };
+    let filter = JobFilter {
+        status: p.status,
+        kind: p.kind,
+        before: p.cursor,
+        limit: limit + 1,
+    };
     let mut jobs = admin::list(app.db(), &filter).await?;
     let next = if jobs.len() as i64 > limit {
         jobs.truncate(limit as usize);
@@ -57,33 +69,54 @@ async fn list_jobs(State(app): State<App>, principal: Principal, Query(p): Query
     } else {
         None
     };
-    Ok(axum::Json(Page { items: jobs, next_cursor: next }))
+    Ok(axum::Json(Page {
+        items: jobs,
+        next_cursor: next,
+    }))
 }
 
 /// One job with its error history.
 #[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin", params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_job(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
+async fn get_job(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<JobView>, ApiError> {
     principal.require(STAFF)?;
-    admin::get(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("job"))
+    admin::get(app.db(), id)
+        .await?
+        .map(axum::Json)
+        .ok_or(ApiError::NotFound("job"))
 }
 
 /// Put a dead job back in its queue.
 #[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, description = "No dead job has this id", body = Problem, content_type = "application/problem+json")))]
-async fn retry_job(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<axum::Json<JobView>, ApiError> {
+async fn retry_job(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<JobView>, ApiError> {
     principal.require(STAFF)?;
     if !admin::retry_dead(app.db(), id).await? {
         return Err(ApiError::NotFound("dead job"));
     }
     crate::auth::audit::record(app.db(), &principal.audit("job.retry").on("job", id)).await?;
-    admin::get(app.db(), id).await?.map(axum::Json).ok_or(ApiError::NotFound("job"))
+    admin::get(app.db(), id)
+        .await?
+        .map(axum::Json)
+        .ok_or(ApiError::NotFound("job"))
 }
 
 /// Delete a dead job.
 #[utoipa::path(delete, path = "/admin/jobs/{id}", tag = "admin", params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 204, description = "Discarded"), (status = 404, description = "No dead job has this id", body = Problem, content_type = "application/problem+json")))]
-async fn discard_job(State(app): State<App>, principal: Principal, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+async fn discard_job(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
     principal.require(STAFF)?;
     if !admin::discard_dead(app.db(), id).await? {
         return Err(ApiError::NotFound("dead job"));

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{Handler, JobContext, JobError, NOTIFY_CHANNEL, Registry, backoff_ms};
 use crate::app::App;
 use crate::db::{Backend, now_ms};
-use crate::{with_write};
+use crate::with_write;
 
 /// A job row as claimed by a worker.
 #[derive(Debug, sqlx::FromRow)]
@@ -58,7 +58,12 @@ impl Workers {
     /// Prepares consumers for every queue in `registry`.
     pub fn new(app: App, registry: Registry) -> Self {
         let worker_id = format!("{}-{}", hostname(), Uuid::now_v7().simple());
-        Self { app, registry: Arc::new(registry), worker_id, tracker: TaskTracker::new() }
+        Self {
+            app,
+            registry: Arc::new(registry),
+            worker_id,
+            tracker: TaskTracker::new(),
+        }
     }
 
     /// This process's worker id (the value of `jobs.locked_by`).
@@ -73,9 +78,17 @@ impl Workers {
         info!(worker_id = %self.worker_id, queues = ?self.registry.queues(), "workers starting");
         let mut loops = Vec::new();
         if let Backend::Pg(pool) = self.app.db().backend() {
-            loops.push(tokio::spawn(listen_pg(pool.clone(), self.app.db().wake().clone(), shutdown.clone())));
+            loops.push(tokio::spawn(listen_pg(
+                pool.clone(),
+                self.app.db().wake().clone(),
+                shutdown.clone(),
+            )));
         }
-        loops.push(tokio::spawn(reaper(self.app.clone(), self.registry.clone(), shutdown.clone())));
+        loops.push(tokio::spawn(reaper(
+            self.app.clone(),
+            self.registry.clone(),
+            shutdown.clone(),
+        )));
         for queue in self.registry.queues() {
             let consumer = Consumer {
                 app: self.app.clone(),
@@ -93,9 +106,15 @@ impl Workers {
         }
         self.tracker.close();
         let grace = Duration::from_millis(settings.shutdown_grace_ms);
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             let released = release_own(&self.app, &self.worker_id).await?;
-            warn!(released, "shutdown grace period over: released in-flight jobs");
+            warn!(
+                released,
+                "shutdown grace period over: released in-flight jobs"
+            );
         }
         info!(worker_id = %self.worker_id, "workers stopped");
         Ok(())
@@ -126,7 +145,14 @@ impl Consumer {
             };
             let free = self.slots.available_permits() + 1;
             let batch = self.registry.batch_size(self.queue);
-            let claimed = match claim(&self.app, &self.worker_id, self.queue, (free * batch) as i64).await {
+            let claimed = match claim(
+                &self.app,
+                &self.worker_id,
+                self.queue,
+                (free * batch) as i64,
+            )
+            .await
+            {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     error!(queue = self.queue, error = %e, "claiming jobs failed");
@@ -218,7 +244,11 @@ async fn run_unit(app: App, registry: Arc<Registry>, worker_id: String, mut unit
         }
         return;
     }
-    let Some((_, run_batch)) = unit.first().and_then(|j| registry.get(&j.kind)).and_then(|h| h.batch.clone()) else {
+    let Some((_, run_batch)) = unit
+        .first()
+        .and_then(|j| registry.get(&j.kind))
+        .and_then(|h| h.batch.clone())
+    else {
         for job in unit {
             execute(app.clone(), registry.clone(), worker_id.clone(), job).await;
         }
@@ -237,21 +267,27 @@ async fn run_unit(app: App, registry: Arc<Registry>, worker_id: String, mut unit
         worker_id: worker_id.clone(),
         completed: completed.clone(),
     };
-    metrics::counter!("khaacho_jobs_started_total", "kind" => kind.clone()).increment(unit.len() as u64);
+    metrics::counter!("khaacho_jobs_started_total", "kind" => kind.clone())
+        .increment(unit.len() as u64);
     let started = Instant::now();
-    let timeout = registry.get(&kind).map_or(Duration::from_secs(60), |h| h.policy.timeout);
+    let timeout = registry
+        .get(&kind)
+        .map_or(Duration::from_secs(60), |h| h.policy.timeout);
     let beat = tokio::spawn(heartbeat(app.clone(), worker_id.clone(), ids));
     let payloads = unit.iter().map(|j| j.payload.0.clone()).collect();
     let run = AssertUnwindSafe(run_batch(ctx, payloads)).catch_unwind();
     let outcome = tokio::time::timeout(timeout, run).instrument(span).await;
     beat.abort();
-    let ok = matches!(outcome, Ok(Ok(Ok(())))) && completed.load(std::sync::atomic::Ordering::Acquire);
+    let ok =
+        matches!(outcome, Ok(Ok(Ok(())))) && completed.load(std::sync::atomic::Ordering::Acquire);
     if ok {
         let per_job = started.elapsed().as_secs_f64() / unit.len() as f64;
         for _ in &unit {
-            metrics::histogram!("khaacho_job_duration_seconds", "kind" => kind.clone()).record(per_job);
+            metrics::histogram!("khaacho_job_duration_seconds", "kind" => kind.clone())
+                .record(per_job);
         }
-        metrics::counter!("khaacho_jobs_succeeded_total", "kind" => kind).increment(unit.len() as u64);
+        metrics::counter!("khaacho_jobs_succeeded_total", "kind" => kind)
+            .increment(unit.len() as u64);
         return;
     }
     let why = match outcome {
@@ -267,10 +303,19 @@ async fn run_unit(app: App, registry: Arc<Registry>, worker_id: String, mut unit
     }
 }
 
-async fn claim(app: &App, worker_id: &str, queue: &str, n: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+async fn claim(
+    app: &App,
+    worker_id: &str,
+    queue: &str,
+    n: i64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
     let now = now_ms();
     let lease_until = now + app.settings().queue.lease_ms;
-    let sql = if app.db().is_postgres() { CLAIM_PG } else { CLAIM_SQLITE };
+    let sql = if app.db().is_postgres() {
+        CLAIM_PG
+    } else {
+        CLAIM_SQLITE
+    };
     with_write!(app.db(), c => sqlx::query_as::<_, Claimed>(sql)
         .bind(worker_id)
         .bind(lease_until)
@@ -364,7 +409,11 @@ async fn finish_ok(app: &App, worker_id: &str, job: &Claimed) -> Result<(), sqlx
         .execute(c)
         .await
         .map(|r| r.rows_affected()))?;
-    if job.dedupe_key.as_deref().is_some_and(|k| k.starts_with(super::schedule::DEDUPE_PREFIX)) {
+    if job
+        .dedupe_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with(super::schedule::DEDUPE_PREFIX))
+    {
         crate::with_tx!(tx, c => sqlx::query("UPDATE schedule_ticks SET done_at_ms = $1 WHERE job_id = $2")
             .bind(now_ms())
             .bind(job.id)
@@ -375,7 +424,13 @@ async fn finish_ok(app: &App, worker_id: &str, job: &Claimed) -> Result<(), sqlx
     tx.commit().await
 }
 
-async fn finish_failed(app: &App, worker_id: &str, job: Claimed, handler: Option<&Handler>, err: JobError) {
+async fn finish_failed(
+    app: &App,
+    worker_id: &str,
+    job: Claimed,
+    handler: Option<&Handler>,
+    err: JobError,
+) {
     let message = err.to_string();
     let permanent = matches!(err, JobError::Permanent(_));
     let dead = permanent || job.attempts >= job.max_attempts;
@@ -386,7 +441,10 @@ async fn finish_failed(app: &App, worker_id: &str, job: Claimed, handler: Option
     let (status, run_at) = if dead {
         ("dead", now)
     } else {
-        ("queued", now + backoff_ms(job.attempts, q.backoff_base_ms, q.backoff_cap_ms))
+        (
+            "queued",
+            now + backoff_ms(job.attempts, q.backoff_base_ms, q.backoff_cap_ms),
+        )
     };
     let res = with_write!(app.db(), c => sqlx::query(
         "UPDATE jobs SET status = $1, run_at_ms = $2, locked_by = NULL, locked_until_ms = NULL, \
@@ -486,7 +544,8 @@ pub async fn reap_expired(app: &App, registry: &Registry) -> Result<u64, sqlx::E
             continue;
         }
         taken += 1;
-        metrics::counter!("khaacho_jobs_lease_expired_total", "kind" => job.kind.clone()).increment(1);
+        metrics::counter!("khaacho_jobs_lease_expired_total", "kind" => job.kind.clone())
+            .increment(1);
         if dead {
             metrics::counter!("khaacho_jobs_dead_total", "kind" => job.kind.clone()).increment(1);
             if let Some(h) = registry.get(&job.kind) {
@@ -513,7 +572,11 @@ async fn release_own(app: &App, worker_id: &str) -> Result<u64, sqlx::Error> {
         .map(|r| r.rows_affected()))
 }
 
-async fn listen_pg(pool: sqlx::PgPool, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
+async fn listen_pg(
+    pool: sqlx::PgPool,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
     while !shutdown.is_cancelled() {
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(l) => l,

@@ -33,7 +33,9 @@ pub fn parse_cron(expr: &str) -> anyhow::Result<Cron> {
         .map_err(|e| anyhow::anyhow!("invalid cron expression {expr:?}: {e}"))
 }
 
-type FireFn = Arc<dyn Fn(&mut Tx, i64) -> futures::future::BoxFuture<'_, Result<bool, sqlx::Error>> + Send + Sync>;
+type FireFn = Arc<
+    dyn Fn(&mut Tx, i64) -> futures::future::BoxFuture<'_, Result<bool, sqlx::Error>> + Send + Sync,
+>;
 
 /// One recurring job: a name, a cron expression and the job it enqueues.
 #[derive(Clone)]
@@ -53,7 +55,9 @@ impl Schedule {
                     dedupe_key: Some(format!("{DEDUPE_PREFIX}{name}:{fire_at_ms}")),
                     ..EnqueueOptions::default()
                 };
-                let Some(job_id) = enqueue(tx, &J::default(), opts).await? else { return Ok(false) };
+                let Some(job_id) = enqueue(tx, &J::default(), opts).await? else {
+                    return Ok(false);
+                };
                 let inserted = with_tx!(tx, c => sqlx::query(
                     "INSERT INTO schedule_ticks (name, fire_at_ms, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                     .bind(name)
@@ -74,8 +78,12 @@ impl Schedule {
     }
 
     fn next_after(&self, ms: i64) -> Option<i64> {
-        let at: DateTime<FixedOffset> = DateTime::from_timestamp_millis(ms)?.with_timezone(&nepal());
-        self.cron.find_next_occurrence(&at, false).ok().map(|t| t.timestamp_millis())
+        let at: DateTime<FixedOffset> =
+            DateTime::from_timestamp_millis(ms)?.with_timezone(&nepal());
+        self.cron
+            .find_next_occurrence(&at, false)
+            .ok()
+            .map(|t| t.timestamp_millis())
     }
 
     /// Fires the tick at `fire_at_ms` unless another node already did; returns whether this
@@ -114,7 +122,12 @@ pub async fn run(app: App, schedules: Vec<Schedule>, shutdown: CancellationToken
             }
             *slot = s.next_after(now.max(at));
         }
-        let wait = next.iter().flatten().min().map(|at| (at - now_ms()).clamp(10, 1_000)).unwrap_or(1_000);
+        let wait = next
+            .iter()
+            .flatten()
+            .min()
+            .map(|at| (at - now_ms()).clamp(10, 1_000))
+            .unwrap_or(1_000);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
             _ = shutdown.cancelled() => return,
@@ -129,10 +142,18 @@ mod tests {
     #[test]
     fn next_tick_is_in_nepal_time() {
         let cron = parse_cron("0 0 2 * * *").unwrap();
-        let s = Schedule { name: "t", cron, fire: Arc::new(|_, _| Box::pin(async { Ok(false) })) };
+        let s = Schedule {
+            name: "t",
+            cron,
+            fire: Arc::new(|_, _| Box::pin(async { Ok(false) })),
+        };
         // 2026-11-23T00:00:00Z is 05:45 NPT; the next 02:00 NPT is 2026-11-23T20:15:00Z.
-        let from = DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").unwrap().timestamp_millis();
-        let want = DateTime::parse_from_rfc3339("2026-11-23T20:15:00Z").unwrap().timestamp_millis();
+        let from = DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let want = DateTime::parse_from_rfc3339("2026-11-23T20:15:00Z")
+            .unwrap()
+            .timestamp_millis();
         assert_eq!(s.next_after(from), Some(want));
     }
 

@@ -9,18 +9,39 @@ const HEADER: &str = "sku,name,aliases,unit,pack_size,price_npr,category";
 #[tokio::test]
 async fn catalog_csv_round_trips_and_bad_rows_write_nothing() {
     let t = TestApp::spawn().await;
-    let csv = format!("{HEADER}\nCHINI-1,Sugar,chini|चिनी|cheeni,kg,50,95.5,sugar_salt\nWAI-75,Wai Wai,wai wai|वाइवाइ,packet,30,20,noodles\n");
-    let import = |body: String| t.client.post(t.url("/api/v1/catalog/import")).header("content-type", "text/csv").body(body).send();
+    let csv = format!(
+        "{HEADER}\nCHINI-1,Sugar,chini|चिनी|cheeni,kg,50,95.5,sugar_salt\nWAI-75,Wai Wai,wai wai|वाइवाइ,packet,30,20,noodles\n"
+    );
+    let import = |body: String| {
+        t.client
+            .post(t.url("/api/v1/catalog/import"))
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
     let r = import(csv.clone()).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["imported"], 2);
     let exported = t.get("/api/v1/catalog/export").await;
-    assert!(exported.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        exported.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let text = exported.text().await.unwrap();
-    assert_eq!(text, format!("{HEADER}\nCHINI-1,Sugar,chini|चिनी|cheeni,kg,50,95.50,sugar_salt\nWAI-75,Wai Wai,wai wai|वाइवाइ,packet,30,20.00,noodles\n"));
+    assert_eq!(
+        text,
+        format!(
+            "{HEADER}\nCHINI-1,Sugar,chini|चिनी|cheeni,kg,50,95.50,sugar_salt\nWAI-75,Wai Wai,wai wai|वाइवाइ,packet,30,20.00,noodles\n"
+        )
+    );
     // Importing the export again changes nothing.
     assert_eq!(import(text.clone()).await.unwrap().status(), 200);
-    assert_eq!(t.get("/api/v1/catalog/export").await.text().await.unwrap(), text);
+    assert_eq!(
+        t.get("/api/v1/catalog/export").await.text().await.unwrap(),
+        text
+    );
 
     let bad = format!("{HEADER}\nNEW-1,New,,kg,,10,other\nBAD SKU,,x,tonne,-1,free,\n");
     let p = assert_problem(import(bad).await.unwrap(), 422).await;
@@ -28,7 +49,14 @@ async fn catalog_csv_round_trips_and_bad_rows_write_nothing() {
     assert_eq!(p["errors"][0]["field"], "row 3.sku");
     assert_problem(t.get("/api/v1/products/NEW-1").await, 404).await;
     assert_problem(import("a,b\n1,2\n".into()).await.unwrap(), 422).await;
-    let r = t.client.post(t.url("/api/v1/catalog/import")).header("content-type", "application/json").body("{}").send().await.unwrap();
+    let r = t
+        .client
+        .post(t.url("/api/v1/catalog/import"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 415).await;
 
     let product = t.get_json("/api/v1/products/CHINI-1").await;
@@ -42,23 +70,55 @@ async fn catalog_csv_round_trips_and_bad_rows_write_nothing() {
 async fn demo_seed_is_rich_and_idempotent() {
     let t = TestApp::spawn().await;
     t.seed().await;
-    let counts = (t.count("products").await, t.count("vendors").await, t.count("retailers").await, t.count("offers").await);
-    assert!(counts.0 >= 150 && counts.1 >= 8 && counts.2 >= 50 && counts.3 > counts.0, "{counts:?}");
+    let counts = (
+        t.count("products").await,
+        t.count("vendors").await,
+        t.count("retailers").await,
+        t.count("offers").await,
+    );
+    assert!(
+        counts.0 >= 150 && counts.1 >= 8 && counts.2 >= 50 && counts.3 > counts.0,
+        "{counts:?}"
+    );
     t.seed().await;
-    let again = (t.count("products").await, t.count("vendors").await, t.count("retailers").await, t.count("offers").await);
+    let again = (
+        t.count("products").await,
+        t.count("vendors").await,
+        t.count("retailers").await,
+        t.count("offers").await,
+    );
     assert_eq!(counts, again);
     let page = t.get_json("/api/v1/products?limit=200").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 200);
     let next = page["next_cursor"].as_str().unwrap();
     let rest = t.get_json(&format!("/api/v1/products?cursor={next}")).await;
-    assert_eq!(rest["items"].as_array().unwrap().len() as i64, counts.0 - 200);
+    assert_eq!(
+        rest["items"].as_array().unwrap().len() as i64,
+        counts.0 - 200
+    );
     let rice = t.get_json("/api/v1/products/RICE-JEERA-25").await;
     let offer = &rice["offers"][0];
-    assert!(offer["tiers"].as_array().unwrap().len() == 2 && offer["stock"].as_f64().unwrap() > 0.0);
+    assert!(
+        offer["tiers"].as_array().unwrap().len() == 2 && offer["stock"].as_f64().unwrap() > 0.0
+    );
     let vendors = t.get_json("/api/v1/vendors?limit=200").await;
-    let districts: std::collections::HashSet<_> = vendors["items"].as_array().unwrap().iter()
-        .flat_map(|v| v["districts"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string())).collect();
-    assert!(districts.contains("Kathmandu") && districts.contains("Lalitpur") && districts.contains("Bhaktapur"));
+    let districts: std::collections::HashSet<_> = vendors["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| {
+            v["districts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(
+        districts.contains("Kathmandu")
+            && districts.contains("Lalitpur")
+            && districts.contains("Bhaktapur")
+    );
 }
 
 #[tokio::test]
@@ -67,11 +127,16 @@ async fn offers_keep_price_history_and_validate_input() {
     t.seed().await;
     let vendor = t.get_json("/api/v1/vendors?limit=1").await["items"][0]["id"].clone();
     let put = |body: serde_json::Value| t.client.put(t.url("/api/v1/offers")).json(&body).send();
-    let offer = json!({ "vendor_id": vendor, "sku": "RICE-JEERA-25", "price_npr": 99.5, "stock": 100 });
+    let offer =
+        json!({ "vendor_id": vendor, "sku": "RICE-JEERA-25", "price_npr": 99.5, "stock": 100 });
     assert_eq!(put(offer.clone()).await.unwrap().status(), 200);
     let history = t.count("price_history").await;
     assert_eq!(put(offer.clone()).await.unwrap().status(), 200);
-    assert_eq!(t.count("price_history").await, history, "same price: no new history row");
+    assert_eq!(
+        t.count("price_history").await,
+        history,
+        "same price: no new history row"
+    );
     let mut cheaper = offer.clone();
     cheaper["price_npr"] = json!(97);
     assert_eq!(put(cheaper).await.unwrap().status(), 200);
@@ -79,8 +144,16 @@ async fn offers_keep_price_history_and_validate_input() {
     let bad = json!({ "vendor_id": uuid::Uuid::now_v7(), "sku": "NOPE", "price_npr": -1, "stock": -5,
         "tiers": [{ "min_qty": 0, "price_npr": 1 }], "valid_to": "tomorrow" });
     let p = assert_problem(put(bad).await.unwrap(), 422).await;
-    let fields: Vec<_> = p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["price_npr", "stock", "tiers[0]", "valid_to", "sku"]);
+    let fields: Vec<_> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["price_npr", "stock", "tiers[0]", "valid_to", "sku"]
+    );
     let unknown_vendor = json!({ "vendor_id": uuid::Uuid::now_v7(), "sku": "RICE-JEERA-25", "price_npr": 1, "stock": 1 });
     let p = assert_problem(put(unknown_vendor).await.unwrap(), 422).await;
     assert_eq!(p["errors"][0]["field"], "vendor_id");
@@ -89,22 +162,65 @@ async fn offers_keep_price_history_and_validate_input() {
 #[tokio::test]
 async fn retailers_and_vendors_are_registered_with_checks() {
     let t = TestApp::spawn().await;
-    let r = t.post_json("/api/v1/retailers", &json!({ "name": "Gita Kirana", "phone": "+9779800000001", "district": "Lalitpur" })).await;
+    let r = t
+        .post_json(
+            "/api/v1/retailers",
+            &json!({ "name": "Gita Kirana", "phone": "+9779800000001", "district": "Lalitpur" }),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     let created: serde_json::Value = r.json().await.unwrap();
-    let got = t.get_json(&format!("/api/v1/retailers/{}", created["id"].as_str().unwrap())).await;
+    let got = t
+        .get_json(&format!(
+            "/api/v1/retailers/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(got["name"], "Gita Kirana");
-    let dup = t.post_json("/api/v1/retailers", &json!({ "name": "Other", "phone": "+9779800000001", "district": "Lalitpur" })).await;
+    let dup = t
+        .post_json(
+            "/api/v1/retailers",
+            &json!({ "name": "Other", "phone": "+9779800000001", "district": "Lalitpur" }),
+        )
+        .await;
     let p = assert_problem(dup, 422).await;
     assert_eq!(p["errors"][0]["field"], "phone");
-    let bad = t.post_json("/api/v1/retailers", &json!({ "name": "", "phone": "98000", "district": "", "lat": 100.0 })).await;
-    assert_eq!(assert_problem(bad, 422).await["errors"].as_array().unwrap().len(), 4);
-    let v = t.post_json("/api/v1/vendors", &json!({ "name": "Valley Traders", "phone": "+9779800000002",
-        "districts": ["Kathmandu"], "opens": "07:30", "closes": "19:00" })).await;
+    let bad = t
+        .post_json(
+            "/api/v1/retailers",
+            &json!({ "name": "", "phone": "98000", "district": "", "lat": 100.0 }),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(bad, 422).await["errors"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let v = t
+        .post_json(
+            "/api/v1/vendors",
+            &json!({ "name": "Valley Traders", "phone": "+9779800000002",
+        "districts": ["Kathmandu"], "opens": "07:30", "closes": "19:00" }),
+        )
+        .await;
     assert_eq!(v.status(), 201);
     let v: serde_json::Value = v.json().await.unwrap();
-    assert_eq!((v["opens_at_min"].as_i64(), v["closes_at_min"].as_i64(), v["score"].as_i64()), (Some(450), Some(1140), Some(50)));
+    assert_eq!(
+        (
+            v["opens_at_min"].as_i64(),
+            v["closes_at_min"].as_i64(),
+            v["score"].as_i64()
+        ),
+        (Some(450), Some(1140), Some(50))
+    );
     let bad = t.post_json("/api/v1/vendors", &json!({ "name": "X", "phone": "+9779800000003", "districts": [], "opens": "25:00", "closes": "08:00" })).await;
     assert_problem(bad, 422).await;
-    assert_problem(t.get(&format!("/api/v1/vendors/{}", uuid::Uuid::now_v7())).await, 404).await;
+    assert_problem(
+        t.get(&format!("/api/v1/vendors/{}", uuid::Uuid::now_v7()))
+            .await,
+        404,
+    )
+    .await;
 }

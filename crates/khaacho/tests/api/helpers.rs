@@ -29,8 +29,13 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
     match std::env::var("KHAACHO_TEST_DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
             let schema = format!("t_{}", Uuid::now_v7().simple());
-            let pool = sqlx::PgPool::connect(&url).await.expect("PostgreSQL for tests");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.unwrap();
+            let pool = sqlx::PgPool::connect(&url)
+                .await
+                .expect("PostgreSQL for tests");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&pool)
+                .await
+                .unwrap();
             pool.close().await;
             let sep = if url.contains('?') { '&' } else { '?' };
             format!("{url}{sep}options=-c%20search_path%3D{schema}")
@@ -68,11 +73,30 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        tokio::spawn(server::run(app.clone(), Roles { api: true, workers: false }, Some(listener), shutdown.clone()));
-        let anonymous = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        tokio::spawn(server::run(
+            app.clone(),
+            Roles {
+                api: true,
+                workers: false,
+            },
+            Some(listener),
+            shutdown.clone(),
+        ));
+        let anonymous = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         let token = issue(&app, Role::Operator, None);
         let client = bearer_client(&token);
-        Self { addr, app, client, anonymous, database_url, shutdown, _dir: dir }
+        Self {
+            addr,
+            app,
+            client,
+            anonymous,
+            database_url,
+            shutdown,
+            _dir: dir,
+        }
     }
 
     /// An access token for a (made-up) user of `role` in `tenant`, signed by this app.
@@ -100,7 +124,12 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(self.url(path)).json(body).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Loads the demo data set.
@@ -110,17 +139,27 @@ impl TestApp {
 
     /// Runs queued jobs until none is ready; returns how many ran.
     pub async fn run_jobs(&self) -> usize {
-        khaacho::queue::runtime::drain(&self.app, &khaacho::jobs::registry()).await.unwrap()
+        khaacho::queue::runtime::drain(&self.app, &khaacho::jobs::registry())
+            .await
+            .unwrap()
     }
 
     /// A demo retailer's id.
     pub async fn retailer(&self) -> String {
-        self.get_json("/api/v1/retailers?limit=1").await["items"][0]["id"].as_str().unwrap().to_string()
+        self.get_json("/api/v1/retailers?limit=1").await["items"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Creates an order; returns the 202 body.
     pub async fn order(&self, retailer: &str, lines: Value) -> Value {
-        let r = self.post_json("/api/v1/orders", &serde_json::json!({ "retailer_id": retailer, "lines": lines })).await;
+        let r = self
+            .post_json(
+                "/api/v1/orders",
+                &serde_json::json!({ "retailer_id": retailer, "lines": lines }),
+            )
+            .await;
         assert_eq!(r.status(), 202, "order accepted");
         r.json().await.unwrap()
     }
@@ -133,14 +172,25 @@ impl TestApp {
 }
 
 fn issue(app: &App, role: Role, tenant: Option<Uuid>) -> String {
-    app.auth().keys.issue(Uuid::now_v7(), role, tenant).unwrap().0
+    app.auth()
+        .keys
+        .issue(Uuid::now_v7(), role, tenant)
+        .unwrap()
+        .0
 }
 
 /// A client sending `Authorization: Bearer <token>` with every request.
 pub fn bearer_client(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).default_headers(headers).build().unwrap()
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 impl Drop for TestApp {
@@ -152,11 +202,20 @@ impl Drop for TestApp {
 /// Asserts a problem+json body with `status` and returns it.
 pub async fn assert_problem(resp: reqwest::Response, status: u16) -> Value {
     assert_eq!(resp.status(), status);
-    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
     assert_eq!(ct, "application/problem+json");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], status);
-    assert!(body["type"].as_str().unwrap().starts_with("urn:khaacho:problem:"));
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:khaacho:problem:")
+    );
     assert!(body["title"].is_string() && body["detail"].is_string());
     body
 }

@@ -8,5 +8,5 @@ mod ops;
 mod orders;
 mod process;
 mod queue;
-mod text_orders;
 mod security;
+mod text_orders;

@@ -57,17 +57,29 @@ async fn openapi_documents_every_route() {
         }
     }
     for (m, p) in ROUTES {
-        assert!(documented.contains(&(m.to_string(), p.to_string())), "{m} {p} is missing from the OpenAPI document");
+        assert!(
+            documented.contains(&(m.to_string(), p.to_string())),
+            "{m} {p} is missing from the OpenAPI document"
+        );
     }
-    assert_eq!(documented.len(), ROUTES.len(), "documented routes not listed here: {documented:?}");
+    assert_eq!(
+        documented.len(),
+        ROUTES.len(),
+        "documented routes not listed here: {documented:?}"
+    );
     // Every documented operation is routed by the server (never the not-found fallback).
     for (m, p) in &documented {
-        let path = p.replace("{id}", &uuid::Uuid::now_v7().to_string()).replace("{sku}", "X");
+        let path = p
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{sku}", "X");
         let method = reqwest::Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
         let r = t.client.request(method, t.url(&path)).send().await.unwrap();
         let status = r.status().as_u16();
         let body = r.text().await.unwrap();
-        assert!(!(status == 404 && body.contains("no such route")) && status != 405, "{m} {p} is not routed: {status}");
+        assert!(
+            !(status == 404 && body.contains("no such route")) && status != 405,
+            "{m} {p} is not routed: {status}"
+        );
     }
     let docs = t.get("/api/v1/docs/").await;
     assert_eq!(docs.status(), 200);
@@ -84,7 +96,11 @@ async fn health_ready_and_metrics() {
     assert_eq!(ready["checks"]["queue"], "ok");
     t.seed().await;
     let retailer = t.retailer().await;
-    t.order(&retailer, json!([{ "sku": "RICE-JEERA-25", "qty": 1, "unit": "kg" }])).await;
+    t.order(
+        &retailer,
+        json!([{ "sku": "RICE-JEERA-25", "qty": 1, "unit": "kg" }]),
+    )
+    .await;
     let text = t.get("/metrics").await.text().await.unwrap();
     for needle in [
         "khaacho_http_requests_total{method=\"POST\",route=\"/api/v1/orders\",status=\"202\"}",
@@ -114,16 +130,33 @@ async fn unknown_routes_methods_and_ids_get_problems() {
     let t = TestApp::spawn().await;
     let p = assert_problem(t.get("/api/v1/nowhere").await, 404).await;
     assert_eq!(p["detail"], "no such route");
-    let r = t.client.patch(t.url("/api/v1/orders")).send().await.unwrap();
+    let r = t
+        .client
+        .patch(t.url("/api/v1/orders"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 405).await;
     assert_problem(t.get("/api/v1/orders/not-a-uuid").await, 400).await;
     let r = t.get("/health").await;
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert!(r.headers().contains_key("x-request-id"));
     let long = "x".repeat(300);
-    let forged = t.client.get(t.url("/health")).header("x-request-id", &long).send().await.unwrap();
+    let forged = t
+        .client
+        .get(t.url("/health"))
+        .header("x-request-id", &long)
+        .send()
+        .await
+        .unwrap();
     assert_ne!(forged.headers()["x-request-id"], long.as_str());
-    let kept = t.client.get(t.url("/health")).header("x-request-id", "abc-123").send().await.unwrap();
+    let kept = t
+        .client
+        .get(t.url("/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(kept.headers()["x-request-id"], "abc-123");
     let _: Value = t.get_json("/ready").await;
 }

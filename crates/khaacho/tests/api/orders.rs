@@ -6,13 +6,31 @@ use crate::helpers::{TestApp, assert_problem};
 
 /// A product with one known offer, so prices are exact: base NPR 100/kg, NPR 90 from 10 kg.
 async fn priced_product(t: &TestApp, sku: &str) -> String {
-    let csv = format!("sku,name,aliases,unit,pack_size,price_npr,category\n{sku},Test Sugar,chini,kg,50,100,sugar_salt\n");
-    let r = t.client.post(t.url("/api/v1/catalog/import")).header("content-type", "text/csv").body(csv).send().await.unwrap();
+    let csv = format!(
+        "sku,name,aliases,unit,pack_size,price_npr,category\n{sku},Test Sugar,chini,kg,50,100,sugar_salt\n"
+    );
+    let r = t
+        .client
+        .post(t.url("/api/v1/catalog/import"))
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let vendor = t.get_json("/api/v1/vendors?limit=1").await["items"][0]["id"].as_str().unwrap().to_string();
+    let vendor = t.get_json("/api/v1/vendors?limit=1").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let offer = json!({ "vendor_id": vendor, "sku": sku, "price_npr": 100, "stock": 1000,
         "tiers": [{ "min_qty": 10, "price_npr": 90 }] });
-    let r = t.client.put(t.url("/api/v1/offers")).json(&offer).send().await.unwrap();
+    let r = t
+        .client
+        .put(t.url("/api/v1/offers"))
+        .json(&offer)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     vendor
 }
@@ -39,12 +57,18 @@ async fn accepted_order_is_validated_priced_and_traced() {
     let accepted: Value = resp.json().await.unwrap();
     assert_eq!(accepted["status"], "received");
     let id = accepted["order_id"].as_str().unwrap().to_string();
-    assert_eq!(accepted["status_url"], format!("/api/v1/orders/{id}/status"));
+    assert_eq!(
+        accepted["status_url"],
+        format!("/api/v1/orders/{id}/status")
+    );
 
     let status = t.get_json(&format!("/api/v1/orders/{id}/status")).await;
     assert_eq!(status["status"], "received");
     let jobs = t.get_json("/api/v1/admin/jobs?kind=order.validate").await;
-    assert_eq!(jobs["items"][0]["correlation_id"], "trace-me-123", "request id follows the order into its job");
+    assert_eq!(
+        jobs["items"][0]["correlation_id"], "trace-me-123",
+        "request id follows the order into its job"
+    );
 
     assert_eq!(t.run_jobs().await, 1);
     let order = t.get_json(&format!("/api/v1/orders/{id}")).await;
@@ -61,8 +85,16 @@ async fn accepted_order_is_validated_priced_and_traced() {
     assert_eq!(lines[1]["unit_price_npr"], 90.0);
     assert_eq!(lines[1]["subtotal_npr"], 2250.0);
     assert_eq!(lines[1]["price_reason"], "bulk tier from 10");
-    assert_eq!(order["totals"], json!({ "subtotal_npr": 2750.0, "vat_npr": 357.5, "total_npr": 3107.5 }));
-    let events: Vec<_> = order["events"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap()).collect();
+    assert_eq!(
+        order["totals"],
+        json!({ "subtotal_npr": 2750.0, "vat_npr": 357.5, "total_npr": 3107.5 })
+    );
+    let events: Vec<_> = order["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
     assert_eq!(events, ["received", "validated"]);
     assert!(order["created_at"].as_str().unwrap().ends_with("+05:45"));
     assert_eq!(t.run_jobs().await, 0, "nothing left to do");
@@ -74,13 +106,24 @@ async fn lines_without_offers_reject_the_order_with_reasons() {
     t.seed().await;
     priced_product(&t, "TEST-SUGAR").await;
     let csv = "sku,name,aliases,unit,pack_size,price_npr,category\nNO-OFFER-1,Unsold Thing,,piece,,10,other\n";
-    t.client.post(t.url("/api/v1/catalog/import")).header("content-type", "text/csv").body(csv).send().await.unwrap();
+    t.client
+        .post(t.url("/api/v1/catalog/import"))
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
     let retailer = t.retailer().await;
     let a = t
         .order(&retailer, json!([{ "sku": "NO-OFFER-1", "qty": 2, "unit": "piece" }, { "sku": "TEST-SUGAR", "qty": 2000, "unit": "kg" }]))
         .await;
     t.run_jobs().await;
-    let order = t.get_json(&format!("/api/v1/orders/{}", a["order_id"].as_str().unwrap())).await;
+    let order = t
+        .get_json(&format!(
+            "/api/v1/orders/{}",
+            a["order_id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(order["status"], "rejected");
     assert_eq!(order["reject_reason"], "lines_rejected");
     assert_eq!(order["lines"][0]["reject_code"], "no_offer");
@@ -95,7 +138,13 @@ async fn idempotency_key_replays_the_first_answer() {
     priced_product(&t, "TEST-SUGAR").await;
     let retailer = t.retailer().await;
     let body = json!({ "retailer_id": retailer, "lines": [{ "sku": "TEST-SUGAR", "qty": 1, "unit": "kg" }] });
-    let send = |b: Value| t.client.post(t.url("/api/v1/orders")).header("idempotency-key", "k-1").json(&b).send();
+    let send = |b: Value| {
+        t.client
+            .post(t.url("/api/v1/orders"))
+            .header("idempotency-key", "k-1")
+            .json(&b)
+            .send()
+    };
     let first = send(body.clone()).await.unwrap();
     assert_eq!(first.status(), 202);
     let first: Value = first.json().await.unwrap();
@@ -124,7 +173,13 @@ async fn concurrent_requests_with_one_key_create_one_order() {
     for _ in 0..8 {
         let (client, url, body) = (t.client.clone(), t.url("/api/v1/orders"), body.clone());
         handles.push(tokio::spawn(async move {
-            let r = client.post(url).header("idempotency-key", "same").json(&body).send().await.unwrap();
+            let r = client
+                .post(url)
+                .header("idempotency-key", "same")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }));
     }
@@ -148,15 +203,34 @@ async fn large_orders_are_held_and_operators_decide() {
     t.seed().await;
     priced_product(&t, "TEST-SUGAR").await;
     let retailer = t.retailer().await;
-    let big = t.order(&retailer, json!([{ "sku": "TEST-SUGAR", "qty": 20, "unit": "kg" }])).await;
-    let small = t.order(&retailer, json!([{ "sku": "TEST-SUGAR", "qty": 1, "unit": "kg" }])).await;
-    let other_big = t.order(&retailer, json!([{ "sku": "TEST-SUGAR", "qty": 30, "unit": "kg" }])).await;
+    let big = t
+        .order(
+            &retailer,
+            json!([{ "sku": "TEST-SUGAR", "qty": 20, "unit": "kg" }]),
+        )
+        .await;
+    let small = t
+        .order(
+            &retailer,
+            json!([{ "sku": "TEST-SUGAR", "qty": 1, "unit": "kg" }]),
+        )
+        .await;
+    let other_big = t
+        .order(
+            &retailer,
+            json!([{ "sku": "TEST-SUGAR", "qty": 30, "unit": "kg" }]),
+        )
+        .await;
     t.run_jobs().await;
-    let path = |a: &Value, tail: &str| format!("/api/v1/orders/{}{tail}", a["order_id"].as_str().unwrap());
+    let path =
+        |a: &Value, tail: &str| format!("/api/v1/orders/{}{tail}", a["order_id"].as_str().unwrap());
     let held = t.get_json(&path(&big, "")).await;
     assert_eq!(held["status"], "on_hold");
     assert_eq!(held["hold_reason"], "large_order_review");
-    assert_eq!(t.get_json(&path(&small, "/status")).await["status"], "validated");
+    assert_eq!(
+        t.get_json(&path(&small, "/status")).await["status"],
+        "validated"
+    );
 
     // Approving something that is not held is refused; so is a reason-less rejection.
     let r = t.post_json(&path(&small, "/approve"), &json!({})).await;
@@ -165,16 +239,34 @@ async fn large_orders_are_held_and_operators_decide() {
     let p = assert_problem(r, 422).await;
     assert_eq!(p["errors"][0]["field"], "reason");
 
-    let r = t.post_json(&path(&big, "/approve"), &json!({ "reason": "known customer" })).await;
+    let r = t
+        .post_json(
+            &path(&big, "/approve"),
+            &json!({ "reason": "known customer" }),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let approved = t.get_json(&path(&big, "")).await;
     assert_eq!(approved["status"], "validated");
-    let last = approved["events"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!((last["from"].as_str(), last["to"].as_str()), (Some("on_hold"), Some("validated")));
+    let last = approved["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str()),
+        (Some("on_hold"), Some("validated"))
+    );
     assert_eq!(last["reason"], "known customer");
     assert_eq!(last["role"], "operator");
 
-    let r = t.post_json(&path(&other_big, "/reject"), &json!({ "reason": "credit concern" })).await;
+    let r = t
+        .post_json(
+            &path(&other_big, "/reject"),
+            &json!({ "reason": "credit concern" }),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let rejected = t.get_json(&path(&other_big, "/status")).await;
     assert_eq!(rejected["status"], "rejected");
@@ -182,9 +274,17 @@ async fn large_orders_are_held_and_operators_decide() {
     // Terminal: nothing moves it any more.
     let r = t.post_json(&path(&other_big, "/cancel"), &json!({})).await;
     assert_problem(r, 409).await;
-    let r = t.post_json(&path(&small, "/cancel"), &json!({ "reason": "changed mind" })).await;
+    let r = t
+        .post_json(
+            &path(&small, "/cancel"),
+            &json!({ "reason": "changed mind" }),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(t.get_json(&path(&small, "/status")).await["status"], "cancelled");
+    assert_eq!(
+        t.get_json(&path(&small, "/status")).await["status"],
+        "cancelled"
+    );
 }
 
 #[tokio::test]
@@ -193,13 +293,22 @@ async fn orders_list_filters_and_paginates() {
     t.seed().await;
     priced_product(&t, "TEST-SUGAR").await;
     let retailers = t.get_json("/api/v1/retailers?limit=2").await;
-    let (r1, r2) = (retailers["items"][0]["id"].as_str().unwrap(), retailers["items"][1]["id"].as_str().unwrap());
+    let (r1, r2) = (
+        retailers["items"][0]["id"].as_str().unwrap(),
+        retailers["items"][1]["id"].as_str().unwrap(),
+    );
     let mut mine = Vec::new();
     for i in 0..5 {
-        let a = t.order(r1, json!([{ "sku": "TEST-SUGAR", "qty": i + 1, "unit": "kg" }])).await;
+        let a = t
+            .order(
+                r1,
+                json!([{ "sku": "TEST-SUGAR", "qty": i + 1, "unit": "kg" }]),
+            )
+            .await;
         mine.push(a["order_id"].as_str().unwrap().to_string());
     }
-    t.order(r2, json!([{ "sku": "TEST-SUGAR", "qty": 1, "unit": "kg" }])).await;
+    t.order(r2, json!([{ "sku": "TEST-SUGAR", "qty": 1, "unit": "kg" }]))
+        .await;
     let mut seen = Vec::new();
     let mut path = format!("/api/v1/orders?retailer_id={r1}&limit=2");
     loop {
@@ -216,16 +325,39 @@ async fn orders_list_filters_and_paginates() {
     }
     mine.reverse();
     assert_eq!(seen, mine, "newest first, every order once");
-    assert_eq!(t.get_json("/api/v1/orders?status=received").await["items"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        t.get_json("/api/v1/orders?status=received").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
     t.run_jobs().await;
-    assert_eq!(t.get_json("/api/v1/orders?status=received").await["items"].as_array().unwrap().len(), 0);
-    assert_eq!(t.get_json("/api/v1/orders?status=validated&limit=200").await["items"].as_array().unwrap().len(), 6);
-    let future = t.get_json("/api/v1/orders?from=2099-01-01T00:00:00%2B05:45").await;
+    assert_eq!(
+        t.get_json("/api/v1/orders?status=received").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        t.get_json("/api/v1/orders?status=validated&limit=200")
+            .await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    let future = t
+        .get_json("/api/v1/orders?from=2099-01-01T00:00:00%2B05:45")
+        .await;
     assert!(future["items"].as_array().unwrap().is_empty());
     let bad = t.get("/api/v1/orders?status=nonsense").await;
     assert_problem(bad, 400).await;
     let bad = t.get("/api/v1/orders?cursor=zzz").await;
     assert_problem(bad, 422).await;
-    let missing = t.get(&format!("/api/v1/orders/{}", uuid::Uuid::now_v7())).await;
+    let missing = t
+        .get(&format!("/api/v1/orders/{}", uuid::Uuid::now_v7()))
+        .await;
     assert_problem(missing, 404).await;
 }

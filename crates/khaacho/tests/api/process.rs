@@ -23,14 +23,37 @@ impl Env {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = fresh_database(dir.path()).await;
-        let mut env = Self { database_url, key: String::new(), _dir: dir };
+        let mut env = Self {
+            database_url,
+            key: String::new(),
+            _dir: dir,
+        };
         let out = env.command(&["seed", "--demo"], None).output().unwrap();
-        assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
-        let out = env.command(&["admin", "create-api-key", "--name", "load", "--role", "operator"], None)
+        assert!(
+            out.status.success(),
+            "seed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = env
+            .command(
+                &[
+                    "admin",
+                    "create-api-key",
+                    "--name",
+                    "load",
+                    "--role",
+                    "operator",
+                ],
+                None,
+            )
             .stdout(Stdio::piped())
             .output()
             .unwrap();
-        assert!(out.status.success(), "create-api-key: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "create-api-key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         env.key = String::from_utf8(out.stdout).unwrap().trim().to_string();
         assert!(env.key.starts_with("kh_live_"));
         env
@@ -66,18 +89,27 @@ impl Env {
     }
 
     async fn db(&self) -> khaacho::db::Db {
-        khaacho::db::Db::connect(&self.database_url, 2).await.unwrap()
+        khaacho::db::Db::connect(&self.database_url, 2)
+            .await
+            .unwrap()
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn wait_healthy(client: &reqwest::Client, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/health")).send().await
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
             && r.status() == 200
         {
             return;
@@ -88,27 +120,49 @@ async fn wait_healthy(client: &reqwest::Client, port: u16) {
 }
 
 fn terminate(child: &Child) {
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
 /// Sends orders from `workers` tasks until `stop`; returns the ids that got a 202.
-fn start_load(env: &Env, port: u16, workers: usize, stop: CancellationToken, accepted: Arc<Mutex<Vec<String>>>, bodies: Arc<Vec<Value>>) {
+fn start_load(
+    env: &Env,
+    port: u16,
+    workers: usize,
+    stop: CancellationToken,
+    accepted: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Vec<Value>>,
+) {
     for w in 0..workers {
         let (stop, accepted, bodies) = (stop.clone(), accepted.clone(), bodies.clone());
         let auth = format!("Bearer {}", env.key);
         tokio::spawn(async move {
             let mut headers = reqwest::header::HeaderMap::new();
             headers.insert(reqwest::header::AUTHORIZATION, auth.parse().unwrap());
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).default_headers(headers).build().unwrap();
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .default_headers(headers)
+                .build()
+                .unwrap();
             let mut i = w;
             while !stop.is_cancelled() {
                 let body = &bodies[i % bodies.len()];
                 i += workers;
-                match client.post(format!("http://127.0.0.1:{port}/api/v1/orders")).json(body).send().await {
+                match client
+                    .post(format!("http://127.0.0.1:{port}/api/v1/orders"))
+                    .json(body)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 202 => {
                         let v: Value = r.json().await.unwrap();
-                        accepted.lock().unwrap().push(v["order_id"].as_str().unwrap().to_string());
+                        accepted
+                            .lock()
+                            .unwrap()
+                            .push(v["order_id"].as_str().unwrap().to_string());
                     }
                     Ok(r) => panic!("unexpected status {}", r.status()),
                     // The server is down (killed on purpose): try again shortly.
@@ -121,8 +175,18 @@ fn start_load(env: &Env, port: u16, workers: usize, stop: CancellationToken, acc
 
 async fn order_bodies(client: &reqwest::Client, port: u16) -> Arc<Vec<Value>> {
     let get = |p: &str| client.get(format!("http://127.0.0.1:{port}{p}")).send();
-    let retailers: Value = get("/api/v1/retailers?limit=20").await.unwrap().json().await.unwrap();
-    let products: Value = get("/api/v1/products?limit=60").await.unwrap().json().await.unwrap();
+    let retailers: Value = get("/api/v1/retailers?limit=20")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let products: Value = get("/api/v1/products?limit=60")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let products = products["items"].as_array().unwrap();
     let bodies = retailers["items"]
         .as_array()
@@ -155,7 +219,10 @@ async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
         if pending == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{pending} orders/jobs still pending");
+        assert!(
+            Instant::now() < deadline,
+            "{pending} orders/jobs still pending"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let rows: Vec<(uuid::Uuid, String, i64)> = khaacho::with_read!(db, c => sqlx::query_as(
@@ -166,7 +233,10 @@ async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
     let missing: Vec<_> = accepted.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(missing.is_empty(), "accepted orders missing: {missing:?}");
     for (id, status, events) in &rows {
-        assert!(["validated", "rejected", "on_hold"].contains(&status.as_str()), "order {id} is {status}");
+        assert!(
+            ["validated", "rejected", "on_hold"].contains(&status.as_str()),
+            "order {id} is {status}"
+        );
         assert_eq!(*events, 1, "order {id} has {events} validation events");
     }
     db.close().await;
@@ -177,8 +247,16 @@ async fn crash_under_load(split: bool) {
     let env = Env::new().await;
     let port = free_port();
     let client = env.client();
-    let (serving, crashing): (&[&str], &[&str]) = if split { (&["api"], &["worker"]) } else { (&["serve"], &["serve"]) };
-    let mut api = if split { Some(env.spawn(serving, Some(port))) } else { None };
+    let (serving, crashing): (&[&str], &[&str]) = if split {
+        (&["api"], &["worker"])
+    } else {
+        (&["serve"], &["serve"])
+    };
+    let mut api = if split {
+        Some(env.spawn(serving, Some(port)))
+    } else {
+        None
+    };
     let mut victim = env.spawn(crashing, Some(port));
     wait_healthy(&client, port).await;
     let bodies = order_bodies(&client, port).await;
@@ -199,7 +277,11 @@ async fn crash_under_load(split: bool) {
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let accepted = accepted.lock().unwrap().clone();
-    assert!(accepted.len() > 50, "the load got through ({} accepted)", accepted.len());
+    assert!(
+        accepted.len() > 50,
+        "the load got through ({} accepted)",
+        accepted.len()
+    );
     assert_all_processed_once(&env, &accepted).await;
     victim.kill().unwrap();
     victim.wait().unwrap();
@@ -234,12 +316,19 @@ async fn sigterm_mid_load_drains_and_leaves_nothing_stuck() {
     terminate(&serve);
     let started = Instant::now();
     let status = serve.wait().unwrap();
-    assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
-    assert!(started.elapsed() < Duration::from_secs(10), "drained within the grace period");
+    assert!(
+        status.success(),
+        "serve exits cleanly on SIGTERM: {status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "drained within the grace period"
+    );
     stop.cancel();
     let db = env.db().await;
     let running: i64 = khaacho::with_read!(db, c => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs WHERE status = 'running'").fetch_one(c).await).unwrap();
+        "SELECT COUNT(*) FROM jobs WHERE status = 'running'").fetch_one(c).await)
+    .unwrap();
     assert_eq!(running, 0, "no job is left claimed by the stopped process");
     db.close().await;
     // Whatever was accepted but not yet processed is picked up by the next process.
@@ -255,7 +344,10 @@ async fn sigterm_mid_load_drains_and_leaves_nothing_stuck() {
 async fn a_recurring_job_fires_once_per_tick_with_two_workers() {
     let env = Env::new().await;
     let spawn = || {
-        env.command(&["worker"], None).env("KHAACHO_SCHEDULES__MAINTENANCE", "*/1 * * * * *").spawn().unwrap()
+        env.command(&["worker"], None)
+            .env("KHAACHO_SCHEDULES__MAINTENANCE", "*/1 * * * * *")
+            .spawn()
+            .unwrap()
     };
     let (mut a, mut b) = (spawn(), spawn());
     tokio::time::sleep(Duration::from_millis(4_500)).await;
@@ -269,12 +361,22 @@ async fn a_recurring_job_fires_once_per_tick_with_two_workers() {
         .fetch_all(c).await).unwrap();
     assert!(ticks.len() >= 3, "ticks fired: {ticks:?}");
     for w in ticks.windows(2) {
-        assert_eq!(w[1].0 - w[0].0, 1_000, "one job per one-second tick, none twice or skipped: {ticks:?}");
+        assert_eq!(
+            w[1].0 - w[0].0,
+            1_000,
+            "one job per one-second tick, none twice or skipped: {ticks:?}"
+        );
     }
     let jobs: i64 = khaacho::with_read!(db, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM jobs WHERE kind = 'maintenance.partitions' AND status <> 'queued'").fetch_one(c).await).unwrap();
-    assert_eq!(jobs, 0, "every fired job finished or is still queued, none dead or stuck");
-    assert!(ticks.iter().filter(|t| t.1.is_some()).count() >= ticks.len() - 1, "tick jobs ran: {ticks:?}");
+    assert_eq!(
+        jobs, 0,
+        "every fired job finished or is still queued, none dead or stuck"
+    );
+    assert!(
+        ticks.iter().filter(|t| t.1.is_some()).count() >= ticks.len() - 1,
+        "tick jobs ran: {ticks:?}"
+    );
     db.close().await;
 }
 
@@ -288,7 +390,10 @@ async fn logs_contain_no_secrets_or_phone_numbers() {
     let log = std::fs::File::create(&log_path).unwrap();
     let mut serve = env
         .command(&["serve"], Some(port))
-        .env("KHAACHO_LOG_LEVEL", "debug,sqlx=debug,hyper=info,h2=info,reqwest=info")
+        .env(
+            "KHAACHO_LOG_LEVEL",
+            "debug,sqlx=debug,hyper=info,h2=info,reqwest=info",
+        )
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
@@ -297,27 +402,76 @@ async fn logs_contain_no_secrets_or_phone_numbers() {
     wait_healthy(&anon, port).await;
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let login = |u: &'static str, p: &'static str| {
-        anon.post(url("/api/v1/auth/login")).json(&json!({ "username": u, "password": p })).send()
+        anon.post(url("/api/v1/auth/login"))
+            .json(&json!({ "username": u, "password": p }))
+            .send()
     };
-    let tokens: Value = login("admin", "demo-admin-password").await.unwrap().json().await.unwrap();
+    let tokens: Value = login("admin", "demo-admin-password")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let access = tokens["access_token"].as_str().unwrap().to_string();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
     let admin = crate::helpers::bearer_client(&access);
-    assert_eq!(login("admin", "not-the-password-42").await.unwrap().status(), 401);
-    let rotated: Value = anon.post(url("/api/v1/auth/refresh")).json(&json!({ "refresh_token": refresh })).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        login("admin", "not-the-password-42")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let rotated: Value = anon
+        .post(url("/api/v1/auth/refresh"))
+        .json(&json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let rotated = rotated["refresh_token"].as_str().unwrap().to_string();
     let phone = "+9779812345678";
-    let r = admin.post(url("/api/v1/retailers")).json(&json!({ "name": "Sita Kirana Pasal", "phone": phone, "district": "Lalitpur" })).send().await.unwrap();
+    let r = admin
+        .post(url("/api/v1/retailers"))
+        .json(&json!({ "name": "Sita Kirana Pasal", "phone": phone, "district": "Lalitpur" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let retailer: Value = r.json().await.unwrap();
-    let created: Value = admin.post(url("/api/v1/auth/api-keys"))
+    let created: Value = admin
+        .post(url("/api/v1/auth/api-keys"))
         .json(&json!({ "name": "pos", "role": "retailer", "retailer_id": retailer["id"] }))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let key = created["key"].as_str().unwrap().to_string();
     let with_key = crate::helpers::bearer_client(&key);
     let order = json!({ "retailer_id": retailer["id"], "lines": [{ "sku": "RICE-JEERA-25", "qty": 1, "unit": "kg" }] });
-    assert_eq!(with_key.post(url("/api/v1/orders")).json(&order).send().await.unwrap().status(), 202);
-    assert_eq!(crate::helpers::bearer_client("not.a.token").get(url("/api/v1/orders")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        with_key
+            .post(url("/api/v1/orders"))
+            .json(&order)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    assert_eq!(
+        crate::helpers::bearer_client("not.a.token")
+            .get(url("/api/v1/orders"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     terminate(&serve);
     assert!(serve.wait().unwrap().success());

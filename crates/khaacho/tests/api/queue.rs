@@ -7,7 +7,9 @@ use khaacho::db::now_ms;
 use khaacho::orders::pipeline::ValidateOrder;
 use khaacho::queue::runtime::{drain, reap_expired};
 use khaacho::queue::schedule::Schedule;
-use khaacho::queue::{EnqueueOptions, Job, JobContext, JobError, Priority, Registry, RetryPolicy, enqueue};
+use khaacho::queue::{
+    EnqueueOptions, Job, JobContext, JobError, Priority, Registry, RetryPolicy, enqueue,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -20,10 +22,16 @@ impl Job for AlwaysFails {
     const KIND: &'static str = "test.always_fails";
     const QUEUE: &'static str = "test";
     fn policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 3, timeout: Duration::from_secs(5) }
+        RetryPolicy {
+            max_attempts: 3,
+            timeout: Duration::from_secs(5),
+        }
     }
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        Err(JobError::Retryable(anyhow::anyhow!("boom on attempt {}", ctx.attempt)))
+        Err(JobError::Retryable(anyhow::anyhow!(
+            "boom on attempt {}",
+            ctx.attempt
+        )))
     }
 }
 
@@ -44,7 +52,9 @@ impl Job for Record {
 }
 
 fn test_registry() -> Registry {
-    khaacho::jobs::registry().register::<AlwaysFails>().register::<Record>()
+    khaacho::jobs::registry()
+        .register::<AlwaysFails>()
+        .register::<Record>()
 }
 
 async fn add<J: Job>(t: &TestApp, job: &J, opts: EnqueueOptions) -> uuid::Uuid {
@@ -72,27 +82,65 @@ async fn failing_job_goes_dead_with_every_error_and_can_be_retried_or_discarded(
     let reg = test_registry();
     let id = add(&t, &AlwaysFails {}, EnqueueOptions::default()).await;
     let path = format!("/api/v1/admin/jobs/{id}");
-    drain_until(&t, &reg, async || t.get_json(&path).await["status"] == "dead").await;
+    drain_until(&t, &reg, async || {
+        t.get_json(&path).await["status"] == "dead"
+    })
+    .await;
     let job = t.get_json(&path).await;
     assert_eq!(job["attempts"], 3);
-    let errors: Vec<_> = job["errors"].as_array().unwrap().iter().map(|e| e["error"].as_str().unwrap().to_string()).collect();
-    assert_eq!(errors, ["boom on attempt 1", "boom on attempt 2", "boom on attempt 3"]);
+    let errors: Vec<_> = job["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["error"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "boom on attempt 1",
+            "boom on attempt 2",
+            "boom on attempt 3"
+        ]
+    );
     assert_eq!(job["last_error"], "boom on attempt 3");
     let dead = t.get_json("/api/v1/admin/jobs?status=dead").await;
     assert_eq!(dead["items"].as_array().unwrap().len(), 1);
 
-    let r = t.client.post(t.url(&format!("{path}/retry"))).send().await.unwrap();
+    let r = t
+        .client
+        .post(t.url(&format!("{path}/retry")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let retried: Value = r.json().await.unwrap();
-    assert_eq!((retried["status"].as_str(), retried["attempts"].as_u64()), (Some("queued"), Some(0)));
-    assert_eq!(retried["errors"].as_array().unwrap().len(), 3, "history is kept");
-    drain_until(&t, &reg, async || t.get_json(&path).await["status"] == "dead").await;
-    assert_eq!(t.get_json(&path).await["errors"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        (retried["status"].as_str(), retried["attempts"].as_u64()),
+        (Some("queued"), Some(0))
+    );
+    assert_eq!(
+        retried["errors"].as_array().unwrap().len(),
+        3,
+        "history is kept"
+    );
+    drain_until(&t, &reg, async || {
+        t.get_json(&path).await["status"] == "dead"
+    })
+    .await;
+    assert_eq!(
+        t.get_json(&path).await["errors"].as_array().unwrap().len(),
+        6
+    );
 
     let r = t.client.delete(t.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_problem(t.get(&path).await, 404).await;
-    let r = t.client.post(t.url(&format!("{path}/retry"))).send().await.unwrap();
+    let r = t
+        .client
+        .post(t.url(&format!("{path}/retry")))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 404).await;
     assert_problem(t.get("/api/v1/admin/jobs?status=bogus").await, 422).await;
 }
@@ -102,9 +150,17 @@ async fn exhausted_order_job_fails_the_order_and_a_retry_processes_it() {
     let t = TestApp::spawn().await;
     t.seed().await;
     let retailer = t.retailer().await;
-    let sku = t.get_json("/api/v1/products?limit=1").await["items"][0]["sku"].as_str().unwrap().to_string();
-    let unit = t.get_json(&format!("/api/v1/products/{sku}")).await["unit"].as_str().unwrap().to_string();
-    let a = t.order(&retailer, json!([{ "sku": sku, "qty": 1, "unit": unit }])).await;
+    let sku = t.get_json("/api/v1/products?limit=1").await["items"][0]["sku"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let unit = t.get_json(&format!("/api/v1/products/{sku}")).await["unit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = t
+        .order(&retailer, json!([{ "sku": sku, "qty": 1, "unit": unit }]))
+        .await;
     let order_id = a["order_id"].as_str().unwrap().to_string();
     // Simulate a worker that kept dying: the job's last claim used its final attempt.
     khaacho::with_write!(t.app.db(), c => sqlx::query(
@@ -114,19 +170,41 @@ async fn exhausted_order_job_fails_the_order_and_a_retry_processes_it() {
         .await
         .map(|r| r.rows_affected()))
     .unwrap();
-    assert_eq!(reap_expired(&t.app, &khaacho::jobs::registry()).await.unwrap(), 1);
+    assert_eq!(
+        reap_expired(&t.app, &khaacho::jobs::registry())
+            .await
+            .unwrap(),
+        1
+    );
     let failed = t.get_json(&format!("/api/v1/orders/{order_id}")).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["reject_reason"], "processing_failed");
-    let dead = t.get_json("/api/v1/admin/jobs?status=dead&kind=order.validate").await;
+    let dead = t
+        .get_json("/api/v1/admin/jobs?status=dead&kind=order.validate")
+        .await;
     let job_id = dead["items"][0]["id"].as_str().unwrap().to_string();
-    assert!(dead["items"][0]["last_error"].as_str().unwrap().contains("lease expired"));
-    let r = t.client.post(t.url(&format!("/api/v1/admin/jobs/{job_id}/retry"))).send().await.unwrap();
+    assert!(
+        dead["items"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("lease expired")
+    );
+    let r = t
+        .client
+        .post(t.url(&format!("/api/v1/admin/jobs/{job_id}/retry")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(t.run_jobs().await, 1);
     let order = t.get_json(&format!("/api/v1/orders/{order_id}")).await;
     assert_eq!(order["status"], "validated");
-    let path: Vec<_> = order["events"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap()).collect();
+    let path: Vec<_> = order["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
     assert_eq!(path, ["received", "failed", "received", "validated"]);
 }
 
@@ -153,17 +231,40 @@ async fn a_dead_workers_job_is_rerun_after_its_lease_and_the_order_processed_onc
         .map(|r| r.rows_affected()))
     .unwrap();
     assert_eq!(t.run_jobs().await, 0, "a leased job is not claimed again");
-    assert_eq!(reap_expired(&t.app, &khaacho::jobs::registry()).await.unwrap(), 0, "lease still valid");
+    assert_eq!(
+        reap_expired(&t.app, &khaacho::jobs::registry())
+            .await
+            .unwrap(),
+        0,
+        "lease still valid"
+    );
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(reap_expired(&t.app, &khaacho::jobs::registry()).await.unwrap(), 1);
+    assert_eq!(
+        reap_expired(&t.app, &khaacho::jobs::registry())
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(t.run_jobs().await, 1);
     // The step's effect committed but the job row survived (e.g. the worker died between
     // commit and delete): running it again must change nothing.
     let order_uuid: uuid::Uuid = order_id.parse().unwrap();
-    add(&t, &ValidateOrder { order_id: order_uuid }, EnqueueOptions::default()).await;
+    add(
+        &t,
+        &ValidateOrder {
+            order_id: order_uuid,
+        },
+        EnqueueOptions::default(),
+    )
+    .await;
     assert_eq!(t.run_jobs().await, 1);
     let order = t.get_json(&format!("/api/v1/orders/{order_id}")).await;
-    let to: Vec<_> = order["events"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap()).collect();
+    let to: Vec<_> = order["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
     assert_eq!(order["status"], "validated", "{order}");
     assert_eq!(to, ["received", "validated"], "processed exactly once");
     assert_eq!(t.count("jobs").await, 0);
@@ -175,16 +276,36 @@ async fn priorities_and_run_at_decide_the_order_of_work() {
     let reg = test_registry();
     let tag = |s: &str| format!("{}-{s}", t.addr.port());
     let now = now_ms();
-    let low = EnqueueOptions { priority: Some(Priority::Low), ..Default::default() };
-    let high = EnqueueOptions { priority: Some(Priority::High), ..Default::default() };
-    let later = EnqueueOptions { run_at_ms: Some(now + 400), priority: Some(Priority::High), ..Default::default() };
+    let low = EnqueueOptions {
+        priority: Some(Priority::Low),
+        ..Default::default()
+    };
+    let high = EnqueueOptions {
+        priority: Some(Priority::High),
+        ..Default::default()
+    };
+    let later = EnqueueOptions {
+        run_at_ms: Some(now + 400),
+        priority: Some(Priority::High),
+        ..Default::default()
+    };
     add(&t, &Record { tag: tag("low") }, low).await;
-    add(&t, &Record { tag: tag("normal") }, EnqueueOptions::default()).await;
+    add(
+        &t,
+        &Record { tag: tag("normal") },
+        EnqueueOptions::default(),
+    )
+    .await;
     add(&t, &Record { tag: tag("later") }, later).await;
     add(&t, &Record { tag: tag("high") }, high).await;
     let mine = || -> Vec<String> {
         let prefix = format!("{}-", t.addr.port());
-        RAN.lock().unwrap().iter().filter(|s| s.starts_with(&prefix)).cloned().collect()
+        RAN.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.starts_with(&prefix))
+            .cloned()
+            .collect()
     };
     assert_eq!(drain(&t.app, &reg).await.unwrap(), 3);
     assert_eq!(mine(), [tag("high"), tag("normal"), tag("low")]);
@@ -192,10 +313,23 @@ async fn priorities_and_run_at_decide_the_order_of_work() {
     assert_eq!(drain(&t.app, &reg).await.unwrap(), 1);
     assert_eq!(mine().last().unwrap(), &tag("later"));
     // A dedupe key makes a second enqueue a no-op while the first job exists.
-    let keyed = || EnqueueOptions { dedupe_key: Some(tag("once")), ..Default::default() };
+    let keyed = || EnqueueOptions {
+        dedupe_key: Some(tag("once")),
+        ..Default::default()
+    };
     let mut tx = t.app.db().begin().await.unwrap();
-    assert!(enqueue(&mut tx, &Record { tag: tag("dup") }, keyed()).await.unwrap().is_some());
-    assert!(enqueue(&mut tx, &Record { tag: tag("dup") }, keyed()).await.unwrap().is_none());
+    assert!(
+        enqueue(&mut tx, &Record { tag: tag("dup") }, keyed())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        enqueue(&mut tx, &Record { tag: tag("dup") }, keyed())
+            .await
+            .unwrap()
+            .is_none()
+    );
     tx.commit().await.unwrap();
     assert_eq!(drain(&t.app, &reg).await.unwrap(), 1);
 }
@@ -203,16 +337,26 @@ async fn priorities_and_run_at_decide_the_order_of_work() {
 #[tokio::test]
 async fn a_schedule_tick_fires_once_however_many_nodes_try() {
     let t = TestApp::spawn().await;
-    let other_node = khaacho::app::App::connect(crate::helpers::test_settings(&t.database_url)).await.unwrap();
+    let other_node = khaacho::app::App::connect(crate::helpers::test_settings(&t.database_url))
+        .await
+        .unwrap();
     let s = Schedule::new::<Record>("test-tick", "*/5 * * * * *").unwrap();
     let tick = 1_800_000_000_000;
     let (a, b) = tokio::join!(s.fire(&t.app, tick), s.fire(&other_node, tick));
-    assert_eq!(u8::from(a.unwrap()) + u8::from(b.unwrap()), 1, "exactly one node fires the tick");
+    assert_eq!(
+        u8::from(a.unwrap()) + u8::from(b.unwrap()),
+        1,
+        "exactly one node fires the tick"
+    );
     assert!(!s.fire(&t.app, tick).await.unwrap());
-    assert!(s.fire(&t.app, tick + 5_000).await.unwrap(), "the next tick fires");
+    assert!(
+        s.fire(&t.app, tick + 5_000).await.unwrap(),
+        "the next tick fires"
+    );
     assert_eq!(t.count("schedule_ticks").await, 2);
     drain(&t.app, &test_registry()).await.unwrap();
     let done = khaacho::with_read!(t.app.db(), c => sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM schedule_ticks WHERE done_at_ms IS NOT NULL").fetch_one(c).await).unwrap();
+        "SELECT COUNT(*) FROM schedule_ticks WHERE done_at_ms IS NOT NULL").fetch_one(c).await)
+    .unwrap();
     assert_eq!(done, 2);
 }

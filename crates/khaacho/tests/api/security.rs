@@ -68,7 +68,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, No, Own],
         "retailer: own orders, before dispatch",
     ),
-    ("POST", "/api/v1/orders/parse", [Yes, Yes, No, Yes], "a preview; creates nothing"),
+    (
+        "POST",
+        "/api/v1/orders/parse",
+        [Yes, Yes, No, Yes],
+        "a preview; creates nothing",
+    ),
     ("GET", "/api/v1/products", [Yes, Yes, Yes, Yes], ""),
     ("GET", "/api/v1/products/{sku}", [Yes, Yes, Yes, Yes], ""),
     ("GET", "/api/v1/catalog/export", [Yes, Yes, Yes, Yes], ""),

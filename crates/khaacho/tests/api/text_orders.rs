@@ -6,16 +6,29 @@ use crate::helpers::{TestApp, assert_problem};
 
 async fn text_order(t: &TestApp, text: &str) -> String {
     let retailer = t.retailer().await;
-    let r = t.post_json("/api/v1/orders", &json!({ "retailer_id": retailer, "text": text })).await;
+    let r = t
+        .post_json(
+            "/api/v1/orders",
+            &json!({ "retailer_id": retailer, "text": text }),
+        )
+        .await;
     assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["order_id"].as_str().unwrap().to_string()
+    r.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
 async fn parse_preview_understands_mixed_scripts_and_creates_nothing() {
     let t = TestApp::spawn().await;
     t.seed().await;
-    let r = t.post_json("/api/v1/orders/parse", &json!({ "text": "maida 3 kilo, wai wai 2 peti ra चिनी ५ केजी" })).await;
+    let r = t
+        .post_json(
+            "/api/v1/orders/parse",
+            &json!({ "text": "maida 3 kilo, wai wai 2 peti ra चिनी ५ केजी" }),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let p: Value = r.json().await.unwrap();
     assert_eq!(p["agent"], "local");
@@ -23,7 +36,13 @@ async fn parse_preview_understands_mixed_scripts_and_creates_nothing() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["sku"].as_str().unwrap().into(), i["qty"].as_f64().unwrap(), i["unit"].as_str().unwrap().into()))
+        .map(|i| {
+            (
+                i["sku"].as_str().unwrap().into(),
+                i["qty"].as_f64().unwrap(),
+                i["unit"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         items,
@@ -35,7 +54,12 @@ async fn parse_preview_understands_mixed_scripts_and_creates_nothing() {
     );
     assert_eq!(p["needs_review"], false);
     assert_eq!(t.count("orders").await, 0);
-    assert_problem(t.post_json("/api/v1/orders/parse", &json!({ "text": "  " })).await, 422).await;
+    assert_problem(
+        t.post_json("/api/v1/orders/parse", &json!({ "text": "  " }))
+            .await,
+        422,
+    )
+    .await;
     assert_problem(t.post_json("/api/v1/orders/parse", &json!({})).await, 422).await;
 }
 
@@ -47,7 +71,12 @@ async fn a_clear_text_order_is_parsed_then_validated() {
     assert_eq!(t.run_jobs().await, 2, "parse, then validate");
     let order = t.get_json(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(order["status"], "validated", "{order}");
-    let skus: Vec<_> = order["lines"].as_array().unwrap().iter().map(|l| l["sku"].as_str().unwrap()).collect();
+    let skus: Vec<_> = order["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["sku"].as_str().unwrap())
+        .collect();
     assert_eq!(skus, ["SUGAR-50", "WAIWAI-CHICKEN-75G"]);
     assert!(order["totals"]["total_npr"].as_f64().unwrap() > 0.0);
 }
@@ -64,10 +93,18 @@ async fn unclear_text_is_held_for_review_and_approved_with_corrections() {
     assert_eq!(held["hold_reason"], "parse_review");
     let hold = held["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(hold["detail"]["flags"][0]["type"], "unknown_item", "{hold}");
-    assert_eq!(held["lines"][0]["sku"], "SUGAR-50", "what was understood is kept");
+    assert_eq!(
+        held["lines"][0]["sku"], "SUGAR-50",
+        "what was understood is kept"
+    );
 
     // Corrections are checked like an intake.
-    let bad = t.post_json(&format!("{path}/approve"), &json!({ "lines": [{ "sku": "NOPE", "qty": 1, "unit": "kg" }] })).await;
+    let bad = t
+        .post_json(
+            &format!("{path}/approve"),
+            &json!({ "lines": [{ "sku": "NOPE", "qty": 1, "unit": "kg" }] }),
+        )
+        .await;
     assert_problem(bad, 422).await;
     let fixed = json!({ "reason": "called the shop", "lines": [
         { "sku": "SUGAR-50", "qty": 5, "unit": "kg" },
@@ -78,9 +115,19 @@ async fn unclear_text_is_held_for_review_and_approved_with_corrections() {
     assert_eq!(t.run_jobs().await, 1);
     let order = t.get_json(&path).await;
     assert_eq!(order["status"], "validated");
-    let skus: Vec<_> = order["lines"].as_array().unwrap().iter().map(|l| l["sku"].as_str().unwrap()).collect();
+    let skus: Vec<_> = order["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["sku"].as_str().unwrap())
+        .collect();
     assert_eq!(skus, ["SUGAR-50", "MAIDA-50"]);
-    let path_to: Vec<_> = order["events"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap()).collect();
+    let path_to: Vec<_> = order["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
     assert_eq!(path_to, ["received", "on_hold", "received", "validated"]);
 }
 
@@ -95,7 +142,12 @@ async fn text_nobody_understands_needs_lines_to_be_approved() {
     let r = t.post_json(&format!("{path}/approve"), &json!({})).await;
     let p = assert_problem(r, 422).await;
     assert_eq!(p["errors"][0]["field"], "lines");
-    let r = t.post_json(&format!("{path}/reject"), &json!({ "reason": "not an order" })).await;
+    let r = t
+        .post_json(
+            &format!("{path}/reject"),
+            &json!({ "reason": "not an order" }),
+        )
+        .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -120,14 +172,35 @@ fn parse_cli_reads_a_catalogue_and_messages() {
     let catalog = dir.path().join("catalog.csv");
     std::fs::write(&catalog, "sku,name,aliases,unit,pack_size,price_npr,category\nSUG-1,Sugar,chini|चिनी,kg,50,95,sugar_salt\n").unwrap();
     let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, "{\"id\":\"1\",\"text\":\"चिनी ५ केजी\"}\n{\"id\":\"2\",\"text\":\"thank you!\"}\n").unwrap();
+    std::fs::write(
+        &input,
+        "{\"id\":\"1\",\"text\":\"चिनी ५ केजी\"}\n{\"id\":\"2\",\"text\":\"thank you!\"}\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_khaacho"))
-        .args(["parse", "--catalog", catalog.to_str().unwrap(), "--input", input.to_str().unwrap()])
+        .args([
+            "parse",
+            "--catalog",
+            catalog.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines[0], json!({ "id": "1", "items": [{ "sku": "SUG-1", "qty": 5.0, "unit": "kg" }], "flags": [] }));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0],
+        json!({ "id": "1", "items": [{ "sku": "SUG-1", "qty": 5.0, "unit": "kg" }], "flags": [] })
+    );
     assert_eq!(lines[1], json!({ "id": "2", "items": [], "flags": [] }));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_khaacho"))
         .args(["parse", "--catalog", catalog.to_str().unwrap()])
@@ -135,11 +208,22 @@ fn parse_cli_reads_a_catalogue_and_messages() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all("chini 2 kilo".as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("chini 2 kilo".as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["items"][0], json!({ "sku": "SUG-1", "qty": 2.0, "unit": "kg" }));
-    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_khaacho")).args(["parse", "--catalog", "/nonexistent.csv"]).output().unwrap();
+    assert_eq!(
+        v["items"][0],
+        json!({ "sku": "SUG-1", "qty": 2.0, "unit": "kg" })
+    );
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_khaacho"))
+        .args(["parse", "--catalog", "/nonexistent.csv"])
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.csv"));
 }
