@@ -492,3 +492,63 @@ async fn logs_contain_no_secrets_or_phone_numbers() {
         assert!(!text.contains(secret), "the log contains the {what}");
     }
 }
+
+/// `khaacho loadtest` keeps working with authentication on: it signs in as the demo operator
+/// by default, or uses `--api-key`, and the default rate limits do not throttle it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_signs_in_with_demo_credentials_or_an_api_key() {
+    let env = Env::new().await;
+    let port = free_port();
+    let mut serve = env.spawn(&["api"], Some(port));
+    wait_healthy(&reqwest::Client::new(), port).await;
+    let url = format!("http://127.0.0.1:{port}");
+    let base = [
+        "loadtest",
+        "--url",
+        url.as_str(),
+        "--duration",
+        "1s",
+        "--connections",
+        "8",
+        "--e2e-sample",
+        "0",
+        "--json",
+    ];
+    let with_key: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--api-key", env.key.as_str()])
+        .collect();
+    for args in [base.to_vec(), with_key] {
+        let out = env
+            .command(&args, None)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "loadtest: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(report["accepted"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(
+            report["errors"],
+            json!({}),
+            "no 401/429 or other errors: {report}"
+        );
+    }
+    let out = env
+        .command(
+            &[&base[..], &["--password", "wrong-password"]].concat(),
+            None,
+        )
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--api-key"));
+    terminate(&serve);
+    assert!(serve.wait().unwrap().success());
+}
