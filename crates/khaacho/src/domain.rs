@@ -25,9 +25,9 @@ pub fn canonical_unit(s: &str) -> Option<Unit> {
 /// The order rules of units, on top of the parser's unit vocabulary.
 pub trait UnitRules: Sized {
     /// Whether products may use this as their base unit.
-    fn is_base(self) -> bool;
+    fn is_base(&self) -> bool;
     /// Whether the unit counts whole things, so a fraction of it is meaningless.
-    fn is_count(self) -> bool;
+    fn is_count(&self) -> bool;
     /// Converts `qty_milli` of `self` into milli-units of `base`, given the product's pack
     /// size (base milli-units per outer pack).
     fn to_base(
@@ -39,14 +39,14 @@ pub trait UnitRules: Sized {
 }
 
 impl UnitRules for Unit {
-    fn is_base(self) -> bool {
+    fn is_base(&self) -> bool {
         matches!(
             self,
             Unit::Kg | Unit::Litre | Unit::Packet | Unit::Piece | Unit::Bottle
         )
     }
 
-    fn is_count(self) -> bool {
+    fn is_count(&self) -> bool {
         matches!(
             self,
             Unit::Packet | Unit::Piece | Unit::Bottle | Unit::Carton | Unit::Crate
