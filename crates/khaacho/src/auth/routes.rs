@@ -15,7 +15,7 @@ use super::{ADMIN, Principal};
 use crate::app::App;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::{Page, decode_cursor, encode_cursor, page_limit, request_id};
+use crate::http::{IdPage, Page, decode_cursor, encode_cursor, page_limit, request_id};
 
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
@@ -133,34 +133,18 @@ async fn create_api_key(
     ))
 }
 
-/// Paging by id.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct KeyPage {
-    /// Page size, 1–200 (default 50).
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<Uuid>,
-}
-
 /// API keys, newest first (admin): prefix, scope, last use; never the key.
-#[utoipa::path(get, path = "/auth/api-keys", tag = "auth", params(KeyPage),
+#[utoipa::path(get, path = "/auth/api-keys", tag = "auth", params(IdPage),
     responses((status = 200, body = Page<ApiKeyView>), (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn list_api_keys(
     State(app): State<App>,
     principal: Principal,
-    Query(p): Query<KeyPage>,
+    Query(p): Query<IdPage>,
 ) -> Result<axum::Json<Page<ApiKeyView>>, ApiError> {
     principal.require(ADMIN)?;
     let limit = page_limit(p.limit)?;
-    let mut rows = super::repo::list_api_keys(app.db(), p.cursor, limit + 1).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|k| k.id.to_string())
-    } else {
-        None
-    };
+    let rows = super::repo::list_api_keys(app.db(), p.cursor, limit + 1).await?;
+    let (rows, next) = crate::http::split_page(rows, limit, |k| k.id.to_string());
     Ok(axum::Json(Page {
         items: rows.iter().map(ApiKeyView::from).collect(),
         next_cursor: next,
@@ -261,13 +245,8 @@ async fn list_audit(
         after: p.cursor.as_deref().map(decode_cursor).transpose()?,
         limit: limit + 1,
     };
-    let mut rows = audit::list(app.db(), &filter).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(r.at_ms, r.id))
-    } else {
-        None
-    };
+    let rows = audit::list(app.db(), &filter).await?;
+    let (rows, next) = crate::http::split_page(rows, limit, |r| encode_cursor(r.at_ms, r.id));
     Ok(axum::Json(AuditPage {
         items: rows.into_iter().map(AuditView::from).collect(),
         next_cursor: next,

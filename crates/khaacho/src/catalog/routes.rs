@@ -140,13 +140,8 @@ async fn list_products(
 ) -> Result<axum::Json<Page<ProductView>>, ApiError> {
     principal.require(ALL_ROLES)?;
     let limit = page_limit(p.limit)?;
-    let mut rows = repo::list_products(app.db(), p.cursor.as_deref(), limit + 1).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.sku.clone())
-    } else {
-        None
-    };
+    let rows = repo::list_products(app.db(), p.cursor.as_deref(), limit + 1).await?;
+    let (rows, next) = crate::http::split_page(rows, limit, |r| r.sku.clone());
     Ok(axum::Json(Page {
         items: rows.into_iter().map(ProductView::from).collect(),
         next_cursor: next,

@@ -228,6 +228,33 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// Cuts rows fetched with `limit + 1` down to one page and names the cursor of the next
+/// page (the extra row only tells that there is one).
+pub fn split_page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(cursor)
+    } else {
+        None
+    };
+    (rows, next)
+}
+
+/// Paging by id (lists in creation order).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct IdPage {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
 /// Validates a requested page size (default 50, 1–200).
 pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {

@@ -377,13 +377,9 @@ async fn list_orders(
         after,
         limit: limit + 1,
     };
-    let mut rows = repo::list(app.db(), principal.order_scope(), &filter).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|o| encode_cursor(o.created_at_ms, o.id))
-    } else {
-        None
-    };
+    let rows = repo::list(app.db(), principal.order_scope(), &filter).await?;
+    let (rows, next) =
+        crate::http::split_page(rows, limit, |o| encode_cursor(o.created_at_ms, o.id));
     Ok(axum::Json(Page {
         items: rows
             .into_iter()

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use sqlx::types::Json as SqlJson;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -15,7 +15,7 @@ use crate::auth::{Principal, Role, STAFF};
 use crate::db::is_unique_violation;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::{Page, page_limit};
+use crate::http::{IdPage, Page, page_limit};
 use khaacho_auth::mask::{mask_name, mask_phone};
 
 /// Routes of this feature.
@@ -27,28 +27,9 @@ pub fn router() -> OpenApiRouter<App> {
         .routes(routes!(get_vendor))
 }
 
-/// Paging by id.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct IdPage {
-    /// Page size, 1–200 (default 50).
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<Uuid>,
-}
-
-fn paginate<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| id(r).to_string())
-    } else {
-        None
-    };
-    Page {
-        items: rows,
-        next_cursor: next,
-    }
+fn paginate<T>(rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    let (items, next_cursor) = crate::http::split_page(rows, limit, |r| id(r).to_string());
+    Page { items, next_cursor }
 }
 
 /// Retailers in creation order.

@@ -62,13 +62,8 @@ async fn list_jobs(
         before: p.cursor,
         limit: limit + 1,
     };
-    let mut jobs = admin::list(app.db(), &filter).await?;
-    let next = if jobs.len() as i64 > limit {
-        jobs.truncate(limit as usize);
-        jobs.last().map(|j| j.id.to_string())
-    } else {
-        None
-    };
+    let jobs = admin::list(app.db(), &filter).await?;
+    let (jobs, next) = crate::http::split_page(jobs, limit, |j| j.id.to_string());
     Ok(axum::Json(Page {
         items: jobs,
         next_cursor: next,
