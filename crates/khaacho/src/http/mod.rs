@@ -69,6 +69,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn api() -> (Router<App>, OpenApiDoc) {
     let v1 = OpenApiRouter::new()
         .merge(crate::orders::routes::router())
+        .merge(crate::orders::agents_admin::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::parties::routes::router())
         .merge(crate::queue::routes::router())

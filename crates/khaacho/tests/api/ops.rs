@@ -15,6 +15,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/orders/{id}/reject"),
     ("post", "/api/v1/orders/{id}/cancel"),
     ("post", "/api/v1/orders/parse"),
+    ("get", "/api/v1/admin/agents"),
+    ("put", "/api/v1/admin/agents"),
     ("get", "/api/v1/products"),
     ("get", "/api/v1/products/{sku}"),
     ("get", "/api/v1/catalog/export"),

@@ -74,6 +74,18 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, No, Yes],
         "a preview; creates nothing",
     ),
+    (
+        "GET",
+        "/api/v1/admin/agents",
+        [Yes, No, No, No],
+        "LLM switch and breaker states",
+    ),
+    (
+        "PUT",
+        "/api/v1/admin/agents",
+        [Yes, No, No, No],
+        "switches LLM parsing at run time (audited)",
+    ),
     ("GET", "/api/v1/products", [Yes, Yes, Yes, Yes], ""),
     ("GET", "/api/v1/products/{sku}", [Yes, Yes, Yes, Yes], ""),
     ("GET", "/api/v1/catalog/export", [Yes, Yes, Yes, Yes], ""),

@@ -227,3 +227,83 @@ fn parse_cli_reads_a_catalogue_and_messages() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.csv"));
 }
+
+#[tokio::test]
+async fn an_unreachable_llm_falls_back_to_the_offline_parser_and_admins_switch_it() {
+    let t = TestApp::spawn_with(|s| {
+        s.agents.llm_enabled = true;
+        s.agents.chain = vec!["openai".into(), "local".into()];
+        s.agents.openai = Some(khaacho_agents::OpenAiConfig {
+            // Nothing listens on port 1: every call fails fast.
+            base_url: "http://127.0.0.1:1/v1".into(),
+            model: "test-model".into(),
+            api_key: khaacho_agents::ApiKey::new("sk-test"),
+            timeout_ms: 500,
+        });
+        s.agents.resilience.max_attempts = 1;
+        s.agents.resilience.consecutive_failures = 2;
+    })
+    .await;
+    t.seed().await;
+    let admin = t.client_as(khaacho::auth::Role::Admin, None);
+    let agents: Value = admin
+        .get(t.url("/api/v1/admin/agents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        agents,
+        json!({ "llm_enabled": true, "providers": [{ "name": "openai", "breaker": "closed" }] })
+    );
+    for _ in 0..3 {
+        let r = t
+            .post_json("/api/v1/orders/parse", &json!({ "text": "chini 5 kg" }))
+            .await;
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(
+            p["agent"], "local",
+            "the offline parser answers when the LLM cannot"
+        );
+        assert_eq!(p["items"][0]["sku"], "SUGAR-50");
+    }
+    let agents: Value = admin
+        .get(t.url("/api/v1/admin/agents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        agents["providers"][0]["breaker"], "open",
+        "repeated failures open the breaker"
+    );
+    let r = admin
+        .put(t.url("/api/v1/admin/agents"))
+        .json(&json!({ "llm_enabled": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["llm_enabled"], false);
+    let r = t
+        .client
+        .put(t.url("/api/v1/admin/agents"))
+        .json(&json!({ "llm_enabled": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403).await;
+    let audit: Value = admin
+        .get(t.url("/api/v1/audit?action=agents.switch"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1);
+}
