@@ -26,7 +26,10 @@ fn check(input: &[u8]) {
     let mut rest = input;
     while !rest.is_empty() {
         let (raw, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (rest[..i].strip_suffix(b"\r").unwrap_or(&rest[..i]), &rest[i + 1..]),
+            Some(i) => (
+                rest[..i].strip_suffix(b"\r").unwrap_or(&rest[..i]),
+                &rest[i + 1..],
+            ),
             None => (rest, &[][..]),
         };
         rest = next;
@@ -55,7 +58,10 @@ fn check(input: &[u8]) {
         lines.len(),
         String::from_utf8_lossy(input)
     );
-    assert!(out.is_empty() || out.ends_with('\n'), "output not newline-terminated");
+    assert!(
+        out.is_empty() || out.ends_with('\n'),
+        "output not newline-terminated"
+    );
     for l in lines {
         let v: serde_json::Value = serde_json::from_str(l).expect("output line is not JSON");
         let obj = v.as_object().expect("output line is not a JSON object");

@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let out = parse(catalog, text);
     for item in &out.items {
         let (a, b) = item.span;
-        assert!(a <= b && b <= text.len(), "span {a}..{b} outside {} bytes: {text:?}", text.len());
+        assert!(
+            a <= b && b <= text.len(),
+            "span {a}..{b} outside {} bytes: {text:?}",
+            text.len()
+        );
         assert!(
             text.is_char_boundary(a) && text.is_char_boundary(b),
             "span {a}..{b} not on char boundaries: {text:?}"
@@ -29,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
             item.sku
         );
         if let Some(q) = item.qty {
-            assert!(q.is_finite() && q > 0.0, "qty {q} for {}: {text:?}", item.sku);
+            assert!(
+                q.is_finite() && q > 0.0,
+                "qty {q} for {}: {text:?}",
+                item.sku
+            );
         }
         if let Some(m) = item.amount_npr {
             assert!(m.is_finite(), "amount_npr {m} for {}: {text:?}", item.sku);
@@ -43,8 +51,16 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Parsing is a pure function of its input.
-    assert_eq!(parse(catalog, text), out, "parse not deterministic: {text:?}");
+    assert_eq!(
+        parse(catalog, text),
+        out,
+        "parse not deterministic: {text:?}"
+    );
 
     let once = normalize(text);
-    assert_eq!(normalize(&once), once, "normalize not idempotent on {text:?}");
+    assert_eq!(
+        normalize(&once),
+        once,
+        "normalize not idempotent on {text:?}"
+    );
 });
