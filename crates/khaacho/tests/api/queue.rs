@@ -360,3 +360,48 @@ async fn a_schedule_tick_fires_once_however_many_nodes_try() {
     .unwrap();
     assert_eq!(done, 2);
 }
+
+#[tokio::test]
+async fn a_failing_batch_falls_back_to_one_job_at_a_time() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    let retailer = t.retailer().await;
+    let a = t
+        .order(
+            &retailer,
+            json!([{ "sku": "SUGAR-50", "qty": 2, "unit": "kg" }]),
+        )
+        .await;
+    let b = t
+        .order(
+            &retailer,
+            json!([{ "sku": "MAIDA-50", "qty": 3, "unit": "kg" }]),
+        )
+        .await;
+    // A job whose order does not exist makes the batch fail; alone it is final (dead), and the
+    // other two orders of the batch are still validated.
+    let ghost = add(
+        &t,
+        &ValidateOrder {
+            order_id: uuid::Uuid::now_v7(),
+        },
+        EnqueueOptions::default(),
+    )
+    .await;
+    assert_eq!(t.run_jobs().await, 3);
+    for a in [&a, &b] {
+        let id = a["order_id"].as_str().unwrap();
+        assert_eq!(
+            t.get_json(&format!("/api/v1/orders/{id}/status")).await["status"],
+            "validated"
+        );
+    }
+    let job = t.get_json(&format!("/api/v1/admin/jobs/{ghost}")).await;
+    assert_eq!(job["status"], "dead");
+    assert!(
+        job["last_error"].as_str().unwrap().contains("do not exist"),
+        "{job}"
+    );
+    let metrics = t.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("khaacho_job_batch_fallbacks_total{kind=\"order.validate\"}"));
+}
