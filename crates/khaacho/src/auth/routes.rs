@@ -211,20 +211,6 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-fn parse_time(field: &'static str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
-    v.map(|s| {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .map(|t| t.timestamp_millis())
-            .map_err(|_| {
-                ApiError::field(
-                    field,
-                    "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45",
-                )
-            })
-    })
-    .transpose()
-}
-
 /// The audit log, newest first (admin).
 #[utoipa::path(get, path = "/audit", tag = "auth", params(AuditParams),
     responses((status = 200, body = AuditPage), (status = 403, body = Problem, content_type = "application/problem+json")))]
@@ -240,8 +226,8 @@ async fn list_audit(
         action: p.action,
         entity: p.entity,
         entity_id: p.entity_id,
-        from_ms: parse_time("from", p.from.as_deref())?,
-        to_ms: parse_time("to", p.to.as_deref())?,
+        from_ms: crate::http::parse_time_param("from", p.from.as_deref())?,
+        to_ms: crate::http::parse_time_param("to", p.to.as_deref())?,
         after: p.cursor.as_deref().map(decode_cursor).transpose()?,
         limit: limit + 1,
     };

@@ -282,6 +282,22 @@ pub fn decode_cursor(s: &str) -> Result<(i64, Uuid), ApiError> {
         })
 }
 
+/// Reads an optional RFC 3339 time query parameter as epoch milliseconds.
+pub fn parse_time_param(field: &'static str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_millis())
+                .map_err(|_| {
+                    ApiError::field(
+                        field,
+                        "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45",
+                    )
+                })
+        })
+        .transpose()
+}
+
 /// Formats epoch milliseconds as RFC 3339 in Nepal time.
 pub fn fmt_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

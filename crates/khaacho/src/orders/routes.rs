@@ -257,6 +257,14 @@ impl OrderView {
     }
 }
 
+/// The order `id` if the caller may read it; another tenant's order is "not found".
+async fn visible_order(app: &App, principal: &Principal, id: Uuid) -> Result<OrderRow, ApiError> {
+    principal.require(ALL_ROLES)?;
+    repo::find(app.db(), principal.order_scope(), id)
+        .await?
+        .ok_or(ApiError::NotFound("order"))
+}
+
 /// An order with its priced lines, totals and event history.
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
     params(("id" = Uuid, Path, description = "Order id")),
@@ -266,10 +274,7 @@ async fn get_order(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    principal.require(ALL_ROLES)?;
-    let order = repo::find(app.db(), principal.order_scope(), id)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
+    let order = visible_order(&app, &principal, id).await?;
     let mut lines = repo::lines(app.db(), &order).await?;
     let events = repo::events(app.db(), &order).await?;
     let vendor = principal.vendor();
@@ -310,10 +315,7 @@ async fn get_order_status(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<StatusView>, ApiError> {
-    principal.require(ALL_ROLES)?;
-    let o = repo::find(app.db(), principal.order_scope(), id)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
+    let o = visible_order(&app, &principal, id).await?;
     let status = o.status();
     Ok(axum::Json(StatusView {
         order_id: o.id,
@@ -354,26 +356,12 @@ async fn list_orders(
 ) -> Result<axum::Json<Page<OrderView>>, ApiError> {
     principal.require(ALL_ROLES)?;
     let limit = crate::http::page_limit(p.limit)?;
-    let parse_time = |field: &'static str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
-        v.as_deref()
-            .map(|s| {
-                chrono::DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.timestamp_millis())
-                    .map_err(|_| {
-                        ApiError::field(
-                            field,
-                            "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45",
-                        )
-                    })
-            })
-            .transpose()
-    };
     let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = ListFilter {
         status: p.status,
         retailer_id: p.retailer_id,
-        from_ms: parse_time("from", &p.from)?,
-        to_ms: parse_time("to", &p.to)?,
+        from_ms: crate::http::parse_time_param("from", p.from.as_deref())?,
+        to_ms: crate::http::parse_time_param("to", p.to.as_deref())?,
         after,
         limit: limit + 1,
     };
