@@ -42,6 +42,9 @@ struct Snapshot {
 #[derive(Clone)]
 pub struct CatalogCache {
     snap: Arc<RwLock<Arc<Snapshot>>>,
+    /// Held while one task reloads a stale view, so concurrent requests wait for that one
+    /// reload instead of each loading the whole catalogue again.
+    reloading: Arc<tokio::sync::Mutex<()>>,
     ttl: Duration,
 }
 
@@ -55,6 +58,7 @@ impl CatalogCache {
         };
         Self {
             snap: Arc::new(RwLock::new(Arc::new(empty))),
+            reloading: Arc::default(),
             ttl,
         }
     }
@@ -103,10 +107,21 @@ impl CatalogCache {
 
     /// The text parser's catalogue index (refreshed with the rest of the view).
     pub async fn parser(&self, db: &Db) -> Result<Arc<khaacho_parser::Catalog>, sqlx::Error> {
+        Ok(self.fresh(db).await?.parser.clone())
+    }
+
+    /// The current view, reloaded first when older than the TTL (by one task at a time).
+    async fn fresh(&self, db: &Db) -> Result<Arc<Snapshot>, sqlx::Error> {
+        let snap = self.current();
+        if snap.loaded.elapsed() <= self.ttl {
+            return Ok(snap);
+        }
+        let _guard = self.reloading.lock().await;
+        // Another task may have reloaded while this one waited for the lock.
         if self.current().loaded.elapsed() > self.ttl {
             self.refresh(db).await?;
         }
-        Ok(self.current().parser.clone())
+        Ok(self.current())
     }
 
     /// Looks up SKUs; unknown ones are checked against the database before being reported
@@ -116,10 +131,7 @@ impl CatalogCache {
         db: &Db,
         skus: &[&str],
     ) -> Result<Vec<Option<SkuInfo>>, sqlx::Error> {
-        if self.current().loaded.elapsed() > self.ttl {
-            self.refresh(db).await?;
-        }
-        let snap = self.current();
+        let snap = self.fresh(db).await?;
         let mut out = Vec::with_capacity(skus.len());
         for sku in skus {
             match snap.by_sku.get(*sku) {

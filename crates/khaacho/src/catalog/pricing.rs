@@ -54,12 +54,15 @@ pub fn price_for(offer: &OfferRow, qty_milli: i64) -> (i64, Option<i64>) {
 
 /// Among offers with enough stock, the lowest price for the quantity; ties prefer
 /// promotional offers, then the larger stock, then the smaller offer id (deterministic).
-pub fn best_quote(offers: &[OfferRow], qty_milli: i64) -> Result<Quote, NoQuote> {
-    if offers.is_empty() {
+pub fn best_quote<'a>(
+    offers: impl IntoIterator<Item = &'a OfferRow>,
+    qty_milli: i64,
+) -> Result<Quote, NoQuote> {
+    let mut offers = offers.into_iter().peekable();
+    if offers.peek().is_none() {
         return Err(NoQuote::NoOffer);
     }
     let best = offers
-        .iter()
         .filter(|o| o.stock_milli >= qty_milli)
         .map(|o| (o, price_for(o, qty_milli)))
         .min_by(|(a, (pa, _)), (b, (pb, _))| {

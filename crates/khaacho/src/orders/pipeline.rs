@@ -328,12 +328,8 @@ fn resolve_line(
             format!("at most {} {base}", crate::domain::milli_to_qty(max)),
         );
     }
-    let offers: Vec<OfferRow> = all_offers
-        .iter()
-        .filter(|o| o.product_id == p.id)
-        .cloned()
-        .collect();
-    let quote = match best_quote(&offers, base_qty) {
+    let offers = all_offers.iter().filter(|o| o.product_id == p.id);
+    let quote = match best_quote(offers, base_qty) {
         Ok(q) => q,
         Err(e) => return refuse(e.code(), e.to_string()),
     };
