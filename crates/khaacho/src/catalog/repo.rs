@@ -79,23 +79,6 @@ pub async fn upsert_product(tx: &mut Tx, p: &ProductInput) -> Result<Uuid, sqlx:
         .await)
 }
 
-/// Sets the order quantity limits of a product (base milli-units).
-pub async fn set_order_limits(
-    tx: &mut Tx,
-    id: Uuid,
-    min: Option<i64>,
-    max: Option<i64>,
-) -> Result<(), sqlx::Error> {
-    with_tx!(tx, c => sqlx::query("UPDATE products SET min_order_milli = $1, max_order_milli = $2 WHERE id = $3")
-        .bind(min)
-        .bind(max)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(())
-}
-
 /// Products ordered by SKU, after `after_sku`.
 pub async fn list_products(
     db: &Db,

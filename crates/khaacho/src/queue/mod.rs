@@ -345,13 +345,6 @@ impl Registry {
         q.dedup();
         q
     }
-
-    /// Registered kinds, sorted.
-    pub fn kinds(&self) -> Vec<&'static str> {
-        let mut k: Vec<_> = self.handlers.keys().copied().collect();
-        k.sort_unstable();
-        k
-    }
 }
 
 /// Delay before retry number `attempt` (1-based): full jitter over `min(cap, base·2^(attempt-1))`.

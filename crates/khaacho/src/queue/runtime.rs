@@ -66,11 +66,6 @@ impl Workers {
         }
     }
 
-    /// This process's worker id (the value of `jobs.locked_by`).
-    pub fn id(&self) -> &str {
-        &self.worker_id
-    }
-
     /// Runs until `shutdown` fires, then stops claiming, waits for in-flight jobs up to the
     /// configured grace period and releases whatever is still running.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
