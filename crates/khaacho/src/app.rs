@@ -4,10 +4,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::auth::Auth;
+use crate::base::db::Db;
 use crate::catalog::cache::CatalogCache;
 use crate::config::Settings;
-use crate::db::Db;
 use crate::orders::group_commit::GroupCommit;
+use crate::queue::{QueueHost, QueueSettings};
 
 /// Cheap-to-clone handle on the process's shared state: the database, settings and caches.
 /// Nothing here is per-node truth, so any number of API processes can run side by side.
@@ -88,3 +89,16 @@ impl App {
         &self.inner.catalog
     }
 }
+
+impl QueueHost for App {
+    fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    fn queue_settings(&self) -> &QueueSettings {
+        &self.inner.settings.queue
+    }
+}
+
+/// What this application's jobs run with.
+pub type JobContext = crate::queue::JobContext<App>;

@@ -9,6 +9,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+pub use crate::queue::QueueSettings;
+
 /// The whole configuration of one process.
 #[derive(Clone, Deserialize)]
 #[serde(default)]
@@ -51,28 +53,6 @@ pub enum LogFormat {
     Json,
     /// Human-readable lines.
     Pretty,
-}
-
-/// Job queue tuning knobs.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default)]
-pub struct QueueSettings {
-    /// Jobs one worker process runs at once (per queue).
-    pub concurrency: usize,
-    /// How long a claimed job is leased before another worker may take it over.
-    pub lease_ms: i64,
-    /// How often a running job's lease is extended.
-    pub heartbeat_ms: u64,
-    /// How often expired leases are re-queued.
-    pub reaper_interval_ms: u64,
-    /// Fallback polling interval when no wake-up arrives.
-    pub poll_interval_ms: u64,
-    /// Base of the exponential retry backoff.
-    pub backoff_base_ms: i64,
-    /// Cap of the retry backoff.
-    pub backoff_cap_ms: i64,
-    /// How long a graceful shutdown waits for in-flight jobs before releasing them.
-    pub shutdown_grace_ms: u64,
 }
 
 /// Rules of the order pipeline that an operator may want to tune.
@@ -126,21 +106,6 @@ impl Default for Settings {
             auth: Default::default(),
             rate_limits: Default::default(),
             audit: Default::default(),
-        }
-    }
-}
-
-impl Default for QueueSettings {
-    fn default() -> Self {
-        Self {
-            concurrency: 8,
-            lease_ms: 30_000,
-            heartbeat_ms: 10_000,
-            reaper_interval_ms: 5_000,
-            poll_interval_ms: 1_000,
-            backoff_base_ms: 1_000,
-            backoff_cap_ms: 600_000,
-            shutdown_grace_ms: 10_000,
         }
     }
 }

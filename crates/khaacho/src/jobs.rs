@@ -1,5 +1,6 @@
 //! Every job kind and recurring schedule, registered in one place.
 
+use crate::app::App;
 use crate::config::Settings;
 use crate::maintenance::MaintenanceJob;
 use crate::orders::parse::ParseOrder;
@@ -8,7 +9,7 @@ use crate::queue::Registry;
 use crate::queue::schedule::Schedule;
 
 /// The job kinds this build knows.
-pub fn registry() -> Registry {
+pub fn registry() -> Registry<App> {
     Registry::default()
         .register::<ParseOrder>()
         .register_batch::<ValidateOrder>()

@@ -1,17 +1,24 @@
 //! Khaacho: the order platform for wholesale trade in Nepal.
 //!
-//! One library behind one binary. Features are modules (`orders`, `catalog`, `parties`),
-//! each with its routes, services and repositories; `queue` is the database-backed job
-//! queue; `db` hides the two storage backends (PostgreSQL, SQLite) behind one handle.
+//! One library behind one binary, in three floors (ARCHITECTURE.md has the rules):
+//! - the floor: [`base`] (database handle, time, domain values, tenant scope, principal,
+//!   audit log, wire helpers) and [`queue`] (the database job queue, generic over what its
+//!   jobs run with); neither imports anything above it;
+//! - the features: [`orders`] (intake, the transition service, the pipeline steps),
+//!   [`catalog`], [`parties`], [`auth`], [`admin`], [`maintenance`]; each brings its routes,
+//!   services and repositories;
+//! - the top: [`app`] (the handle jobs and handlers run with), [`config`], [`http`] (the one
+//!   router and its middleware), [`jobs`] (the one job registry), [`server`], [`seed`],
+//!   [`telemetry`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod base;
 pub mod catalog;
 pub mod config;
-pub mod db;
-pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod maintenance;

@@ -308,7 +308,7 @@ async fn catalog(app: &App, command: CatalogCommand) -> anyhow::Result<()> {
                     println!("{n} products imported");
                     Ok(())
                 }
-                Err(khaacho::http::error::ApiError::Validation(errors)) => {
+                Err(khaacho::base::wire::error::ApiError::Validation(errors)) => {
                     for e in &errors {
                         eprintln!("{}: {}", e.field, e.message);
                     }

@@ -5,8 +5,10 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use crate::db::{Backend, Db, now_ms};
-use crate::queue::{Job, JobContext, JobError, Priority};
+use crate::app::{App, JobContext};
+use crate::base::db::{Backend, Db};
+use crate::base::time::now_ms;
+use crate::queue::{Job, JobError, Priority};
 use crate::with_write;
 
 /// Partitioned tables and their partition key.
@@ -94,6 +96,7 @@ pub async fn clean_up(db: &Db) -> Result<u64, sqlx::Error> {
 pub struct MaintenanceJob {}
 
 impl Job for MaintenanceJob {
+    type Host = App;
     const KIND: &'static str = "maintenance.partitions";
     const QUEUE: &'static str = "maintenance";
     const PRIORITY: Priority = Priority::Low;
@@ -102,7 +105,7 @@ impl Job for MaintenanceJob {
         let created = ensure_partitions(ctx.app.db()).await?;
         let removed = clean_up(ctx.app.db()).await?;
         let audit_removed =
-            crate::auth::audit::purge(ctx.app.db(), ctx.app.settings().audit.retention_days)
+            crate::base::audit::purge(ctx.app.db(), ctx.app.settings().audit.retention_days)
                 .await?;
         let now = now_ms();
         let lookback = ctx.app.auth().lockout.lookback().as_millis() as i64;

@@ -7,9 +7,9 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::base::time::now_ms;
 use crate::catalog::csv_io;
 use crate::catalog::repo::{self, OfferInput, ProductInput, Tier};
-use crate::db::now_ms;
 use crate::parties::repo::{self as parties, Retailer, Vendor};
 use crate::parties::routes::parse_hhmm;
 

@@ -6,10 +6,10 @@ use anyhow::Context;
 use khaacho_auth::Role;
 use uuid::Uuid;
 
-use super::audit::Entry;
 use super::service::{self, NewApiKey, NewUser};
 use crate::app::App;
-use crate::http::error::ApiError;
+use crate::base::audit::Entry;
+use crate::base::wire::error::ApiError;
 
 fn api_error(e: ApiError) -> anyhow::Error {
     match e {

@@ -12,11 +12,11 @@ use axum::response::Response;
 use khaacho_auth::ratelimit::Decision;
 use khaacho_auth::{Role, apikey};
 
-use super::audit::{Entry, record_logged};
 use super::{AuthState, Principal, PrincipalKind};
 use crate::app::App;
-use crate::db::now_ms;
-use crate::http::error::{AuthzDenied, problem_response};
+use crate::base::audit::{Entry, record_logged};
+use crate::base::time::now_ms;
+use crate::base::wire::error::{AuthzDenied, problem_response};
 
 /// Rate-limit class of a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +62,7 @@ fn credential(headers: &HeaderMap) -> Option<Result<&str, ()>> {
 }
 
 async fn authenticate(app: &App, headers: &HeaderMap) -> AuthState {
-    let request_id = crate::http::request_id(headers);
+    let request_id = crate::base::wire::request_id(headers);
     let Some(presented) = credential(headers) else {
         return AuthState::Anonymous;
     };
@@ -208,7 +208,7 @@ pub async fn security(State(app): State<App>, mut req: Request, next: Next) -> R
     }
     let method = req.method().clone();
     req.extensions_mut().insert(state.clone());
-    let request_id = crate::http::request_id(req.headers());
+    let request_id = crate::base::wire::request_id(req.headers());
     let mut resp = next.run(req).await;
     if let Some(d) = &shown {
         set_rate_headers(resp.headers_mut(), d);

@@ -4,7 +4,8 @@ use khaacho_auth::Role;
 use khaacho_auth::refresh::{RefreshRecord, RefreshStore, StoreError};
 use uuid::Uuid;
 
-use crate::db::{Db, Tx, now_ms};
+use crate::base::db::{Db, Tx};
+use crate::base::time::now_ms;
 use crate::{with_read, with_tx, with_write};
 
 /// A user row (the password hash never leaves the auth module).

@@ -9,13 +9,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::audit::{self, AuditFilter, AuditView};
 use super::service::{self, ApiKeyView, CreatedApiKey, NewApiKey, NewUser, TokenPair, UserView};
 use super::{ADMIN, Principal};
 use crate::app::App;
-use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, Path, Query};
-use crate::http::{IdPage, Page, decode_cursor, encode_cursor, page_limit, request_id};
+use crate::base::audit::{self, AuditFilter, AuditView};
+use crate::base::wire::error::{ApiError, Problem};
+use crate::base::wire::extract::{Json, Path, Query};
+use crate::base::wire::{IdPage, Page, decode_cursor, encode_cursor, page_limit, request_id};
 
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
@@ -144,7 +144,7 @@ async fn list_api_keys(
     principal.require(ADMIN)?;
     let limit = page_limit(p.limit)?;
     let rows = super::repo::list_api_keys(app.db(), p.cursor, limit + 1).await?;
-    let (rows, next) = crate::http::split_page(rows, limit, |k| k.id.to_string());
+    let (rows, next) = crate::base::wire::split_page(rows, limit, |k| k.id.to_string());
     Ok(axum::Json(Page {
         items: rows.iter().map(ApiKeyView::from).collect(),
         next_cursor: next,
@@ -226,13 +226,13 @@ async fn list_audit(
         action: p.action,
         entity: p.entity,
         entity_id: p.entity_id,
-        from_ms: crate::http::parse_time_param("from", p.from.as_deref())?,
-        to_ms: crate::http::parse_time_param("to", p.to.as_deref())?,
+        from_ms: crate::base::wire::parse_time_param("from", p.from.as_deref())?,
+        to_ms: crate::base::wire::parse_time_param("to", p.to.as_deref())?,
         after: p.cursor.as_deref().map(decode_cursor).transpose()?,
         limit: limit + 1,
     };
     let rows = audit::list(app.db(), &filter).await?;
-    let (rows, next) = crate::http::split_page(rows, limit, |r| encode_cursor(r.at_ms, r.id));
+    let (rows, next) = crate::base::wire::split_page(rows, limit, |r| encode_cursor(r.at_ms, r.id));
     Ok(axum::Json(AuditPage {
         items: rows.into_iter().map(AuditView::from).collect(),
         next_cursor: next,

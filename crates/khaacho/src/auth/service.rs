@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::audit::{self, Entry};
 use super::repo::{self, ApiKeyRow, UserRow};
 use crate::app::App;
-use crate::db::{is_unique_violation, now_ms};
-use crate::http::error::{ApiError, FieldError};
+use crate::base::audit::{self, Entry};
+use crate::base::db::is_unique_violation;
+use crate::base::time::now_ms;
+use crate::base::wire::error::{ApiError, FieldError};
 
 /// Tokens answered by login and refresh.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -457,7 +458,7 @@ pub struct ApiKeyView {
 
 impl From<&ApiKeyRow> for ApiKeyView {
     fn from(k: &ApiKeyRow) -> Self {
-        use crate::http::fmt_time;
+        use crate::base::time::fmt_time;
         Self {
             id: k.id,
             prefix: k.prefix.clone(),

@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::repo::{self, ProductRow};
-use crate::db::Db;
-use crate::domain::{Unit, canonical_unit};
+use crate::base::db::Db;
+use crate::base::domain::{Unit, canonical_unit};
 
 /// What the intake needs to know about a SKU.
 #[derive(Clone, Debug)]
@@ -154,8 +154,8 @@ fn parser_product(p: &ProductRow) -> khaacho_parser::CatalogProduct {
         name: p.name.clone(),
         aliases: p.aliases.0.clone(),
         unit: canonical_unit(&p.unit).unwrap_or(Unit::Piece),
-        pack_size: p.pack_size_milli.map(crate::domain::milli_to_qty),
-        price_npr: p.list_price_paisa.map(crate::domain::paisa_to_npr),
+        pack_size: p.pack_size_milli.map(crate::base::domain::milli_to_qty),
+        price_npr: p.list_price_paisa.map(crate::base::domain::paisa_to_npr),
         category: p.category.clone(),
     }
 }

@@ -3,10 +3,10 @@
 use std::io::{Read, Write};
 
 use super::repo::{ProductInput, ProductRow};
-use crate::domain::{
+use crate::base::domain::{
     Unit, UnitRules, canonical_unit, milli_to_qty, npr_to_paisa, paisa_to_npr, qty_to_milli,
 };
-use crate::http::error::FieldError;
+use crate::base::wire::error::FieldError;
 
 /// The header every catalogue CSV carries.
 pub const HEADER: [&str; 7] = [

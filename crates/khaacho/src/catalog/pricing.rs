@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::repo::OfferRow;
-use crate::domain::milli_to_qty;
+use crate::base::domain::milli_to_qty;
 
 /// The price chosen for one line.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,11 +13,12 @@ use uuid::Uuid;
 use super::repo::{self, ProductRow, Tier};
 use super::service::{self, OfferRequest};
 use crate::app::App;
-use crate::auth::{ALL_ROLES, Principal, Role, STAFF};
-use crate::domain::{milli_to_qty, paisa_to_npr};
-use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, Path, Query};
-use crate::http::{Page, fmt_time, page_limit};
+use crate::base::domain::{milli_to_qty, paisa_to_npr};
+use crate::base::principal::{ALL_ROLES, Principal, Role, STAFF};
+use crate::base::time::fmt_time;
+use crate::base::wire::error::{ApiError, Problem};
+use crate::base::wire::extract::{Json, Path, Query};
+use crate::base::wire::{Page, page_limit};
 
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
@@ -141,7 +142,7 @@ async fn list_products(
     principal.require(ALL_ROLES)?;
     let limit = page_limit(p.limit)?;
     let rows = repo::list_products(app.db(), p.cursor.as_deref(), limit + 1).await?;
-    let (rows, next) = crate::http::split_page(rows, limit, |r| r.sku.clone());
+    let (rows, next) = crate::base::wire::split_page(rows, limit, |r| r.sku.clone());
     Ok(axum::Json(Page {
         items: rows.into_iter().map(ProductView::from).collect(),
         next_cursor: next,

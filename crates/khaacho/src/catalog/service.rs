@@ -5,10 +5,10 @@ use uuid::Uuid;
 use super::csv_io;
 use super::repo::{self, OfferInput, Tier};
 use crate::app::App;
-use crate::auth::audit::Entry;
-use crate::db::now_ms;
-use crate::domain::{npr_to_paisa, qty_to_milli};
-use crate::http::error::{ApiError, FieldError};
+use crate::base::audit::Entry;
+use crate::base::domain::{npr_to_paisa, qty_to_milli};
+use crate::base::time::now_ms;
+use crate::base::wire::error::{ApiError, FieldError};
 
 /// Imports a catalogue CSV in one transaction: every row is created or updated, or, if any
 /// row is invalid, nothing is written and every problem is reported.
@@ -37,7 +37,7 @@ pub async fn import_csv_audited(
         let e = e
             .action("catalog.import")
             .summary(serde_json::json!({ "products": products.len(), "first_skus": skus }));
-        crate::auth::audit::record_tx(&mut tx, &e).await?;
+        crate::base::audit::record_tx(&mut tx, &e).await?;
     }
     tx.commit().await?;
     app.catalog().refresh(app.db()).await?;
@@ -191,7 +191,7 @@ pub async fn put_offer(
     if let Some(e) = audit {
         let e = e.action("offer.put").on("offer", id).summary(serde_json::json!({
             "vendor_id": req.vendor_id, "sku": req.sku, "price_paisa": price, "stock_milli": stock }));
-        crate::auth::audit::record_tx(&mut tx, &e).await?;
+        crate::base::audit::record_tx(&mut tx, &e).await?;
     }
     tx.commit().await?;
     Ok(id)

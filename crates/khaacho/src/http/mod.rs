@@ -1,34 +1,28 @@
-//! The HTTP API: one router merged from the features, the middleware stack, and the shared
-//! pieces of the wire format (pages, cursors, times).
+//! The HTTP API: one router merged from the features, and the middleware stack. The wire
+//! helpers the features build their handlers from live in the floor (`crate::base::wire`).
 
-pub mod error;
-pub mod extract;
 pub mod ops;
 
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
-use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
-use uuid::Uuid;
 
-use self::error::{ApiError, problem_response};
 use crate::app::App;
-
-/// The request id header, accepted from clients or generated.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use crate::base::wire::REQUEST_ID;
+use crate::base::wire::error::problem_response;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,10 +63,10 @@ impl utoipa::Modify for BearerAuth {
 pub fn api() -> (Router<App>, OpenApiDoc) {
     let v1 = OpenApiRouter::new()
         .merge(crate::orders::routes::router())
-        .merge(crate::orders::agents_admin::router())
+        .merge(crate::admin::agents::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::parties::routes::router())
-        .merge(crate::queue::routes::router())
+        .merge(crate::admin::jobs::router())
         .merge(crate::auth::routes::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -210,100 +204,6 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     metrics::histogram!("khaacho_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     resp
-}
-
-/// The request id of this request (set by the middleware).
-pub fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// A page of a list with the cursor of the next page.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Pass as `cursor` to get the next page; `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// Cuts rows fetched with `limit + 1` down to one page and names the cursor of the next
-/// page (the extra row only tells that there is one).
-pub fn split_page<T>(
-    mut rows: Vec<T>,
-    limit: i64,
-    cursor: impl Fn(&T) -> String,
-) -> (Vec<T>, Option<String>) {
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(cursor)
-    } else {
-        None
-    };
-    (rows, next)
-}
-
-/// Paging by id (lists in creation order).
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct IdPage {
-    /// Page size, 1–200 (default 50).
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<Uuid>,
-}
-
-/// Validates a requested page size (default 50, 1–200).
-pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(50),
-        Some(l) if (1..=200).contains(&l) => Ok(l),
-        Some(_) => Err(ApiError::field("limit", "limit must be between 1 and 200")),
-    }
-}
-
-/// Encodes a `(created_at_ms, id)` keyset position.
-pub fn encode_cursor(ms: i64, id: Uuid) -> String {
-    format!("{ms}.{}", id.simple())
-}
-
-/// Decodes [`encode_cursor`]'s output.
-pub fn decode_cursor(s: &str) -> Result<(i64, Uuid), ApiError> {
-    s.split_once('.')
-        .and_then(|(ms, id)| Some((ms.parse().ok()?, Uuid::parse_str(id).ok()?)))
-        .ok_or_else(|| {
-            ApiError::field(
-                "cursor",
-                "invalid cursor; pass next_cursor from the previous page",
-            )
-        })
-}
-
-/// Reads an optional RFC 3339 time query parameter as epoch milliseconds.
-pub fn parse_time_param(field: &'static str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    value
-        .map(|s| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| t.timestamp_millis())
-                .map_err(|_| {
-                    ApiError::field(
-                        field,
-                        "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45",
-                    )
-                })
-        })
-        .transpose()
-}
-
-/// Formats epoch milliseconds as RFC 3339 in Nepal time.
-pub fn fmt_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .with_timezone(&crate::queue::schedule::nepal())
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Turns an error response without a body type (raised by a layer outside the handlers)

@@ -6,8 +6,8 @@ use super::model::{Actor, OrderRow, OrderStatus};
 use super::pipeline::continue_after;
 use super::repo::{self, TransitionResult};
 use crate::app::App;
-use crate::auth::audit::{self, Entry};
-use crate::http::error::ApiError;
+use crate::base::audit::{self, Entry};
+use crate::base::wire::error::ApiError;
 use crate::queue::JobError;
 
 /// What a person asks of an order.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::intake::Prepared;
-use crate::db::Db;
+use crate::base::db::Db;
 
 /// Most orders in one transaction.
 const MAX_BATCH: usize = 256;

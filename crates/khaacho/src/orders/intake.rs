@@ -13,10 +13,11 @@ use super::parse::ParseOrder;
 use super::pipeline::ValidateOrder;
 use super::repo::{self, NewOrder};
 use crate::app::App;
+use crate::base::db::{Tx, is_unique_violation};
+use crate::base::domain::{Unit, UnitRules, canonical_unit, qty_to_milli};
+use crate::base::time::now_ms;
+use crate::base::wire::error::{ApiError, FieldError};
 use crate::catalog::csv_io::validate_sku;
-use crate::db::{Tx, is_unique_violation, now_ms};
-use crate::domain::{Unit, UnitRules, canonical_unit, qty_to_milli};
-use crate::http::error::{ApiError, FieldError};
 use crate::queue::{self, EnqueueOptions};
 use crate::with_tx;
 
@@ -179,7 +180,7 @@ pub struct Prepared {
 }
 
 /// Writes orders, their first jobs and idempotency records in one transaction.
-pub async fn write_batch(db: &crate::db::Db, orders: &[Prepared]) -> Result<(), sqlx::Error> {
+pub async fn write_batch(db: &crate::base::db::Db, orders: &[Prepared]) -> Result<(), sqlx::Error> {
     let rows: Vec<NewOrder<'_>> = orders
         .iter()
         .map(|o| NewOrder {

@@ -1,7 +1,6 @@
 //! Orders: durable intake, the state machine, the processing pipeline and operator actions.
 
 pub mod actions;
-pub mod agents_admin;
 pub mod group_commit;
 pub mod intake;
 pub mod model;

@@ -11,10 +11,11 @@ use uuid::Uuid;
 use super::intake::{LineInput, check_lines};
 use super::model::{Actor, OrderStatus};
 use super::pipeline::{continue_after, fail_order};
-use super::repo::{self, Scope, TransitionResult};
-use crate::app::App;
-use crate::http::error::ApiError;
-use crate::queue::{Job, JobContext, JobError, Priority, RetryPolicy};
+use super::repo::{self, TransitionResult};
+use crate::app::{App, JobContext};
+use crate::base::scope::Scope;
+use crate::base::wire::error::ApiError;
+use crate::queue::{Job, JobError, Priority, RetryPolicy};
 
 /// Items parsed with less confidence than this are reviewed by a person.
 pub const REVIEW_BELOW_CONFIDENCE: f32 = 0.7;
@@ -109,6 +110,7 @@ pub struct ParseOrder {
 }
 
 impl Job for ParseOrder {
+    type Host = App;
     const KIND: &'static str = "order.parse";
     const QUEUE: &'static str = "orders";
     const PRIORITY: Priority = Priority::Normal;

@@ -13,13 +13,13 @@ use uuid::Uuid;
 
 use super::model::{Actor, LineRow, OrderRow, OrderStatus};
 use super::repo::{self, Change, LineResolution, TransitionResult};
+use crate::app::{App, JobContext};
+use crate::base::db::Tx;
+use crate::base::domain::{UnitRules, canonical_unit, line_amount, vat};
+use crate::base::time::now_ms;
 use crate::catalog::pricing::best_quote;
 use crate::catalog::repo::{OfferRow, ProductRow, find_by_skus_tx, valid_offers_tx};
-use crate::db::{Tx, now_ms};
-use crate::domain::{UnitRules, canonical_unit, line_amount, vat};
-use crate::queue::{
-    BatchJob, EnqueueOptions, Job, JobContext, JobError, Priority, RetryPolicy, enqueue,
-};
+use crate::queue::{BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue};
 
 /// VAT percentage added per line.
 pub const VAT_PERCENT: i64 = 13;
@@ -32,6 +32,7 @@ pub struct ValidateOrder {
 }
 
 impl Job for ValidateOrder {
+    type Host = App;
     const KIND: &'static str = "order.validate";
     // Its own queue, so workers can claim validations in batches.
     const QUEUE: &'static str = "validate";
@@ -319,13 +320,13 @@ fn resolve_line(
     if let Some(min) = p.min_order_milli.filter(|m| base_qty < *m) {
         return refuse(
             "below_min_quantity",
-            format!("at least {} {base}", crate::domain::milli_to_qty(min)),
+            format!("at least {} {base}", crate::base::domain::milli_to_qty(min)),
         );
     }
     if let Some(max) = p.max_order_milli.filter(|m| base_qty > *m) {
         return refuse(
             "above_max_quantity",
-            format!("at most {} {base}", crate::domain::milli_to_qty(max)),
+            format!("at most {} {base}", crate::base::domain::milli_to_qty(max)),
         );
     }
     let offers = all_offers.iter().filter(|o| o.product_id == p.id);

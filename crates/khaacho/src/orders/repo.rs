@@ -5,35 +5,10 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus, created_at_of};
-use crate::db::{Db, Tx, now_ms};
+use crate::base::db::{Db, Tx};
+use crate::base::scope::Scope;
+use crate::base::time::now_ms;
 use crate::{with_read, with_tx};
-
-/// Which orders a caller may see.
-#[derive(Clone, Copy, Debug)]
-pub enum Scope {
-    /// Operators and admins: every order.
-    All,
-    /// A retailer: only its own.
-    Retailer(Uuid),
-    /// A vendor: only orders with a line addressed (priced or routed) to it.
-    Vendor(Uuid),
-}
-
-impl Scope {
-    fn retailer(self) -> Option<Uuid> {
-        match self {
-            Scope::Retailer(id) => Some(id),
-            Scope::All | Scope::Vendor(_) => None,
-        }
-    }
-
-    fn vendor(self) -> Option<Uuid> {
-        match self {
-            Scope::Vendor(id) => Some(id),
-            Scope::All | Scope::Retailer(_) => None,
-        }
-    }
-}
 
 /// The vendor filter of the scoped finders (`$n` is the vendor id or NULL).
 fn vendor_clause(n: u8) -> String {

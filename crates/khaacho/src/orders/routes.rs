@@ -15,11 +15,12 @@ use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus};
 use super::parse::{self, ParseRequest, ParseResult};
 use super::repo::{self, ListFilter};
 use crate::app::App;
-use crate::auth::{ALL_ROLES, Principal, Role, STAFF};
-use crate::domain::{milli_to_qty, paisa_to_npr};
-use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, Path, Query};
-use crate::http::{Page, decode_cursor, encode_cursor, fmt_time, request_id};
+use crate::base::domain::{milli_to_qty, paisa_to_npr};
+use crate::base::principal::{ALL_ROLES, Principal, Role, STAFF};
+use crate::base::time::fmt_time;
+use crate::base::wire::error::{ApiError, Problem};
+use crate::base::wire::extract::{Json, Path, Query};
+use crate::base::wire::{Page, decode_cursor, encode_cursor, request_id};
 
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
@@ -355,19 +356,19 @@ async fn list_orders(
     Query(p): Query<ListParams>,
 ) -> Result<axum::Json<Page<OrderView>>, ApiError> {
     principal.require(ALL_ROLES)?;
-    let limit = crate::http::page_limit(p.limit)?;
+    let limit = crate::base::wire::page_limit(p.limit)?;
     let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = ListFilter {
         status: p.status,
         retailer_id: p.retailer_id,
-        from_ms: crate::http::parse_time_param("from", p.from.as_deref())?,
-        to_ms: crate::http::parse_time_param("to", p.to.as_deref())?,
+        from_ms: crate::base::wire::parse_time_param("from", p.from.as_deref())?,
+        to_ms: crate::base::wire::parse_time_param("to", p.to.as_deref())?,
         after,
         limit: limit + 1,
     };
     let rows = repo::list(app.db(), principal.order_scope(), &filter).await?;
     let (rows, next) =
-        crate::http::split_page(rows, limit, |o| encode_cursor(o.created_at_ms, o.id));
+        crate::base::wire::split_page(rows, limit, |o| encode_cursor(o.created_at_ms, o.id));
     Ok(axum::Json(Page {
         items: rows
             .into_iter()

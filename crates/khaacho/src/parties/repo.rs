@@ -5,7 +5,8 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::db::{Db, Tx, now_ms};
+use crate::base::db::{Db, Tx};
+use crate::base::time::now_ms;
 use crate::{with_read, with_tx};
 
 /// A retailer.

@@ -11,11 +11,11 @@ use uuid::Uuid;
 
 use super::repo::{self, Retailer, Vendor};
 use crate::app::App;
-use crate::auth::{Principal, Role, STAFF};
-use crate::db::is_unique_violation;
-use crate::http::error::{ApiError, FieldError, Problem};
-use crate::http::extract::{Json, Path, Query};
-use crate::http::{IdPage, Page, page_limit};
+use crate::base::db::is_unique_violation;
+use crate::base::principal::{Principal, Role, STAFF};
+use crate::base::wire::error::{ApiError, FieldError, Problem};
+use crate::base::wire::extract::{Json, Path, Query};
+use crate::base::wire::{IdPage, Page, page_limit};
 use khaacho_auth::mask::{mask_name, mask_phone};
 
 /// Routes of this feature.
@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<App> {
 }
 
 fn paginate<T>(rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
-    let (items, next_cursor) = crate::http::split_page(rows, limit, |r| id(r).to_string());
+    let (items, next_cursor) = crate::base::wire::split_page(rows, limit, |r| id(r).to_string());
     Page { items, next_cursor }
 }
 
@@ -160,7 +160,7 @@ async fn create_retailer(
         .map_err(phone_taken)?;
     let entry = principal.audit("retailer.create").on("retailer", retailer.id).summary(serde_json::json!({
         "name": mask_name(&retailer.name), "phone": mask_phone(&retailer.phone), "district": retailer.district }));
-    crate::auth::audit::record_tx(&mut tx, &entry).await?;
+    crate::base::audit::record_tx(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(retailer)))
 }
@@ -305,7 +305,7 @@ async fn create_vendor(
         .map_err(phone_taken)?;
     let entry = principal.audit("vendor.create").on("vendor", vendor.id).summary(serde_json::json!({
         "name": mask_name(&vendor.name), "phone": mask_phone(&vendor.phone), "districts": vendor.districts.0 }));
-    crate::auth::audit::record_tx(&mut tx, &entry).await?;
+    crate::base::audit::record_tx(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(vendor)))
 }

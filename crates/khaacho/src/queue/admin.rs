@@ -5,7 +5,8 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::db::{Db, now_ms};
+use crate::base::db::Db;
+use crate::base::time::now_ms;
 use crate::{with_read, with_write};
 
 /// A job as the admin API shows it.
@@ -95,7 +96,7 @@ pub async fn retry_dead(db: &Db, id: Uuid) -> Result<bool, sqlx::Error> {
         .map(|r| r.rows_affected()))?;
     if r == 1 {
         db.wake().notify_waiters();
-        if let crate::db::Backend::Pg(pool) = db.backend() {
+        if let crate::base::db::Backend::Pg(pool) = db.backend() {
             let queue: Option<String> = sqlx::query_scalar("SELECT queue FROM jobs WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)

@@ -8,7 +8,6 @@
 //! whole error history. See `runtime` for the worker loop and `schedule` for recurring jobs.
 
 pub mod admin;
-pub mod routes;
 pub mod runtime;
 pub mod schedule;
 
@@ -22,7 +21,8 @@ use serde::de::DeserializeOwned;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::db::{Tx, now_ms};
+use crate::base::db::{Db, Tx};
+use crate::base::time::now_ms;
 use crate::with_tx;
 
 /// The PostgreSQL channel that carries wake-ups (the payload is the queue name).
@@ -81,8 +81,57 @@ impl From<sqlx::Error> for JobError {
     }
 }
 
+/// What the queue needs from the application its jobs run with. The queue is generic over
+/// it so that it imports nothing above the floor; the application's handle implements it
+/// (`crate::app::App`) and every job names it as its [`Job::Host`].
+pub trait QueueHost: Clone + Send + Sync + 'static {
+    /// The database holding the `jobs` table.
+    fn db(&self) -> &Db;
+    /// Leases, polling, backoff and drain settings.
+    fn queue_settings(&self) -> &QueueSettings;
+}
+
+/// Job queue tuning knobs.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default)]
+pub struct QueueSettings {
+    /// Jobs one worker process runs at once (per queue).
+    pub concurrency: usize,
+    /// Lease length; a job whose worker stops heart-beating is re-queued after it.
+    pub lease_ms: i64,
+    /// How often a running job extends its lease.
+    pub heartbeat_ms: u64,
+    /// How often expired leases are re-queued.
+    pub reaper_interval_ms: u64,
+    /// Fallback polling interval (wake-ups normally come by LISTEN/NOTIFY or in-process).
+    pub poll_interval_ms: u64,
+    /// First retry delay ceiling.
+    pub backoff_base_ms: i64,
+    /// Largest retry delay ceiling.
+    pub backoff_cap_ms: i64,
+    /// On SIGTERM, how long in-flight jobs may run before they are released.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            lease_ms: 30_000,
+            heartbeat_ms: 10_000,
+            reaper_interval_ms: 5_000,
+            poll_interval_ms: 1_000,
+            backoff_base_ms: 1_000,
+            backoff_cap_ms: 600_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
 /// A typed job: a serde payload with a kind, a queue, a priority and a retry policy.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// What the job runs with (the application handle).
+    type Host: QueueHost;
     /// Stable name stored in `jobs.kind`.
     const KIND: &'static str;
     /// Queue the job is consumed from.
@@ -96,13 +145,13 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 
     /// Does the work. Must be idempotent: a retried run finds its own earlier effect.
-    fn run(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+    fn run(self, ctx: JobContext<Self::Host>) -> impl Future<Output = Result<(), JobError>> + Send;
 
     /// Called once, in its own transaction, when the job has gone dead, so the business
     /// object it carried can record the failure.
     fn on_dead(
         self,
-        _ctx: JobContext,
+        _ctx: JobContext<Self::Host>,
         _error: String,
     ) -> impl Future<Output = anyhow::Result<()>> + Send {
         async { Ok(()) }
@@ -121,15 +170,15 @@ pub trait BatchJob: Job {
     /// [`JobContext::complete_in`].
     fn run_batch(
         jobs: Vec<Self>,
-        ctx: JobContext,
+        ctx: JobContext<Self::Host>,
     ) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 
 /// What a running job may use: the application services, plus the job's own metadata.
 #[derive(Clone)]
-pub struct JobContext {
+pub struct JobContext<H> {
     /// The application (database, settings, caches).
-    pub app: crate::app::App,
+    pub app: H,
     /// Id of the job row (the first one, for a batch).
     pub job_id: Uuid,
     /// Every job this run carries (one, or a batch of one kind).
@@ -144,7 +193,7 @@ pub struct JobContext {
     pub(crate) completed: Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl JobContext {
+impl<H> JobContext<H> {
     /// Deletes this run's jobs inside the handler's transaction, so the step's effect and the
     /// end of the job commit together (one commit per step instead of two). Call it last,
     /// just before committing; if the transaction rolls back the jobs stay leased and run
@@ -230,7 +279,7 @@ pub async fn enqueue_batch<J: Job>(
         });
     }
     if inserted > 0 {
-        if let crate::db::TxInner::Pg(t) = tx.inner_mut() {
+        if let crate::base::db::TxInner::Pg(t) = tx.inner_mut() {
             // Delivered on commit; identical notifications in one transaction are folded.
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(NOTIFY_CHANNEL)
@@ -245,34 +294,62 @@ pub async fn enqueue_batch<J: Job>(
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type RunFn =
-    Arc<dyn Fn(JobContext, serde_json::Value) -> BoxFut<Result<(), JobError>> + Send + Sync>;
-type BatchFn =
-    Arc<dyn Fn(JobContext, Vec<serde_json::Value>) -> BoxFut<Result<(), JobError>> + Send + Sync>;
-type DeadFn =
-    Arc<dyn Fn(JobContext, serde_json::Value, String) -> BoxFut<anyhow::Result<()>> + Send + Sync>;
+type RunFn<H> =
+    Arc<dyn Fn(JobContext<H>, serde_json::Value) -> BoxFut<Result<(), JobError>> + Send + Sync>;
+type BatchFn<H> = Arc<
+    dyn Fn(JobContext<H>, Vec<serde_json::Value>) -> BoxFut<Result<(), JobError>> + Send + Sync,
+>;
+type DeadFn<H> = Arc<
+    dyn Fn(JobContext<H>, serde_json::Value, String) -> BoxFut<anyhow::Result<()>> + Send + Sync,
+>;
 
 /// How the runtime runs one kind.
-#[derive(Clone)]
-pub struct Handler {
+pub struct Handler<H> {
     pub(crate) queue: &'static str,
     pub(crate) policy: RetryPolicy,
-    pub(crate) run: RunFn,
-    pub(crate) on_dead: DeadFn,
+    pub(crate) run: RunFn<H>,
+    pub(crate) on_dead: DeadFn<H>,
     /// `(most jobs per call, the batch runner)` for [`BatchJob`] kinds.
-    pub(crate) batch: Option<(usize, BatchFn)>,
+    pub(crate) batch: Option<(usize, BatchFn<H>)>,
+}
+
+impl<H> Clone for Handler<H> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue,
+            policy: self.policy,
+            run: self.run.clone(),
+            on_dead: self.on_dead.clone(),
+            batch: self.batch.clone(),
+        }
+    }
 }
 
 /// Every job kind the workers know, registered in one place (`crate::jobs::registry`).
-#[derive(Clone, Default)]
-pub struct Registry {
-    handlers: HashMap<&'static str, Handler>,
+pub struct Registry<H> {
+    handlers: HashMap<&'static str, Handler<H>>,
 }
 
-impl Registry {
+impl<H> Clone for Registry<H> {
+    fn clone(&self) -> Self {
+        Self {
+            handlers: self.handlers.clone(),
+        }
+    }
+}
+
+impl<H> Default for Registry<H> {
+    fn default() -> Self {
+        Self {
+            handlers: HashMap::new(),
+        }
+    }
+}
+
+impl<H: QueueHost> Registry<H> {
     /// Registers job type `J`.
-    pub fn register<J: Job>(mut self) -> Self {
-        let run: RunFn = Arc::new(|ctx, payload| {
+    pub fn register<J: Job<Host = H>>(mut self) -> Self {
+        let run: RunFn<H> = Arc::new(|ctx, payload| {
             Box::pin(async move {
                 let job: J = serde_json::from_value(payload).map_err(|e| {
                     JobError::Permanent(anyhow::anyhow!("bad payload for {}: {e}", J::KIND))
@@ -280,7 +357,7 @@ impl Registry {
                 job.run(ctx).await
             })
         });
-        let on_dead: DeadFn = Arc::new(|ctx, payload, error| {
+        let on_dead: DeadFn<H> = Arc::new(|ctx, payload, error| {
             Box::pin(async move {
                 match serde_json::from_value::<J>(payload) {
                     Ok(job) => job.on_dead(ctx, error).await,
@@ -302,9 +379,9 @@ impl Registry {
     }
 
     /// Registers batch-capable job type `J`.
-    pub fn register_batch<J: BatchJob>(mut self) -> Self {
+    pub fn register_batch<J: BatchJob<Host = H>>(mut self) -> Self {
         self = self.register::<J>();
-        let batch: BatchFn = Arc::new(|ctx, payloads| {
+        let batch: BatchFn<H> = Arc::new(|ctx, payloads| {
             Box::pin(async move {
                 let jobs = payloads
                     .into_iter()
@@ -334,7 +411,7 @@ impl Registry {
     }
 
     /// The handler of a kind.
-    pub fn get(&self, kind: &str) -> Option<&Handler> {
+    pub fn get(&self, kind: &str) -> Option<&Handler<H>> {
         self.handlers.get(kind)
     }
 

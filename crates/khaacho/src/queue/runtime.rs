@@ -14,9 +14,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 use uuid::Uuid;
 
-use super::{Handler, JobContext, JobError, NOTIFY_CHANNEL, Registry, backoff_ms};
-use crate::app::App;
-use crate::db::{Backend, now_ms};
+use super::{Handler, JobContext, JobError, NOTIFY_CHANNEL, QueueHost, Registry, backoff_ms};
+use crate::base::db::Backend;
+use crate::base::time::now_ms;
 use crate::with_write;
 
 /// A job row as claimed by a worker.
@@ -47,16 +47,16 @@ const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attem
      RETURNING id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms";
 
 /// A running set of queue consumers in this process.
-pub struct Workers {
-    app: App,
-    registry: Arc<Registry>,
+pub struct Workers<H> {
+    app: H,
+    registry: Arc<Registry<H>>,
     worker_id: String,
     tracker: TaskTracker,
 }
 
-impl Workers {
+impl<H: QueueHost> Workers<H> {
     /// Prepares consumers for every queue in `registry`.
-    pub fn new(app: App, registry: Registry) -> Self {
+    pub fn new(app: H, registry: Registry<H>) -> Self {
         let worker_id = format!("{}-{}", hostname(), Uuid::now_v7().simple());
         Self {
             app,
@@ -69,7 +69,7 @@ impl Workers {
     /// Runs until `shutdown` fires, then stops claiming, waits for in-flight jobs up to the
     /// configured grace period and releases whatever is still running.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let settings = self.app.settings().queue.clone();
+        let settings = self.app.queue_settings().clone();
         info!(worker_id = %self.worker_id, queues = ?self.registry.queues(), "workers starting");
         let mut loops = Vec::new();
         if let Backend::Pg(pool) = self.app.db().backend() {
@@ -116,18 +116,18 @@ impl Workers {
     }
 }
 
-struct Consumer {
-    app: App,
-    registry: Arc<Registry>,
+struct Consumer<H> {
+    app: H,
+    registry: Arc<Registry<H>>,
     worker_id: String,
     queue: &'static str,
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
 }
 
-impl Consumer {
+impl<H: QueueHost> Consumer<H> {
     async fn run(self, shutdown: CancellationToken) {
-        let poll = Duration::from_millis(self.app.settings().queue.poll_interval_ms);
+        let poll = Duration::from_millis(self.app.queue_settings().poll_interval_ms);
         let wake = self.app.db().wake().clone();
         while !shutdown.is_cancelled() {
             // Register for a wake-up before claiming so a commit in between is not missed.
@@ -188,7 +188,7 @@ impl Consumer {
 
 /// Runs ready jobs of every queue one at a time in this task until none is ready; returns
 /// how many ran. For tests and one-off CLI use: deterministic, no background tasks.
-pub async fn drain(app: &App, registry: &Registry) -> Result<usize, sqlx::Error> {
+pub async fn drain<H: QueueHost>(app: &H, registry: &Registry<H>) -> Result<usize, sqlx::Error> {
     let registry = Arc::new(registry.clone());
     let worker_id = format!("drain-{}", Uuid::now_v7().simple());
     let mut ran = 0;
@@ -232,7 +232,12 @@ fn group(claimed: Vec<Claimed>, batch: usize) -> Vec<Vec<Claimed>> {
 }
 
 /// Runs one unit of work: a single job, or a batch that falls back to single runs if it fails.
-async fn run_unit(app: App, registry: Arc<Registry>, worker_id: String, mut unit: Vec<Claimed>) {
+async fn run_unit<H: QueueHost>(
+    app: H,
+    registry: Arc<Registry<H>>,
+    worker_id: String,
+    mut unit: Vec<Claimed>,
+) {
     if unit.len() == 1 {
         if let Some(job) = unit.pop() {
             execute(app, registry, worker_id, job).await;
@@ -298,14 +303,14 @@ async fn run_unit(app: App, registry: Arc<Registry>, worker_id: String, mut unit
     }
 }
 
-async fn claim(
-    app: &App,
+async fn claim<H: QueueHost>(
+    app: &H,
     worker_id: &str,
     queue: &str,
     n: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let now = now_ms();
-    let lease_until = now + app.settings().queue.lease_ms;
+    let lease_until = now + app.queue_settings().lease_ms;
     let sql = if app.db().is_postgres() {
         CLAIM_PG
     } else {
@@ -321,7 +326,12 @@ async fn claim(
         .await)
 }
 
-async fn execute(app: App, registry: Arc<Registry>, worker_id: String, job: Claimed) {
+async fn execute<H: QueueHost>(
+    app: H,
+    registry: Arc<Registry<H>>,
+    worker_id: String,
+    job: Claimed,
+) {
     let span = info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts,
         request_id = job.correlation_id.as_deref().unwrap_or(""));
     async move {
@@ -373,9 +383,9 @@ async fn execute(app: App, registry: Arc<Registry>, worker_id: String, job: Clai
     .await
 }
 
-async fn heartbeat(app: App, worker_id: String, ids: Vec<Uuid>) {
-    let every = Duration::from_millis(app.settings().queue.heartbeat_ms);
-    let lease = app.settings().queue.lease_ms;
+async fn heartbeat<H: QueueHost>(app: H, worker_id: String, ids: Vec<Uuid>) {
+    let every = Duration::from_millis(app.queue_settings().heartbeat_ms);
+    let lease = app.queue_settings().lease_ms;
     loop {
         tokio::time::sleep(every).await;
         let now = now_ms();
@@ -396,7 +406,11 @@ async fn heartbeat(app: App, worker_id: String, ids: Vec<Uuid>) {
     }
 }
 
-async fn finish_ok(app: &App, worker_id: &str, job: &Claimed) -> Result<(), sqlx::Error> {
+async fn finish_ok<H: QueueHost>(
+    app: &H,
+    worker_id: &str,
+    job: &Claimed,
+) -> Result<(), sqlx::Error> {
     let mut tx = app.db().begin().await?;
     crate::with_tx!(tx, c => sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2")
         .bind(job.id)
@@ -419,11 +433,11 @@ async fn finish_ok(app: &App, worker_id: &str, job: &Claimed) -> Result<(), sqlx
     tx.commit().await
 }
 
-async fn finish_failed(
-    app: &App,
+async fn finish_failed<H: QueueHost>(
+    app: &H,
     worker_id: &str,
     job: Claimed,
-    handler: Option<&Handler>,
+    handler: Option<&Handler<H>>,
     err: JobError,
 ) {
     let message = err.to_string();
@@ -432,7 +446,7 @@ async fn finish_failed(
     let now = now_ms();
     let mut history = job.errors.0.clone();
     history.push(json!({ "attempt": job.attempts, "at_ms": now, "error": message }));
-    let q = app.settings().queue.clone();
+    let q = app.queue_settings().clone();
     let (status, run_at) = if dead {
         ("dead", now)
     } else {
@@ -479,7 +493,7 @@ async fn finish_failed(
     }
 }
 
-async fn run_on_dead(app: &App, handler: &Handler, job: &Claimed, message: String) {
+async fn run_on_dead<H: QueueHost>(app: &H, handler: &Handler<H>, job: &Claimed, message: String) {
     let ctx = JobContext {
         app: app.clone(),
         job_id: job.id,
@@ -496,8 +510,8 @@ async fn run_on_dead(app: &App, handler: &Handler, job: &Claimed, message: Strin
 
 /// Re-queues jobs whose lease expired (their worker died), or declares them dead when they
 /// used up their attempts.
-async fn reaper(app: App, registry: Arc<Registry>, shutdown: CancellationToken) {
-    let every = Duration::from_millis(app.settings().queue.reaper_interval_ms);
+async fn reaper<H: QueueHost>(app: H, registry: Arc<Registry<H>>, shutdown: CancellationToken) {
+    let every = Duration::from_millis(app.queue_settings().reaper_interval_ms);
     loop {
         tokio::select! { _ = tokio::time::sleep(every) => {}, _ = shutdown.cancelled() => return }
         match reap_expired(&app, &registry).await {
@@ -509,7 +523,10 @@ async fn reaper(app: App, registry: Arc<Registry>, shutdown: CancellationToken) 
 }
 
 /// One pass of the reaper; returns how many jobs it took back.
-pub async fn reap_expired(app: &App, registry: &Registry) -> Result<u64, sqlx::Error> {
+pub async fn reap_expired<H: QueueHost>(
+    app: &H,
+    registry: &Registry<H>,
+) -> Result<u64, sqlx::Error> {
     let now = now_ms();
     let expired = with_write!(app.db(), c => sqlx::query_as::<_, Claimed>(
         "SELECT id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms \
@@ -554,7 +571,7 @@ pub async fn reap_expired(app: &App, registry: &Registry) -> Result<u64, sqlx::E
     Ok(taken)
 }
 
-async fn release_own(app: &App, worker_id: &str) -> Result<u64, sqlx::Error> {
+async fn release_own<H: QueueHost>(app: &H, worker_id: &str) -> Result<u64, sqlx::Error> {
     let now = now_ms();
     with_write!(app.db(), c => sqlx::query(
         "UPDATE jobs SET status = 'queued', attempts = attempts - 1, locked_by = NULL, \

@@ -6,23 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
+
+use crate::base::time::nepal;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use super::{EnqueueOptions, Job, enqueue};
-use crate::app::App;
-use crate::db::{Tx, now_ms};
+use super::{EnqueueOptions, Job, QueueHost, enqueue};
+use crate::base::db::Tx;
+use crate::base::time::now_ms;
 use crate::with_tx;
 
 /// Prefix of the dedupe key of a scheduled job (`schedule:{name}:{fire_at_ms}`).
 pub const DEDUPE_PREFIX: &str = "schedule:";
-
-/// Nepal time (UTC+05:45, no daylight saving): cron expressions are read in it.
-pub fn nepal() -> FixedOffset {
-    FixedOffset::east_opt(5 * 3600 + 45 * 60).expect("+05:45 is a valid UTC offset")
-}
 
 /// Parses a cron expression with an optional leading seconds field.
 pub fn parse_cron(expr: &str) -> anyhow::Result<Cron> {
@@ -88,7 +85,7 @@ impl Schedule {
 
     /// Fires the tick at `fire_at_ms` unless another node already did; returns whether this
     /// call fired it.
-    pub async fn fire(&self, app: &App, fire_at_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn fire<H: QueueHost>(&self, app: &H, fire_at_ms: i64) -> Result<bool, sqlx::Error> {
         let mut tx = app.db().begin().await?;
         let fired = (self.fire)(&mut tx, fire_at_ms).await?;
         if fired {
@@ -101,7 +98,7 @@ impl Schedule {
 }
 
 /// Runs the scheduler until shutdown: sleeps to each schedule's next tick and fires it.
-pub async fn run(app: App, schedules: Vec<Schedule>, shutdown: CancellationToken) {
+pub async fn run<H: QueueHost>(app: H, schedules: Vec<Schedule>, shutdown: CancellationToken) {
     let start = now_ms();
     let mut next: Vec<Option<i64>> = schedules.iter().map(|s| s.next_after(start)).collect();
     info!(schedules = ?schedules.iter().map(Schedule::name).collect::<Vec<_>>(), "scheduler starting");

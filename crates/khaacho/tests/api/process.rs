@@ -88,8 +88,8 @@ impl Env {
         self.command(args, port).spawn().unwrap()
     }
 
-    async fn db(&self) -> khaacho::db::Db {
-        khaacho::db::Db::connect(&self.database_url, 2)
+    async fn db(&self) -> khaacho::base::db::Db {
+        khaacho::base::db::Db::connect(&self.database_url, 2)
             .await
             .unwrap()
     }

@@ -3,7 +3,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use khaacho::db::now_ms;
+use khaacho::app::App;
+use khaacho::base::time::now_ms;
 use khaacho::orders::pipeline::ValidateOrder;
 use khaacho::queue::runtime::{drain, reap_expired};
 use khaacho::queue::schedule::Schedule;
@@ -19,6 +20,7 @@ use crate::helpers::{TestApp, assert_problem};
 struct AlwaysFails {}
 
 impl Job for AlwaysFails {
+    type Host = App;
     const KIND: &'static str = "test.always_fails";
     const QUEUE: &'static str = "test";
     fn policy() -> RetryPolicy {
@@ -27,7 +29,7 @@ impl Job for AlwaysFails {
             timeout: Duration::from_secs(5),
         }
     }
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+    async fn run(self, ctx: JobContext<App>) -> Result<(), JobError> {
         Err(JobError::Retryable(anyhow::anyhow!(
             "boom on attempt {}",
             ctx.attempt
@@ -43,15 +45,16 @@ struct Record {
 }
 
 impl Job for Record {
+    type Host = App;
     const KIND: &'static str = "test.record";
     const QUEUE: &'static str = "test";
-    async fn run(self, _ctx: JobContext) -> Result<(), JobError> {
+    async fn run(self, _ctx: JobContext<App>) -> Result<(), JobError> {
         RAN.lock().unwrap().push(self.tag);
         Ok(())
     }
 }
 
-fn test_registry() -> Registry {
+fn test_registry() -> Registry<App> {
     khaacho::jobs::registry()
         .register::<AlwaysFails>()
         .register::<Record>()
@@ -65,7 +68,7 @@ async fn add<J: Job>(t: &TestApp, job: &J, opts: EnqueueOptions) -> uuid::Uuid {
 }
 
 /// Drains repeatedly (retries are scheduled a few ms ahead) until `done` holds.
-async fn drain_until(t: &TestApp, registry: &Registry, mut done: impl AsyncFnMut() -> bool) {
+async fn drain_until(t: &TestApp, registry: &Registry<App>, mut done: impl AsyncFnMut() -> bool) {
     for _ in 0..200 {
         drain(&t.app, registry).await.unwrap();
         if done().await {

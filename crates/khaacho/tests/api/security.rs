@@ -1230,16 +1230,16 @@ async fn redis_failure_falls_back_to_the_local_limiter_and_is_counted() {
 async fn old_audit_rows_are_purged_by_retention() {
     let t = TestApp::spawn().await;
     create_user(&t, "keeper", "a-long-password", "operator", None).await;
-    let old = khaacho::db::now_ms() - 10 * 24 * 3600 * 1000;
+    let old = khaacho::base::time::now_ms() - 10 * 24 * 3600 * 1000;
     khaacho::with_write!(t.app.db(), c => sqlx::query(
         "INSERT INTO audit_log (id, at_ms, actor, action, summary) VALUES ($1, $2, 'cli', 'old.event', '{}')")
         .bind(Uuid::now_v7()).bind(old).execute(c).await.map(|_| ())).unwrap();
     assert_eq!(
-        khaacho::auth::audit::purge(t.app.db(), 0).await.unwrap(),
+        khaacho::base::audit::purge(t.app.db(), 0).await.unwrap(),
         0,
         "0 keeps everything"
     );
-    assert_eq!(khaacho::auth::audit::purge(t.app.db(), 7).await.unwrap(), 1);
+    assert_eq!(khaacho::base::audit::purge(t.app.db(), 7).await.unwrap(), 1);
     assert!(audit_rows(&t, "action=old.event").await.is_empty());
     assert_eq!(audit_rows(&t, "action=user.create").await.len(), 1);
 }

@@ -8,12 +8,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::admin::{self, JobFilter, JobView};
 use crate::app::App;
-use crate::auth::{Principal, STAFF};
-use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Path, Query};
-use crate::http::{Page, page_limit};
+use crate::base::principal::{Principal, STAFF};
+use crate::base::wire::error::{ApiError, Problem};
+use crate::base::wire::extract::{Path, Query};
+use crate::base::wire::{Page, page_limit};
+use crate::queue::admin::{self, JobFilter, JobView};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<App> {
@@ -63,7 +63,7 @@ async fn list_jobs(
         limit: limit + 1,
     };
     let jobs = admin::list(app.db(), &filter).await?;
-    let (jobs, next) = crate::http::split_page(jobs, limit, |j| j.id.to_string());
+    let (jobs, next) = crate::base::wire::split_page(jobs, limit, |j| j.id.to_string());
     Ok(axum::Json(Page {
         items: jobs,
         next_cursor: next,
@@ -97,7 +97,7 @@ async fn retry_job(
     if !admin::retry_dead(app.db(), id).await? {
         return Err(ApiError::NotFound("dead job"));
     }
-    crate::auth::audit::record(app.db(), &principal.audit("job.retry").on("job", id)).await?;
+    crate::base::audit::record(app.db(), &principal.audit("job.retry").on("job", id)).await?;
     admin::get(app.db(), id)
         .await?
         .map(axum::Json)
@@ -116,6 +116,6 @@ async fn discard_job(
     if !admin::discard_dead(app.db(), id).await? {
         return Err(ApiError::NotFound("dead job"));
     }
-    crate::auth::audit::record(app.db(), &principal.audit("job.discard").on("job", id)).await?;
+    crate::base::audit::record(app.db(), &principal.audit("job.discard").on("job", id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

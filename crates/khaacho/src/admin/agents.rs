@@ -8,9 +8,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::App;
-use crate::auth::{ADMIN, Principal};
-use crate::http::error::{ApiError, Problem};
-use crate::http::extract::Json;
+use crate::base::principal::{ADMIN, Principal};
+use crate::base::wire::error::{ApiError, Problem};
+use crate::base::wire::extract::Json;
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<App> {
@@ -90,7 +90,7 @@ async fn set_agents(
     let entry = principal
         .audit("agents.switch")
         .summary(serde_json::json!({ "llm_enabled": switch.llm_enabled }));
-    crate::auth::audit::record(app.db(), &entry).await?;
+    crate::base::audit::record(app.db(), &entry).await?;
     tracing::warn!(
         llm_enabled = switch.llm_enabled,
         "LLM order parsing switched"

@@ -7,7 +7,8 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::db::{Db, Tx, now_ms};
+use crate::base::db::{Db, Tx};
+use crate::base::time::now_ms;
 use crate::{with_read, with_tx, with_write};
 
 /// One audit event to write. Never put a secret (password, token, key) in `summary`.
@@ -144,7 +145,7 @@ impl From<AuditRow> for AuditView {
     fn from(r: AuditRow) -> Self {
         Self {
             id: r.id,
-            at: crate::http::fmt_time(r.at_ms),
+            at: crate::base::time::fmt_time(r.at_ms),
             actor: r.actor,
             role: r.role,
             action: r.action,

@@ -61,11 +61,11 @@ pub enum TxInner {
 macro_rules! with_read {
     ($db:expr, $c:ident => $body:expr) => {
         match $db.backend() {
-            $crate::db::Backend::Pg(pool) => {
+            $crate::base::db::Backend::Pg(pool) => {
                 let $c = pool;
                 $body
             }
-            $crate::db::Backend::Sqlite { read, .. } => {
+            $crate::base::db::Backend::Sqlite { read, .. } => {
                 let $c = read;
                 $body
             }
@@ -73,16 +73,16 @@ macro_rules! with_read {
     };
 }
 
-/// Runs `$body` with `$c` bound to the pool that writes (single statements outside a [`Tx`](crate::db::Tx)).
+/// Runs `$body` with `$c` bound to the pool that writes (single statements outside a [`Tx`](crate::base::db::Tx)).
 #[macro_export]
 macro_rules! with_write {
     ($db:expr, $c:ident => $body:expr) => {
         match $db.backend() {
-            $crate::db::Backend::Pg(pool) => {
+            $crate::base::db::Backend::Pg(pool) => {
                 let $c = pool;
                 $body
             }
-            $crate::db::Backend::Sqlite { write, .. } => {
+            $crate::base::db::Backend::Sqlite { write, .. } => {
                 let $c = write;
                 $body
             }
@@ -90,16 +90,16 @@ macro_rules! with_write {
     };
 }
 
-/// Runs `$body` with `$c` bound to the connection of an open [`Tx`](crate::db::Tx).
+/// Runs `$body` with `$c` bound to the connection of an open [`Tx`](crate::base::db::Tx).
 #[macro_export]
 macro_rules! with_tx {
     ($tx:expr, $c:ident => $body:expr) => {
         match $tx.inner_mut() {
-            $crate::db::TxInner::Pg(t) => {
+            $crate::base::db::TxInner::Pg(t) => {
                 let $c = &mut **t;
                 $body
             }
-            $crate::db::TxInner::Sqlite(t) => {
+            $crate::base::db::TxInner::Sqlite(t) => {
                 let $c = &mut **t;
                 $body
             }
@@ -250,11 +250,6 @@ impl Tx {
             TxInner::Sqlite(t) => t.rollback().await,
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, the storage format of every timestamp.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Whether an error is a unique-constraint violation (same on both backends).

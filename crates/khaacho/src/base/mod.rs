@@ -1,0 +1,19 @@
+//! The floor: what every feature uses, importing nothing from the features or the top.
+//!
+//! - [`db`]: one handle over PostgreSQL and SQLite, transactions, the SQL macros;
+//! - [`time`]: epoch milliseconds in storage, Nepal time at the edges;
+//! - [`domain`]: units, quantities and money;
+//! - [`scope`]: which rows a caller may see (the tenant scope);
+//! - [`principal`]: who is calling and in which role;
+//! - [`audit`]: the audit log, written in the transaction of the change;
+//! - [`wire`]: problem errors, extractors, pages, cursors and query readers.
+//!
+//! ARCHITECTURE.md at the repository root gives the whole import structure.
+
+pub mod audit;
+pub mod db;
+pub mod domain;
+pub mod principal;
+pub mod scope;
+pub mod time;
+pub mod wire;

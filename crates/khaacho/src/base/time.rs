@@ -1,0 +1,23 @@
+//! Time at the edges: storage keeps UTC epoch milliseconds; people see Nepal time
+//! (Asia/Kathmandu, UTC+05:45, no daylight saving).
+
+use chrono::FixedOffset;
+
+/// Milliseconds since the Unix epoch, the storage format of every timestamp.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Nepal time, UTC+05:45 (fixed: Nepal has no daylight saving).
+pub fn nepal() -> FixedOffset {
+    #[allow(clippy::expect_used)]
+    FixedOffset::east_opt(5 * 3600 + 45 * 60).expect("+05:45 is a valid UTC offset")
+}
+
+/// Formats epoch milliseconds as RFC 3339 in Nepal time.
+pub fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&nepal())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
