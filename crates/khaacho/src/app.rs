@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use crate::auth::Auth;
 use crate::base::db::Db;
+use crate::base::group_commit::GroupCommit;
 use crate::catalog::cache::CatalogCache;
 use crate::config::Settings;
-use crate::orders::group_commit::GroupCommit;
+use crate::orders::intake::{Intake, IntakeWriter};
 use crate::queue::{QueueHost, QueueSettings};
 
 /// Cheap-to-clone handle on the process's shared state: the database, settings and caches.
@@ -21,7 +22,7 @@ struct Inner {
     db: Db,
     settings: Settings,
     catalog: CatalogCache,
-    group_commit: OnceLock<GroupCommit>,
+    intake_writer: OnceLock<GroupCommit<IntakeWriter>>,
     agents: khaacho_agents::AgentChain,
     auth: Auth,
 }
@@ -41,7 +42,7 @@ impl App {
                 db,
                 settings,
                 catalog,
-                group_commit: OnceLock::new(),
+                intake_writer: OnceLock::new(),
                 agents,
                 auth,
             }),
@@ -67,11 +68,19 @@ impl App {
         &self.inner.settings
     }
 
-    /// The intake's group-commit writer (started on first use, inside the runtime).
-    pub fn group_commit(&self) -> &GroupCommit {
-        self.inner
-            .group_commit
-            .get_or_init(|| GroupCommit::start(self.inner.db.clone()))
+    /// The order intake, for any channel (its group-commit writer starts on first use,
+    /// inside the runtime).
+    pub fn intake(&self) -> Intake<'_> {
+        let writer = self
+            .inner
+            .intake_writer
+            .get_or_init(|| GroupCommit::start(IntakeWriter::new(self.inner.db.clone())));
+        Intake {
+            db: &self.inner.db,
+            catalog: &self.inner.catalog,
+            limits: &self.inner.settings.pipeline,
+            writer,
+        }
     }
 
     /// The order-text parser chain (LLM providers, then the local parser).

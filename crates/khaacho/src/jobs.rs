@@ -3,8 +3,9 @@
 use crate::app::App;
 use crate::config::Settings;
 use crate::maintenance::MaintenanceJob;
-use crate::orders::parse::ParseOrder;
-use crate::orders::pipeline::ValidateOrder;
+use crate::orders::pipeline::ProcessOrders;
+use crate::orders::pipeline::parse::ParseOrder;
+use crate::orders::transition::OrderChanged;
 use crate::queue::Registry;
 use crate::queue::schedule::Schedule;
 
@@ -12,7 +13,8 @@ use crate::queue::schedule::Schedule;
 pub fn registry() -> Registry<App> {
     Registry::default()
         .register::<ParseOrder>()
-        .register_batch::<ValidateOrder>()
+        .register_batch::<ProcessOrders>()
+        .register_batch::<OrderChanged>()
         .register::<MaintenanceJob>()
 }
 

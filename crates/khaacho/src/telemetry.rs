@@ -71,12 +71,8 @@ pub async fn refresh_gauges(app: &App) {
     }
     metrics::counter!("khaacho_rate_limit_fallbacks_total")
         .absolute(app.auth().limiter.fallbacks());
-    if let Ok(counts) = crate::orders::repo::count_by_status(app.db()).await {
-        for status in crate::orders::model::OrderStatus::ALL {
-            let n = counts
-                .iter()
-                .find(|(s, _)| s == status.as_str())
-                .map_or(0, |c| c.1);
+    if let Ok(counts) = crate::orders::counts::all(app.db()).await {
+        for (status, n) in counts {
             metrics::gauge!("khaacho_orders", "state" => status.as_str()).set(n as f64);
         }
     }

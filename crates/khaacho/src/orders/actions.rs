@@ -1,14 +1,47 @@
 //! People acting on an order: an operator approves or rejects a held order; an order is
 //! cancelled. Each is one transaction through the state machine.
 
-use super::intake::{CheckedLine, LineInput, check_lines};
+use super::intake::{CheckedLine, IntakeError, LineInput};
 use super::model::{Actor, OrderRow, OrderStatus};
 use super::pipeline::continue_after;
-use super::repo::{self, TransitionResult};
+use super::repo;
+use super::transition::{self, TransitionResult};
 use crate::app::App;
 use crate::base::audit::{self, Entry};
-use crate::base::wire::error::ApiError;
-use crate::queue::JobError;
+use crate::base::wire::error::FieldError;
+
+/// Why an action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The request is invalid; every problem is listed by field.
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    /// No such order.
+    #[error("order not found")]
+    NotFound,
+    /// The state machine forbids it; the message names the order's state.
+    #[error("{0}")]
+    Illegal(String),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+impl ActionError {
+    fn field(field: &str, message: &str) -> Self {
+        ActionError::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<IntakeError> for ActionError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::Invalid(errors) => ActionError::Invalid(errors),
+            IntakeError::Storage(e) => ActionError::Storage(e),
+            other => ActionError::Invalid(vec![FieldError::new("lines", other.to_string())]),
+        }
+    }
+}
 
 /// What a person asks of an order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,40 +76,36 @@ pub async fn apply(
     reason: Option<&str>,
     corrected_lines: Option<&[LineInput]>,
     audit: Option<Entry>,
-) -> Result<OrderRow, ApiError> {
+) -> Result<OrderRow, ActionError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if action == Action::Reject && reason.is_none() {
-        return Err(ApiError::field("reason", "a rejection needs a reason"));
+        return Err(ActionError::field("reason", "a rejection needs a reason"));
     }
     if reason.is_some_and(|r| r.chars().count() > 500) {
-        return Err(ApiError::field(
+        return Err(ActionError::field(
             "reason",
             "reason must be at most 500 characters",
         ));
     }
     if corrected_lines.is_some() && action != Action::Approve {
-        return Err(ApiError::field(
+        return Err(ActionError::field(
             "lines",
             "corrected lines go with an approval",
         ));
     }
     // Corrections are checked like an intake before anything is locked.
     let corrected = match corrected_lines {
-        Some(lines) => Some(
-            check_lines(app, lines)
-                .await?
-                .map_err(ApiError::Validation)?,
-        ),
+        Some(lines) => Some(app.intake().check_lines(lines).await?),
         None => None,
     };
     let mut tx = app.db().begin().await?;
     let mut order = repo::find_for_update(&mut tx, id)
         .await?
-        .ok_or(ApiError::NotFound("order"))?;
+        .ok_or(ActionError::NotFound)?;
     let from = order.status();
     let to = match action {
         Action::Approve if from != OrderStatus::OnHold => {
-            return Err(ApiError::IllegalTransition(format!(
+            return Err(ActionError::Illegal(format!(
                 "only on_hold orders can be approved; this order is {}",
                 from.as_str()
             )));
@@ -94,7 +123,7 @@ pub async fn apply(
                     OrderStatus::Dispatched | OrderStatus::Delivered | OrderStatus::Completed
                 ) =>
         {
-            return Err(ApiError::IllegalTransition(format!(
+            return Err(ActionError::Illegal(format!(
                 "a retailer can cancel only before dispatch; this order is {}",
                 from.as_str()
             )));
@@ -102,16 +131,16 @@ pub async fn apply(
         Action::Cancel => OrderStatus::Cancelled,
     };
     if corrected.is_some() && to != OrderStatus::Received {
-        return Err(ApiError::field(
+        return Err(ActionError::field(
             "lines",
             "lines can be corrected only on an order held before validation",
         ));
     }
     let reason = reason.unwrap_or(action.verb());
-    match repo::transition(&mut tx, &mut order, to, actor, Some(reason), None).await? {
+    match transition::apply(&mut tx, &mut order, to, actor, Some(reason), None).await? {
         TransitionResult::Done => {}
         TransitionResult::Illegal | TransitionResult::Stale => {
-            return Err(ApiError::IllegalTransition(format!(
+            return Err(ActionError::Illegal(format!(
                 "an order that is {} cannot be {}",
                 from.as_str(),
                 action.verb()
@@ -122,15 +151,13 @@ pub async fn apply(
         let rows: Vec<_> = lines.into_iter().map(CheckedLine::into_row).collect();
         repo::replace_lines(&mut tx, &order, &rows).await?;
     } else if to == OrderStatus::Received && repo::lines_tx(&mut tx, &order).await?.is_empty() {
-        return Err(ApiError::field(
+        return Err(ActionError::field(
             "lines",
             "nothing was understood from this order's text; approve it with lines",
         ));
     }
     if action == Action::Approve {
-        continue_after(&mut tx, &order).await.map_err(|e| match e {
-            JobError::Retryable(e) | JobError::Permanent(e) => ApiError::Internal(e),
-        })?;
+        continue_after(&mut tx, &order).await?;
     }
     if let Some(entry) = audit {
         let verb = match action {

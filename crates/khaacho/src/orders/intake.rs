@@ -1,6 +1,11 @@
-//! Order intake: check the request's shape, write the `received` order and its first job in
-//! one transaction, and only then answer 202. A repeated `Idempotency-Key` replays the first
-//! answer.
+//! Order intake as a service: check an order's shape against the catalogue, then write the
+//! `received` order, its first event (who placed it, through which channel) and its first
+//! job in one transaction, and only then report it accepted. Used by every channel — the
+//! HTTP API, and the WhatsApp/SMS conversations and the console later — with the channel and
+//! the actor named by the caller. A repeated idempotency key replays the first answer.
+//!
+//! Concurrent intakes share one transaction ([`GroupCommit`]); errors are domain errors
+//! ([`IntakeError`]) that each channel renders its own way.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -8,18 +13,18 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::model::OrderPriority;
-use super::parse::ParseOrder;
-use super::pipeline::ValidateOrder;
-use super::repo::{self, NewOrder};
-use crate::app::App;
-use crate::base::db::{Tx, is_unique_violation};
+use super::model::{Actor, OrderPriority};
+use super::transition::{self, NewOrder};
+use super::{pipeline, repo};
+use crate::base::db::{Db, Tx, is_unique_violation};
 use crate::base::domain::{Unit, UnitRules, canonical_unit, qty_to_milli};
+use crate::base::group_commit::{BatchWriter, GroupCommit};
 use crate::base::time::now_ms;
-use crate::base::wire::error::{ApiError, FieldError};
+use crate::base::wire::error::FieldError;
+use crate::catalog::cache::CatalogCache;
 use crate::catalog::csv_io::validate_sku;
-use crate::queue::{self, EnqueueOptions};
-use crate::with_tx;
+use crate::config::PipelineSettings;
+use crate::{with_read, with_tx};
 
 /// One requested line.
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
@@ -39,8 +44,10 @@ pub struct LineInput {
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
-    /// The buying retailer.
-    pub retailer_id: Uuid,
+    /// The buying retailer. A retailer's own user or API key may leave it out (its order is
+    /// its own); operators and admins name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retailer_id: Option<Uuid>,
     /// Structured lines (give these or `text`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<LineInput>>,
@@ -87,7 +94,76 @@ impl CheckedLine {
 /// Longest text order accepted.
 pub const MAX_TEXT_CHARS: usize = 4_000;
 
-/// Result of [`create`]: the answer, and whether it is a replay.
+/// Longest note accepted.
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// Through what an order arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// The HTTP API (retailers' systems, API keys, operators).
+    Api,
+    /// A WhatsApp conversation.
+    Whatsapp,
+    /// An SMS conversation.
+    Sms,
+    /// The operations console.
+    Console,
+}
+
+impl Channel {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Api => "api",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Sms => "sms",
+            Channel::Console => "console",
+        }
+    }
+}
+
+/// Why an order was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The order is invalid; every problem is listed by field.
+    #[error("the order is invalid")]
+    Invalid(Vec<FieldError>),
+    /// The idempotency key was used before with a different order.
+    #[error("this Idempotency-Key was used with a different request body")]
+    KeyReused,
+    /// A concurrent request with the same idempotency key has not finished.
+    #[error("a request with this Idempotency-Key is in progress")]
+    KeyInProgress,
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+impl IntakeError {
+    fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        IntakeError::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+/// An order as a channel hands it to the intake.
+#[derive(Clone, Debug)]
+pub struct OrderRequest {
+    /// The buyer (already resolved by the channel: a retailer's own id, or the one an
+    /// operator named).
+    pub retailer_id: Uuid,
+    /// The body as received (lines or text, note, priority).
+    pub body: CreateOrder,
+    /// Through what it arrived.
+    pub channel: Channel,
+    /// Who placed it.
+    pub actor: Actor,
+    /// The caller's idempotency key, if any (replays the first answer).
+    pub idempotency_key: Option<String>,
+    /// Request id, carried into the order's jobs.
+    pub correlation_id: Option<String>,
+}
+
+/// Result of [`Intake::accept`]: the answer, and whether it is a replay.
 pub struct IntakeResult {
     /// The 202 body.
     pub accepted: Accepted,
@@ -95,74 +171,244 @@ pub struct IntakeResult {
     pub replayed: bool,
 }
 
-/// Accepts an order durably. See the module docs.
-#[tracing::instrument(skip_all, fields(retailer_id = %req.retailer_id))]
-pub async fn create(
-    app: &App,
-    req: CreateOrder,
-    idempotency_key: Option<&str>,
-    request_id: Option<&str>,
-) -> Result<IntakeResult, ApiError> {
-    let lines = check(app, &req).await?;
-    let scope = req.retailer_id.to_string();
-    let idem = match idempotency_key {
-        Some(key) => {
-            if key.is_empty() || key.len() > 255 {
-                return Err(ApiError::field(
-                    "Idempotency-Key",
-                    "must be 1 to 255 characters",
-                ));
+/// The intake service: what it needs of the application, and nothing more.
+pub struct Intake<'a> {
+    /// The database (idempotency replays).
+    pub db: &'a Db,
+    /// The catalogue view the lines are checked against.
+    pub catalog: &'a CatalogCache,
+    /// Intake limits.
+    pub limits: &'a PipelineSettings,
+    /// The shared intake writer.
+    pub writer: &'a GroupCommit<IntakeWriter>,
+}
+
+impl Intake<'_> {
+    /// Accepts an order durably (see the module docs).
+    #[tracing::instrument(skip_all, fields(retailer_id = %req.retailer_id, channel = req.channel.as_str()))]
+    pub async fn accept(&self, req: OrderRequest) -> Result<IntakeResult, IntakeError> {
+        let lines = self.check(&req.body).await?;
+        let scope = req.retailer_id.to_string();
+        let idem = match req.idempotency_key.as_deref() {
+            Some(key) => {
+                if key.is_empty() || key.len() > 255 {
+                    return Err(IntakeError::field(
+                        "Idempotency-Key",
+                        "must be 1 to 255 characters",
+                    ));
+                }
+                let hash = request_hash(&req.body);
+                if let Some(replay) = self.replay(&scope, key, &hash).await? {
+                    return Ok(replay);
+                }
+                Some((key.to_string(), hash))
             }
-            let hash = request_hash(&req);
-            if let Some(replay) = replay(app, &scope, key, &hash).await? {
-                return Ok(replay);
-            }
-            Some((key, hash))
-        }
-        None => None,
-    };
-    let id = Uuid::now_v7();
-    let accepted = Accepted {
-        order_id: id,
-        status: "received".into(),
-        status_url: format!("/api/v1/orders/{id}/status"),
-    };
-    let prepared = Prepared {
-        id,
-        retailer_id: req.retailer_id,
-        priority: req.priority.unwrap_or_default(),
-        note: req.note,
-        correlation_id: request_id.map(str::to_string),
-        lines: lines.into_iter().map(CheckedLine::into_row).collect(),
-        source_text: req.text,
-        idempotency: idem.as_ref().map(|(key, hash)| {
-            (
-                scope.clone(),
-                key.to_string(),
-                hash.clone(),
-                accepted.clone(),
-            )
-        }),
-    };
-    match app.group_commit().write(prepared).await {
-        Ok(()) => {}
-        Err(e) if is_unique_violation(&e) && idem.is_some() => {
-            // A concurrent request with the same key won the race: answer what it answered.
-            let (key, hash) = idem
+            None => None,
+        };
+        let id = Uuid::now_v7();
+        let accepted = Accepted {
+            order_id: id,
+            status: "received".into(),
+            status_url: format!("/api/v1/orders/{id}/status"),
+        };
+        let prepared = Prepared {
+            id,
+            retailer_id: req.retailer_id,
+            priority: req.body.priority.unwrap_or_default(),
+            channel: req.channel,
+            actor: req.actor,
+            note: req.body.note,
+            correlation_id: req.correlation_id,
+            lines: lines.into_iter().map(CheckedLine::into_row).collect(),
+            source_text: req.body.text,
+            idempotency: idem
                 .as_ref()
-                .map(|(k, h)| (*k, h.as_str()))
-                .unwrap_or_default();
-            return replay(app, &scope, key, hash).await?.ok_or_else(|| {
-                ApiError::Conflict("a request with this Idempotency-Key is in progress".into())
+                .map(|(key, hash)| (scope.clone(), key.clone(), hash.clone(), accepted.clone())),
+        };
+        match self.writer.write(prepared).await {
+            Ok(()) => {}
+            Err(e) if is_unique_violation(&e) && idem.is_some() => {
+                // A concurrent request with the same key won the race: answer what it answered.
+                let (key, hash) = idem
+                    .as_ref()
+                    .map(|(k, h)| (k.as_str(), h.as_str()))
+                    .unwrap_or_default();
+                return self
+                    .replay(&scope, key, hash)
+                    .await?
+                    .ok_or(IntakeError::KeyInProgress);
+            }
+            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+                return Err(IntakeError::field("retailer_id", "no retailer has this id"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        metrics::counter!("khaacho_orders_received_total", "channel" => req.channel.as_str())
+            .increment(1);
+        Ok(IntakeResult {
+            accepted,
+            replayed: false,
+        })
+    }
+
+    /// Shape checks that need no transaction: every problem is reported at once.
+    async fn check(&self, req: &CreateOrder) -> Result<Vec<CheckedLine>, IntakeError> {
+        let mut errors = Vec::new();
+        if req
+            .note
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+        {
+            errors.push(FieldError::new(
+                "note",
+                format!("note must be at most {MAX_NOTE_CHARS} characters"),
+            ));
+        }
+        let lines = match (&req.lines, &req.text) {
+            (Some(_), Some(_)) => {
+                errors.push(FieldError::new(
+                    "text",
+                    "give either lines or text, not both",
+                ));
+                Vec::new()
+            }
+            (None, None) => {
+                errors.push(FieldError::new("lines", "an order needs lines or text"));
+                Vec::new()
+            }
+            (None, Some(text)) => {
+                if let Err(e) = check_text(text) {
+                    errors.push(e);
+                }
+                Vec::new()
+            }
+            (Some(lines), None) => match self.check_lines(lines).await {
+                Ok(checked) => checked,
+                Err(IntakeError::Invalid(mut line_errors)) => {
+                    errors.append(&mut line_errors);
+                    Vec::new()
+                }
+                Err(other) => return Err(other),
+            },
+        };
+        if errors.is_empty() {
+            Ok(lines)
+        } else {
+            Err(IntakeError::Invalid(errors))
+        }
+    }
+
+    /// Checks requested lines against the catalogue: known SKU, canonical unit compatible
+    /// with the product, a legal quantity, no repeated (SKU, unit). Used by the intake, by
+    /// the parse step and by an operator's correction of a parsed order.
+    pub async fn check_lines(&self, lines: &[LineInput]) -> Result<Vec<CheckedLine>, IntakeError> {
+        let limits = self.limits;
+        if lines.len() > limits.max_lines {
+            return Err(IntakeError::field(
+                "lines",
+                format!("an order may have at most {} lines", limits.max_lines),
+            ));
+        }
+        let mut errors = Vec::new();
+        if lines.is_empty() {
+            errors.push(FieldError::new("lines", "an order needs at least one line"));
+        }
+        // Only well-formed SKUs are looked up; malformed ones are reported below.
+        let skus: Vec<&str> = lines
+            .iter()
+            .map(|l| l.sku.as_str())
+            .filter(|s| validate_sku(s).is_ok())
+            .collect();
+        let mut found = self.catalog.lookup(self.db, &skus).await?.into_iter();
+        let mut out = Vec::with_capacity(lines.len());
+        let mut seen = std::collections::HashSet::new();
+        for (i, line) in lines.iter().enumerate() {
+            let at = |f: &str| format!("lines[{i}].{f}");
+            if let Err(msg) = validate_sku(&line.sku) {
+                errors.push(FieldError::new(at("sku"), msg));
+                continue;
+            }
+            let Some(info) = found.next().flatten().filter(|i| i.active) else {
+                errors.push(FieldError::new(
+                    at("sku"),
+                    format!("unknown SKU {}", line.sku),
+                ));
+                continue;
+            };
+            let Some(unit) = canonical_unit(&line.unit) else {
+                errors.push(FieldError::new(at("unit"), "unit must be one of kg, g, litre, ml, packet, piece, bottle, carton, crate, sack, dozen"));
+                continue;
+            };
+            let qty_milli = match check_qty(&line.qty, unit, limits.max_line_qty) {
+                Ok(q) => q,
+                Err(msg) => {
+                    errors.push(FieldError::new(at("qty"), msg));
+                    continue;
+                }
+            };
+            if let Err(e) = unit.to_base(qty_milli, info.unit, info.pack_size_milli) {
+                errors.push(FieldError::new(
+                    at("unit"),
+                    format!("{e} ({} is sold by {})", line.sku, info.unit),
+                ));
+                continue;
+            }
+            if !seen.insert((line.sku.clone(), unit)) {
+                errors.push(FieldError::new(
+                    at("sku"),
+                    "the same SKU and unit appear twice; combine them into one line",
+                ));
+                continue;
+            }
+            out.push(CheckedLine {
+                sku: line.sku.clone(),
+                qty_milli,
+                unit,
             });
         }
-        Err(e) => return Err(map_insert_error(e)),
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(IntakeError::Invalid(errors))
+        }
     }
-    metrics::counter!("khaacho_orders_received_total", "channel" => "api").increment(1);
-    Ok(IntakeResult {
-        accepted,
-        replayed: false,
-    })
+
+    async fn replay(
+        &self,
+        scope: &str,
+        key: &str,
+        hash: &str,
+    ) -> Result<Option<IntakeResult>, IntakeError> {
+        // Must see the latest write: the racing request that stored this key just committed.
+        let row: Option<(String, Json<Accepted>)> = with_read!(self.db, c => sqlx::query_as(
+            "SELECT request_hash, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(c)
+            .await)?;
+        match row {
+            None => Ok(None),
+            Some((stored, _)) if stored != hash => Err(IntakeError::KeyReused),
+            Some((_, Json(accepted))) => {
+                metrics::counter!("khaacho_idempotent_replays_total").increment(1);
+                Ok(Some(IntakeResult {
+                    accepted,
+                    replayed: true,
+                }))
+            }
+        }
+    }
+}
+
+/// Checks the text of a text order (also used by the parse preview).
+pub fn check_text(text: &str) -> Result<(), FieldError> {
+    if text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS {
+        return Err(FieldError::new(
+            "text",
+            format!("text must be 1 to {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// An order that passed the checks, ready to be written.
@@ -171,201 +417,87 @@ pub struct Prepared {
     id: Uuid,
     retailer_id: Uuid,
     priority: OrderPriority,
+    channel: Channel,
+    actor: Actor,
     note: Option<String>,
     correlation_id: Option<String>,
     lines: Vec<(String, i64, String)>,
     source_text: Option<String>,
-    /// `(scope, key, request hash, answer)` when the request carried an Idempotency-Key.
+    /// `(scope, key, request hash, answer)` when the request carried an idempotency key.
     idempotency: Option<(String, String, String, Accepted)>,
 }
 
-/// Writes orders, their first jobs and idempotency records in one transaction.
-pub async fn write_batch(db: &crate::base::db::Db, orders: &[Prepared]) -> Result<(), sqlx::Error> {
-    let rows: Vec<NewOrder<'_>> = orders
-        .iter()
-        .map(|o| NewOrder {
-            id: o.id,
-            retailer_id: o.retailer_id,
-            priority: o.priority.as_str(),
-            channel: "api",
-            note: o.note.as_deref(),
-            correlation_id: o.correlation_id.as_deref(),
-            source_text: o.source_text.as_deref(),
-            lines: &o.lines,
-        })
-        .collect();
-    let opts = |o: &Prepared| EnqueueOptions {
-        priority: Some(o.priority.job_priority()),
-        correlation_id: o.correlation_id.clone(),
-        ..Default::default()
-    };
-    // Structured orders go straight to validation; text orders are parsed first.
-    let (texts, structured): (Vec<&Prepared>, Vec<&Prepared>) =
-        orders.iter().partition(|o| o.source_text.is_some());
-    let validate: Vec<(ValidateOrder, EnqueueOptions)> = structured
-        .iter()
-        .map(|o| (ValidateOrder { order_id: o.id }, opts(o)))
-        .collect();
-    let parse: Vec<(ParseOrder, EnqueueOptions)> = texts
-        .iter()
-        .map(|o| (ParseOrder { order_id: o.id }, opts(o)))
-        .collect();
-    let mut tx = db.begin().await?;
-    repo::insert_many(&mut tx, &rows).await?;
-    if !validate.is_empty() {
-        let refs: Vec<_> = validate.iter().map(|(j, o)| (j, o.clone())).collect();
-        queue::enqueue_batch(&mut tx, &refs).await?;
-    }
-    if !parse.is_empty() {
-        let refs: Vec<_> = parse.iter().map(|(j, o)| (j, o.clone())).collect();
-        queue::enqueue_batch(&mut tx, &refs).await?;
-    }
-    for (scope, key, hash, answer) in orders.iter().filter_map(|o| o.idempotency.as_ref()) {
-        store_key(&mut tx, scope, key, hash, answer).await?;
-    }
-    tx.commit().await
+/// Writes accepted orders for the [`GroupCommit`]: orders, first events, lines, first jobs
+/// and idempotency records, in one transaction.
+#[derive(Debug)]
+pub struct IntakeWriter {
+    db: Db,
 }
 
-fn map_insert_error(e: sqlx::Error) -> ApiError {
-    if let sqlx::Error::Database(db) = &e
-        && db.is_foreign_key_violation()
-    {
-        return ApiError::field("retailer_id", "no retailer has this id");
-    }
-    e.into()
-}
-
-/// Shape checks that need no transaction: every problem is reported at once.
-async fn check(app: &App, req: &CreateOrder) -> Result<Vec<CheckedLine>, ApiError> {
-    let mut errors = Vec::new();
-    if req.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
-        errors.push(FieldError::new(
-            "note",
-            "note must be at most 500 characters",
-        ));
-    }
-    let lines = match (&req.lines, &req.text) {
-        (Some(_), Some(_)) => {
-            errors.push(FieldError::new(
-                "text",
-                "give either lines or text, not both",
-            ));
-            Vec::new()
-        }
-        (None, None) => {
-            errors.push(FieldError::new("lines", "an order needs lines or text"));
-            Vec::new()
-        }
-        (None, Some(text)) => {
-            if text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS {
-                errors.push(FieldError::new(
-                    "text",
-                    format!("text must be 1 to {MAX_TEXT_CHARS} characters"),
-                ));
-            }
-            Vec::new()
-        }
-        (Some(lines), None) => match check_lines(app, lines).await? {
-            Ok(checked) => checked,
-            Err(mut line_errors) => {
-                errors.append(&mut line_errors);
-                Vec::new()
-            }
-        },
-    };
-    if errors.is_empty() {
-        Ok(lines)
-    } else {
-        Err(ApiError::Validation(errors))
+impl IntakeWriter {
+    /// A writer over `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 }
 
-/// Checks requested lines against the catalogue: known SKU, canonical unit compatible with
-/// the product, a legal quantity, no repeated (SKU, unit). Used by the intake and by an
-/// operator's correction of a parsed order.
-pub async fn check_lines(
-    app: &App,
-    lines: &[LineInput],
-) -> Result<Result<Vec<CheckedLine>, Vec<FieldError>>, ApiError> {
-    let limits = &app.settings().pipeline;
-    let mut errors = Vec::new();
-    if lines.is_empty() {
-        errors.push(FieldError::new("lines", "an order needs at least one line"));
-    }
-    if lines.len() > limits.max_lines {
-        return Ok(Err(vec![FieldError::new(
-            "lines",
-            format!("an order may have at most {} lines", limits.max_lines),
-        )]));
-    }
-    // Only well-formed SKUs are looked up; malformed ones are reported below.
-    let skus: Vec<&str> = lines
-        .iter()
-        .map(|l| l.sku.as_str())
-        .filter(|s| validate_sku(s).is_ok())
-        .collect();
-    let mut found = app.catalog().lookup(app.db(), &skus).await?.into_iter();
-    let known: Vec<_> = lines
-        .iter()
-        .map(|l| {
-            if validate_sku(&l.sku).is_ok() {
-                found.next().flatten()
-            } else {
-                None
-            }
-        })
-        .collect();
-    let mut out = Vec::with_capacity(lines.len());
-    let mut seen = std::collections::HashSet::new();
-    for (i, (line, info)) in lines.iter().zip(known).enumerate() {
-        let at = |f: &str| format!("lines[{i}].{f}");
-        if let Err(msg) = validate_sku(&line.sku) {
-            errors.push(FieldError::new(at("sku"), msg));
-            continue;
+impl BatchWriter for IntakeWriter {
+    type Item = Prepared;
+
+    async fn write(&self, orders: &[Prepared]) -> Result<(), sqlx::Error> {
+        let rows: Vec<NewOrder<'_>> = orders
+            .iter()
+            .map(|o| NewOrder {
+                id: o.id,
+                retailer_id: o.retailer_id,
+                priority: o.priority.as_str(),
+                channel: o.channel.as_str(),
+                note: o.note.as_deref(),
+                correlation_id: o.correlation_id.as_deref(),
+                source_text: o.source_text.as_deref(),
+                actor: &o.actor,
+            })
+            .collect();
+        let lines: Vec<(Uuid, i64, &[(String, i64, String)])> = orders
+            .iter()
+            .map(|o| {
+                (
+                    o.id,
+                    super::model::created_at_of(o.id).unwrap_or_else(now_ms),
+                    &o.lines[..],
+                )
+            })
+            .collect();
+        // Structured orders go straight to the in-process steps; text orders are parsed first.
+        let first: Vec<_> = orders
+            .iter()
+            .map(|o| {
+                (
+                    o.id,
+                    o.priority.as_str(),
+                    o.correlation_id.as_deref(),
+                    o.source_text.is_some(),
+                )
+            })
+            .collect();
+        let mut tx = self.db.begin().await?;
+        transition::create(&mut tx, &rows).await?;
+        repo::insert_lines(&mut tx, &lines).await?;
+        pipeline::start(&mut tx, &first).await?;
+        for (scope, key, hash, answer) in orders.iter().filter_map(|o| o.idempotency.as_ref()) {
+            store_key(&mut tx, scope, key, hash, answer).await?;
         }
-        let Some(info) = info.filter(|i| i.active) else {
-            errors.push(FieldError::new(
-                at("sku"),
-                format!("unknown SKU {}", line.sku),
-            ));
-            continue;
-        };
-        let Some(unit) = canonical_unit(&line.unit) else {
-            errors.push(FieldError::new(at("unit"), "unit must be one of kg, g, litre, ml, packet, piece, bottle, carton, crate, sack, dozen"));
-            continue;
-        };
-        let qty_milli = match check_qty(&line.qty, unit, limits.max_line_qty) {
-            Ok(q) => q,
-            Err(msg) => {
-                errors.push(FieldError::new(at("qty"), msg));
-                continue;
-            }
-        };
-        if let Err(e) = unit.to_base(qty_milli, info.unit, info.pack_size_milli) {
-            errors.push(FieldError::new(
-                at("unit"),
-                format!("{e} ({} is sold by {})", line.sku, info.unit),
-            ));
-            continue;
-        }
-        if !seen.insert((line.sku.clone(), unit)) {
-            errors.push(FieldError::new(
-                at("sku"),
-                "the same SKU and unit appear twice; combine them into one line",
-            ));
-            continue;
-        }
-        out.push(CheckedLine {
-            sku: line.sku.clone(),
-            qty_milli,
-            unit,
-        });
+        tx.commit().await
     }
-    Ok(if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    })
+
+    fn max_in_flight(&self) -> usize {
+        // One writer on SQLite; a few overlapping commits on PostgreSQL.
+        if self.db.is_postgres() { 4 } else { 1 }
+    }
+
+    fn name(&self) -> &'static str {
+        "intake"
+    }
 }
 
 fn check_qty(qty: &serde_json::Value, unit: Unit, max: i64) -> Result<i64, String> {
@@ -388,34 +520,6 @@ fn check_qty(qty: &serde_json::Value, unit: Unit, max: i64) -> Result<i64, Strin
 fn request_hash(req: &CreateOrder) -> String {
     let body = serde_json::to_vec(req).unwrap_or_default();
     hex::encode(Sha256::digest(&body))
-}
-
-async fn replay(
-    app: &App,
-    scope: &str,
-    key: &str,
-    hash: &str,
-) -> Result<Option<IntakeResult>, ApiError> {
-    let row: Option<(String, Json<Accepted>)> = crate::with_read!(app.db(), c => sqlx::query_as(
-        "SELECT request_hash, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2")
-        .bind(scope)
-        .bind(key)
-        .fetch_optional(c)
-        .await)?;
-    match row {
-        None => Ok(None),
-        Some((stored, _)) if stored != hash => Err(ApiError::BadRequest(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "this Idempotency-Key was used with a different request body".into(),
-        )),
-        Some((_, Json(accepted))) => {
-            metrics::counter!("khaacho_idempotent_replays_total").increment(1);
-            Ok(Some(IntakeResult {
-                accepted,
-                replayed: true,
-            }))
-        }
-    }
 }
 
 async fn store_key(

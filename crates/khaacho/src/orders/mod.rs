@@ -1,10 +1,13 @@
-//! Orders: durable intake, the state machine, the processing pipeline and operator actions.
+//! Orders: durable intake for every channel, the state machine and the one transition
+//! service every change goes through, the processing pipeline, people's actions, and who may
+//! see what of an order.
 
 pub mod actions;
-pub mod group_commit;
+pub mod counts;
 pub mod intake;
 pub mod model;
-pub mod parse;
 pub mod pipeline;
 pub mod repo;
 pub mod routes;
+pub mod transition;
+pub mod visibility;

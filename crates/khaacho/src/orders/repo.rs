@@ -1,13 +1,11 @@
 //! SQL of orders, lines and events. Every finder that can be reached by a retailer takes the
 //! retailer scope first, so another tenant's row cannot be fetched by accident.
 
-use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus, created_at_of};
+use super::model::{EventRow, LineRow, OrderRow, OrderStatus, created_at_of};
 use crate::base::db::{Db, Tx};
 use crate::base::scope::Scope;
-use crate::base::time::now_ms;
 use crate::{with_read, with_tx};
 
 /// The vendor filter of the scoped finders (`$n` is the vendor id or NULL).
@@ -18,64 +16,24 @@ fn vendor_clause(n: u8) -> String {
     )
 }
 
-/// A new order as the intake writes it.
-#[derive(Clone, Debug)]
-pub struct NewOrder<'a> {
-    /// Id (UUIDv7; its timestamp is `created_at_ms`).
-    pub id: Uuid,
-    /// Buyer.
-    pub retailer_id: Uuid,
-    /// Priority name.
-    pub priority: &'a str,
-    /// Channel name.
-    pub channel: &'a str,
-    /// Retailer's note.
-    pub note: Option<&'a str>,
-    /// Request id.
-    pub correlation_id: Option<&'a str>,
-    /// Free text of a text order (its lines come from the parse step).
-    pub source_text: Option<&'a str>,
-    /// `(sku, qty_milli, unit)` per line.
-    pub lines: &'a [(String, i64, String)],
-}
-
 const ORDER_COLS: &str = "id, created_at_ms, retailer_id, status, priority, channel, note, source_text, subtotal_paisa, \
      vat_paisa, total_paisa, hold_reason, held_from, reject_reason, correlation_id, updated_at_ms";
 
 /// Rows per multi-row statement, well under both backends' bound-parameter limits.
 const CHUNK: usize = 2000;
 
-/// Inserts `received` orders with their lines and intake events, a few statements for the
-/// whole batch (the intake's group commit writes many orders per transaction).
-pub async fn insert_many(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sqlx::Error> {
-    let created = |o: &NewOrder<'_>| created_at_of(o.id).unwrap_or_else(now_ms);
-    for chunk in orders.chunks(CHUNK / 4) {
-        with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO orders (id, created_at_ms, retailer_id, status, priority, channel, note, correlation_id, source_text, updated_at_ms) ");
-            qb.push_values(chunk, |mut b, o| {
-                let at = created(o);
-                b.push_bind(o.id).push_bind(at).push_bind(o.retailer_id).push_bind("received").push_bind(o.priority)
-                    .push_bind(o.channel).push_bind(o.note).push_bind(o.correlation_id).push_bind(o.source_text).push_bind(at);
-            });
-            qb.build().execute(&mut *c).await?;
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, at_ms) ");
-            qb.push_values(chunk, |mut b, o| {
-                let at = created(o);
-                b.push_bind(Uuid::now_v7()).push_bind(o.id).push_bind(at).push_bind(None::<&str>).push_bind("received")
-                    .push_bind(o.channel).push_bind("retailer").push_bind(at);
-            });
-            qb.build().execute(&mut *c).await?;
-        });
-    }
+/// Inserts the requested lines of new orders, `(order id, its creation time, lines)`.
+pub async fn insert_lines(
+    tx: &mut Tx,
+    orders: &[(Uuid, i64, &[(String, i64, String)])],
+) -> Result<(), sqlx::Error> {
     let lines: Vec<_> = orders
         .iter()
-        .flat_map(|o| {
-            o.lines
+        .flat_map(|(id, at, lines)| {
+            lines
                 .iter()
                 .enumerate()
-                .map(move |(i, l)| (o.id, created(o), i as i32 + 1, l))
+                .map(move |(i, l)| (*id, *at, i as i32 + 1, l))
         })
         .collect();
     insert_line_rows(tx, &lines).await
@@ -295,126 +253,6 @@ pub async fn list(db: &Db, scope: Scope, f: &ListFilter) -> Result<Vec<OrderRow>
         .await)
 }
 
-/// Outcome of [`transition`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum TransitionResult {
-    /// Changed, event written.
-    Done,
-    /// The state machine forbids it.
-    Illegal,
-    /// Someone else changed the order first (the row no longer has the expected status).
-    Stale,
-}
-
-/// One requested state change.
-pub struct Change<'a> {
-    /// Target state.
-    pub to: OrderStatus,
-    /// Why (reason code or operator's words).
-    pub reason: Option<&'a str>,
-    /// Structured detail for the event.
-    pub detail: Option<serde_json::Value>,
-}
-
-/// Moves `order` to `to` if the state machine allows it and the row is still in the state
-/// it was read in; writes the event in the same transaction and updates `order` in memory.
-pub async fn transition(
-    tx: &mut Tx,
-    order: &mut OrderRow,
-    to: OrderStatus,
-    actor: &Actor,
-    reason: Option<&str>,
-    detail: Option<serde_json::Value>,
-) -> Result<TransitionResult, sqlx::Error> {
-    transition_many(tx, &mut [(order, Change { to, reason, detail })], actor).await
-}
-
-/// Applies several state changes with one UPDATE and one event INSERT. All or nothing: if
-/// the state machine refuses one, nothing is written (`Illegal`); if any row changed
-/// underneath (`Stale`), the caller must roll back.
-pub async fn transition_many(
-    tx: &mut Tx,
-    changes: &mut [(&mut OrderRow, Change<'_>)],
-    actor: &Actor,
-) -> Result<TransitionResult, sqlx::Error> {
-    if changes.iter().any(|(o, c)| !o.status().can_become(c.to)) {
-        return Ok(TransitionResult::Illegal);
-    }
-    if changes.is_empty() {
-        return Ok(TransitionResult::Done);
-    }
-    let now = now_ms();
-    struct Row<'r> {
-        id: Uuid,
-        created: i64,
-        from: OrderStatus,
-        to: OrderStatus,
-        at: i64,
-        hold_reason: Option<&'r str>,
-        reject_reason: Option<&'r str>,
-        held_from: Option<&'static str>,
-    }
-    let rows: Vec<Row<'_>> = changes
-        .iter()
-        .map(|(o, c)| {
-            let from = o.status();
-            Row {
-                id: o.id,
-                created: o.created_at_ms,
-                from,
-                to: c.to,
-                at: now.max(o.updated_at_ms),
-                hold_reason: (c.to == OrderStatus::OnHold).then_some(c.reason).flatten(),
-                reject_reason: matches!(
-                    c.to,
-                    OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Failed
-                )
-                .then_some(c.reason)
-                .flatten(),
-                held_from: (c.to == OrderStatus::OnHold).then_some(from.as_str()),
-            }
-        })
-        .collect();
-    let changed = with_tx!(tx, c => {
-        // A VALUES list named by a CTE works the same on PostgreSQL and SQLite (3.33+).
-        let mut qb = sqlx::QueryBuilder::new(
-            "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from) AS (");
-        qb.push_values(&rows, |mut b, r| {
-            b.push_bind(r.id).push_bind(r.created).push_bind(r.from.as_str()).push_bind(r.to.as_str()).push_bind(r.at)
-                .push_bind(r.hold_reason).push_bind(r.reject_reason).push_bind(r.held_from);
-        });
-        qb.push(") UPDATE orders SET status = v.to_status, updated_at_ms = v.at_ms, hold_reason = v.hold_reason, \
-                 reject_reason = COALESCE(v.reject_reason, orders.reject_reason), held_from = v.held_from FROM v \
-                 WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms AND orders.status = v.from_status");
-        qb.build().execute(&mut *c).await?.rows_affected()
-    });
-    if changed != rows.len() as u64 {
-        return Ok(TransitionResult::Stale);
-    }
-    with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, reason, detail, at_ms) ");
-        qb.push_values(rows.iter().zip(changes.iter()), |mut b, (r, (_, ch))| {
-            b.push_bind(Uuid::now_v7()).push_bind(r.id).push_bind(r.created).push_bind(r.from.as_str())
-                .push_bind(r.to.as_str()).push_bind(&actor.id).push_bind(actor.role).push_bind(ch.reason)
-                .push_bind(ch.detail.clone().map(Json)).push_bind(r.at);
-        });
-        qb.build().execute(&mut *c).await?;
-    });
-    for ((order, change), r) in changes.iter_mut().zip(&rows) {
-        order.status = change.to.as_str().to_string();
-        order.updated_at_ms = r.at;
-        order.hold_reason = r.hold_reason.map(str::to_string);
-        order.held_from = r.held_from.map(str::to_string);
-        if let Some(reason) = r.reject_reason {
-            order.reject_reason = Some(reason.to_string());
-        }
-        metrics::counter!("khaacho_order_transitions_total", "to" => change.to.as_str())
-            .increment(1);
-    }
-    Ok(TransitionResult::Done)
-}
-
 /// The priced or refused state of one line, written by the validate step.
 #[derive(Clone, Debug, Default)]
 pub struct LineResolution {
@@ -522,9 +360,4 @@ pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result
         });
     }
     Ok(())
-}
-
-/// Count of orders per status (for metrics).
-pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    with_read!(db, c => sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status").fetch_all(c).await)
 }

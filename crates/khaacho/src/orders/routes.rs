@@ -9,11 +9,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::actions::{self, Action};
-use super::intake::{self, Accepted, CreateOrder, LineInput};
+use super::actions::{self, Action, ActionError};
+use super::intake::{Accepted, Channel, CreateOrder, IntakeError, LineInput, OrderRequest};
 use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus};
-use super::parse::{self, ParseRequest, ParseResult};
+use super::pipeline::parse::{self, ParseRequest, ParseResult, PreviewError};
 use super::repo::{self, ListFilter};
+use super::visibility::Visibility;
 use crate::app::App;
 use crate::base::domain::{milli_to_qty, paisa_to_npr};
 use crate::base::principal::{ALL_ROLES, Principal, Role, STAFF};
@@ -44,7 +45,11 @@ async fn parse_order_text(
 ) -> Result<axum::Json<ParseResult>, ApiError> {
     principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
     let Json(req) = body?;
-    Ok(axum::Json(parse::preview(&app, &req).await?))
+    match parse::preview(&app, &req).await {
+        Ok(result) => Ok(axum::Json(result)),
+        Err(PreviewError::Invalid(e)) => Err(ApiError::Validation(vec![e])),
+        Err(PreviewError::Storage(e)) => Err(e.into()),
+    }
 }
 
 /// Accept an order. Answers 202 once the order and its processing job are committed.
@@ -65,20 +70,35 @@ async fn create_order(
     body: Result<Json<CreateOrder>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
-    let Json(req) = body?;
-    // A retailer orders for itself only; `retailer_id` names someone else only for staff.
-    if principal
-        .retailer()
-        .is_some_and(|own| own != req.retailer_id)
-    {
-        return Err(ApiError::Forbidden(
-            "a retailer can only order for its own retailer_id".into(),
-        ));
-    }
-    let key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().unwrap_or_default().to_string());
-    let result = intake::create(&app, req, key.as_deref(), request_id(&headers).as_deref()).await?;
+    let Json(body) = body?;
+    // A retailer orders for itself: its own id is implied, another one is refused; staff
+    // name the retailer they order for.
+    let retailer_id = match (principal.retailer(), body.retailer_id) {
+        (Some(own), Some(named)) if own != named => {
+            return Err(ApiError::Forbidden(
+                "a retailer can only order for its own retailer_id".into(),
+            ));
+        }
+        (Some(own), _) => own,
+        (None, Some(named)) => named,
+        (None, None) => {
+            return Err(ApiError::field(
+                "retailer_id",
+                "name the retailer this order is for",
+            ));
+        }
+    };
+    let request = OrderRequest {
+        retailer_id,
+        body,
+        channel: Channel::Api,
+        actor: actor_of(&principal),
+        idempotency_key: headers
+            .get("idempotency-key")
+            .map(|v| v.to_str().unwrap_or_default().to_string()),
+        correlation_id: request_id(&headers),
+    };
+    let result = app.intake().accept(request).await.map_err(intake_error)?;
     let mut resp = (StatusCode::ACCEPTED, axum::Json(&result.accepted)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/orders/{}", result.accepted.order_id))
     {
@@ -89,6 +109,36 @@ async fn create_order(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
+}
+
+/// Renders an intake refusal.
+fn intake_error(e: IntakeError) -> ApiError {
+    match e {
+        IntakeError::Invalid(errors) => ApiError::Validation(errors),
+        IntakeError::KeyReused => {
+            ApiError::BadRequest(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        IntakeError::KeyInProgress => ApiError::Conflict(e.to_string()),
+        IntakeError::Storage(e) => e.into(),
+    }
+}
+
+/// Renders a refused action.
+fn action_error(e: ActionError) -> ApiError {
+    match e {
+        ActionError::Invalid(errors) => ApiError::Validation(errors),
+        ActionError::NotFound => ApiError::NotFound("order"),
+        ActionError::Illegal(msg) => ApiError::IllegalTransition(msg),
+        ActionError::Storage(e) => e.into(),
+    }
+}
+
+/// The caller as it is recorded in an order's history.
+fn actor_of(principal: &Principal) -> Actor {
+    Actor {
+        id: principal.actor(),
+        role: principal.role.as_str(),
+    }
 }
 
 /// A priced order line.
@@ -168,15 +218,15 @@ pub struct EventView {
     pub at: String,
 }
 
-impl From<EventRow> for EventView {
-    fn from(e: EventRow) -> Self {
+impl EventView {
+    fn new(e: EventRow, visibility: Visibility) -> Self {
         Self {
             from: e.from_status,
             to: e.to_status,
             actor: e.actor,
             role: e.role,
             reason: e.reason,
-            detail: e.detail.map(|d| d.0),
+            detail: e.detail.map(|d| visibility.event_detail(d.0)),
             at: fmt_time(e.at_ms),
         }
     }
@@ -229,9 +279,17 @@ pub struct OrderView {
 }
 
 impl OrderView {
-    fn new(o: OrderRow, lines: Option<Vec<LineRow>>, events: Option<Vec<EventRow>>) -> Self {
+    /// The order as `visibility` lets its caller see it; every route returning orders builds
+    /// its answer here.
+    fn new(
+        o: OrderRow,
+        lines: Option<Vec<LineRow>>,
+        events: Option<Vec<EventRow>>,
+        visibility: Visibility,
+    ) -> Self {
         let status = o.status();
         let totals = match (o.subtotal_paisa, o.vat_paisa, o.total_paisa) {
+            _ if !visibility.shows_totals() => None,
             (Some(s), Some(v), Some(t)) => Some(Totals {
                 subtotal_npr: paisa_to_npr(s),
                 vat_npr: paisa_to_npr(v),
@@ -252,8 +310,18 @@ impl OrderView {
             totals,
             created_at: fmt_time(o.created_at_ms),
             updated_at: fmt_time(o.updated_at_ms),
-            lines: lines.map(|l| l.into_iter().map(LineView::from).collect()),
-            events: events.map(|e| e.into_iter().map(EventView::from).collect()),
+            lines: lines.map(|l| {
+                visibility
+                    .lines(l)
+                    .into_iter()
+                    .map(LineView::from)
+                    .collect()
+            }),
+            events: events.map(|e| {
+                e.into_iter()
+                    .map(|e| EventView::new(e, visibility))
+                    .collect()
+            }),
         }
     }
 }
@@ -276,17 +344,9 @@ async fn get_order(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
     let order = visible_order(&app, &principal, id).await?;
-    let mut lines = repo::lines(app.db(), &order).await?;
+    let lines = repo::lines(app.db(), &order).await?;
     let events = repo::events(app.db(), &order).await?;
-    let vendor = principal.vendor();
-    if let Some(v) = vendor {
-        // A vendor sees its own lines only, and no totals of other vendors' lines.
-        lines.retain(|l| l.vendor_id == Some(v));
-    }
-    let mut view = OrderView::new(order, Some(lines), Some(events));
-    if vendor.is_some() {
-        view.totals = None;
-    }
+    let view = OrderView::new(order, Some(lines), Some(events), Visibility::of(&principal));
     Ok(axum::Json(view))
 }
 
@@ -372,7 +432,7 @@ async fn list_orders(
     Ok(axum::Json(Page {
         items: rows
             .into_iter()
-            .map(|o| OrderView::new(o, None, None))
+            .map(|o| OrderView::new(o, None, None, Visibility::of(&principal)))
             .collect(),
         next_cursor: next,
     }))
@@ -398,22 +458,24 @@ async fn act(
     action: Action,
     body: ActionBody,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    let actor = Actor {
-        id: principal.actor(),
-        role: principal.role.as_str(),
-    };
     let audit = Some(principal.audit("order"));
     let order = actions::apply(
         app,
         id,
         action,
-        &actor,
+        &actor_of(principal),
         body.reason.as_deref(),
         body.lines.as_deref(),
         audit,
     )
-    .await?;
-    Ok(axum::Json(OrderView::new(order, None, None)))
+    .await
+    .map_err(action_error)?;
+    Ok(axum::Json(OrderView::new(
+        order,
+        None,
+        None,
+        Visibility::of(principal),
+    )))
 }
 
 /// Approve an order on hold: it continues from where it was held.

@@ -70,7 +70,8 @@ async fn accepted_order_is_validated_priced_and_traced() {
         "request id follows the order into its job"
     );
 
-    assert_eq!(t.run_jobs().await, 1);
+    // The validation, and the order.changed jobs of the intake and of the validation.
+    assert_eq!(t.run_jobs().await, 3);
     let order = t.get_json(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(order["status"], "validated");
     assert_eq!(order["progress_percent"], 30);
@@ -194,7 +195,11 @@ async fn concurrent_requests_with_one_key_create_one_order() {
     }
     assert_eq!(ids.len(), 1);
     assert_eq!(t.count("orders").await, 1);
-    assert_eq!(t.count("jobs").await, 1);
+    assert_eq!(
+        t.count("jobs").await,
+        2,
+        "its validation and its order.changed"
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use khaacho::app::App;
 use khaacho::base::time::now_ms;
-use khaacho::orders::pipeline::ValidateOrder;
+use khaacho::orders::pipeline::ProcessOrders;
 use khaacho::queue::runtime::{drain, reap_expired};
 use khaacho::queue::schedule::Schedule;
 use khaacho::queue::{
@@ -167,7 +167,8 @@ async fn exhausted_order_job_fails_the_order_and_a_retry_processes_it() {
     let order_id = a["order_id"].as_str().unwrap().to_string();
     // Simulate a worker that kept dying: the job's last claim used its final attempt.
     khaacho::with_write!(t.app.db(), c => sqlx::query(
-        "UPDATE jobs SET status = 'running', attempts = max_attempts, locked_by = 'gone', locked_until_ms = $1")
+        "UPDATE jobs SET status = 'running', attempts = max_attempts, locked_by = 'gone', locked_until_ms = $1 \
+         WHERE kind = 'order.validate'")
         .bind(now_ms() - 1)
         .execute(c)
         .await
@@ -199,7 +200,9 @@ async fn exhausted_order_job_fails_the_order_and_a_retry_processes_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(t.run_jobs().await, 1);
+    // The retried validation, and the order.changed of the intake, of the failure, of the
+    // retry (failed → received) and of the validation.
+    assert_eq!(t.run_jobs().await, 5);
     let order = t.get_json(&format!("/api/v1/orders/{order_id}")).await;
     assert_eq!(order["status"], "validated");
     let path: Vec<_> = order["events"]
@@ -227,13 +230,18 @@ async fn a_dead_workers_job_is_rerun_after_its_lease_and_the_order_processed_onc
     let order_id = a["order_id"].as_str().unwrap().to_string();
     // A worker claimed the job, then died (its lease runs out, nobody finishes it).
     khaacho::with_write!(t.app.db(), c => sqlx::query(
-        "UPDATE jobs SET status = 'running', attempts = 1, locked_by = 'crashed-worker', locked_until_ms = $1")
+        "UPDATE jobs SET status = 'running', attempts = 1, locked_by = 'crashed-worker', locked_until_ms = $1 \
+         WHERE kind = 'order.validate'")
         .bind(now_ms() + 200)
         .execute(c)
         .await
         .map(|r| r.rows_affected()))
     .unwrap();
-    assert_eq!(t.run_jobs().await, 0, "a leased job is not claimed again");
+    assert_eq!(
+        t.run_jobs().await,
+        1,
+        "only the intake's order.changed runs: a leased job is not claimed again"
+    );
     assert_eq!(
         reap_expired(&t.app, &khaacho::jobs::registry())
             .await
@@ -248,13 +256,17 @@ async fn a_dead_workers_job_is_rerun_after_its_lease_and_the_order_processed_onc
             .unwrap(),
         1
     );
-    assert_eq!(t.run_jobs().await, 1);
+    assert_eq!(
+        t.run_jobs().await,
+        2,
+        "the validation and its order.changed"
+    );
     // The step's effect committed but the job row survived (e.g. the worker died between
     // commit and delete): running it again must change nothing.
     let order_uuid: uuid::Uuid = order_id.parse().unwrap();
     add(
         &t,
-        &ValidateOrder {
+        &ProcessOrders {
             order_id: order_uuid,
         },
         EnqueueOptions::default(),
@@ -385,13 +397,15 @@ async fn a_failing_batch_falls_back_to_one_job_at_a_time() {
     // other two orders of the batch are still validated.
     let ghost = add(
         &t,
-        &ValidateOrder {
+        &ProcessOrders {
             order_id: uuid::Uuid::now_v7(),
         },
         EnqueueOptions::default(),
     )
     .await;
-    assert_eq!(t.run_jobs().await, 3);
+    // Three validations (run alone after the batch failed), two intakes' and two
+    // validations' order.changed.
+    assert_eq!(t.run_jobs().await, 7);
     for a in [&a, &b] {
         let id = a["order_id"].as_str().unwrap();
         assert_eq!(

@@ -68,7 +68,11 @@ async fn a_clear_text_order_is_parsed_then_validated() {
     let t = TestApp::spawn().await;
     t.seed().await;
     let id = text_order(&t, "namaste dai, chini 5 kg ra wai wai 1 carton pathaidinu").await;
-    assert_eq!(t.run_jobs().await, 2, "parse, then validate");
+    assert_eq!(
+        t.run_jobs().await,
+        4,
+        "parse, then validate, and the order.changed of the intake and of the validation"
+    );
     let order = t.get_json(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(order["status"], "validated", "{order}");
     let skus: Vec<_> = order["lines"]
@@ -112,7 +116,8 @@ async fn unclear_text_is_held_for_review_and_approved_with_corrections() {
     ]});
     let r = t.post_json(&format!("{path}/approve"), &fixed).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(t.run_jobs().await, 1);
+    // The validation, and the order.changed of the approval and of the validation.
+    assert_eq!(t.run_jobs().await, 3);
     let order = t.get_json(&path).await;
     assert_eq!(order["status"], "validated");
     let skus: Vec<_> = order["lines"]

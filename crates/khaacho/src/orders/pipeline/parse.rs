@@ -8,13 +8,14 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::intake::{LineInput, check_lines};
-use super::model::{Actor, OrderStatus};
-use super::pipeline::{continue_after, fail_order};
-use super::repo::{self, TransitionResult};
+use super::super::intake::{CheckedLine, IntakeError, LineInput, check_text};
+use super::super::model::{Actor, OrderStatus};
+use super::super::repo;
+use super::super::transition;
+use super::{continue_after, ensure, fail_order};
 use crate::app::{App, JobContext};
 use crate::base::scope::Scope;
-use crate::base::wire::error::ApiError;
+use crate::base::wire::error::FieldError;
 use crate::queue::{Job, JobError, Priority, RetryPolicy};
 
 /// Items parsed with less confidence than this are reviewed by a person.
@@ -153,18 +154,13 @@ impl Job for ParseOrder {
                 })
             })
             .collect();
-        let checked = check_lines(app, &inputs)
-            .await
-            .map_err(|e| JobError::Retryable(anyhow::anyhow!("{e}")))?;
-        let (rows, line_errors) = match checked {
+        let (rows, line_errors) = match app.intake().check_lines(&inputs).await {
             Ok(lines) => (
-                lines
-                    .into_iter()
-                    .map(super::intake::CheckedLine::into_row)
-                    .collect(),
+                lines.into_iter().map(CheckedLine::into_row).collect(),
                 Vec::new(),
             ),
-            Err(errors) => (Vec::new(), errors),
+            Err(IntakeError::Invalid(errors)) => (Vec::new(), errors),
+            Err(e) => return Err(JobError::Retryable(e.into())),
         };
         let mut tx = app.db().begin().await?;
         let Some(mut order) = repo::find_for_update(&mut tx, self.order_id).await? else {
@@ -182,7 +178,7 @@ impl Job for ParseOrder {
         repo::replace_lines(&mut tx, &order, &rows).await?;
         if parsed.needs_review || !line_errors.is_empty() || rows.is_empty() {
             let detail = json!({ "agent": parsed.agent, "items": parsed.items, "flags": parsed.flags, "line_errors": line_errors });
-            let r = repo::transition(
+            let r = transition::apply(
                 &mut tx,
                 &mut order,
                 OrderStatus::OnHold,
@@ -191,11 +187,7 @@ impl Job for ParseOrder {
                 Some(detail),
             )
             .await?;
-            if r != TransitionResult::Done {
-                return Err(JobError::Retryable(anyhow::anyhow!(
-                    "order changed concurrently ({r:?})"
-                )));
-            }
+            ensure(r)?;
         } else {
             continue_after(&mut tx, &order).await?;
         }
@@ -217,16 +209,19 @@ pub struct ParseRequest {
     pub text: String,
 }
 
+/// Why a preview could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    /// The text is empty or too long.
+    #[error("invalid text")]
+    Invalid(FieldError),
+    /// The catalogue could not be read.
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
 /// Validates a parse preview request and parses it.
-pub async fn preview(app: &App, req: &ParseRequest) -> Result<ParseResult, ApiError> {
-    if req.text.trim().is_empty() || req.text.chars().count() > super::intake::MAX_TEXT_CHARS {
-        return Err(ApiError::field(
-            "text",
-            format!(
-                "text must be 1 to {} characters",
-                super::intake::MAX_TEXT_CHARS
-            ),
-        ));
-    }
+pub async fn preview(app: &App, req: &ParseRequest) -> Result<ParseResult, PreviewError> {
+    check_text(&req.text).map_err(PreviewError::Invalid)?;
     Ok(parse_text(app, &req.text).await?)
 }

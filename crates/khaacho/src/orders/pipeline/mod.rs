@@ -1,0 +1,217 @@
+//! The order pipeline: what carries an order from `received` to its next waiting state.
+//!
+//! Each step is an idempotent function over orders locked in the caller's transaction: it
+//! checks their state, does its work, and moves them through the transition service (which
+//! writes the event and tells the consumers). Steps that need no outside call run back to
+//! back in one job and one transaction, for a batch of orders at once — that is what keeps
+//! the pipeline's capacity as steps are added. A step that calls out (the parse step's LLM
+//! agents) is a job of its own, so the call happens outside any transaction.
+//!
+//! The one ordered list of steps:
+//! 1. [`parse`] (text orders only, its own job `order.parse`): text → lines, or a review hold;
+//! 2. [`ProcessOrders`] (job `order.validate`, batched), running in one transaction:
+//!    [`validate`] (resolve, convert, price, VAT, totals, large-order review), then the
+//!    credit and risk steps when they land (they go in [`process`], in that order);
+//! 3. routing to vendors (a later step, enqueued by [`continue_after`] once an order is
+//!    `validated`).
+//!
+//! [`continue_after`] is the one place that decides what follows a state; an operator's
+//! approval of a hold continues through it too.
+
+pub mod parse;
+pub mod validate;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::model::{Actor, OrderRow, OrderStatus};
+use super::repo;
+use super::transition::{self, Change, TransitionResult};
+use crate::app::{App, JobContext};
+use crate::base::db::Tx;
+use crate::queue::{
+    BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue, enqueue_batch,
+};
+
+/// Job: run the in-process steps (validation and what follows it) for one order. Workers
+/// claim these in batches ([`BatchJob`]), so one transaction carries up to
+/// [`ProcessOrders::MAX_BATCH`] orders. The kind name is kept from when validation was the
+/// only step, so jobs already queued keep running.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProcessOrders {
+    /// The order.
+    pub order_id: Uuid,
+}
+
+impl Job for ProcessOrders {
+    type Host = App;
+    const KIND: &'static str = "order.validate";
+    // Its own queue, so workers can claim these in batches.
+    const QUEUE: &'static str = "validate";
+    const PRIORITY: Priority = Priority::Normal;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 10,
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %self.order_id))]
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        process(&ctx, &[self.order_id]).await
+    }
+
+    async fn on_dead(self, ctx: JobContext, error: String) -> anyhow::Result<()> {
+        fail_order(&ctx, self.order_id, error).await
+    }
+}
+
+impl BatchJob for ProcessOrders {
+    // The steps are a handful of statements whatever the batch size, so under load a worker
+    // processes up to this many orders per transaction instead of one.
+    const MAX_BATCH: usize = 32;
+
+    async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.order_id).collect();
+        process(&ctx, &ids).await
+    }
+}
+
+/// Runs the in-process steps, in order, for `ids` in one transaction, then enqueues what
+/// follows each order and completes the jobs in that same transaction.
+#[tracing::instrument(skip_all, fields(orders = ids.len()))]
+pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
+    let mut tx = ctx.app.db().begin().await?;
+    let mut orders = lock_orders(&mut tx, ids).await?;
+    let mut todo: Vec<&mut OrderRow> = orders
+        .iter_mut()
+        .filter(|o| o.status() == OrderStatus::Received)
+        .collect();
+    validate::run(&mut tx, &ctx.app.settings().pipeline, &mut todo).await?;
+    for o in &todo {
+        continue_after(&mut tx, o).await?;
+    }
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Locks `ids` for the steps. A `failed` order whose job an operator retried from the
+/// dead-letter view is put back to `received` so the steps run again; orders in any other
+/// state are left alone by the steps (an earlier run did the work).
+async fn lock_orders(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<OrderRow>, JobError> {
+    let mut orders = repo::find_many_for_update(tx, ids).await?;
+    if orders.len() < ids.len() {
+        let err = anyhow::anyhow!(
+            "{} of {} orders do not exist",
+            ids.len() - orders.len(),
+            ids.len()
+        );
+        // Alone, a missing order is final; in a batch, the runtime retries each job alone.
+        return Err(if ids.len() == 1 {
+            JobError::Permanent(err)
+        } else {
+            JobError::Retryable(err)
+        });
+    }
+    let mut retried: Vec<_> = orders
+        .iter_mut()
+        .filter(|o| o.status() == OrderStatus::Failed)
+        .map(|o| {
+            let change = Change {
+                to: OrderStatus::Received,
+                reason: Some("retried"),
+                detail: None,
+            };
+            (o, change)
+        })
+        .collect();
+    ensure(transition::apply_many(tx, &mut retried, &Actor::system()).await?)?;
+    Ok(orders)
+}
+
+/// Marks an order `failed` after its processing job went dead (an operator may retry the job).
+pub async fn fail_order(ctx: &JobContext, order_id: Uuid, error: String) -> anyhow::Result<()> {
+    let mut tx = ctx.app.db().begin().await?;
+    if let Some(mut order) = repo::find_for_update(&mut tx, order_id).await? {
+        let detail = json!({ "error": error, "job_id": ctx.job_id });
+        transition::apply(
+            &mut tx,
+            &mut order,
+            OrderStatus::Failed,
+            &Actor::system(),
+            Some("processing_failed"),
+            Some(detail),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Enqueues whatever follows `order`'s current state: a `received` order (parsed, or
+/// approved after review) goes through the in-process steps next. Validated orders wait here
+/// for the routing step, which a later issue adds.
+pub async fn continue_after(tx: &mut Tx, order: &OrderRow) -> Result<(), sqlx::Error> {
+    if order.status() == OrderStatus::Received {
+        let opts = EnqueueOptions {
+            priority: Some(job_priority(&order.priority)),
+            correlation_id: order.correlation_id.clone(),
+            ..Default::default()
+        };
+        enqueue(tx, &ProcessOrders { order_id: order.id }, opts).await?;
+    }
+    Ok(())
+}
+
+/// Enqueues the first step of new orders: the parse step for text orders, the in-process
+/// steps for structured ones. `(order id, priority name, request id, is a text order)`.
+pub async fn start(
+    tx: &mut Tx,
+    orders: &[(Uuid, &str, Option<&str>, bool)],
+) -> Result<(), sqlx::Error> {
+    let opts = |priority: &str, correlation: Option<&str>| EnqueueOptions {
+        priority: Some(job_priority(priority)),
+        correlation_id: correlation.map(str::to_string),
+        ..Default::default()
+    };
+    let process: Vec<_> = orders
+        .iter()
+        .filter(|o| !o.3)
+        .map(|(id, p, c, _)| (ProcessOrders { order_id: *id }, opts(p, *c)))
+        .collect();
+    let parse: Vec<_> = orders
+        .iter()
+        .filter(|o| o.3)
+        .map(|(id, p, c, _)| (parse::ParseOrder { order_id: *id }, opts(p, *c)))
+        .collect();
+    if !process.is_empty() {
+        let refs: Vec<_> = process.iter().map(|(j, o)| (j, o.clone())).collect();
+        enqueue_batch(tx, &refs).await?;
+    }
+    if !parse.is_empty() {
+        let refs: Vec<_> = parse.iter().map(|(j, o)| (j, o.clone())).collect();
+        enqueue_batch(tx, &refs).await?;
+    }
+    Ok(())
+}
+
+fn job_priority(name: &str) -> Priority {
+    match name {
+        "high" => Priority::High,
+        "low" => Priority::Low,
+        _ => Priority::Normal,
+    }
+}
+
+/// Turns a transition that did not happen into a retry: the order changed under the step.
+fn ensure(r: TransitionResult) -> Result<(), JobError> {
+    match r {
+        TransitionResult::Done => Ok(()),
+        other => Err(JobError::Retryable(anyhow::anyhow!(
+            "order changed concurrently ({other:?})"
+        ))),
+    }
+}

@@ -1,0 +1,317 @@
+//! The transition service: the one way an order comes to exist and changes its status.
+//!
+//! Every change — an intake, a pipeline step, an operator's action, a vendor's reply — goes
+//! through [`create`] or [`apply_many`], which, in the caller's transaction,
+//! 1. checks the state machine (`OrderStatus::can_become`) and that the row is still in the
+//!    state it was read in (optimistic check in the UPDATE itself),
+//! 2. writes the order's status and the event (actor, role, reason, detail),
+//! 3. enqueues one [`OrderChanged`] job carrying every change of that transaction.
+//!
+//! `OrderChanged` is where whatever must hear of a change hangs off (today: the maintained
+//! per-status counts behind `khaacho_orders{state}`; next: notifications, live updates,
+//! webhooks, events out). Because it is enqueued with the change, a committed change is never
+//! missed by its consumers, and a rolled-back one is never seen. A test fails if any other
+//! source file writes an order's status.
+
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::model::{Actor, OrderRow, OrderStatus, created_at_of};
+use crate::app::{App, JobContext};
+use crate::base::db::Tx;
+use crate::base::time::now_ms;
+use crate::queue::{BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue};
+use crate::with_tx;
+
+/// Outcome of a transition.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TransitionResult {
+    /// Changed, event written, consumers will hear of it.
+    Done,
+    /// The state machine forbids it.
+    Illegal,
+    /// Someone else changed the order first (the row no longer has the expected status);
+    /// the caller must roll back.
+    Stale,
+}
+
+/// One requested state change.
+pub struct Change<'a> {
+    /// Target state.
+    pub to: OrderStatus,
+    /// Why (reason code or a person's words).
+    pub reason: Option<&'a str>,
+    /// Structured detail for the event.
+    pub detail: Option<serde_json::Value>,
+}
+
+/// A new order as the intake writes it (its lines are written by the repository).
+#[derive(Clone, Debug)]
+pub struct NewOrder<'a> {
+    /// Id (UUIDv7; its timestamp is the creation time and partition key).
+    pub id: Uuid,
+    /// Buyer.
+    pub retailer_id: Uuid,
+    /// Priority name.
+    pub priority: &'a str,
+    /// Channel name (`api`, `whatsapp`, `sms`, `console`).
+    pub channel: &'a str,
+    /// Retailer's note.
+    pub note: Option<&'a str>,
+    /// Request id.
+    pub correlation_id: Option<&'a str>,
+    /// Free text of a text order (its lines come from the parse step).
+    pub source_text: Option<&'a str>,
+    /// Who placed it.
+    pub actor: &'a Actor,
+}
+
+/// One change as its consumers see it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChangeRecord {
+    /// The order.
+    pub order_id: Uuid,
+    /// The event written for the change.
+    pub event_id: Uuid,
+    /// Previous status (`None` for a new order).
+    pub from: Option<OrderStatus>,
+    /// New status.
+    pub to: OrderStatus,
+}
+
+/// Rows per multi-row statement, well under both backends' bound-parameter limits.
+const CHUNK: usize = 500;
+
+/// Writes new `received` orders and their first events, and tells the consumers. The first
+/// event records who placed the order (user or API key, role) and the channel.
+pub async fn create(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sqlx::Error> {
+    let created = |o: &NewOrder<'_>| created_at_of(o.id).unwrap_or_else(now_ms);
+    let event_ids: Vec<Uuid> = orders.iter().map(|_| Uuid::now_v7()).collect();
+    for (chunk, ids) in orders.chunks(CHUNK).zip(event_ids.chunks(CHUNK)) {
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO orders (id, created_at_ms, retailer_id, status, priority, channel, note, correlation_id, source_text, updated_at_ms) ");
+            qb.push_values(chunk, |mut b, o| {
+                let at = created(o);
+                b.push_bind(o.id).push_bind(at).push_bind(o.retailer_id).push_bind(OrderStatus::Received.as_str())
+                    .push_bind(o.priority).push_bind(o.channel).push_bind(o.note).push_bind(o.correlation_id)
+                    .push_bind(o.source_text).push_bind(at);
+            });
+            qb.build().execute(&mut *c).await?;
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, detail, at_ms) ");
+            qb.push_values(chunk.iter().zip(ids), |mut b, (o, event_id)| {
+                let at = created(o);
+                b.push_bind(*event_id).push_bind(o.id).push_bind(at).push_bind(None::<&str>)
+                    .push_bind(OrderStatus::Received.as_str()).push_bind(&o.actor.id).push_bind(o.actor.role)
+                    .push_bind(Json(serde_json::json!({ "channel": o.channel }))).push_bind(at);
+            });
+            qb.build().execute(&mut *c).await?;
+        });
+    }
+    let records: Vec<ChangeRecord> = orders
+        .iter()
+        .zip(event_ids)
+        .map(|(o, event_id)| ChangeRecord {
+            order_id: o.id,
+            event_id,
+            from: None,
+            to: OrderStatus::Received,
+        })
+        .collect();
+    announce(tx, records, None).await
+}
+
+/// Moves `order` to `to`; see [`apply_many`].
+pub async fn apply(
+    tx: &mut Tx,
+    order: &mut OrderRow,
+    to: OrderStatus,
+    actor: &Actor,
+    reason: Option<&str>,
+    detail: Option<serde_json::Value>,
+) -> Result<TransitionResult, sqlx::Error> {
+    apply_many(tx, &mut [(order, Change { to, reason, detail })], actor).await
+}
+
+/// Applies several state changes with one UPDATE and one event INSERT, and enqueues one
+/// [`OrderChanged`] for them. All or nothing: if the state machine refuses one, nothing is
+/// written (`Illegal`); if any row changed underneath (`Stale`), the caller must roll back.
+/// The orders in memory are updated to match.
+pub async fn apply_many(
+    tx: &mut Tx,
+    changes: &mut [(&mut OrderRow, Change<'_>)],
+    actor: &Actor,
+) -> Result<TransitionResult, sqlx::Error> {
+    if changes.iter().any(|(o, c)| !o.status().can_become(c.to)) {
+        return Ok(TransitionResult::Illegal);
+    }
+    if changes.is_empty() {
+        return Ok(TransitionResult::Done);
+    }
+    let now = now_ms();
+    let rows: Vec<Row<'_>> = changes.iter().map(|(o, c)| Row::new(o, c, now)).collect();
+    if update_statuses(tx, &rows).await? != rows.len() as u64 {
+        return Ok(TransitionResult::Stale);
+    }
+    insert_events(tx, &rows, changes, actor).await?;
+    let correlation = changes.iter().find_map(|(o, _)| o.correlation_id.clone());
+    let records = rows
+        .iter()
+        .map(|r| ChangeRecord {
+            order_id: r.id,
+            event_id: r.event_id,
+            from: Some(r.from),
+            to: r.to,
+        })
+        .collect();
+    for ((order, change), r) in changes.iter_mut().zip(&rows) {
+        order.status = change.to.as_str().to_string();
+        order.updated_at_ms = r.at;
+        order.hold_reason = r.hold_reason.map(str::to_string);
+        order.held_from = r.held_from.map(str::to_string);
+        if let Some(reason) = r.reject_reason {
+            order.reject_reason = Some(reason.to_string());
+        }
+        metrics::counter!("khaacho_order_transitions_total", "to" => change.to.as_str())
+            .increment(1);
+    }
+    announce(tx, records, correlation).await?;
+    Ok(TransitionResult::Done)
+}
+
+/// The stored form of one change.
+struct Row<'r> {
+    id: Uuid,
+    event_id: Uuid,
+    created: i64,
+    from: OrderStatus,
+    to: OrderStatus,
+    at: i64,
+    hold_reason: Option<&'r str>,
+    reject_reason: Option<&'r str>,
+    held_from: Option<&'static str>,
+}
+
+impl<'r> Row<'r> {
+    fn new(o: &OrderRow, c: &Change<'r>, now: i64) -> Self {
+        let from = o.status();
+        let held = c.to == OrderStatus::OnHold;
+        let ends = matches!(
+            c.to,
+            OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Failed
+        );
+        Row {
+            id: o.id,
+            event_id: Uuid::now_v7(),
+            created: o.created_at_ms,
+            from,
+            to: c.to,
+            // Never before the last change, so the history stays in order on clock skew.
+            at: now.max(o.updated_at_ms),
+            hold_reason: held.then_some(c.reason).flatten(),
+            reject_reason: ends.then_some(c.reason).flatten(),
+            held_from: held.then_some(from.as_str()),
+        }
+    }
+}
+
+/// The status UPDATE, conditional on each row still being in the state it was read in.
+async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Error> {
+    Ok(with_tx!(tx, c => {
+        // A VALUES list named by a CTE works the same on PostgreSQL and SQLite (3.33+).
+        let mut qb = sqlx::QueryBuilder::new(
+            "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from) AS (");
+        qb.push_values(rows, |mut b, r| {
+            b.push_bind(r.id).push_bind(r.created).push_bind(r.from.as_str()).push_bind(r.to.as_str()).push_bind(r.at)
+                .push_bind(r.hold_reason).push_bind(r.reject_reason).push_bind(r.held_from);
+        });
+        qb.push(") UPDATE orders SET status = v.to_status, updated_at_ms = v.at_ms, hold_reason = v.hold_reason, \
+                 reject_reason = COALESCE(v.reject_reason, orders.reject_reason), held_from = v.held_from FROM v \
+                 WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms AND orders.status = v.from_status");
+        qb.build().execute(&mut *c).await?.rows_affected()
+    }))
+}
+
+async fn insert_events(
+    tx: &mut Tx,
+    rows: &[Row<'_>],
+    changes: &[(&mut OrderRow, Change<'_>)],
+    actor: &Actor,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, reason, detail, at_ms) ");
+        qb.push_values(rows.iter().zip(changes.iter()), |mut b, (r, (_, ch))| {
+            b.push_bind(r.event_id).push_bind(r.id).push_bind(r.created).push_bind(r.from.as_str())
+                .push_bind(r.to.as_str()).push_bind(&actor.id).push_bind(actor.role).push_bind(ch.reason)
+                .push_bind(ch.detail.clone().map(Json)).push_bind(r.at);
+        });
+        qb.build().execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// Enqueues one [`OrderChanged`] carrying `records`, in the caller's transaction.
+async fn announce(
+    tx: &mut Tx,
+    records: Vec<ChangeRecord>,
+    correlation_id: Option<String>,
+) -> Result<(), sqlx::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let opts = EnqueueOptions {
+        correlation_id,
+        ..Default::default()
+    };
+    enqueue(tx, &OrderChanged { changes: records }, opts).await?;
+    Ok(())
+}
+
+/// Job: tell everything that follows orders about the changes one transaction made. Runs in
+/// batches, so one consumer transaction handles many changes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrderChanged {
+    /// The changes, in the order they were made.
+    pub changes: Vec<ChangeRecord>,
+}
+
+impl Job for OrderChanged {
+    type Host = App;
+    const KIND: &'static str = "order.changed";
+    // Its own queue: consumers never hold up the pipeline's steps, nor the steps them.
+    const QUEUE: &'static str = "events";
+    const PRIORITY: Priority = Priority::Normal;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 25,
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        consume(&ctx, &[self]).await
+    }
+}
+
+impl BatchJob for OrderChanged {
+    const MAX_BATCH: usize = 64;
+
+    async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
+        consume(&ctx, &jobs).await
+    }
+}
+
+/// Every consumer of order changes, in one transaction with the jobs' completion, so each
+/// change takes effect exactly once.
+async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError> {
+    let changes: Vec<&ChangeRecord> = jobs.iter().flat_map(|j| &j.changes).collect();
+    let mut tx = ctx.app.db().begin().await?;
+    super::counts::apply(&mut tx, &changes).await?;
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
