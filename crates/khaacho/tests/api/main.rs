@@ -9,4 +9,5 @@ mod orders;
 mod process;
 mod queue;
 mod security;
+mod spine;
 mod text_orders;
