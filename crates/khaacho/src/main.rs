@@ -308,7 +308,7 @@ async fn catalog(app: &App, command: CatalogCommand) -> anyhow::Result<()> {
                     println!("{n} products imported");
                     Ok(())
                 }
-                Err(khaacho::base::wire::error::ApiError::Validation(errors)) => {
+                Err(khaacho::catalog::service::CatalogError::Invalid(errors)) => {
                     for e in &errors {
                         eprintln!("{}: {}", e.field, e.message);
                     }
@@ -318,7 +318,7 @@ async fn catalog(app: &App, command: CatalogCommand) -> anyhow::Result<()> {
                         file.display()
                     )
                 }
-                Err(e) => Err(anyhow::anyhow!("{e}")),
+                Err(e) => Err(anyhow::Error::new(e).context("importing the catalogue")),
             }
         }
         CatalogCommand::Export { file } => {

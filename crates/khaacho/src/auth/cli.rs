@@ -6,14 +6,14 @@ use anyhow::Context;
 use khaacho_auth::Role;
 use uuid::Uuid;
 
+use super::service::AuthError;
 use super::service::{self, NewApiKey, NewUser};
 use crate::app::App;
 use crate::base::audit::Entry;
-use crate::base::wire::error::ApiError;
 
-fn api_error(e: ApiError) -> anyhow::Error {
+fn api_error(e: AuthError) -> anyhow::Error {
     match e {
-        ApiError::Validation(errors) => {
+        AuthError::Invalid(errors) => {
             anyhow::anyhow!(
                 errors
                     .iter()

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::base::db::{Db, Tx};
 use crate::base::time::now_ms;
-use crate::{with_read, with_tx, with_write};
+use crate::{with_latest, with_replica, with_tx, with_write};
 
 /// A user row (the password hash never leaves the auth module).
 #[derive(Clone, sqlx::FromRow)]
@@ -79,18 +79,18 @@ pub async fn find_user_by_login(db: &Db, login: &str) -> Result<Option<UserRow>,
     let sql = format!(
         "SELECT {USER_COLS} FROM users WHERE username = $1 OR LOWER(email) = LOWER($1) ORDER BY username = $1 DESC LIMIT 1"
     );
-    with_read!(db, c => sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql)).bind(login).fetch_optional(c).await)
+    with_latest!(db, c => sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql)).bind(login).fetch_optional(c).await)
 }
 
 /// A user by id.
 pub async fn find_user(db: &Db, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
     let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-    with_read!(db, c => sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
+    with_latest!(db, c => sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
 /// Number of users (seed checks).
 pub async fn count_users(db: &Db) -> Result<i64, sqlx::Error> {
-    with_read!(db, c => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(c).await)
+    with_latest!(db, c => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(c).await)
 }
 
 /// Records a failed login.
@@ -105,7 +105,7 @@ pub async fn failures_since(
     user_id: Uuid,
     since_ms: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
-    with_read!(db, c => sqlx::query_scalar("SELECT at_ms FROM login_failures WHERE user_id = $1 AND at_ms >= $2 ORDER BY at_ms")
+    with_latest!(db, c => sqlx::query_scalar("SELECT at_ms FROM login_failures WHERE user_id = $1 AND at_ms >= $2 ORDER BY at_ms")
         .bind(user_id).bind(since_ms).fetch_all(c).await)
 }
 
@@ -158,7 +158,7 @@ pub async fn insert_api_key(tx: &mut Tx, k: &ApiKeyRow) -> Result<(), sqlx::Erro
 pub async fn find_live_api_key(db: &Db, prefix: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
     let sql =
         format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1 AND revoked_at_ms IS NULL");
-    with_read!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(prefix).fetch_optional(c).await)
+    with_latest!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(prefix).fetch_optional(c).await)
 }
 
 /// Keys, newest first.
@@ -170,7 +170,7 @@ pub async fn list_api_keys(
     let sql = format!(
         "SELECT {KEY_COLS} FROM api_keys WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
     );
-    with_read!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(before).bind(limit).fetch_all(c).await)
+    with_replica!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(before).bind(limit).fetch_all(c).await)
 }
 
 /// A key by name (seed idempotency).
@@ -178,7 +178,7 @@ pub async fn find_api_key_by_name(db: &Db, name: &str) -> Result<Option<ApiKeyRo
     let sql = format!(
         "SELECT {KEY_COLS} FROM api_keys WHERE name = $1 AND revoked_at_ms IS NULL LIMIT 1"
     );
-    with_read!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(c).await)
+    with_latest!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(c).await)
 }
 
 /// Revokes a key; `false` when there is no live key with this id.
@@ -258,7 +258,7 @@ impl RefreshStore for SqlRefreshStore {
         &self,
         token_hash: &[u8; 32],
     ) -> Result<Option<RefreshRecord>, StoreError> {
-        let row = with_read!(self.db, c => sqlx::query_as::<_, RefreshDbRow>(
+        let row = with_latest!(self.db, c => sqlx::query_as::<_, RefreshDbRow>(
             "SELECT id, user_id, family_id, token_hash, issued_at_ms, expires_at_ms, spent_at_ms, revoked \
              FROM refresh_tokens WHERE token_hash = $1")
             .bind(&token_hash[..]).fetch_optional(c).await)?;

@@ -9,7 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::service::{self, ApiKeyView, CreatedApiKey, NewApiKey, NewUser, TokenPair, UserView};
+use super::service::{
+    self, ApiKeyView, AuthError, CreatedApiKey, NewApiKey, NewUser, TokenPair, UserView,
+};
 use super::{ADMIN, Principal};
 use crate::app::App;
 use crate::base::audit::{self, AuditFilter, AuditView};
@@ -237,4 +239,16 @@ async fn list_audit(
         items: rows.into_iter().map(AuditView::from).collect(),
         next_cursor: next,
     }))
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized(msg) => ApiError::Unauthorized(msg),
+            AuthError::Invalid(errors) => ApiError::Validation(errors),
+            AuthError::NotFound(what) => ApiError::NotFound(what),
+            AuthError::Storage(e) => e.into(),
+            AuthError::Internal(e) => ApiError::Internal(e),
+        }
+    }
 }

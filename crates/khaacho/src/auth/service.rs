@@ -12,7 +12,27 @@ use crate::app::App;
 use crate::base::audit::{self, Entry};
 use crate::base::db::is_unique_violation;
 use crate::base::time::now_ms;
-use crate::base::wire::error::{ApiError, FieldError};
+use crate::base::wire::error::FieldError;
+
+/// Why an identity operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Bad or missing credentials; the message is safe to show.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The input is invalid; every problem is listed by field.
+    #[error("{} problem(s) in the input", .0.len())]
+    Invalid(Vec<FieldError>),
+    /// No such record.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+    /// Anything else (key material, hashing): logged, opaque to clients.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
 
 /// Tokens answered by login and refresh.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -27,14 +47,14 @@ pub struct TokenPair {
     pub refresh_token: String,
 }
 
-const INVALID_LOGIN: ApiError = ApiError::Unauthorized("invalid username or password");
+const INVALID_LOGIN: AuthError = AuthError::Unauthorized("invalid username or password");
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
+) -> Result<T, AuthError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))
+        .map_err(|e| AuthError::Internal(e.into()))
 }
 
 /// Checks a password and answers tokens. Unknown users, disabled users, locked accounts and
@@ -45,7 +65,7 @@ pub async fn login(
     login: &str,
     pw: String,
     request_id: Option<String>,
-) -> Result<TokenPair, ApiError> {
+) -> Result<TokenPair, AuthError> {
     let user = repo::find_user_by_login(app.db(), login).await?;
     let anon = |action: &str| {
         let mut e = Entry::new("anonymous", None, action);
@@ -128,18 +148,18 @@ pub async fn login(
     Ok(pair)
 }
 
-async fn issue(app: &App, user: &UserRow, role: Role) -> Result<TokenPair, ApiError> {
+async fn issue(app: &App, user: &UserRow, role: Role) -> Result<TokenPair, AuthError> {
     let (access_token, claims) = app
         .auth()
         .keys
         .issue(user.id, role, user.tenant())
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let (refresh_token, _) = app
         .auth()
         .refresh
         .issue(user.id)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+        .map_err(|e| AuthError::Internal(anyhow::anyhow!("{e}")))?;
     Ok(TokenPair {
         access_token,
         token_type: "Bearer".into(),
@@ -153,7 +173,7 @@ pub async fn refresh(
     app: &App,
     presented: &str,
     request_id: Option<String>,
-) -> Result<TokenPair, ApiError> {
+) -> Result<TokenPair, AuthError> {
     let refused = |action: &str, summary: serde_json::Value, actor: String| {
         let mut e = Entry::new(actor, None, action).summary(summary);
         e.request_id = request_id.clone();
@@ -170,12 +190,12 @@ pub async fn refresh(
             )
             .on("user", user_id);
             audit::record_logged(app.db(), &e).await;
-            return Err(ApiError::Unauthorized(
+            return Err(AuthError::Unauthorized(
                 "refresh token reuse detected; sign in again",
             ));
         }
         Err(RefreshError::Store(e)) => {
-            return Err(ApiError::Internal(anyhow::anyhow!("refresh store: {e}")));
+            return Err(AuthError::Internal(anyhow::anyhow!("refresh store: {e}")));
         }
         Err(other) => {
             let e = refused(
@@ -184,7 +204,7 @@ pub async fn refresh(
                 "anonymous".into(),
             );
             audit::record_logged(app.db(), &e).await;
-            return Err(ApiError::Unauthorized("invalid refresh token"));
+            return Err(AuthError::Unauthorized("invalid refresh token"));
         }
     };
     let (refresh_token, rec) = record;
@@ -193,13 +213,13 @@ pub async fn refresh(
         .filter(|u| u.active);
     let Some((user, role)) = user.and_then(|u| u.role().map(|r| (u, r))) else {
         let _ = app.auth().refresh.revoke(&refresh_token).await;
-        return Err(ApiError::Unauthorized("invalid refresh token"));
+        return Err(AuthError::Unauthorized("invalid refresh token"));
     };
     let (access_token, claims) = app
         .auth()
         .keys
         .issue(user.id, role, user.tenant())
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let mut e = Entry::new(
         format!("user:{}", user.id),
         Some(role.as_str()),
@@ -221,7 +241,7 @@ pub async fn logout(
     app: &App,
     presented: &str,
     request_id: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     let hash = khaacho_auth::refresh::hash_token(presented);
     use khaacho_auth::refresh::RefreshStore;
     let who = app
@@ -237,7 +257,7 @@ pub async fn logout(
         .refresh
         .revoke(presented)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+        .map_err(|e| AuthError::Internal(anyhow::anyhow!("{e}")))?;
     if let Some(user_id) = who {
         let mut e = Entry::new(format!("user:{user_id}"), None, "auth.logout").on("user", user_id);
         e.request_id = request_id;
@@ -308,7 +328,7 @@ async fn check_tenant(
     retailer_id: Option<Uuid>,
     vendor_id: Option<Uuid>,
     errors: &mut Vec<FieldError>,
-) -> Result<Option<Uuid>, ApiError> {
+) -> Result<Option<Uuid>, AuthError> {
     match (role, retailer_id, vendor_id) {
         (Role::Retailer, Some(r), None) => {
             if crate::parties::repo::find_retailer(app.db(), r)
@@ -354,7 +374,7 @@ async fn check_tenant(
 }
 
 /// Creates a user. Only admins reach this (route and CLI), so nobody can make themselves admin.
-pub async fn create_user(app: &App, u: NewUser, audit_entry: Entry) -> Result<UserRow, ApiError> {
+pub async fn create_user(app: &App, u: NewUser, audit_entry: Entry) -> Result<UserRow, AuthError> {
     let mut errors = Vec::new();
     let username = u.username.trim().to_string();
     if !(3..=64).contains(&username.len())
@@ -381,12 +401,12 @@ pub async fn create_user(app: &App, u: NewUser, audit_entry: Entry) -> Result<Us
     }
     let tenant = check_tenant(app, u.role, u.retailer_id, u.vendor_id, &mut errors).await?;
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(AuthError::Invalid(errors));
     }
     let pw = u.password;
     let hash = blocking(move || password::hash(&pw))
         .await?
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+        .map_err(|e| AuthError::Internal(anyhow::anyhow!("{e}")))?;
     let (retailer_id, vendor_id) = repo::tenant_columns(u.role, tenant);
     let row = UserRow {
         id: Uuid::now_v7(),
@@ -402,7 +422,10 @@ pub async fn create_user(app: &App, u: NewUser, audit_entry: Entry) -> Result<Us
     let mut tx = app.db().begin().await?;
     repo::insert_user(&mut tx, &row).await.map_err(|e| {
         if is_unique_violation(&e) {
-            ApiError::field("username", "username or e-mail already taken")
+            AuthError::Invalid(vec![FieldError::new(
+                "username",
+                "username or e-mail already taken",
+            )])
         } else {
             e.into()
         }
@@ -489,7 +512,7 @@ pub async fn create_api_key(
     app: &App,
     k: NewApiKey,
     audit_entry: Entry,
-) -> Result<(String, ApiKeyRow), ApiError> {
+) -> Result<(String, ApiKeyRow), AuthError> {
     let mut errors = Vec::new();
     let name = k.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
@@ -497,7 +520,7 @@ pub async fn create_api_key(
     }
     let tenant = check_tenant(app, k.role, k.retailer_id, k.vendor_id, &mut errors).await?;
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(AuthError::Invalid(errors));
     }
     let generated = apikey::generate();
     let (retailer_id, vendor_id) = repo::tenant_columns(k.role, tenant);
@@ -524,10 +547,10 @@ pub async fn create_api_key(
 }
 
 /// Revokes an API key: the next request with it is refused.
-pub async fn revoke_api_key(app: &App, id: Uuid, audit_entry: Entry) -> Result<(), ApiError> {
+pub async fn revoke_api_key(app: &App, id: Uuid, audit_entry: Entry) -> Result<(), AuthError> {
     let mut tx = app.db().begin().await?;
     if !repo::revoke_api_key(&mut tx, id).await? {
-        return Err(ApiError::NotFound("api key"));
+        return Err(AuthError::NotFound("api key"));
     }
     audit::record_tx(&mut tx, &audit_entry.on("api_key", id)).await?;
     tx.commit().await?;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::base::db::{Db, Tx};
 use crate::base::time::now_ms;
-use crate::{with_read, with_tx, with_write};
+use crate::{with_replica, with_tx, with_write};
 
 /// One audit event to write. Never put a secret (password, token, key) in `summary`.
 #[derive(Clone, Debug)]
@@ -183,7 +183,7 @@ pub async fn list(db: &Db, f: &AuditFilter) -> Result<Vec<AuditRow>, sqlx::Error
     let (cursor_ms, cursor_id) = f
         .after
         .map_or((None, None), |(ms, id)| (Some(ms), Some(id)));
-    with_read!(db, c => sqlx::query_as::<_, AuditRow>(
+    with_replica!(db, c => sqlx::query_as::<_, AuditRow>(
         "SELECT id, at_ms, actor, role, action, entity, entity_id, summary, request_id FROM audit_log \
          WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR entity = $3) \
          AND ($4 IS NULL OR entity_id = $4) AND ($5 IS NULL OR at_ms >= $5) AND ($6 IS NULL OR at_ms < $6) \

@@ -2,8 +2,9 @@
 //!
 //! PostgreSQL is the production system of record and job queue; SQLite (WAL, one writer
 //! connection) is the embedded default. Repositories write their SQL once with `$N`
-//! placeholders and run it through [`with_read!`](crate::with_read) or
-//! [`with_tx!`](crate::with_tx), which expand the same body for each backend; where the
+//! placeholders and run it through [`with_latest!`](crate::with_latest),
+//! [`with_replica!`](crate::with_replica) or [`with_tx!`](crate::with_tx), which expand the
+//! same body for each backend; where the
 //! dialects differ (SKIP LOCKED, partitions), the repository matches on [`Db::is_postgres`].
 
 use std::str::FromStr;
@@ -56,9 +57,15 @@ pub enum TxInner {
     Sqlite(Transaction<'static, Sqlite>),
 }
 
-/// Runs `$body` with `$c` bound to a read pool of the backend.
+/// Runs `$body` with `$c` bound to a read connection that sees every committed write: for
+/// reads whose caller just wrote or must not act on old data (a status poll right after the
+/// 202, a job reading what the step before it wrote, credentials, idempotency keys).
+///
+/// Every read says which consistency it needs, with this macro or [`with_replica!`]. On one
+/// database both read the same pool (SQLite's readers see every commit of the writer in WAL
+/// mode); with read replicas, only `with_replica!` reads may be sent to them.
 #[macro_export]
-macro_rules! with_read {
+macro_rules! with_latest {
     ($db:expr, $c:ident => $body:expr) => {
         match $db.backend() {
             $crate::base::db::Backend::Pg(pool) => {
@@ -70,6 +77,17 @@ macro_rules! with_read {
                 $body
             }
         }
+    };
+}
+
+/// Runs `$body` with `$c` bound to a read connection that may be slightly stale: lists,
+/// counts, reports and dashboards, where a change a moment old may be missing. See
+/// [`with_latest!`].
+#[macro_export]
+macro_rules! with_replica {
+    ($db:expr, $c:ident => $body:expr) => {
+        // One database today: the same pool as `with_latest!`. Read replicas plug in here.
+        $crate::with_latest!($db, $c => $body)
     };
 }
 
@@ -191,7 +209,7 @@ impl Db {
 
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        with_read!(self, c => sqlx::query("SELECT 1").execute(c).await.map(|_| ()))
+        with_latest!(self, c => sqlx::query("SELECT 1").execute(c).await.map(|_| ()))
     }
 
     /// Closes every pool.

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::base::db::{Db, Tx};
 use crate::base::time::now_ms;
-use crate::{with_read, with_tx};
+use crate::{with_latest, with_replica, with_tx};
 
 /// A product row.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -89,7 +89,7 @@ pub async fn list_products(
     let sql = format!(
         "SELECT {PRODUCT_COLS} FROM products WHERE ($1 IS NULL OR sku > $1) ORDER BY sku LIMIT $2"
     );
-    with_read!(db, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql))
+    with_replica!(db, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql))
         .bind(after_sku)
         .bind(limit)
         .fetch_all(c)
@@ -99,7 +99,7 @@ pub async fn list_products(
 /// One product by SKU.
 pub async fn find_by_sku(db: &Db, sku: &str) -> Result<Option<ProductRow>, sqlx::Error> {
     let sql = format!("SELECT {PRODUCT_COLS} FROM products WHERE sku = $1");
-    with_read!(db, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql)).bind(sku).fetch_optional(c).await)
+    with_latest!(db, c => sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(sql)).bind(sku).fetch_optional(c).await)
 }
 
 /// Products by SKU inside a transaction (one query).
@@ -254,7 +254,7 @@ pub async fn offers_of_product(
         offer: OfferRow,
         vendor_name: String,
     }
-    let rows = with_read!(db, c => sqlx::query_as::<_, Row>(
+    let rows = with_replica!(db, c => sqlx::query_as::<_, Row>(
         "SELECT o.id, o.vendor_id, o.product_id, o.price_paisa, o.tiers, o.promotional, o.stock_milli, \
          o.valid_from_ms, o.valid_to_ms, v.name AS vendor_name FROM offers o JOIN vendors v ON v.id = o.vendor_id \
          WHERE o.product_id = $1 ORDER BY o.price_paisa, v.name")
@@ -266,5 +266,5 @@ pub async fn offers_of_product(
 
 /// Number of products (for readiness of demo data and the seed's idempotency).
 pub async fn count_products(db: &Db) -> Result<i64, sqlx::Error> {
-    with_read!(db, c => sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(c).await)
+    with_replica!(db, c => sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(c).await)
 }

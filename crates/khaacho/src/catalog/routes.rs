@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::repo::{self, ProductRow, Tier};
-use super::service::{self, OfferRequest};
+use super::service::{self, CatalogError, OfferRequest};
 use crate::app::App;
 use crate::base::domain::{milli_to_qty, paisa_to_npr};
 use crate::base::principal::{ALL_ROLES, Principal, Role, STAFF};
@@ -224,7 +224,9 @@ async fn import_catalog(
         ));
     }
     let imported =
-        service::import_csv_audited(&app, &body, Some(principal.audit("catalog.import"))).await?;
+        service::import_csv_audited(&app, &body, Some(principal.audit("catalog.import")))
+            .await
+            .map_err(catalog_error)?;
     Ok(axum::Json(ImportResult { imported }))
 }
 
@@ -250,6 +252,16 @@ async fn put_offer(
             "a vendor can only set its own offers".into(),
         ));
     }
-    let id = service::put_offer(&app, &req, Some(principal.audit("offer.put"))).await?;
+    let id = service::put_offer(&app, &req, Some(principal.audit("offer.put")))
+        .await
+        .map_err(catalog_error)?;
     Ok(axum::Json(OfferId { id }))
+}
+
+/// Renders a refused catalogue change.
+fn catalog_error(e: CatalogError) -> ApiError {
+    match e {
+        CatalogError::Invalid(errors) => ApiError::Validation(errors),
+        CatalogError::Storage(e) => e.into(),
+    }
 }

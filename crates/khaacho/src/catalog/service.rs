@@ -8,11 +8,22 @@ use crate::app::App;
 use crate::base::audit::Entry;
 use crate::base::domain::{npr_to_paisa, qty_to_milli};
 use crate::base::time::now_ms;
-use crate::base::wire::error::{ApiError, FieldError};
+use crate::base::wire::error::FieldError;
+
+/// Why a catalogue change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The input is invalid; every problem is listed by field (or `row N.column`).
+    #[error("{} problem(s) in the input", .0.len())]
+    Invalid(Vec<FieldError>),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
 
 /// Imports a catalogue CSV in one transaction: every row is created or updated, or, if any
 /// row is invalid, nothing is written and every problem is reported.
-pub async fn import_csv(app: &App, csv: &[u8]) -> Result<usize, ApiError> {
+pub async fn import_csv(app: &App, csv: &[u8]) -> Result<usize, CatalogError> {
     import_csv_audited(
         app,
         csv,
@@ -26,8 +37,8 @@ pub async fn import_csv_audited(
     app: &App,
     csv: &[u8],
     audit: Option<Entry>,
-) -> Result<usize, ApiError> {
-    let products = csv_io::read_catalog(csv).map_err(ApiError::Validation)?;
+) -> Result<usize, CatalogError> {
+    let products = csv_io::read_catalog(csv).map_err(CatalogError::Invalid)?;
     let mut tx = app.db().begin().await?;
     for p in &products {
         repo::upsert_product(&mut tx, p).await?;
@@ -106,7 +117,7 @@ pub async fn put_offer(
     app: &App,
     req: &OfferRequest,
     audit: Option<Entry>,
-) -> Result<Uuid, ApiError> {
+) -> Result<Uuid, CatalogError> {
     let mut errors = Vec::new();
     let price = npr_to_paisa(req.price_npr).filter(|p| *p > 0);
     if price.is_none() {
@@ -166,7 +177,7 @@ pub async fn put_offer(
     let (Some(price), Some(stock), Some(product), true) =
         (price, stock, product, errors.is_empty())
     else {
-        return Err(ApiError::Validation(errors));
+        return Err(CatalogError::Invalid(errors));
     };
     let input = OfferInput {
         vendor_id: req.vendor_id,
@@ -184,7 +195,7 @@ pub async fn put_offer(
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                ApiError::field("vendor_id", "no vendor has this id")
+                CatalogError::Invalid(vec![FieldError::new("vendor_id", "no vendor has this id")])
             }
             _ => e.into(),
         })?;

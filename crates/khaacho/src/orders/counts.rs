@@ -4,7 +4,7 @@
 use super::model::OrderStatus;
 use super::transition::ChangeRecord;
 use crate::base::db::{Db, Tx};
-use crate::{with_read, with_tx};
+use crate::{with_replica, with_tx};
 
 /// Adds `changes` to the counts: one down for each `from`, one up for each `to`.
 pub async fn apply(tx: &mut Tx, changes: &[&ChangeRecord]) -> Result<(), sqlx::Error> {
@@ -34,7 +34,7 @@ pub async fn apply(tx: &mut Tx, changes: &[&ChangeRecord]) -> Result<(), sqlx::E
 /// Orders per status (every status, zero when none). May lag the latest changes by the
 /// time their `order.changed` jobs take, so it reads wherever reads are cheapest.
 pub async fn all(db: &Db) -> Result<Vec<(OrderStatus, i64)>, sqlx::Error> {
-    let rows: Vec<(String, i64)> = with_read!(db, c => sqlx::query_as(
+    let rows: Vec<(String, i64)> = with_replica!(db, c => sqlx::query_as(
         "SELECT status, n FROM order_status_counts").fetch_all(c).await)?;
     Ok(OrderStatus::ALL
         .into_iter()

@@ -24,7 +24,7 @@ use crate::base::wire::error::FieldError;
 use crate::catalog::cache::CatalogCache;
 use crate::catalog::csv_io::validate_sku;
 use crate::config::PipelineSettings;
-use crate::{with_read, with_tx};
+use crate::{with_latest, with_tx};
 
 /// One requested line.
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
@@ -380,7 +380,7 @@ impl Intake<'_> {
         hash: &str,
     ) -> Result<Option<IntakeResult>, IntakeError> {
         // Must see the latest write: the racing request that stored this key just committed.
-        let row: Option<(String, Json<Accepted>)> = with_read!(self.db, c => sqlx::query_as(
+        let row: Option<(String, Json<Accepted>)> = with_latest!(self.db, c => sqlx::query_as(
             "SELECT request_hash, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2")
             .bind(scope)
             .bind(key)

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::model::{EventRow, LineRow, OrderRow, OrderStatus, created_at_of};
 use crate::base::db::{Db, Tx};
 use crate::base::scope::Scope;
-use crate::{with_read, with_tx};
+use crate::{with_latest, with_replica, with_tx};
 
 /// The vendor filter of the scoped finders (`$n` is the vendor id or NULL).
 fn vendor_clause(n: u8) -> String {
@@ -85,7 +85,7 @@ pub async fn find(db: &Db, scope: Scope, id: Uuid) -> Result<Option<OrderRow>, s
         "SELECT {ORDER_COLS} FROM orders WHERE id = $1 AND created_at_ms = $2 AND ($3 IS NULL OR retailer_id = $3) AND {}",
         vendor_clause(4)
     );
-    with_read!(db, c => sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(sql))
+    with_latest!(db, c => sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(created)
         .bind(scope.retailer())
@@ -179,7 +179,7 @@ pub async fn lines_many_tx(
 
 /// Lines of an order, by line number.
 pub async fn lines(db: &Db, order: &OrderRow) -> Result<Vec<LineRow>, sqlx::Error> {
-    with_read!(db, c => sqlx::query_as::<_, LineRow>(LINES_SQL)
+    with_latest!(db, c => sqlx::query_as::<_, LineRow>(LINES_SQL)
         .bind(order.id)
         .bind(order.created_at_ms)
         .fetch_all(c)
@@ -201,7 +201,7 @@ const LINES_SQL: &str = "SELECT line_no, sku, qty_milli, unit, product_id, produ
 
 /// Event history of an order, oldest first.
 pub async fn events(db: &Db, order: &OrderRow) -> Result<Vec<EventRow>, sqlx::Error> {
-    with_read!(db, c => sqlx::query_as::<_, EventRow>(
+    with_latest!(db, c => sqlx::query_as::<_, EventRow>(
         "SELECT id, from_status, to_status, actor, role, reason, detail, at_ms FROM order_events \
          WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY at_ms, id")
         .bind(order.id)
@@ -239,7 +239,7 @@ pub async fn list(db: &Db, scope: Scope, f: &ListFilter) -> Result<Vec<OrderRow>
          AND {} ORDER BY created_at_ms DESC, id DESC LIMIT $8",
         vendor_clause(9)
     );
-    with_read!(db, c => sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(sql))
+    with_replica!(db, c => sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(sql))
         .bind(scope.retailer())
         .bind(f.retailer_id)
         .bind(f.status.map(OrderStatus::as_str))

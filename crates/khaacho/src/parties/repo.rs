@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::base::db::{Db, Tx};
 use crate::base::time::now_ms;
-use crate::{with_read, with_tx};
+use crate::{with_latest, with_replica, with_tx};
 
 /// A retailer.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
@@ -116,19 +116,19 @@ pub async fn list_retailers(
     let sql = format!(
         "SELECT {RETAILER_COLS} FROM retailers WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
     );
-    with_read!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(c).await)
+    with_replica!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(c).await)
 }
 
 /// One retailer.
 pub async fn find_retailer(db: &Db, id: Uuid) -> Result<Option<Retailer>, sqlx::Error> {
     let sql = format!("SELECT {RETAILER_COLS} FROM retailers WHERE id = $1");
-    with_read!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
+    with_latest!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
 /// One retailer by phone.
 pub async fn find_retailer_by_phone(db: &Db, phone: &str) -> Result<Option<Retailer>, sqlx::Error> {
     let sql = format!("SELECT {RETAILER_COLS} FROM retailers WHERE phone = $1");
-    with_read!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(phone).fetch_optional(c).await)
+    with_latest!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(phone).fetch_optional(c).await)
 }
 
 /// Vendors by id, after a cursor.
@@ -140,17 +140,17 @@ pub async fn list_vendors(
     let sql = format!(
         "SELECT {VENDOR_COLS} FROM vendors WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
     );
-    with_read!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(c).await)
+    with_replica!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(c).await)
 }
 
 /// One vendor.
 pub async fn find_vendor(db: &Db, id: Uuid) -> Result<Option<Vendor>, sqlx::Error> {
     let sql = format!("SELECT {VENDOR_COLS} FROM vendors WHERE id = $1");
-    with_read!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
+    with_latest!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
 /// One vendor by phone.
 pub async fn find_vendor_by_phone(db: &Db, phone: &str) -> Result<Option<Vendor>, sqlx::Error> {
     let sql = format!("SELECT {VENDOR_COLS} FROM vendors WHERE phone = $1");
-    with_read!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(phone).fetch_optional(c).await)
+    with_latest!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(phone).fetch_optional(c).await)
 }

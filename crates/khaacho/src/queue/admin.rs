@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::base::db::Db;
 use crate::base::time::now_ms;
-use crate::{with_read, with_write};
+use crate::{with_latest, with_replica, with_write};
 
 /// A job as the admin API shows it.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -59,7 +59,7 @@ pub struct JobFilter {
 
 /// Lists jobs, newest first.
 pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<JobView>, sqlx::Error> {
-    with_read!(db, c => sqlx::query_as::<_, JobView>(
+    with_replica!(db, c => sqlx::query_as::<_, JobView>(
         "SELECT id, queue, kind, status, payload, priority, attempts, max_attempts, run_at_ms, last_error, \
          errors, correlation_id, created_at_ms, updated_at_ms FROM jobs \
          WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR id < $3) \
@@ -74,7 +74,7 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<JobView>, sqlx::Error> {
 
 /// One job by id.
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<JobView>, sqlx::Error> {
-    with_read!(db, c => sqlx::query_as::<_, JobView>(
+    with_latest!(db, c => sqlx::query_as::<_, JobView>(
         "SELECT id, queue, kind, status, payload, priority, attempts, max_attempts, run_at_ms, last_error, \
          errors, correlation_id, created_at_ms, updated_at_ms FROM jobs WHERE id = $1")
         .bind(id)
@@ -137,17 +137,17 @@ pub struct QueueStats {
 /// Current queue statistics (for `/metrics` and readiness).
 pub async fn stats(db: &Db) -> Result<QueueStats, sqlx::Error> {
     let now = now_ms();
-    let ready: Vec<(String, i64, i64)> = with_read!(db, c => sqlx::query_as(
+    let ready: Vec<(String, i64, i64)> = with_replica!(db, c => sqlx::query_as(
         "SELECT queue, COUNT(*), COALESCE($1 - MIN(run_at_ms), 0) FROM jobs \
          WHERE status = 'queued' AND run_at_ms <= $1 GROUP BY queue")
         .bind(now)
         .fetch_all(c)
         .await)?;
-    let running: Vec<(String, i64)> = with_read!(db, c => sqlx::query_as(
+    let running: Vec<(String, i64)> = with_replica!(db, c => sqlx::query_as(
         "SELECT kind, COUNT(*) FROM jobs WHERE status = 'running' GROUP BY kind")
         .fetch_all(c)
         .await)?;
-    let dead: Vec<(String, i64)> = with_read!(db, c => sqlx::query_as(
+    let dead: Vec<(String, i64)> = with_replica!(db, c => sqlx::query_as(
         "SELECT kind, COUNT(*) FROM jobs WHERE status = 'dead' GROUP BY kind")
         .fetch_all(c)
         .await)?;

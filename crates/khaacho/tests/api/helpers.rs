@@ -167,7 +167,7 @@ impl TestApp {
     /// Counts rows of a table (for "wrote nothing" checks).
     pub async fn count(&self, table: &str) -> i64 {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
-        khaacho::with_read!(self.app.db(), c => sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await).unwrap()
+        khaacho::with_latest!(self.app.db(), c => sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await).unwrap()
     }
 }
 

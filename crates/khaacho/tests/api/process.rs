@@ -213,7 +213,7 @@ async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
     let db = env.db().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let pending: i64 = khaacho::with_read!(db, c => sqlx::query_scalar(
+        let pending: i64 = khaacho::with_latest!(db, c => sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM orders WHERE status = 'received') + (SELECT COUNT(*) FROM jobs WHERE kind = 'order.validate')")
             .fetch_one(c).await).unwrap();
         if pending == 0 {
@@ -225,7 +225,7 @@ async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let rows: Vec<(uuid::Uuid, String, i64)> = khaacho::with_read!(db, c => sqlx::query_as(
+    let rows: Vec<(uuid::Uuid, String, i64)> = khaacho::with_latest!(db, c => sqlx::query_as(
         "SELECT o.id, o.status, (SELECT COUNT(*) FROM order_events e WHERE e.order_id = o.id \
            AND e.order_created_at_ms = o.created_at_ms AND e.to_status IN ('validated', 'rejected')) \
          FROM orders o").fetch_all(c).await).unwrap();
@@ -326,7 +326,7 @@ async fn sigterm_mid_load_drains_and_leaves_nothing_stuck() {
     );
     stop.cancel();
     let db = env.db().await;
-    let running: i64 = khaacho::with_read!(db, c => sqlx::query_scalar(
+    let running: i64 = khaacho::with_latest!(db, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM jobs WHERE status = 'running'").fetch_one(c).await)
     .unwrap();
     assert_eq!(running, 0, "no job is left claimed by the stopped process");
@@ -356,7 +356,7 @@ async fn a_recurring_job_fires_once_per_tick_with_two_workers() {
     }
     assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
     let db = env.db().await;
-    let ticks: Vec<(i64, Option<i64>)> = khaacho::with_read!(db, c => sqlx::query_as(
+    let ticks: Vec<(i64, Option<i64>)> = khaacho::with_latest!(db, c => sqlx::query_as(
         "SELECT fire_at_ms, done_at_ms FROM schedule_ticks WHERE name = 'maintenance' ORDER BY fire_at_ms")
         .fetch_all(c).await).unwrap();
     assert!(ticks.len() >= 3, "ticks fired: {ticks:?}");
@@ -367,7 +367,7 @@ async fn a_recurring_job_fires_once_per_tick_with_two_workers() {
             "one job per one-second tick, none twice or skipped: {ticks:?}"
         );
     }
-    let jobs: i64 = khaacho::with_read!(db, c => sqlx::query_scalar(
+    let jobs: i64 = khaacho::with_latest!(db, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM jobs WHERE kind = 'maintenance.partitions' AND status <> 'queued'").fetch_one(c).await).unwrap();
     assert_eq!(
         jobs, 0,

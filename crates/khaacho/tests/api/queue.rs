@@ -370,7 +370,7 @@ async fn a_schedule_tick_fires_once_however_many_nodes_try() {
     );
     assert_eq!(t.count("schedule_ticks").await, 2);
     drain(&t.app, &test_registry()).await.unwrap();
-    let done = khaacho::with_read!(t.app.db(), c => sqlx::query_scalar::<_, i64>(
+    let done = khaacho::with_latest!(t.app.db(), c => sqlx::query_scalar::<_, i64>(
         "SELECT COUNT(*) FROM schedule_ticks WHERE done_at_ms IS NOT NULL").fetch_one(c).await)
     .unwrap();
     assert_eq!(done, 2);

@@ -61,7 +61,11 @@ fn only_the_transition_service_writes_an_orders_status() {
                 "the scan must find the transition service's own UPDATE and INSERT: {writes:?}"
             );
         } else {
-            offenders.extend(writes.into_iter().map(|w| format!("{}: {w}", file.display())));
+            offenders.extend(
+                writes
+                    .into_iter()
+                    .map(|w| format!("{}: {w}", file.display())),
+            );
         }
     }
     assert!(
@@ -179,7 +183,9 @@ async fn the_first_event_records_who_placed_the_order_and_through_what() {
     let event = first_event(&t, placed["order_id"].as_str().unwrap()).await;
     assert_eq!(event["role"], "operator");
     assert!(event["actor"].as_str().unwrap().starts_with("user:"));
-    let missing = t.post_json("/api/v1/orders", &json!({ "lines": line })).await;
+    let missing = t
+        .post_json("/api/v1/orders", &json!({ "lines": line }))
+        .await;
     let problem = assert_problem(missing, 422).await;
     assert_eq!(problem["errors"][0]["field"], "retailer_id");
 }
