@@ -43,13 +43,17 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; the handle then renders nothing.
-        let _ = metrics::set_global_recorder(recorder);
+        if metrics::set_global_recorder(recorder).is_ok() {
+            // HELP lines for the agents' and breakers' metrics.
+            khaacho_agents::describe_metrics();
+        }
         handle
     })
 }
 
 /// Updates gauges that are read from the database: queue depth and age, dead jobs, orders
-/// by state. Called on each scrape, so their freshness follows the scrape interval.
+/// by state (kept by the `order.changed` consumer, so they may lag by its queue). Called on
+/// each scrape, so their freshness follows the scrape interval.
 pub async fn refresh_gauges(app: &App) {
     if let Ok(stats) = crate::queue::admin::stats(app.db()).await {
         for q in app_queues() {
