@@ -29,6 +29,8 @@ pub struct Settings {
     pub queue: QueueSettings,
     /// Order pipeline rules.
     pub pipeline: PipelineSettings,
+    /// Credit accounts, bands and order risk.
+    pub credit: crate::credit::CreditConfig,
     /// HTTP limits.
     pub http: HttpSettings,
     /// Recurring job schedules (cron with seconds, evaluated in Nepal time).
@@ -99,6 +101,7 @@ impl Default for Settings {
             db_max_connections: 24,
             queue: QueueSettings::default(),
             pipeline: PipelineSettings::default(),
+            credit: crate::credit::CreditConfig::default(),
             http: HttpSettings::default(),
             schedules: ScheduleSettings::default(),
             agents: khaacho_agents::AgentsConfig::default(),

@@ -5,7 +5,7 @@
 //!   audit log, wire helpers) and [`queue`] (the database job queue, generic over what its
 //!   jobs run with); neither imports anything above it;
 //! - the features: [`orders`] (intake, the transition service, the pipeline steps),
-//!   [`catalog`], [`parties`], [`auth`], [`admin`], [`maintenance`]; each brings its routes,
+//!   [`credit`] (accounts, holds, ledger, payments, risk facts), [`catalog`], [`parties`], [`auth`], [`admin`], [`maintenance`]; each brings its routes,
 //!   services and repositories;
 //! - the top: [`app`] (the handle jobs and handlers run with), [`config`], [`http`] (the one
 //!   router and its middleware), [`jobs`] (the one job registry), [`server`], [`seed`],
@@ -19,6 +19,7 @@ pub mod auth;
 pub mod base;
 pub mod catalog;
 pub mod config;
+pub mod credit;
 pub mod http;
 pub mod jobs;
 pub mod maintenance;

@@ -13,7 +13,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::model::{Actor, OrderPriority};
+use super::model::{Actor, OrderPriority, PaymentMode};
 use super::transition::{self, NewOrder};
 use super::{pipeline, repo};
 use crate::base::db::{Db, Tx, is_unique_violation};
@@ -61,6 +61,9 @@ pub struct CreateOrder {
     /// Processing priority (default normal).
     #[serde(default)]
     pub priority: Option<OrderPriority>,
+    /// `credit` (default: reserved on the retailer's credit account) or `cash` on delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_mode: Option<PaymentMode>,
 }
 
 /// The 202 answer.
@@ -215,6 +218,7 @@ impl Intake<'_> {
             id,
             retailer_id: req.retailer_id,
             priority: req.body.priority.unwrap_or_default(),
+            payment_mode: req.body.payment_mode.unwrap_or_default(),
             channel: req.channel,
             actor: req.actor,
             note: req.body.note,
@@ -417,6 +421,7 @@ pub struct Prepared {
     id: Uuid,
     retailer_id: Uuid,
     priority: OrderPriority,
+    payment_mode: PaymentMode,
     channel: Channel,
     actor: Actor,
     note: Option<String>,
@@ -456,6 +461,7 @@ impl BatchWriter for IntakeWriter {
                 correlation_id: o.correlation_id.as_deref(),
                 source_text: o.source_text.as_deref(),
                 actor: &o.actor,
+                payment_mode: o.payment_mode.as_str(),
             })
             .collect();
         let lines: Vec<(Uuid, i64, &[(String, i64, String)])> = orders

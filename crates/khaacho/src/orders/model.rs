@@ -175,6 +175,28 @@ impl OrderPriority {
     }
 }
 
+/// How an order is paid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentMode {
+    /// On the retailer's credit account (the default): reserved at validation, charged at
+    /// delivery.
+    #[default]
+    Credit,
+    /// Cash on delivery: no credit is reserved.
+    Cash,
+}
+
+impl PaymentMode {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMode::Credit => "credit",
+            PaymentMode::Cash => "cash",
+        }
+    }
+}
+
 /// An order row.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OrderRow {
@@ -210,6 +232,8 @@ pub struct OrderRow {
     pub correlation_id: Option<String>,
     /// Last change.
     pub updated_at_ms: i64,
+    /// `credit` (a hold is reserved at validation) or `cash` (paid on delivery).
+    pub payment_mode: String,
 }
 
 impl OrderRow {

@@ -17,7 +17,7 @@ fn vendor_clause(n: u8) -> String {
 }
 
 const ORDER_COLS: &str = "id, created_at_ms, retailer_id, status, priority, channel, note, source_text, subtotal_paisa, \
-     vat_paisa, total_paisa, hold_reason, held_from, reject_reason, correlation_id, updated_at_ms";
+     vat_paisa, total_paisa, hold_reason, held_from, reject_reason, correlation_id, updated_at_ms, payment_mode";
 
 /// Rows per multi-row statement, well under both backends' bound-parameter limits.
 const CHUNK: usize = 2000;

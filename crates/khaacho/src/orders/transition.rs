@@ -65,6 +65,8 @@ pub struct NewOrder<'a> {
     pub source_text: Option<&'a str>,
     /// Who placed it.
     pub actor: &'a Actor,
+    /// `credit` or `cash`.
+    pub payment_mode: &'a str,
 }
 
 /// One change as its consumers see it.
@@ -91,12 +93,12 @@ pub async fn create(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sqlx::Er
     for (chunk, ids) in orders.chunks(CHUNK).zip(event_ids.chunks(CHUNK)) {
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO orders (id, created_at_ms, retailer_id, status, priority, channel, note, correlation_id, source_text, updated_at_ms) ");
+                "INSERT INTO orders (id, created_at_ms, retailer_id, status, priority, channel, note, correlation_id, source_text, updated_at_ms, payment_mode) ");
             qb.push_values(chunk, |mut b, o| {
                 let at = created(o);
                 b.push_bind(o.id).push_bind(at).push_bind(o.retailer_id).push_bind(OrderStatus::Received.as_str())
                     .push_bind(o.priority).push_bind(o.channel).push_bind(o.note).push_bind(o.correlation_id)
-                    .push_bind(o.source_text).push_bind(at);
+                    .push_bind(o.source_text).push_bind(at).push_bind(o.payment_mode);
             });
             qb.build().execute(&mut *c).await?;
             let mut qb = sqlx::QueryBuilder::new(

@@ -230,7 +230,7 @@ async fn large_orders_are_held_and_operators_decide() {
     let path =
         |a: &Value, tail: &str| format!("/api/v1/orders/{}{tail}", a["order_id"].as_str().unwrap());
     let held = t.get_json(&path(&big, "")).await;
-    assert_eq!(held["status"], "on_hold");
+    assert_eq!(held["status"], "on_hold", "{held}");
     assert_eq!(held["hold_reason"], "large_order_review");
     assert_eq!(
         t.get_json(&path(&small, "/status")).await["status"],

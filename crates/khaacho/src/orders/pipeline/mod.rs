@@ -10,15 +10,20 @@
 //! The one ordered list of steps:
 //! 1. [`parse`] (text orders only, its own job `order.parse`): text → lines, or a review hold;
 //! 2. [`ProcessOrders`] (job `order.validate`, batched), running in one transaction:
-//!    [`validate`] (resolve, convert, price, VAT, totals, large-order review), then the
-//!    credit and risk steps when they land (they go in [`process`], in that order);
+//!    [`validate`] (resolve, convert, price, VAT, totals → `validated` or `rejected`), then
+//!    [`credit`] (reserve the total as a hold, or say why not), then [`risk`] (score 0–100,
+//!    stored), then the large-order review; what they decide is settled together in
+//!    [`settle`]: a rejection voids the hold, holds put the order `on_hold` with the first
+//!    reason (all reasons in the event);
 //! 3. routing to vendors (a later step, enqueued by [`continue_after`] once an order is
 //!    `validated`).
 //!
 //! [`continue_after`] is the one place that decides what follows a state; an operator's
 //! approval of a hold continues through it too.
 
+pub mod credit;
 pub mod parse;
+pub mod risk;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +35,8 @@ use super::repo;
 use super::transition::{self, Change, TransitionResult};
 use crate::app::{App, JobContext};
 use crate::base::db::Tx;
+use crate::base::time::now_ms;
+use crate::credit::ledger;
 use crate::queue::{
     BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue, enqueue_batch,
 };
@@ -89,13 +96,108 @@ pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
         .iter_mut()
         .filter(|o| o.status() == OrderStatus::Received)
         .collect();
-    validate::run(&mut tx, &ctx.app.settings().pipeline, &mut todo).await?;
+    let validated = validate::run(&mut tx, &mut todo).await?;
+    let mut priced: Vec<&mut OrderRow> = todo
+        .iter_mut()
+        .zip(&validated)
+        .filter(|(_, ok)| **ok)
+        .map(|(o, _)| &mut **o)
+        .collect();
+    decide(&mut tx, &ctx.app, &mut priced).await?;
     for o in &todo {
         continue_after(&mut tx, o).await?;
     }
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// What a step decided for one order.
+#[derive(Clone, Debug)]
+pub enum Verdict {
+    /// Nothing against it.
+    Pass,
+    /// A person must look at it: the reason code and its detail.
+    Hold(&'static str, serde_json::Value),
+    /// Refused: the reason code and its detail.
+    Reject(&'static str, serde_json::Value),
+}
+
+/// Runs the steps after validation — credit, risk, large-order review — for the priced
+/// orders, then settles what they decided.
+async fn decide(tx: &mut Tx, app: &App, orders: &mut [&mut OrderRow]) -> Result<(), JobError> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let cfg = &app.settings().credit;
+    let now = now_ms();
+    let refs: Vec<&OrderRow> = orders.iter().map(|o| &**o).collect();
+    let facts = credit::Facts::load(tx, cfg, &refs, now).await?;
+    let credit = credit::run(tx, cfg, &refs, &facts).await?;
+    let risk = risk::run(tx, cfg, &refs, &credit, &facts, now).await?;
+    let review_above = app.settings().pipeline.review_above_npr.saturating_mul(100);
+    let verdicts: Vec<Vec<Verdict>> = refs
+        .iter()
+        .zip(credit.into_iter().zip(risk))
+        .map(|(o, (c, r))| {
+            let total = o.total_paisa.unwrap_or(0);
+            let large = (total > review_above).then(|| {
+                let detail = json!({ "total_paisa": total, "review_above_paisa": review_above });
+                Verdict::Hold("large_order_review", detail)
+            });
+            [Some(c), Some(r), large].into_iter().flatten().collect()
+        })
+        .collect();
+    settle(tx, orders, &verdicts).await
+}
+
+/// Applies the verdicts of the steps after validation: any rejection rejects the order (and
+/// voids its hold); otherwise any hold puts it `on_hold` with the first reason, every reason
+/// in the event's detail.
+async fn settle(
+    tx: &mut Tx,
+    orders: &mut [&mut OrderRow],
+    verdicts: &[Vec<Verdict>],
+) -> Result<(), JobError> {
+    let mut changes: Vec<(&mut OrderRow, Change<'_>)> = Vec::new();
+    for (o, vs) in orders.iter_mut().zip(verdicts) {
+        let reject = vs.iter().find_map(|v| match v {
+            Verdict::Reject(reason, detail) => Some((*reason, detail.clone())),
+            _ => None,
+        });
+        if let Some((reason, detail)) = reject {
+            ledger::void(tx, o.id)
+                .await
+                .map_err(|e| JobError::Retryable(e.into()))?;
+            let change = Change {
+                to: OrderStatus::Rejected,
+                reason: Some(reason),
+                detail: Some(detail),
+            };
+            changes.push((&mut **o, change));
+            continue;
+        }
+        let holds: Vec<_> = vs
+            .iter()
+            .filter_map(|v| match v {
+                Verdict::Hold(reason, detail) => Some((*reason, detail)),
+                _ => None,
+            })
+            .collect();
+        if let Some((first, _)) = holds.first() {
+            let all: Vec<_> = holds
+                .iter()
+                .map(|(r, d)| json!({ "reason": r, "detail": d }))
+                .collect();
+            let change = Change {
+                to: OrderStatus::OnHold,
+                reason: Some(first),
+                detail: Some(json!({ "holds": all })),
+            };
+            changes.push((&mut **o, change));
+        }
+    }
+    ensure(transition::apply_many(tx, &mut changes, &Actor::system()).await?)
 }
 
 /// Locks `ids` for the steps. A `failed` order whose job an operator retried from the

@@ -1,10 +1,10 @@
 //! The validate step: resolve every line to a product, convert packs to base units, price
-//! each with the best offer, add VAT and totals, and move each order to `validated` (then
-//! `on_hold` for a large order) or to `rejected` with a reason code per refused line.
+//! each with the best offer, add VAT and totals, and move each order to `validated` (priced)
+//! or to `rejected` with a reason code per refused line.
 //!
 //! It runs inside [`super::process`]'s transaction for a batch of orders: one query for the
 //! lines, one for the products, one for the offers, one rewrite of the lines, one update of
-//! the totals and one transition per outcome, whatever the batch size.
+//! the totals and one transition, whatever the batch size.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,7 +20,6 @@ use crate::base::domain::{UnitRules, canonical_unit, line_amount, vat};
 use crate::base::time::now_ms;
 use crate::catalog::pricing::best_quote;
 use crate::catalog::repo::{OfferRow, ProductRow, find_by_skus_tx, valid_offers_tx};
-use crate::config::PipelineSettings;
 use crate::queue::JobError;
 
 /// VAT percentage added per line.
@@ -30,8 +29,8 @@ pub const VAT_PERCENT: i64 = 13;
 enum Verdict {
     /// Some lines were refused (or there were none): rejected with this detail.
     Reject(serde_json::Value),
-    /// Priced; `hold` when the total is over the review threshold.
-    Accept { hold: bool },
+    /// Priced.
+    Accept,
 }
 
 /// One order's outcome: its lines resolved, the verdict and the totals.
@@ -48,31 +47,33 @@ struct Catalogue {
     offers: Vec<OfferRow>,
 }
 
-/// Validates `orders` (all `received`, locked by the caller).
-pub async fn run(
-    tx: &mut Tx,
-    settings: &PipelineSettings,
-    orders: &mut [&mut OrderRow],
-) -> Result<(), JobError> {
+/// Validates `orders` (all `received`, locked by the caller): each is moved to `validated`
+/// (priced) or `rejected`. Returns, per order, whether it was validated.
+pub async fn run(tx: &mut Tx, orders: &mut [&mut OrderRow]) -> Result<Vec<bool>, JobError> {
     if orders.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let review_above = settings.review_above_npr.saturating_mul(100);
     let by_order = requested_lines(tx, orders).await?;
     let catalogue = load_catalogue(tx, &by_order).await?;
     let none = Vec::new();
     let outcomes: Vec<Outcome> = orders
         .iter()
-        .map(|o| {
-            judge(
-                by_order.get(&o.id).unwrap_or(&none),
-                &catalogue,
-                review_above,
-            )
-        })
+        .map(|o| judge(by_order.get(&o.id).unwrap_or(&none), &catalogue))
         .collect();
     save(tx, orders, &by_order, &outcomes).await?;
-    decide(tx, orders, &outcomes, review_above).await
+    // The steps after this one read the totals from the orders in memory.
+    for (o, out) in orders.iter_mut().zip(&outcomes) {
+        if let Some((subtotal, vat, total)) = out.totals {
+            o.subtotal_paisa = Some(subtotal);
+            o.vat_paisa = Some(vat);
+            o.total_paisa = Some(total);
+        }
+    }
+    decide(tx, orders, &outcomes).await?;
+    Ok(outcomes
+        .iter()
+        .map(|o| matches!(o.verdict, Verdict::Accept))
+        .collect())
 }
 
 /// The requested lines of `orders`, by order.
@@ -107,7 +108,7 @@ async fn load_catalogue(
 }
 
 /// Resolves and prices one order's lines and decides its fate (pure).
-fn judge(requested: &[LineRow], catalogue: &Catalogue, review_above: i64) -> Outcome {
+fn judge(requested: &[LineRow], catalogue: &Catalogue) -> Outcome {
     let resolved: Vec<LineResolution> = requested
         .iter()
         .map(|line| {
@@ -152,9 +153,7 @@ fn judge(requested: &[LineRow], catalogue: &Catalogue, review_above: i64) -> Out
         sum(|r| r.total_paisa),
     );
     Outcome {
-        verdict: Verdict::Accept {
-            hold: totals.2 > review_above,
-        },
+        verdict: Verdict::Accept,
         totals: Some(totals),
         resolved,
     }
@@ -181,15 +180,13 @@ async fn save(
     repo::save_resolutions(tx, &results).await
 }
 
-/// Moves every order to `validated` or `rejected`, then holds the large ones for review.
+/// Moves every order to `validated` or `rejected`.
 async fn decide(
     tx: &mut Tx,
     orders: &mut [&mut OrderRow],
     outcomes: &[Outcome],
-    review_above: i64,
 ) -> Result<(), JobError> {
-    let system = Actor::system();
-    let mut first: Vec<(&mut OrderRow, Change<'_>)> = orders
+    let mut changes: Vec<(&mut OrderRow, Change<'_>)> = orders
         .iter_mut()
         .zip(outcomes)
         .map(|(o, out)| {
@@ -199,7 +196,7 @@ async fn decide(
                     reason: Some("lines_rejected"),
                     detail: Some(detail.clone()),
                 },
-                Verdict::Accept { .. } => Change {
+                Verdict::Accept => Change {
                     to: OrderStatus::Validated,
                     reason: None,
                     detail: None,
@@ -208,24 +205,7 @@ async fn decide(
             (&mut **o, change)
         })
         .collect();
-    ensure(transition::apply_many(tx, &mut first, &system).await?)?;
-    let mut holds: Vec<(&mut OrderRow, Change<'_>)> = orders
-        .iter_mut()
-        .zip(outcomes)
-        .filter(|(_, out)| matches!(out.verdict, Verdict::Accept { hold: true }))
-        .map(|(o, out)| {
-            let total = out.totals.map_or(0, |t| t.2);
-            let detail = json!({ "total_paisa": total, "review_above_paisa": review_above });
-            let change = Change {
-                to: OrderStatus::OnHold,
-                reason: Some("large_order_review"),
-                detail: Some(detail),
-            };
-            (&mut **o, change)
-        })
-        .collect();
-    ensure(transition::apply_many(tx, &mut holds, &system).await?)?;
-    Ok(())
+    ensure(transition::apply_many(tx, &mut changes, &Actor::system()).await?)
 }
 
 fn resolve_line(

@@ -1,0 +1,353 @@
+//! The credit ledger in SQL (DESIGN §11, TigerBeetle's model): accounts carry counters, a
+//! limit is checked at the moment money is reserved, and a reservation (hold) is later
+//! posted, voided or reversed. Every function here takes the caller's transaction, so the
+//! order's transition and its money move together, and each is idempotent per order.
+//!
+//! Invariants (checked by [`reconcile`] and the property test):
+//! - `held == Σ pending holds`;
+//! - `outstanding == Σ open_paisa of debits`;
+//! - `outstanding − credit_balance == Σ entry amounts == the newest entry's running balance`.
+
+use uuid::Uuid;
+
+use super::repo::{self, AccountRow, LedgerRow};
+use crate::base::db::Tx;
+use crate::base::time::now_ms;
+use crate::with_tx;
+
+/// Days in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+
+/// Why a posting was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The account is blocked.
+    #[error("the credit account is blocked")]
+    Blocked,
+    /// The order has no hold to post or reverse.
+    #[error("the order has no credit hold")]
+    NoHold,
+    /// The hold is not in a state that allows this.
+    #[error("the credit hold is {0}")]
+    HoldState(String),
+    /// More than was reserved (or posted) was asked for.
+    #[error("{0}")]
+    TooMuch(String),
+    /// An amount was zero or negative.
+    #[error("the amount must be greater than zero")]
+    NonPositive,
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+/// What became of a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserve {
+    /// The hold was placed now.
+    Reserved,
+    /// The order already had a hold (a retried step): nothing changed.
+    AlreadyHeld,
+    /// The order does not fit in the available credit: nothing changed.
+    OverLimit,
+    /// The account is blocked: nothing changed.
+    Blocked,
+}
+
+/// Reserves `amount` of `retailer`'s credit for `order`: one conditional UPDATE, so
+/// concurrent orders serialise on the account row and can never pass the limit together.
+pub async fn reserve(
+    tx: &mut Tx,
+    retailer: Uuid,
+    order: Uuid,
+    amount: i64,
+) -> Result<Reserve, LedgerError> {
+    if amount <= 0 {
+        return Err(LedgerError::NonPositive);
+    }
+    if repo::hold(tx, order).await?.is_some() {
+        return Ok(Reserve::AlreadyHeld);
+    }
+    let now = now_ms();
+    let fits = with_tx!(tx, c => sqlx::query(
+        "UPDATE credit_accounts SET held_paisa = held_paisa + $1, order_count = order_count + 1, \
+         order_value_paisa = order_value_paisa + $1, updated_at_ms = $2 \
+         WHERE retailer_id = $3 AND status = 'active' AND held_paisa + outstanding_paisa + $1 <= limit_paisa")
+        .bind(amount).bind(now).bind(retailer)
+        .execute(&mut *c).await?.rows_affected())
+        == 1;
+    if !fits {
+        let blocked = repo::account_tx(tx, retailer)
+            .await?
+            .is_some_and(|a| a.status == "blocked");
+        return Ok(if blocked {
+            Reserve::Blocked
+        } else {
+            Reserve::OverLimit
+        });
+    }
+    repo::insert_hold(tx, order, retailer, amount, None).await?;
+    Ok(Reserve::Reserved)
+}
+
+/// Reserves past the limit because a person approved it (`actor`, recorded on the hold).
+/// A blocked account still refuses. Idempotent per order.
+pub async fn reserve_override(
+    tx: &mut Tx,
+    retailer: Uuid,
+    order: Uuid,
+    amount: i64,
+    actor: &str,
+) -> Result<Reserve, LedgerError> {
+    if amount <= 0 {
+        return Err(LedgerError::NonPositive);
+    }
+    if repo::hold(tx, order).await?.is_some() {
+        return Ok(Reserve::AlreadyHeld);
+    }
+    let changed = with_tx!(tx, c => sqlx::query(
+        "UPDATE credit_accounts SET held_paisa = held_paisa + $1, order_count = order_count + 1, \
+         order_value_paisa = order_value_paisa + $1, updated_at_ms = $2 WHERE retailer_id = $3 AND status = 'active'")
+        .bind(amount).bind(now_ms()).bind(retailer)
+        .execute(&mut *c).await?.rows_affected());
+    if changed != 1 {
+        return Err(LedgerError::Blocked);
+    }
+    repo::insert_hold(tx, order, retailer, amount, Some(actor)).await?;
+    Ok(Reserve::Reserved)
+}
+
+/// Releases `order`'s pending hold (rejection, cancellation before delivery). Returns whether
+/// a hold was released; a second call finds none and changes nothing.
+pub async fn void(tx: &mut Tx, order: Uuid) -> Result<bool, LedgerError> {
+    let Some(hold) = repo::hold(tx, order).await? else {
+        return Ok(false);
+    };
+    if hold.status != "pending" {
+        return Ok(false);
+    }
+    repo::set_hold_status(tx, order, "voided", None).await?;
+    move_held(tx, hold.retailer_id, -hold.amount_paisa).await?;
+    Ok(true)
+}
+
+/// The debit written for a delivery.
+#[derive(Clone, Debug)]
+pub struct Posted {
+    /// The ledger entry.
+    pub entry: LedgerRow,
+    /// False when an earlier call already posted it (nothing changed now).
+    pub new: bool,
+}
+
+/// Posts `order`'s hold at delivery: the delivered amount becomes a debit due `terms_days`
+/// after `delivered_at_ms`, and the rest of the hold is released. A credit balance (paid in
+/// advance) settles the debit first. Idempotent: a second call returns the first debit.
+pub async fn post_delivery(
+    tx: &mut Tx,
+    order: Uuid,
+    delivered: i64,
+    delivered_at_ms: i64,
+) -> Result<Posted, LedgerError> {
+    if let Some(entry) = repo::entry_for_order(tx, order, "order_debit").await? {
+        return Ok(Posted { entry, new: false });
+    }
+    let hold = repo::hold(tx, order).await?.ok_or(LedgerError::NoHold)?;
+    if hold.status != "pending" {
+        return Err(LedgerError::HoldState(hold.status));
+    }
+    if delivered <= 0 {
+        return Err(LedgerError::NonPositive);
+    }
+    if delivered > hold.amount_paisa {
+        return Err(LedgerError::TooMuch(format!(
+            "delivered {delivered} paisa is more than the {} paisa reserved",
+            hold.amount_paisa
+        )));
+    }
+    repo::set_hold_status(tx, order, "posted", Some(delivered)).await?;
+    move_held(tx, hold.retailer_id, -hold.amount_paisa).await?;
+    let account = repo::account_for_update(tx, hold.retailer_id).await?;
+    // Money paid in advance settles the new debit first.
+    let settled = account.credit_balance_paisa.min(delivered);
+    let open = delivered - settled;
+    let due = delivered_at_ms + i64::from(account.terms_days) * DAY_MS;
+    let entry = append(
+        tx,
+        &account,
+        Entry {
+            kind: "order_debit",
+            amount: delivered,
+            outstanding_delta: open,
+            credit_delta: -settled,
+            order_id: Some(order),
+            payment_id: None,
+            due_at_ms: Some(due),
+            open_paisa: Some(open),
+            paid_at_ms: (open == 0).then_some(delivered_at_ms),
+            note: None,
+            at_ms: delivered_at_ms,
+        },
+    )
+    .await?;
+    Ok(Posted { entry, new: true })
+}
+
+/// Reverses `amount` of a delivered order (cancelled or returned after delivery): a refund
+/// credit that first clears what is still open of the order's own debit, then becomes credit
+/// balance. Idempotent per order: a second call returns the first reversal.
+pub async fn reverse_after_delivery(
+    tx: &mut Tx,
+    order: Uuid,
+    amount: i64,
+    reason: &str,
+) -> Result<Posted, LedgerError> {
+    if let Some(entry) = repo::entry_for_order(tx, order, "refund_credit").await? {
+        return Ok(Posted { entry, new: false });
+    }
+    if amount <= 0 {
+        return Err(LedgerError::NonPositive);
+    }
+    let debit = repo::entry_for_order(tx, order, "order_debit")
+        .await?
+        .ok_or(LedgerError::NoHold)?;
+    if amount > debit.amount_paisa {
+        return Err(LedgerError::TooMuch(format!(
+            "a reversal of {amount} paisa is more than the {} paisa posted",
+            debit.amount_paisa
+        )));
+    }
+    let account = repo::account_for_update(tx, debit.retailer_id).await?;
+    let applied = debit.open_paisa.unwrap_or(0).min(amount);
+    let now = now_ms();
+    if applied > 0 {
+        repo::pay_down(tx, debit.id, applied, now).await?;
+    }
+    let entry = append(
+        tx,
+        &account,
+        Entry {
+            kind: "refund_credit",
+            amount: -amount,
+            outstanding_delta: -applied,
+            credit_delta: amount - applied,
+            order_id: Some(order),
+            payment_id: None,
+            due_at_ms: None,
+            open_paisa: None,
+            paid_at_ms: None,
+            note: Some(reason),
+            at_ms: now,
+        },
+    )
+    .await?;
+    Ok(Posted { entry, new: true })
+}
+
+/// One ledger entry to append, with its effect on the account's counters.
+pub(super) struct Entry<'a> {
+    pub kind: &'static str,
+    /// Signed: debits positive, credits negative.
+    pub amount: i64,
+    pub outstanding_delta: i64,
+    pub credit_delta: i64,
+    pub order_id: Option<Uuid>,
+    pub payment_id: Option<Uuid>,
+    pub due_at_ms: Option<i64>,
+    pub open_paisa: Option<i64>,
+    pub paid_at_ms: Option<i64>,
+    pub note: Option<&'a str>,
+    pub at_ms: i64,
+}
+
+/// Appends `e` with the next sequence number and running balance, and moves the account's
+/// counters in the same transaction. `account` must have been read `FOR UPDATE`.
+pub(super) async fn append(
+    tx: &mut Tx,
+    account: &AccountRow,
+    e: Entry<'_>,
+) -> Result<LedgerRow, LedgerError> {
+    let seq = account.last_seq + 1;
+    let outstanding = account.outstanding_paisa + e.outstanding_delta;
+    let credit = account.credit_balance_paisa + e.credit_delta;
+    let balance = outstanding - credit;
+    with_tx!(tx, c => sqlx::query(
+        "UPDATE credit_accounts SET outstanding_paisa = $1, credit_balance_paisa = $2, last_seq = $3, updated_at_ms = $4 \
+         WHERE retailer_id = $5")
+        .bind(outstanding).bind(credit).bind(seq).bind(now_ms()).bind(account.retailer_id)
+        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    let row = LedgerRow {
+        id: Uuid::now_v7(),
+        retailer_id: account.retailer_id,
+        seq,
+        kind: e.kind.to_string(),
+        amount_paisa: e.amount,
+        balance_paisa: balance,
+        order_id: e.order_id,
+        payment_id: e.payment_id,
+        due_at_ms: e.due_at_ms,
+        open_paisa: e.open_paisa,
+        paid_at_ms: e.paid_at_ms,
+        note: e.note.map(str::to_string),
+        at_ms: e.at_ms,
+    };
+    repo::insert_entry(tx, &row).await?;
+    Ok(row)
+}
+
+async fn move_held(tx: &mut Tx, retailer: Uuid, delta: i64) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "UPDATE credit_accounts SET held_paisa = held_paisa + $1, updated_at_ms = $2 WHERE retailer_id = $3")
+        .bind(delta).bind(now_ms()).bind(retailer)
+        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// One account whose counters disagree with its holds or ledger.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Drift {
+    /// The retailer.
+    pub retailer_id: Uuid,
+    /// What disagrees, e.g. `held 500 != pending holds 400`.
+    pub problems: Vec<String>,
+}
+
+/// Proves every account against its holds and ledger; returns the ones that drift.
+pub async fn reconcile(db: &crate::base::db::Db) -> Result<Vec<Drift>, sqlx::Error> {
+    let rows = repo::reconciliation(db).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let mut problems = Vec::new();
+            if r.held != r.pending_holds {
+                problems.push(format!(
+                    "held {} != pending holds {}",
+                    r.held, r.pending_holds
+                ));
+            }
+            if r.outstanding != r.open_debits {
+                problems.push(format!(
+                    "outstanding {} != open debits {}",
+                    r.outstanding, r.open_debits
+                ));
+            }
+            if r.outstanding - r.credit_balance != r.entries_sum {
+                problems.push(format!(
+                    "outstanding − credit balance {} != ledger sum {}",
+                    r.outstanding - r.credit_balance,
+                    r.entries_sum
+                ));
+            }
+            if r.entries_sum != r.last_balance {
+                problems.push(format!(
+                    "ledger sum {} != running balance {}",
+                    r.entries_sum, r.last_balance
+                ));
+            }
+            (!problems.is_empty()).then_some(Drift {
+                retailer_id: r.retailer_id,
+                problems,
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,167 @@
+//! The facts order risk is assessed on, read for a batch of retailers with a few grouped
+//! queries (the risk step runs inside the pipeline's batch transaction), and the stored
+//! assessments.
+
+use std::collections::HashMap;
+
+use khaacho_credit::{OrderRiskInputs, RetailerRiskInputs, RiskAssessment, RiskInputs};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::repo::AccountRow;
+use crate::base::db::{Db, Tx};
+use crate::{with_latest, with_tx};
+
+const DAY_MS: i64 = 86_400_000;
+/// History an account needs before its order rate is a baseline for spikes.
+const BASELINE_DAYS: i64 = 28;
+/// How far back payment behaviour counts.
+const HISTORY_DAYS: i64 = 180;
+
+/// One retailer's recent behaviour.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    /// Orders in the last 7 days (this one included).
+    pub orders_7d: u32,
+    /// Days late of debits paid or due in the history window (open and past due: so far).
+    pub days_late: Vec<i64>,
+    /// Days the oldest open debit is past due (0: none).
+    pub oldest_overdue_days: i64,
+}
+
+/// The behaviour of `retailers` as of `now`.
+pub async fn behaviour(
+    tx: &mut Tx,
+    retailers: &[Uuid],
+    now: i64,
+) -> Result<HashMap<Uuid, Behaviour>, sqlx::Error> {
+    let mut out: HashMap<Uuid, Behaviour> = retailers
+        .iter()
+        .map(|r| (*r, Behaviour::default()))
+        .collect();
+    if retailers.is_empty() {
+        return Ok(out);
+    }
+    let counts: Vec<(Uuid, i64)> = with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("SELECT retailer_id, COUNT(*) FROM orders WHERE created_at_ms >= ");
+        qb.push_bind(now - 7 * DAY_MS).push(" AND retailer_id IN (");
+        let mut list = qb.separated(", ");
+        for r in retailers {
+            list.push_bind(*r);
+        }
+        qb.push(") GROUP BY retailer_id");
+        qb.build_query_as().fetch_all(c).await
+    })?;
+    for (r, n) in counts {
+        if let Some(b) = out.get_mut(&r) {
+            b.orders_7d = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+    }
+    let debits: Vec<(Uuid, i64, Option<i64>, i64)> = with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT retailer_id, due_at_ms, paid_at_ms, open_paisa FROM ledger_entries WHERE kind = 'order_debit' AND due_at_ms >= ");
+        qb.push_bind(now - HISTORY_DAYS * DAY_MS).push(" AND retailer_id IN (");
+        let mut list = qb.separated(", ");
+        for r in retailers {
+            list.push_bind(*r);
+        }
+        qb.push(")");
+        qb.build_query_as().fetch_all(c).await
+    })?;
+    for (r, due, paid, open) in debits {
+        let Some(b) = out.get_mut(&r) else { continue };
+        match paid {
+            Some(at) => b.days_late.push(((at - due) / DAY_MS).max(0)),
+            None if open > 0 && now > due => {
+                let late = (now - due) / DAY_MS;
+                b.days_late.push(late);
+                b.oldest_overdue_days = b.oldest_overdue_days.max(late);
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The risk inputs of one order of `value` for `account` (read before its hold was placed).
+pub fn inputs(
+    account: &AccountRow,
+    behaviour: &Behaviour,
+    value: i64,
+    band_cap: Option<i64>,
+    now: i64,
+) -> RiskInputs {
+    let committed = account.held_paisa + account.outstanding_paisa + value;
+    let age_ms = now - account.created_at_ms;
+    let weeks = (age_ms as f64 / (7 * DAY_MS) as f64).max(1.0);
+    // Without a few weeks of history there is no usual rate to spike above: a new
+    // retailer's first busy week is its baseline, not an anomaly.
+    let usual = if age_ms < BASELINE_DAYS * DAY_MS {
+        f64::from(behaviour.orders_7d)
+    } else {
+        account.order_count as f64 / weeks
+    };
+    RiskInputs {
+        retailer: RetailerRiskInputs {
+            recent_days_late: behaviour.days_late.clone(),
+            utilisation_pct: khaacho_credit::utilisation_pct(committed, account.limit_paisa),
+            orders_last_7d: behaviour.orders_7d,
+            usual_7d_rate: usual,
+            oldest_overdue_days: behaviour.oldest_overdue_days,
+        },
+        order: OrderRiskInputs {
+            value_paisa: value,
+            is_first_order: account.order_count == 0,
+            average_order_value_paisa: (account.order_count > 0)
+                .then(|| account.order_value_paisa / account.order_count),
+            band_order_cap_paisa: band_cap,
+        },
+    }
+}
+
+/// Stores the assessment of `order` (a retried step replaces its own earlier one).
+pub async fn save(
+    tx: &mut Tx,
+    order: Uuid,
+    retailer: Uuid,
+    a: &RiskAssessment,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "INSERT INTO risk_assessments (order_id, retailer_id, score, decision, components, reasons, at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO UPDATE SET score = excluded.score, \
+         decision = excluded.decision, components = excluded.components, reasons = excluded.reasons, at_ms = excluded.at_ms")
+        .bind(order).bind(retailer).bind(i32::from(a.score)).bind(decision_name(a.decision))
+        .bind(Json(&a.components)).bind(Json(&a.reasons)).bind(at_ms)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Stable name of a decision.
+pub fn decision_name(d: khaacho_credit::Decision) -> &'static str {
+    match d {
+        khaacho_credit::Decision::Pass => "pass",
+        khaacho_credit::Decision::Review => "review",
+        khaacho_credit::Decision::Reject => "reject",
+    }
+}
+
+/// A stored assessment.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AssessmentRow {
+    /// 0..100.
+    pub score: i32,
+    /// `pass`, `review`, `reject`.
+    pub decision: String,
+    /// `[{name, weight, points}]`.
+    pub components: Json<serde_json::Value>,
+    /// `[{code, text}]`.
+    pub reasons: Json<serde_json::Value>,
+}
+
+/// The assessment of `order`, if any.
+pub async fn assessment(db: &Db, order: Uuid) -> Result<Option<AssessmentRow>, sqlx::Error> {
+    with_latest!(db, c => sqlx::query_as::<_, AssessmentRow>(
+        "SELECT score, decision, components, reasons FROM risk_assessments WHERE order_id = $1")
+        .bind(order).fetch_optional(c).await)
+}
