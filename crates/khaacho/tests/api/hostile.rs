@@ -546,3 +546,46 @@ async fn every_413_is_problem_json() {
         .unwrap();
     assert_problem(r, 413).await;
 }
+
+#[tokio::test]
+async fn the_document_lists_the_common_problems_by_what_each_operation_has() {
+    let t = TestApp::spawn().await;
+    let doc = t.get_json("/api/v1/openapi.json").await;
+    let statuses = |method: &str, path: &str| -> Vec<String> {
+        doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    // Protected, with a path id: credentials, parameters, not found.
+    assert_eq!(
+        statuses("get", "/api/v1/orders/{id}"),
+        ["200", "400", "401", "403", "404", "429", "503"]
+    );
+    // Protected, with a JSON body and a path id; its own 409 kept.
+    assert_eq!(
+        statuses("post", "/api/v1/orders/{id}/approve"),
+        [
+            "200", "400", "401", "403", "404", "408", "409", "413", "415", "422", "429", "503"
+        ]
+    );
+    // Public with a body: no 401/403 added.
+    assert_eq!(
+        statuses("post", "/api/v1/auth/logout"),
+        ["204", "400", "408", "413", "415", "422", "429", "503"]
+    );
+    // Declared answers are not replaced: login's own 401 and 429 descriptions stay.
+    assert!(
+        doc["paths"]["/api/v1/auth/login"]["post"]["responses"]["401"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("locked")
+    );
+    // Operations outside the API are not rate-limited and need no credentials.
+    assert_eq!(statuses("get", "/health"), ["200", "503"]);
+    let problem = &doc["paths"]["/api/v1/orders/{id}"]["get"]["responses"]["401"]["content"]["application/problem+json"]
+        ["schema"]["$ref"];
+    assert_eq!(problem, "#/components/schemas/Problem");
+}
