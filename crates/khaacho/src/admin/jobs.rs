@@ -40,7 +40,7 @@ pub struct JobParams {
 
 /// Jobs, newest first.
 #[utoipa::path(get, path = "/admin/jobs", tag = "admin", params(JobParams),
-    responses((status = 200, body = Page<JobView>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<JobView>), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn list_jobs(
     State(app): State<App>,
     principal: Principal,
@@ -50,7 +50,7 @@ async fn list_jobs(
     if let Some(s) = p.status.as_deref()
         && !matches!(s, "queued" | "running" | "dead")
     {
-        return Err(ApiError::field(
+        return Err(ApiError::param(
             "status",
             "status must be queued, running or dead",
         ));

@@ -6,6 +6,7 @@ use super::repo::{ProductInput, ProductRow};
 use crate::base::domain::{
     Unit, UnitRules, canonical_unit, milli_to_qty, npr_to_paisa, paisa_to_npr, qty_to_milli,
 };
+use crate::base::wire::controls;
 use crate::base::wire::error::FieldError;
 
 /// The header every catalogue CSV carries.
@@ -94,6 +95,19 @@ pub fn read_catalog(input: impl Read) -> Result<Vec<ProductInput>, Vec<FieldErro
 
 fn parse_row(rec: &csv::StringRecord, row: usize) -> Result<ProductInput, Vec<FieldError>> {
     let field = |name: &str| format!("row {row}.{name}");
+    // No catalogue column is free text, so no control character belongs in any cell (the
+    // rule is in `base::wire::controls`); such a row is refused before its cells are read.
+    let controls: Vec<FieldError> = HEADER
+        .iter()
+        .zip(rec.iter())
+        .filter_map(|(name, cell)| {
+            let c = controls::forbidden_in_value(cell)?;
+            Some(FieldError::new(field(name), controls::value_message(c)))
+        })
+        .collect();
+    if !controls.is_empty() {
+        return Err(controls);
+    }
     let mut errors = Vec::new();
     let sku = rec[0].to_string();
     if let Err(msg) = validate_sku(&sku) {
@@ -241,5 +255,16 @@ mod tests {
             ]
         );
         assert!(read_catalog("a,b\n".as_bytes()).is_err());
+    }
+
+    #[test]
+    fn control_characters_in_cells_are_named() {
+        let csv = "sku,name,aliases,unit,pack_size,price_npr,category\n\
+                   WAI-75,Wai\u{0}Wai,wai|x\u{1b},packet,30,20,noodles\n\
+                   OK-1,Fine,,kg,,,grain\n";
+        let errs = read_catalog(csv.as_bytes()).unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["row 2.name", "row 2.aliases"]);
+        assert!(errs[0].message.contains("U+0000"));
     }
 }

@@ -18,7 +18,7 @@ use crate::base::principal::{ALL_ROLES, Principal, Role, STAFF};
 use crate::base::time::fmt_time;
 use crate::base::wire::error::{ApiError, Problem};
 use crate::base::wire::extract::{Json, Path, Query};
-use crate::base::wire::{Page, page_limit};
+use crate::base::wire::{Page, invalid_cursor, page_limit};
 
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
@@ -133,7 +133,7 @@ pub struct ProductParams {
 
 /// Products ordered by SKU.
 #[utoipa::path(get, path = "/products", tag = "catalog", params(ProductParams),
-    responses((status = 200, body = Page<ProductView>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<ProductView>), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn list_products(
     State(app): State<App>,
     principal: Principal,
@@ -141,6 +141,14 @@ async fn list_products(
 ) -> Result<axum::Json<Page<ProductView>>, ApiError> {
     principal.require(ALL_ROLES)?;
     let limit = page_limit(p.limit)?;
+    // The cursor is the last SKU of the previous page; anything that is no SKU was not
+    // handed out by this list.
+    if p.cursor
+        .as_deref()
+        .is_some_and(|c| super::csv_io::validate_sku(c).is_err())
+    {
+        return Err(invalid_cursor());
+    }
     let rows = repo::list_products(app.db(), p.cursor.as_deref(), limit + 1).await?;
     let (rows, next) = crate::base::wire::split_page(rows, limit, |r| r.sku.clone());
     Ok(axum::Json(Page {

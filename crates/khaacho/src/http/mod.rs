@@ -1,15 +1,21 @@
 //! The HTTP API: one router merged from the features, and the middleware stack. The wire
 //! helpers the features build their handlers from live in the floor (`crate::base::wire`).
 
+pub mod openapi;
 pub mod ops;
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Version, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -68,10 +74,13 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::parties::routes::router())
         .merge(crate::admin::jobs::router())
         .merge(crate::auth::routes::router());
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(ops::router())
-        .split_for_parts()
+        .split_for_parts();
+    // After the merge: a modifier on `ApiDoc` itself would run before any route exists.
+    utoipa::Modify::modify(&openapi::CommonResponses, &mut doc);
+    (routes, doc)
 }
 
 /// The complete HTTP application with its middleware.
@@ -164,9 +173,40 @@ async fn method_not_allowed() -> Response {
     )
 }
 
+/// Answers a request that takes longer than `limit`. Whose fault it is decides the answer:
+/// if the handler was waiting for more of the request body when time ran out, the client
+/// did not send it in time (408, and the connection is closed); otherwise the server was
+/// too slow (503).
 async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let waiting = Arc::new(AtomicBool::new(false));
+    let http1 = req.version() <= Version::HTTP_11;
+    let req = req.map(|body| {
+        Body::new(WatchedBody {
+            inner: body,
+            waiting: waiting.clone(),
+        })
+    });
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
+        Err(_) if waiting.load(Ordering::Acquire) => {
+            let mut resp = problem_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+                format!(
+                    "the request body did not arrive within {} ms",
+                    limit.as_millis()
+                ),
+                vec![],
+            );
+            // The unread rest of the body makes the connection unusable (RFC 9110 §15.5.9);
+            // HTTP/2 has no such header and resets the stream instead.
+            if http1 {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
+        }
         Err(_) => problem_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
@@ -174,6 +214,34 @@ async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> 
             format!("the request took longer than {} ms", limit.as_millis()),
             vec![],
         ),
+    }
+}
+
+/// A request body that records whether its reader is waiting for the client right now.
+struct WatchedBody {
+    inner: Body,
+    waiting: Arc<AtomicBool>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        self.waiting.store(poll.is_pending(), Ordering::Release);
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -206,21 +274,35 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Turns an error response without a body type (raised by a layer outside the handlers)
-/// into a problem response.
+/// Turns an error response raised outside the handlers (a layer, or an axum extractor
+/// such as the CSV import's body reader) into a problem response: one without a body type,
+/// or with a plain-text one, whose text (axum's, never user data) becomes the detail.
 async fn ensure_problem(resp: Response) -> Response {
-    if resp.status().is_client_error() || resp.status().is_server_error() {
-        let has_type = resp.headers().contains_key(header::CONTENT_TYPE);
-        if !has_type {
-            let status = resp.status();
-            return problem_response(
-                status,
-                "http",
-                status.canonical_reason().unwrap_or("Error"),
-                status.canonical_reason().unwrap_or("error").to_lowercase(),
-                vec![],
-            );
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let plain = match resp.headers().get(header::CONTENT_TYPE) {
+        None => true,
+        Some(ct) => ct.as_bytes().starts_with(b"text/plain"),
+    };
+    if !plain {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|t| !t.is_empty());
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = text.unwrap_or_else(|| title.to_lowercase());
+    let mut problem = problem_response(status, "http", title, detail, vec![]);
+    // Keep what the layer said besides the body (`Allow`, `Retry-After`, rate-limit headers).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().append(name.clone(), value.clone());
         }
     }
-    resp.into_response()
+    problem
 }

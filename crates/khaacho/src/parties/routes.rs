@@ -34,7 +34,7 @@ fn paginate<T>(rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
 
 /// Retailers in creation order.
 #[utoipa::path(get, path = "/retailers", tag = "parties", params(IdPage),
-    responses((status = 200, body = Page<Retailer>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<Retailer>), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn list_retailers(
     State(app): State<App>,
     principal: Principal,
@@ -167,7 +167,7 @@ async fn create_retailer(
 
 /// Vendors in creation order.
 #[utoipa::path(get, path = "/vendors", tag = "parties", params(IdPage),
-    responses((status = 200, body = Page<Vendor>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<Vendor>), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn list_vendors(
     State(app): State<App>,
     principal: Principal,

@@ -4,6 +4,7 @@
 mod bad_input;
 mod catalog;
 mod helpers;
+mod hostile;
 mod ops;
 mod orders;
 mod process;

@@ -145,7 +145,7 @@ async fn failing_job_goes_dead_with_every_error_and_can_be_retried_or_discarded(
         .await
         .unwrap();
     assert_problem(r, 404).await;
-    assert_problem(t.get("/api/v1/admin/jobs?status=bogus").await, 422).await;
+    assert_problem(t.get("/api/v1/admin/jobs?status=bogus").await, 400).await;
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! One error type for the HTTP layer, rendered as RFC 9457 problem details. Server errors
 //! are opaque to the client and logged with the request id.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -46,10 +46,14 @@ pub struct Problem {
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Input failed validation; every problem is listed.
+    /// A request body that is well-formed but invalid (422); every problem is listed.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
-    /// The body could not be read as the expected JSON.
+    /// A malformed query or path parameter (400); every problem is listed.
+    #[error("invalid parameter")]
+    InvalidParams(Vec<FieldError>),
+    /// The request could not be read as such (malformed JSON, wrong content type, body too
+    /// large, body too slow); the status says which.
     #[error("{1}")]
     BadRequest(StatusCode, String),
     /// Missing, malformed, expired or unknown credentials (401 with `WWW-Authenticate`).
@@ -86,44 +90,22 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let detail = match &r {
-            JsonRejection::MissingJsonContentType(_) => {
-                "expected `Content-Type: application/json`".to_string()
-            }
-            JsonRejection::JsonSyntaxError(_) => format!("malformed JSON: {}", r.body_text()),
-            JsonRejection::JsonDataError(_) => {
-                format!("JSON does not match the expected shape: {}", r.body_text())
-            }
-            _ => r.body_text(),
-        };
-        ApiError::BadRequest(r.status(), detail)
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        ApiError::BadRequest(
-            StatusCode::BAD_REQUEST,
-            format!("invalid query string: {}", r.body_text()),
-        )
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(r: PathRejection) -> Self {
-        ApiError::BadRequest(
-            StatusCode::BAD_REQUEST,
-            format!("invalid path parameter: {}", r.body_text()),
-        )
+impl From<BytesRejection> for ApiError {
+    /// A body that could not be read: too large (413) or broken off by the client (400).
+    fn from(r: BytesRejection) -> Self {
+        ApiError::BadRequest(r.status(), r.body_text())
     }
 }
 
 impl ApiError {
-    /// One validation error.
+    /// One validation error of a request body (422).
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// One malformed query or path parameter (400).
+    pub fn param(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidParams(vec![FieldError::new(field, message)])
     }
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
@@ -132,6 +114,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation",
                 "Invalid request",
+            ),
+            ApiError::InvalidParams(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-parameter",
+                "Invalid parameter",
             ),
             ApiError::BadRequest(s, _) => (*s, "bad-request", status_title(*s)),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
@@ -182,7 +169,7 @@ impl IntoResponse for ApiError {
         };
         let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let errors = match self {
-            ApiError::Validation(errors) => errors,
+            ApiError::Validation(errors) | ApiError::InvalidParams(errors) => errors,
             _ => Vec::new(),
         };
         let mut resp = problem_response(status, kind, title, detail, errors);

@@ -2,9 +2,12 @@
 //! query-parameter readers. Features build their HTTP handlers from these; the router and
 //! middleware that assemble them live at the top (`crate::http`).
 //!
-//! One rule for bad input: a malformed query or path parameter answers 400, a request body
-//! that is well-formed but invalid answers 422; both name the offending field in `errors[]`.
+//! One rule for bad input: a malformed query or path parameter answers 400
+//! ([`ApiError::param`]), a request body that is well-formed but invalid answers 422
+//! ([`ApiError::field`]); both name the offending field in `errors[]`. Control characters
+//! are refused at the edge by one rule too ([`controls`]).
 
+pub mod controls;
 pub mod error;
 pub mod extract;
 
@@ -62,12 +65,12 @@ pub struct IdPage {
     pub cursor: Option<Uuid>,
 }
 
-/// Validates a requested page size (default 50, 1–200).
+/// Validates a requested page size (default 50, 1–200); out of range is a bad parameter.
 pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(50),
         Some(l) if (1..=200).contains(&l) => Ok(l),
-        Some(_) => Err(ApiError::field("limit", "limit must be between 1 and 200")),
+        Some(_) => Err(ApiError::param("limit", "limit must be between 1 and 200")),
     }
 }
 
@@ -76,26 +79,30 @@ pub fn encode_cursor(ms: i64, id: Uuid) -> String {
     format!("{ms}.{}", id.simple())
 }
 
-/// Decodes [`encode_cursor`]'s output.
+/// Decodes [`encode_cursor`]'s output; anything else is a bad `cursor` parameter.
 pub fn decode_cursor(s: &str) -> Result<(i64, Uuid), ApiError> {
     s.split_once('.')
         .and_then(|(ms, id)| Some((ms.parse().ok()?, Uuid::parse_str(id).ok()?)))
-        .ok_or_else(|| {
-            ApiError::field(
-                "cursor",
-                "invalid cursor; pass next_cursor from the previous page",
-            )
-        })
+        .ok_or_else(invalid_cursor)
 }
 
-/// Reads an optional RFC 3339 time query parameter as epoch milliseconds.
+/// The answer to a cursor that no page of this list could have handed out (400).
+pub fn invalid_cursor() -> ApiError {
+    ApiError::param(
+        "cursor",
+        "invalid cursor; pass next_cursor from the previous page",
+    )
+}
+
+/// Reads an optional RFC 3339 time query parameter as epoch milliseconds; anything else is
+/// a bad parameter named `field`.
 pub fn parse_time_param(field: &'static str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|s| {
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|t| t.timestamp_millis())
                 .map_err(|_| {
-                    ApiError::field(
+                    ApiError::param(
                         field,
                         "must be an RFC 3339 time, e.g. 2026-11-23T10:00:00+05:45",
                     )
