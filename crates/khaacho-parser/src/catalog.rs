@@ -22,6 +22,10 @@ const MAX_POSTING_LEN: usize = 2_000;
 /// How many of the best trigram candidates get a full edit-distance comparison.
 const MAX_FUZZY_CANDIDATES: usize = 32;
 
+/// Prefix of the key of a digit-only name written with a dash ("50-50"): such a name matches
+/// only "50-50" in the text, never a bare "5050".
+pub(crate) const DIGIT_KEY: &str = "#";
+
 /// One product row of the catalogue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogProduct {
@@ -266,7 +270,14 @@ impl Catalog {
                 break;
             }
         }
-        let full = compact_key(&toks, |_| true);
+        let mut full = compact_key(&toks, |_| true);
+        let nums = toks
+            .iter()
+            .filter(|t| matches!(t.kind, TokKind::Num(_)))
+            .count();
+        if nums >= 2 && full.chars().all(|c| c.is_ascii_digit()) {
+            full.insert_str(0, DIGIT_KEY);
+        }
         let mut skip_next = false;
         let base = compact_key(&toks, |t| {
             if t.start == size_at {
@@ -338,6 +349,9 @@ impl Catalog {
             let klen = key.chars().count();
             let dist = strsim::damerau_levenshtein(query, key);
             let allowed = match qlen.max(klen) {
+                // "coki" is "coke", but "tira" is not "jira": in four letters the first one
+                // must be right.
+                0..=4 if query.chars().next() != key.chars().next() => 0,
                 0..=5 => 1,
                 6..=9 => 2,
                 _ => 3,

@@ -1,7 +1,8 @@
 //! Turns the tokens of one line into parser elements: product mentions (exact, folded or fuzzy
 //! catalogue matches, with size variants resolved), quantities, prices and steering words.
 
-use crate::catalog::{Catalog, KeyEntry, Size, key_part};
+use crate::catalog::{Catalog, KeyEntry, key_part};
+use crate::context::{self, size_at};
 use crate::lexicon::{Lex, lex};
 use crate::tokenize::{TokKind, Token};
 use crate::unit::{Unit, unit_from_folded};
@@ -42,6 +43,9 @@ pub(crate) enum Kind {
         unit: Option<Unit>,
         negative: bool,
         conf: f32,
+        /// The unit was written as a container word ("jar", "bag", "bottle"), see
+        /// [`crate::unit::is_container`].
+        container: bool,
     },
     /// "2-3 kg", "2 or 3".
     Range(Option<Unit>),
@@ -62,13 +66,25 @@ pub(crate) enum Kind {
     Payment,
 }
 
-struct Line<'a> {
-    toks: &'a [Token],
-    lexes: Vec<Option<Lex>>,
-    units: Vec<Option<Unit>>,
-    used: Vec<bool>,
+/// One line being analysed: tokens with their vocabulary and unit readings, which tokens a
+/// mention or size already took, and the mentions found.
+pub(crate) struct Line<'a> {
+    pub toks: &'a [Token],
+    pub lexes: Vec<Option<Lex>>,
+    pub units: Vec<Option<Unit>>,
+    pub used: Vec<bool>,
     /// Product hit starting at a token index, with the index of its last token.
-    hits: Vec<Option<(usize, ProductHit)>>,
+    pub hits: Vec<Option<(usize, ProductHit)>>,
+}
+
+impl Line<'_> {
+    /// A free word that is neither vocabulary, unit nor part of a mention.
+    pub(crate) fn is_content(&self, i: usize) -> bool {
+        !self.used[i]
+            && self.toks[i].kind == TokKind::Word
+            && self.lexes[i].is_none()
+            && self.units[i].is_none()
+    }
 }
 
 /// Builds the elements of one tokenized line.
@@ -92,11 +108,16 @@ pub(crate) fn elements(cat: &Catalog, toks: &[Token]) -> Vec<Elem> {
         hits: vec![None; n],
     };
     exact_matches(cat, &mut line);
+    context::release_everyday(&mut line);
+    context::complete_variants(cat, &mut line);
     fuzzy_matches(cat, &mut line);
     merge_generic(&mut line);
+    context::bare_sizes(cat, &mut line);
     select_sizes(cat, &mut line);
+    context::continue_sizes(cat, &mut line);
     let mut out = build(&mut line);
     drop_asides(toks, &mut out);
+    context::unit_before_number(&mut out);
     out
 }
 
@@ -104,14 +125,25 @@ pub(crate) fn elements(cat: &Catalog, toks: &[Token]) -> Vec<Elem> {
 /// outside them.
 fn drop_asides(toks: &[Token], elems: &mut Vec<Elem>) {
     let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut substitutes: Vec<(usize, usize)> = Vec::new();
     let mut open: Option<usize> = None;
+    let mut substitute = false;
     for t in toks {
         match t.kind {
-            TokKind::Punct('(') => open = Some(t.start),
+            TokKind::Punct('(') => {
+                open = Some(t.start);
+                substitute = false;
+            }
             TokKind::Punct(')') => {
                 if let Some(o) = open.take() {
                     ranges.push((o, t.end));
+                    if substitute {
+                        substitutes.push((o, t.end));
+                    }
                 }
+            }
+            TokKind::Word | TokKind::Sep if open.is_some() => {
+                substitute |= context::is_substitute_word(&t.norm);
             }
             _ => {}
         }
@@ -119,6 +151,8 @@ fn drop_asides(toks: &[Token], elems: &mut Vec<Elem>) {
     if ranges.is_empty() {
         return;
     }
+    // "(nabhaye Red Label 250g)", "(if none, Tokla instead)": a substitute adds no line.
+    elems.retain(|e| !substitutes.iter().any(|&(a, b)| e.start >= a && e.end <= b));
     let inside = |e: &Elem| ranges.iter().any(|&(a, b)| e.start >= a && e.end <= b);
     let quantifier = |e: &Elem| {
         matches!(
@@ -134,8 +168,8 @@ fn drop_asides(toks: &[Token], elems: &mut Vec<Elem>) {
 fn starts_product(t: &Token, next: Option<&Token>) -> bool {
     match t.kind {
         TokKind::Word => true,
-        // "2pm", "7up": a number only starts a name when a word is glued to it.
-        TokKind::Num(_) => next.is_some_and(|n| n.kind == TokKind::Word && n.glued),
+        // "2pm", "7up", "5 Star": a number starts a name only together with a word.
+        TokKind::Num(_) => next.is_some_and(|n| n.kind == TokKind::Word),
         _ => false,
     }
 }
@@ -146,7 +180,12 @@ fn exact_matches(cat: &Catalog, line: &mut Line<'_>) {
     let mut bounds: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < toks.len() {
-        if line.used[i] || !starts_product(&toks[i], toks.get(i + 1)) {
+        let digits = if line.used[i] {
+            None
+        } else {
+            digit_name(cat, toks, i)
+        };
+        if digits.is_none() && (line.used[i] || !starts_product(&toks[i], toks.get(i + 1))) {
             i += 1;
             continue;
         }
@@ -163,9 +202,14 @@ fn exact_matches(cat: &Catalog, line: &mut Line<'_>) {
             }
             j += 1;
         }
-        let mut matched = None;
+        let mut matched = digits;
         for &(len, last) in bounds.iter().rev() {
-            if toks[last].kind == TokKind::Sep {
+            if matched.is_some() {
+                break;
+            }
+            if toks[last].kind == TokKind::Sep
+                || !toks[i..=last].iter().any(|t| t.kind == TokKind::Word)
+            {
                 continue;
             }
             if let Some(e) = cat.lookup(&key[..len]) {
@@ -184,7 +228,21 @@ fn exact_matches(cat: &Catalog, line: &mut Line<'_>) {
     }
 }
 
-fn hit_from_entry(e: &KeyEntry) -> ProductHit {
+/// "50-50": numbers joined by a dash that spell a digit-only catalogue name.
+fn digit_name(cat: &Catalog, toks: &[Token], i: usize) -> Option<(usize, ProductHit)> {
+    let [a, dash, b] = toks.get(i..i + 3)? else {
+        return None;
+    };
+    let glued = dash.kind == TokKind::Punct('-') && dash.glued && b.glued;
+    if !(glued && matches!(a.kind, TokKind::Num(_)) && matches!(b.kind, TokKind::Num(_))) {
+        return None;
+    }
+    let key = format!("{}{}{}", crate::catalog::DIGIT_KEY, a.norm, b.norm);
+    cat.lookup(&key).map(|e| (i + 2, hit_from_entry(e)))
+}
+
+/// The mention a catalogue key stands for.
+pub(crate) fn hit_from_entry(e: &KeyEntry) -> ProductHit {
     if e.strong.is_empty() {
         ProductHit {
             cands: e.weak.clone(),
@@ -201,24 +259,17 @@ fn hit_from_entry(e: &KeyEntry) -> ProductHit {
     }
 }
 
-fn is_content(line: &Line<'_>, i: usize) -> bool {
-    !line.used[i]
-        && line.toks[i].kind == TokKind::Word
-        && line.lexes[i].is_none()
-        && line.units[i].is_none()
-}
-
 fn fuzzy_matches(cat: &Catalog, line: &mut Line<'_>) {
     let n = line.toks.len();
     let mut i = 0;
     let mut query = String::new();
     while i < n {
-        if !is_content(line, i) {
+        if !line.is_content(i) {
             i += 1;
             continue;
         }
         let mut found = None;
-        let max_len = (i..n).take_while(|&k| is_content(line, k)).count();
+        let max_len = (i..n).take_while(|&k| line.is_content(k)).count();
         for len in (1..=max_len.min(FUZZY_MAX_WORDS)).rev() {
             query.clear();
             for t in &line.toks[i..i + len] {
@@ -280,7 +331,7 @@ fn merge_generic(line: &mut Line<'_>) {
             matches!(
                 t.kind,
                 TokKind::Punct('(') | TokKind::Punct(')') | TokKind::Punct('-')
-            )
+            ) || (t.kind == TokKind::Word && matches!(t.norm.as_str(), "ko" | "को"))
         }) {
             nb += 1;
         }
@@ -303,18 +354,6 @@ fn merge_generic(line: &mut Line<'_>) {
             None => i = last + 1,
         }
     }
-}
-
-/// A free "number measure-unit" pair at `a`, e.g. "500 ml".
-fn size_at(line: &Line<'_>, a: usize) -> Option<Size> {
-    let (TokKind::Num(v), false) = (line.toks.get(a)?.kind, line.used[a]) else {
-        return None;
-    };
-    let u = (*line.units.get(a + 1)?)?;
-    if line.used[a + 1] {
-        return None;
-    }
-    Size::from_qty(v, u)
 }
 
 fn select_sizes(cat: &Catalog, line: &mut Line<'_>) {
@@ -575,10 +614,11 @@ fn quantity(line: &Line<'_>, i: usize, out: &mut Vec<Elem>) -> usize {
         j += 1;
     }
     let mut k = skip_multiplier(line, j + 1, &mut value);
-    let negative = i >= 1
+    // "-5" is negative; "SUGAR-10KG" (dash glued to a word) and "1.5 - 2" are not.
+    let negative = i >= 2
         && toks[i].glued
         && toks[i - 1].kind == TokKind::Punct('-')
-        && i - 1 > 0
+        && !toks[i - 1].glued
         && !matches!(toks[i - 2].kind, TokKind::Num(_));
     let start = if negative {
         toks[i - 1].start
@@ -613,7 +653,14 @@ fn quantity(line: &Line<'_>, i: usize, out: &mut Vec<Elem>) -> usize {
         .copied()
         .flatten()
         .or_else(|| misspelt_unit(line, k))
+        .or_else(|| {
+            let t = toks.get(k)?;
+            (t.kind == TokKind::Word)
+                .then(|| crate::unit::count_container(&t.norm))
+                .flatten()
+        })
         .filter(|_| !line.used[k]);
+    let container = unit.is_some() && crate::unit::is_container(&toks[k].norm);
     if unit.is_some() {
         k += 1;
         // "25kg x 2": two of them.
@@ -674,6 +721,7 @@ fn quantity(line: &Line<'_>, i: usize, out: &mut Vec<Elem>) -> usize {
             unit,
             negative,
             conf: if words { 0.9 } else { 1.0 },
+            container,
         }));
     }
     k

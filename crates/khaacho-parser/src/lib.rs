@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod catalog;
+mod context;
 mod elems;
 mod jsonl;
 mod lexicon;

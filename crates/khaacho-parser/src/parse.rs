@@ -233,6 +233,7 @@ fn assign<'a>(seg: &'a [Elem], slot_pos: &[usize], slots: &mut [Slot<'a>]) {
 struct Q {
     value: f64,
     unit: Option<Unit>,
+    container: bool,
     negative: bool,
     conf: f32,
     end: usize,
@@ -249,10 +250,12 @@ fn final_quantities(assigned: &[&Elem]) -> Vec<Q> {
                 unit,
                 negative,
                 conf,
+                container,
             } => {
                 let q = Q {
                     value,
                     unit,
+                    container,
                     negative,
                     conf,
                     end: e.end,
@@ -296,7 +299,11 @@ fn emit_product(
         .fold(slot.start, usize::min);
     let phrase = &text[start..end];
     let [idx] = hit.cands[..] else {
-        b.flag(FlagKind::AmbiguousItem, &text[slot.start..slot.end]);
+        // "Good day dai", "chiya khana aaunus": a word several products share is an order
+        // item only with a quantity.
+        if slot.assigned.iter().any(|e| is_quantifier(&e.kind)) {
+            b.flag(FlagKind::AmbiguousItem, &text[slot.start..slot.end]);
+        }
         return;
     };
     let product = cat.product(idx);
@@ -305,10 +312,7 @@ fn emit_product(
     let item = |qty: Option<f64>, unit: Option<Unit>, conf: f32| ParsedItem {
         sku: sku.clone(),
         qty,
-        unit: Some(match unit {
-            None | Some(Unit::Piece) => base,
-            Some(u) => u,
-        }),
+        unit: Some(unit.unwrap_or(base)),
         amount_npr: None,
         confidence: hit.conf * conf,
         span: (start, end),
@@ -341,11 +345,14 @@ fn emit_product(
             return;
         }
         b.flag(FlagKind::AmbiguousQuantity, phrase);
-        b.push(item(None, unit, 0.5), false);
+        b.push(
+            item(None, unit.map(|u| written_unit(u, false, base)), 0.5),
+            false,
+        );
         return;
     }
     for q in qtys {
-        let unit = q.unit;
+        let unit = q.unit.map(|u| written_unit(u, q.container, base));
         let flag = if q.negative || q.value <= 0.0 {
             Some(FlagKind::InvalidQuantity)
         } else if is_absurd(q.value, unit.unwrap_or(base)) {
@@ -360,6 +367,17 @@ fn emit_product(
             }
             None => b.push(item(Some(q.value), unit, q.conf), replace),
         }
+    }
+}
+
+/// The unit of a line: count words mean the product's base unit, and so do container words
+/// ("jar", "bag", "bottle") on a product counted in packets, pieces or bottles.
+fn written_unit(u: Unit, container: bool, base: Unit) -> Unit {
+    let counted = matches!(base, Unit::Packet | Unit::Piece | Unit::Bottle);
+    if u == Unit::Piece || (container && counted) {
+        base
+    } else {
+        u
     }
 }
 
@@ -434,10 +452,8 @@ impl Builder {
         if q.negative || q.value <= 0.0 || q.unit.is_none() {
             return;
         }
-        let unit = match q.unit {
-            Some(Unit::Piece) | None => cat.by_sku(&last.sku).map(|p| p.unit),
-            u => u,
-        };
+        let base = cat.by_sku(&last.sku).map_or(Unit::Piece, |p| p.unit);
+        let unit = q.unit.map(|u| written_unit(u, q.container, base));
         if is_absurd(q.value, unit.unwrap_or(Unit::Piece)) {
             return;
         }
