@@ -46,9 +46,9 @@ pub(crate) fn release_everyday(line: &mut Line<'_>) {
         let Some((last, _)) = line.hits[first].as_ref().map(|(l, h)| (*l, h.conf)) else {
             continue;
         };
+        // Names with digits ("3 in 1", "7 up") are names, not everyday words.
         let everyday = (first..=last).all(|k| {
-            line.toks[k].kind != TokKind::Word
-                || (line.lexes[k].is_some() && line.units[k].is_none())
+            line.toks[k].kind == TokKind::Word && line.lexes[k].is_some() && line.units[k].is_none()
         });
         if !everyday {
             continue;

@@ -343,6 +343,13 @@ fn merge_generic(line: &mut Line<'_>) {
             ([x], [y]) if x == y => Some(a.clone()),
             ([x], many) if many.len() > 1 && many.contains(x) => Some(a.clone()),
             (many, [y]) if many.len() > 1 && many.contains(y) => Some(b.clone()),
+            // "धारा तेल", "Tokla chiya": a brand of several sizes next to its category word.
+            (xs, ys) if xs.len() > 1 && ys.len() > 1 && xs.iter().all(|x| ys.contains(x)) => {
+                Some(a.clone())
+            }
+            (xs, ys) if xs.len() > 1 && ys.len() > 1 && ys.iter().all(|y| xs.contains(y)) => {
+                Some(b.clone())
+            }
             _ => None,
         };
         match merged {
@@ -483,7 +490,7 @@ fn build(line: &mut Line<'_>) -> Vec<Elem> {
                 out.push(simple(Kind::Correction));
                 i + 1
             }
-            (TokKind::Word, Some(Lex::Question)) => {
+            (TokKind::Word, Some(Lex::Question)) | (TokKind::Word, Some(Lex::Drop)) => {
                 out.push(simple(Kind::Question));
                 i + 1
             }

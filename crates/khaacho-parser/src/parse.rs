@@ -142,6 +142,18 @@ fn bind_segment(cat: &Catalog, text: &str, seg: &[Elem], b: &mut Builder) {
     let mut slot_pos: Vec<usize> = Vec::new();
     for (i, e) in seg.iter().enumerate() {
         match &e.kind {
+            // "Rara chauchau", "Wai Wai noodles": an unknown brand before a word several
+            // products share is an unstocked product, never one of its siblings.
+            Kind::Product(h)
+                if h.cands.len() > 1
+                    && i > 0
+                    && matches!(seg[i - 1].kind, Kind::Content)
+                    && matches!(slots.last().map(|s| &s.target), Some(Target::Unknown)) =>
+            {
+                if let Some(s) = slots.last_mut() {
+                    s.end = e.end;
+                }
+            }
             Kind::Product(h) => {
                 slots.push(Slot {
                     target: Target::Product(h),
