@@ -16,7 +16,11 @@ const ELLIPSIS_CONFIDENCE: f32 = 0.85;
 /// Words that mark a bracketed phrase as a substitute, not an extra line.
 const SUBSTITUTE_WORDS: &[&str] = &[
     "nabhaye",
+    "navaye",
+    "nabhayema",
+    "navayema",
     "nabhae",
+    "navae",
     "nabhaya",
     "nabhe",
     "nahuda",

@@ -71,7 +71,7 @@ const NUMBERS: &[(f64, &[&str])] = &[
     (9.0, &["nine", "नौ"]),
     (10.0, &["ten", "das", "dus", "दस", "दश"]),
     (11.0, &["eleven", "egara", "gyarah", "एघार"]),
-    (12.0, &["twelve", "bara", "barah", "baarah", "बाह्र", "बार"]),
+    (12.0, &["twelve", "barah", "baarah", "बाह्र"]),
     (13.0, &["thirteen", "tera", "terah", "तेह्र"]),
     (14.0, &["fourteen", "chaudha", "चौध"]),
     (15.0, &["fifteen", "pandhra", "pandra", "पन्ध्र"]),
@@ -94,6 +94,8 @@ const WEAK_NUMBERS: &[(f64, &[&str])] = &[
     (4.0, &["char", "chaar"]),
     (6.0, &["chha", "cha", "chhah", "छ"]),
     (9.0, &["nau"]),
+    // "bara"/"बार" is also "bar" (soap bar, "भिम बार").
+    (12.0, &["bara", "बार"]),
 ];
 
 const FRACTIONS: &[(f64, &[&str])] = &[

@@ -154,6 +154,20 @@ fn bind_segment(cat: &Catalog, text: &str, seg: &[Elem], b: &mut Builder) {
                     s.end = e.end;
                 }
             }
+            // "Everest chicken masala": brand, unknown word, category word — an unstocked
+            // variant, not the brand's other products.
+            Kind::Product(h)
+                if h.cands.len() > 1
+                    && i > 1
+                    && matches!(seg[i - 1].kind, Kind::Content)
+                    && matches!(&seg[i - 2].kind, Kind::Product(p) if p.cands.len() > 1)
+                    && slot_pos.last() == Some(&(i - 2)) =>
+            {
+                if let Some(s) = slots.last_mut() {
+                    s.target = Target::Unknown;
+                    s.end = e.end;
+                }
+            }
             Kind::Product(h) => {
                 slots.push(Slot {
                     target: Target::Product(h),
@@ -310,7 +324,11 @@ fn emit_product(
         .map(|e| e.start)
         .fold(slot.start, usize::min);
     let phrase = &text[start..end];
-    let [idx] = hit.cands[..] else {
+    let by_unit = pick_by_unit(cat, &hit.cands, &slot.assigned);
+    let cands = by_unit
+        .as_ref()
+        .map_or(&hit.cands[..], std::slice::from_ref);
+    let [idx] = cands[..] else {
         // "Good day dai", "chiya khana aaunus": a word several products share is an order
         // item only with a quantity.
         if slot.assigned.iter().any(|e| is_quantifier(&e.kind)) {
@@ -380,6 +398,30 @@ fn emit_product(
             None => b.push(item(Some(q.value), unit, q.conf), replace),
         }
     }
+}
+
+/// "clinic plus 2 poka" vs "clinic plus 2 bottle": of several candidates, the one whose base
+/// unit is the pack unit written with the quantity.
+fn pick_by_unit(cat: &Catalog, cands: &[u32], assigned: &[&Elem]) -> Option<u32> {
+    if cands.len() < 2 {
+        return None;
+    }
+    let mut pick: Option<u32> = None;
+    for e in assigned {
+        let u = match e.kind {
+            Kind::Qty { unit: Some(u), .. } | Kind::UnitOnly(u) => u,
+            _ => continue,
+        };
+        if !matches!(u, Unit::Packet | Unit::Bottle) {
+            continue;
+        }
+        let mut same = cands.iter().filter(|&&c| cat.product(c).unit == u);
+        match (same.next(), same.next()) {
+            (Some(&c), None) if pick.is_none_or(|p| p == c) => pick = Some(c),
+            _ => return None,
+        }
+    }
+    pick
 }
 
 /// The unit of a line: count words mean the product's base unit, and so do container words
