@@ -41,6 +41,42 @@ const SUBSTITUTE_WORDS: &[&str] = &[
     "वा",
 ];
 
+/// Words that make the name before them a business ("Sona Traders", "Ganesh Kirana").
+const BUSINESS_WORDS: &[&str] = &[
+    "traders",
+    "trader",
+    "store",
+    "stores",
+    "kirana",
+    "pasal",
+    "bhandar",
+    "suppliers",
+    "enterprises",
+    "mart",
+    "shop",
+    "किराना",
+    "पसल",
+    "भण्डार",
+    "ट्रेडर्स",
+    "स्टोर",
+];
+
+/// "Sona Traders": a mention followed by a business word is a shop's name.
+pub(crate) fn release_shop_names(line: &mut Line<'_>) {
+    for first in 0..line.toks.len() {
+        let Some(last) = line.hits[first].as_ref().map(|(l, _)| *l) else {
+            continue;
+        };
+        let business = line.toks.get(last + 1).is_some_and(|t| {
+            t.kind == TokKind::Word && BUSINESS_WORDS.iter().any(|w| fold_word(w) == t.norm)
+        });
+        if business {
+            // The name stays taken (so no typo match finds it again) but orders nothing.
+            line.hits[first] = None;
+        }
+    }
+}
+
 /// "Good day dai", "Tokla 500g pani 10 packet": a mention made only of everyday vocabulary
 /// counts only as an order item when a quantity stands right before it, or when it opens its
 /// phrase and a quantity follows. Otherwise it is released back to plain words.
@@ -109,7 +145,12 @@ pub(crate) fn complete_variants(cat: &Catalog, line: &mut Line<'_>) {
     let n = line.toks.len();
     let mut key = String::new();
     for i in 0..n {
-        if !line.is_content(i) {
+        // A word that names another product on its own may still be a variant of the brand
+        // before it when it opens a phrase ("Good Day cashew 2 ctn, butter 1 ctn").
+        let lone_hit = matches!(&line.hits[i], Some((l, _)) if *l == i)
+            && i > 0
+            && line.toks[i - 1].kind == TokKind::Sep;
+        if !(line.is_content(i) || lone_hit) {
             continue;
         }
         let prevs: Vec<(usize, usize, bool)> = previous_hits(line, i)
@@ -162,6 +203,9 @@ pub(crate) fn complete_variants(cat: &Catalog, line: &mut Line<'_>) {
                 }
             }
         }
+        if found.is_none() && adjacent && !lone_hit {
+            found = abbreviation(cat, &line.hits[first], word).map(|h| (0, h));
+        }
         let Some((_, mut hit)) = found else {
             continue;
         };
@@ -177,6 +221,44 @@ pub(crate) fn complete_variants(cat: &Catalog, line: &mut Line<'_>) {
             line.hits[i] = Some((i, hit));
         }
     }
+}
+
+/// "ruchi chk": of an ambiguous mention's candidates, the one with a name word that starts
+/// like `word` and contains its letters in order (an abbreviation), when exactly one has it.
+fn abbreviation(
+    cat: &Catalog,
+    hit: &Option<(usize, ProductHit)>,
+    word: &str,
+) -> Option<ProductHit> {
+    let (_, hit) = hit.as_ref()?;
+    if hit.cands.len() < 2 || word.chars().count() < 2 || !word.is_ascii() {
+        return None;
+    }
+    let abbreviates = |w: &str| {
+        let mut rest = w.chars();
+        w.len() > word.len()
+            && w.starts_with(&word[..1])
+            && word.chars().all(|c| rest.any(|d| d == c))
+    };
+    let mut pick: Option<u32> = None;
+    for &c in &hit.cands {
+        let p = cat.product(c);
+        let names = std::iter::once(&p.name).chain(p.aliases.iter());
+        let has = names
+            .flat_map(|a| a.split_whitespace())
+            .any(|w| abbreviates(&fold_word(w)));
+        if has {
+            if pick.is_some() {
+                return None;
+            }
+            pick = Some(c);
+        }
+    }
+    pick.map(|c| ProductHit {
+        cands: vec![c],
+        conf: ELLIPSIS_CONFIDENCE,
+        sized: false,
+    })
 }
 
 /// A free "number measure-unit" pair at `a` ("500 ml", "250g").

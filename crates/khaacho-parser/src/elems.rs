@@ -109,6 +109,7 @@ pub(crate) fn elements(cat: &Catalog, toks: &[Token]) -> Vec<Elem> {
     };
     exact_matches(cat, &mut line);
     context::release_everyday(&mut line);
+    context::release_shop_names(&mut line);
     context::complete_variants(cat, &mut line);
     fuzzy_matches(cat, &mut line);
     merge_generic(&mut line);
@@ -678,6 +679,18 @@ fn quantity(line: &Line<'_>, i: usize, out: &mut Vec<Elem>) -> usize {
             value *= n;
             k += 2;
         }
+    }
+    // "Bhaktapur-6" (a ward number) and "15th" (a date) are not amounts.
+    let address = i >= 2
+        && toks[i].glued
+        && toks[i - 1].kind == TokKind::Punct('-')
+        && toks[i - 1].glued
+        && line.is_content(i - 2);
+    let ordinal = toks.get(i + 1).is_some_and(|t| {
+        t.glued && t.kind == TokKind::Word && matches!(t.norm.as_str(), "st" | "nd" | "rd" | "th")
+    });
+    if unit.is_none() && (address || ordinal) {
+        return if ordinal { i + 2 } else { k };
     }
     // "25 kg wala": describes which pack, it is not an amount.
     if toks

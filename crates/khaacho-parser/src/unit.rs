@@ -283,6 +283,8 @@ pub(crate) fn fuzzy_unit(folded: &str) -> Option<Unit> {
 /// base unit. Words also in [`SYNONYMS`] keep that unit for products sold by weight or volume
 /// ("2 bags maida" = 2 sacks); the others (`jar`, `tin`, `can`…) are count words everywhere.
 const CONTAINERS: &[&str] = &[
+    "strip",
+    "strips",
     "jar",
     "jars",
     "tin",
