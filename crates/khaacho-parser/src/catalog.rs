@@ -247,6 +247,13 @@ impl Catalog {
         self.keys.get(key)
     }
 
+    /// True when all `cands` are size variants of one product ("Real Mixed 200ml" and "1L").
+    pub(crate) fn one_group(&self, cands: &[u32]) -> bool {
+        cands
+            .iter()
+            .all(|&c| self.group_of[c as usize] == self.group_of[cands[0] as usize])
+    }
+
     /// Size variants of `idx` (including itself) whose size equals `size`.
     pub(crate) fn variant_with_size(&self, idx: u32, size: Size) -> Option<u32> {
         let group = &self.groups[self.group_of[idx as usize] as usize];
@@ -349,9 +356,9 @@ impl Catalog {
             let klen = key.chars().count();
             let dist = strsim::damerau_levenshtein(query, key);
             let allowed = match qlen.max(klen) {
-                // "coki" is "coke", but "tira" is not "jira": in four letters the first one
-                // must be right.
-                0..=4 if query.chars().next() != key.chars().next() => 0,
+                // "coki" is "coke", but "tira" is not "jira" and "gaida" is not "maida": in
+                // short names the first letter must be right.
+                0..=5 if query.chars().next() != key.chars().next() => 0,
                 0..=5 => 1,
                 6..=9 => 2,
                 _ => 3,

@@ -136,7 +136,7 @@ fn previous_hits<'h>(
 }
 
 /// How many earlier mentions are tried as the brand of an elliptical variant.
-const BRAND_LOOKBACK: usize = 3;
+const BRAND_LOOKBACK: usize = 6;
 
 /// "Preeti chicken 20, veg 10", "Real orange 1L 6, litchi 6", "yum yum chiken 2ctn": an
 /// unmatched word after a mention is tried as a variant of that mention's brand (its first
@@ -182,7 +182,7 @@ pub(crate) fn complete_variants(cat: &Catalog, line: &mut Line<'_>) {
             let brand_len = key.chars().count();
             key.push_str(word);
             if let Some(e) = cat.lookup(&key) {
-                found = Some((p, hit_from_entry(e)));
+                found = Some((first, hit_from_entry(e)));
                 break;
             }
             // A typo in the word completing an ambiguous name ("yum yum chiken"): one edit,
@@ -198,19 +198,26 @@ pub(crate) fn complete_variants(cat: &Catalog, line: &mut Line<'_>) {
                 {
                     let mut h = hit_from_entry(e);
                     h.conf *= sim as f32;
-                    found = Some((p, h));
+                    found = Some((first, h));
                     break;
                 }
             }
         }
         if found.is_none() && adjacent && !lone_hit {
-            found = abbreviation(cat, &line.hits[first], word).map(|h| (0, h));
+            found = abbreviation(cat, &line.hits[first], word).map(|h| (first, h));
         }
-        let Some((_, mut hit)) = found else {
+        let Some((brand_first, mut hit)) = found else {
             continue;
         };
-        if hit.cands.len() != 1 {
+        if !cat.one_group(&hit.cands) {
             continue;
+        }
+        // The earlier mention only named the brand of a list: it adds no line of its own.
+        if !adjacent
+            && let Some((_, brand)) = line.hits[brand_first].as_mut()
+            && brand.cands.len() > 1
+        {
+            brand.heading = true;
         }
         hit.conf = hit.conf.min(ELLIPSIS_CONFIDENCE);
         line.used[i] = true;
@@ -258,6 +265,7 @@ fn abbreviation(
         cands: vec![c],
         conf: ELLIPSIS_CONFIDENCE,
         sized: false,
+        heading: false,
     })
 }
 
@@ -312,6 +320,7 @@ pub(crate) fn continue_sizes(cat: &Catalog, line: &mut Line<'_>) {
                     cands: vec![v],
                     conf,
                     sized: true,
+                    heading: false,
                 },
             ));
         }

@@ -23,6 +23,9 @@ pub(crate) struct ProductHit {
     pub conf: f32,
     /// True when a size next to the name picked the variant ("coke 500ml").
     pub sized: bool,
+    /// An ambiguous brand that later words of the line complete ("Real juice 1L - orange 6,
+    /// litchi 6"): a heading, not a line.
+    pub heading: bool,
 }
 
 /// One element of a line, with its byte span in the message.
@@ -108,6 +111,8 @@ pub(crate) fn elements(cat: &Catalog, toks: &[Token]) -> Vec<Elem> {
         hits: vec![None; n],
     };
     exact_matches(cat, &mut line);
+    // "Aqua pure pani": an everyday alias right next to a name of the same product is part of it.
+    merge_generic(&mut line);
     context::release_everyday(&mut line);
     context::release_shop_names(&mut line);
     context::complete_variants(cat, &mut line);
@@ -249,6 +254,7 @@ pub(crate) fn hit_from_entry(e: &KeyEntry) -> ProductHit {
             cands: e.weak.clone(),
             conf: VARIANT_CONFIDENCE,
             sized: false,
+            heading: false,
         }
     } else {
         // Weak candidates stay reachable through size selection (variant groups).
@@ -256,6 +262,7 @@ pub(crate) fn hit_from_entry(e: &KeyEntry) -> ProductHit {
             cands: e.strong.clone(),
             conf: 1.0,
             sized: false,
+            heading: false,
         }
     }
 }
@@ -308,6 +315,7 @@ fn fuzzy_matches(cat: &Catalog, line: &mut Line<'_>) {
                         cands,
                         conf,
                         sized: false,
+                        heading: false,
                     },
                 ));
                 i = last + 1;
@@ -373,11 +381,16 @@ fn select_sizes(cat: &Catalog, line: &mut Line<'_>) {
         if first >= 2 {
             spots.push(first - 2);
         }
-        // "Frooti 4 200ml": the size may follow the count.
-        if matches!(
-            line.toks.get(last + 1).map(|t| t.kind),
-            Some(TokKind::Num(_))
-        ) {
+        // "Frooti 4 200ml": the size may follow the count; "DHARA-1L", "व्हील पाउडर १ किलो",
+        // "Aqua pure pani 1 litre": or a dash, a descriptor or a filler word.
+        let skippable = line.toks.get(last + 1).is_some_and(|t| {
+            matches!(t.kind, TokKind::Num(_) | TokKind::Punct('-'))
+                || (t.kind == TokKind::Word
+                    && !line.used[last + 1]
+                    && line.units[last + 1].is_none()
+                    && matches!(line.lexes[last + 1], None | Some(Lex::Stop)))
+        });
+        if skippable {
             spots.push(last + 2);
         }
         let mut chosen = None;
@@ -540,6 +553,14 @@ fn price(line: &Line<'_>, i: usize, out: &mut Vec<Elem>, rate: bool) -> usize {
         j = skip_punct(line, j + 1);
     }
     let Some(TokKind::Num(v)) = line.toks.get(j).map(|t| t.kind) else {
+        // "Fanta 2.25 ko rate pani pathaunu": asking for a rate is a price question.
+        if rate && matches!(line.toks[i].norm.as_str(), "rate" | "dar" | "दर" | "mrp") {
+            out.push(Elem {
+                kind: Kind::Question,
+                start: line.toks[i].start,
+                end: line.toks[i].end,
+            });
+        }
         return i + 1;
     };
     let mut end = j + 1;

@@ -92,11 +92,15 @@ pub fn parse(catalog: &Catalog, text: &str) -> ParseOutcome {
         }
         b.line_first_item = b.items.len();
         let elems = elements(catalog, &toks);
-        if is_question(&elems) {
-            continue;
-        }
-        for seg in elems.split(|e| matches!(e.kind, Kind::Sep)) {
-            bind_segment(catalog, text, seg, &mut b);
+        // "Sunpure 5L ko rate kati ho? ... Dhara 1L 1 peti pathaidinu": a question ends at
+        // its question mark.
+        for sentence in elems.split_inclusive(|e| matches!(e.kind, Kind::QuestionMark)) {
+            if is_question(sentence) {
+                continue;
+            }
+            for seg in sentence.split(|e| matches!(e.kind, Kind::Sep)) {
+                bind_segment(catalog, text, seg, &mut b);
+            }
         }
     }
     ParseOutcome {
@@ -183,6 +187,12 @@ fn bind_segment(cat: &Catalog, text: &str, seg: &[Elem], b: &mut Builder) {
                 if i > 1
                     && matches!(seg[i - 1].kind, Kind::Content)
                     && matches!(seg[i - 2].kind, Kind::Product(_)) => {}
+            // "10 packets Gaida matches": after a quantity, a word before a product names it.
+            Kind::Content
+                if i > 0
+                    && is_quantifier(&seg[i - 1].kind)
+                    && matches!(seg.get(i + 1).map(|e| &e.kind), Some(Kind::Product(h)) if h.cands.len() == 1) =>
+                {}
             Kind::Content => {
                 let extend = i > 0
                     && matches!(seg[i - 1].kind, Kind::Content)
@@ -331,7 +341,7 @@ fn emit_product(
     let [idx] = cands[..] else {
         // "Good day dai", "chiya khana aaunus": a word several products share is an order
         // item only with a quantity.
-        if slot.assigned.iter().any(|e| is_quantifier(&e.kind)) {
+        if !hit.heading && slot.assigned.iter().any(|e| is_quantifier(&e.kind)) {
             b.flag(FlagKind::AmbiguousItem, &text[slot.start..slot.end]);
         }
         return;

@@ -292,7 +292,13 @@ fn punct(cur: &Cursor<'_>, i: usize, prev: Option<&Token>) -> (Option<Token>, us
                     "rs" | "npr" | "रु" | "no" | "nos" | "kg" | "ltr"
                 )
             });
-            if next.is_none_or(char::is_whitespace) && !prev_is_abbrev {
+            // "rs. 500", "no. 5" abbreviate; "30 kg. nun 2 peti" ends a sentence.
+            let mut k = i + 1;
+            while cur.ch(k).is_some_and(char::is_whitespace) {
+                k += 1;
+            }
+            let number_next = cur.ch(k).is_some_and(|c| digit_value(c).is_some());
+            if next.is_none_or(char::is_whitespace) && !(prev_is_abbrev && number_next) {
                 TokKind::Sep
             } else {
                 TokKind::Punct('.')

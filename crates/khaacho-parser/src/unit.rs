@@ -183,7 +183,17 @@ const SYNONYMS: &[(Unit, &[&str])] = &[
     ),
     (
         Unit::Dozen,
-        &["darjan", "dozen", "dozens", "dz", "doz", "दर्जन", "दरजन"],
+        &[
+            "darjan",
+            "dozen",
+            "dozens",
+            "dz",
+            "doz",
+            "dzn",
+            "dzns",
+            "दर्जन",
+            "दरजन",
+        ],
     ),
 ];
 
