@@ -100,8 +100,12 @@ pub(crate) fn release_everyday(line: &mut Line<'_>) {
             Some(k) if line.units[k].is_some() && !line.used[k] => Some(k.saturating_sub(1)),
             _ => None,
         };
-        let qty_before = q_start
-            .is_some_and(|q| !(q > 0 && line.hits.iter().flatten().any(|(l, _)| *l + 1 == q)));
+        // ... or of any mention earlier in the phrase ("chini arko 5 kg pani thapdinu").
+        let seg_start = (0..first)
+            .rev()
+            .find(|&k| line.toks[k].kind == TokKind::Sep)
+            .map_or(0, |k| k + 1);
+        let qty_before = q_start.is_some_and(|q| !(seg_start..q).any(|k| line.hits[k].is_some()));
         let qty_after = line.toks.get(last + 1).is_some_and(|t| {
             matches!(t.kind, TokKind::Num(_))
                 || matches!(
@@ -266,6 +270,7 @@ fn abbreviation(
         conf: ELLIPSIS_CONFIDENCE,
         sized: false,
         heading: false,
+        brand: Vec::new(),
     })
 }
 
@@ -321,6 +326,7 @@ pub(crate) fn continue_sizes(cat: &Catalog, line: &mut Line<'_>) {
                     conf,
                     sized: true,
                     heading: false,
+                    brand: Vec::new(),
                 },
             ));
         }
@@ -390,8 +396,12 @@ pub(crate) fn unit_before_number(elems: &mut Vec<Elem>) {
             && let Kind::Qty { unit: None, .. } = elems[k + 1].kind
         {
             let start = elems[k].start;
-            if let Kind::Qty { unit, .. } = &mut elems[k + 1].kind {
+            if let Kind::Qty {
+                unit, container, ..
+            } = &mut elems[k + 1].kind
+            {
                 *unit = Some(u);
+                *container = matches!(u, Unit::Packet | Unit::Bottle);
             }
             elems[k + 1].start = start;
             elems.remove(k);

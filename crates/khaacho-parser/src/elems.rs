@@ -23,6 +23,9 @@ pub(crate) struct ProductHit {
     pub conf: f32,
     /// True when a size next to the name picked the variant ("coke 500ml").
     pub sized: bool,
+    /// Products the first word of a longer name stands for ("sunsilk" of "sunsilk pouch"):
+    /// siblings a later pack unit may name.
+    pub brand: Vec<u32>,
     /// An ambiguous brand that later words of the line complete ("Real juice 1L - orange 6,
     /// litchi 6"): a heading, not a line.
     pub heading: bool,
@@ -224,7 +227,12 @@ fn exact_matches(cat: &Catalog, line: &mut Line<'_>) {
             }
         }
         match matched {
-            Some((last, hit)) => {
+            Some((last, mut hit)) => {
+                if last > i
+                    && let Some(e) = cat.lookup(&toks[i].norm)
+                {
+                    hit.brand = hit_from_entry(e).cands;
+                }
                 line.used[i..=last].iter_mut().for_each(|u| *u = true);
                 line.hits[i] = Some((last, hit));
                 i = last + 1;
@@ -255,6 +263,7 @@ pub(crate) fn hit_from_entry(e: &KeyEntry) -> ProductHit {
             conf: VARIANT_CONFIDENCE,
             sized: false,
             heading: false,
+            brand: Vec::new(),
         }
     } else {
         // Weak candidates stay reachable through size selection (variant groups).
@@ -263,6 +272,7 @@ pub(crate) fn hit_from_entry(e: &KeyEntry) -> ProductHit {
             conf: 1.0,
             sized: false,
             heading: false,
+            brand: Vec::new(),
         }
     }
 }
@@ -316,6 +326,7 @@ fn fuzzy_matches(cat: &Catalog, line: &mut Line<'_>) {
                         conf,
                         sized: false,
                         heading: false,
+                        brand: Vec::new(),
                     },
                 ));
                 i = last + 1;

@@ -300,6 +300,9 @@ const WORDS: &[(Lex, &[&str])] = &[
             "hisab",
             "हिसाब",
             "bill",
+            "cash",
+            "nagad",
+            "नगद",
         ],
     ),
     (

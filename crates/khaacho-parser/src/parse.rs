@@ -334,7 +334,15 @@ fn emit_product(
         .map(|e| e.start)
         .fold(slot.start, usize::min);
     let phrase = &text[start..end];
-    let by_unit = pick_by_unit(cat, &hit.cands, &slot.assigned);
+    let written: Vec<Unit> = slot
+        .assigned
+        .iter()
+        .filter_map(|e| match e.kind {
+            Kind::Qty { unit: Some(u), .. } | Kind::UnitOnly(u) => Some(u),
+            _ => None,
+        })
+        .collect();
+    let by_unit = pick_by_unit(cat, &hit.cands, &written);
     let cands = by_unit
         .as_ref()
         .map_or(&hit.cands[..], std::slice::from_ref);
@@ -346,6 +354,7 @@ fn emit_product(
         }
         return;
     };
+    b.last_brand.clone_from(&hit.brand);
     let product = cat.product(idx);
     let sku = &product.sku;
     let base = product.unit;
@@ -412,16 +421,12 @@ fn emit_product(
 
 /// "clinic plus 2 poka" vs "clinic plus 2 bottle": of several candidates, the one whose base
 /// unit is the pack unit written with the quantity.
-fn pick_by_unit(cat: &Catalog, cands: &[u32], assigned: &[&Elem]) -> Option<u32> {
+fn pick_by_unit(cat: &Catalog, cands: &[u32], units: &[Unit]) -> Option<u32> {
     if cands.len() < 2 {
         return None;
     }
     let mut pick: Option<u32> = None;
-    for e in assigned {
-        let u = match e.kind {
-            Kind::Qty { unit: Some(u), .. } | Kind::UnitOnly(u) => u,
-            _ => continue,
-        };
+    for &u in units {
         if !matches!(u, Unit::Packet | Unit::Bottle) {
             continue;
         }
@@ -461,6 +466,8 @@ struct Builder {
     flags: Vec<Flag>,
     /// Index of the first item produced by the current line.
     line_first_item: usize,
+    /// Brand candidates of the mention behind the last line ("sunsilk pouch 10, bottle 6").
+    last_brand: Vec<u32>,
 }
 
 impl Builder {
@@ -516,13 +523,26 @@ impl Builder {
         if q.negative || q.value <= 0.0 || q.unit.is_none() {
             return;
         }
-        let base = cat.by_sku(&last.sku).map_or(Unit::Piece, |p| p.unit);
+        // "sunsilk pouch 10, bottle 6": a pack unit the product is not sold in names the
+        // brand's sibling that is.
+        let sibling = q
+            .unit
+            .filter(|_| q.container)
+            .and_then(|u| {
+                let own = cat.by_sku(&last.sku).map(|p| p.unit);
+                (own != Some(u)).then(|| pick_by_unit(cat, &self.last_brand, &[u]))
+            })
+            .flatten()
+            .map(|c| cat.product(c));
+        let sku = sibling.map_or(last.sku.clone(), |p| p.sku.clone());
+        let base = cat.by_sku(&sku).map_or(Unit::Piece, |p| p.unit);
         let unit = q.unit.map(|u| written_unit(u, q.container, base));
         if is_absurd(q.value, unit.unwrap_or(Unit::Piece)) {
             return;
         }
         self.push(
             ParsedItem {
+                sku,
                 qty: Some(q.value),
                 unit,
                 span: (last.span.0, q.end),
