@@ -7,8 +7,8 @@ use crate::catalog::{Catalog, Size};
 use crate::elems::{Elem, Kind, Line, ProductHit, hit_from_entry};
 use crate::lexicon::Lex;
 use crate::normalize::fold_word;
-use crate::tokenize::TokKind;
-use crate::unit::Unit;
+use crate::tokenize::{TokKind, Token};
+use crate::unit::{Unit, unit_from_folded};
 
 /// Confidence of a variant completed from the brand of an earlier mention.
 const ELLIPSIS_CONFIDENCE: f32 = 0.85;
@@ -413,4 +413,107 @@ pub(crate) fn unit_before_number(elems: &mut Vec<Elem>) {
 /// True for a folded word that marks a substitute ("nabhaye", "instead", "if").
 pub(crate) fn is_substitute_word(folded: &str) -> bool {
     SUBSTITUTE_WORDS.iter().any(|w| fold_word(w) == folded)
+}
+
+/// "Parle-G 2 ctn (48 pkt each)": numbers in parentheses are notes when the line has a quantity
+/// outside them.
+pub(crate) fn drop_asides(toks: &[Token], elems: &mut Vec<Elem>) {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut substitutes: Vec<(usize, usize)> = Vec::new();
+    let mut open: Option<usize> = None;
+    let mut substitute = false;
+    for t in toks {
+        match t.kind {
+            TokKind::Punct('(') => {
+                open = Some(t.start);
+                substitute = false;
+            }
+            TokKind::Punct(')') => {
+                if let Some(o) = open.take() {
+                    ranges.push((o, t.end));
+                    if substitute {
+                        substitutes.push((o, t.end));
+                    }
+                }
+            }
+            TokKind::Word | TokKind::Sep if open.is_some() => {
+                substitute |= is_substitute_word(&t.norm);
+            }
+            _ => {}
+        }
+    }
+    if ranges.is_empty() {
+        return;
+    }
+    // "(nabhaye Red Label 250g)", "(if none, Tokla instead)": a substitute adds no line.
+    elems.retain(|e| !substitutes.iter().any(|&(a, b)| e.start >= a && e.end <= b));
+    let inside = |e: &Elem| ranges.iter().any(|&(a, b)| e.start >= a && e.end <= b);
+    let quantifier = |e: &Elem| {
+        matches!(
+            e.kind,
+            Kind::Qty { .. } | Kind::Range(_) | Kind::Vague | Kind::UnitOnly(_) | Kind::Amount(_)
+        )
+    };
+    if elems.iter().any(|e| quantifier(e) && !inside(e)) {
+        elems.retain(|e| !(quantifier(e) && inside(e)));
+    }
+}
+
+/// "coke 500ml", "Frooti 4 200ml", "200ml mixed": a size next to a mention picks the variant.
+pub(crate) fn select_sizes(cat: &Catalog, line: &mut Line<'_>) {
+    for first in 0..line.toks.len() {
+        let Some((last, hit)) = line.hits[first].clone() else {
+            continue;
+        };
+        let mut spots = vec![last + 1];
+        if first >= 2 {
+            spots.push(first - 2);
+        }
+        // "Frooti 4 200ml": the size may follow the count; "DHARA-1L", "व्हील पाउडर १ किलो",
+        // "Aqua pure pani 1 litre": or a dash, a descriptor or a filler word.
+        let skippable = line.toks.get(last + 1).is_some_and(|t| {
+            matches!(t.kind, TokKind::Num(_) | TokKind::Punct('-'))
+                || (t.kind == TokKind::Word
+                    && !line.used[last + 1]
+                    && line.units[last + 1].is_none()
+                    && matches!(line.lexes[last + 1], None | Some(Lex::Stop)))
+        });
+        if skippable {
+            spots.push(last + 2);
+        }
+        let mut chosen = None;
+        for a in spots {
+            let Some(size) = size_at(line, a) else {
+                continue;
+            };
+            let mut variants: Vec<u32> = Vec::new();
+            for &c in &hit.cands {
+                if let Some(v) = cat.variant_with_size(c, size)
+                    && !variants.contains(&v)
+                {
+                    variants.push(v);
+                }
+            }
+            if variants.len() == 1 {
+                chosen = Some((a, variants[0]));
+                break;
+            }
+        }
+        if let Some((a, v)) = chosen {
+            line.used[a] = true;
+            line.used[a + 1] = true;
+            if let Some((_, h)) = line.hits[first].as_mut() {
+                h.cands = vec![v];
+                h.sized = true;
+            }
+        } else if hit.cands.len() == 1 && cat.size_of(hit.cands[0]).is_some() && hit.conf >= 1.0 {
+            // A name that itself carries the size ("frooti 200ml") also counts as sized.
+            let named = line.toks[first..=last]
+                .iter()
+                .any(|t| t.kind != TokKind::Word || unit_from_folded(&t.norm).is_some());
+            if named && let Some((_, h)) = line.hits[first].as_mut() {
+                h.sized = true;
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! catalogue matches, with size variants resolved), quantities, prices and steering words.
 
 use crate::catalog::{Catalog, KeyEntry, key_part};
-use crate::context::{self, size_at};
+use crate::context;
 use crate::lexicon::{Lex, lex};
 use crate::tokenize::{TokKind, Token};
 use crate::unit::{Unit, unit_from_folded};
@@ -122,56 +122,12 @@ pub(crate) fn elements(cat: &Catalog, toks: &[Token]) -> Vec<Elem> {
     fuzzy_matches(cat, &mut line);
     merge_generic(&mut line);
     context::bare_sizes(cat, &mut line);
-    select_sizes(cat, &mut line);
+    context::select_sizes(cat, &mut line);
     context::continue_sizes(cat, &mut line);
     let mut out = build(&mut line);
-    drop_asides(toks, &mut out);
+    context::drop_asides(toks, &mut out);
     context::unit_before_number(&mut out);
     out
-}
-
-/// "Parle-G 2 ctn (48 pkt each)": numbers in parentheses are notes when the line has a quantity
-/// outside them.
-fn drop_asides(toks: &[Token], elems: &mut Vec<Elem>) {
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    let mut substitutes: Vec<(usize, usize)> = Vec::new();
-    let mut open: Option<usize> = None;
-    let mut substitute = false;
-    for t in toks {
-        match t.kind {
-            TokKind::Punct('(') => {
-                open = Some(t.start);
-                substitute = false;
-            }
-            TokKind::Punct(')') => {
-                if let Some(o) = open.take() {
-                    ranges.push((o, t.end));
-                    if substitute {
-                        substitutes.push((o, t.end));
-                    }
-                }
-            }
-            TokKind::Word | TokKind::Sep if open.is_some() => {
-                substitute |= context::is_substitute_word(&t.norm);
-            }
-            _ => {}
-        }
-    }
-    if ranges.is_empty() {
-        return;
-    }
-    // "(nabhaye Red Label 250g)", "(if none, Tokla instead)": a substitute adds no line.
-    elems.retain(|e| !substitutes.iter().any(|&(a, b)| e.start >= a && e.end <= b));
-    let inside = |e: &Elem| ranges.iter().any(|&(a, b)| e.start >= a && e.end <= b);
-    let quantifier = |e: &Elem| {
-        matches!(
-            e.kind,
-            Kind::Qty { .. } | Kind::Range(_) | Kind::Vague | Kind::UnitOnly(_) | Kind::Amount(_)
-        )
-    };
-    if elems.iter().any(|e| quantifier(e) && !inside(e)) {
-        elems.retain(|e| !(quantifier(e) && inside(e)));
-    }
 }
 
 fn starts_product(t: &Token, next: Option<&Token>) -> bool {
@@ -379,64 +335,6 @@ fn merge_generic(line: &mut Line<'_>) {
                 line.hits[i] = Some((last_b, h));
             }
             None => i = last + 1,
-        }
-    }
-}
-
-fn select_sizes(cat: &Catalog, line: &mut Line<'_>) {
-    for first in 0..line.toks.len() {
-        let Some((last, hit)) = line.hits[first].clone() else {
-            continue;
-        };
-        let mut spots = vec![last + 1];
-        if first >= 2 {
-            spots.push(first - 2);
-        }
-        // "Frooti 4 200ml": the size may follow the count; "DHARA-1L", "व्हील पाउडर १ किलो",
-        // "Aqua pure pani 1 litre": or a dash, a descriptor or a filler word.
-        let skippable = line.toks.get(last + 1).is_some_and(|t| {
-            matches!(t.kind, TokKind::Num(_) | TokKind::Punct('-'))
-                || (t.kind == TokKind::Word
-                    && !line.used[last + 1]
-                    && line.units[last + 1].is_none()
-                    && matches!(line.lexes[last + 1], None | Some(Lex::Stop)))
-        });
-        if skippable {
-            spots.push(last + 2);
-        }
-        let mut chosen = None;
-        for a in spots {
-            let Some(size) = size_at(line, a) else {
-                continue;
-            };
-            let mut variants: Vec<u32> = Vec::new();
-            for &c in &hit.cands {
-                if let Some(v) = cat.variant_with_size(c, size)
-                    && !variants.contains(&v)
-                {
-                    variants.push(v);
-                }
-            }
-            if variants.len() == 1 {
-                chosen = Some((a, variants[0]));
-                break;
-            }
-        }
-        if let Some((a, v)) = chosen {
-            line.used[a] = true;
-            line.used[a + 1] = true;
-            if let Some((_, h)) = line.hits[first].as_mut() {
-                h.cands = vec![v];
-                h.sized = true;
-            }
-        } else if hit.cands.len() == 1 && cat.size_of(hit.cands[0]).is_some() && hit.conf >= 1.0 {
-            // A name that itself carries the size ("frooti 200ml") also counts as sized.
-            let named = line.toks[first..=last]
-                .iter()
-                .any(|t| t.kind != TokKind::Word || unit_from_folded(&t.norm).is_some());
-            if named && let Some((_, h)) = line.hits[first].as_mut() {
-                h.sized = true;
-            }
         }
     }
 }

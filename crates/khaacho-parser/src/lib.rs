@@ -12,6 +12,7 @@ mod jsonl;
 mod lexicon;
 pub mod normalize;
 mod parse;
+mod stopwords;
 mod tokenize;
 mod unit;
 

@@ -162,10 +162,7 @@ fn bind_segment(cat: &Catalog, text: &str, seg: &[Elem], b: &mut Builder) {
             // variant, not the brand's other products.
             Kind::Product(h)
                 if h.cands.len() > 1
-                    && i > 1
-                    && matches!(seg[i - 1].kind, Kind::Content)
-                    && matches!(&seg[i - 2].kind, Kind::Product(p) if p.cands.len() > 1)
-                    && slot_pos.last() == Some(&(i - 2)) =>
+                    && brand_before(seg, i).is_some_and(|j| slot_pos.last() == Some(&j)) =>
             {
                 if let Some(s) = slots.last_mut() {
                     s.target = Target::Unknown;
@@ -237,6 +234,16 @@ fn bind_segment(cat: &Catalog, text: &str, seg: &[Elem], b: &mut Builder) {
             }
         }
     }
+}
+
+/// The ambiguous mention before the unknown words that precede element `i` ("Everest pav
+/// bhaji masala": the index of "Everest").
+fn brand_before(seg: &[Elem], i: usize) -> Option<usize> {
+    let j = seg[..i]
+        .iter()
+        .rposition(|e| !matches!(e.kind, Kind::Content))?;
+    let brand = matches!(&seg[j].kind, Kind::Product(p) if p.cands.len() > 1);
+    (brand && j + 1 < i).then_some(j)
 }
 
 /// Gives every quantity-like element to a slot: quantities before the first name bind forward
