@@ -1,6 +1,9 @@
-//! Ad-hoc: parse each argument (or stdin lines) against eval/catalog.csv and print JSON.
+//! Ad-hoc: parse each argument against eval/catalog.csv (or the CSV named by
+//! `KHAACHO_CATALOG`) and print the lines and flags.
 fn main() -> std::io::Result<()> {
-    let f = std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/eval/catalog.csv"))?;
+    let path = std::env::var("KHAACHO_CATALOG")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/eval/catalog.csv").to_string());
+    let f = std::fs::File::open(path)?;
     let cat = khaacho_parser::Catalog::from_csv(f).map_err(std::io::Error::other)?;
     for text in std::env::args().skip(1) {
         let o = khaacho_parser::parse(&cat, &text);

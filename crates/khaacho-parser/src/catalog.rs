@@ -22,6 +22,10 @@ const MAX_POSTING_LEN: usize = 2_000;
 /// How many of the best trigram candidates get a full edit-distance comparison.
 const MAX_FUZZY_CANDIDATES: usize = 32;
 
+/// Prefix of the key of a digit-only name written with a dash ("50-50"): such a name matches
+/// only "50-50" in the text, never a bare "5050".
+pub(crate) const DIGIT_KEY: &str = "#";
+
 /// One product row of the catalogue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogProduct {
@@ -243,6 +247,13 @@ impl Catalog {
         self.keys.get(key)
     }
 
+    /// True when all `cands` are size variants of one product ("Real Mixed 200ml" and "1L").
+    pub(crate) fn one_group(&self, cands: &[u32]) -> bool {
+        cands
+            .iter()
+            .all(|&c| self.group_of[c as usize] == self.group_of[cands[0] as usize])
+    }
+
     /// Size variants of `idx` (including itself) whose size equals `size`.
     pub(crate) fn variant_with_size(&self, idx: u32, size: Size) -> Option<u32> {
         let group = &self.groups[self.group_of[idx as usize] as usize];
@@ -266,7 +277,14 @@ impl Catalog {
                 break;
             }
         }
-        let full = compact_key(&toks, |_| true);
+        let mut full = compact_key(&toks, |_| true);
+        let nums = toks
+            .iter()
+            .filter(|t| matches!(t.kind, TokKind::Num(_)))
+            .count();
+        if nums >= 2 && full.chars().all(|c| c.is_ascii_digit()) {
+            full.insert_str(0, DIGIT_KEY);
+        }
         let mut skip_next = false;
         let base = compact_key(&toks, |t| {
             if t.start == size_at {
@@ -338,6 +356,9 @@ impl Catalog {
             let klen = key.chars().count();
             let dist = strsim::damerau_levenshtein(query, key);
             let allowed = match qlen.max(klen) {
+                // "coki" is "coke", but "tira" is not "jira" and "gaida" is not "maida": in
+                // short names the first letter must be right.
+                0..=5 if query.chars().next() != key.chars().next() => 0,
                 0..=5 => 1,
                 6..=9 => 2,
                 _ => 3,

@@ -1,7 +1,8 @@
 //! Turns the tokens of one line into parser elements: product mentions (exact, folded or fuzzy
 //! catalogue matches, with size variants resolved), quantities, prices and steering words.
 
-use crate::catalog::{Catalog, KeyEntry, Size, key_part};
+use crate::catalog::{Catalog, KeyEntry, key_part};
+use crate::context;
 use crate::lexicon::{Lex, lex};
 use crate::tokenize::{TokKind, Token};
 use crate::unit::{Unit, unit_from_folded};
@@ -22,6 +23,12 @@ pub(crate) struct ProductHit {
     pub conf: f32,
     /// True when a size next to the name picked the variant ("coke 500ml").
     pub sized: bool,
+    /// Products the first word of a longer name stands for ("sunsilk" of "sunsilk pouch"):
+    /// siblings a later pack unit may name.
+    pub brand: Vec<u32>,
+    /// An ambiguous brand that later words of the line complete ("Real juice 1L - orange 6,
+    /// litchi 6"): a heading, not a line.
+    pub heading: bool,
 }
 
 /// One element of a line, with its byte span in the message.
@@ -42,6 +49,9 @@ pub(crate) enum Kind {
         unit: Option<Unit>,
         negative: bool,
         conf: f32,
+        /// The unit was written as a container word ("jar", "bag", "bottle"), see
+        /// [`crate::unit::is_container`].
+        container: bool,
     },
     /// "2-3 kg", "2 or 3".
     Range(Option<Unit>),
@@ -62,13 +72,25 @@ pub(crate) enum Kind {
     Payment,
 }
 
-struct Line<'a> {
-    toks: &'a [Token],
-    lexes: Vec<Option<Lex>>,
-    units: Vec<Option<Unit>>,
-    used: Vec<bool>,
+/// One line being analysed: tokens with their vocabulary and unit readings, which tokens a
+/// mention or size already took, and the mentions found.
+pub(crate) struct Line<'a> {
+    pub toks: &'a [Token],
+    pub lexes: Vec<Option<Lex>>,
+    pub units: Vec<Option<Unit>>,
+    pub used: Vec<bool>,
     /// Product hit starting at a token index, with the index of its last token.
-    hits: Vec<Option<(usize, ProductHit)>>,
+    pub hits: Vec<Option<(usize, ProductHit)>>,
+}
+
+impl Line<'_> {
+    /// A free word that is neither vocabulary, unit nor part of a mention.
+    pub(crate) fn is_content(&self, i: usize) -> bool {
+        !self.used[i]
+            && self.toks[i].kind == TokKind::Word
+            && self.lexes[i].is_none()
+            && self.units[i].is_none()
+    }
 }
 
 /// Builds the elements of one tokenized line.
@@ -92,50 +114,27 @@ pub(crate) fn elements(cat: &Catalog, toks: &[Token]) -> Vec<Elem> {
         hits: vec![None; n],
     };
     exact_matches(cat, &mut line);
+    // "Aqua pure pani": an everyday alias right next to a name of the same product is part of it.
+    merge_generic(&mut line);
+    context::release_everyday(&mut line);
+    context::release_shop_names(&mut line);
+    context::complete_variants(cat, &mut line);
     fuzzy_matches(cat, &mut line);
     merge_generic(&mut line);
-    select_sizes(cat, &mut line);
+    context::bare_sizes(cat, &mut line);
+    context::select_sizes(cat, &mut line);
+    context::continue_sizes(cat, &mut line);
     let mut out = build(&mut line);
-    drop_asides(toks, &mut out);
+    context::drop_asides(toks, &mut out);
+    context::unit_before_number(&mut out);
     out
-}
-
-/// "Parle-G 2 ctn (48 pkt each)": numbers in parentheses are notes when the line has a quantity
-/// outside them.
-fn drop_asides(toks: &[Token], elems: &mut Vec<Elem>) {
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    let mut open: Option<usize> = None;
-    for t in toks {
-        match t.kind {
-            TokKind::Punct('(') => open = Some(t.start),
-            TokKind::Punct(')') => {
-                if let Some(o) = open.take() {
-                    ranges.push((o, t.end));
-                }
-            }
-            _ => {}
-        }
-    }
-    if ranges.is_empty() {
-        return;
-    }
-    let inside = |e: &Elem| ranges.iter().any(|&(a, b)| e.start >= a && e.end <= b);
-    let quantifier = |e: &Elem| {
-        matches!(
-            e.kind,
-            Kind::Qty { .. } | Kind::Range(_) | Kind::Vague | Kind::UnitOnly(_) | Kind::Amount(_)
-        )
-    };
-    if elems.iter().any(|e| quantifier(e) && !inside(e)) {
-        elems.retain(|e| !(quantifier(e) && inside(e)));
-    }
 }
 
 fn starts_product(t: &Token, next: Option<&Token>) -> bool {
     match t.kind {
         TokKind::Word => true,
-        // "2pm", "7up": a number only starts a name when a word is glued to it.
-        TokKind::Num(_) => next.is_some_and(|n| n.kind == TokKind::Word && n.glued),
+        // "2pm", "7up", "5 Star": a number starts a name only together with a word.
+        TokKind::Num(_) => next.is_some_and(|n| n.kind == TokKind::Word),
         _ => false,
     }
 }
@@ -146,7 +145,12 @@ fn exact_matches(cat: &Catalog, line: &mut Line<'_>) {
     let mut bounds: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < toks.len() {
-        if line.used[i] || !starts_product(&toks[i], toks.get(i + 1)) {
+        let digits = if line.used[i] {
+            None
+        } else {
+            digit_name(cat, toks, i)
+        };
+        if digits.is_none() && (line.used[i] || !starts_product(&toks[i], toks.get(i + 1))) {
             i += 1;
             continue;
         }
@@ -163,9 +167,14 @@ fn exact_matches(cat: &Catalog, line: &mut Line<'_>) {
             }
             j += 1;
         }
-        let mut matched = None;
+        let mut matched = digits;
         for &(len, last) in bounds.iter().rev() {
-            if toks[last].kind == TokKind::Sep {
+            if matched.is_some() {
+                break;
+            }
+            if toks[last].kind == TokKind::Sep
+                || !toks[i..=last].iter().any(|t| t.kind == TokKind::Word)
+            {
                 continue;
             }
             if let Some(e) = cat.lookup(&key[..len]) {
@@ -174,7 +183,12 @@ fn exact_matches(cat: &Catalog, line: &mut Line<'_>) {
             }
         }
         match matched {
-            Some((last, hit)) => {
+            Some((last, mut hit)) => {
+                if last > i
+                    && let Some(e) = cat.lookup(&toks[i].norm)
+                {
+                    hit.brand = hit_from_entry(e).cands;
+                }
                 line.used[i..=last].iter_mut().for_each(|u| *u = true);
                 line.hits[i] = Some((last, hit));
                 i = last + 1;
@@ -184,12 +198,28 @@ fn exact_matches(cat: &Catalog, line: &mut Line<'_>) {
     }
 }
 
-fn hit_from_entry(e: &KeyEntry) -> ProductHit {
+/// "50-50": numbers joined by a dash that spell a digit-only catalogue name.
+fn digit_name(cat: &Catalog, toks: &[Token], i: usize) -> Option<(usize, ProductHit)> {
+    let [a, dash, b] = toks.get(i..i + 3)? else {
+        return None;
+    };
+    let glued = dash.kind == TokKind::Punct('-') && dash.glued && b.glued;
+    if !(glued && matches!(a.kind, TokKind::Num(_)) && matches!(b.kind, TokKind::Num(_))) {
+        return None;
+    }
+    let key = format!("{}{}{}", crate::catalog::DIGIT_KEY, a.norm, b.norm);
+    cat.lookup(&key).map(|e| (i + 2, hit_from_entry(e)))
+}
+
+/// The mention a catalogue key stands for.
+pub(crate) fn hit_from_entry(e: &KeyEntry) -> ProductHit {
     if e.strong.is_empty() {
         ProductHit {
             cands: e.weak.clone(),
             conf: VARIANT_CONFIDENCE,
             sized: false,
+            heading: false,
+            brand: Vec::new(),
         }
     } else {
         // Weak candidates stay reachable through size selection (variant groups).
@@ -197,15 +227,10 @@ fn hit_from_entry(e: &KeyEntry) -> ProductHit {
             cands: e.strong.clone(),
             conf: 1.0,
             sized: false,
+            heading: false,
+            brand: Vec::new(),
         }
     }
-}
-
-fn is_content(line: &Line<'_>, i: usize) -> bool {
-    !line.used[i]
-        && line.toks[i].kind == TokKind::Word
-        && line.lexes[i].is_none()
-        && line.units[i].is_none()
 }
 
 fn fuzzy_matches(cat: &Catalog, line: &mut Line<'_>) {
@@ -213,12 +238,12 @@ fn fuzzy_matches(cat: &Catalog, line: &mut Line<'_>) {
     let mut i = 0;
     let mut query = String::new();
     while i < n {
-        if !is_content(line, i) {
+        if !line.is_content(i) {
             i += 1;
             continue;
         }
         let mut found = None;
-        let max_len = (i..n).take_while(|&k| is_content(line, k)).count();
+        let max_len = (i..n).take_while(|&k| line.is_content(k)).count();
         for len in (1..=max_len.min(FUZZY_MAX_WORDS)).rev() {
             query.clear();
             for t in &line.toks[i..i + len] {
@@ -256,6 +281,8 @@ fn fuzzy_matches(cat: &Catalog, line: &mut Line<'_>) {
                         cands,
                         conf,
                         sized: false,
+                        heading: false,
+                        brand: Vec::new(),
                     },
                 ));
                 i = last + 1;
@@ -280,7 +307,7 @@ fn merge_generic(line: &mut Line<'_>) {
             matches!(
                 t.kind,
                 TokKind::Punct('(') | TokKind::Punct(')') | TokKind::Punct('-')
-            )
+            ) || (t.kind == TokKind::Word && matches!(t.norm.as_str(), "ko" | "को"))
         }) {
             nb += 1;
         }
@@ -292,6 +319,13 @@ fn merge_generic(line: &mut Line<'_>) {
             ([x], [y]) if x == y => Some(a.clone()),
             ([x], many) if many.len() > 1 && many.contains(x) => Some(a.clone()),
             (many, [y]) if many.len() > 1 && many.contains(y) => Some(b.clone()),
+            // "धारा तेल", "Tokla chiya": a brand of several sizes next to its category word.
+            (xs, ys) if xs.len() > 1 && ys.len() > 1 && xs.iter().all(|x| ys.contains(x)) => {
+                Some(a.clone())
+            }
+            (xs, ys) if xs.len() > 1 && ys.len() > 1 && ys.iter().all(|y| xs.contains(y)) => {
+                Some(b.clone())
+            }
             _ => None,
         };
         match merged {
@@ -301,71 +335,6 @@ fn merge_generic(line: &mut Line<'_>) {
                 line.hits[i] = Some((last_b, h));
             }
             None => i = last + 1,
-        }
-    }
-}
-
-/// A free "number measure-unit" pair at `a`, e.g. "500 ml".
-fn size_at(line: &Line<'_>, a: usize) -> Option<Size> {
-    let (TokKind::Num(v), false) = (line.toks.get(a)?.kind, line.used[a]) else {
-        return None;
-    };
-    let u = (*line.units.get(a + 1)?)?;
-    if line.used[a + 1] {
-        return None;
-    }
-    Size::from_qty(v, u)
-}
-
-fn select_sizes(cat: &Catalog, line: &mut Line<'_>) {
-    for first in 0..line.toks.len() {
-        let Some((last, hit)) = line.hits[first].clone() else {
-            continue;
-        };
-        let mut spots = vec![last + 1];
-        if first >= 2 {
-            spots.push(first - 2);
-        }
-        // "Frooti 4 200ml": the size may follow the count.
-        if matches!(
-            line.toks.get(last + 1).map(|t| t.kind),
-            Some(TokKind::Num(_))
-        ) {
-            spots.push(last + 2);
-        }
-        let mut chosen = None;
-        for a in spots {
-            let Some(size) = size_at(line, a) else {
-                continue;
-            };
-            let mut variants: Vec<u32> = Vec::new();
-            for &c in &hit.cands {
-                if let Some(v) = cat.variant_with_size(c, size)
-                    && !variants.contains(&v)
-                {
-                    variants.push(v);
-                }
-            }
-            if variants.len() == 1 {
-                chosen = Some((a, variants[0]));
-                break;
-            }
-        }
-        if let Some((a, v)) = chosen {
-            line.used[a] = true;
-            line.used[a + 1] = true;
-            if let Some((_, h)) = line.hits[first].as_mut() {
-                h.cands = vec![v];
-                h.sized = true;
-            }
-        } else if hit.cands.len() == 1 && cat.size_of(hit.cands[0]).is_some() && hit.conf >= 1.0 {
-            // A name that itself carries the size ("frooti 200ml") also counts as sized.
-            let named = line.toks[first..=last]
-                .iter()
-                .any(|t| t.kind != TokKind::Word || unit_from_folded(&t.norm).is_some());
-            if named && let Some((_, h)) = line.hits[first].as_mut() {
-                h.sized = true;
-            }
         }
     }
 }
@@ -444,7 +413,7 @@ fn build(line: &mut Line<'_>) -> Vec<Elem> {
                 out.push(simple(Kind::Correction));
                 i + 1
             }
-            (TokKind::Word, Some(Lex::Question)) => {
+            (TokKind::Word, Some(Lex::Question)) | (TokKind::Word, Some(Lex::Drop)) => {
                 out.push(simple(Kind::Question));
                 i + 1
             }
@@ -493,6 +462,14 @@ fn price(line: &Line<'_>, i: usize, out: &mut Vec<Elem>, rate: bool) -> usize {
         j = skip_punct(line, j + 1);
     }
     let Some(TokKind::Num(v)) = line.toks.get(j).map(|t| t.kind) else {
+        // "Fanta 2.25 ko rate pani pathaunu": asking for a rate is a price question.
+        if rate && matches!(line.toks[i].norm.as_str(), "rate" | "dar" | "दर" | "mrp") {
+            out.push(Elem {
+                kind: Kind::Question,
+                start: line.toks[i].start,
+                end: line.toks[i].end,
+            });
+        }
         return i + 1;
     };
     let mut end = j + 1;
@@ -575,10 +552,11 @@ fn quantity(line: &Line<'_>, i: usize, out: &mut Vec<Elem>) -> usize {
         j += 1;
     }
     let mut k = skip_multiplier(line, j + 1, &mut value);
-    let negative = i >= 1
+    // "-5" is negative; "SUGAR-10KG" (dash glued to a word) and "1.5 - 2" are not.
+    let negative = i >= 2
         && toks[i].glued
         && toks[i - 1].kind == TokKind::Punct('-')
-        && i - 1 > 0
+        && !toks[i - 1].glued
         && !matches!(toks[i - 2].kind, TokKind::Num(_));
     let start = if negative {
         toks[i - 1].start
@@ -613,7 +591,14 @@ fn quantity(line: &Line<'_>, i: usize, out: &mut Vec<Elem>) -> usize {
         .copied()
         .flatten()
         .or_else(|| misspelt_unit(line, k))
+        .or_else(|| {
+            let t = toks.get(k)?;
+            (t.kind == TokKind::Word)
+                .then(|| crate::unit::count_container(&t.norm))
+                .flatten()
+        })
         .filter(|_| !line.used[k]);
+    let container = unit.is_some() && crate::unit::is_container(&toks[k].norm);
     if unit.is_some() {
         k += 1;
         // "25kg x 2": two of them.
@@ -624,6 +609,18 @@ fn quantity(line: &Line<'_>, i: usize, out: &mut Vec<Elem>) -> usize {
             value *= n;
             k += 2;
         }
+    }
+    // "Bhaktapur-6" (a ward number) and "15th" (a date) are not amounts.
+    let address = i >= 2
+        && toks[i].glued
+        && toks[i - 1].kind == TokKind::Punct('-')
+        && toks[i - 1].glued
+        && line.is_content(i - 2);
+    let ordinal = toks.get(i + 1).is_some_and(|t| {
+        t.glued && t.kind == TokKind::Word && matches!(t.norm.as_str(), "st" | "nd" | "rd" | "th")
+    });
+    if unit.is_none() && (address || ordinal) {
+        return if ordinal { i + 2 } else { k };
     }
     // "25 kg wala": describes which pack, it is not an amount.
     if toks
@@ -674,6 +671,7 @@ fn quantity(line: &Line<'_>, i: usize, out: &mut Vec<Elem>) -> usize {
             unit,
             negative,
             conf: if words { 0.9 } else { 1.0 },
+            container,
         }));
     }
     k

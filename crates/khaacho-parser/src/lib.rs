@@ -6,11 +6,13 @@
 #![warn(missing_docs)]
 
 mod catalog;
+mod context;
 mod elems;
 mod jsonl;
 mod lexicon;
 pub mod normalize;
 mod parse;
+mod stopwords;
 mod tokenize;
 mod unit;
 

@@ -39,6 +39,15 @@ pub fn is_ignorable(c: char) -> bool {
 /// (ी/ि, ू/ु, ँ/ं, nukta, virama, व/ब, श/ष/स) and romanization variants (aa/a, ee/i, oo/u,
 /// w/v, sh/s, ph/f, ck/k, z/j, q/k, doubled letters). Idempotent: it runs to a fixed point.
 pub fn fold_word(word: &str) -> String {
+    // "AA", "AAA" (battery sizes) are one letter repeated: kept, or they would all be "a".
+    let mut letters = word.chars();
+    if let Some(c) = letters.next()
+        && c.is_ascii_alphabetic()
+        && (2..=4).contains(&word.len())
+        && letters.all(|d| d.eq_ignore_ascii_case(&c))
+    {
+        return word.to_ascii_lowercase();
+    }
     let mut cur = fold_once(word);
     for _ in 0..MAX_FOLD_PASSES {
         let next = fold_once(&cur);

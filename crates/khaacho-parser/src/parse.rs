@@ -92,11 +92,15 @@ pub fn parse(catalog: &Catalog, text: &str) -> ParseOutcome {
         }
         b.line_first_item = b.items.len();
         let elems = elements(catalog, &toks);
-        if is_question(&elems) {
-            continue;
-        }
-        for seg in elems.split(|e| matches!(e.kind, Kind::Sep)) {
-            bind_segment(catalog, text, seg, &mut b);
+        // "Sunpure 5L ko rate kati ho? ... Dhara 1L 1 peti pathaidinu": a question ends at
+        // its question mark.
+        for sentence in elems.split_inclusive(|e| matches!(e.kind, Kind::QuestionMark)) {
+            if is_question(sentence) {
+                continue;
+            }
+            for seg in sentence.split(|e| matches!(e.kind, Kind::Sep)) {
+                bind_segment(catalog, text, seg, &mut b);
+            }
         }
     }
     ParseOutcome {
@@ -142,6 +146,29 @@ fn bind_segment(cat: &Catalog, text: &str, seg: &[Elem], b: &mut Builder) {
     let mut slot_pos: Vec<usize> = Vec::new();
     for (i, e) in seg.iter().enumerate() {
         match &e.kind {
+            // "Rara chauchau", "Wai Wai noodles": an unknown brand before a word several
+            // products share is an unstocked product, never one of its siblings.
+            Kind::Product(h)
+                if h.cands.len() > 1
+                    && i > 0
+                    && matches!(seg[i - 1].kind, Kind::Content)
+                    && matches!(slots.last().map(|s| &s.target), Some(Target::Unknown)) =>
+            {
+                if let Some(s) = slots.last_mut() {
+                    s.end = e.end;
+                }
+            }
+            // "Everest chicken masala": brand, unknown word, category word — an unstocked
+            // variant, not the brand's other products.
+            Kind::Product(h)
+                if h.cands.len() > 1
+                    && brand_before(seg, i).is_some_and(|j| slot_pos.last() == Some(&j)) =>
+            {
+                if let Some(s) = slots.last_mut() {
+                    s.target = Target::Unknown;
+                    s.end = e.end;
+                }
+            }
             Kind::Product(h) => {
                 slots.push(Slot {
                     target: Target::Product(h),
@@ -157,6 +184,12 @@ fn bind_segment(cat: &Catalog, text: &str, seg: &[Elem], b: &mut Builder) {
                 if i > 1
                     && matches!(seg[i - 1].kind, Kind::Content)
                     && matches!(seg[i - 2].kind, Kind::Product(_)) => {}
+            // "10 packets Gaida matches": after a quantity, a word before a product names it.
+            Kind::Content
+                if i > 0
+                    && is_quantifier(&seg[i - 1].kind)
+                    && matches!(seg.get(i + 1).map(|e| &e.kind), Some(Kind::Product(h)) if h.cands.len() == 1) =>
+                {}
             Kind::Content => {
                 let extend = i > 0
                     && matches!(seg[i - 1].kind, Kind::Content)
@@ -203,6 +236,16 @@ fn bind_segment(cat: &Catalog, text: &str, seg: &[Elem], b: &mut Builder) {
     }
 }
 
+/// The ambiguous mention before the unknown words that precede element `i` ("Everest pav
+/// bhaji masala": the index of "Everest").
+fn brand_before(seg: &[Elem], i: usize) -> Option<usize> {
+    let j = seg[..i]
+        .iter()
+        .rposition(|e| !matches!(e.kind, Kind::Content))?;
+    let brand = matches!(&seg[j].kind, Kind::Product(p) if p.cands.len() > 1);
+    (brand && j + 1 < i).then_some(j)
+}
+
 /// Gives every quantity-like element to a slot: quantities before the first name bind forward
 /// ("5 kg chini"), otherwise each binds to the name before it ("chini 5 kg").
 fn assign<'a>(seg: &'a [Elem], slot_pos: &[usize], slots: &mut [Slot<'a>]) {
@@ -233,6 +276,7 @@ fn assign<'a>(seg: &'a [Elem], slot_pos: &[usize], slots: &mut [Slot<'a>]) {
 struct Q {
     value: f64,
     unit: Option<Unit>,
+    container: bool,
     negative: bool,
     conf: f32,
     end: usize,
@@ -249,10 +293,12 @@ fn final_quantities(assigned: &[&Elem]) -> Vec<Q> {
                 unit,
                 negative,
                 conf,
+                container,
             } => {
                 let q = Q {
                     value,
                     unit,
+                    container,
                     negative,
                     conf,
                     end: e.end,
@@ -295,20 +341,34 @@ fn emit_product(
         .map(|e| e.start)
         .fold(slot.start, usize::min);
     let phrase = &text[start..end];
-    let [idx] = hit.cands[..] else {
-        b.flag(FlagKind::AmbiguousItem, &text[slot.start..slot.end]);
+    let written: Vec<Unit> = slot
+        .assigned
+        .iter()
+        .filter_map(|e| match e.kind {
+            Kind::Qty { unit: Some(u), .. } | Kind::UnitOnly(u) => Some(u),
+            _ => None,
+        })
+        .collect();
+    let by_unit = pick_by_unit(cat, &hit.cands, &written);
+    let cands = by_unit
+        .as_ref()
+        .map_or(&hit.cands[..], std::slice::from_ref);
+    let [idx] = cands[..] else {
+        // "Good day dai", "chiya khana aaunus": a word several products share is an order
+        // item only with a quantity.
+        if !hit.heading && slot.assigned.iter().any(|e| is_quantifier(&e.kind)) {
+            b.flag(FlagKind::AmbiguousItem, &text[slot.start..slot.end]);
+        }
         return;
     };
+    b.last_brand.clone_from(&hit.brand);
     let product = cat.product(idx);
     let sku = &product.sku;
     let base = product.unit;
     let item = |qty: Option<f64>, unit: Option<Unit>, conf: f32| ParsedItem {
         sku: sku.clone(),
         qty,
-        unit: Some(match unit {
-            None | Some(Unit::Piece) => base,
-            Some(u) => u,
-        }),
+        unit: Some(unit.unwrap_or(base)),
         amount_npr: None,
         confidence: hit.conf * conf,
         span: (start, end),
@@ -341,11 +401,14 @@ fn emit_product(
             return;
         }
         b.flag(FlagKind::AmbiguousQuantity, phrase);
-        b.push(item(None, unit, 0.5), false);
+        b.push(
+            item(None, unit.map(|u| written_unit(u, false, base)), 0.5),
+            false,
+        );
         return;
     }
     for q in qtys {
-        let unit = q.unit;
+        let unit = q.unit.map(|u| written_unit(u, q.container, base));
         let flag = if q.negative || q.value <= 0.0 {
             Some(FlagKind::InvalidQuantity)
         } else if is_absurd(q.value, unit.unwrap_or(base)) {
@@ -360,6 +423,37 @@ fn emit_product(
             }
             None => b.push(item(Some(q.value), unit, q.conf), replace),
         }
+    }
+}
+
+/// "clinic plus 2 poka" vs "clinic plus 2 bottle": of several candidates, the one whose base
+/// unit is the pack unit written with the quantity.
+fn pick_by_unit(cat: &Catalog, cands: &[u32], units: &[Unit]) -> Option<u32> {
+    if cands.len() < 2 {
+        return None;
+    }
+    let mut pick: Option<u32> = None;
+    for &u in units {
+        if !matches!(u, Unit::Packet | Unit::Bottle) {
+            continue;
+        }
+        let mut same = cands.iter().filter(|&&c| cat.product(c).unit == u);
+        match (same.next(), same.next()) {
+            (Some(&c), None) if pick.is_none_or(|p| p == c) => pick = Some(c),
+            _ => return None,
+        }
+    }
+    pick
+}
+
+/// The unit of a line: count words mean the product's base unit, and so do container words
+/// ("jar", "bag", "bottle") on a product counted in packets, pieces or bottles.
+fn written_unit(u: Unit, container: bool, base: Unit) -> Unit {
+    let counted = matches!(base, Unit::Packet | Unit::Piece | Unit::Bottle);
+    if u == Unit::Piece || (container && counted) {
+        base
+    } else {
+        u
     }
 }
 
@@ -379,6 +473,8 @@ struct Builder {
     flags: Vec<Flag>,
     /// Index of the first item produced by the current line.
     line_first_item: usize,
+    /// Brand candidates of the mention behind the last line ("sunsilk pouch 10, bottle 6").
+    last_brand: Vec<u32>,
 }
 
 impl Builder {
@@ -434,15 +530,26 @@ impl Builder {
         if q.negative || q.value <= 0.0 || q.unit.is_none() {
             return;
         }
-        let unit = match q.unit {
-            Some(Unit::Piece) | None => cat.by_sku(&last.sku).map(|p| p.unit),
-            u => u,
-        };
+        // "sunsilk pouch 10, bottle 6": a pack unit the product is not sold in names the
+        // brand's sibling that is.
+        let sibling = q
+            .unit
+            .filter(|_| q.container)
+            .and_then(|u| {
+                let own = cat.by_sku(&last.sku).map(|p| p.unit);
+                (own != Some(u)).then(|| pick_by_unit(cat, &self.last_brand, &[u]))
+            })
+            .flatten()
+            .map(|c| cat.product(c));
+        let sku = sibling.map_or(last.sku.clone(), |p| p.sku.clone());
+        let base = cat.by_sku(&sku).map_or(Unit::Piece, |p| p.unit);
+        let unit = q.unit.map(|u| written_unit(u, q.container, base));
         if is_absurd(q.value, unit.unwrap_or(Unit::Piece)) {
             return;
         }
         self.push(
             ParsedItem {
+                sku,
                 qty: Some(q.value),
                 unit,
                 span: (last.span.0, q.end),

@@ -119,13 +119,35 @@ pub(crate) fn tokenize(line: &str, base: usize) -> Vec<Token> {
         if let Some(mut t) = tok {
             t.glued = glued;
             last_end = t.end - base;
-            out.push(t);
+            // "लिटरको", "मुगको": the genitive glued to a Devanagari word is its own token.
+            if let Some(ko) = split_genitive(&cur, i, next, &t) {
+                t.end = ko.start;
+                t.norm = fold_word(&line[t.start - base..t.end - base]);
+                out.push(t);
+                out.push(ko);
+            } else {
+                out.push(t);
+            }
         } else if !c.is_whitespace() && !is_ignorable(c) {
             last_end = cur.off(next);
         }
         i = next.max(i + 1);
     }
     out
+}
+
+/// The glued genitive "को" at the end of a Devanagari word of at least two more letters, as a
+/// separate (glued) token.
+fn split_genitive(cur: &Cursor<'_>, from: usize, to: usize, t: &Token) -> Option<Token> {
+    if t.kind != TokKind::Word || to < from + 4 {
+        return None;
+    }
+    if cur.ch(to - 2) != Some('क') || cur.ch(to - 1) != Some('ो') {
+        return None;
+    }
+    let mut ko = simple(TokKind::Word, cur, to - 2, to, fold_word("को"));
+    ko.glued = true;
+    Some(ko)
 }
 
 fn is_bullet(t: &Token) -> bool {
@@ -270,7 +292,13 @@ fn punct(cur: &Cursor<'_>, i: usize, prev: Option<&Token>) -> (Option<Token>, us
                     "rs" | "npr" | "रु" | "no" | "nos" | "kg" | "ltr"
                 )
             });
-            if next.is_none_or(char::is_whitespace) && !prev_is_abbrev {
+            // "rs. 500", "no. 5" abbreviate; "30 kg. nun 2 peti" ends a sentence.
+            let mut k = i + 1;
+            while cur.ch(k).is_some_and(char::is_whitespace) {
+                k += 1;
+            }
+            let number_next = cur.ch(k).is_some_and(|c| digit_value(c).is_some());
+            if next.is_none_or(char::is_whitespace) && !(prev_is_abbrev && number_next) {
                 TokKind::Sep
             } else {
                 TokKind::Punct('.')

@@ -114,6 +114,7 @@ const SYNONYMS: &[(Unit, &[&str])] = &[
             "प्याकेट",
             "पोको",
             "प्याक",
+            "पाउच",
         ],
     ),
     (
@@ -182,7 +183,17 @@ const SYNONYMS: &[(Unit, &[&str])] = &[
     ),
     (
         Unit::Dozen,
-        &["darjan", "dozen", "dozens", "dz", "doz", "दर्जन", "दरजन"],
+        &[
+            "darjan",
+            "dozen",
+            "dozens",
+            "dz",
+            "doz",
+            "dzn",
+            "dzns",
+            "दर्जन",
+            "दरजन",
+        ],
     ),
 ];
 
@@ -275,6 +286,81 @@ pub(crate) fn fuzzy_unit(folded: &str) -> Option<Unit> {
         }
     }
     found
+}
+
+/// Container words: after a number they count units of the product itself ("4 jar Nescafe",
+/// "Fortune atta 4 bag"), so on a product counted in packets, pieces or bottles they mean its
+/// base unit. Words also in [`SYNONYMS`] keep that unit for products sold by weight or volume
+/// ("2 bags maida" = 2 sacks); the others (`jar`, `tin`, `can`…) are count words everywhere.
+const CONTAINERS: &[&str] = &[
+    "strip",
+    "strips",
+    "jar",
+    "jars",
+    "tin",
+    "tins",
+    "can",
+    "cans",
+    "bundle",
+    "bundles",
+    "box",
+    "boxes",
+    "bag",
+    "bags",
+    "pouch",
+    "pouches",
+    "packet",
+    "packets",
+    "pkt",
+    "pkts",
+    "pack",
+    "packs",
+    "poko",
+    "pokos",
+    "bottle",
+    "bottles",
+    "btl",
+    "btls",
+    "botal",
+    "sachet",
+    "sachets",
+    "dabba",
+    "dibba",
+    "dabbi",
+    "thaili",
+    "jhola",
+    "muttha",
+    "mutha",
+    "बट्टा",
+    "डब्बा",
+    "डिब्बा",
+    "थैली",
+    "झोला",
+    "मुठा",
+    "बोतल",
+    "प्याकेट",
+    "पोको",
+    "प्याक",
+    "बक्स",
+    "जार",
+    "टिन",
+    "क्यान",
+    "बन्डल",
+    "पाउच",
+];
+
+static CONTAINER_SET: std::sync::LazyLock<std::collections::HashSet<String>> =
+    std::sync::LazyLock::new(|| CONTAINERS.iter().map(|w| fold_word(w)).collect());
+
+/// True for a folded container word (see [`CONTAINERS`]).
+pub(crate) fn is_container(folded: &str) -> bool {
+    CONTAINER_SET.contains(folded)
+}
+
+/// A container word that is not in [`SYNONYMS`] ("jar", "tin", "can"): a count unit, but only
+/// right after a number ("can" and "tin" are ordinary words elsewhere).
+pub(crate) fn count_container(folded: &str) -> Option<Unit> {
+    (is_container(folded) && unit_from_folded(folded).is_none()).then_some(Unit::Piece)
 }
 
 /// Looks up an already folded word (see [`crate::normalize::fold_word`]).
