@@ -40,6 +40,7 @@ use crate::base::wire::error::problem_response;
         (name = "admin", description = "Job queue administration"),
         (name = "ops", description = "Health, readiness and metrics"),
         (name = "auth", description = "Login, tokens, API keys, users and the audit log"),
+        (name = "credit", description = "Credit accounts, ledger, payments, limits and reconciliation"),
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -73,7 +74,8 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::catalog::routes::router())
         .merge(crate::parties::routes::router())
         .merge(crate::admin::jobs::router())
-        .merge(crate::auth::routes::router());
+        .merge(crate::auth::routes::router())
+        .merge(crate::credit::routes::router());
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(ops::router())

@@ -9,6 +9,11 @@ use super::transition::{self, TransitionResult};
 use crate::app::App;
 use crate::base::audit::{self, Entry};
 use crate::base::wire::error::FieldError;
+use crate::credit::ledger::{self, LedgerError, Reserve};
+
+/// Holds an operator may approve past the credit rules: the approval reserves the order's
+/// total as an override, recorded with who approved it.
+const CREDIT_HOLDS: [&str; 2] = ["credit_limit", "credit_band_cap"];
 
 /// Why an action was refused.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +30,77 @@ pub enum ActionError {
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
+}
+
+impl From<LedgerError> for ActionError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Storage(e) => ActionError::Storage(e),
+            other => ActionError::Illegal(other.to_string()),
+        }
+    }
+}
+
+/// The credit side of an action, in its transaction: approving a credit hold reserves the
+/// total as an override; rejecting or cancelling before delivery releases the hold; cancelling
+/// after delivery writes a reversing credit of what was posted. Returns the event detail.
+async fn settle_credit(
+    tx: &mut crate::base::db::Tx,
+    order: &OrderRow,
+    action: Action,
+    actor: &Actor,
+) -> Result<Option<serde_json::Value>, ActionError> {
+    let credit = order.payment_mode == super::model::PaymentMode::Credit.as_str();
+    match action {
+        Action::Approve
+            if credit
+                && order
+                    .hold_reason
+                    .as_deref()
+                    .is_some_and(|r| CREDIT_HOLDS.contains(&r)) =>
+        {
+            let total = order.total_paisa.unwrap_or(0);
+            match ledger::reserve_override(tx, order.retailer_id, order.id, total, &actor.id)
+                .await?
+            {
+                Reserve::Reserved | Reserve::AlreadyHeld => Ok(Some(
+                    serde_json::json!({ "credit_override": true, "held_paisa": total }),
+                )),
+                Reserve::OverLimit | Reserve::Blocked => Err(ActionError::Illegal(
+                    "the retailer's credit is blocked; unblock it or reject the order".into(),
+                )),
+            }
+        }
+        Action::Approve => Ok(None),
+        Action::Cancel
+            if matches!(
+                order.status(),
+                OrderStatus::Delivered | OrderStatus::Completed
+            ) =>
+        {
+            let posted = crate::credit::repo::hold(tx, order.id)
+                .await?
+                .and_then(|h| h.posted_paisa)
+                .unwrap_or(0);
+            if posted > 0 {
+                let entry = ledger::reverse_after_delivery(
+                    tx,
+                    order.id,
+                    posted,
+                    "cancelled after delivery",
+                )
+                .await?;
+                return Ok(Some(
+                    serde_json::json!({ "refund_paisa": -entry.entry.amount_paisa }),
+                ));
+            }
+            Ok(None)
+        }
+        Action::Reject | Action::Cancel => {
+            ledger::void(tx, order.id).await?;
+            Ok(None)
+        }
+    }
 }
 
 impl ActionError {
@@ -137,7 +213,8 @@ pub async fn apply(
         ));
     }
     let reason = reason.unwrap_or(action.verb());
-    match transition::apply(&mut tx, &mut order, to, actor, Some(reason), None).await? {
+    let detail = settle_credit(&mut tx, &order, action, actor).await?;
+    match transition::apply(&mut tx, &mut order, to, actor, Some(reason), detail).await? {
         TransitionResult::Done => {}
         TransitionResult::Illegal | TransitionResult::Stale => {
             return Err(ActionError::Illegal(format!(

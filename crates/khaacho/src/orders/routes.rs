@@ -276,6 +276,42 @@ pub struct OrderView {
     /// History (omitted in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventView>>,
+    /// `credit` or `cash` on delivery.
+    pub payment_mode: String,
+    /// The credit reserved for this order (detail only; not shown to vendors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit_hold: Option<CreditHoldView>,
+    /// The order's risk assessment (detail only; not shown to vendors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskView>,
+}
+
+/// The credit hold of an order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreditHoldView {
+    /// Reserved amount, NPR.
+    pub amount_npr: f64,
+    /// `pending`, `posted`, `voided`, `expired`.
+    pub status: String,
+    /// Who approved it past the limit, if anyone.
+    pub override_by: Option<String>,
+    /// Posted (delivered) amount, NPR.
+    pub posted_npr: Option<f64>,
+}
+
+/// An order's risk assessment.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RiskView {
+    /// 0 (none) to 100.
+    pub score: i32,
+    /// `pass`, `review` or `reject`.
+    pub decision: String,
+    /// `[{name, weight, points}]`: the retailer components.
+    #[schema(value_type = Object)]
+    pub components: serde_json::Value,
+    /// `[{code, text}]`: why.
+    #[schema(value_type = Object)]
+    pub reasons: serde_json::Value,
 }
 
 impl OrderView {
@@ -322,6 +358,9 @@ impl OrderView {
                     .map(|e| EventView::new(e, visibility))
                     .collect()
             }),
+            payment_mode: o.payment_mode,
+            credit_hold: None,
+            risk: None,
         }
     }
 }
@@ -346,7 +385,28 @@ async fn get_order(
     let order = visible_order(&app, &principal, id).await?;
     let lines = repo::lines(app.db(), &order).await?;
     let events = repo::events(app.db(), &order).await?;
-    let view = OrderView::new(order, Some(lines), Some(events), Visibility::of(&principal));
+    let visibility = Visibility::of(&principal);
+    let (hold, risk) = if visibility.shows_totals() {
+        (
+            crate::credit::repo::hold_of(app.db(), order.id).await?,
+            crate::credit::risk::assessment(app.db(), order.id).await?,
+        )
+    } else {
+        (None, None)
+    };
+    let mut view = OrderView::new(order, Some(lines), Some(events), visibility);
+    view.credit_hold = hold.map(|h| CreditHoldView {
+        amount_npr: paisa_to_npr(h.amount_paisa),
+        status: h.status,
+        override_by: h.override_by,
+        posted_npr: h.posted_paisa.map(paisa_to_npr),
+    });
+    view.risk = risk.map(|r| RiskView {
+        score: r.score,
+        decision: r.decision,
+        components: r.components.0,
+        reasons: r.reasons.0,
+    });
     Ok(axum::Json(view))
 }
 

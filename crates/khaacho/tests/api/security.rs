@@ -112,6 +112,48 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, Own, No],
         "vendor: its own record (others: 404)",
     ),
+    (
+        "GET",
+        "/api/v1/credit/accounts/{id}",
+        [Yes, Yes, No, Own],
+        "retailer: its own account (others: 404)",
+    ),
+    (
+        "GET",
+        "/api/v1/credit/accounts/{id}/ledger",
+        [Yes, Yes, No, Own],
+        "retailer: its own ledger (others: 404); `format=csv` exports it",
+    ),
+    (
+        "POST",
+        "/api/v1/credit/accounts/{id}/payments",
+        [Yes, Yes, No, No],
+        "audited",
+    ),
+    (
+        "PUT",
+        "/api/v1/credit/accounts/{id}/limit",
+        [Yes, No, No, No],
+        "reason required; audited",
+    ),
+    (
+        "POST",
+        "/api/v1/credit/accounts/{id}/block",
+        [Yes, No, No, No],
+        "reason required; audited",
+    ),
+    (
+        "POST",
+        "/api/v1/credit/accounts/{id}/unblock",
+        [Yes, No, No, No],
+        "reason required; audited",
+    ),
+    (
+        "GET",
+        "/api/v1/credit/reconciliation",
+        [Yes, No, No, No],
+        "",
+    ),
     ("GET", "/api/v1/admin/jobs", [Yes, Yes, No, No], ""),
     ("GET", "/api/v1/admin/jobs/{id}", [Yes, Yes, No, No], ""),
     ("DELETE", "/api/v1/admin/jobs/{id}", [Yes, Yes, No, No], ""),
@@ -286,7 +328,7 @@ impl World {
     fn concrete(&self, path: &str) -> String {
         let id = if path.starts_with("/api/v1/orders") {
             self.order.clone()
-        } else if path.starts_with("/api/v1/retailers") {
+        } else if path.starts_with("/api/v1/retailers") || path.starts_with("/api/v1/credit") {
             self.r1.to_string()
         } else if path.starts_with("/api/v1/vendors") {
             self.v1.to_string()
