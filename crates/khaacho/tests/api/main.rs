@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod catalog;
+mod credit;
 mod helpers;
 mod hostile;
 mod ops;

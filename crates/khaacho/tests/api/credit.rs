@@ -1,0 +1,562 @@
+//! Credit and risk: the ledger cannot overspend under concurrency, postings are idempotent,
+//! payments are allocated oldest due first, random histories stay reconciled, and the API
+//! refuses bad input without writing anything. Both backends.
+
+use khaacho::auth::Role;
+use khaacho::credit::ledger::{self, Reserve};
+use khaacho::credit::payments::{self, Method};
+use khaacho::credit::repo;
+use rand::{RngExt, SeedableRng};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, assert_problem};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The total (paisa) of one order of `lines`, measured with a cash order.
+async fn order_total(t: &TestApp, retailer: &str, lines: &Value) -> i64 {
+    let r = t
+        .post_json(
+            "/api/v1/orders",
+            &json!({ "retailer_id": retailer, "lines": lines, "payment_mode": "cash" }),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.run_jobs().await;
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(o["status"], "validated", "{o}");
+    assert!(
+        o.get("credit_hold").is_none(),
+        "a cash order reserves nothing"
+    );
+    (o["totals"]["total_npr"].as_f64().unwrap() * 100.0).round() as i64
+}
+
+async fn set_limit(t: &TestApp, retailer: &str, paisa: i64) -> reqwest::Response {
+    t.client_as(Role::Admin, None)
+        .put(t.url(&format!("/api/v1/credit/accounts/{retailer}/limit")))
+        .json(&json!({ "limit_npr": paisa as f64 / 100.0, "reason": "test" }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn reconciled(t: &TestApp) {
+    let r = t
+        .client_as(Role::Admin, None)
+        .get(t.url("/api/v1/credit/reconciliation"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(r["accounts"].as_u64().unwrap() > 0);
+    assert_eq!(r["drift"], json!([]), "{r}");
+}
+
+#[tokio::test]
+async fn fifty_parallel_orders_against_an_account_that_fits_ten() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    let retailer = t.retailer().await;
+    let lines = json!([{ "sku": "SUGAR-50", "qty": 5, "unit": "kg" }]);
+    let total = order_total(&t, &retailer, &lines).await;
+    let limit = 10 * total + total / 2;
+    assert_eq!(set_limit(&t, &retailer, limit).await.status(), 200);
+
+    let mut handles = Vec::new();
+    for _ in 0..50 {
+        let (client, url) = (t.client.clone(), t.url("/api/v1/orders"));
+        let body = json!({ "retailer_id": retailer, "lines": lines });
+        handles.push(tokio::spawn(async move {
+            client.post(url).json(&body).send().await.unwrap().status()
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap(), 202);
+    }
+    // Several workers at once, as in production.
+    let drains: Vec<_> = (0..4)
+        .map(|_| {
+            let app = t.app.clone();
+            tokio::spawn(async move {
+                khaacho::queue::runtime::drain(&app, &khaacho::jobs::registry())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for d in drains {
+        d.await.unwrap();
+    }
+    t.run_jobs().await;
+
+    let account = t
+        .get_json(&format!("/api/v1/credit/accounts/{retailer}"))
+        .await;
+    let held = (account["held_npr"].as_f64().unwrap() * 100.0).round() as i64;
+    assert!(held <= limit, "held {held} exceeds the limit {limit}");
+    assert_eq!(held, 10 * total, "exactly the orders that fit are reserved");
+    let orders = t
+        .get_json(&format!("/api/v1/orders?retailer_id={retailer}&limit=200"))
+        .await;
+    let items = orders["items"].as_array().unwrap();
+    assert_eq!(items.len(), 51);
+    let over = items
+        .iter()
+        .filter(|o| o["hold_reason"] == "credit_limit")
+        .count();
+    assert_eq!(over, 40, "the rest wait for a person with credit_limit");
+    assert_eq!(
+        t.count("credit_holds").await,
+        10,
+        "one pending hold per reserved order, none for the others"
+    );
+    reconciled(&t).await;
+}
+
+#[tokio::test]
+async fn postings_are_idempotent_and_payments_go_to_the_oldest_debit_first() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    let retailer: Uuid = t.retailer().await.parse().unwrap();
+    let rules = khaacho_credit::CreditSettings::default();
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let day0 = 1_800_000_000_000;
+    let mut tx = t.app.db().begin().await.unwrap();
+    repo::ensure_accounts(&mut tx, &[retailer], 100_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger::reserve(&mut tx, retailer, a, 40_000).await.unwrap(),
+        Reserve::Reserved
+    );
+    assert_eq!(
+        ledger::reserve(&mut tx, retailer, a, 40_000).await.unwrap(),
+        Reserve::AlreadyHeld
+    );
+    assert_eq!(
+        ledger::reserve(&mut tx, retailer, b, 50_000).await.unwrap(),
+        Reserve::Reserved
+    );
+    assert_eq!(
+        ledger::reserve(&mut tx, retailer, c, 20_000).await.unwrap(),
+        Reserve::OverLimit
+    );
+
+    // A short delivery posts what was delivered and releases the rest of the hold.
+    let first = ledger::post_delivery(&mut tx, a, 30_000, day0)
+        .await
+        .unwrap();
+    assert!(first.new);
+    assert_eq!(first.entry.due_at_ms, Some(day0 + 30 * DAY_MS));
+    let again = ledger::post_delivery(&mut tx, a, 30_000, day0)
+        .await
+        .unwrap();
+    assert!(!again.new);
+    assert_eq!(again.entry.id, first.entry.id);
+    assert!(
+        !ledger::void(&mut tx, a).await.unwrap(),
+        "a posted hold cannot be voided"
+    );
+    ledger::post_delivery(&mut tx, b, 50_000, day0 + DAY_MS)
+        .await
+        .unwrap();
+    let acc = repo::account_tx(&mut tx, retailer).await.unwrap().unwrap();
+    assert_eq!((acc.held_paisa, acc.outstanding_paisa), (0, 80_000));
+
+    // 40,000 pays the older debit (30,000) fully and 10,000 of the next.
+    let paid = payments::record(
+        &mut tx,
+        retailer,
+        40_000,
+        Method::Bank,
+        "rcpt-1",
+        "test",
+        &rules,
+    )
+    .await
+    .unwrap();
+    assert_eq!(paid.applied.len(), 2);
+    assert_eq!(paid.applied[0], (first.entry.id, 30_000));
+    assert_eq!(paid.applied[1].1, 10_000);
+    // The same reference and amount is a replay; another amount is refused.
+    assert!(
+        !payments::record(
+            &mut tx,
+            retailer,
+            40_000,
+            Method::Bank,
+            "rcpt-1",
+            "test",
+            &rules
+        )
+        .await
+        .unwrap()
+        .new
+    );
+    assert!(
+        payments::record(&mut tx, retailer, 1, Method::Bank, "rcpt-1", "test", &rules)
+            .await
+            .is_err()
+    );
+    // Overpaying leaves a credit balance, which settles the next delivery first.
+    let over = payments::record(
+        &mut tx,
+        retailer,
+        50_000,
+        Method::Cash,
+        "rcpt-2",
+        "test",
+        &rules,
+    )
+    .await
+    .unwrap();
+    assert_eq!(over.unapplied, 10_000);
+    assert_eq!(
+        ledger::reserve(&mut tx, retailer, c, 20_000).await.unwrap(),
+        Reserve::Reserved
+    );
+    let third = ledger::post_delivery(&mut tx, c, 20_000, day0 + 2 * DAY_MS)
+        .await
+        .unwrap();
+    assert_eq!(third.entry.open_paisa, Some(10_000));
+    // Cancelled after delivery: a reversing credit, once.
+    let rev = ledger::reverse_after_delivery(&mut tx, c, 20_000, "returned")
+        .await
+        .unwrap();
+    assert!(rev.new);
+    assert_eq!(rev.entry.amount_paisa, -20_000);
+    assert!(
+        !ledger::reverse_after_delivery(&mut tx, c, 20_000, "returned")
+            .await
+            .unwrap()
+            .new
+    );
+    let acc = repo::account_tx(&mut tx, retailer).await.unwrap().unwrap();
+    assert_eq!(acc.outstanding_paisa, 0);
+    assert_eq!(acc.credit_balance_paisa, 10_000);
+    assert_eq!(rev.entry.balance_paisa, -10_000);
+    tx.commit().await.unwrap();
+    reconciled(&t).await;
+}
+
+/// One random history: orders reserved (or refused), delivered in full or short, voided,
+/// reversed, paid partly or more than owed, limits changed. After every step the account
+/// is checked against a reference model and, at the end, against its own ledger.
+async fn random_history(t: &TestApp, seed: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rules = khaacho_credit::CreditSettings::default();
+    let retailer: Uuid = t.retailer().await.parse().unwrap();
+    let mut model = khaacho_credit::AccountModel::new(500_000, 30).unwrap();
+    let mut tx = t.app.db().begin().await.unwrap();
+    repo::ensure_accounts(&mut tx, &[retailer], 500_000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut orders: Vec<(u64, Uuid)> = Vec::new();
+    let mut at = 1_800_000_000_000_i64;
+    for step in 0..40u64 {
+        at += rng.random_range(0..5) * DAY_MS;
+        let mut tx = t.app.db().begin().await.unwrap();
+        match rng.random_range(0..6) {
+            0 | 1 => {
+                let (n, id) = (step, Uuid::now_v7());
+                let amount = rng.random_range(1..=200_000);
+                let got = ledger::reserve(&mut tx, retailer, id, amount)
+                    .await
+                    .unwrap();
+                let want = model.hold(n, amount);
+                assert_eq!(
+                    got == Reserve::Reserved,
+                    want.is_ok(),
+                    "seed {seed} step {step}: {got:?} vs {want:?}"
+                );
+                if got == Reserve::Reserved {
+                    orders.push((n, id));
+                }
+            }
+            2 if !orders.is_empty() => {
+                let (n, id) = orders[rng.random_range(0..orders.len())];
+                let held = repo::hold(&mut tx, id).await.unwrap().unwrap();
+                let delivered = rng.random_range(1..=held.amount_paisa);
+                // A second posting of the same order is a no-op here and refused by the model.
+                let got = ledger::post_delivery(&mut tx, id, delivered, at).await;
+                let want = model.post(n, delivered, at);
+                let changed = got.as_ref().is_ok_and(|p| p.new);
+                assert_eq!(
+                    changed,
+                    want.is_ok(),
+                    "seed {seed} step {step}: {got:?} vs {want:?}"
+                );
+            }
+            3 if !orders.is_empty() => {
+                let (n, id) = orders[rng.random_range(0..orders.len())];
+                let got = ledger::void(&mut tx, id).await.unwrap();
+                assert_eq!(got, model.void(n).is_ok(), "seed {seed} step {step}");
+            }
+            4 => {
+                let amount = rng.random_range(1..=150_000);
+                let reference = format!("ref-{seed}-{step}");
+                payments::record(
+                    &mut tx,
+                    retailer,
+                    amount,
+                    Method::Wallet,
+                    &reference,
+                    "test",
+                    &rules,
+                )
+                .await
+                .unwrap();
+                model.pay(amount, at).unwrap();
+            }
+            5 => {
+                let limit = rng.random_range(0..=800_000);
+                let got =
+                    payments::set_limit(&mut tx, retailer, limit, "test", "test", &rules).await;
+                let want = model.set_limit(limit, &rules);
+                assert_eq!(
+                    got.is_ok(),
+                    want.is_ok(),
+                    "seed {seed} step {step}: limit {limit}"
+                );
+            }
+            _ => {}
+        }
+        tx.commit().await.unwrap();
+        let mut tx = t.app.db().begin().await.unwrap();
+        let acc = repo::account_tx(&mut tx, retailer).await.unwrap().unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            (
+                acc.held_paisa,
+                acc.outstanding_paisa,
+                acc.credit_balance_paisa,
+                acc.limit_paisa
+            ),
+            (
+                model.held_paisa(),
+                model.outstanding_paisa(),
+                model.credit_balance_paisa(),
+                model.limit_paisa()
+            ),
+            "seed {seed} step {step}"
+        );
+        assert!(
+            acc.held_paisa + acc.outstanding_paisa
+                <= acc.limit_paisa.max(acc.held_paisa + acc.outstanding_paisa)
+        );
+        model.check_invariants().unwrap();
+    }
+    let drift = ledger::reconcile(t.app.db()).await.unwrap();
+    assert!(drift.is_empty(), "seed {seed}: {drift:?}");
+}
+
+#[tokio::test]
+async fn random_histories_stay_reconciled_with_the_ledger() {
+    for seed in 0..6 {
+        let t = TestApp::spawn().await;
+        t.seed().await;
+        random_history(&t, seed).await;
+    }
+}
+
+#[tokio::test]
+async fn blocked_accounts_refuse_credit_and_an_approval_overrides_the_limit() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    let retailer = t.retailer().await;
+    let lines = json!([{ "sku": "SUGAR-50", "qty": 5, "unit": "kg" }]);
+    let total = order_total(&t, &retailer, &lines).await;
+    assert_eq!(set_limit(&t, &retailer, total / 2).await.status(), 200);
+    let held = t.order(&retailer, lines.clone()).await;
+    t.run_jobs().await;
+    let path = format!("/api/v1/orders/{}", held["order_id"].as_str().unwrap());
+    let o = t.get_json(&path).await;
+    assert_eq!(o["status"], "on_hold");
+    assert_eq!(o["hold_reason"], "credit_limit");
+    assert!(o.get("credit_hold").is_none());
+    assert!(o["risk"]["score"].as_i64().is_some(), "{o}");
+    // An operator approves past the limit: the hold is reserved and recorded as an override.
+    let r = t
+        .post_json(
+            &format!("{path}/approve"),
+            &json!({ "reason": "known shop" }),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let o = t.get_json(&path).await;
+    assert_eq!(o["status"], "validated");
+    assert_eq!(o["credit_hold"]["status"], "pending");
+    assert!(
+        o["credit_hold"]["override_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:")
+    );
+    // Rejecting releases it.
+    let r = t
+        .post_json(
+            &format!("{path}/reject"),
+            &json!({ "reason": "changed mind" }),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(t.get_json(&path).await["credit_hold"]["status"], "voided");
+    let account = t
+        .get_json(&format!("/api/v1/credit/accounts/{retailer}"))
+        .await;
+    assert_eq!(account["held_npr"], 0.0);
+
+    // Blocked: credit orders are refused, cash orders still go through.
+    let admin = t.client_as(Role::Admin, None);
+    let r = admin
+        .post(t.url(&format!("/api/v1/credit/accounts/{retailer}/block")))
+        .json(&json!({ "reason": "30 days overdue" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(set_limit(&t, &retailer, 10 * total).await.status(), 200);
+    let refused = t.order(&retailer, lines.clone()).await;
+    t.run_jobs().await;
+    let o = t
+        .get_json(&format!(
+            "/api/v1/orders/{}",
+            refused["order_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(o["status"], "rejected");
+    assert_eq!(o["reject_reason"], "credit_blocked");
+    order_total(&t, &retailer, &lines).await;
+    reconciled(&t).await;
+}
+
+#[tokio::test]
+async fn credit_routes_refuse_bad_input_and_write_nothing() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    let retailer = t.retailer().await;
+    let pay = |body: Value| {
+        let (c, url) = (
+            t.client.clone(),
+            t.url(&format!("/api/v1/credit/accounts/{retailer}/payments")),
+        );
+        async move { c.post(url).json(&body).send().await.unwrap() }
+    };
+    for amount in [0.0, -5.0, 1.234] {
+        let p = assert_problem(
+            pay(json!({ "amount_npr": amount, "method": "cash", "reference": "r1" })).await,
+            422,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "amount_npr");
+    }
+    assert_problem(
+        pay(json!({ "amount_npr": 10, "method": "gold", "reference": "r1" })).await,
+        422,
+    )
+    .await;
+    assert_problem(
+        pay(json!({ "amount_npr": 10, "method": "cash" })).await,
+        422,
+    )
+    .await;
+    assert_eq!(t.count("payments").await, 0);
+    let unknown = Uuid::now_v7();
+    assert_problem(
+        t.post_json(
+            &format!("/api/v1/credit/accounts/{unknown}/payments"),
+            &json!({ "amount_npr": 10, "method": "cash", "reference": "r1" }),
+        )
+        .await,
+        404,
+    )
+    .await;
+    let first = pay(json!({ "amount_npr": 100, "method": "bank", "reference": "r-7" })).await;
+    assert_eq!(first.status(), 201);
+    let replay = pay(json!({ "amount_npr": 100, "method": "bank", "reference": "r-7" })).await;
+    assert_eq!(replay.status(), 200);
+    assert_problem(
+        pay(json!({ "amount_npr": 90, "method": "bank", "reference": "r-7" })).await,
+        409,
+    )
+    .await;
+    assert_eq!(t.count("payments").await, 1);
+
+    // A limit below 1.2 × outstanding is refused.
+    let rid: Uuid = retailer.parse().unwrap();
+    let mut tx = t.app.db().begin().await.unwrap();
+    let order = Uuid::now_v7();
+    assert_eq!(
+        ledger::reserve(&mut tx, rid, order, 50_000).await.unwrap(),
+        Reserve::Reserved
+    );
+    ledger::post_delivery(&mut tx, order, 50_000, 1_800_000_000_000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // 100 NPR of credit balance settled 100 of the 500 delivered: 400 outstanding, floor 480.
+    let p = assert_problem(set_limit(&t, &retailer, 47_000).await, 422).await;
+    assert_eq!(p["errors"][0]["field"], "limit_npr");
+    assert_eq!(t.count("credit_changes").await, 0, "nothing written");
+    assert_eq!(set_limit(&t, &retailer, 48_000).await.status(), 200);
+    let r = t
+        .client_as(Role::Admin, None)
+        .put(t.url(&format!("/api/v1/credit/accounts/{retailer}/limit")))
+        .json(&json!({ "limit_npr": 1000, "reason": " " }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 422).await;
+
+    // A retailer sees its own account and ledger only; a vendor none.
+    let own: Uuid = retailer.parse().unwrap();
+    let me = t.client_as(Role::Retailer, Some(own));
+    let ledger: Value = me
+        .get(t.url(&format!("/api/v1/credit/accounts/{retailer}/ledger")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger["items"].as_array().unwrap().len(), 2);
+    let csv = me
+        .get(t.url(&format!(
+            "/api/v1/credit/accounts/{retailer}/ledger?format=csv"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let other = Uuid::now_v7();
+    assert_problem(
+        me.get(t.url(&format!("/api/v1/credit/accounts/{other}")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    assert_problem(
+        t.client_as(Role::Vendor, Some(Uuid::now_v7()))
+            .get(t.url(&format!("/api/v1/credit/accounts/{retailer}")))
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    reconciled(&t).await;
+}
