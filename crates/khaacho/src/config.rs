@@ -89,6 +89,10 @@ pub struct HttpSettings {
 pub struct ScheduleSettings {
     /// Creating order partitions ahead (PostgreSQL) and cleaning up old schedule ticks.
     pub maintenance: String,
+    /// Credit scores, bands and automatic limit changes.
+    pub credit_scores: String,
+    /// Late-payment cuts, overdue warning and block, risk and spike alerts.
+    pub credit_controls: String,
 }
 
 impl Default for Settings {
@@ -136,9 +140,11 @@ impl Default for HttpSettings {
 
 impl Default for ScheduleSettings {
     fn default() -> Self {
-        // Daily at 01:00 Nepal time.
+        // Daily at 01:00 and 02:00 Nepal time; controls at the top of every hour.
         Self {
             maintenance: "0 0 1 * * *".into(),
+            credit_scores: "0 0 2 * * *".into(),
+            credit_controls: "0 0 * * * *".into(),
         }
     }
 }
@@ -206,6 +212,10 @@ impl Settings {
         }
         crate::queue::schedule::parse_cron(&self.schedules.maintenance)
             .context("schedules.maintenance")?;
+        crate::queue::schedule::parse_cron(&self.schedules.credit_scores)
+            .context("schedules.credit_scores")?;
+        crate::queue::schedule::parse_cron(&self.schedules.credit_controls)
+            .context("schedules.credit_controls")?;
         khaacho_agents::AgentChain::from_config(&self.agents).context("agents")?;
         Ok(())
     }

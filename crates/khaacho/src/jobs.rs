@@ -2,6 +2,7 @@
 
 use crate::app::App;
 use crate::config::Settings;
+use crate::credit::scoring::{RescoreRetailer, RunControls, ScoreAccounts};
 use crate::maintenance::MaintenanceJob;
 use crate::orders::pipeline::ProcessOrders;
 use crate::orders::pipeline::parse::ParseOrder;
@@ -16,12 +17,17 @@ pub fn registry() -> Registry<App> {
         .register_batch::<ProcessOrders>()
         .register_batch::<OrderChanged>()
         .register::<MaintenanceJob>()
+        .register::<ScoreAccounts>()
+        .register::<RescoreRetailer>()
+        .register::<RunControls>()
 }
 
 /// The recurring schedules, with cron expressions from the settings.
 pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
-    Ok(vec![Schedule::new::<MaintenanceJob>(
-        "maintenance",
-        &settings.schedules.maintenance,
-    )?])
+    let s = &settings.schedules;
+    Ok(vec![
+        Schedule::new::<MaintenanceJob>("maintenance", &s.maintenance)?,
+        Schedule::new::<ScoreAccounts>("credit_scores", &s.credit_scores)?,
+        Schedule::new::<RunControls>("credit_controls", &s.credit_controls)?,
+    ])
 }

@@ -5,17 +5,22 @@
 //!   reconciliation that proves every account against its holds and ledger;
 //! - [`payments`]: payments allocated oldest-due first, limit and status changes;
 //! - [`risk`]: the facts the order-risk rules need, read for a batch of retailers at once;
+//! - [`scoring`]: the daily credit scores with bands and automatic limit changes, and the
+//!   hourly controls (late-payment cuts, overdue warning and block, risk and spike alerts);
+//! - [`alerts`]: alerts with severity, listed and acknowledged by operators;
 //! - [`routes`]: the API (accounts, ledger, payments, limits, reconciliation).
 //!
 //! The rules themselves (score, bands, limit changes, controls, order risk) are pure and live
 //! in the `khaacho-credit` crate. The pipeline's credit and risk steps
 //! (`orders/pipeline/{credit,risk}.rs`) call into this module.
 
+pub mod alerts;
 pub mod ledger;
 pub mod payments;
 pub mod repo;
 pub mod risk;
 pub mod routes;
+pub mod scoring;
 
 use serde::Deserialize;
 

@@ -88,6 +88,32 @@ pub async fn record(
     actor: &str,
     settings: &CreditSettings,
 ) -> Result<Recorded, PaymentError> {
+    record_at(
+        tx,
+        retailer,
+        amount,
+        method,
+        reference,
+        actor,
+        settings,
+        now_ms(),
+    )
+    .await
+}
+
+/// [`record`] of a payment made at `at_ms` (imports of past payments, demo histories, tests
+/// with a controlled clock).
+#[allow(clippy::too_many_arguments)]
+pub async fn record_at(
+    tx: &mut Tx,
+    retailer: Uuid,
+    amount: i64,
+    method: Method,
+    reference: &str,
+    actor: &str,
+    settings: &CreditSettings,
+    at_ms: i64,
+) -> Result<Recorded, PaymentError> {
     if amount <= 0 {
         return Err(PaymentError::NonPositive);
     }
@@ -109,7 +135,7 @@ pub async fn record(
     let account = repo::account_for_update_opt(tx, retailer)
         .await?
         .ok_or(PaymentError::NoAccount)?;
-    let now = now_ms();
+    let now = at_ms;
     let payment_id = Uuid::now_v7();
     repo::insert_payment(
         tx,

@@ -32,6 +32,9 @@ pub fn router() -> OpenApiRouter<App> {
         .routes(routes!(block))
         .routes(routes!(unblock))
         .routes(routes!(reconciliation))
+        .routes(routes!(get_score))
+        .routes(routes!(list_alerts))
+        .routes(routes!(acknowledge_alert))
 }
 
 /// A retailer's credit account.
@@ -332,6 +335,14 @@ async fn record_payment(
     .await
     .map_err(payment_error)?;
     if recorded.new {
+        // The score follows payments (DOMAIN: recomputed daily and on payment).
+        let opts = crate::queue::EnqueueOptions::default();
+        crate::queue::enqueue(
+            &mut tx,
+            &super::scoring::RescoreRetailer { retailer_id: id },
+            opts,
+        )
+        .await?;
         let entry = principal.audit("credit.payment").on("retailer", id).summary(serde_json::json!({
             "payment_id": recorded.payment_id, "amount_paisa": amount, "method": body.method.as_str(), "reference": reference.trim() }));
         audit::record_tx(&mut tx, &entry).await?;
@@ -528,4 +539,158 @@ async fn reconciliation(
         accounts,
         drift: drift.into_iter().map(|d| serde_json::json!(d)).collect(),
     }))
+}
+
+/// One computed score.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScoreView {
+    /// 300–900.
+    pub score: i32,
+    /// `excellent`, `good`, `fair`, `poor`, `very_poor`.
+    pub band: String,
+    /// False for a retailer scored on neutral factors (no history yet).
+    pub has_history: bool,
+    /// `[{name, weight_pct, points_0_100, detail}]`: how the score was reached.
+    #[schema(value_type = Object)]
+    pub factors: serde_json::Value,
+    /// When (Nepal time).
+    pub at: String,
+}
+
+/// A retailer's credit score with its factor breakdown.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScoreReport {
+    /// The latest score.
+    pub current: ScoreView,
+    /// Earlier scores, newest first (up to 30).
+    pub history: Vec<ScoreView>,
+}
+
+/// A retailer's credit score: the latest with its factors, and its history.
+#[utoipa::path(get, path = "/credit/accounts/{id}/score", tag = "credit",
+    params(("id" = Uuid, Path, description = "Retailer id")),
+    responses((status = 200, body = ScoreReport), (status = 404, description = "Not scored yet", body = Problem, content_type = "application/problem+json")))]
+async fn get_score(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<ScoreReport>, ApiError> {
+    visible(&principal, id)?;
+    let mut rows = super::scoring::history(app.db(), id, 31)
+        .await?
+        .into_iter()
+        .map(|r| ScoreView {
+            score: r.score,
+            band: r.band,
+            has_history: r.has_history,
+            factors: r.factors.0,
+            at: fmt_time(r.at_ms),
+        });
+    let current = rows.next().ok_or(ApiError::NotFound("credit score"))?;
+    Ok(axum::Json(ScoreReport {
+        current,
+        history: rows.collect(),
+    }))
+}
+
+/// Filters of the alert list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AlertParams {
+    /// Only alerts nobody acknowledged yet (default false).
+    pub open: Option<bool>,
+    /// Only this retailer's.
+    pub retailer_id: Option<Uuid>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+/// A risk or credit alert.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AlertView {
+    /// Id.
+    pub id: Uuid,
+    /// The retailer.
+    pub retailer_id: Uuid,
+    /// `overdue_warning`, `overdue_block`, `late_payment_cut`, `high_risk`, `order_spike`.
+    pub kind: String,
+    /// `info`, `warning`, `critical`.
+    pub severity: String,
+    /// What triggered it.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    /// Raised (Nepal time).
+    pub created_at: String,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// When (Nepal time).
+    pub acknowledged_at: Option<String>,
+}
+
+impl From<super::alerts::AlertRow> for AlertView {
+    fn from(a: super::alerts::AlertRow) -> Self {
+        Self {
+            id: a.id,
+            retailer_id: a.retailer_id,
+            kind: a.kind,
+            severity: a.severity,
+            detail: a.detail.0,
+            created_at: fmt_time(a.created_at_ms),
+            acknowledged_by: a.acknowledged_by,
+            acknowledged_at: a.acknowledged_at_ms.map(fmt_time),
+        }
+    }
+}
+
+/// Risk and credit alerts, newest first (staff).
+#[utoipa::path(get, path = "/credit/alerts", tag = "credit", params(AlertParams),
+    responses((status = 200, body = Page<AlertView>)))]
+async fn list_alerts(
+    State(app): State<App>,
+    principal: Principal,
+    Query(p): Query<AlertParams>,
+) -> Result<axum::Json<Page<AlertView>>, ApiError> {
+    principal.require(STAFF)?;
+    let limit = page_limit(p.limit)?;
+    let rows = super::alerts::list(
+        app.db(),
+        p.open.unwrap_or(false),
+        p.retailer_id,
+        p.cursor,
+        limit + 1,
+    )
+    .await?;
+    let (rows, next) = crate::base::wire::split_page(rows, limit, |a| a.id.to_string());
+    Ok(axum::Json(Page {
+        items: rows.into_iter().map(AlertView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+/// Acknowledge an alert (staff; audited). Acknowledging twice keeps the first.
+#[utoipa::path(post, path = "/credit/alerts/{id}/acknowledge", tag = "credit",
+    params(("id" = Uuid, Path, description = "Alert id")),
+    responses((status = 204, description = "Acknowledged"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn acknowledge_alert(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(STAFF)?;
+    if !super::alerts::acknowledge(
+        app.db(),
+        id,
+        &principal.actor(),
+        crate::base::time::now_ms(),
+    )
+    .await?
+    {
+        return Err(ApiError::NotFound("alert"));
+    }
+    let entry = principal.audit("credit.alert_ack").on("risk_alert", id);
+    audit::record(app.db(), &entry).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -464,7 +464,7 @@ impl BatchWriter for IntakeWriter {
                 payment_mode: o.payment_mode.as_str(),
             })
             .collect();
-        let lines: Vec<(Uuid, i64, &[(String, i64, String)])> = orders
+        let lines: Vec<repo::NewLines<'_>> = orders
             .iter()
             .map(|o| {
                 (

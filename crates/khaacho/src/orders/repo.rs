@@ -22,11 +22,12 @@ const ORDER_COLS: &str = "id, created_at_ms, retailer_id, status, priority, chan
 /// Rows per multi-row statement, well under both backends' bound-parameter limits.
 const CHUNK: usize = 2000;
 
-/// Inserts the requested lines of new orders, `(order id, its creation time, lines)`.
-pub async fn insert_lines(
-    tx: &mut Tx,
-    orders: &[(Uuid, i64, &[(String, i64, String)])],
-) -> Result<(), sqlx::Error> {
+/// The requested lines of one new order: `(order id, its creation time, (sku, qty_milli,
+/// unit) per line)`.
+pub type NewLines<'a> = (Uuid, i64, &'a [(String, i64, String)]);
+
+/// Inserts the requested lines of new orders.
+pub async fn insert_lines(tx: &mut Tx, orders: &[NewLines<'_>]) -> Result<(), sqlx::Error> {
     let lines: Vec<_> = orders
         .iter()
         .flat_map(|(id, at, lines)| {

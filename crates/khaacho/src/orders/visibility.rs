@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn a_vendor_sees_no_amounts_in_event_details() {
-        let detail = json!({ "total_paisa": 600_000_00, "review_above_paisa": 500_000_00,
+        let detail = json!({ "total_paisa": 60_000_000, "review_above_paisa": 50_000_000,
             "lines": [{ "line_no": 1, "code": "no_offer", "subtotal_npr": 5.0 }], "reason": "x" });
         let seen = Visibility::Vendor(Uuid::nil()).event_detail(detail.clone());
         assert_eq!(

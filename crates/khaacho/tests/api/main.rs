@@ -4,6 +4,7 @@
 mod bad_input;
 mod catalog;
 mod credit;
+mod credit_controls;
 mod helpers;
 mod hostile;
 mod ops;

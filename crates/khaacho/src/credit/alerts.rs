@@ -1,0 +1,101 @@
+//! Risk and credit alerts: rows with a severity that operators list and acknowledge. A kind
+//! of alert is raised at most once per 24 hours per retailer (`should_alert`).
+
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::base::db::{Db, Tx};
+use crate::{with_replica, with_tx, with_write};
+
+/// How urgent an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Worth a look.
+    Info,
+    /// Act soon.
+    Warning,
+    /// Act now.
+    Critical,
+}
+
+impl Severity {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Raises an alert of `kind` for `retailer` unless one was raised in the last 24 hours.
+/// Returns whether a row was written.
+pub async fn raise(
+    tx: &mut Tx,
+    retailer: Uuid,
+    kind: &str,
+    severity: Severity,
+    detail: serde_json::Value,
+    now: i64,
+    rules: &khaacho_credit::CreditSettings,
+) -> Result<bool, sqlx::Error> {
+    let last: Option<i64> = with_tx!(tx, c => sqlx::query_scalar(
+        "SELECT MAX(created_at_ms) FROM risk_alerts WHERE retailer_id = $1 AND kind = $2")
+        .bind(retailer).bind(kind).fetch_one(c).await)?;
+    if !khaacho_credit::should_alert(last, now, rules) {
+        return Ok(false);
+    }
+    with_tx!(tx, c => sqlx::query(
+        "INSERT INTO risk_alerts (id, retailer_id, kind, severity, detail, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(Uuid::now_v7()).bind(retailer).bind(kind).bind(severity.as_str()).bind(Json(detail)).bind(now)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    metrics::counter!("khaacho_risk_alerts_total", "kind" => kind.to_string()).increment(1);
+    Ok(true)
+}
+
+/// An alert row.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AlertRow {
+    /// Id (the cursor).
+    pub id: Uuid,
+    /// The retailer.
+    pub retailer_id: Uuid,
+    /// `overdue_warning`, `overdue_block`, `late_payment_cut`, `high_risk`, `order_spike`.
+    pub kind: String,
+    /// `info`, `warning`, `critical`.
+    pub severity: String,
+    /// What triggered it.
+    pub detail: Json<serde_json::Value>,
+    /// Raised.
+    pub created_at_ms: i64,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// When.
+    pub acknowledged_at_ms: Option<i64>,
+}
+
+/// Alerts newest first, optionally only unacknowledged ones or one retailer's.
+pub async fn list(
+    db: &Db,
+    open_only: bool,
+    retailer: Option<Uuid>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<AlertRow>, sqlx::Error> {
+    with_replica!(db, c => sqlx::query_as::<_, AlertRow>(
+        "SELECT id, retailer_id, kind, severity, detail, created_at_ms, acknowledged_by, acknowledged_at_ms FROM risk_alerts \
+         WHERE ($1 = FALSE OR acknowledged_at_ms IS NULL) AND ($2 IS NULL OR retailer_id = $2) AND ($3 IS NULL OR id < $3) \
+         ORDER BY id DESC LIMIT $4")
+        .bind(open_only).bind(retailer).bind(before).bind(limit).fetch_all(c).await)
+}
+
+/// Acknowledges an alert; `false` when there is no such alert. Acknowledging twice keeps the
+/// first acknowledgement.
+pub async fn acknowledge(db: &Db, id: Uuid, by: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let found: Option<(Uuid,)> = with_write!(db, c => sqlx::query_as(
+        "UPDATE risk_alerts SET acknowledged_by = COALESCE(acknowledged_by, $1), \
+         acknowledged_at_ms = COALESCE(acknowledged_at_ms, $2) WHERE id = $3 RETURNING id")
+        .bind(by).bind(now).bind(id).fetch_optional(c).await)?;
+    Ok(found.is_some())
+}

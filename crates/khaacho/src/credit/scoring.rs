@@ -1,0 +1,343 @@
+//! Credit scores and the automated controls, as recurring jobs:
+//! - [`ScoreAccounts`] daily at 02:00 Nepal time (and [`RescoreRetailer`] after a payment):
+//!   score 300–900 with its factor breakdown (history kept), band, and the automatic limit
+//!   change of the band (at most once per 30 days, a decrease never below 1.2 × outstanding,
+//!   none for a retailer without history);
+//! - [`RunControls`] hourly: late-payment limit cuts (with floor and cap), the 15-day warning
+//!   and 30-day block for overdue debits, high-risk and order-spike alerts (each alert at most
+//!   once per 24 h per retailer and kind).
+//!
+//! Each account is handled in its own transaction, so one bad account cannot hold back the
+//! others, and a recurring tick fires once across all nodes (the queue's schedule ticks).
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::CreditConfig;
+use super::alerts::{self, Severity};
+use super::repo::{self, AccountRow};
+use crate::app::{App, JobContext};
+use crate::base::db::{Db, Tx};
+use crate::base::time::now_ms;
+use crate::queue::{Job, JobError, Priority};
+use crate::{with_replica, with_tx};
+
+const DAY_MS: i64 = 86_400_000;
+/// Months of orders the consistency factor looks at.
+const MONTHS: usize = 6;
+
+/// Job: score every account (daily).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ScoreAccounts {}
+
+impl Job for ScoreAccounts {
+    type Host = App;
+    const KIND: &'static str = "credit.score_accounts";
+    const QUEUE: &'static str = "maintenance";
+    const PRIORITY: Priority = Priority::Low;
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        let now = now_ms();
+        for retailer in repo::all_retailers_with_accounts(ctx.app.db()).await? {
+            score_one(ctx.app.db(), &ctx.app.settings().credit, retailer, now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Job: score one retailer again (after a payment).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RescoreRetailer {
+    /// The retailer.
+    pub retailer_id: Uuid,
+}
+
+impl Job for RescoreRetailer {
+    type Host = App;
+    const KIND: &'static str = "credit.rescore";
+    const QUEUE: &'static str = "maintenance";
+    const PRIORITY: Priority = Priority::Normal;
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        score_one(
+            ctx.app.db(),
+            &ctx.app.settings().credit,
+            self.retailer_id,
+            now_ms(),
+        )
+        .await
+    }
+}
+
+/// Job: the hourly automated controls.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RunControls {}
+
+impl Job for RunControls {
+    type Host = App;
+    const KIND: &'static str = "credit.controls";
+    const QUEUE: &'static str = "maintenance";
+    const PRIORITY: Priority = Priority::Low;
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        let now = now_ms();
+        for retailer in repo::all_retailers_with_accounts(ctx.app.db()).await? {
+            controls_one(ctx.app.db(), &ctx.app.settings().credit, retailer, now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What the rules need of one retailer's history, read inside its transaction.
+async fn score_inputs(
+    tx: &mut Tx,
+    account: &AccountRow,
+    now: i64,
+) -> Result<khaacho_credit::ScoreInputs, sqlx::Error> {
+    let debits: Vec<(i64, Option<i64>, i64)> = with_tx!(tx, c => sqlx::query_as(
+        "SELECT due_at_ms, paid_at_ms, open_paisa FROM ledger_entries WHERE retailer_id = $1 AND kind = 'order_debit'")
+        .bind(account.retailer_id).fetch_all(c).await)?;
+    let since = now - (MONTHS as i64) * 30 * DAY_MS;
+    let orders: Vec<(i64, String)> = with_tx!(tx, c => sqlx::query_as(
+        "SELECT created_at_ms, status FROM orders WHERE retailer_id = $1 AND created_at_ms >= $2")
+        .bind(account.retailer_id).bind(since).fetch_all(c).await)?;
+    let mut per_month = vec![0u32; MONTHS];
+    for (at, _) in &orders {
+        let back = ((now - at) / (30 * DAY_MS)) as usize;
+        if back < MONTHS {
+            per_month[MONTHS - 1 - back] += 1;
+        }
+    }
+    let cancelled = orders.iter().filter(|(_, s)| s == "cancelled").count();
+    Ok(khaacho_credit::ScoreInputs {
+        paid_debits_days_late: debits
+            .iter()
+            .filter_map(|(due, paid, _)| paid.map(|p| khaacho_credit::days_past_due(*due, p)))
+            .collect(),
+        open_debits_days_overdue: debits
+            .iter()
+            .filter(|(due, paid, open)| paid.is_none() && *open > 0 && now > *due)
+            .map(|(due, ..)| khaacho_credit::days_past_due(*due, now))
+            .collect(),
+        orders_per_month: per_month,
+        utilisation_pct: khaacho_credit::utilisation_pct(
+            account.held_paisa + account.outstanding_paisa,
+            account.limit_paisa,
+        ),
+        account_age_months: u32::try_from((now - account.created_at_ms).max(0) / (30 * DAY_MS))
+            .unwrap_or(u32::MAX),
+        orders_total: u32::try_from(orders.len()).unwrap_or(u32::MAX),
+        orders_disputed_or_cancelled: u32::try_from(cancelled).unwrap_or(u32::MAX),
+    })
+}
+
+/// Scores one retailer, stores the score with its factors, sets the band and applies the
+/// band's automatic limit change.
+pub async fn score_one(
+    db: &Db,
+    cfg: &CreditConfig,
+    retailer: Uuid,
+    now: i64,
+) -> Result<(), JobError> {
+    let mut tx = db.begin().await?;
+    let Some(account) = repo::account_for_update_opt(&mut tx, retailer).await? else {
+        return Ok(());
+    };
+    let inputs = score_inputs(&mut tx, &account, now).await?;
+    let score = khaacho_credit::compute_score(&inputs, &cfg.rules);
+    let band = khaacho_credit::Band::from_score(score.score, &cfg.rules);
+    with_tx!(tx, c => sqlx::query(
+        "INSERT INTO credit_scores (id, retailer_id, score, band, has_history, factors, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(Uuid::now_v7()).bind(retailer).bind(i32::from(score.score)).bind(band.as_str())
+        .bind(score.has_history).bind(Json(&score.factors)).bind(now)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    with_tx!(tx, c => sqlx::query("UPDATE credit_accounts SET score = $1, band = $2, updated_at_ms = $3 WHERE retailer_id = $4")
+        .bind(i32::from(score.score)).bind(band.as_str()).bind(now).bind(retailer)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    // A retailer without history scores the neutral base, which must not move its limit.
+    if score.has_history
+        && let Some(change) = khaacho_credit::automatic_limit_change(
+            band,
+            account.limit_paisa,
+            account.outstanding_paisa,
+            account.limit_changed_at_ms,
+            now,
+            &cfg.rules,
+        )
+    {
+        // Never below what is already committed (open holds), which the counters need.
+        let new = change
+            .new_limit_paisa
+            .max(account.held_paisa + account.outstanding_paisa);
+        if new != account.limit_paisa {
+            apply_limit(&mut tx, &account, new, &change.reason, now).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn apply_limit(
+    tx: &mut Tx,
+    account: &AccountRow,
+    new: i64,
+    reason: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "UPDATE credit_accounts SET limit_paisa = $1, limit_changed_at_ms = $2, updated_at_ms = $2 WHERE retailer_id = $3")
+        .bind(new).bind(now).bind(account.retailer_id)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    repo::record_change(
+        tx,
+        account.retailer_id,
+        "limit",
+        &account.limit_paisa.to_string(),
+        &new.to_string(),
+        reason,
+        "system",
+    )
+    .await
+}
+
+/// The hourly controls for one retailer.
+pub async fn controls_one(
+    db: &Db,
+    cfg: &CreditConfig,
+    retailer: Uuid,
+    now: i64,
+) -> Result<(), JobError> {
+    let mut tx = db.begin().await?;
+    let Some(account) = repo::account_for_update_opt(&mut tx, retailer).await? else {
+        return Ok(());
+    };
+    let rules = &cfg.rules;
+    // Late payments: a cut per streak, then the streak starts again.
+    let streak = u32::try_from(account.late_streak).unwrap_or(0);
+    if let Some(cut) = khaacho_credit::late_payment_cut(
+        streak,
+        account.original_limit_paisa,
+        account.limit_paisa,
+        rules,
+    ) {
+        let new = cut
+            .new_limit_paisa
+            .max(account.held_paisa + account.outstanding_paisa);
+        if new < account.limit_paisa {
+            apply_limit(&mut tx, &account, new, &cut.reason, now).await?;
+            let detail = json!({ "from_paisa": account.limit_paisa, "to_paisa": new, "late_payments": streak });
+            alerts::raise(
+                &mut tx,
+                retailer,
+                "late_payment_cut",
+                Severity::Warning,
+                detail,
+                now,
+                rules,
+            )
+            .await?;
+        }
+        repo::set_late_streak(&mut tx, retailer, 0).await?;
+    }
+    // Overdue: warn at 15 days, block at 30.
+    let oldest_due: Option<i64> = with_tx!(tx, c => sqlx::query_scalar(
+        "SELECT MIN(due_at_ms) FROM ledger_entries WHERE retailer_id = $1 AND kind = 'order_debit' AND open_paisa > 0")
+        .bind(retailer).fetch_one(c).await)?;
+    let days = oldest_due.map_or(0, |due| khaacho_credit::days_past_due(due, now));
+    match khaacho_credit::overdue_action(days, rules) {
+        khaacho_credit::OverdueAction::Block if account.status != "blocked" => {
+            repo::set_status(&mut tx, retailer, "blocked").await?;
+            let reason = format!("a debit is {days} days overdue");
+            repo::record_change(
+                &mut tx,
+                retailer,
+                "status",
+                &account.status,
+                "blocked",
+                &reason,
+                "system",
+            )
+            .await?;
+            alerts::raise(
+                &mut tx,
+                retailer,
+                "overdue_block",
+                Severity::Critical,
+                json!({ "days_overdue": days }),
+                now,
+                rules,
+            )
+            .await?;
+        }
+        khaacho_credit::OverdueAction::Warn => {
+            alerts::raise(
+                &mut tx,
+                retailer,
+                "overdue_warning",
+                Severity::Warning,
+                json!({ "days_overdue": days }),
+                now,
+                rules,
+            )
+            .await?;
+        }
+        _ => {}
+    }
+    // High retailer risk and order spikes.
+    let behaviour = super::risk::behaviour(&mut tx, &[retailer], now).await?;
+    let b = behaviour.get(&retailer).cloned().unwrap_or_default();
+    let inputs = super::risk::inputs(&account, &b, 0, None, now);
+    let risk = khaacho_credit::retailer_risk(&inputs.retailer, &cfg.risk);
+    if khaacho_credit::high_risk_alert(risk.score, &cfg.risk) {
+        let detail = json!({ "score": risk.score, "reasons": risk.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>() });
+        alerts::raise(
+            &mut tx,
+            retailer,
+            "high_risk",
+            Severity::Warning,
+            detail,
+            now,
+            rules,
+        )
+        .await?;
+    }
+    if khaacho_credit::order_spike(b.orders_7d, inputs.retailer.usual_7d_rate, &cfg.risk) {
+        let detail = json!({ "orders_7d": b.orders_7d, "usual_7d": inputs.retailer.usual_7d_rate });
+        alerts::raise(
+            &mut tx,
+            retailer,
+            "order_spike",
+            Severity::Info,
+            detail,
+            now,
+            rules,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One stored score.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ScoreRow {
+    /// 300..900.
+    pub score: i32,
+    /// Band name.
+    pub band: String,
+    /// Whether the retailer had history.
+    pub has_history: bool,
+    /// Factor breakdown.
+    pub factors: Json<serde_json::Value>,
+    /// When.
+    pub at_ms: i64,
+}
+
+/// `retailer`'s scores, newest first.
+pub async fn history(db: &Db, retailer: Uuid, limit: i64) -> Result<Vec<ScoreRow>, sqlx::Error> {
+    with_replica!(db, c => sqlx::query_as::<_, ScoreRow>(
+        "SELECT score, band, has_history, factors, at_ms FROM credit_scores WHERE retailer_id = $1 ORDER BY at_ms DESC, id DESC LIMIT $2")
+        .bind(retailer).bind(limit).fetch_all(c).await)
+}
