@@ -21,7 +21,7 @@ use super::repo::{self, AccountRow};
 use crate::app::{App, JobContext};
 use crate::base::db::{Db, Tx};
 use crate::base::time::now_ms;
-use crate::queue::{Job, JobError, Priority};
+use crate::queue::{Job, JobError, Priority, RetryPolicy};
 use crate::{with_replica, with_tx};
 
 const DAY_MS: i64 = 86_400_000;
@@ -38,13 +38,29 @@ impl Job for ScoreAccounts {
     const QUEUE: &'static str = "maintenance";
     const PRIORITY: Priority = Priority::Low;
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let now = now_ms();
-        for retailer in repo::all_retailers_with_accounts(ctx.app.db()).await? {
-            score_one(ctx.app.db(), &ctx.app.settings().credit, retailer, now).await?;
+    fn policy() -> RetryPolicy {
+        // Every account, one transaction each: allow for a large book.
+        RetryPolicy {
+            max_attempts: 5,
+            timeout: std::time::Duration::from_secs(30 * 60),
         }
-        Ok(())
     }
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        each_account(&ctx, score_one).await
+    }
+}
+
+/// Runs `step` for every account, each in its own transaction, with one clock reading.
+async fn each_account(
+    ctx: &JobContext,
+    step: impl AsyncFn(&Db, &CreditConfig, Uuid, i64) -> Result<(), JobError>,
+) -> Result<(), JobError> {
+    let now = now_ms();
+    for retailer in repo::all_retailers_with_accounts(ctx.app.db()).await? {
+        step(ctx.app.db(), &ctx.app.settings().credit, retailer, now).await?;
+    }
+    Ok(())
 }
 
 /// Job: score one retailer again (after a payment).
@@ -81,12 +97,16 @@ impl Job for RunControls {
     const QUEUE: &'static str = "maintenance";
     const PRIORITY: Priority = Priority::Low;
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let now = now_ms();
-        for retailer in repo::all_retailers_with_accounts(ctx.app.db()).await? {
-            controls_one(ctx.app.db(), &ctx.app.settings().credit, retailer, now).await?;
+    fn policy() -> RetryPolicy {
+        // Every account, one transaction each: allow for a large book.
+        RetryPolicy {
+            max_attempts: 5,
+            timeout: std::time::Duration::from_secs(30 * 60),
         }
-        Ok(())
+    }
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        each_account(&ctx, controls_one).await
     }
 }
 
