@@ -19,6 +19,7 @@ use super::CreditConfig;
 use super::alerts::{self, Severity};
 use super::repo::{self, AccountRow};
 use crate::app::{App, JobContext};
+use crate::base::audit::Entry;
 use crate::base::db::{Db, Tx};
 use crate::base::time::now_ms;
 use crate::queue::{Job, JobError, Priority, RetryPolicy};
@@ -219,7 +220,11 @@ async fn apply_limit(
         reason,
         "system",
     )
-    .await
+    .await?;
+    let entry = Entry::new("system", Some("system"), "credit.limit_change")
+        .on("retailer", account.retailer_id)
+        .summary(json!({ "from_paisa": account.limit_paisa, "to_paisa": new, "reason": reason }));
+    crate::base::audit::record_tx(tx, &entry).await
 }
 
 /// The hourly controls for one retailer.
@@ -280,6 +285,10 @@ pub async fn controls_one(
                 "system",
             )
             .await?;
+            let entry = Entry::new("system", Some("system"), "credit.block")
+                .on("retailer", retailer)
+                .summary(json!({ "reason": reason }));
+            crate::base::audit::record_tx(&mut tx, &entry).await?;
             alerts::raise(
                 &mut tx,
                 retailer,
