@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Reproduces the intake and end-to-end figures from a clean checkout:
+# Reproduces the capacity, intake and end-to-end figures from a clean checkout:
 #   bench/run.sh [postgres|sqlite|all]
 # Builds the release binary, starts the server against a fresh database, loads the demo
 # data and drives it with `khaacho loadtest` (loopback only). Results go to bench/results/.
+# First and foremost the capacity: `khaacho serve` with default settings (as a user runs it),
+# `khaacho loadtest --find-capacity` (open-loop steps of rising rate; the highest rate with a
+# flat queue and 202 → validated p95 < 250 ms). ONLY_CAPACITY=1 skips the other runs.
 # PostgreSQL: KHAACHO_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test); a
-# fresh schema per run. Everything shares this machine's cores, as the targets assume.
+# fresh schema per run, TLS chosen by the server's defaults (none on loopback). Everything
+# shares this machine's cores, as the targets assume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -30,8 +34,9 @@ trap stop_server EXIT
 start_server() {
   local name=$1 url=$2 role=$3
   DATABASE_URL="$url" "$BIN" seed --demo >/dev/null
+  # Default settings apart from the address and log level (DB_CONNS overrides the pool size).
   DATABASE_URL="$url" KHAACHO_LISTEN="127.0.0.1:$PORT" KHAACHO_LOG_LEVEL=warn \
-    KHAACHO_DB_MAX_CONNECTIONS=${DB_CONNS:-24} "$BIN" "$role" >"$OUT/$name-server.log" 2>&1 &
+    ${DB_CONNS:+KHAACHO_DB_MAX_CONNECTIONS=$DB_CONNS} "$BIN" "$role" >"$OUT/$name-server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
@@ -46,8 +51,8 @@ peak_rss() { grep VmHWM "/proc/$server_pid/status" | awk '{print $2/1024 " MB"}'
 fresh_pg() {
   local schema="bench_$(date +%s)_$RANDOM"
   psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
-  # TLS buys nothing on loopback and costs both sides CPU.
-  echo "$PG_URL?sslmode=disable&options=-c%20search_path%3D$schema"
+  # No sslmode: the server picks `disable` for loopback and Unix sockets by itself.
+  echo "$PG_URL?options=-c%20search_path%3D$schema"
 }
 
 fresh_sqlite() {
@@ -63,8 +68,25 @@ loadtest() {
   echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/$name.rss"
 }
 
+capacity() {
+  local backend=$1 url
+  url=$([ "$backend" = postgres ] && fresh_pg || fresh_sqlite)
+  start_server "$backend-capacity" "$url" serve
+  echo "== $backend capacity (serve, default settings; steps of ${STEP_DURATION:-10s} from ${START_RATE:-1000}/s, x${STEP_FACTOR:-1.2})"
+  "$BIN" loadtest --url "http://127.0.0.1:$PORT" --find-capacity --start-rate "${START_RATE:-1000}" \
+    --step-factor "${STEP_FACTOR:-1.2}" --step-duration "${STEP_DURATION:-10s}" --warmup 2s \
+    --e2e-sample 20 ${MAX_RATE:+--max-rate "$MAX_RATE"} --json >"$OUT/$backend-capacity.json"
+  echo "$backend capacity: $(sed -nE 's/^  "capacity_per_s": (.*),$/\1/p' "$OUT/$backend-capacity.json") orders/s" \
+    | tee "$OUT/$backend-capacity.txt"
+  echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/$backend-capacity.rss"
+  stop_server
+}
+
 run_backend() {
   local backend=$1 url
+  # 0. Capacity: what a user's `khaacho serve` sustains with processing running.
+  capacity "$backend"
+  [ -n "${ONLY_CAPACITY:-}" ] && return
   # 1. Intake: API process only, closed loop.
   url=$([ "$backend" = postgres ] && fresh_pg || fresh_sqlite)
   start_server "$backend-intake" "$url" api

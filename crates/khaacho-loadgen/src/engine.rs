@@ -75,7 +75,13 @@ pub(crate) struct Plan {
     pub(crate) e2e_every: u64,
     /// Full `Authorization` header value.
     pub(crate) auth: Option<String>,
+    /// Told `(start, end)` of the measured window once the load starts (for observers that
+    /// sample the server during it, e.g. the capacity search).
+    pub(crate) window: Option<Arc<WindowTx>>,
 }
+
+/// Where the engine announces `(start, end)` of the measured window.
+pub(crate) type WindowTx = watch::Sender<Option<(Instant, Instant)>>;
 
 /// Stop signal: `Some(instant)` once a stop was requested.
 #[derive(Debug, Clone)]
@@ -335,6 +341,9 @@ pub(crate) async fn execute(plan: Plan, mut stop: Stop) -> anyhow::Result<Report
     let start = Instant::now();
     let measure_start = start + plan.warmup;
     let end = measure_start + plan.duration;
+    if let Some(window) = &plan.window {
+        let _ = window.send(Some((measure_start, end)));
+    }
     let shared = Arc::new(Shared {
         orders_url: endpoint(&plan.base, "/api/v1/orders"),
         client,

@@ -40,6 +40,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod capacity;
 mod catalog;
 mod engine;
 mod schedule;
@@ -53,6 +54,10 @@ use anyhow::bail;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub use capacity::{
+    CapacityReport, Criteria, QueueSample, StepResult, find_capacity, format_capacity_table,
+    print_capacity, print_capacity_table,
+};
 pub use stats::{E2eMs, LatencyMs, Report, format_table, print_report, print_table};
 pub use validate::{ensure_loopback, parse_duration};
 
@@ -114,6 +119,37 @@ pub struct LoadtestArgs {
     /// Send load for this long before measuring (not recorded), e.g. 2s
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub warmup: Duration,
+
+    /// Find the capacity: offer open-loop load in steps of rising rate and report the highest
+    /// rate whose queue stayed flat and whose end-to-end p95 met --e2e-p95-ms (stops at the
+    /// first failing step; --duration and --rate are not used)
+    #[arg(long)]
+    pub find_capacity: bool,
+
+    /// Capacity search: rate of the first step
+    #[arg(long, value_name = "R", default_value_t = 500.0, value_parser = validate::parse_rate)]
+    pub start_rate: f64,
+
+    /// Capacity search: each step offers this many times the previous rate
+    #[arg(long, value_name = "F", default_value_t = 1.25)]
+    pub step_factor: f64,
+
+    /// Capacity search: add R per step instead of multiplying by --step-factor
+    #[arg(long, value_name = "R", value_parser = validate::parse_rate)]
+    pub step_add: Option<f64>,
+
+    /// Capacity search: measured length of each step (--warmup runs before each step)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub step_duration: Duration,
+
+    /// Capacity search: stop after the step at this rate even if it passes
+    #[arg(long, value_name = "R", value_parser = validate::parse_rate)]
+    pub max_rate: Option<f64>,
+
+    /// Capacity search: end-to-end (202 → first status after `received`) p95 bound of a
+    /// passing step, in ms
+    #[arg(long, value_name = "MS", default_value_t = 250.0)]
+    pub e2e_p95_ms: f64,
 }
 
 /// Upper bound for `--connections`.
@@ -166,6 +202,7 @@ fn plan(args: &LoadtestArgs) -> anyhow::Result<Plan> {
         warmup: args.warmup,
         e2e_every: args.e2e_sample,
         auth,
+        window: None,
     })
 }
 

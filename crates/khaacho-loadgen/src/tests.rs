@@ -230,6 +230,13 @@ fn args(url: &str) -> LoadtestArgs {
         password: "demo-operator-password".to_owned(),
         json: false,
         warmup: Duration::ZERO,
+        find_capacity: false,
+        start_rate: 500.0,
+        step_factor: 1.25,
+        step_add: None,
+        step_duration: Duration::from_secs(10),
+        max_rate: None,
+        e2e_p95_ms: 250.0,
     }
 }
 

@@ -8,6 +8,7 @@ use crate::base::db::Db;
 use crate::base::group_commit::GroupCommit;
 use crate::catalog::cache::CatalogCache;
 use crate::config::Settings;
+use crate::orders::backpressure::Backpressure;
 use crate::orders::intake::{Intake, IntakeWriter};
 use crate::queue::{QueueHost, QueueSettings};
 
@@ -23,6 +24,7 @@ struct Inner {
     settings: Settings,
     catalog: CatalogCache,
     intake_writer: OnceLock<GroupCommit<IntakeWriter>>,
+    backpressure: Backpressure,
     agents: khaacho_agents::AgentChain,
     auth: Auth,
 }
@@ -37,12 +39,14 @@ impl App {
         // settings; hand-made settings with a broken chain get the local parser only.
         let agents = khaacho_agents::AgentChain::from_config(&settings.agents)
             .unwrap_or_else(|_| khaacho_agents::AgentChain::local_only());
+        let backpressure = Backpressure::new(settings.backpressure.clone());
         Self {
             inner: Arc::new(Inner {
                 db,
                 settings,
                 catalog,
                 intake_writer: OnceLock::new(),
+                backpressure,
                 agents,
                 auth,
             }),
@@ -80,6 +84,7 @@ impl App {
             catalog: &self.inner.catalog,
             limits: &self.inner.settings.pipeline,
             writer,
+            pressure: &self.inner.backpressure,
         }
     }
 

@@ -45,6 +45,8 @@ pub struct Settings {
     pub rate_limits: crate::auth::settings::RateLimitSettings,
     /// Audit log retention.
     pub audit: crate::auth::settings::AuditSettings,
+    /// Intake back-pressure when the pipeline falls behind.
+    pub backpressure: BackpressureSettings,
 }
 
 /// Log output format.
@@ -95,6 +97,38 @@ pub struct ScheduleSettings {
     pub credit_controls: String,
 }
 
+/// Intake back-pressure: once the pipeline is this far behind, new orders are refused with
+/// `503` and `Retry-After` instead of letting the backlog, its latency and memory grow
+/// without end. Orders already accepted are never dropped.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct BackpressureSettings {
+    /// Refuse new orders while the oldest ready job of `queues` waited longer than this.
+    pub max_ready_age_ms: i64,
+    /// How often a process samples that age (one query, shared by all its requests).
+    pub sample_interval_ms: u64,
+    /// The pipeline queues watched.
+    pub queues: Vec<String>,
+    /// `Retry-After` of a refusal, in seconds.
+    pub retry_after_secs: u64,
+    /// Off: accept whatever the backlog (for measuring collapse, not for production).
+    pub enabled: bool,
+}
+
+impl Default for BackpressureSettings {
+    fn default() -> Self {
+        Self {
+            // Far above the e2e target (p95 < 250 ms) so a burst is absorbed, short enough
+            // that a client hears "slow down" while its order would still be worth placing.
+            max_ready_age_ms: 5_000,
+            sample_interval_ms: 200,
+            queues: vec!["validate".into(), "orders".into()],
+            retry_after_secs: 2,
+            enabled: true,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -113,6 +147,7 @@ impl Default for Settings {
             auth: Default::default(),
             rate_limits: Default::default(),
             audit: Default::default(),
+            backpressure: BackpressureSettings::default(),
         }
     }
 }
@@ -210,6 +245,11 @@ impl Settings {
         if self.pipeline.max_lines == 0 || self.pipeline.max_line_qty <= 0 {
             bail!("pipeline.max_lines and pipeline.max_line_qty must be positive");
         }
+        if self.backpressure.max_ready_age_ms < 0 || self.backpressure.sample_interval_ms == 0 {
+            bail!(
+                "backpressure.max_ready_age_ms must be >= 0 and backpressure.sample_interval_ms > 0"
+            );
+        }
         crate::queue::schedule::parse_cron(&self.schedules.maintenance)
             .context("schedules.maintenance")?;
         crate::queue::schedule::parse_cron(&self.schedules.credit_scores)
@@ -257,6 +297,7 @@ impl fmt::Debug for Settings {
             .field("auth", &self.auth)
             .field("rate_limits", &self.rate_limits)
             .field("audit", &self.audit)
+            .field("backpressure", &self.backpressure)
             .finish()
     }
 }

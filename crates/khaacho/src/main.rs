@@ -176,6 +176,10 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Loadtest(args) = cli.command {
         let json = args.json;
+        if args.find_capacity {
+            let report = khaacho_loadgen::find_capacity(args).await?;
+            return khaacho_loadgen::print_capacity(&report, json);
+        }
         let report = khaacho_loadgen::run(args).await?;
         return khaacho_loadgen::print_report(&report, json);
     }

@@ -130,6 +130,8 @@ impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let backend = if url.starts_with("postgres") {
             let opts = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
+            let (opts, mode, reason) = super::pg_tls::apply(url, opts);
+            tracing::info!(sslmode = ?mode, why = reason.as_str(), "PostgreSQL TLS mode");
             Backend::Pg(pg_pool(opts, max_connections).await?)
         } else {
             let opts = SqliteConnectOptions::from_str(url)

@@ -1,6 +1,7 @@
 //! The floor: what every feature uses, importing nothing from the features or the top.
 //!
 //! - [`db`]: one handle over PostgreSQL and SQLite, transactions, the SQL macros;
+//!   [`pg_tls`]: the PostgreSQL TLS mode when the URL names none;
 //! - [`group_commit`]: many writers' items in one transaction;
 //! - [`time`]: epoch milliseconds in storage, Nepal time at the edges;
 //! - [`domain`]: units, quantities and money;
@@ -15,6 +16,7 @@ pub mod audit;
 pub mod db;
 pub mod domain;
 pub mod group_commit;
+pub mod pg_tls;
 pub mod principal;
 pub mod scope;
 pub mod time;

@@ -13,6 +13,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::backpressure::{Backpressure, Overloaded};
 use super::model::{Actor, OrderPriority, PaymentMode};
 use super::transition::{self, NewOrder};
 use super::{pipeline, repo};
@@ -137,6 +138,9 @@ pub enum IntakeError {
     /// A concurrent request with the same idempotency key has not finished.
     #[error("a request with this Idempotency-Key is in progress")]
     KeyInProgress,
+    /// The pipeline is too far behind: come back later (nothing was written).
+    #[error("the order pipeline is {} ms behind; retry in {} s", .0.oldest_ready_age_ms, .0.retry_after_secs)]
+    Overloaded(Overloaded),
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
@@ -184,12 +188,19 @@ pub struct Intake<'a> {
     pub limits: &'a PipelineSettings,
     /// The shared intake writer.
     pub writer: &'a GroupCommit<IntakeWriter>,
+    /// Refuses new orders while the pipeline is too far behind.
+    pub pressure: &'a Backpressure,
 }
 
 impl Intake<'_> {
     /// Accepts an order durably (see the module docs).
     #[tracing::instrument(skip_all, fields(retailer_id = %req.retailer_id, channel = req.channel.as_str()))]
     pub async fn accept(&self, req: OrderRequest) -> Result<IntakeResult, IntakeError> {
+        if let Err(o) = self.pressure.check(self.db).await {
+            metrics::counter!("khaacho_intake_backpressure_total", "channel" => req.channel.as_str())
+                .increment(1);
+            return Err(IntakeError::Overloaded(o));
+        }
         let lines = self.check(&req.body).await?;
         let scope = req.retailer_id.to_string();
         let idem = match req.idempotency_key.as_deref() {

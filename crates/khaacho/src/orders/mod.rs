@@ -3,6 +3,7 @@
 //! see what of an order.
 
 pub mod actions;
+pub mod backpressure;
 pub mod counts;
 pub mod intake;
 pub mod model;

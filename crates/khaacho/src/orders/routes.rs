@@ -62,6 +62,7 @@ async fn parse_order_text(
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid order", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The pipeline is behind (back-pressure); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_order(
     State(app): State<App>,
@@ -119,6 +120,10 @@ fn intake_error(e: IntakeError) -> ApiError {
             ApiError::BadRequest(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }
         IntakeError::KeyInProgress => ApiError::Conflict(e.to_string()),
+        IntakeError::Overloaded(o) => ApiError::Overloaded {
+            detail: e.to_string(),
+            retry_after_secs: o.retry_after_secs,
+        },
         IntakeError::Storage(e) => e.into(),
     }
 }

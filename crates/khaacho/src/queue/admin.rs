@@ -5,6 +5,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::Priority;
 use crate::base::db::Db;
 use crate::base::time::now_ms;
 use crate::{with_latest, with_replica, with_write};
@@ -156,4 +157,37 @@ pub async fn stats(db: &Db) -> Result<QueueStats, sqlx::Error> {
         running,
         dead,
     })
+}
+
+/// Age in ms of the oldest ready job of `queues` (0 when none is ready). Cheap whatever the
+/// backlog: per queue and priority it reads the first entry of `jobs_ready_idx`, never the
+/// whole backlog (`MIN` over the partial index would visit every queued row).
+pub async fn oldest_ready_age_ms(db: &Db, queues: &[String]) -> Result<i64, sqlx::Error> {
+    if queues.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    // Built inside the macro body: the builder is typed by the backend of each arm.
+    let oldest: Option<i64> = with_replica!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new("SELECT MIN(t) FROM (");
+        let mut first = true;
+        for queue in queues {
+            for priority in [Priority::High, Priority::Normal, Priority::Low] {
+                if !first {
+                    qb.push(" UNION ALL ");
+                }
+                first = false;
+                qb.push("SELECT (SELECT run_at_ms FROM jobs WHERE queue = ")
+                    .push_bind(queue.as_str())
+                    .push(" AND status = 'queued' AND priority = ")
+                    .push_bind(priority as i32)
+                    .push(" ORDER BY run_at_ms LIMIT 1) AS t");
+            }
+        }
+        qb.push(") AS firsts");
+        qb.build_query_scalar().fetch_one(c).await
+    })?;
+    // The earliest entry of a priority may be a delayed retry (run_at in the future): then
+    // nothing of that priority is ready.
+    Ok(oldest.map_or(0, |t| (now - t).max(0)))
 }

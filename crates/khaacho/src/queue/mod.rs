@@ -8,6 +8,7 @@
 //! whole error history. See `runtime` for the worker loop and `schedule` for recurring jobs.
 
 pub mod admin;
+mod liveness;
 pub mod runtime;
 pub mod schedule;
 
@@ -97,11 +98,13 @@ pub trait QueueHost: Clone + Send + Sync + 'static {
 pub struct QueueSettings {
     /// Jobs one worker process runs at once (per queue).
     pub concurrency: usize,
-    /// Lease length; a job whose worker stops heart-beating is re-queued after it.
+    /// Lease length; a job whose worker stops heart-beating is re-queued after it at the
+    /// latest.
     pub lease_ms: i64,
-    /// How often a running job extends its lease.
+    /// How often a running job extends its lease. A job whose worker process is gone (its
+    /// liveness token is free, see `liveness`) is re-queued once it missed two heartbeats.
     pub heartbeat_ms: u64,
-    /// How often expired leases are re-queued.
+    /// How often the reaper looks for jobs of gone workers and expired leases.
     pub reaper_interval_ms: u64,
     /// Fallback polling interval (wake-ups normally come by LISTEN/NOTIFY or in-process).
     pub poll_interval_ms: u64,
@@ -117,9 +120,12 @@ impl Default for QueueSettings {
     fn default() -> Self {
         Self {
             concurrency: 8,
-            lease_ms: 30_000,
-            heartbeat_ms: 10_000,
-            reaper_interval_ms: 5_000,
+            // A crashed worker's jobs come back through its liveness token within about
+            // 2 heartbeats + 1 reaper pass; the lease is the fallback when that cannot tell
+            // (a worker without a token, a hung process).
+            lease_ms: 10_000,
+            heartbeat_ms: 2_000,
+            reaper_interval_ms: 1_000,
             poll_interval_ms: 1_000,
             backoff_base_ms: 1_000,
             backoff_cap_ms: 600_000,

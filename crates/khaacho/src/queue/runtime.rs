@@ -71,6 +71,9 @@ impl<H: QueueHost> Workers<H> {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let settings = self.app.queue_settings().clone();
         info!(worker_id = %self.worker_id, queues = ?self.registry.queues(), "workers starting");
+        // Held until this function returns (or the process dies): other workers' reapers take
+        // back this process's jobs as soon as it is gone.
+        let _alive = super::liveness::register(self.app.db(), &self.worker_id).await;
         let mut loops = Vec::new();
         if let Backend::Pg(pool) = self.app.db().backend() {
             loops.push(tokio::spawn(listen_pg(
@@ -508,8 +511,8 @@ async fn run_on_dead<H: QueueHost>(app: &H, handler: &Handler<H>, job: &Claimed,
     }
 }
 
-/// Re-queues jobs whose lease expired (their worker died), or declares them dead when they
-/// used up their attempts.
+/// Re-queues the jobs of dead workers (see [`reap_expired`]), or declares them dead when
+/// they used up their attempts.
 async fn reaper<H: QueueHost>(app: H, registry: Arc<Registry<H>>, shutdown: CancellationToken) {
     let every = Duration::from_millis(app.queue_settings().reaper_interval_ms);
     loop {
@@ -522,33 +525,99 @@ async fn reaper<H: QueueHost>(app: H, registry: Arc<Registry<H>>, shutdown: Canc
     }
 }
 
-/// One pass of the reaper; returns how many jobs it took back.
+/// One pass of the reaper; returns how many jobs it took back: first the jobs of worker
+/// processes that are gone (their liveness token is free and their heartbeats stopped), at
+/// once, then any job whose lease expired.
 pub async fn reap_expired<H: QueueHost>(
     app: &H,
     registry: &Registry<H>,
 ) -> Result<u64, sqlx::Error> {
     let now = now_ms();
+    let q = app.queue_settings();
+    // A live worker beats every heartbeat_ms, moving locked_until_ms to now + lease_ms; a job
+    // whose last beat is two intervals old belongs to a worker that stopped beating.
+    let stale_below = now + q.lease_ms - 2 * q.heartbeat_ms as i64;
+    let mut taken = 0;
+    let silent: Vec<String> = with_write!(app.db(), c => sqlx::query_scalar(
+        "SELECT DISTINCT locked_by FROM jobs WHERE status = 'running' AND locked_until_ms < $1 \
+         AND locked_by IS NOT NULL")
+        .bind(stale_below)
+        .fetch_all(c)
+        .await)?;
+    for worker in super::liveness::gone(app.db(), silent).await? {
+        let jobs = with_write!(app.db(), c => sqlx::query_as::<_, Claimed>(
+            "SELECT id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms \
+             FROM jobs WHERE status = 'running' AND locked_by = $1 AND locked_until_ms < $2 LIMIT 500")
+            .bind(&worker)
+            .bind(stale_below)
+            .fetch_all(c)
+            .await)?;
+        let n = requeue(app, registry, jobs, Taken::WorkerGone(&worker, stale_below)).await?;
+        if n > 0 {
+            warn!(worker = %worker, count = n, "re-queued the jobs of a worker process that is gone");
+        }
+        taken += n;
+        super::liveness::forget(app.db(), &worker);
+    }
     let expired = with_write!(app.db(), c => sqlx::query_as::<_, Claimed>(
         "SELECT id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms \
          FROM jobs WHERE status = 'running' AND locked_until_ms < $1 LIMIT 500")
         .bind(now)
         .fetch_all(c)
         .await)?;
+    taken += requeue(app, registry, expired, Taken::LeaseExpired(now)).await?;
+    if taken > 0 {
+        app.db().wake().notify_waiters();
+    }
+    Ok(taken)
+}
+
+/// Why the reaper takes a job back, and the condition that must still hold when it does.
+enum Taken<'a> {
+    /// The lease ran out before this time.
+    LeaseExpired(i64),
+    /// The worker is gone and its last heartbeat moved the lease below this bound.
+    WorkerGone(&'a str, i64),
+}
+
+/// Re-queues (or declares dead, when their attempts are used up) `jobs`, each only if it is
+/// still as the reaper saw it (so a job finished or taken over meanwhile is left alone).
+async fn requeue<H: QueueHost>(
+    app: &H,
+    registry: &Registry<H>,
+    jobs: Vec<Claimed>,
+    why: Taken<'_>,
+) -> Result<u64, sqlx::Error> {
+    let now = now_ms();
+    let (message, worker, bound) = match why {
+        Taken::LeaseExpired(at) => (
+            "lease expired: the worker stopped without finishing",
+            None,
+            at,
+        ),
+        Taken::WorkerGone(w, below) => (
+            "lease revoked: the worker process is gone (its liveness lock was released)",
+            Some(w),
+            below,
+        ),
+    };
     let mut taken = 0;
-    for job in expired {
+    for job in jobs {
         let mut history = job.errors.0.clone();
-        let message = "lease expired: the worker stopped without finishing".to_string();
         history.push(json!({ "attempt": job.attempts, "at_ms": now, "error": message }));
         let dead = job.attempts >= job.max_attempts;
         let res = with_write!(app.db(), c => sqlx::query(
             "UPDATE jobs SET status = $1, locked_by = NULL, locked_until_ms = NULL, last_error = $2, \
              errors = $3, updated_at_ms = $4, run_at_ms = $4 \
-             WHERE id = $5 AND status = 'running' AND locked_until_ms < $4")
+             WHERE id = $5 AND status = 'running' AND locked_until_ms < $6 \
+             AND ($7 IS NULL OR locked_by = $7)")
             .bind(if dead { "dead" } else { "queued" })
-            .bind(&message)
+            .bind(message)
             .bind(Json(&history))
             .bind(now)
             .bind(job.id)
+            .bind(bound)
+            .bind(worker)
             .execute(c)
             .await
             .map(|r| r.rows_affected()))?;
@@ -561,12 +630,9 @@ pub async fn reap_expired<H: QueueHost>(
         if dead {
             metrics::counter!("khaacho_jobs_dead_total", "kind" => job.kind.clone()).increment(1);
             if let Some(h) = registry.get(&job.kind) {
-                run_on_dead(app, h, &job, message).await;
+                run_on_dead(app, h, &job, message.to_string()).await;
             }
         }
-    }
-    if taken > 0 {
-        app.db().wake().notify_waiters();
     }
     Ok(taken)
 }

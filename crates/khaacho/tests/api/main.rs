@@ -1,6 +1,7 @@
 //! Black-box suite: the app over HTTP on SQLite or PostgreSQL (see helpers.rs).
 #![allow(clippy::unwrap_used)]
 
+mod backpressure;
 mod bad_input;
 mod catalog;
 mod credit;

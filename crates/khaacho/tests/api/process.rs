@@ -552,3 +552,158 @@ async fn loadtest_signs_in_with_demo_credentials_or_an_api_key() {
     terminate(&serve);
     assert!(serve.wait().unwrap().success());
 }
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Jobs in `running` held by worker processes whose id starts with `prefix`.
+async fn running_jobs_of(db: &khaacho::base::db::Db, prefix: &str) -> i64 {
+    khaacho::with_latest!(db, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND locked_by LIKE $1")
+        .bind(format!("{prefix}%"))
+        .fetch_one(c).await)
+    .unwrap()
+}
+
+/// A `kill -9`'d worker's jobs are taken back by a live worker within seconds — its
+/// liveness lock dies with the process — not after its (here one-minute) lease, and every
+/// order accepted before the kill is processed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_jobs_are_taken_back_within_seconds() {
+    const BOUND: Duration = Duration::from_secs(8);
+    let env = Env::new().await;
+    let port = free_port();
+    let client = env.client();
+    // Leases long enough that only the liveness check can explain a fast recovery.
+    let worker = |host: &str| {
+        let mut c = env.command(&["worker"], None);
+        c.env("HOSTNAME", host)
+            .env("KHAACHO_QUEUE__LEASE_MS", "60000")
+            .env("KHAACHO_QUEUE__HEARTBEAT_MS", "1000")
+            .env("KHAACHO_QUEUE__REAPER_INTERVAL_MS", "500");
+        c.spawn().unwrap()
+    };
+    let mut api = env.spawn(&["api"], Some(port));
+    wait_healthy(&client, port).await;
+    let bodies = order_bodies(&client, port).await;
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let stop = CancellationToken::new();
+    start_load(&env, port, 8, stop.clone(), accepted.clone(), bodies);
+    let db = env.db().await;
+    // Freeze the only worker (SIGSTOP) until it is caught holding jobs, then kill it.
+    let mut victim = worker("victim0");
+    let mut caught = false;
+    for attempt in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        signal(&victim, "-STOP");
+        if running_jobs_of(&db, "victim").await > 0 {
+            caught = true;
+            break;
+        }
+        signal(&victim, "-CONT");
+        if attempt % 50 == 49 {
+            // A fresh process, in case this one never got going.
+            victim.kill().unwrap();
+            victim.wait().unwrap();
+            victim = worker(&format!("victim{attempt}"));
+        }
+    }
+    assert!(caught, "the worker never held a job");
+    victim.kill().unwrap(); // SIGKILL (a stopped process dies too)
+    victim.wait().unwrap();
+    let killed_at = Instant::now();
+    stop.cancel();
+    let orphaned = running_jobs_of(&db, "victim").await;
+    assert!(orphaned > 0);
+    let mut rescuer = worker("rescuer");
+    let accepted = {
+        // Requests answered after the kill still count: they were accepted.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        accepted.lock().unwrap().clone()
+    };
+    loop {
+        let pending: i64 = khaacho::with_latest!(db, c => sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM orders WHERE status = 'received') \
+             + (SELECT COUNT(*) FROM jobs WHERE kind = 'order.validate')")
+            .fetch_one(c).await)
+        .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < BOUND,
+            "{pending} orders/jobs still pending {:?} after the kill ({orphaned} jobs were orphaned)",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{orphaned} orphaned jobs; everything processed {:?} after the kill",
+        killed_at.elapsed()
+    );
+    db.close().await;
+    assert_all_processed_once(&env, &accepted).await;
+    terminate(&rescuer);
+    assert!(rescuer.wait().unwrap().success());
+    terminate(&api);
+    assert!(api.wait().unwrap().success());
+}
+
+/// `khaacho loadtest --find-capacity` steps the rate against a running `serve` and reports a
+/// capacity (a very short search: the figure itself means nothing here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_find_capacity_reports_a_rate() {
+    let env = Env::new().await;
+    let port = free_port();
+    let mut serve = env.spawn(&["serve"], Some(port));
+    wait_healthy(&reqwest::Client::new(), port).await;
+    let url = format!("http://127.0.0.1:{port}");
+    let out = env
+        .command(
+            &[
+                "loadtest",
+                "--url",
+                url.as_str(),
+                "--find-capacity",
+                "--start-rate",
+                "40",
+                "--step-factor",
+                "2",
+                "--max-rate",
+                "80",
+                "--step-duration",
+                "1s",
+                "--e2e-sample",
+                "4",
+                // Generous: this machine is shared; the criterion itself is unit-tested.
+                "--e2e-p95-ms",
+                "2000",
+                "--api-key",
+                env.key.as_str(),
+                "--json",
+            ],
+            None,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "loadtest: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert!(!steps.is_empty(), "{report}");
+    assert!(steps[0]["queue_start"]["depth"].is_number(), "{report}");
+    assert_eq!(report["capacity_per_s"], json!(80.0), "{report}");
+    assert_eq!(steps.len(), 2, "stops at --max-rate: {report}");
+    terminate(&serve);
+    assert!(serve.wait().unwrap().success());
+}

@@ -74,6 +74,14 @@ pub enum ApiError {
     /// A dependency (the database) is unavailable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The server is shedding load to stay within its capacity (503 with `Retry-After`).
+    #[error("{detail}")]
+    Overloaded {
+        /// What is behind, for people.
+        detail: String,
+        /// When to try again.
+        retry_after_secs: u64,
+    },
     /// Anything else: logged, opaque to the client.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -135,6 +143,9 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            ApiError::Overloaded { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded")
+            }
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -168,6 +179,12 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let unauthorized = matches!(self, ApiError::Unauthorized(_));
+        let retry_after = match &self {
+            ApiError::Overloaded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let errors = match self {
             ApiError::Validation(errors) | ApiError::InvalidParams(errors) => errors,
             _ => Vec::new(),
@@ -178,6 +195,10 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"khaacho\""),
             );
+        }
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(d) = denied {
             resp.extensions_mut().insert(d);
