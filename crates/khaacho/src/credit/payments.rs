@@ -76,9 +76,10 @@ pub struct Recorded {
     pub new: bool,
 }
 
-/// Records a payment of `amount` paisa and allocates it FIFO to open debits. The reference is
-/// unique per retailer: the same reference and amount again is a replay, another amount is
-/// refused. Returns whether the payment made the retailer's streak of late payments longer.
+/// Records a payment of `amount` paisa made now and allocates it FIFO to open debits. The
+/// reference is unique per retailer: the same reference and amount again is a replay, another
+/// amount is refused. A debit it settles more than the grace after due lengthens the
+/// retailer's streak of late payments; one settled in time ends it.
 pub async fn record(
     tx: &mut Tx,
     retailer: Uuid,
@@ -87,6 +88,33 @@ pub async fn record(
     reference: &str,
     actor: &str,
     settings: &CreditSettings,
+) -> Result<Recorded, PaymentError> {
+    record_at(
+        tx,
+        retailer,
+        amount,
+        method,
+        reference,
+        actor,
+        settings,
+        now_ms(),
+    )
+    .await
+}
+
+/// [`record`] for a payment made at `at_ms`: the payment, its ledger entry, the debits it
+/// settles and their lateness all carry that time (the demo seed writes past histories with
+/// it). Payments are expected in time order: the ledger's sequence follows the calls.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_at(
+    tx: &mut Tx,
+    retailer: Uuid,
+    amount: i64,
+    method: Method,
+    reference: &str,
+    actor: &str,
+    settings: &CreditSettings,
+    at_ms: i64,
 ) -> Result<Recorded, PaymentError> {
     if amount <= 0 {
         return Err(PaymentError::NonPositive);
@@ -109,7 +137,6 @@ pub async fn record(
     let account = repo::account_for_update_opt(tx, retailer)
         .await?
         .ok_or(PaymentError::NoAccount)?;
-    let now = now_ms();
     let payment_id = Uuid::now_v7();
     repo::insert_payment(
         tx,
@@ -119,7 +146,7 @@ pub async fn record(
         method.as_str(),
         reference,
         actor,
-        now,
+        at_ms,
     )
     .await
     .map_err(|e| {
@@ -144,11 +171,11 @@ pub async fn record(
     let mut applied = Vec::with_capacity(allocation.applied.len());
     for ((_, id), paid) in &allocation.applied {
         let debit = open.iter().find(|d| d.id == *id);
-        let now_settled = repo::pay_down(tx, *id, *paid, now).await?;
+        let now_settled = repo::pay_down(tx, *id, *paid, at_ms).await?;
         if now_settled && let Some(d) = debit {
             // A debit settled more than the grace after its due date is a late payment.
             let due = d.due_at_ms.unwrap_or(d.at_ms);
-            late = if khaacho_credit::payment_is_late(due, now, settings) {
+            late = if khaacho_credit::payment_is_late(due, at_ms, settings) {
                 late + 1
             } else {
                 0
@@ -175,7 +202,7 @@ pub async fn record(
             open_paisa: None,
             paid_at_ms: None,
             note: Some(method.as_str()),
-            at_ms: now,
+            at_ms,
         },
     )
     .await?;

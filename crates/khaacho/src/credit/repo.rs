@@ -123,6 +123,18 @@ pub async fn ensure_accounts(
     Ok(())
 }
 
+/// Dates `retailer`'s account back to `opened_at_ms` (the demo seed opens accounts with a
+/// past history; account age counts in the credit score).
+pub async fn set_opened_at(
+    tx: &mut Tx,
+    retailer: Uuid,
+    opened_at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query("UPDATE credit_accounts SET created_at_ms = $1 WHERE retailer_id = $2")
+        .bind(opened_at_ms).bind(retailer).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
 /// The accounts of `retailers` inside a transaction.
 pub async fn accounts_tx(tx: &mut Tx, retailers: &[Uuid]) -> Result<Vec<AccountRow>, sqlx::Error> {
     if retailers.is_empty() {

@@ -13,9 +13,9 @@ use crate::catalog::repo::{self, OfferInput, ProductInput, Tier};
 use crate::parties::repo::{self as parties, Retailer, Vendor};
 use crate::parties::routes::parse_hhmm;
 
-const CATALOG: &str = include_str!("../data/demo/catalog.csv");
-const VENDORS: &str = include_str!("../data/demo/vendors.csv");
-const RETAILERS: &str = include_str!("../data/demo/retailers.csv");
+const CATALOG: &str = include_str!("../../data/demo/catalog.csv");
+const VENDORS: &str = include_str!("../../data/demo/vendors.csv");
+const RETAILERS: &str = include_str!("../../data/demo/retailers.csv");
 
 /// What a seed run created.
 #[derive(Debug, Default)]
