@@ -81,120 +81,57 @@ const fn regular(
 /// Profiles taken in turn by the retailers not named in [`SPECIAL`] or [`NEW`]: retailer `i`
 /// gets `REGULAR[i % REGULAR.len()]`. The first two (the first retailers, whom the README's
 /// walkthrough and the tests order for) are long on-time payers with ample available credit.
+// Columns: what it shows, limit NPR, months open, days between orders, order % of the limit,
+// days after due each payment is made in turn (> 7 is late), band aimed at.
+#[rustfmt::skip]
 const REGULAR: [Profile; 9] = [
-    // Pays on or before the due date, weekly orders, for two and a half years.
-    regular(
-        "on time, long history",
-        1_000_000,
-        30,
-        7,
-        3,
-        &[0, -2, 3, 1],
-        "excellent",
-    ),
-    regular(
-        "on time, long history",
-        500_000,
-        26,
-        8,
-        4,
-        &[0, 2, -1],
-        "excellent",
-    ),
-    // Mostly on time, one payment in three a little late.
-    regular("mostly on time", 300_000, 14, 12, 8, &[2, 10, 0], "good"),
-    // Half the payments a week or two late, busy account.
-    regular(
-        "occasionally late",
-        200_000,
-        12,
-        10,
-        16,
-        &[3, 10, 0, 12],
-        "fair",
-    ),
-    regular("mostly on time", 150_000, 9, 10, 14, &[0, 5, 11, 1], "good"),
-    // Three payments in four late.
-    regular("often late", 100_000, 10, 9, 14, &[10, 13, 2, 9], "poor"),
-    regular(
-        "on time, long history",
-        750_000,
-        24,
-        6,
-        3,
-        &[0, 1, -3],
-        "excellent",
-    ),
-    regular(
-        "occasionally late",
-        250_000,
-        18,
-        14,
-        25,
-        &[1, 12, 4, 9],
-        "fair",
-    ),
-    regular("often late", 80_000, 6, 11, 15, &[12, 9, 15, 3], "poor"),
+    // Pays a day or more before the due date (nothing is ever overdue), weekly, for years.
+    regular("on time, long history", 1_000_000, 30, 7, 3, &[-1, -2, -3], "excellent"),
+    regular("on time, long history",   500_000, 26, 8, 4, &[-2, -1], "excellent"),
+    // Mostly on time, one payment in three or four a little late.
+    regular("mostly on time",          300_000, 14, 12, 8, &[2, 10, 0], "good"),
+    // Half the payments a week or two late, much of the limit in use.
+    regular("occasionally late",       200_000, 12, 10, 16, &[3, 10, 0, 12], "fair"),
+    regular("mostly on time",          150_000,  9, 10, 14, &[0, 5, 11, 1], "good"),
+    // Three payments in four late, most of the limit in use.
+    regular("often late",              100_000, 10, 9, 14, &[10, 13, 2, 9], "poor"),
+    regular("on time, long history",   750_000, 24, 6, 3, &[0, 1, -3], "excellent"),
+    regular("occasionally late",       250_000, 18, 14, 25, &[1, 12, 4, 9], "fair"),
+    regular("often late",               80_000,  6, 11, 15, &[12, 9, 15, 3], "poor"),
 ];
 
 /// Profiles of particular retailers (row in `retailers.csv`, from 0), each shown once. Kept
 /// away from the first rows so the first retailers stay healthy.
+#[rustfmt::skip]
 const SPECIAL: [(usize, Profile); 4] = [
-    // Four late payments in a row since its last on-time one: the hourly control cuts the
-    // limit by 25%.
-    (
-        20,
-        Profile {
-            late_streak: 4,
-            ..regular(
-                "late-payment streak",
-                400_000,
-                16,
-                10,
-                6,
-                &[0, 2, 9],
-                "good",
-            )
-        },
-    ),
+    // Four late payments in a row since its last on-time one, no order since: the hourly
+    // control cuts the limit by 25%.
+    (20, Profile {
+        late_streak: 4,
+        ..regular("late-payment streak", 400_000, 16, 10, 6, &[0, 2, 9], "good")
+    }),
     // Stopped paying 65 days ago: its newest debit is 35 days overdue, credit is blocked.
-    (
-        30,
-        Profile {
-            overdue_days: Some(35),
-            ..regular("35 days overdue", 120_000, 11, 12, 12, &[3, 8, 1], "fair")
-        },
-    ),
+    (30, Profile {
+        overdue_days: Some(35),
+        ..regular("35 days overdue", 120_000, 11, 12, 12, &[3, 8, 1], "fair")
+    }),
     // Its newest debit is 16 days overdue: a warning.
-    (
-        40,
-        Profile {
-            overdue_days: Some(16),
-            ..regular("16 days overdue", 180_000, 13, 9, 10, &[0, 4, 9, 2], "good")
-        },
-    ),
-    // Every payment one to two weeks late and the limit nearly used up (some orders did not
+    (40, Profile {
+        overdue_days: Some(16),
+        ..regular("16 days overdue", 180_000, 13, 9, 10, &[0, 4, 9, 2], "good")
+    }),
+    // Every payment one to two weeks late and the limit mostly used up (some orders did not
     // fit): cash only.
-    (
-        50,
-        regular(
-            "very poor",
-            50_000,
-            8,
-            14,
-            32,
-            &[9, 12, 14, 10],
-            "very_poor",
-        ),
-    ),
+    (50, regular("very poor", 50_000, 8, 14, 32, &[9, 12, 14, 10], "very_poor")),
 ];
 
-/// The last retailers of `retailers.csv`: accounts opened today, no history (unrated).
+/// The last retailers of `retailers.csv`: accounts opened yesterday, no history (unrated).
+#[rustfmt::skip]
 const NEW: [Profile; 4] = [
-    regular("brand new", 50_000, 0, 0, 0, &[], "unrated"),
-    regular("brand new", 75_000, 0, 0, 0, &[], "unrated"),
+    regular("brand new",  50_000, 0, 0, 0, &[], "unrated"),
+    regular("brand new",  75_000, 0, 0, 0, &[], "unrated"),
     regular("brand new", 100_000, 0, 0, 0, &[], "unrated"),
-    regular("brand new", 60_000, 0, 0, 0, &[], "unrated"),
+    regular("brand new",  60_000, 0, 0, 0, &[], "unrated"),
 ];
 
 /// The profile of the retailer on row `index` of `total`.
