@@ -297,8 +297,20 @@ pub async fn seed_credit_histories(app: &App) -> anyhow::Result<usize> {
         repo::set_opened_at(&mut tx, retailer.id, history.opened_at_ms).await?;
         write(&mut tx, retailer.id, &history, settings)
             .await
-            .with_context(|| format!("demo credit history of {} ({})", row.name, row.phone))?;
+            .with_context(|| {
+                format!(
+                    "demo credit history ({}) of {} ({})",
+                    profile.label, row.name, row.phone
+                )
+            })?;
         tx.commit().await?;
+        tracing::debug!(
+            retailer = %retailer.id,
+            profile = profile.label,
+            aims_at = profile.aims_at,
+            entries = history.events.len(),
+            "demo credit history written"
+        );
         opened += 1;
     }
     Ok(opened)
