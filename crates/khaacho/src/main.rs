@@ -197,12 +197,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { demo } => {
             if demo && khaacho::catalog::repo::count_products(app.db()).await? == 0 {
-                let r = khaacho::seed::demo(&app).await?;
+                let r = khaacho::seed::demo_with_credit(&app).await?;
                 tracing::info!(
                     products = r.products,
                     vendors = r.vendors,
                     retailers = r.retailers,
                     offers = r.offers,
+                    credit_accounts = r.credit_accounts,
                     "demo data loaded"
                 );
             }
@@ -246,10 +247,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Seed { demo } => {
             anyhow::ensure!(demo, "say which data set to load: `khaacho seed --demo`");
-            let r = khaacho::seed::demo(&app).await?;
+            let r = khaacho::seed::demo_with_credit(&app).await?;
             println!(
-                "demo data: {} products upserted, {} vendors, {} retailers and {} offers created",
-                r.products, r.vendors, r.retailers, r.offers
+                "demo data: {} products upserted, {} vendors, {} retailers, {} offers and {} credit accounts with histories created",
+                r.products, r.vendors, r.retailers, r.offers, r.credit_accounts
             );
             khaacho::auth::cli::print_demo_access(&khaacho::auth::cli::demo_access(&app).await?);
             Ok(())

@@ -123,6 +123,18 @@ pub async fn ensure_accounts(
     Ok(())
 }
 
+/// Dates `retailer`'s account back to `opened_at_ms` (the demo seed opens accounts with a
+/// past history; account age counts in the credit score).
+pub async fn set_opened_at(
+    tx: &mut Tx,
+    retailer: Uuid,
+    opened_at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query("UPDATE credit_accounts SET created_at_ms = $1 WHERE retailer_id = $2")
+        .bind(opened_at_ms).bind(retailer).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
 /// The accounts of `retailers` inside a transaction.
 pub async fn accounts_tx(tx: &mut Tx, retailers: &[Uuid]) -> Result<Vec<AccountRow>, sqlx::Error> {
     if retailers.is_empty() {
@@ -388,11 +400,4 @@ pub async fn reconciliation(db: &Db) -> Result<Vec<ReconRow>, sqlx::Error> {
 /// Every retailer with a credit account.
 pub async fn all_retailers_with_accounts(db: &Db) -> Result<Vec<Uuid>, sqlx::Error> {
     with_latest!(db, c => sqlx::query_scalar("SELECT retailer_id FROM credit_accounts ORDER BY retailer_id").fetch_all(c).await)
-}
-
-/// Sets when an account was opened (importing an existing customer's history).
-pub async fn set_opened_at(tx: &mut Tx, retailer: Uuid, at_ms: i64) -> Result<(), sqlx::Error> {
-    with_tx!(tx, c => sqlx::query("UPDATE credit_accounts SET created_at_ms = $1 WHERE retailer_id = $2")
-        .bind(at_ms).bind(retailer).execute(c).await.map(|r| r.rows_affected()))?;
-    Ok(())
 }

@@ -117,21 +117,28 @@ async fn score_inputs(
     account: &AccountRow,
     now: i64,
 ) -> Result<khaacho_credit::ScoreInputs, sqlx::Error> {
-    let debits: Vec<(i64, Option<i64>, i64)> = with_tx!(tx, c => sqlx::query_as(
-        "SELECT due_at_ms, paid_at_ms, open_paisa FROM ledger_entries WHERE retailer_id = $1 AND kind = 'order_debit'")
+    // Delivered credit orders are the debits; their delivery times give the ordering rhythm
+    // (an order that never arrived says nothing about how a shop buys and pays).
+    let debits: Vec<(i64, i64, Option<i64>, i64)> = with_tx!(tx, c => sqlx::query_as(
+        "SELECT at_ms, due_at_ms, paid_at_ms, open_paisa FROM ledger_entries WHERE retailer_id = $1 AND kind = 'order_debit'")
         .bind(account.retailer_id).fetch_all(c).await)?;
     let since = now - (MONTHS as i64) * 30 * DAY_MS;
-    let orders: Vec<(i64, String)> = with_tx!(tx, c => sqlx::query_as(
-        "SELECT created_at_ms, status FROM orders WHERE retailer_id = $1 AND created_at_ms >= $2")
-        .bind(account.retailer_id).bind(since).fetch_all(c).await)?;
     let mut per_month = vec![0u32; MONTHS];
-    for (at, _) in &orders {
-        let back = ((now - at) / (30 * DAY_MS)) as usize;
+    for (at, ..) in &debits {
+        let back = ((now - at).max(0) / (30 * DAY_MS)) as usize;
         if back < MONTHS {
             per_month[MONTHS - 1 - back] += 1;
         }
     }
-    let cancelled = orders.iter().filter(|(_, s)| s == "cancelled").count();
+    let delivered = debits.iter().filter(|(at, ..)| *at >= since).count();
+    let cancelled: i64 = with_tx!(tx, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM orders WHERE retailer_id = $1 AND created_at_ms >= $2 AND status = 'cancelled'")
+        .bind(account.retailer_id).bind(since).fetch_one(c).await)?;
+    let cancelled = usize::try_from(cancelled).unwrap_or(0);
+    let debits: Vec<(i64, Option<i64>, i64)> = debits
+        .into_iter()
+        .map(|(_, due, paid, open)| (due, paid, open))
+        .collect();
     Ok(khaacho_credit::ScoreInputs {
         paid_debits_days_late: debits
             .iter()
@@ -149,7 +156,7 @@ async fn score_inputs(
         ),
         account_age_months: u32::try_from((now - account.created_at_ms).max(0) / (30 * DAY_MS))
             .unwrap_or(u32::MAX),
-        orders_total: u32::try_from(orders.len()).unwrap_or(u32::MAX),
+        orders_total: u32::try_from(delivered + cancelled).unwrap_or(u32::MAX),
         orders_disputed_or_cancelled: u32::try_from(cancelled).unwrap_or(u32::MAX),
     })
 }
@@ -174,8 +181,11 @@ pub async fn score_one(
         .bind(Uuid::now_v7()).bind(retailer).bind(i32::from(score.score)).bind(band.as_str())
         .bind(score.has_history).bind(Json(&score.factors)).bind(now)
         .execute(c).await.map(|r| r.rows_affected()))?;
+    // Without history the score is the neutral base, which is no judgement of the retailer:
+    // the account stays unrated (no band rules) until it has some.
+    let rated = score.has_history.then_some(band.as_str());
     with_tx!(tx, c => sqlx::query("UPDATE credit_accounts SET score = $1, band = $2, updated_at_ms = $3 WHERE retailer_id = $4")
-        .bind(i32::from(score.score)).bind(band.as_str()).bind(now).bind(retailer)
+        .bind(i32::from(score.score)).bind(rated).bind(now).bind(retailer)
         .execute(c).await.map(|r| r.rows_affected()))?;
     // A retailer without history scores the neutral base, which must not move its limit.
     if score.has_history

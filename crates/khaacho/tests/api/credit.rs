@@ -560,3 +560,131 @@ async fn credit_routes_refuse_bad_input_and_write_nothing() {
     .await;
     reconciled(&t).await;
 }
+
+#[tokio::test]
+async fn the_demo_gives_retailers_varied_reconciled_credit_histories_once() {
+    let t = TestApp::spawn().await;
+    let report = khaacho::seed::demo_with_credit(&t.app).await.unwrap();
+    let now = khaacho::base::time::now_ms();
+    let retailers = t.get_json("/api/v1/retailers?limit=200").await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(report.credit_accounts, retailers.len());
+
+    // Every retailer has an account, scored at once;
+    // most have a history in their ledger (and a band), a few none (unrated).
+    let (mut with_history, mut without) = (0, 0);
+    let mut bands = std::collections::BTreeSet::new();
+    for id in &retailers {
+        let a = t.get_json(&format!("/api/v1/credit/accounts/{id}")).await;
+        let limit = a["limit_npr"].as_f64().unwrap();
+        // Opened at NPR 50,000 – 1,000,000, then moved by the band (at most -20%, at most
+        // NPR 1,000,000) when scored.
+        assert!((40_000.0..=1_000_000.0).contains(&limit), "{a}");
+        assert!(a["score"].is_i64(), "{a}");
+        let ledger = t
+            .get_json(&format!("/api/v1/credit/accounts/{id}/ledger"))
+            .await;
+        let empty = ledger["items"].as_array().unwrap().is_empty();
+        assert_eq!(
+            a["band"].is_null(),
+            empty,
+            "unrated exactly without history: {a}"
+        );
+        if let Some(b) = a["band"].as_str() {
+            bands.insert(b.to_string());
+        }
+        if empty {
+            without += 1;
+        } else {
+            with_history += 1;
+        }
+    }
+    assert!(without >= 1, "a brand-new retailer without history");
+    assert!(with_history >= retailers.len() - 5, "{with_history}");
+    for band in ["excellent", "good", "fair", "very_poor"] {
+        assert!(
+            bands.contains(band),
+            "the demo shows the {band} band: {bands:?}"
+        );
+    }
+    let limits = t
+        .count("(SELECT DISTINCT limit_paisa FROM credit_accounts) l")
+        .await;
+    assert!(limits >= 5, "varied limits: {limits}");
+
+    // Every rule can be seen: a debit 30+ days overdue (block), one 15–29 days (warning),
+    // a streak of late payments, debits paid late and on time.
+    let overdue = |from: i64, to: i64| {
+        format!(
+            "ledger_entries WHERE kind = 'order_debit' AND open_paisa > 0 AND due_at_ms <= {} AND due_at_ms > {}",
+            now - from * DAY_MS,
+            now - to * DAY_MS
+        )
+    };
+    assert!(t.count(&overdue(30, 10_000)).await >= 1, "a block");
+    assert!(t.count(&overdue(15, 30)).await >= 1, "a warning");
+    assert!(t.count("credit_accounts WHERE late_streak >= 3").await >= 1);
+    let late =
+        "ledger_entries WHERE kind = 'order_debit' AND paid_at_ms > due_at_ms + 7 * 86400000";
+    assert!(t.count(late).await >= 10);
+    assert!(
+        t.count("ledger_entries WHERE kind = 'order_debit' AND paid_at_ms <= due_at_ms")
+            .await
+            >= 100
+    );
+
+    // The first two retailers are healthy: ample available credit and nothing overdue; the
+    // first one's credit order goes through.
+    for id in &retailers[..2] {
+        let a = t.get_json(&format!("/api/v1/credit/accounts/{id}")).await;
+        assert!(a["available_npr"].as_f64().unwrap() >= a["limit_npr"].as_f64().unwrap() / 2.0);
+        let entries = repo::ledger(t.app.db(), id.parse().unwrap(), None, 1000)
+            .await
+            .unwrap();
+        assert!(entries.len() > 50, "a long history");
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.open_paisa.unwrap_or(0) == 0 || e.due_at_ms.unwrap() >= now),
+            "nothing overdue: {a}"
+        );
+    }
+    let placed = t
+        .order(
+            &retailers[0],
+            json!([{ "sku": "SUGAR-50", "qty": 5, "unit": "kg" }]),
+        )
+        .await;
+    t.run_jobs().await;
+    let o = t
+        .get_json(&format!(
+            "/api/v1/orders/{}",
+            placed["order_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(o["status"], "validated", "{o}");
+    assert_eq!(o["credit_hold"]["status"], "pending", "{o}");
+    reconciled(&t).await;
+
+    // A second seed adds nothing.
+    let tables = [
+        "credit_accounts",
+        "credit_holds",
+        "ledger_entries",
+        "payments",
+    ];
+    let mut before = Vec::new();
+    for table in tables {
+        before.push(t.count(table).await);
+    }
+    let again = khaacho::seed::demo_with_credit(&t.app).await.unwrap();
+    assert_eq!(again.credit_accounts, 0);
+    for (table, n) in tables.into_iter().zip(before) {
+        assert_eq!(t.count(table).await, n, "{table}");
+    }
+    reconciled(&t).await;
+}

@@ -208,7 +208,8 @@ async fn order_bodies(client: &reqwest::Client, port: u16) -> Arc<Vec<Value>> {
 
 /// Waits until no order is `received` and no job is left, then checks that every accepted
 /// order exists and reached `validated`, `on_hold` or `rejected` through exactly one
-/// validation event.
+/// validation event (the step out of `received`; credit and risk may then reject or hold a
+/// validated order, e.g. a demo retailer with a history whose orders spike under load).
 async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
     let db = env.db().await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -227,8 +228,10 @@ async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
     }
     let rows: Vec<(uuid::Uuid, String, i64)> = khaacho::with_latest!(db, c => sqlx::query_as(
         "SELECT o.id, o.status, (SELECT COUNT(*) FROM order_events e WHERE e.order_id = o.id \
-           AND e.order_created_at_ms = o.created_at_ms AND e.to_status IN ('validated', 'rejected')) \
-         FROM orders o").fetch_all(c).await).unwrap();
+           AND e.order_created_at_ms = o.created_at_ms AND e.from_status = 'received' \
+           AND e.to_status IN ('validated', 'rejected')) \
+         FROM orders o").fetch_all(c).await)
+    .unwrap();
     let stored: HashSet<String> = rows.iter().map(|r| r.0.to_string()).collect();
     let missing: Vec<_> = accepted.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(missing.is_empty(), "accepted orders missing: {missing:?}");

@@ -1,6 +1,12 @@
 //! Demo data: a Nepali wholesaler's catalogue, Kathmandu-valley vendors with offers, tiers and
-//! stock, and kirana retailers. Idempotent: products are upserted by SKU, vendors and
-//! retailers created only when their phone is new, offers only for newly created vendors.
+//! stock, and kirana retailers ([`demo`]), and the retailers' credit histories
+//! ([`credit::seed_credit_histories`]); [`demo_with_credit`] loads both. Idempotent: products
+//! are upserted by SKU, vendors and retailers created only when their phone is new, offers
+//! only for newly created vendors, credit histories only for retailers without an account.
+
+pub mod credit;
+
+pub use credit::seed_credit_histories;
 
 use serde::Deserialize;
 use sqlx::types::Json;
@@ -13,9 +19,9 @@ use crate::catalog::repo::{self, OfferInput, ProductInput, Tier};
 use crate::parties::repo::{self as parties, Retailer, Vendor};
 use crate::parties::routes::parse_hhmm;
 
-const CATALOG: &str = include_str!("../data/demo/catalog.csv");
-const VENDORS: &str = include_str!("../data/demo/vendors.csv");
-const RETAILERS: &str = include_str!("../data/demo/retailers.csv");
+const CATALOG: &str = include_str!("../../data/demo/catalog.csv");
+const VENDORS: &str = include_str!("../../data/demo/vendors.csv");
+const RETAILERS: &str = include_str!("../../data/demo/retailers.csv");
 
 /// What a seed run created.
 #[derive(Debug, Default)]
@@ -28,6 +34,8 @@ pub struct SeedReport {
     pub retailers: usize,
     /// Offers created.
     pub offers: usize,
+    /// Credit accounts opened with a demo history (by [`demo_with_credit`]).
+    pub credit_accounts: usize,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +62,25 @@ struct RetailerRow {
     lng: Option<f64>,
 }
 
-/// Loads the demo data set.
+/// Loads the demo data set and the demo retailers' credit histories: what `khaacho seed
+/// --demo` and `khaacho serve --demo` load.
+pub async fn demo_with_credit(app: &App) -> anyhow::Result<SeedReport> {
+    let mut report = demo(app).await?;
+    report.credit_accounts = seed_credit_histories(app).await?;
+    if report.credit_accounts > 0 {
+        // Score the new histories now rather than at the next 02:00, so the demo shows every
+        // band (and the bands' rules) from the start.
+        let now = crate::base::time::now_ms();
+        for retailer in crate::credit::repo::all_retailers_with_accounts(app.db()).await? {
+            crate::credit::scoring::score_one(app.db(), &app.settings().credit, retailer, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("scoring the demo accounts: {e}"))?;
+        }
+    }
+    Ok(report)
+}
+
+/// Loads the demo data set: catalogue, vendors with offers, retailers (no credit accounts).
 pub async fn demo(app: &App) -> anyhow::Result<SeedReport> {
     let products = csv_io::read_catalog(CATALOG.as_bytes())
         .map_err(|e| anyhow::anyhow!("embedded demo catalogue is invalid: {e:?}"))?;
