@@ -90,6 +90,83 @@ pub async fn reserve(
     Ok(Reserve::Reserved)
 }
 
+/// One order's reservation in [`reserve_many`].
+#[derive(Clone, Copy, Debug)]
+pub struct Wanted {
+    /// The order.
+    pub order: Uuid,
+    /// Its retailer.
+    pub retailer: Uuid,
+    /// Its total.
+    pub amount: i64,
+}
+
+/// Reserves many orders at once (the pipeline's batch): the caller has locked the accounts
+/// (`repo::accounts_for_update`, in retailer order) and passes them in; each order is judged
+/// against its account as the earlier orders of the batch left it, then every hold is written
+/// with one INSERT and every account moved with one UPDATE, which re-checks the limit as a
+/// guard. Returns, per order, what happened and the credit still available at that moment.
+pub async fn reserve_many(
+    tx: &mut Tx,
+    accounts: &std::collections::HashMap<Uuid, AccountRow>,
+    wanted: &[Wanted],
+) -> Result<Vec<(Reserve, i64)>, LedgerError> {
+    if wanted.iter().any(|w| w.amount <= 0) {
+        return Err(LedgerError::NonPositive);
+    }
+    let existing = repo::holds_of(tx, &wanted.iter().map(|w| w.order).collect::<Vec<_>>()).await?;
+    // (held delta, orders, value) per retailer, in retailer order.
+    let mut deltas: std::collections::BTreeMap<Uuid, (i64, i64, i64)> = Default::default();
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut holds = Vec::new();
+    for w in wanted {
+        let Some(a) = accounts.get(&w.retailer) else {
+            return Err(LedgerError::Storage(sqlx::Error::RowNotFound));
+        };
+        let d = deltas.entry(w.retailer).or_default();
+        let available = a.limit_paisa - a.held_paisa - d.0 - a.outstanding_paisa;
+        let outcome = if existing.contains(&w.order) {
+            Reserve::AlreadyHeld
+        } else if a.status == "blocked" {
+            Reserve::Blocked
+        } else if w.amount <= available {
+            *d = (d.0 + w.amount, d.1 + 1, d.2 + w.amount);
+            holds.push(*w);
+            Reserve::Reserved
+        } else {
+            Reserve::OverLimit
+        };
+        out.push((outcome, available.max(0)));
+    }
+    deltas.retain(|_, d| d.1 > 0);
+    if deltas.is_empty() {
+        return Ok(out);
+    }
+    repo::insert_holds(
+        tx,
+        &holds
+            .iter()
+            .map(|w| (w.order, w.retailer, w.amount))
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    let moved = repo::add_held(
+        tx,
+        &deltas
+            .iter()
+            .map(|(r, d)| (*r, d.0, d.1, d.2))
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    if moved != deltas.len() as u64 {
+        // The guard refused: an account changed without the caller's lock. Nothing may stand.
+        return Err(LedgerError::HoldState(
+            "an account changed during the reservation".into(),
+        ));
+    }
+    Ok(out)
+}
+
 /// Reserves past the limit because a person approved it (`actor`, recorded on the hold).
 /// A blocked account still refuses. Idempotent per order.
 pub async fn reserve_override(

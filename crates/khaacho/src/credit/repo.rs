@@ -151,6 +151,31 @@ pub async fn accounts_tx(tx: &mut Tx, retailers: &[Uuid]) -> Result<Vec<AccountR
     })
 }
 
+/// The accounts of `retailers` (sorted), locked for update in that order on PostgreSQL
+/// (SQLite's transaction already holds the write lock).
+pub async fn accounts_for_update(
+    tx: &mut Tx,
+    retailers: &[Uuid],
+) -> Result<Vec<AccountRow>, sqlx::Error> {
+    if retailers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lock = if tx.is_postgres() {
+        " ORDER BY retailer_id FOR UPDATE"
+    } else {
+        ""
+    };
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM credit_accounts WHERE retailer_id IN ("));
+        let mut list = qb.separated(", ");
+        for r in retailers {
+            list.push_bind(*r);
+        }
+        qb.push(")").push(lock);
+        qb.build_query_as::<AccountRow>().fetch_all(c).await
+    })
+}
+
 /// One account inside a transaction.
 pub async fn account_tx(tx: &mut Tx, retailer: Uuid) -> Result<Option<AccountRow>, sqlx::Error> {
     Ok(accounts_tx(tx, &[retailer]).await?.into_iter().next())
@@ -400,4 +425,59 @@ pub async fn reconciliation(db: &Db) -> Result<Vec<ReconRow>, sqlx::Error> {
 /// Every retailer with a credit account.
 pub async fn all_retailers_with_accounts(db: &Db) -> Result<Vec<Uuid>, sqlx::Error> {
     with_latest!(db, c => sqlx::query_scalar("SELECT retailer_id FROM credit_accounts ORDER BY retailer_id").fetch_all(c).await)
+}
+
+/// The orders among `orders` that already have a hold.
+pub async fn holds_of(
+    tx: &mut Tx,
+    orders: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(Default::default());
+    }
+    let found: Vec<Uuid> = with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("SELECT order_id FROM credit_holds WHERE order_id IN (");
+        let mut list = qb.separated(", ");
+        for o in orders {
+            list.push_bind(*o);
+        }
+        qb.push(")");
+        qb.build_query_scalar().fetch_all(c).await
+    })?;
+    Ok(found.into_iter().collect())
+}
+
+/// Writes pending holds `(order, retailer, amount)` with one statement.
+pub async fn insert_holds(tx: &mut Tx, holds: &[(Uuid, Uuid, i64)]) -> Result<(), sqlx::Error> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT INTO credit_holds (order_id, retailer_id, amount_paisa, status, created_at_ms, updated_at_ms) ");
+        qb.push_values(holds, |mut b, (o, r, a)| {
+            b.push_bind(*o).push_bind(*r).push_bind(*a).push_bind("pending").push_bind(now).push_bind(now);
+        });
+        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Adds `(retailer, held delta, orders, value)` to accounts with one statement, each only
+/// while it stays within the limit and the account is active; returns the accounts moved.
+pub async fn add_held(tx: &mut Tx, deltas: &[(Uuid, i64, i64, i64)]) -> Result<u64, sqlx::Error> {
+    let now = now_ms();
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("WITH v(retailer_id, held, n, value) AS (");
+        qb.push_values(deltas, |mut b, (r, h, n, v)| {
+            b.push_bind(*r).push_bind(*h).push_bind(*n).push_bind(*v);
+        });
+        qb.push(") UPDATE credit_accounts SET held_paisa = credit_accounts.held_paisa + v.held, \
+                 order_count = credit_accounts.order_count + v.n, order_value_paisa = credit_accounts.order_value_paisa + v.value, \
+                 updated_at_ms = ").push_bind(now).push(" FROM v WHERE credit_accounts.retailer_id = v.retailer_id \
+                 AND credit_accounts.status = 'active' \
+                 AND credit_accounts.held_paisa + credit_accounts.outstanding_paisa + v.held <= credit_accounts.limit_paisa");
+        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+    })
 }

@@ -119,21 +119,27 @@ pub fn inputs(
     }
 }
 
-/// Stores the assessment of `order` (a retried step replaces its own earlier one).
-pub async fn save(
+/// Stores the assessments of a batch `(order, retailer, assessment)` with one statement (a
+/// retried step replaces its own earlier ones).
+pub async fn save_many(
     tx: &mut Tx,
-    order: Uuid,
-    retailer: Uuid,
-    a: &RiskAssessment,
+    rows: &[(Uuid, Uuid, RiskAssessment)],
     at_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    with_tx!(tx, c => sqlx::query(
-        "INSERT INTO risk_assessments (order_id, retailer_id, score, decision, components, reasons, at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO UPDATE SET score = excluded.score, \
-         decision = excluded.decision, components = excluded.components, reasons = excluded.reasons, at_ms = excluded.at_ms")
-        .bind(order).bind(retailer).bind(i32::from(a.score)).bind(decision_name(a.decision))
-        .bind(Json(&a.components)).bind(Json(&a.reasons)).bind(at_ms)
-        .execute(c).await.map(|r| r.rows_affected()))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT INTO risk_assessments (order_id, retailer_id, score, decision, components, reasons, at_ms) ");
+        qb.push_values(rows, |mut b, (order, retailer, a)| {
+            b.push_bind(*order).push_bind(*retailer).push_bind(i32::from(a.score)).push_bind(decision_name(a.decision))
+                .push_bind(Json(&a.components)).push_bind(Json(&a.reasons)).push_bind(at_ms);
+        });
+        qb.push(" ON CONFLICT (order_id) DO UPDATE SET score = excluded.score, decision = excluded.decision, \
+                 components = excluded.components, reasons = excluded.reasons, at_ms = excluded.at_ms");
+        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 

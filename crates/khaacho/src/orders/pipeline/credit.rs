@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::Verdict;
 use crate::base::db::Tx;
 use crate::credit::CreditConfig;
-use crate::credit::ledger::{self, Reserve};
+use crate::credit::ledger::{self, Reserve, Wanted};
 use crate::credit::repo::{self, AccountRow};
 use crate::credit::risk::{self, Behaviour};
 use crate::orders::model::{OrderRow, PaymentMode};
@@ -42,12 +42,15 @@ impl Facts {
         let mut retailers: Vec<Uuid> = orders.iter().map(|o| o.retailer_id).collect();
         retailers.sort_unstable();
         retailers.dedup();
-        repo::ensure_accounts(tx, &retailers, cfg.default_limit_paisa()).await?;
-        let accounts = repo::accounts_tx(tx, &retailers)
-            .await?
-            .into_iter()
-            .map(|a| (a.retailer_id, a))
-            .collect();
+        // Read without locking: the risk step runs on this snapshot first; the credit step
+        // locks the accounts last (see `run`), so their row locks are held only for the end
+        // of the transaction.
+        let mut accounts = repo::accounts_tx(tx, &retailers).await?;
+        if accounts.len() < retailers.len() {
+            repo::ensure_accounts(tx, &retailers, cfg.default_limit_paisa()).await?;
+            accounts = repo::accounts_tx(tx, &retailers).await?;
+        }
+        let accounts = accounts.into_iter().map(|a| (a.retailer_id, a)).collect();
         let behaviour = risk::behaviour(tx, &retailers, now).await?;
         Ok(Self {
             accounts,
@@ -61,85 +64,105 @@ impl Facts {
     }
 }
 
-/// Decides and reserves credit for each of `orders` (validated, priced), in order.
+/// Decides and reserves credit for each of `orders` (validated, priced), in order: the
+/// rules that need no reservation first, then every reservation of the batch at once.
 pub async fn run(
     tx: &mut Tx,
     cfg: &CreditConfig,
     orders: &[&OrderRow],
     facts: &Facts,
 ) -> Result<Vec<Verdict>, JobError> {
-    let mut out = Vec::with_capacity(orders.len());
-    for o in orders {
-        out.push(decide(tx, cfg, o, facts).await?);
+    // Lock the accounts in retailer order, so concurrent batches that share retailers queue
+    // behind each other instead of deadlocking.
+    let mut retailers: Vec<Uuid> = facts.accounts.keys().copied().collect();
+    retailers.sort_unstable();
+    let locked: HashMap<Uuid, AccountRow> = repo::accounts_for_update(tx, &retailers)
+        .await?
+        .into_iter()
+        .map(|a| (a.retailer_id, a))
+        .collect();
+    let mut out: Vec<Option<Verdict>> = orders
+        .iter()
+        .map(|o| precheck(cfg, o, facts, &locked))
+        .collect();
+    let wanted: Vec<(usize, Wanted)> = orders
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| out[*i].is_none())
+        .map(|(i, o)| {
+            (
+                i,
+                Wanted {
+                    order: o.id,
+                    retailer: o.retailer_id,
+                    amount: o.total_paisa.unwrap_or(0),
+                },
+            )
+        })
+        .collect();
+    let batch: Vec<Wanted> = wanted.iter().map(|(_, w)| *w).collect();
+    let results = ledger::reserve_many(tx, &locked, &batch)
+        .await
+        .map_err(|e| JobError::Retryable(e.into()))?;
+    for ((i, w), (outcome, available)) in wanted.iter().zip(results) {
+        let band = facts.band(w.retailer);
+        out[*i] = Some(match outcome {
+            Reserve::Reserved | Reserve::AlreadyHeld => {
+                match band.filter(|b| b.requires_approval()) {
+                    Some(b) => Verdict::Hold("credit_approval", json!({ "band": b.as_str() })),
+                    None => Verdict::Pass,
+                }
+            }
+            Reserve::OverLimit => {
+                let limit = locked.get(&w.retailer).map_or(0, |a| a.limit_paisa);
+                Verdict::Hold(
+                    "credit_limit",
+                    json!({ "total_paisa": w.amount, "available_paisa": available, "limit_paisa": limit }),
+                )
+            }
+            Reserve::Blocked => Verdict::Reject(
+                "credit_blocked",
+                json!({ "detail": "the retailer's credit is blocked" }),
+            ),
+        });
     }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|v| v.unwrap_or(Verdict::Pass))
+        .collect())
 }
 
-async fn decide(
-    tx: &mut Tx,
+/// The verdict of the rules that need no reservation, or `None` when the order is to be
+/// reserved.
+fn precheck(
     cfg: &CreditConfig,
     o: &OrderRow,
     facts: &Facts,
-) -> Result<Verdict, JobError> {
+    locked: &HashMap<Uuid, AccountRow>,
+) -> Option<Verdict> {
     if o.payment_mode == PaymentMode::Cash.as_str() {
-        return Ok(Verdict::Pass);
+        return Some(Verdict::Pass);
     }
     let total = o.total_paisa.unwrap_or(0);
-    let Some(account) = facts.accounts.get(&o.retailer_id) else {
-        return Err(JobError::Retryable(anyhow::anyhow!(
-            "no credit account for {}",
-            o.retailer_id
-        )));
-    };
+    let account = locked.get(&o.retailer_id)?;
     if account.status == "blocked" {
-        return Ok(Verdict::Reject(
+        return Some(Verdict::Reject(
             "credit_blocked",
             json!({ "detail": "the retailer's credit is blocked; order cash on delivery" }),
         ));
     }
     let band = facts.band(o.retailer_id);
     if let Some(b) = band.filter(|b| b.cash_only()) {
-        return Ok(Verdict::Reject(
+        return Some(Verdict::Reject(
             "cash_only_band",
             json!({ "band": b.as_str(), "detail": "this band may order cash on delivery only" }),
         ));
     }
-    if let Some(cap) = band
+    let cap = band
         .and_then(|b| b.order_cap_paisa(&cfg.rules))
-        .filter(|cap| total > *cap)
-    {
-        return Ok(Verdict::Hold(
-            "credit_band_cap",
-            json!({ "band": band.map(Band::as_str), "cap_paisa": cap, "total_paisa": total }),
-        ));
-    }
-    match ledger::reserve(tx, o.retailer_id, o.id, total)
-        .await
-        .map_err(|e| JobError::Retryable(e.into()))?
-    {
-        Reserve::Reserved | Reserve::AlreadyHeld => {
-            if let Some(b) = band.filter(|b| b.requires_approval()) {
-                return Ok(Verdict::Hold(
-                    "credit_approval",
-                    json!({ "band": b.as_str() }),
-                ));
-            }
-            Ok(Verdict::Pass)
-        }
-        Reserve::OverLimit => {
-            // Read again: earlier orders of this batch may have taken part of the limit.
-            let now = repo::account_tx(tx, o.retailer_id)
-                .await?
-                .unwrap_or_else(|| account.clone());
-            let available = now.limit_paisa - now.held_paisa - now.outstanding_paisa;
-            Ok(Verdict::Hold(
-                "credit_limit",
-                json!({ "total_paisa": total, "available_paisa": available.max(0), "limit_paisa": now.limit_paisa }),
-            ))
-        }
-        Reserve::Blocked => Ok(Verdict::Reject(
-            "credit_blocked",
-            json!({ "detail": "the retailer's credit is blocked" }),
-        )),
-    }
+        .filter(|cap| total > *cap)?;
+    Some(Verdict::Hold(
+        "credit_band_cap",
+        json!({ "band": band.map(Band::as_str), "cap_paisa": cap, "total_paisa": total }),
+    ))
 }

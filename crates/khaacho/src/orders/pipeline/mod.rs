@@ -133,8 +133,10 @@ async fn decide(tx: &mut Tx, app: &App, orders: &mut [&mut OrderRow]) -> Result<
     let now = now_ms();
     let refs: Vec<&OrderRow> = orders.iter().map(|o| &**o).collect();
     let facts = credit::Facts::load(tx, cfg, &refs, now).await?;
+    // Risk first, on the unlocked snapshot; credit last, so the accounts' row locks are held
+    // only from the reservations to the commit.
+    let risk = risk::run(tx, cfg, &refs, &facts, now).await?;
     let credit = credit::run(tx, cfg, &refs, &facts).await?;
-    let risk = risk::run(tx, cfg, &refs, &credit, &facts, now).await?;
     let review_above = app.settings().pipeline.review_above_npr.saturating_mul(100);
     let verdicts: Vec<Vec<Verdict>> = refs
         .iter()

@@ -11,22 +11,18 @@ use crate::credit::risk::{self, Behaviour};
 use crate::orders::model::OrderRow;
 use crate::queue::JobError;
 
-/// Assesses each of `orders`, unless its credit verdict already rejected it.
+/// Assesses each of `orders` (before the credit step, on the batch's account snapshot).
 pub async fn run(
     tx: &mut Tx,
     cfg: &CreditConfig,
     orders: &[&OrderRow],
-    credit: &[Verdict],
     facts: &Facts,
     now: i64,
 ) -> Result<Vec<Verdict>, JobError> {
     let none = Behaviour::default();
     let mut out = Vec::with_capacity(orders.len());
-    for (o, c) in orders.iter().zip(credit) {
-        if matches!(c, Verdict::Reject(..)) {
-            out.push(Verdict::Pass);
-            continue;
-        }
+    let mut assessed = Vec::with_capacity(orders.len());
+    for o in orders {
         let Some(account) = facts.accounts.get(&o.retailer_id) else {
             out.push(Verdict::Pass);
             continue;
@@ -37,13 +33,14 @@ pub async fn run(
             .and_then(|b| b.order_cap_paisa(&cfg.rules));
         let inputs = risk::inputs(account, behaviour, o.total_paisa.unwrap_or(0), cap, now);
         let a = khaacho_credit::assess(&inputs, &cfg.risk);
-        risk::save(tx, o.id, o.retailer_id, &a, now).await?;
         let detail = serde_json::json!({ "score": a.score, "reasons": a.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>() });
         out.push(match a.decision {
             khaacho_credit::Decision::Pass => Verdict::Pass,
             khaacho_credit::Decision::Review => Verdict::Hold("risk_review", detail),
             khaacho_credit::Decision::Reject => Verdict::Reject("risk_rejected", detail),
         });
+        assessed.push((o.id, o.retailer_id, a));
     }
+    risk::save_many(tx, &assessed, now).await?;
     Ok(out)
 }
