@@ -61,6 +61,9 @@ fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error>
 pub(crate) struct OrderBody {
     pub(crate) retailer_id: String,
     pub(crate) lines: Vec<OrderLine>,
+    /// For the hot retailer (`--hot-share`); not sent.
+    #[serde(skip)]
+    pub(crate) hot: bool,
 }
 
 /// One order line.
@@ -102,6 +105,8 @@ pub(crate) fn qty_range(min: Option<f64>, max: Option<f64>) -> Option<(u32, u32)
 pub(crate) struct Catalog {
     products: Vec<Orderable>,
     retailers: Vec<String>,
+    /// Share of the orders for the first retailer (`--hot-share`), 0 for none.
+    hot_share: f64,
 }
 
 impl Catalog {
@@ -147,7 +152,14 @@ impl Catalog {
         Ok(Self {
             products: orderable,
             retailers: ids,
+            hot_share: 0.0,
         })
+    }
+
+    /// Sends `share` (0–1) of the orders for the first retailer, the rest for the others.
+    pub(crate) fn with_hot_share(mut self, share: f64) -> Self {
+        self.hot_share = share.clamp(0.0, 1.0);
+        self
     }
 
     /// Number of orderable products.
@@ -163,7 +175,15 @@ impl Catalog {
     /// A random order: random retailer, 1–5 lines with distinct SKUs, each
     /// in the product's base unit with an in-range integer quantity.
     pub(crate) fn generate<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> OrderBody {
-        let retailer_id = self.retailers[rng.random_range(0..self.retailers.len())].clone();
+        let n = self.retailers.len();
+        let hot = self.hot_share > 0.0 && (n == 1 || rng.random_bool(self.hot_share));
+        let pick = match (hot, self.hot_share > 0.0) {
+            (true, _) => 0,
+            // With a hot retailer, the others share the rest.
+            (false, true) => rng.random_range(1..n),
+            (false, false) => rng.random_range(0..n),
+        };
+        let retailer_id = self.retailers[pick].clone();
         let max_lines = MAX_LINES.min(self.products.len());
         let n = rng.random_range(1..=max_lines);
         let lines = rand::seq::index::sample(rng, self.products.len(), n)
@@ -177,7 +197,11 @@ impl Catalog {
                 }
             })
             .collect();
-        OrderBody { retailer_id, lines }
+        OrderBody {
+            retailer_id,
+            lines,
+            hot,
+        }
     }
 }
 
@@ -285,6 +309,29 @@ mod tests {
         Retailer {
             id: "0190f5a0-0000-7000-8000-000000000001".to_owned(),
         }
+    }
+
+    #[test]
+    fn a_hot_share_sends_that_share_to_the_first_retailer_only() {
+        let retailers: Vec<Retailer> = (1..=4)
+            .map(|i| Retailer {
+                id: format!("0190f5a0-0000-7000-8000-00000000000{i}"),
+            })
+            .collect();
+        let first = retailers[0].id.clone();
+        let catalog = Catalog::new(vec![product("A", None, None)], retailers)
+            .expect("catalog")
+            .with_hot_share(0.6);
+        let mut rng = SmallRng::seed_from_u64(7);
+        let orders: Vec<OrderBody> = (0..5_000).map(|_| catalog.generate(&mut rng)).collect();
+        assert!(orders.iter().all(|o| o.hot == (o.retailer_id == first)));
+        let hot = orders.iter().filter(|o| o.hot).count();
+        assert!((2_800..=3_200).contains(&hot), "{hot} of 5000 hot");
+        let body = serde_json::to_value(&orders[0]).expect("serialises");
+        assert!(body.get("hot").is_none(), "the flag is not sent: {body}");
+        // Without a hot share every retailer, the first included, gets a fair part.
+        let plain = Catalog::new(vec![product("A", None, None)], vec![retailer()]).expect("ok");
+        assert!(!plain.generate(&mut rng).hot);
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub(crate) struct Plan {
     pub(crate) warmup: Duration,
     /// Follow every n-th accepted order (0 = never).
     pub(crate) e2e_every: u64,
+    /// Share of the orders sent for one hot retailer (0 = none); those are not followed.
+    pub(crate) hot_share: f64,
     /// Full `Authorization` header value.
     pub(crate) auth: Option<String>,
     /// Told `(start, end)` of the measured window once the load starts (for observers that
@@ -141,7 +143,14 @@ struct StatusBody {
 impl Shared {
     /// Records the outcome of one order POST whose latency clock started at
     /// `sent`; `measured` is false for warm-up requests (ignored).
-    fn record(self: &Arc<Self>, sent: Instant, measured: bool, result: Result<String, String>) {
+    /// A hot retailer's order (`follow` false) is counted but never followed.
+    fn record(
+        self: &Arc<Self>,
+        sent: Instant,
+        measured: bool,
+        follow: bool,
+        result: Result<String, String>,
+    ) {
         let done = Instant::now();
         if !measured {
             return;
@@ -152,7 +161,7 @@ impl Shared {
                     done.saturating_duration_since(sent),
                     done <= self.measure_end,
                 );
-                if self.e2e_every > 0 {
+                if follow && self.e2e_every > 0 {
                     let n = self.accepted_seq.fetch_add(1, Ordering::Relaxed);
                     if n.is_multiple_of(self.e2e_every) {
                         self.start_follow(&status_url, done);
@@ -317,7 +326,7 @@ pub(crate) async fn execute(plan: Plan, mut stop: Stop) -> anyhow::Result<Report
     };
     let client = build_client(pool)?;
     let catalog = tokio::select! {
-        c = fetch_catalog(&client, &plan.base, plan.auth.as_deref()) => c?,
+        c = fetch_catalog(&client, &plan.base, plan.auth.as_deref()) => c?.with_hot_share(plan.hot_share),
         () = stop.wait() => bail!("interrupted before the load test started"),
     };
     let mode_text = match plan.mode {
@@ -424,7 +433,7 @@ async fn run_closed(shared: &Arc<Shared>, connections: usize, end: Instant, stop
                 let sent = Instant::now();
                 let result = send_order(&shared, &body, key).await;
                 let connect_failed = matches!(&result, Err(kind) if kind == "connect");
-                shared.record(sent, sent >= shared.measure_start, result);
+                shared.record(sent, sent >= shared.measure_start, !body.hot, result);
                 if connect_failed {
                     tokio::time::sleep(CONNECT_BACKOFF).await;
                 }
@@ -493,7 +502,7 @@ async fn run_open(
             let _permit = permit;
             let sent = Instant::now().min(intended + TIMER_SLACK);
             let result = send_order(&task_shared, &body, key).await;
-            task_shared.record(sent, measured, result);
+            task_shared.record(sent, measured, !body.hot, result);
         });
         while set.try_join_next().is_some() {}
         i += 1;

@@ -150,6 +150,12 @@ pub struct LoadtestArgs {
     /// passing step, in ms
     #[arg(long, value_name = "MS", default_value_t = 250.0)]
     pub e2e_p95_ms: f64,
+
+    /// Hot account: send this percentage of the orders (0–90) for one retailer (the first
+    /// listed) and the rest for the others; the end-to-end figures then follow only the
+    /// other retailers' orders, to show whether one busy account holds everyone else up
+    #[arg(long, value_name = "PCT", default_value_t = 0)]
+    pub hot_share: u8,
 }
 
 /// Upper bound for `--connections`.
@@ -190,6 +196,9 @@ fn plan(args: &LoadtestArgs) -> anyhow::Result<Plan> {
             }
         }
     };
+    if args.hot_share > 90 {
+        bail!("--hot-share must be between 0 and 90 (percent of the orders)");
+    }
     let auth = match args.api_key.as_deref().map(str::trim) {
         Some("") => bail!("--api-key is empty"),
         Some(key) => Some(format!("Bearer {key}")),
@@ -201,6 +210,7 @@ fn plan(args: &LoadtestArgs) -> anyhow::Result<Plan> {
         duration: args.duration,
         warmup: args.warmup,
         e2e_every: args.e2e_sample,
+        hot_share: f64::from(args.hot_share) / 100.0,
         auth,
         window: None,
     })

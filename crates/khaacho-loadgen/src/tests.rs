@@ -237,6 +237,7 @@ fn args(url: &str) -> LoadtestArgs {
         step_duration: Duration::from_secs(10),
         max_rate: None,
         e2e_p95_ms: 250.0,
+        hot_share: 0,
     }
 }
 
@@ -445,6 +446,11 @@ fn plan_validates_arguments() {
     assert!(plan(&a).is_err());
     let mut a = args("http://127.0.0.1:1");
     a.api_key = Some("  ".to_owned());
+    assert!(plan(&a).is_err());
+    let mut a = args("http://127.0.0.1:1");
+    a.hot_share = 90;
+    assert!((plan(&a).expect("90% is allowed").hot_share - 0.9).abs() < 1e-9);
+    a.hot_share = 91;
     assert!(plan(&a).is_err());
 }
 
