@@ -276,3 +276,76 @@ impl Tx {
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())
 }
+
+/// Conditions "this row is one of these keys", written so that each backend answers them
+/// from the primary-key index whatever its statistics say. A PostgreSQL table that has not
+/// been analysed yet (a new month's partition, a new install, a server without autovacuum)
+/// has no statistics on its key columns; the planner then guesses that `id IN ($1, …, $128)`
+/// matches half the table and scans all of it, so a batch's lookups cost the whole table. A
+/// semi-join against `unnest` of an array is planned as one index probe per key, and its SQL
+/// text is the same whatever the number of keys (one prepared statement instead of one per
+/// batch size). SQLite's planner probes the index for an `IN` list by itself.
+pub trait KeyFilter: sqlx::Database {
+    /// ` (a, b) IN (keys)`: both columns of a composite key (id and creation time, which
+    /// prunes the partitions).
+    fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]);
+    /// ` col IN (ids)`.
+    fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]);
+}
+
+impl KeyFilter for Postgres {
+    fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]) {
+        let (ids, ats): (Vec<uuid::Uuid>, Vec<i64>) = keys.iter().copied().unzip();
+        qb.push(format_args!(" ({a}, {b}) IN (SELECT * FROM unnest("))
+            .push_bind(ids)
+            .push("::uuid[], ")
+            .push_bind(ats)
+            .push("::bigint[]))");
+    }
+
+    fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]) {
+        qb.push(format_args!(" {col} IN (SELECT unnest("))
+            .push_bind(ids.to_vec())
+            .push("::uuid[]))");
+    }
+}
+
+impl KeyFilter for Sqlite {
+    fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]) {
+        qb.push(format_args!(" {a} IN ("));
+        let mut list = qb.separated(", ");
+        for (id, _) in keys {
+            list.push_bind(*id);
+        }
+        qb.push(format_args!(") AND {b} IN ("));
+        let mut list = qb.separated(", ");
+        for (_, at) in keys {
+            list.push_bind(*at);
+        }
+        qb.push(")");
+    }
+
+    fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]) {
+        qb.push(format_args!(" {col} IN ("));
+        let mut list = qb.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        qb.push(")");
+    }
+}
+
+/// [`KeyFilter::push_pairs`] for the builder's backend.
+pub fn push_pairs<DB: KeyFilter>(
+    qb: &mut sqlx::QueryBuilder<DB>,
+    a: &str,
+    b: &str,
+    keys: &[(uuid::Uuid, i64)],
+) {
+    DB::push_pairs(qb, a, b, keys);
+}
+
+/// [`KeyFilter::push_ids`] for the builder's backend.
+pub fn push_ids<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, col: &str, ids: &[uuid::Uuid]) {
+    DB::push_ids(qb, col, ids);
+}

@@ -14,6 +14,13 @@ pub fn nepal() -> FixedOffset {
     FixedOffset::east_opt(5 * 3600 + 45 * 60).expect("+05:45 is a valid UTC offset")
 }
 
+/// The Nepal calendar day of epoch milliseconds `ms`: days since 1970-01-01 in Nepal time,
+/// the key of per-day counts.
+pub fn nepal_day(ms: i64) -> i64 {
+    const OFFSET_MS: i64 = (5 * 3600 + 45 * 60) * 1000;
+    (ms + OFFSET_MS).div_euclid(86_400_000)
+}
+
 /// Formats epoch milliseconds as RFC 3339 in Nepal time.
 pub fn fmt_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

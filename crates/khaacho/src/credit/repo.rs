@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx};
+use crate::base::db::{Db, Tx, push_ids};
 use crate::base::time::now_ms;
 use crate::{with_latest, with_replica, with_tx};
 
@@ -141,12 +141,8 @@ pub async fn accounts_tx(tx: &mut Tx, retailers: &[Uuid]) -> Result<Vec<AccountR
         return Ok(Vec::new());
     }
     with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM credit_accounts WHERE retailer_id IN ("));
-        let mut list = qb.separated(", ");
-        for r in retailers {
-            list.push_bind(*r);
-        }
-        qb.push(")");
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM credit_accounts WHERE"));
+        push_ids(&mut qb, "retailer_id", retailers);
         qb.build_query_as::<AccountRow>().fetch_all(c).await
     })
 }
@@ -166,12 +162,9 @@ pub async fn accounts_for_update(
         ""
     };
     with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM credit_accounts WHERE retailer_id IN ("));
-        let mut list = qb.separated(", ");
-        for r in retailers {
-            list.push_bind(*r);
-        }
-        qb.push(")").push(lock);
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM credit_accounts WHERE"));
+        push_ids(&mut qb, "retailer_id", retailers);
+        qb.push(lock);
         qb.build_query_as::<AccountRow>().fetch_all(c).await
     })
 }
@@ -436,12 +429,8 @@ pub async fn holds_of(
         return Ok(Default::default());
     }
     let found: Vec<Uuid> = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("SELECT order_id FROM credit_holds WHERE order_id IN (");
-        let mut list = qb.separated(", ");
-        for o in orders {
-            list.push_bind(*o);
-        }
-        qb.push(")");
+        let mut qb = sqlx::QueryBuilder::new("SELECT order_id FROM credit_holds WHERE");
+        push_ids(&mut qb, "order_id", orders);
         qb.build_query_scalar().fetch_all(c).await
     })?;
     Ok(found.into_iter().collect())

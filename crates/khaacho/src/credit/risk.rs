@@ -9,7 +9,8 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::repo::AccountRow;
-use crate::base::db::{Db, Tx};
+use crate::base::db::{Db, Tx, push_ids};
+use crate::base::time::nepal_day;
 use crate::{with_latest, with_tx};
 
 const DAY_MS: i64 = 86_400_000;
@@ -21,7 +22,7 @@ const HISTORY_DAYS: i64 = 180;
 /// One retailer's recent behaviour.
 #[derive(Clone, Debug, Default)]
 pub struct Behaviour {
-    /// Orders in the last 7 days (this one included).
+    /// Orders placed in the 7 Nepal days ending today (this one included).
     pub orders_7d: u32,
     /// Days late of debits paid or due in the history window (open and past due: so far).
     pub days_late: Vec<i64>,
@@ -42,14 +43,15 @@ pub async fn behaviour(
     if retailers.is_empty() {
         return Ok(out);
     }
+    // Orders placed in the 7 Nepal days ending today, from the daily counts the transition
+    // service keeps (`retailer_order_days`): a few rows per retailer however busy it is.
+    let today = nepal_day(now);
     let counts: Vec<(Uuid, i64)> = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("SELECT retailer_id, COUNT(*) FROM orders WHERE created_at_ms >= ");
-        qb.push_bind(now - 7 * DAY_MS).push(" AND retailer_id IN (");
-        let mut list = qb.separated(", ");
-        for r in retailers {
-            list.push_bind(*r);
-        }
-        qb.push(") GROUP BY retailer_id");
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT retailer_id, CAST(SUM(n) AS BIGINT) FROM retailer_order_days WHERE day > ");
+        qb.push_bind((today - 7) as i32).push(" AND");
+        push_ids(&mut qb, "retailer_id", retailers);
+        qb.push(" GROUP BY retailer_id");
         qb.build_query_as().fetch_all(c).await
     })?;
     for (r, n) in counts {
@@ -60,12 +62,8 @@ pub async fn behaviour(
     let debits: Vec<(Uuid, i64, Option<i64>, i64)> = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT retailer_id, due_at_ms, paid_at_ms, open_paisa FROM ledger_entries WHERE kind = 'order_debit' AND due_at_ms >= ");
-        qb.push_bind(now - HISTORY_DAYS * DAY_MS).push(" AND retailer_id IN (");
-        let mut list = qb.separated(", ");
-        for r in retailers {
-            list.push_bind(*r);
-        }
-        qb.push(")");
+        qb.push_bind(now - HISTORY_DAYS * DAY_MS).push(" AND");
+        push_ids(&mut qb, "retailer_id", retailers);
         qb.build_query_as().fetch_all(c).await
     })?;
     for (r, due, paid, open) in debits {

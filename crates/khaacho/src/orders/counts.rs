@@ -1,9 +1,13 @@
-//! Orders per status, maintained from order changes instead of counted on every metrics
-//! scrape (a `COUNT(*) GROUP BY status` over every order grows with the table).
+//! Counts kept as orders change instead of counted when read (a `COUNT(*)` over the orders
+//! grows with the table): orders per status, maintained from order changes, and orders per
+//! retailer per Nepal day, maintained as orders are created.
+
+use uuid::Uuid;
 
 use super::model::OrderStatus;
 use super::transition::ChangeRecord;
 use crate::base::db::{Db, Tx};
+use crate::base::time::nepal_day;
 use crate::{with_replica, with_tx};
 
 /// Adds `changes` to the counts: one down for each `from`, one up for each `to`.
@@ -46,4 +50,26 @@ pub async fn all(db: &Db) -> Result<Vec<(OrderStatus, i64)>, sqlx::Error> {
             (s, n)
         })
         .collect())
+}
+
+/// Adds new orders, `(retailer, created at)`, to the per-retailer daily counts, in the
+/// transaction that creates them. Rows are written in key order, so concurrent intakes lock
+/// them in one order.
+pub async fn add_created(tx: &mut Tx, orders: &[(Uuid, i64)]) -> Result<(), sqlx::Error> {
+    let mut delta: std::collections::BTreeMap<(Uuid, i64), i64> = Default::default();
+    for (retailer, at) in orders {
+        *delta.entry((*retailer, nepal_day(*at))).or_default() += 1;
+    }
+    let delta: Vec<_> = delta.into_iter().collect();
+    for chunk in delta.chunks(500) {
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new("INSERT INTO retailer_order_days (retailer_id, day, n) ");
+            qb.push_values(chunk, |mut b, ((retailer, day), n)| {
+                b.push_bind(*retailer).push_bind(*day as i32).push_bind(*n);
+            });
+            qb.push(" ON CONFLICT (retailer_id, day) DO UPDATE SET n = retailer_order_days.n + excluded.n");
+            qb.build().execute(&mut *c).await?;
+        });
+    }
+    Ok(())
 }

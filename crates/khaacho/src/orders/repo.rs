@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::model::{EventRow, LineRow, OrderRow, OrderStatus, created_at_of};
-use crate::base::db::{Db, Tx};
+use crate::base::db::{Db, Tx, push_pairs};
 use crate::base::scope::Scope;
 use crate::{with_latest, with_replica, with_tx};
 
@@ -128,18 +128,10 @@ pub async fn find_many_for_update(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<Order
         " ORDER BY id"
     };
     with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ORDER_COLS} FROM orders WHERE id IN ("));
-        let mut list = qb.separated(", ");
-        for (id, _) in &keys {
-            list.push_bind(*id);
-        }
         // The creation times let PostgreSQL prune partitions.
-        qb.push(") AND created_at_ms IN (");
-        let mut list = qb.separated(", ");
-        for (_, at) in &keys {
-            list.push_bind(*at);
-        }
-        qb.push(")").push(lock);
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ORDER_COLS} FROM orders WHERE"));
+        push_pairs(&mut qb, "id", "created_at_ms", &keys);
+        qb.push(lock);
         qb.build_query_as::<OrderRow>().fetch_all(c).await
     })
 }
@@ -158,21 +150,14 @@ pub async fn lines_many_tx(
         #[sqlx(flatten)]
         line: LineRow,
     }
+    let keys: Vec<(Uuid, i64)> = orders.iter().map(|o| (o.id, o.created_at_ms)).collect();
     let rows = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT order_id, line_no, sku, qty_milli, unit, product_id, product_name, base_qty_milli, base_unit, \
              unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, vendor_id, price_reason, reject_code, \
-             reject_detail FROM order_lines WHERE order_id IN (");
-        let mut list = qb.separated(", ");
-        for o in orders {
-            list.push_bind(o.id);
-        }
-        qb.push(") AND order_created_at_ms IN (");
-        let mut list = qb.separated(", ");
-        for o in orders {
-            list.push_bind(o.created_at_ms);
-        }
-        qb.push(") ORDER BY order_id, line_no");
+             reject_detail FROM order_lines WHERE");
+        push_pairs(&mut qb, "order_id", "order_created_at_ms", &keys);
+        qb.push(" ORDER BY order_id, line_no");
         qb.build_query_as::<Row>().fetch_all(c).await
     })?;
     Ok(rows.into_iter().map(|r| (r.order_id, r.line)).collect())
@@ -305,18 +290,13 @@ pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result
     if results.is_empty() {
         return Ok(());
     }
+    let keys: Vec<(Uuid, i64)> = results
+        .iter()
+        .map(|r| (r.order.id, r.order.created_at_ms))
+        .collect();
     with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("DELETE FROM order_lines WHERE order_id IN (");
-        let mut list = qb.separated(", ");
-        for r in results {
-            list.push_bind(r.order.id);
-        }
-        qb.push(") AND order_created_at_ms IN (");
-        let mut list = qb.separated(", ");
-        for r in results {
-            list.push_bind(r.order.created_at_ms);
-        }
-        qb.push(")");
+        let mut qb = sqlx::QueryBuilder::new("DELETE FROM order_lines WHERE");
+        push_pairs(&mut qb, "order_id", "order_created_at_ms", &keys);
         qb.build().execute(&mut *c).await?;
     });
     let rows: Vec<(&OrderRow, &LineRow, &LineResolution)> = results

@@ -112,6 +112,8 @@ pub async fn create(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sqlx::Er
             qb.build().execute(&mut *c).await?;
         });
     }
+    let created_by: Vec<(Uuid, i64)> = orders.iter().map(|o| (o.retailer_id, created(o))).collect();
+    super::counts::add_created(tx, &created_by).await?;
     let records: Vec<ChangeRecord> = orders
         .iter()
         .zip(event_ids)
@@ -300,7 +302,10 @@ impl Job for OrderChanged {
 }
 
 impl BatchJob for OrderChanged {
-    const MAX_BATCH: usize = 64;
+    const MAX_BATCH: usize = 256;
+    // Every consumer writes the same few counter rows: batches side by side would only queue
+    // on their locks, so one runs at a time and carries whatever has accumulated.
+    const CONCURRENCY: usize = 1;
 
     async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
         consume(&ctx, &jobs).await

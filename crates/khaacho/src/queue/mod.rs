@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx};
+use crate::base::db::{Db, Tx, push_ids};
 use crate::base::time::now_ms;
 use crate::with_tx;
 
@@ -171,6 +171,12 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 pub trait BatchJob: Job {
     /// Most jobs per call.
     const MAX_BATCH: usize;
+    /// Most batches of this kind running at once in one process (the `queue.concurrency`
+    /// setting still applies when lower). Kinds whose batches write the same rows (accounts,
+    /// counters) wait on each other's row locks when run side by side: a low bound lets
+    /// their batches grow under load instead, one long transaction doing the work of many
+    /// short ones that would queue behind each other.
+    const CONCURRENCY: usize = usize::MAX;
 
     /// Runs `jobs` (all of this kind); like `run`, it must be idempotent and should end with
     /// [`JobContext::complete_in`].
@@ -201,18 +207,14 @@ pub struct JobContext<H> {
 
 impl<H> JobContext<H> {
     /// Deletes this run's jobs inside the handler's transaction, so the step's effect and the
-    /// end of the job commit together (one commit per step instead of two). Call it last,
-    /// just before committing; if the transaction rolls back the jobs stay leased and run
-    /// again. Scheduled jobs (with a dedupe key) are left to the runtime, which marks their tick.
+    /// end of the job commit together (one commit per step instead of two). Call it anywhere
+    /// in the transaction (early keeps it out of any row locks the handler takes later); if
+    /// the transaction rolls back the jobs stay leased and run again. Scheduled jobs (with a dedupe key) are left to the runtime, which marks their tick.
     pub async fn complete_in(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
         let deleted = with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
-            qb.push_bind(&self.worker_id).push(" AND dedupe_key IS NULL AND id IN (");
-            let mut list = qb.separated(", ");
-            for id in &self.job_ids {
-                list.push_bind(*id);
-            }
-            qb.push(")");
+            qb.push_bind(&self.worker_id).push(" AND dedupe_key IS NULL AND");
+            push_ids(&mut qb, "id", &self.job_ids);
             qb.build().execute(&mut *c).await?.rows_affected()
         });
         if deleted == self.job_ids.len() as u64 {
@@ -317,6 +319,8 @@ pub struct Handler<H> {
     pub(crate) on_dead: DeadFn<H>,
     /// `(most jobs per call, the batch runner)` for [`BatchJob`] kinds.
     pub(crate) batch: Option<(usize, BatchFn<H>)>,
+    /// Most runs of this kind at once in one process ([`BatchJob::CONCURRENCY`]).
+    pub(crate) concurrency: usize,
 }
 
 impl<H> Clone for Handler<H> {
@@ -327,6 +331,7 @@ impl<H> Clone for Handler<H> {
             run: self.run.clone(),
             on_dead: self.on_dead.clone(),
             batch: self.batch.clone(),
+            concurrency: self.concurrency,
         }
     }
 }
@@ -379,6 +384,7 @@ impl<H: QueueHost> Registry<H> {
                 run,
                 on_dead,
                 batch: None,
+                concurrency: usize::MAX,
             },
         );
         self
@@ -401,6 +407,7 @@ impl<H: QueueHost> Registry<H> {
         });
         if let Some(h) = self.handlers.get_mut(J::KIND) {
             h.batch = Some((J::MAX_BATCH.max(1), batch));
+            h.concurrency = J::CONCURRENCY.max(1);
         }
         self
     }
@@ -414,6 +421,19 @@ impl<H: QueueHost> Registry<H> {
             .map(|h| h.batch.as_ref().map_or(1, |b| b.0))
             .min()
             .unwrap_or(1)
+    }
+
+    /// How many runs of `queue` one process may have going at once: `configured`, or less
+    /// when a kind of the queue asks for fewer ([`BatchJob::CONCURRENCY`]).
+    pub fn concurrency(&self, queue: &str, configured: usize) -> usize {
+        self.handlers
+            .values()
+            .filter(|h| h.queue == queue)
+            .map(|h| h.concurrency)
+            .min()
+            .unwrap_or(usize::MAX)
+            .min(configured)
+            .max(1)
     }
 
     /// The handler of a kind.

@@ -93,7 +93,9 @@ impl<H: QueueHost> Workers<H> {
                 registry: self.registry.clone(),
                 worker_id: self.worker_id.clone(),
                 queue,
-                slots: Arc::new(Semaphore::new(settings.concurrency)),
+                slots: Arc::new(Semaphore::new(
+                    self.registry.concurrency(queue, settings.concurrency),
+                )),
                 tracker: self.tracker.clone(),
             };
             loops.push(tokio::spawn(consumer.run(shutdown.clone())));
@@ -395,12 +397,8 @@ async fn heartbeat<H: QueueHost>(app: H, worker_id: String, ids: Vec<Uuid>) {
         let res = with_write!(app.db(), c => {
             let mut qb = sqlx::QueryBuilder::new("UPDATE jobs SET locked_until_ms = ");
             qb.push_bind(now + lease).push(" WHERE locked_by = ").push_bind(&worker_id);
-            qb.push(" AND status = 'running' AND id IN (");
-            let mut list = qb.separated(", ");
-            for id in &ids {
-                list.push_bind(*id);
-            }
-            qb.push(")");
+            qb.push(" AND status = 'running' AND");
+            crate::base::db::push_ids(&mut qb, "id", &ids);
             qb.build().execute(c).await.map(|r| r.rows_affected())
         });
         if let Err(e) = res {

@@ -66,12 +66,15 @@ impl Facts {
 
 /// Decides and reserves credit for each of `orders` (validated, priced), in order: the
 /// rules that need no reservation first, then every reservation of the batch at once.
+/// Orders marked in `skip` (already rejected by an earlier step) reserve nothing. Returns the
+/// verdicts and, per order, whether it now holds credit.
 pub async fn run(
     tx: &mut Tx,
     cfg: &CreditConfig,
     orders: &[&OrderRow],
     facts: &Facts,
-) -> Result<Vec<Verdict>, JobError> {
+    skip: &[bool],
+) -> Result<(Vec<Verdict>, Vec<bool>), JobError> {
     // Lock the accounts in retailer order, so concurrent batches that share retailers queue
     // behind each other instead of deadlocking.
     let mut retailers: Vec<Uuid> = facts.accounts.keys().copied().collect();
@@ -83,8 +86,16 @@ pub async fn run(
         .collect();
     let mut out: Vec<Option<Verdict>> = orders
         .iter()
-        .map(|o| precheck(cfg, o, facts, &locked))
+        .zip(skip)
+        .map(|(o, skip)| {
+            if *skip {
+                Some(Verdict::Pass)
+            } else {
+                precheck(cfg, o, facts, &locked)
+            }
+        })
         .collect();
+    let mut held = vec![false; orders.len()];
     let wanted: Vec<(usize, Wanted)> = orders
         .iter()
         .enumerate()
@@ -106,6 +117,7 @@ pub async fn run(
         .map_err(|e| JobError::Retryable(e.into()))?;
     for ((i, w), (outcome, available)) in wanted.iter().zip(results) {
         let band = facts.band(w.retailer);
+        held[*i] = matches!(outcome, Reserve::Reserved | Reserve::AlreadyHeld);
         out[*i] = Some(match outcome {
             Reserve::Reserved | Reserve::AlreadyHeld => {
                 match band.filter(|b| b.requires_approval()) {
@@ -126,10 +138,11 @@ pub async fn run(
             ),
         });
     }
-    Ok(out
+    let verdicts = out
         .into_iter()
         .map(|v| v.unwrap_or(Verdict::Pass))
-        .collect())
+        .collect();
+    Ok((verdicts, held))
 }
 
 /// The verdict of the rules that need no reservation, or `None` when the order is to be

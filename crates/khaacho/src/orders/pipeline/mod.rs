@@ -78,7 +78,12 @@ impl Job for ProcessOrders {
 impl BatchJob for ProcessOrders {
     // The steps are a handful of statements whatever the batch size, so under load a worker
     // processes up to this many orders per transaction instead of one.
-    const MAX_BATCH: usize = 32;
+    const MAX_BATCH: usize = 128;
+    // The credit step locks the batch's retailers' accounts until commit, and batches share
+    // retailers: many small batches side by side would queue on those locks one behind the
+    // other. Two at a time (one validating while the other commits) with batches that grow
+    // under load keeps the locks few and the work per commit large.
+    const CONCURRENCY: usize = 2;
 
     async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
         let ids: Vec<Uuid> = jobs.iter().map(|j| j.order_id).collect();
@@ -96,6 +101,9 @@ pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
         .iter_mut()
         .filter(|o| o.status() == OrderStatus::Received)
         .collect();
+    // Completed first (in this same transaction, so a rollback leaves the jobs to run again):
+    // whatever follows the credit step's account locks is held up by them until the commit.
+    ctx.complete_in(&mut tx).await?;
     let validated = validate::run(&mut tx, &mut todo).await?;
     let mut priced: Vec<&mut OrderRow> = todo
         .iter_mut()
@@ -107,7 +115,6 @@ pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
     for o in &todo {
         continue_after(&mut tx, o).await?;
     }
-    ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -134,9 +141,14 @@ async fn decide(tx: &mut Tx, app: &App, orders: &mut [&mut OrderRow]) -> Result<
     let refs: Vec<&OrderRow> = orders.iter().map(|o| &**o).collect();
     let facts = credit::Facts::load(tx, cfg, &refs, now).await?;
     // Risk first, on the unlocked snapshot; credit last, so the accounts' row locks are held
-    // only from the reservations to the commit.
+    // only from the reservations to the commit. An order the risk step rejects reserves
+    // nothing (there would only be a hold to void).
     let risk = risk::run(tx, cfg, &refs, &facts, now).await?;
-    let credit = credit::run(tx, cfg, &refs, &facts).await?;
+    let rejected: Vec<bool> = risk
+        .iter()
+        .map(|v| matches!(v, Verdict::Reject(..)))
+        .collect();
+    let (credit, held) = credit::run(tx, cfg, &refs, &facts, &rejected).await?;
     let review_above = app.settings().pipeline.review_above_npr.saturating_mul(100);
     let verdicts: Vec<Vec<Verdict>> = refs
         .iter()
@@ -150,27 +162,30 @@ async fn decide(tx: &mut Tx, app: &App, orders: &mut [&mut OrderRow]) -> Result<
             [Some(c), Some(r), large].into_iter().flatten().collect()
         })
         .collect();
-    settle(tx, orders, &verdicts).await
+    settle(tx, orders, &verdicts, &held).await
 }
 
 /// Applies the verdicts of the steps after validation: any rejection rejects the order (and
-/// voids its hold); otherwise any hold puts it `on_hold` with the first reason, every reason
-/// in the event's detail.
+/// voids its hold, where `held` says it has one); otherwise any hold puts it `on_hold` with
+/// the first reason, every reason in the event's detail.
 async fn settle(
     tx: &mut Tx,
     orders: &mut [&mut OrderRow],
     verdicts: &[Vec<Verdict>],
+    held: &[bool],
 ) -> Result<(), JobError> {
     let mut changes: Vec<(&mut OrderRow, Change<'_>)> = Vec::new();
-    for (o, vs) in orders.iter_mut().zip(verdicts) {
+    for ((o, vs), held) in orders.iter_mut().zip(verdicts).zip(held) {
         let reject = vs.iter().find_map(|v| match v {
             Verdict::Reject(reason, detail) => Some((*reason, detail.clone())),
             _ => None,
         });
         if let Some((reason, detail)) = reject {
-            ledger::void(tx, o.id)
-                .await
-                .map_err(|e| JobError::Retryable(e.into()))?;
+            if *held {
+                ledger::void(tx, o.id)
+                    .await
+                    .map_err(|e| JobError::Retryable(e.into()))?;
+            }
             let change = Change {
                 to: OrderStatus::Rejected,
                 reason: Some(reason),
