@@ -88,7 +88,13 @@ pub async fn clean_up(db: &Db) -> Result<u64, sqlx::Error> {
         .execute(c)
         .await
         .map(|r| r.rows_affected()))?;
-    Ok(keys + ticks)
+    // Per-retailer daily order counts: the risk step reads the last 7 days; a month is kept.
+    let days = with_write!(db, c => sqlx::query("DELETE FROM retailer_order_days WHERE day < $1")
+        .bind((crate::base::time::nepal_day(now) - 31) as i32)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(keys + ticks + days)
 }
 
 /// The recurring maintenance job.

@@ -688,3 +688,40 @@ async fn the_demo_gives_retailers_varied_reconciled_credit_histories_once() {
     }
     reconciled(&t).await;
 }
+
+/// The risk step's "orders in the last 7 days" comes from the daily counts the transition
+/// service keeps as orders are created: every order counts once (whatever became of it),
+/// only its retailer's, and only for 7 Nepal days.
+#[tokio::test]
+async fn orders_in_seven_days_are_counted_as_orders_are_created() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    let retailer = t.retailer().await;
+    let lines = json!([{ "sku": "SUGAR-50", "qty": 1, "unit": "kg" }]);
+    for mode in ["cash", "credit", "cash"] {
+        let body = json!({ "retailer_id": retailer, "lines": lines, "payment_mode": mode });
+        assert_eq!(t.post_json("/api/v1/orders", &body).await.status(), 202);
+    }
+    t.run_jobs().await;
+    let id: Uuid = retailer.parse().unwrap();
+    let other = Uuid::now_v7();
+    let now = khaacho::base::time::now_ms();
+    let day = 86_400_000;
+    let count = |at: i64| {
+        let db = t.app.db().clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let b = khaacho::credit::risk::behaviour(&mut tx, &[id, other], at)
+                .await
+                .unwrap();
+            (b[&id].orders_7d, b[&other].orders_7d)
+        }
+    };
+    assert_eq!(count(now).await, (3, 0));
+    assert_eq!(
+        count(now + 6 * day).await,
+        (3, 0),
+        "still within the 7 days"
+    );
+    assert_eq!(count(now + 8 * day).await, (0, 0), "past them");
+}
