@@ -83,6 +83,10 @@ pub struct HttpSettings {
     pub behind_tls: bool,
     /// Origins allowed by CORS, e.g. `["https://ops.khaacho.example"]`; empty: no CORS.
     pub cors_allow_origins: Vec<String>,
+    /// Most requests one process works on at once; past it a request is answered `503` +
+    /// `Retry-After` at once, so memory does not grow with the number of waiting clients.
+    /// `/health`, `/ready` and `/metrics` are never turned away.
+    pub max_in_flight: usize,
 }
 
 /// Cron expressions (seconds field first) of the recurring jobs.
@@ -169,6 +173,7 @@ impl Default for HttpSettings {
             request_timeout_ms: 10_000,
             behind_tls: false,
             cors_allow_origins: Vec::new(),
+            max_in_flight: 256,
         }
     }
 }
@@ -235,6 +240,9 @@ impl Settings {
                 "database_url must start with postgres:// or sqlite: (got {})",
                 redact(url)
             );
+        }
+        if self.http.max_in_flight == 0 {
+            bail!("http.max_in_flight must be at least 1");
         }
         if self.queue.concurrency == 0 {
             bail!("queue.concurrency must be at least 1");

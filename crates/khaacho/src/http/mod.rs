@@ -15,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, Version, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -99,6 +99,10 @@ pub fn router(app: App) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::middleware::security))
         .layer(middleware::from_fn_with_state(timeout, time_limit))
         .layer(middleware::map_response(ensure_problem))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
+            shed,
+        ))
         .layer(middleware::from_fn(record_metrics))
         .layer(
             TraceLayer::new_for_http()
@@ -179,6 +183,32 @@ async fn method_not_allowed() -> Response {
 /// if the handler was waiting for more of the request body when time ran out, the client
 /// did not send it in time (408, and the connection is closed); otherwise the server was
 /// too slow (503).
+/// Turns a request away with `503` + `Retry-After` when the process already works on
+/// `http.max_in_flight` requests: past capacity, waiting clients would otherwise each hold a
+/// task, buffers and a connection's worth of memory while the backlog grows. The probes and
+/// the metrics always get through, so operators still see the process.
+async fn shed(
+    State(slots): State<Arc<tokio::sync::Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if matches!(req.uri().path(), "/health" | "/ready" | "/metrics") {
+        return next.run(req).await;
+    }
+    match slots.try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            metrics::counter!("khaacho_http_shed_total").increment(1);
+            crate::base::wire::error::ApiError::Overloaded {
+                detail: "the server is working on as many requests as it takes at once; try again shortly"
+                    .into(),
+                retry_after_secs: 1,
+            }
+            .into_response()
+        }
+    }
+}
+
 async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     let waiting = Arc::new(AtomicBool::new(false));
     let http1 = req.version() <= Version::HTTP_11;

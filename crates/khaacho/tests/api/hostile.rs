@@ -589,3 +589,57 @@ async fn the_document_lists_the_common_problems_by_what_each_operation_has() {
         ["schema"]["$ref"];
     assert_eq!(problem, "#/components/schemas/Problem");
 }
+
+/// Past `http.max_in_flight` requests at once, a request is turned away at once with a `503`
+/// problem and `Retry-After` (memory does not follow the number of waiting clients); the
+/// probes still answer; once a slot frees, requests get through again.
+#[tokio::test]
+async fn requests_past_the_in_flight_bound_are_turned_away_at_once() {
+    let t = TestApp::spawn_with(|s| s.http.max_in_flight = 1).await;
+    let token = t.token(Role::Admin, None);
+    // Hold the one slot: a request whose body has not finished arriving.
+    let mut conn = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/retailers HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"name\":\"",
+        t.addr
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let client = t.client_as(Role::Admin, None);
+    // The held request reaches the server at its own pace: ask until it is turned away.
+    let mut turned_away = None;
+    for _ in 0..500 {
+        let r = client.get(t.url("/api/v1/retailers")).send().await.unwrap();
+        if r.status() == 503 {
+            turned_away = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 200);
+    }
+    let r = turned_away.expect("a second request while the slot is held is turned away");
+    assert_eq!(r.headers()["retry-after"], "1");
+    let p = assert_problem(r, 503).await;
+    assert_eq!(p["type"], "urn:khaacho:problem:overloaded");
+    let health = t.client.get(t.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "probes are never turned away");
+    let metrics = t.client.get(t.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    // The client gives up: its slot frees and requests get through again.
+    drop(conn);
+    let mut ok = false;
+    for _ in 0..500 {
+        if client
+            .get(t.url("/api/v1/retailers"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            ok = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(ok, "the slot is released when the held request goes away");
+}
