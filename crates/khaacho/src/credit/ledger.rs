@@ -54,40 +54,31 @@ pub enum Reserve {
     Blocked,
 }
 
-/// Reserves `amount` of `retailer`'s credit for `order`: one conditional UPDATE, so
-/// concurrent orders serialise on the account row and can never pass the limit together.
+/// Reserves `amount` of `retailer`'s credit for `order`: [`reserve_many`] for one order,
+/// on the account locked first, so concurrent orders serialise on the account row and can
+/// never pass the limit together. A retailer without an account has no credit to reserve.
 pub async fn reserve(
     tx: &mut Tx,
     retailer: Uuid,
     order: Uuid,
     amount: i64,
 ) -> Result<Reserve, LedgerError> {
-    if amount <= 0 {
-        return Err(LedgerError::NonPositive);
-    }
-    if repo::hold(tx, order).await?.is_some() {
-        return Ok(Reserve::AlreadyHeld);
-    }
-    let now = now_ms();
-    let fits = with_tx!(tx, c => sqlx::query(
-        "UPDATE credit_accounts SET held_paisa = held_paisa + $1, order_count = order_count + 1, \
-         order_value_paisa = order_value_paisa + $1, updated_at_ms = $2 \
-         WHERE retailer_id = $3 AND status = 'active' AND held_paisa + outstanding_paisa + $1 <= limit_paisa")
-        .bind(amount).bind(now).bind(retailer)
-        .execute(&mut *c).await?.rows_affected())
-        == 1;
-    if !fits {
-        let blocked = repo::account_tx(tx, retailer)
+    let accounts: std::collections::HashMap<Uuid, AccountRow> =
+        repo::accounts_for_update(tx, &[retailer])
             .await?
-            .is_some_and(|a| a.status == "blocked");
-        return Ok(if blocked {
-            Reserve::Blocked
-        } else {
-            Reserve::OverLimit
-        });
+            .into_iter()
+            .map(|a| (a.retailer_id, a))
+            .collect();
+    if amount > 0 && accounts.is_empty() {
+        return Ok(Reserve::OverLimit);
     }
-    repo::insert_hold(tx, order, retailer, amount, None).await?;
-    Ok(Reserve::Reserved)
+    let wanted = Wanted {
+        order,
+        retailer,
+        amount,
+    };
+    let results = reserve_many(tx, &accounts, &[wanted]).await?;
+    Ok(results.first().map_or(Reserve::OverLimit, |r| r.0))
 }
 
 /// One order's reservation in [`reserve_many`].

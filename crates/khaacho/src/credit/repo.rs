@@ -140,11 +140,7 @@ pub async fn accounts_tx(tx: &mut Tx, retailers: &[Uuid]) -> Result<Vec<AccountR
     if retailers.is_empty() {
         return Ok(Vec::new());
     }
-    with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM credit_accounts WHERE"));
-        push_ids(&mut qb, "retailer_id", retailers);
-        qb.build_query_as::<AccountRow>().fetch_all(c).await
-    })
+    accounts_where(tx, retailers, "").await
 }
 
 /// The accounts of `retailers` (sorted), locked for update in that order on PostgreSQL
@@ -161,10 +157,19 @@ pub async fn accounts_for_update(
     } else {
         ""
     };
+    accounts_where(tx, retailers, lock).await
+}
+
+/// The accounts of `retailers`, with `suffix` (ordering, locking) after the condition.
+async fn accounts_where(
+    tx: &mut Tx,
+    retailers: &[Uuid],
+    suffix: &str,
+) -> Result<Vec<AccountRow>, sqlx::Error> {
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM credit_accounts WHERE"));
         push_ids(&mut qb, "retailer_id", retailers);
-        qb.push(lock);
+        qb.push(suffix);
         qb.build_query_as::<AccountRow>().fetch_all(c).await
     })
 }
