@@ -475,11 +475,10 @@ async fn every_list_route_names_its_bad_parameters_with_400() {
     p.assert_documented();
 }
 
-#[tokio::test]
-async fn a_body_that_never_finishes_is_408_and_a_slow_handler_503() {
-    let t = TestApp::spawn_with(|s| s.http.request_timeout_ms = 400).await;
+/// An admin's `POST /api/v1/retailers` that promises a 100-byte body and sends 10: the server
+/// waits for the rest until its request time limit.
+async fn unfinished_post(t: &TestApp) -> tokio::net::TcpStream {
     let token = t.token(Role::Admin, None);
-    // Promise 100 bytes, send 10, then wait.
     let mut conn = tokio::net::TcpStream::connect(t.addr).await.unwrap();
     let head = format!(
         "POST /api/v1/retailers HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
@@ -487,6 +486,14 @@ async fn a_body_that_never_finishes_is_408_and_a_slow_handler_503() {
         t.addr
     );
     conn.write_all(head.as_bytes()).await.unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_is_408_and_a_slow_handler_503() {
+    let t = TestApp::spawn_with(|s| s.http.request_timeout_ms = 400).await;
+    // Promise 100 bytes, send 10, then wait.
+    let mut conn = unfinished_post(&t).await;
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer))
         .await
@@ -596,15 +603,8 @@ async fn the_document_lists_the_common_problems_by_what_each_operation_has() {
 #[tokio::test]
 async fn requests_past_the_in_flight_bound_are_turned_away_at_once() {
     let t = TestApp::spawn_with(|s| s.http.max_in_flight = 1).await;
-    let token = t.token(Role::Admin, None);
     // Hold the one slot: a request whose body has not finished arriving.
-    let mut conn = tokio::net::TcpStream::connect(t.addr).await.unwrap();
-    let head = format!(
-        "POST /api/v1/retailers HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
-         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"name\":\"",
-        t.addr
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
+    let conn = unfinished_post(&t).await;
     let client = t.client_as(Role::Admin, None);
     // The held request reaches the server at its own pace: ask until it is turned away.
     let mut turned_away = None;
