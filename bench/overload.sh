@@ -15,29 +15,20 @@ BIN=${2:-target/release/khaacho}
 RATE=${RATE:-2000}
 DURATION=${DURATION:-30s}
 PORT=${PORT:-18091}
-PG=${KHAACHO_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 OUT=bench/results
 mkdir -p "$OUT"
 [ "$BIN" = target/release/khaacho ] && cargo build --release -p khaacho >/dev/null
-if [ "$backend" = postgres ]; then
-  schema="overload_$(date +%s)_$RANDOM"; psql "$PG" -qc "CREATE SCHEMA $schema"
-  url="$PG?options=-c%20search_path%3D$schema"
-else
-  url="sqlite://$(mktemp -d)/bench.db"
-fi
-DATABASE_URL="$url" "$BIN" seed --demo >/dev/null
-DATABASE_URL="$url" KHAACHO_LISTEN="127.0.0.1:$PORT" KHAACHO_LOG_LEVEL=warn "$BIN" serve \
-  >"$OUT/overload-$backend-server.log" 2>&1 &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap stop_server EXIT
+start_server "overload-$backend" "$(fresh_db "$backend")" serve
 metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 done_jobs() { local n; n=$(metric 'khaacho_jobs_succeeded_total{kind="order.validate"}'); echo "${n:-0}"; }
 j0=$(done_jobs); t0=$(date +%s.%N)
 "$BIN" loadtest --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "$DURATION" --e2e-sample 50 \
   --json >"$OUT/overload-$backend.json" || true
 j1=$(done_jobs); t1=$(date +%s.%N)
-rss=$(grep VmHWM "/proc/$pid/status" | awk '{print $2/1024 " MB"}')
+rss=$(peak_rss)
 accepted=$(sed -nE 's/^  "accepted": ([0-9]+),$/\1/p' "$OUT/overload-$backend.json")
 pushed=$(grep -oE '"http_503": [0-9]+' "$OUT/overload-$backend.json" | grep -oE '[0-9]+$' || echo 0)
 echo "overload $backend: offered ${RATE}/s for $DURATION"

@@ -13,53 +13,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
 DURATION=${DURATION:-30s}
-PG_URL=${KHAACHO_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 PORT=${PORT:-18080}
 BIN=target/release/khaacho
 OUT=bench/results
 mkdir -p "$OUT"
 cargo build --release -p khaacho >/dev/null
 
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 trap stop_server EXIT
-
-# start_server NAME DATABASE_URL ROLE: fresh database, demo data, then ROLE in the background.
-start_server() {
-  local name=$1 url=$2 role=$3
-  DATABASE_URL="$url" "$BIN" seed --demo >/dev/null
-  # Default settings apart from the address and log level (DB_CONNS overrides the pool size).
-  DATABASE_URL="$url" KHAACHO_LISTEN="127.0.0.1:$PORT" KHAACHO_LOG_LEVEL=warn \
-    ${DB_CONNS:+KHAACHO_DB_MAX_CONNECTIONS=$DB_CONNS} "$BIN" "$role" >"$OUT/$name-server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
-    sleep 0.1
-  done
-  peak_rss_start
-}
-
-peak_rss_start() { :; }
-peak_rss() { grep VmHWM "/proc/$server_pid/status" | awk '{print $2/1024 " MB"}'; }
-
-fresh_pg() {
-  local schema="bench_$(date +%s)_$RANDOM"
-  psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
-  # No sslmode: the server picks `disable` for loopback and Unix sockets by itself.
-  echo "$PG_URL?options=-c%20search_path%3D$schema"
-}
-
-fresh_sqlite() {
-  local dir
-  dir=$(mktemp -d)
-  echo "sqlite://$dir/bench.db"
-}
 
 loadtest() {
   local name=$1
@@ -70,7 +32,7 @@ loadtest() {
 
 capacity() {
   local backend=$1 url
-  url=$([ "$backend" = postgres ] && fresh_pg || fresh_sqlite)
+  url=$(fresh_db "$backend")
   start_server "$backend-capacity" "$url" serve
   echo "== $backend capacity (serve, default settings; steps of ${STEP_DURATION:-10s} from ${START_RATE:-1000}/s, x${STEP_FACTOR:-1.2})"
   "$BIN" loadtest --url "http://127.0.0.1:$PORT" --find-capacity --start-rate "${START_RATE:-1000}" \
@@ -88,13 +50,13 @@ run_backend() {
   capacity "$backend"
   [ -n "${ONLY_CAPACITY:-}" ] && return
   # 1. Intake: API process only, closed loop.
-  url=$([ "$backend" = postgres ] && fresh_pg || fresh_sqlite)
+  url=$(fresh_db "$backend")
   start_server "$backend-intake" "$url" api
   echo "== $backend intake (api, ${CONNECTIONS:-64} connections, $DURATION)"
   loadtest "$backend-intake" --connections "${CONNECTIONS:-64}" --e2e-sample 0
   stop_server
   # 2. End to end: serve (API + workers), open loop at a fixed rate.
-  url=$([ "$backend" = postgres ] && fresh_pg || fresh_sqlite)
+  url=$(fresh_db "$backend")
   start_server "$backend-e2e" "$url" serve
   echo "== $backend end to end (serve, ${RATE:-1000}/s offered, ${E2E_DURATION:-60s})"
   DURATION=${E2E_DURATION:-60s} loadtest "$backend-e2e" --rate "${RATE:-1000}" --e2e-sample 20

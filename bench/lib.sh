@@ -1,0 +1,45 @@
+# Shared by the bench scripts (sourced): a fresh database, the server started on it with the
+# demo data, its peak memory, and stopping it. Expects BIN (the khaacho binary), PORT and OUT
+# (the results folder) to be set; KHAACHO_BENCH_PG_URL picks the PostgreSQL server.
+PG_URL=${KHAACHO_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+
+# fresh_db postgres|sqlite: prints the URL of a new, empty database (a new PostgreSQL schema,
+# or a new SQLite file).
+fresh_db() {
+  if [ "$1" = postgres ]; then
+    local schema="bench_$(date +%s)_$RANDOM"
+    psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
+    # No sslmode: the server picks `disable` for loopback and Unix sockets by itself.
+    echo "$PG_URL?options=-c%20search_path%3D$schema"
+  else
+    echo "sqlite://$(mktemp -d)/bench.db"
+  fi
+}
+
+server_pid=""
+
+# start_server NAME DATABASE_URL ROLE: demo data, then `khaacho ROLE` in the background with
+# default settings apart from the address and log level (DB_CONNS overrides the pool size;
+# other KHAACHO_* variables in the environment apply too); returns once it answers.
+start_server() {
+  local name=$1 url=$2 role=$3
+  DATABASE_URL="$url" "$BIN" seed --demo >/dev/null
+  DATABASE_URL="$url" KHAACHO_LISTEN="127.0.0.1:$PORT" KHAACHO_LOG_LEVEL=warn \
+    ${DB_CONNS:+KHAACHO_DB_MAX_CONNECTIONS=$DB_CONNS} "$BIN" "$role" >"$OUT/$name-server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
+    sleep 0.1
+  done
+}
+
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+
+# Peak resident memory of the running server.
+peak_rss() { grep VmHWM "/proc/$server_pid/status" | awk '{print $2/1024 " MB"}'; }
