@@ -274,6 +274,7 @@ async fn run_unit<H: QueueHost>(
     };
     metrics::counter!("khaacho_jobs_started_total", "kind" => kind.clone())
         .increment(unit.len() as u64);
+    metrics::histogram!("khaacho_job_batch_size", "kind" => kind.clone()).record(unit.len() as f64);
     let started = Instant::now();
     let timeout = registry
         .get(&kind)
