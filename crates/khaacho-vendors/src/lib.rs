@@ -1,4 +1,5 @@
-//! Khaacho's vendor rules as pure functions (DOMAIN.md "Routing to vendors").
+//! Khaacho's vendor rules as pure functions (DOMAIN.md "Routing to vendors", "Price
+//! intelligence").
 //!
 //! No I/O, no clock, no database, like `khaacho-credit`: the routing step reads the facts
 //! (the order's lines, the vendors with their offers, stock, workload and scores, the market
@@ -10,6 +11,8 @@
 //! | [`eligibility`] | which vendor may supply which line, with the relaxations |
 //! | [`score`] | a vendor's score 0–100 for the lines it would supply, with components |
 //! | [`plan`] | one vendor for the whole order when one can, else the least-cost split |
+//! | [`vendor_score`] | the hourly vendor score 0–100 with its factors, grade, attention flag |
+//! | [`price`] | price intelligence: statistics, 30-day change, volatility, trend, alerts, competitiveness |
 //!
 //! Conventions: money is integer paisa; quantities are base milli-units (as in the order
 //! lines); every threshold comes from [`RoutingSettings`], whose defaults are DOMAIN's.
@@ -17,13 +20,22 @@
 
 pub mod eligibility;
 pub mod plan;
+pub mod price;
 pub mod score;
 pub mod settings;
+pub mod vendor_score;
 
 pub use eligibility::{Ineligible, LineEligibility, eligibility};
 pub use plan::{Decision, Part, Plan, next_vendor, route};
+pub use price::{
+    ChangeSeverity, Competitiveness, PriceChange, PriceInsight, Trend, change_alert,
+    competitiveness, insight,
+};
 pub use score::{Component, ComponentName, VendorScore, score_vendor};
 pub use settings::{RoutingSettings, ScoreWeights};
+pub use vendor_score::{
+    Grade, VendorActivity, VendorFactor, VendorFactorScore, VendorRating, rate_vendor,
+};
 
 use uuid::Uuid;
 
