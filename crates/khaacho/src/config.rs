@@ -31,6 +31,9 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     /// Credit accounts, bands and order risk.
     pub credit: crate::credit::CreditConfig,
+    /// Routing orders to vendors (eligibility distance, volume share, split penalty, score
+    /// weights; DOMAIN.md "Routing to vendors").
+    pub routing: khaacho_vendors::RoutingSettings,
     /// HTTP limits.
     pub http: HttpSettings,
     /// Recurring job schedules (cron with seconds, evaluated in Nepal time).
@@ -144,6 +147,7 @@ impl Default for Settings {
             queue: QueueSettings::default(),
             pipeline: PipelineSettings::default(),
             credit: crate::credit::CreditConfig::default(),
+            routing: khaacho_vendors::RoutingSettings::default(),
             http: HttpSettings::default(),
             schedules: ScheduleSettings::default(),
             agents: khaacho_agents::AgentsConfig::default(),

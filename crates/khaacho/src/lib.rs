@@ -20,6 +20,7 @@ pub mod base;
 pub mod catalog;
 pub mod config;
 pub mod credit;
+pub mod fulfilment;
 pub mod http;
 pub mod jobs;
 pub mod maintenance;

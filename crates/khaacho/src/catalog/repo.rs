@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx};
+use crate::base::db::{Db, Tx, push_ids};
 use crate::base::time::now_ms;
 use crate::{with_latest, with_replica, with_tx};
 
@@ -170,6 +170,27 @@ pub async fn valid_offers_tx(
             list.push_bind(*id);
         }
         qb.push(")");
+        qb.build_query_as::<OfferRow>().fetch_all(c).await
+    })
+}
+
+/// Offers of any vendor (active or not) for the given products that are valid at `at_ms`,
+/// read where a moment-old copy will do (routing decisions, previews).
+pub async fn valid_offers_any_vendor(
+    db: &Db,
+    product_ids: &[Uuid],
+    at_ms: i64,
+) -> Result<Vec<OfferRow>, sqlx::Error> {
+    if product_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_replica!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT id, vendor_id, product_id, price_paisa, tiers, promotional, stock_milli, valid_from_ms, \
+             valid_to_ms FROM offers WHERE valid_from_ms <= ");
+        qb.push_bind(at_ms).push(" AND (valid_to_ms IS NULL OR valid_to_ms > ").push_bind(at_ms).push(") AND");
+        push_ids(&mut qb, "product_id", product_ids);
+        qb.push(" ORDER BY vendor_id, product_id");
         qb.build_query_as::<OfferRow>().fetch_all(c).await
     })
 }

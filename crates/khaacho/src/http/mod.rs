@@ -41,6 +41,7 @@ use crate::base::wire::error::problem_response;
         (name = "ops", description = "Health, readiness and metrics"),
         (name = "auth", description = "Login, tokens, API keys, users and the audit log"),
         (name = "credit", description = "Credit accounts, ledger, payments, limits and reconciliation"),
+        (name = "fulfilment", description = "Routing orders to vendors (today: the routing preview)"),
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -75,7 +76,8 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::parties::routes::router())
         .merge(crate::admin::jobs::router())
         .merge(crate::auth::routes::router())
-        .merge(crate::credit::routes::router());
+        .merge(crate::credit::routes::router())
+        .merge(crate::fulfilment::routes::router());
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(ops::router())

@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx};
+use crate::base::db::{Db, Tx, push_ids};
 use crate::base::time::now_ms;
 use crate::{with_latest, with_replica, with_tx};
 
@@ -147,6 +147,19 @@ pub async fn list_vendors(
 pub async fn find_vendor(db: &Db, id: Uuid) -> Result<Option<Vendor>, sqlx::Error> {
     let sql = format!("SELECT {VENDOR_COLS} FROM vendors WHERE id = $1");
     with_latest!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
+}
+
+/// Vendors by id (unknown ids are skipped), for decisions that may read a moment-old copy.
+pub async fn find_vendors(db: &Db, ids: &[Uuid]) -> Result<Vec<Vendor>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_replica!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {VENDOR_COLS} FROM vendors WHERE"));
+        push_ids(&mut qb, "id", ids);
+        qb.push(" ORDER BY id");
+        qb.build_query_as::<Vendor>().fetch_all(c).await
+    })
 }
 
 /// One vendor by phone.

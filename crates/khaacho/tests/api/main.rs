@@ -12,6 +12,7 @@ mod ops;
 mod orders;
 mod process;
 mod queue;
+mod routing;
 mod security;
 mod spine;
 mod text_orders;
