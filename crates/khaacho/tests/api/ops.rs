@@ -50,6 +50,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/credit/reconciliation"),
     ("get", "/api/v1/credit/alerts"),
     ("post", "/api/v1/credit/alerts/{id}/acknowledge"),
+    ("get", "/api/v1/orders/{id}/routing"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),

@@ -56,6 +56,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         "others' orders: 404",
     ),
     (
+        "GET",
+        "/api/v1/orders/{id}/routing",
+        [Yes, Yes, No, No],
+        "a preview; changes nothing",
+    ),
+    (
         "POST",
         "/api/v1/orders/{id}/approve",
         [Yes, Yes, No, No],
