@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod csv_io;
+pub mod prices;
 pub mod pricing;
 pub mod repo;
 pub mod routes;

@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(list_products))
         .routes(routes!(get_product))
+        .routes(routes!(get_prices))
         .routes(routes!(export_catalog))
         .routes(routes!(import_catalog))
         .routes(routes!(put_offer))
@@ -188,6 +189,116 @@ async fn get_product(
             .collect(),
     );
     Ok(axum::Json(view))
+}
+
+/// One vendor's current price against the average.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VendorPriceView {
+    /// The vendor.
+    pub vendor_id: Uuid,
+    /// Its name.
+    pub vendor_name: String,
+    /// Base price per base unit, NPR.
+    pub price_npr: f64,
+    /// `excellent` (≤ average × 1.05), `good` (≤ 1.10), `fair` (≤ 1.15) or `expensive`.
+    pub competitiveness: String,
+}
+
+/// One price change of the last 30 days.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PriceChangeView {
+    /// The offer.
+    pub offer_id: Uuid,
+    /// Before, NPR.
+    pub old_npr: f64,
+    /// After, NPR.
+    pub new_npr: f64,
+    /// Change in percent of the old price.
+    pub change_pct: Option<f64>,
+    /// `medium` (|Δ| ≥ 20%), `high` (≥ 35%), `critical` (≥ 50%); absent below 20%.
+    pub alert: Option<String>,
+    /// When (Nepal time).
+    pub at: String,
+}
+
+/// A product's price intelligence: statistics of the current prices across vendors, the
+/// 30-day change, volatility, trend, each vendor's competitiveness and the recent changes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PricesView {
+    /// SKU.
+    pub sku: String,
+    /// Vendors with a current price.
+    pub vendors: usize,
+    /// Average of the current prices, NPR (absent without any).
+    pub average_npr: Option<f64>,
+    /// Lowest, NPR.
+    pub min_npr: Option<f64>,
+    /// Highest, NPR.
+    pub max_npr: Option<f64>,
+    /// Median, NPR.
+    pub median_npr: Option<f64>,
+    /// Change of the average against what the same offers asked 30 days ago (or when first
+    /// priced), percent.
+    pub change_30d_pct: Option<f64>,
+    /// 0–100 from how often and how much prices changed in 30 days.
+    pub volatility: Option<u8>,
+    /// `stable` (|Δ| < 2%), `rising` or `falling`.
+    pub trend: Option<String>,
+    /// Each current offer, cheapest first.
+    pub by_vendor: Vec<VendorPriceView>,
+    /// Price changes of the last 30 days, oldest first.
+    pub changes: Vec<PriceChangeView>,
+}
+
+/// Price intelligence of one product, computed from the current offers and their history.
+#[utoipa::path(get, path = "/products/{sku}/prices", tag = "catalog", params(("sku" = String, Path, description = "Product SKU")),
+    responses((status = 200, body = PricesView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_prices(
+    State(app): State<App>,
+    principal: Principal,
+    Path(sku): Path<String>,
+) -> Result<axum::Json<PricesView>, ApiError> {
+    principal.require(ALL_ROLES)?;
+    let p = repo::find_by_sku(app.db(), &sku)
+        .await?
+        .ok_or(ApiError::NotFound("product"))?;
+    let prices = super::prices::of_product(app.db(), p.id, crate::base::time::now_ms()).await?;
+    let i = prices.insight.as_ref();
+    Ok(axum::Json(PricesView {
+        sku: p.sku,
+        vendors: prices.vendors.len(),
+        average_npr: i.map(|i| paisa_to_npr(i.average_paisa)),
+        min_npr: i.map(|i| paisa_to_npr(i.min_paisa)),
+        max_npr: i.map(|i| paisa_to_npr(i.max_paisa)),
+        median_npr: i.map(|i| paisa_to_npr(i.median_paisa)),
+        change_30d_pct: i
+            .and_then(|i| i.change_30d_pct)
+            .map(|c| (c * 100.0).round() / 100.0),
+        volatility: i.map(|i| i.volatility),
+        trend: i.map(|i| crate::base::wire::enum_name(&i.trend)),
+        by_vendor: prices
+            .vendors
+            .iter()
+            .map(|v| VendorPriceView {
+                vendor_id: v.vendor_id,
+                vendor_name: v.vendor_name.clone(),
+                price_npr: paisa_to_npr(v.price_paisa),
+                competitiveness: crate::base::wire::enum_name(&v.competitiveness),
+            })
+            .collect(),
+        changes: prices
+            .changes
+            .iter()
+            .map(|(offer, c, at)| PriceChangeView {
+                offer_id: *offer,
+                old_npr: paisa_to_npr(c.old_paisa),
+                new_npr: paisa_to_npr(c.new_paisa),
+                change_pct: c.percent().map(|p| (p * 100.0).round() / 100.0),
+                alert: khaacho_vendors::change_alert(*c).map(|a| crate::base::wire::enum_name(&a)),
+                at: fmt_time(*at),
+            })
+            .collect(),
+    }))
 }
 
 /// The whole catalogue as CSV (`sku,name,aliases,unit,pack_size,price_npr,category`).

@@ -174,7 +174,7 @@ async fn get_routing(
                     .into_iter()
                     .map(|(line_no, why)| IneligibleView {
                         line_no,
-                        reasons: why.iter().map(wire_name).collect(),
+                        reasons: why.iter().map(crate::base::wire::enum_name).collect(),
                     })
                     .collect(),
                 score: c.score.as_ref().map(|s| s.total),
@@ -188,17 +188,9 @@ fn components(s: &khaacho_vendors::VendorScore) -> Vec<ComponentView> {
     s.components
         .iter()
         .map(|c| ComponentView {
-            name: wire_name(&c.name),
+            name: crate::base::wire::enum_name(&c.name),
             weight: c.weight,
             points: c.points,
         })
         .collect()
-}
-
-/// The snake_case name an enum serializes to.
-fn wire_name<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

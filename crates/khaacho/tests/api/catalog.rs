@@ -224,3 +224,108 @@ async fn retailers_and_vendors_are_registered_with_checks() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn price_intelligence_compares_vendors_and_flags_large_changes() {
+    let t = TestApp::spawn().await;
+    let csv = format!(
+        "{HEADER}\nCHINI-1,Sugar,chini,kg,50,100,sugar_salt\nNUN-1,Salt,nun,kg,,20,sugar_salt\n"
+    );
+    let r = t
+        .client
+        .post(t.url("/api/v1/catalog/import"))
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut vendors = Vec::new();
+    for (i, price) in [100.0, 110.0, 130.0].into_iter().enumerate() {
+        let v = t
+            .post_json(
+                "/api/v1/vendors",
+                &json!({ "name": format!("Vendor {i}"), "phone": format!("+97798000001{i}"), "districts": ["Kathmandu"] }),
+            )
+            .await;
+        assert_eq!(v.status(), 201);
+        let id = v.json::<serde_json::Value>().await.unwrap()["id"].clone();
+        let offer = json!({ "vendor_id": id, "sku": "CHINI-1", "price_npr": price, "stock": 100 });
+        assert_eq!(
+            t.client
+                .put(t.url("/api/v1/offers"))
+                .json(&offer)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        vendors.push(id);
+    }
+    // Vendor 0 raises sugar by 25%: a medium alert, and the average rises.
+    let raise =
+        json!({ "vendor_id": vendors[0], "sku": "CHINI-1", "price_npr": 125, "stock": 100 });
+    assert_eq!(
+        t.client
+            .put(t.url("/api/v1/offers"))
+            .json(&raise)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let p = t.get_json("/api/v1/products/CHINI-1/prices").await;
+    assert_eq!(p["vendors"], 3);
+    assert_eq!(
+        (
+            &p["average_npr"],
+            &p["min_npr"],
+            &p["max_npr"],
+            &p["median_npr"]
+        ),
+        (&json!(121.67), &json!(110.0), &json!(130.0), &json!(125.0))
+    );
+    // (121.67 − 113.33) / 113.33: the same offers asked 100, 110 and 130 when first priced.
+    assert_eq!(p["change_30d_pct"], json!(7.36));
+    assert_eq!(p["trend"], "rising");
+    assert_eq!(p["volatility"], 55); // one change (5) of 25% (50)
+    let by_vendor: Vec<(f64, &str)> = p["by_vendor"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["price_npr"].as_f64().unwrap(),
+                v["competitiveness"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_vendor,
+        [(110.0, "excellent"), (125.0, "excellent"), (130.0, "good")]
+    );
+    let changes = p["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (
+            &changes[0]["old_npr"],
+            &changes[0]["new_npr"],
+            &changes[0]["change_pct"],
+            &changes[0]["alert"]
+        ),
+        (&json!(100.0), &json!(125.0), &json!(25.0), &json!("medium"))
+    );
+    // A product nobody offers: no statistics; an unknown one: 404.
+    let salt = t.get_json("/api/v1/products/NUN-1/prices").await;
+    assert_eq!(
+        (
+            salt["vendors"].as_u64(),
+            &salt["average_npr"],
+            &salt["trend"]
+        ),
+        (Some(0), &json!(null), &json!(null))
+    );
+    assert_problem(t.get("/api/v1/products/NOPE-1/prices").await, 404).await;
+}

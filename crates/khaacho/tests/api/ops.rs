@@ -19,6 +19,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/admin/agents"),
     ("get", "/api/v1/products"),
     ("get", "/api/v1/products/{sku}"),
+    ("get", "/api/v1/products/{sku}/prices"),
     ("get", "/api/v1/catalog/export"),
     ("post", "/api/v1/catalog/import"),
     ("put", "/api/v1/offers"),

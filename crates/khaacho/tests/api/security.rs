@@ -94,6 +94,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
     ),
     ("GET", "/api/v1/products", [Yes, Yes, Yes, Yes], ""),
     ("GET", "/api/v1/products/{sku}", [Yes, Yes, Yes, Yes], ""),
+    (
+        "GET",
+        "/api/v1/products/{sku}/prices",
+        [Yes, Yes, Yes, Yes],
+        "from the offers every role already sees",
+    ),
     ("GET", "/api/v1/catalog/export", [Yes, Yes, Yes, Yes], ""),
     ("POST", "/api/v1/catalog/import", [Yes, Yes, No, No], ""),
     (
