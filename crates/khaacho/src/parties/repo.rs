@@ -104,6 +104,26 @@ pub async fn insert_vendor(tx: &mut Tx, v: &Vendor) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Writes a vendor's changeable fields (not its phone or score); returns the rows changed.
+pub async fn update_vendor(tx: &mut Tx, v: &Vendor) -> Result<u64, sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "UPDATE vendors SET name = $1, districts = $2, lat = $3, lng = $4, opens_at_min = $5, closes_at_min = $6, \
+         max_active = $7, max_awaiting = $8, active = $9 WHERE id = $10")
+        .bind(&v.name)
+        .bind(&v.districts)
+        .bind(v.lat)
+        .bind(v.lng)
+        .bind(v.opens_at_min)
+        .bind(v.closes_at_min)
+        .bind(v.max_active)
+        .bind(v.max_awaiting)
+        .bind(v.active)
+        .bind(v.id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+}
+
 const RETAILER_COLS: &str = "id, name, phone, district, address, lat, lng, active";
 const VENDOR_COLS: &str = "id, name, phone, districts, lat, lng, opens_at_min, closes_at_min, max_active, max_awaiting, score, active";
 

@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<App> {
         .routes(routes!(list_retailers, create_retailer))
         .routes(routes!(get_retailer))
         .routes(routes!(list_vendors, create_vendor))
-        .routes(routes!(get_vendor))
+        .routes(routes!(get_vendor, update_vendor))
 }
 
 fn paginate<T>(rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
@@ -235,6 +235,166 @@ pub fn parse_hhmm(s: &str) -> Option<i32> {
     ((0..24).contains(&h) && (0..60).contains(&m) && s.len() == 5).then_some(h * 60 + m)
 }
 
+/// `value` as minutes after midnight (`default` when absent); a malformed one is an error.
+fn hhmm_field(errors: &mut Vec<FieldError>, field: &str, value: Option<&str>, default: i32) -> i32 {
+    match value.map(parse_hhmm) {
+        None => default,
+        Some(Some(m)) => m,
+        Some(None) => {
+            errors.push(FieldError::new(field, "time must be HH:MM"));
+            default
+        }
+    }
+}
+
+/// The rules of a vendor's districts, hours and capacities.
+fn vendor_rules(
+    districts: &[String],
+    opens: i32,
+    closes: i32,
+    max_active: i32,
+    max_awaiting: i32,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if districts.is_empty() || districts.iter().any(|d| d.trim().is_empty()) {
+        errors.push(FieldError::new(
+            "districts",
+            "list at least one district, none empty",
+        ));
+    }
+    if opens >= closes {
+        errors.push(FieldError::new(
+            "closes",
+            "closing time must be after opening time",
+        ));
+    }
+    if max_active < 1 || max_awaiting < 1 {
+        errors.push(FieldError::new(
+            "max_active",
+            "capacities must be at least 1",
+        ));
+    }
+    errors
+}
+
+/// Changes to a vendor; absent fields stay as they are. The phone is its identity and does
+/// not change here.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VendorChanges {
+    /// Business name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Districts served (at least one).
+    #[serde(default)]
+    pub districts: Option<Vec<String>>,
+    /// Latitude.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude.
+    #[serde(default)]
+    pub lng: Option<f64>,
+    /// Opening time `HH:MM` Nepal time.
+    #[serde(default)]
+    pub opens: Option<String>,
+    /// Closing time `HH:MM` Nepal time.
+    #[serde(default)]
+    pub closes: Option<String>,
+    /// Most active orders at once.
+    #[serde(default)]
+    pub max_active: Option<i32>,
+    /// Most offers awaiting a response.
+    #[serde(default)]
+    pub max_awaiting: Option<i32>,
+    /// Whether it receives orders.
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+/// Update a vendor (staff): districts, coordinates, working hours, capacities, name, active.
+/// The change is audited with the fields that changed.
+#[utoipa::path(patch, path = "/vendors/{id}", tag = "parties", request_body = VendorChanges,
+    params(("id" = Uuid, Path, description = "Vendor id")),
+    responses((status = 200, body = Vendor), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn update_vendor(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<VendorChanges>, ApiError>,
+) -> Result<axum::Json<Vendor>, ApiError> {
+    principal.require(STAFF)?;
+    let Json(c) = body?;
+    let before = repo::find_vendor(app.db(), id)
+        .await?
+        .ok_or(ApiError::NotFound("vendor"))?;
+    let mut v = before.clone();
+    let name = c.name.as_deref().unwrap_or(&before.name);
+    let mut errors = check_common(
+        name,
+        &before.phone,
+        c.lat.or(before.lat),
+        c.lng.or(before.lng),
+    );
+    v.name = name.trim().to_string();
+    if let Some(d) = c.districts {
+        v.districts = SqlJson(d.into_iter().map(|d| d.trim().to_string()).collect());
+    }
+    v.lat = c.lat.or(before.lat);
+    v.lng = c.lng.or(before.lng);
+    v.opens_at_min = hhmm_field(
+        &mut errors,
+        "opens",
+        c.opens.as_deref(),
+        before.opens_at_min,
+    );
+    v.closes_at_min = hhmm_field(
+        &mut errors,
+        "closes",
+        c.closes.as_deref(),
+        before.closes_at_min,
+    );
+    v.max_active = c.max_active.unwrap_or(before.max_active);
+    v.max_awaiting = c.max_awaiting.unwrap_or(before.max_awaiting);
+    v.active = c.active.unwrap_or(before.active);
+    errors.extend(vendor_rules(
+        &v.districts.0,
+        v.opens_at_min,
+        v.closes_at_min,
+        v.max_active,
+        v.max_awaiting,
+    ));
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut changed = serde_json::Map::new();
+    let (old, new) = (
+        serde_json::to_value(&before).unwrap_or_default(),
+        serde_json::to_value(&v).unwrap_or_default(),
+    );
+    for (field, value) in new.as_object().into_iter().flatten() {
+        if old.get(field) != Some(value) {
+            let shown = if field == "name" {
+                serde_json::json!(mask_name(&v.name))
+            } else {
+                value.clone()
+            };
+            changed.insert(field.clone(), shown);
+        }
+    }
+    let mut tx = app.db().begin().await?;
+    if repo::update_vendor(&mut tx, &v).await? == 0 {
+        return Err(ApiError::NotFound("vendor"));
+    }
+    let entry = principal
+        .audit("vendor.update")
+        .on("vendor", v.id)
+        .summary(serde_json::Value::Object(changed));
+    crate::base::audit::record_tx(&mut tx, &entry).await?;
+    tx.commit().await?;
+    Ok(axum::Json(v))
+}
+
 /// Register a vendor.
 #[utoipa::path(post, path = "/vendors", tag = "parties", request_body = NewVendor,
     responses((status = 201, body = Vendor), (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -246,37 +406,17 @@ async fn create_vendor(
     principal.require(STAFF)?;
     let Json(v) = body?;
     let mut errors = check_common(&v.name, &v.phone, v.lat, v.lng);
-    if v.districts.is_empty() || v.districts.iter().any(|d| d.trim().is_empty()) {
-        errors.push(FieldError::new(
-            "districts",
-            "list at least one district, none empty",
-        ));
-    }
-    let mut time =
-        |field: &str, s: &Option<String>, default: i32| match s.as_deref().map(parse_hhmm) {
-            None => default,
-            Some(Some(m)) => m,
-            Some(None) => {
-                errors.push(FieldError::new(field, "time must be HH:MM"));
-                default
-            }
-        };
-    let opens = time("opens", &v.opens, 540);
-    let closes = time("closes", &v.closes, 1080);
-    if opens >= closes {
-        errors.push(FieldError::new(
-            "closes",
-            "closing time must be after opening time",
-        ));
-    }
+    let opens = hhmm_field(&mut errors, "opens", v.opens.as_deref(), 540);
+    let closes = hhmm_field(&mut errors, "closes", v.closes.as_deref(), 1080);
     let max_active = v.max_active.unwrap_or(10);
     let max_awaiting = v.max_awaiting.unwrap_or(5);
-    if max_active < 1 || max_awaiting < 1 {
-        errors.push(FieldError::new(
-            "max_active",
-            "capacities must be at least 1",
-        ));
-    }
+    errors.extend(vendor_rules(
+        &v.districts,
+        opens,
+        closes,
+        max_active,
+        max_awaiting,
+    ));
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }

@@ -329,3 +329,108 @@ async fn price_intelligence_compares_vendors_and_flags_large_changes() {
     );
     assert_problem(t.get("/api/v1/products/NOPE-1/prices").await, 404).await;
 }
+
+#[tokio::test]
+async fn vendors_are_updated_by_staff_with_checks_and_an_audit_entry() {
+    let t = TestApp::spawn().await;
+    let v = t
+        .post_json(
+            "/api/v1/vendors",
+            &json!({ "name": "Valley Traders", "phone": "+9779800000002", "districts": ["Kathmandu"] }),
+        )
+        .await;
+    assert_eq!(v.status(), 201);
+    let id = v.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/v1/vendors/{id}");
+    let patch = |body: serde_json::Value| t.client.patch(t.url(&path)).json(&body).send();
+    let r = patch(
+        json!({ "districts": ["Lalitpur", " Kathmandu "], "opens": "07:00", "max_active": 20,
+        "lat": 27.68, "lng": 85.32, "active": false }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = t.get_json(&path).await;
+    assert_eq!(got["districts"], json!(["Lalitpur", "Kathmandu"]));
+    assert_eq!(
+        (
+            got["opens_at_min"].as_i64(),
+            got["closes_at_min"].as_i64(),
+            got["max_active"].as_i64(),
+            got["active"].as_bool()
+        ),
+        (Some(420), Some(1080), Some(20), Some(false))
+    );
+    assert_eq!(
+        (got["name"].as_str(), got["phone"].as_str()),
+        (Some("Valley Traders"), Some("+9779800000002"))
+    );
+
+    // Bad changes: each a 422 naming the field, nothing written.
+    let p = assert_problem(patch(json!({ "opens": "19:00" })).await.unwrap(), 422).await;
+    assert_eq!(p["errors"][0]["field"], "closes");
+    let p = assert_problem(
+        patch(json!({ "districts": [], "max_active": 0, "lat": 91.0 }))
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["lat", "districts", "max_active"]);
+    assert_problem(patch(json!({ "opens": "7am" })).await.unwrap(), 422).await;
+    assert_problem(
+        patch(json!({ "phone": "+9779800000009" })).await.unwrap(),
+        422,
+    )
+    .await;
+    assert_eq!(
+        t.get_json(&path).await,
+        got,
+        "refused changes wrote nothing"
+    );
+    let unknown = t
+        .client
+        .patch(t.url(&format!("/api/v1/vendors/{}", uuid::Uuid::now_v7())))
+        .json(&json!({ "active": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, 404).await;
+    let as_vendor = t.client_as(khaacho::auth::Role::Vendor, Some(id.parse().unwrap()));
+    let r = as_vendor
+        .patch(t.url(&path))
+        .json(&json!({ "active": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403).await;
+
+    // The change is audited with what changed.
+    let admin = t.client_as(khaacho::auth::Role::Admin, None);
+    let audit: serde_json::Value = admin
+        .get(t.url("/api/v1/audit?action=vendor.update"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["entity_id"], id.as_str());
+    assert_eq!(items[0]["summary"]["max_active"], 20);
+    assert_eq!(items[0]["summary"]["active"], false);
+    assert!(
+        items[0]["summary"].get("name").is_none(),
+        "unchanged fields are not listed"
+    );
+}

@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/vendors"),
     ("post", "/api/v1/vendors"),
     ("get", "/api/v1/vendors/{id}"),
+    ("patch", "/api/v1/vendors/{id}"),
     ("get", "/api/v1/admin/jobs"),
     ("get", "/api/v1/admin/jobs/{id}"),
     ("delete", "/api/v1/admin/jobs/{id}"),

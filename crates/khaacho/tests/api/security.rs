@@ -125,6 +125,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         "vendor: its own record (others: 404)",
     ),
     (
+        "PATCH",
+        "/api/v1/vendors/{id}",
+        [Yes, Yes, No, No],
+        "audited with the fields that changed",
+    ),
+    (
         "GET",
         "/api/v1/credit/accounts/{id}",
         [Yes, Yes, No, Own],
@@ -372,7 +378,7 @@ impl World {
             req = req
                 .header("content-type", "text/csv")
                 .body("not,a,catalogue\n");
-        } else if m == Method::POST || m == Method::PUT {
+        } else if m == Method::POST || m == Method::PUT || m == Method::PATCH {
             req = req.json(&json!({ "not_a_field": true }));
         }
         req.send().await.unwrap()
