@@ -355,9 +355,11 @@ fn join(xs: &[u32]) -> String {
     xs.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
 }
 
-/// The first 8 hex digits of an id, as people quote them.
+/// The last 8 hex digits of an id: its random part (a UUIDv7 starts with its creation time,
+/// which vendors registered together share).
 fn short(id: Uuid) -> String {
-    id.simple().to_string()[..8].to_string()
+    let hex = id.simple().to_string();
+    hex[hex.len() - 8..].to_string()
 }
 
 #[cfg(test)]

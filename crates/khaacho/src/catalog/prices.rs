@@ -93,7 +93,9 @@ pub async fn of_product(
         .collect();
     let baseline = (!baselines.is_empty()).then(|| {
         let sum: i128 = baselines.iter().map(|p| i128::from(*p)).sum();
-        i64::try_from(sum / baselines.len() as i128).unwrap_or(i64::MAX)
+        let n = baselines.len() as i128;
+        // Rounded like the current average, so unchanged prices show no change.
+        i64::try_from((sum + n / 2) / n).unwrap_or(i64::MAX)
     });
     let prices: Vec<i64> = current.iter().map(|c| c.3).collect();
     let only_changes: Vec<PriceChange> = changes.iter().map(|c| c.1).collect();
