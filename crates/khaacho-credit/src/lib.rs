@@ -58,7 +58,7 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// Linear points 0–100 for `value`: 0 at `zero_at`, 100 at `full_at`, clamped outside.
 /// Works in both directions (`full_at < zero_at` rewards small values), which is how every
 /// "≤ x best, ≥ y worst" rule in DOMAIN is expressed.
-pub(crate) fn ramp(value: f64, zero_at: f64, full_at: f64) -> u8 {
+pub fn ramp(value: f64, zero_at: f64, full_at: f64) -> u8 {
     if !value.is_finite() {
         return 0;
     }
@@ -93,7 +93,7 @@ pub(crate) fn saturate(value: i128) -> i64 {
 }
 
 /// Paisa as `NPR 1,234.50` for human-readable reasons.
-pub(crate) fn npr(paisa: Paisa) -> String {
+pub fn npr(paisa: Paisa) -> String {
     let sign = if paisa < 0 { "-" } else { "" };
     let abs = paisa.unsigned_abs();
     let rupees = (abs / 100).to_string();

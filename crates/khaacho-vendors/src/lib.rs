@@ -39,8 +39,8 @@ pub use vendor_score::{
 
 use uuid::Uuid;
 
-/// Money in paisa (1 NPR = 100 paisa).
-pub type Paisa = i64;
+/// Money in paisa (1 NPR = 100 paisa), as everywhere in Khaacho.
+pub use khaacho_credit::Paisa;
 
 /// A point on the map, degrees.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -130,38 +130,7 @@ impl Vendor {
     }
 }
 
-/// Linear points 0–100 for `value`: 0 at `zero_at`, 100 at `full_at`, clamped outside (either
-/// direction).
-pub(crate) fn ramp(value: f64, zero_at: f64, full_at: f64) -> u8 {
-    if !value.is_finite() {
-        return 0;
-    }
-    if zero_at == full_at {
-        let reached = if full_at >= zero_at {
-            value >= full_at
-        } else {
-            value <= full_at
-        };
-        return if reached { 100 } else { 0 };
-    }
-    let fraction = ((value - zero_at) / (full_at - zero_at)).clamp(0.0, 1.0);
-    (fraction * 100.0).round() as u8
-}
-
-/// Paisa as `NPR 1,234.50` for reason texts.
-pub(crate) fn npr(paisa: Paisa) -> String {
-    let sign = if paisa < 0 { "-" } else { "" };
-    let abs = paisa.unsigned_abs();
-    let rupees = (abs / 100).to_string();
-    let mut grouped = String::new();
-    for (i, ch) in rupees.chars().enumerate() {
-        if i > 0 && (rupees.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
-    format!("{sign}NPR {grouped}.{:02}", abs % 100)
-}
+pub(crate) use khaacho_credit::{npr, ramp};
 
 #[cfg(test)]
 mod tests {
@@ -180,12 +149,5 @@ mod tests {
         let d = kathmandu.km_to(pokhara);
         assert!((d - 142.0).abs() < 3.0, "{d}");
         assert_eq!(kathmandu.km_to(kathmandu), 0.0);
-    }
-
-    #[test]
-    fn money_reads_as_rupees() {
-        assert_eq!(npr(123_456_789), "NPR 1,234,567.89");
-        assert_eq!(npr(5), "NPR 0.05");
-        assert_eq!(npr(-20_000), "-NPR 200.00");
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, audit_rows};
 
 const HEADER: &str = "sku,name,aliases,unit,pack_size,price_npr,category";
 
@@ -231,15 +231,7 @@ async fn price_intelligence_compares_vendors_and_flags_large_changes() {
     let csv = format!(
         "{HEADER}\nCHINI-1,Sugar,chini,kg,50,100,sugar_salt\nNUN-1,Salt,nun,kg,,20,sugar_salt\n"
     );
-    let r = t
-        .client
-        .post(t.url("/api/v1/catalog/import"))
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    t.import_catalog(&csv).await;
     let mut vendors = Vec::new();
     for (i, price) in [100.0, 110.0, 130.0].into_iter().enumerate() {
         let v = t
@@ -415,16 +407,7 @@ async fn vendors_are_updated_by_staff_with_checks_and_an_audit_entry() {
     assert_problem(r, 403).await;
 
     // The change is audited with what changed.
-    let admin = t.client_as(khaacho::auth::Role::Admin, None);
-    let audit: serde_json::Value = admin
-        .get(t.url("/api/v1/audit?action=vendor.update"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let items = audit["items"].as_array().unwrap();
+    let items = audit_rows(&t, "action=vendor.update").await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["entity_id"], id.as_str());
     assert_eq!(items[0]["summary"]["max_active"], 20);

@@ -135,6 +135,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Imports catalogue CSV (header line included); asserts it was accepted.
+    pub async fn import_catalog(&self, csv: &str) {
+        let r = self
+            .client
+            .post(self.url("/api/v1/catalog/import"))
+            .header("content-type", "text/csv")
+            .body(csv.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "catalogue imported");
+    }
+
     /// Loads the demo data set.
     pub async fn seed(&self) {
         khaacho::seed::demo(&self.app).await.unwrap();
@@ -221,4 +234,17 @@ pub async fn assert_problem(resp: reqwest::Response, status: u16) -> Value {
     );
     assert!(body["title"].is_string() && body["detail"].is_string());
     body
+}
+
+/// Audit rows matching `query` (e.g. `action=vendor.update`), newest first, read by an admin.
+pub async fn audit_rows(t: &TestApp, query: &str) -> Vec<Value> {
+    let admin = t.client_as(Role::Admin, None);
+    let r = admin
+        .get(t.url(&format!("/api/v1/audit?limit=200&{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["items"].as_array().unwrap().clone()
 }

@@ -9,15 +9,7 @@ async fn priced_product(t: &TestApp, sku: &str) -> String {
     let csv = format!(
         "sku,name,aliases,unit,pack_size,price_npr,category\n{sku},Test Sugar,chini,kg,50,100,sugar_salt\n"
     );
-    let r = t
-        .client
-        .post(t.url("/api/v1/catalog/import"))
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    t.import_catalog(&csv).await;
     let vendor = t.get_json("/api/v1/vendors?limit=1").await["items"][0]["id"]
         .as_str()
         .unwrap()

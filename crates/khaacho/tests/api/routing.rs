@@ -61,15 +61,7 @@ async fn routing_prefers_one_vendor_then_the_cheapest_split_and_says_why() {
     let t = TestApp::spawn().await;
     let csv = "sku,name,aliases,unit,pack_size,price_npr,category\n\
                CHINI-1,Sugar,chini,kg,50,100,sugar_salt\nTEL-1,Oil,tel,litre,,200,oil\n";
-    let r = t
-        .client
-        .post(t.url("/api/v1/catalog/import"))
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    t.import_catalog(csv).await;
     let r = t
         .post_json(
             "/api/v1/retailers",

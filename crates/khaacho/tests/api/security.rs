@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem, bearer_client};
+use crate::helpers::{TestApp, assert_problem, audit_rows, bearer_client};
 
 /// Access of one role to one route.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -383,18 +383,6 @@ impl World {
         }
         req.send().await.unwrap()
     }
-}
-
-async fn audit_rows(t: &TestApp, query: &str) -> Vec<Value> {
-    let admin = t.client_as(Role::Admin, None);
-    let r = admin
-        .get(t.url(&format!("/api/v1/audit?limit=200&{query}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    v["items"].as_array().unwrap().clone()
 }
 
 #[tokio::test]
