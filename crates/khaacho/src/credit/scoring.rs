@@ -26,6 +26,14 @@ use crate::queue::{Job, JobError, Priority, RetryPolicy};
 use crate::{with_replica, with_tx};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Retries of the jobs that walk every account, one transaction each: time for a large book.
+fn every_account_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 5,
+        timeout: std::time::Duration::from_secs(30 * 60),
+    }
+}
 /// Months of orders the consistency factor looks at.
 const MONTHS: usize = 6;
 
@@ -40,11 +48,7 @@ impl Job for ScoreAccounts {
     const PRIORITY: Priority = Priority::Low;
 
     fn policy() -> RetryPolicy {
-        // Every account, one transaction each: allow for a large book.
-        RetryPolicy {
-            max_attempts: 5,
-            timeout: std::time::Duration::from_secs(30 * 60),
-        }
+        every_account_policy()
     }
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
@@ -99,11 +103,7 @@ impl Job for RunControls {
     const PRIORITY: Priority = Priority::Low;
 
     fn policy() -> RetryPolicy {
-        // Every account, one transaction each: allow for a large book.
-        RetryPolicy {
-            max_attempts: 5,
-            timeout: std::time::Duration::from_secs(30 * 60),
-        }
+        every_account_policy()
     }
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
