@@ -34,6 +34,21 @@ pub enum Ineligible {
     VolumeShare,
 }
 
+impl Ineligible {
+    /// Its stable snake_case name (the serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ineligible::Inactive => "inactive",
+            Ineligible::OutOfArea => "out_of_area",
+            Ineligible::AtCapacity => "at_capacity",
+            Ineligible::NoOffer => "no_offer",
+            Ineligible::ShortStock => "short_stock",
+            Ineligible::Closed => "closed",
+            Ineligible::VolumeShare => "volume_share",
+        }
+    }
+}
+
 /// Eligibility of every vendor for every line, with the relaxations that were needed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LineEligibility {

@@ -29,7 +29,7 @@ pub use eligibility::{Ineligible, LineEligibility, eligibility};
 pub use plan::{Decision, Part, Plan, next_vendor, route};
 pub use price::{
     ChangeSeverity, Competitiveness, PriceChange, PriceInsight, Trend, change_alert,
-    competitiveness, insight,
+    competitiveness, insight, mean_paisa,
 };
 pub use score::{Component, ComponentName, VendorScore, score_vendor};
 pub use settings::{RoutingSettings, ScoreWeights};
@@ -135,6 +135,61 @@ pub(crate) use khaacho_credit::{npr, ramp};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names_match<T: serde::Serialize + Copy>(all: &[T], name: impl Fn(T) -> &'static str) {
+        for &v in all {
+            assert_eq!(serde_json::to_value(v).unwrap(), name(v));
+        }
+    }
+
+    #[test]
+    fn each_name_is_the_serialized_form() {
+        use eligibility::Ineligible as I;
+        names_match(
+            &[
+                I::Inactive,
+                I::OutOfArea,
+                I::AtCapacity,
+                I::NoOffer,
+                I::ShortStock,
+                I::Closed,
+                I::VolumeShare,
+            ],
+            I::as_str,
+        );
+        use ComponentName as C;
+        names_match(
+            &[
+                C::Availability,
+                C::Proximity,
+                C::Workload,
+                C::Price,
+                C::Reliability,
+            ],
+            C::as_str,
+        );
+        use VendorFactor as F;
+        names_match(
+            &[
+                F::ResponseSpeed,
+                F::AcceptanceRate,
+                F::Price,
+                F::DeliverySuccess,
+                F::CancellationRate,
+            ],
+            F::as_str,
+        );
+        use Grade as G;
+        names_match(&[G::APlus, G::A, G::B, G::C, G::D, G::F], G::as_str);
+        names_match(
+            &[Trend::Stable, Trend::Rising, Trend::Falling],
+            Trend::as_str,
+        );
+        use ChangeSeverity as S;
+        names_match(&[S::Medium, S::High, S::Critical], S::as_str);
+        use Competitiveness as K;
+        names_match(&[K::Excellent, K::Good, K::Fair, K::Expensive], K::as_str);
+    }
 
     #[test]
     fn distances_are_great_circle_kilometres() {

@@ -108,11 +108,10 @@ pub fn route(
     let (plan, reason) = if lines.is_empty() {
         (None, "the order has no lines to route".to_string())
     } else if !uncovered.is_empty() {
-        let which: Vec<String> = uncovered.iter().map(u32::to_string).collect();
         let reason = format!(
             "no eligible vendor for line{} {}{relaxed}",
             if uncovered.len() == 1 { "" } else { "s" },
-            which.join(", ")
+            join(&uncovered)
         );
         (None, reason)
     } else if let Some(plan) = single(retailer, lines, vendors, &e, settings) {
@@ -332,23 +331,9 @@ fn relaxations(hours: bool, volume: &[u32]) -> String {
 fn components_text(s: &VendorScore) -> String {
     s.components
         .iter()
-        .map(|c| {
-            let name = serde_json_name(c.name);
-            format!("{name} {}", c.points)
-        })
+        .map(|c| format!("{} {}", c.name.as_str(), c.points))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn serde_json_name(n: crate::ComponentName) -> &'static str {
-    use crate::ComponentName::*;
-    match n {
-        Availability => "availability",
-        Proximity => "proximity",
-        Workload => "workload",
-        Price => "price",
-        Reliability => "reliability",
-    }
 }
 
 fn join(xs: &[u32]) -> String {

@@ -37,6 +37,17 @@ pub enum Trend {
     Falling,
 }
 
+impl Trend {
+    /// Its stable snake_case name (the serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trend::Stable => "stable",
+            Trend::Rising => "rising",
+            Trend::Falling => "falling",
+        }
+    }
+}
+
 /// Severity of an abnormal price change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,6 +58,17 @@ pub enum ChangeSeverity {
     High,
     /// |Δ| ≥ 50%.
     Critical,
+}
+
+impl ChangeSeverity {
+    /// Its stable snake_case name (the serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeSeverity::Medium => "medium",
+            ChangeSeverity::High => "high",
+            ChangeSeverity::Critical => "critical",
+        }
+    }
 }
 
 /// A vendor's price against the product's average.
@@ -61,6 +83,18 @@ pub enum Competitiveness {
     Fair,
     /// Above.
     Expensive,
+}
+
+impl Competitiveness {
+    /// Its stable snake_case name (the serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Competitiveness::Excellent => "excellent",
+            Competitiveness::Good => "good",
+            Competitiveness::Fair => "fair",
+            Competitiveness::Expensive => "expensive",
+        }
+    }
 }
 
 /// What price intelligence says about one product.
@@ -85,6 +119,17 @@ pub struct PriceInsight {
     pub trend: Trend,
 }
 
+/// The average of prices (never negative), rounded half up to the paisa; `None` for none.
+/// Every average price in Khaacho is this one, so two averages of the same prices agree.
+pub fn mean_paisa(prices: &[Paisa]) -> Option<Paisa> {
+    if prices.is_empty() {
+        return None;
+    }
+    let sum: i128 = prices.iter().map(|p| i128::from((*p).max(0))).sum();
+    let n = prices.len() as i128;
+    Some(Paisa::try_from((sum + n / 2) / n).unwrap_or(Paisa::MAX))
+}
+
 /// Summarises current prices, the average 30 days ago and the changes since.
 /// `None` when no vendor has a current price.
 pub fn insight(
@@ -96,8 +141,7 @@ pub fn insight(
     if prices.is_empty() {
         return None;
     }
-    let sum: i128 = prices.iter().map(|p| i128::from(*p)).sum();
-    let average = (sum as f64 / prices.len() as f64).round() as Paisa;
+    let average = mean_paisa(&prices)?;
     let as_f64: Vec<f64> = prices.iter().map(|p| *p as f64).collect();
     let change_30d_pct = average_30d_ago
         .filter(|a| *a > 0)
@@ -188,6 +232,15 @@ mod tests {
         assert_eq!(i.volatility, 0);
         assert_eq!(insight(&[], None, &[]), None);
         assert_eq!(insight(&[10_000], None, &[]).unwrap().trend, Trend::Stable);
+    }
+
+    #[test]
+    fn averages_round_half_up() {
+        assert_eq!(mean_paisa(&[]), None);
+        assert_eq!(mean_paisa(&[100, 101]), Some(101));
+        assert_eq!(mean_paisa(&[100, 100, 101]), Some(100));
+        assert_eq!(mean_paisa(&[100, 101, 101]), Some(101));
+        assert_eq!(mean_paisa(&[i64::MAX, i64::MAX]), Some(i64::MAX));
     }
 
     #[test]

@@ -26,6 +26,19 @@ pub enum ComponentName {
     Reliability,
 }
 
+impl ComponentName {
+    /// Its stable snake_case name (the serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentName::Availability => "availability",
+            ComponentName::Proximity => "proximity",
+            ComponentName::Workload => "workload",
+            ComponentName::Price => "price",
+            ComponentName::Reliability => "reliability",
+        }
+    }
+}
+
 /// One weighted component.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Component {

@@ -44,6 +44,19 @@ pub enum VendorFactor {
     CancellationRate,
 }
 
+impl VendorFactor {
+    /// Its stable snake_case name (the serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VendorFactor::ResponseSpeed => "response_speed",
+            VendorFactor::AcceptanceRate => "acceptance_rate",
+            VendorFactor::Price => "price",
+            VendorFactor::DeliverySuccess => "delivery_success",
+            VendorFactor::CancellationRate => "cancellation_rate",
+        }
+    }
+}
+
 /// One weighted factor; `points` is 50 (neutral) when the window holds no data for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VendorFactorScore {

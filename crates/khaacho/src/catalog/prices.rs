@@ -8,14 +8,16 @@
 
 use std::collections::HashMap;
 
-use khaacho_vendors::{Competitiveness, PriceChange, PriceInsight, competitiveness, insight};
+use khaacho_vendors::{
+    Competitiveness, PriceChange, PriceInsight, competitiveness, insight, mean_paisa,
+};
 use uuid::Uuid;
 
 use crate::base::db::Db;
 use crate::with_replica;
 
 /// The window of the change and volatility.
-pub const WINDOW_MS: i64 = 30 * 86_400_000;
+pub const WINDOW_MS: i64 = 30 * khaacho_credit::DAY_MS;
 
 /// One vendor's current price and how it compares.
 #[derive(Debug)]
@@ -91,12 +93,8 @@ pub async fn of_product(
                 .map(|r| r.0)
         })
         .collect();
-    let baseline = (!baselines.is_empty()).then(|| {
-        let sum: i128 = baselines.iter().map(|p| i128::from(*p)).sum();
-        let n = baselines.len() as i128;
-        // Rounded like the current average, so unchanged prices show no change.
-        i64::try_from((sum + n / 2) / n).unwrap_or(i64::MAX)
-    });
+    // Averaged like the current prices, so unchanged prices show no change.
+    let baseline = mean_paisa(&baselines);
     let prices: Vec<i64> = current.iter().map(|c| c.3).collect();
     let only_changes: Vec<PriceChange> = changes.iter().map(|c| c.1).collect();
     let insight = insight(&prices, baseline, &only_changes);

@@ -275,7 +275,7 @@ async fn get_prices(
             .and_then(|i| i.change_30d_pct)
             .map(|c| (c * 100.0).round() / 100.0),
         volatility: i.map(|i| i.volatility),
-        trend: i.map(|i| crate::base::wire::enum_name(&i.trend)),
+        trend: i.map(|i| i.trend.as_str().to_string()),
         by_vendor: prices
             .vendors
             .iter()
@@ -283,7 +283,7 @@ async fn get_prices(
                 vendor_id: v.vendor_id,
                 vendor_name: v.vendor_name.clone(),
                 price_npr: paisa_to_npr(v.price_paisa),
-                competitiveness: crate::base::wire::enum_name(&v.competitiveness),
+                competitiveness: v.competitiveness.as_str().to_string(),
             })
             .collect(),
         changes: prices
@@ -294,7 +294,7 @@ async fn get_prices(
                 old_npr: paisa_to_npr(c.old_paisa),
                 new_npr: paisa_to_npr(c.new_paisa),
                 change_pct: c.percent().map(|p| (p * 100.0).round() / 100.0),
-                alert: khaacho_vendors::change_alert(*c).map(|a| crate::base::wire::enum_name(&a)),
+                alert: khaacho_vendors::change_alert(*c).map(|a| a.as_str().to_string()),
                 at: fmt_time(*at),
             })
             .collect(),

@@ -15,7 +15,7 @@ use crate::parties::repo::{self as parties, Vendor as VendorRow};
 use crate::with_replica;
 
 /// 30 days in milliseconds: the window of the volume-share rule.
-const VOLUME_WINDOW_MS: i64 = 30 * 86_400_000;
+const VOLUME_WINDOW_MS: i64 = 30 * khaacho_credit::DAY_MS;
 
 /// Everything [`khaacho_vendors::route`] needs for one order, plus the vendor rows (names).
 #[derive(Debug)]
@@ -136,10 +136,7 @@ fn market_price(
         .filter(|o| o.product_id == product && vendors.get(&o.vendor_id).is_some_and(|v| v.active))
         .map(|o| price_for(o, qty_milli).0)
         .collect();
-    (!prices.is_empty()).then(|| {
-        let sum: i128 = prices.iter().map(|p| i128::from(*p)).sum();
-        i64::try_from((sum + prices.len() as i128 / 2) / prices.len() as i128).unwrap_or(i64::MAX)
-    })
+    khaacho_vendors::mean_paisa(&prices)
 }
 
 /// What each vendor sold of each product since `from_ms`: priced lines of live orders other

@@ -174,7 +174,7 @@ async fn get_routing(
                     .into_iter()
                     .map(|(line_no, why)| IneligibleView {
                         line_no,
-                        reasons: why.iter().map(crate::base::wire::enum_name).collect(),
+                        reasons: why.iter().map(|r| r.as_str().to_string()).collect(),
                     })
                     .collect(),
                 score: c.score.as_ref().map(|s| s.total),
@@ -188,7 +188,7 @@ fn components(s: &khaacho_vendors::VendorScore) -> Vec<ComponentView> {
     s.components
         .iter()
         .map(|c| ComponentView {
-            name: crate::base::wire::enum_name(&c.name),
+            name: c.name.as_str().to_string(),
             weight: c.weight,
             points: c.points,
         })

@@ -110,12 +110,3 @@ pub fn parse_time_param(field: &'static str, value: Option<&str>) -> Result<Opti
         })
         .transpose()
 }
-
-/// The name a unit enum serializes to (its snake_case wire name), for views that carry an
-/// enum of a rules crate as text.
-pub fn enum_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
