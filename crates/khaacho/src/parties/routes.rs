@@ -247,28 +247,25 @@ fn hhmm_field(errors: &mut Vec<FieldError>, field: &str, value: Option<&str>, de
     }
 }
 
-/// The rules of a vendor's districts, hours and capacities.
-fn vendor_rules(
-    districts: &[String],
-    opens: i32,
-    closes: i32,
-    max_active: i32,
-    max_awaiting: i32,
-) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    if districts.is_empty() || districts.iter().any(|d| d.trim().is_empty()) {
+/// Everything wrong with vendor `v` as created or changed: the name as given (`raw_name`,
+/// before trimming), phone and coordinates, then the times that did not parse
+/// (`time_errors`), then districts, hours and capacities.
+fn vendor_errors(raw_name: &str, v: &Vendor, time_errors: Vec<FieldError>) -> Vec<FieldError> {
+    let mut errors = check_common(raw_name, &v.phone, v.lat, v.lng);
+    errors.extend(time_errors);
+    if v.districts.is_empty() || v.districts.iter().any(|d| d.trim().is_empty()) {
         errors.push(FieldError::new(
             "districts",
             "list at least one district, none empty",
         ));
     }
-    if opens >= closes {
+    if v.opens_at_min >= v.closes_at_min {
         errors.push(FieldError::new(
             "closes",
             "closing time must be after opening time",
         ));
     }
-    if max_active < 1 || max_awaiting < 1 {
+    if v.max_active < 1 || v.max_awaiting < 1 {
         errors.push(FieldError::new(
             "max_active",
             "capacities must be at least 1",
@@ -328,42 +325,34 @@ async fn update_vendor(
     let before = repo::find_vendor(app.db(), id)
         .await?
         .ok_or(ApiError::NotFound("vendor"))?;
-    let mut v = before.clone();
-    let name = c.name.as_deref().unwrap_or(&before.name);
-    let mut errors = check_common(
-        name,
-        &before.phone,
-        c.lat.or(before.lat),
-        c.lng.or(before.lng),
-    );
-    v.name = name.trim().to_string();
-    if let Some(d) = c.districts {
-        v.districts = SqlJson(d.into_iter().map(|d| d.trim().to_string()).collect());
-    }
-    v.lat = c.lat.or(before.lat);
-    v.lng = c.lng.or(before.lng);
-    v.opens_at_min = hhmm_field(
-        &mut errors,
-        "opens",
-        c.opens.as_deref(),
-        before.opens_at_min,
-    );
-    v.closes_at_min = hhmm_field(
-        &mut errors,
-        "closes",
-        c.closes.as_deref(),
-        before.closes_at_min,
-    );
-    v.max_active = c.max_active.unwrap_or(before.max_active);
-    v.max_awaiting = c.max_awaiting.unwrap_or(before.max_awaiting);
-    v.active = c.active.unwrap_or(before.active);
-    errors.extend(vendor_rules(
-        &v.districts.0,
-        v.opens_at_min,
-        v.closes_at_min,
-        v.max_active,
-        v.max_awaiting,
-    ));
+    let raw_name = c.name.as_deref().unwrap_or(&before.name);
+    let mut time_errors = Vec::new();
+    let v = Vendor {
+        name: raw_name.trim().to_string(),
+        districts: c.districts.map_or_else(
+            || before.districts.clone(),
+            |d| SqlJson(d.iter().map(|d| d.trim().to_string()).collect()),
+        ),
+        lat: c.lat.or(before.lat),
+        lng: c.lng.or(before.lng),
+        opens_at_min: hhmm_field(
+            &mut time_errors,
+            "opens",
+            c.opens.as_deref(),
+            before.opens_at_min,
+        ),
+        closes_at_min: hhmm_field(
+            &mut time_errors,
+            "closes",
+            c.closes.as_deref(),
+            before.closes_at_min,
+        ),
+        max_active: c.max_active.unwrap_or(before.max_active),
+        max_awaiting: c.max_awaiting.unwrap_or(before.max_awaiting),
+        active: c.active.unwrap_or(before.active),
+        ..before.clone()
+    };
+    let errors = vendor_errors(raw_name, &v, time_errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -405,40 +394,25 @@ async fn create_vendor(
 ) -> Result<(StatusCode, axum::Json<Vendor>), ApiError> {
     principal.require(STAFF)?;
     let Json(v) = body?;
-    let mut errors = check_common(&v.name, &v.phone, v.lat, v.lng);
-    let opens = hhmm_field(&mut errors, "opens", v.opens.as_deref(), 540);
-    let closes = hhmm_field(&mut errors, "closes", v.closes.as_deref(), 1080);
-    let max_active = v.max_active.unwrap_or(10);
-    let max_awaiting = v.max_awaiting.unwrap_or(5);
-    errors.extend(vendor_rules(
-        &v.districts,
-        opens,
-        closes,
-        max_active,
-        max_awaiting,
-    ));
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let mut time_errors = Vec::new();
     let vendor = Vendor {
         id: Uuid::now_v7(),
         name: v.name.trim().to_string(),
         phone: v.phone,
-        districts: SqlJson(
-            v.districts
-                .into_iter()
-                .map(|d| d.trim().to_string())
-                .collect(),
-        ),
+        districts: SqlJson(v.districts.iter().map(|d| d.trim().to_string()).collect()),
         lat: v.lat,
         lng: v.lng,
-        opens_at_min: opens,
-        closes_at_min: closes,
-        max_active,
-        max_awaiting,
+        opens_at_min: hhmm_field(&mut time_errors, "opens", v.opens.as_deref(), 540),
+        closes_at_min: hhmm_field(&mut time_errors, "closes", v.closes.as_deref(), 1080),
+        max_active: v.max_active.unwrap_or(10),
+        max_awaiting: v.max_awaiting.unwrap_or(5),
         score: 50,
         active: true,
     };
+    let errors = vendor_errors(&v.name, &vendor, time_errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
     let mut tx = app.db().begin().await?;
     repo::insert_vendor(&mut tx, &vendor)
         .await
