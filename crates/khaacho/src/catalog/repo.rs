@@ -127,6 +127,10 @@ pub struct Tier {
     pub price_paisa: i64,
 }
 
+/// The columns of [`OfferRow`], on `offers o`.
+const OFFER_COLS: &str = "o.id, o.vendor_id, o.product_id, o.price_paisa, o.tiers, o.promotional, o.stock_milli, \
+     o.valid_from_ms, o.valid_to_ms";
+
 /// An offer row joined with what pricing needs.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OfferRow {
@@ -160,9 +164,8 @@ pub async fn valid_offers_tx(
         return Ok(Vec::new());
     }
     with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "SELECT o.id, o.vendor_id, o.product_id, o.price_paisa, o.tiers, o.promotional, o.stock_milli, \
-             o.valid_from_ms, o.valid_to_ms FROM offers o JOIN vendors v ON v.id = o.vendor_id WHERE v.active = ");
+        let mut qb = sqlx::QueryBuilder::new(format!(
+            "SELECT {OFFER_COLS} FROM offers o JOIN vendors v ON v.id = o.vendor_id WHERE v.active = "));
         qb.push_bind(true).push(" AND o.valid_from_ms <= ").push_bind(at_ms);
         qb.push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(") AND o.product_id IN (");
         let mut list = qb.separated(", ");
@@ -185,12 +188,10 @@ pub async fn valid_offers_any_vendor(
         return Ok(Vec::new());
     }
     with_replica!(db, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "SELECT id, vendor_id, product_id, price_paisa, tiers, promotional, stock_milli, valid_from_ms, \
-             valid_to_ms FROM offers WHERE valid_from_ms <= ");
-        qb.push_bind(at_ms).push(" AND (valid_to_ms IS NULL OR valid_to_ms > ").push_bind(at_ms).push(") AND");
-        push_ids(&mut qb, "product_id", product_ids);
-        qb.push(" ORDER BY vendor_id, product_id");
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM offers o WHERE o.valid_from_ms <= "));
+        qb.push_bind(at_ms).push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(") AND");
+        push_ids(&mut qb, "o.product_id", product_ids);
+        qb.push(" ORDER BY o.vendor_id, o.product_id");
         qb.build_query_as::<OfferRow>().fetch_all(c).await
     })
 }
@@ -275,10 +276,11 @@ pub async fn offers_of_product(
         offer: OfferRow,
         vendor_name: String,
     }
-    let rows = with_replica!(db, c => sqlx::query_as::<_, Row>(
-        "SELECT o.id, o.vendor_id, o.product_id, o.price_paisa, o.tiers, o.promotional, o.stock_milli, \
-         o.valid_from_ms, o.valid_to_ms, v.name AS vendor_name FROM offers o JOIN vendors v ON v.id = o.vendor_id \
-         WHERE o.product_id = $1 ORDER BY o.price_paisa, v.name")
+    let sql = format!(
+        "SELECT {OFFER_COLS}, v.name AS vendor_name FROM offers o JOIN vendors v ON v.id = o.vendor_id \
+         WHERE o.product_id = $1 ORDER BY o.price_paisa, v.name"
+    );
+    let rows = with_replica!(db, c => sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
         .bind(product_id)
         .fetch_all(c)
         .await)?;
