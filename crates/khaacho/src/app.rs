@@ -27,6 +27,8 @@ struct Inner {
     backpressure: Backpressure,
     agents: khaacho_agents::AgentChain,
     auth: Auth,
+    clock: crate::base::time::Clock,
+    volumes: crate::fulfilment::facts::VolumeCache,
 }
 
 impl App {
@@ -49,6 +51,8 @@ impl App {
                 backpressure,
                 agents,
                 auth,
+                clock: Default::default(),
+                volumes: Default::default(),
             }),
         }
     }
@@ -96,6 +100,16 @@ impl App {
     /// Keys, refresh tokens and the rate limiter.
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    /// The clock deadlines are judged by (wall time; tests move it forward).
+    pub fn clock(&self) -> &crate::base::time::Clock {
+        &self.inner.clock
+    }
+
+    /// 30-day vendor volumes per product, as routing last read them.
+    pub fn volumes(&self) -> &crate::fulfilment::facts::VolumeCache {
+        &self.inner.volumes
     }
 
     /// The catalogue view used by the intake.

@@ -34,6 +34,9 @@ pub struct Settings {
     /// Routing orders to vendors (eligibility distance, volume share, split penalty, score
     /// weights; DOMAIN.md "Routing to vendors").
     pub routing: khaacho_vendors::RoutingSettings,
+    /// Vendor offers and what follows routing: offer deadline, reassignments, automatic
+    /// completion.
+    pub fulfilment: FulfilmentSettings,
     /// HTTP limits.
     pub http: HttpSettings,
     /// Recurring job schedules (cron with seconds, evaluated in Nepal time).
@@ -74,6 +77,30 @@ pub struct PipelineSettings {
     pub max_lines: usize,
 }
 
+/// Vendor offers and the life of an order after routing (DOMAIN.md "Routing to vendors").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct FulfilmentSettings {
+    /// How long a vendor has to accept or reject an offer.
+    pub offer_timeout_minutes: i64,
+    /// Times a part moves to the next vendor (after a rejection or an expiry) before the
+    /// order is held for an operator (`vendor_unavailable`).
+    pub max_reassignments: i32,
+    /// A delivered order completes by itself this long after delivery unless the retailer
+    /// confirmed or reported an issue first.
+    pub auto_complete_hours: i64,
+}
+
+impl Default for FulfilmentSettings {
+    fn default() -> Self {
+        Self {
+            offer_timeout_minutes: 30,
+            max_reassignments: 3,
+            auto_complete_hours: 48,
+        }
+    }
+}
+
 /// HTTP server limits.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
@@ -102,6 +129,8 @@ pub struct ScheduleSettings {
     pub credit_scores: String,
     /// Late-payment cuts, overdue warning and block, risk and spike alerts.
     pub credit_controls: String,
+    /// Expiring vendor offers (with reassignment) and completing delivered orders.
+    pub fulfilment: String,
 }
 
 /// Intake back-pressure: once the pipeline is this far behind, new orders are refused with
@@ -129,7 +158,7 @@ impl Default for BackpressureSettings {
             // that a client hears "slow down" while its order would still be worth placing.
             max_ready_age_ms: 5_000,
             sample_interval_ms: 200,
-            queues: vec!["validate".into(), "orders".into()],
+            queues: vec!["validate".into(), "route".into(), "orders".into()],
             retry_after_secs: 2,
             enabled: true,
         }
@@ -148,6 +177,7 @@ impl Default for Settings {
             pipeline: PipelineSettings::default(),
             credit: crate::credit::CreditConfig::default(),
             routing: khaacho_vendors::RoutingSettings::default(),
+            fulfilment: FulfilmentSettings::default(),
             http: HttpSettings::default(),
             schedules: ScheduleSettings::default(),
             agents: khaacho_agents::AgentsConfig::default(),
@@ -189,6 +219,7 @@ impl Default for ScheduleSettings {
             maintenance: "0 0 1 * * *".into(),
             credit_scores: "0 0 2 * * *".into(),
             credit_controls: "0 0 * * * *".into(),
+            fulfilment: "0 * * * * *".into(),
         }
     }
 }

@@ -3,6 +3,8 @@
 use crate::app::App;
 use crate::config::Settings;
 use crate::credit::scoring::{RescoreRetailer, RunControls, ScoreAccounts};
+use crate::fulfilment::jobs::FulfilmentTick;
+use crate::fulfilment::routing::RouteOrders;
 use crate::maintenance::MaintenanceJob;
 use crate::orders::pipeline::ProcessOrders;
 use crate::orders::pipeline::parse::ParseOrder;
@@ -15,7 +17,9 @@ pub fn registry() -> Registry<App> {
     Registry::default()
         .register::<ParseOrder>()
         .register_batch::<ProcessOrders>()
+        .register_batch::<RouteOrders>()
         .register_batch::<OrderChanged>()
+        .register::<FulfilmentTick>()
         .register::<MaintenanceJob>()
         .register::<ScoreAccounts>()
         .register::<RescoreRetailer>()
@@ -29,5 +33,6 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
         Schedule::new::<MaintenanceJob>("maintenance", &s.maintenance)?,
         Schedule::new::<ScoreAccounts>("credit_scores", &s.credit_scores)?,
         Schedule::new::<RunControls>("credit_controls", &s.credit_controls)?,
+        Schedule::new::<FulfilmentTick>("fulfilment", &s.fulfilment)?,
     ])
 }

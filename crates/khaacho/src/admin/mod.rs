@@ -1,5 +1,6 @@
 //! Platform administration that is not about one business object: the job queue's dead
-//! letters and the order-parsing agents' switch and breakers.
+//! letters, the order-parsing agents' switch and breakers, and the operators' alert inbox.
 
 pub mod agents;
+pub mod alerts;
 pub mod jobs;

@@ -111,6 +111,9 @@ pub fn npr_to_paisa(npr: f64) -> Option<i64> {
     Some(paisa as i64)
 }
 
+/// VAT percentage added per line (Nepal: 13%).
+pub const VAT_PERCENT: i64 = 13;
+
 /// `price_paisa` per base unit times `qty_milli` base milli-units, rounded half up to paisa.
 pub fn line_amount(price_paisa: i64, qty_milli: i64) -> i64 {
     ((price_paisa as i128 * qty_milli as i128 + 500) / 1000) as i64

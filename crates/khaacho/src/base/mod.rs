@@ -8,10 +8,12 @@
 //! - [`scope`]: which rows a caller may see (the tenant scope);
 //! - [`principal`]: who is calling and in which role;
 //! - [`audit`]: the audit log, written in the transaction of the change;
+//! - [`alerts`]: the operators' alert inbox, written in the transaction of what raised it;
 //! - [`wire`]: problem errors, extractors, pages, cursors and query readers.
 //!
 //! ARCHITECTURE.md at the repository root gives the whole import structure.
 
+pub mod alerts;
 pub mod audit;
 pub mod db;
 pub mod domain;

@@ -28,3 +28,24 @@ pub fn fmt_time(ms: i64) -> String {
         .with_timezone(&nepal())
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// The application's clock: wall time plus an offset that only tests move. Everything that
+/// judges deadlines (vendor offers, automatic completion) reads it, so a test can jump past a
+/// deadline instead of sleeping.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    /// Now, epoch milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves this clock `ms` forward (tests and simulations only).
+    pub fn advance(&self, ms: i64) {
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}

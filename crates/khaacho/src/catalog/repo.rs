@@ -291,3 +291,36 @@ pub async fn offers_of_product(
 pub async fn count_products(db: &Db) -> Result<i64, sqlx::Error> {
     with_replica!(db, c => sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(c).await)
 }
+
+/// Takes `qty_milli` from `vendor`'s stock of `product` (its offer row), only if that much is
+/// there: one conditional UPDATE, so concurrent takers can never drive stock below zero.
+/// Returns whether it was taken.
+pub async fn take_stock(
+    tx: &mut Tx,
+    vendor: Uuid,
+    product: Uuid,
+    qty_milli: i64,
+    at_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = with_tx!(tx, c => sqlx::query(
+        "UPDATE offers SET stock_milli = stock_milli - $1, updated_at_ms = $2 \
+         WHERE vendor_id = $3 AND product_id = $4 AND stock_milli >= $1")
+        .bind(qty_milli).bind(at_ms).bind(vendor).bind(product)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Gives `qty_milli` back to `vendor`'s stock of `product` (a released reservation).
+pub async fn return_stock(
+    tx: &mut Tx,
+    vendor: Uuid,
+    product: Uuid,
+    qty_milli: i64,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "UPDATE offers SET stock_milli = stock_milli + $1, updated_at_ms = $2 WHERE vendor_id = $3 AND product_id = $4")
+        .bind(qty_milli).bind(at_ms).bind(vendor).bind(product)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}

@@ -1,21 +1,26 @@
 //! The facts of one routing decision, read from the database.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use chrono::Timelike;
 use khaacho_vendors::{GeoPoint, Line, Offer, Retailer, Vendor};
 use uuid::Uuid;
 
-use crate::base::db::{Db, push_ids};
+use super::repo;
+use crate::base::db::Db;
 use crate::base::time::nepal;
 use crate::catalog::pricing::price_for;
 use crate::catalog::repo::{OfferRow, valid_offers_any_vendor};
 use crate::orders::model::{LineRow, OrderRow};
-use crate::parties::repo::{self as parties, Vendor as VendorRow};
-use crate::with_replica;
+use crate::parties::repo::{self as parties, Retailer as RetailerRow, Vendor as VendorRow};
 
 /// 30 days in milliseconds: the window of the volume-share rule.
 const VOLUME_WINDOW_MS: i64 = 30 * khaacho_credit::DAY_MS;
+
+/// How long a process reuses the 30-day volumes it read (the share rule looks at a month;
+/// a minute-old figure decides the same, and the sum is not read for every batch).
+const VOLUME_TTL_MS: i64 = 60_000;
 
 /// Everything [`khaacho_vendors::route`] needs for one order, plus the vendor rows (names).
 #[derive(Debug)]
@@ -30,91 +35,208 @@ pub struct Facts {
     pub rows: HashMap<Uuid, VendorRow>,
 }
 
+/// What routing reads once for a batch of orders: their retailers, every valid offer for
+/// their products, the vendors behind those offers with their open workload, and the 30-day
+/// volumes. [`Market::facts`] cuts one order's [`Facts`] out of it; [`Market::took`] counts
+/// a part given to a vendor, so the next order of the batch sees its workload.
+#[derive(Debug, Default)]
+pub struct Market {
+    retailers: HashMap<Uuid, RetailerRow>,
+    offers: Vec<OfferRow>,
+    vendors: HashMap<Uuid, VendorRow>,
+    workload: HashMap<Uuid, i64>,
+    volumes: HashMap<(Uuid, Uuid), i64>,
+    now_ms: i64,
+}
+
+impl Market {
+    /// Reads the market for `orders` (each with its lines) at `now_ms`.
+    pub async fn load(
+        db: &Db,
+        volumes: &VolumeCache,
+        orders: &[(&OrderRow, &[LineRow])],
+        now_ms: i64,
+    ) -> Result<Self, sqlx::Error> {
+        let mut retailer_ids: Vec<Uuid> = orders.iter().map(|(o, _)| o.retailer_id).collect();
+        retailer_ids.sort_unstable();
+        retailer_ids.dedup();
+        let mut products: Vec<Uuid> = orders
+            .iter()
+            .flat_map(|(_, lines)| lines.iter().filter_map(|l| l.product_id))
+            .collect();
+        products.sort_unstable();
+        products.dedup();
+        let retailers = parties::find_retailers(db, &retailer_ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        let offers = valid_offers_any_vendor(db, &products, now_ms).await?;
+        let mut vendor_ids: Vec<Uuid> = offers.iter().map(|o| o.vendor_id).collect();
+        vendor_ids.sort_unstable();
+        vendor_ids.dedup();
+        let vendors = parties::find_vendors(db, &vendor_ids)
+            .await?
+            .into_iter()
+            .map(|v| (v.id, v))
+            .collect();
+        let workload = repo::workloads(db, &vendor_ids).await?;
+        let volumes = volumes.get(db, &products, now_ms).await?;
+        Ok(Self {
+            retailers,
+            offers,
+            vendors,
+            workload,
+            volumes,
+            now_ms,
+        })
+    }
+
+    /// A part of `vendor`'s was created (or reassigned to it) since the market was read.
+    pub fn took(&mut self, vendor: Uuid) {
+        *self.workload.entry(vendor).or_default() += 1;
+    }
+
+    /// The facts of routing `order` with its `lines`; `None` when the retailer is gone.
+    pub fn facts(&self, order: &OrderRow, lines: &[LineRow]) -> Option<Facts> {
+        let r = self.retailers.get(&order.retailer_id)?;
+        let retailer = Retailer {
+            district: r.district.clone(),
+            location: point(r.lat, r.lng),
+        };
+        // The lines that resolved to a product, in base units.
+        let wanted: Vec<(u32, Uuid, i64)> = lines
+            .iter()
+            .filter_map(|l| {
+                let product = l.product_id?;
+                let qty = l.base_qty_milli?;
+                Some((u32::try_from(l.line_no).ok()?, product, qty))
+            })
+            .collect();
+        let offers: Vec<&OfferRow> = self
+            .offers
+            .iter()
+            .filter(|o| wanted.iter().any(|w| w.1 == o.product_id))
+            .collect();
+        let mut vendor_ids: Vec<Uuid> = offers.iter().map(|o| o.vendor_id).collect();
+        vendor_ids.sort_unstable();
+        vendor_ids.dedup();
+        let rows: HashMap<Uuid, VendorRow> = vendor_ids
+            .iter()
+            .filter_map(|id| Some((*id, self.vendors.get(id)?.clone())))
+            .collect();
+        // The quantity each product is wanted in (the first line's, if a product repeats):
+        // tiered prices depend on it.
+        let qty_of = |product: Uuid| wanted.iter().find(|w| w.1 == product).map_or(0, |w| w.2);
+        let lines = wanted
+            .iter()
+            .map(|&(line_no, product_id, qty_milli)| Line {
+                line_no,
+                product_id,
+                qty_milli,
+                market_price_paisa: market_price(&offers, &rows, product_id, qty_milli),
+                volume_30d_milli: self
+                    .volumes
+                    .iter()
+                    .filter(|((_, p), _)| *p == product_id)
+                    .map(|(_, n)| *n)
+                    .sum(),
+            })
+            .collect();
+        let minute = minute_of_day(self.now_ms);
+        let vendors = vendor_ids
+            .iter()
+            .filter_map(|id| rows.get(id))
+            .map(|v| Vendor {
+                id: v.id,
+                active: v.active,
+                districts: v.districts.0.clone(),
+                location: point(v.lat, v.lng),
+                open_now: open_at(v.opens_at_min, v.closes_at_min, minute),
+                active_orders: u32::try_from(self.workload.get(&v.id).copied().unwrap_or(0))
+                    .unwrap_or(u32::MAX),
+                capacity: u32::try_from(v.max_active).unwrap_or(0),
+                reliability: u8::try_from(v.score.clamp(0, 100)).ok(),
+                offers: offers
+                    .iter()
+                    .filter(|o| o.vendor_id == v.id)
+                    .map(|o| Offer {
+                        product_id: o.product_id,
+                        price_paisa: price_for(o, qty_of(o.product_id)).0,
+                        stock_milli: o.stock_milli,
+                        volume_30d_milli: self
+                            .volumes
+                            .get(&(v.id, o.product_id))
+                            .copied()
+                            .unwrap_or(0),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Some(Facts {
+            retailer,
+            lines,
+            vendors,
+            rows,
+        })
+    }
+}
+
 /// Reads the facts for routing `order` (with its `lines`) at `now_ms`. `None` when the
 /// retailer is gone.
 pub async fn load(
     db: &Db,
+    volumes: &VolumeCache,
     order: &OrderRow,
     lines: &[LineRow],
     now_ms: i64,
 ) -> Result<Option<Facts>, sqlx::Error> {
-    let Some(r) = parties::find_retailer(db, order.retailer_id).await? else {
-        return Ok(None);
-    };
-    let retailer = Retailer {
-        district: r.district,
-        location: point(r.lat, r.lng),
-    };
-    // The lines that resolved to a product, in base units.
-    let wanted: Vec<(u32, Uuid, i64)> = lines
-        .iter()
-        .filter_map(|l| {
-            let product = l.product_id?;
-            let qty = l.base_qty_milli?;
-            Some((u32::try_from(l.line_no).ok()?, product, qty))
-        })
-        .collect();
-    let mut products: Vec<Uuid> = wanted.iter().map(|w| w.1).collect();
-    products.sort_unstable();
-    products.dedup();
-    let offers = valid_offers_any_vendor(db, &products, now_ms).await?;
-    let volumes = volumes(db, order, &products, now_ms - VOLUME_WINDOW_MS).await?;
-    let mut vendor_ids: Vec<Uuid> = offers.iter().map(|o| o.vendor_id).collect();
-    vendor_ids.sort_unstable();
-    vendor_ids.dedup();
-    let rows: HashMap<Uuid, VendorRow> = parties::find_vendors(db, &vendor_ids)
-        .await?
-        .into_iter()
-        .map(|v| (v.id, v))
-        .collect();
-    // The quantity each product is wanted in (the first line's, if a product repeats):
-    // tiered prices depend on it.
-    let qty_of = |product: Uuid| wanted.iter().find(|w| w.1 == product).map_or(0, |w| w.2);
-    let lines = wanted
-        .iter()
-        .map(|&(line_no, product_id, qty_milli)| Line {
-            line_no,
-            product_id,
-            qty_milli,
-            market_price_paisa: market_price(&offers, &rows, product_id, qty_milli),
-            volume_30d_milli: volumes
+    let market = Market::load(db, volumes, &[(order, lines)], now_ms).await?;
+    Ok(market.facts(order, lines))
+}
+
+/// The 30-day volume per (vendor, product) — what was routed to each vendor and not
+/// cancelled — kept per process for [`VOLUME_TTL_MS`].
+#[derive(Debug, Default)]
+pub struct VolumeCache {
+    by_product: Mutex<HashMap<Uuid, (i64, Vec<(Uuid, i64)>)>>,
+}
+
+impl VolumeCache {
+    /// The volumes of `products` at `now_ms`, reading those not fresh in the cache.
+    pub async fn get(
+        &self,
+        db: &Db,
+        products: &[Uuid],
+        now_ms: i64,
+    ) -> Result<HashMap<(Uuid, Uuid), i64>, sqlx::Error> {
+        let stale: Vec<Uuid> = {
+            let cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
+            products
                 .iter()
-                .filter(|((_, p), _)| *p == product_id)
-                .map(|(_, n)| *n)
-                .sum(),
-        })
-        .collect();
-    let minute = minute_of_day(now_ms);
-    let vendors = vendor_ids
-        .iter()
-        .filter_map(|id| rows.get(id))
-        .map(|v| Vendor {
-            id: v.id,
-            active: v.active,
-            districts: v.districts.0.clone(),
-            location: point(v.lat, v.lng),
-            open_now: open_at(v.opens_at_min, v.closes_at_min, minute),
-            active_orders: 0,
-            capacity: u32::try_from(v.max_active).unwrap_or(0),
-            reliability: u8::try_from(v.score.clamp(0, 100)).ok(),
-            offers: offers
-                .iter()
-                .filter(|o| o.vendor_id == v.id)
-                .map(|o| Offer {
-                    product_id: o.product_id,
-                    price_paisa: price_for(o, qty_of(o.product_id)).0,
-                    stock_milli: o.stock_milli,
-                    volume_30d_milli: volumes.get(&(v.id, o.product_id)).copied().unwrap_or(0),
-                })
-                .collect(),
-        })
-        .collect();
-    Ok(Some(Facts {
-        retailer,
-        lines,
-        vendors,
-        rows,
-    }))
+                .filter(|p| cached.get(p).is_none_or(|(at, _)| now_ms - at > VOLUME_TTL_MS))
+                .copied()
+                .collect()
+        };
+        if !stale.is_empty() {
+            let read = repo::volumes(db, &stale, now_ms - VOLUME_WINDOW_MS).await?;
+            let mut cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
+            for p in &stale {
+                cached.insert(*p, (now_ms, Vec::new()));
+            }
+            for (vendor, product, qty) in read {
+                if let Some((_, list)) = cached.get_mut(&product) {
+                    list.push((vendor, qty));
+                }
+            }
+        }
+        let cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(products
+            .iter()
+            .filter_map(|p| Some((p, cached.get(p)?)))
+            .flat_map(|(p, (_, list))| list.iter().map(move |(v, n)| ((*v, *p), *n)))
+            .collect())
+    }
 }
 
 fn point(lat: Option<f64>, lng: Option<f64>) -> Option<GeoPoint> {
@@ -126,7 +248,7 @@ fn point(lat: Option<f64>, lng: Option<f64>) -> Option<GeoPoint> {
 
 /// Average price for the quantity across the active vendors' valid offers.
 fn market_price(
-    offers: &[OfferRow],
+    offers: &[&OfferRow],
     vendors: &HashMap<Uuid, VendorRow>,
     product: Uuid,
     qty_milli: i64,
@@ -137,31 +259,6 @@ fn market_price(
         .map(|o| price_for(o, qty_milli).0)
         .collect();
     khaacho_vendors::mean_paisa(&prices)
-}
-
-/// What each vendor sold of each product since `from_ms`: priced lines of live orders other
-/// than `order` (the vendor whose offer priced the line), base milli-units.
-async fn volumes(
-    db: &Db,
-    order: &OrderRow,
-    products: &[Uuid],
-    from_ms: i64,
-) -> Result<HashMap<(Uuid, Uuid), i64>, sqlx::Error> {
-    if products.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<(Uuid, Uuid, i64)> = with_replica!(db, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "SELECT l.vendor_id, l.product_id, CAST(SUM(l.base_qty_milli) AS BIGINT) FROM order_lines l \
-             JOIN orders o ON o.id = l.order_id AND o.created_at_ms = l.order_created_at_ms \
-             WHERE l.order_created_at_ms >= ");
-        qb.push_bind(from_ms).push(" AND l.order_id <> ").push_bind(order.id);
-        qb.push(" AND l.vendor_id IS NOT NULL AND o.status NOT IN ('received', 'rejected', 'cancelled', 'failed') AND");
-        push_ids(&mut qb, "l.product_id", products);
-        qb.push(" GROUP BY l.vendor_id, l.product_id");
-        qb.build_query_as().fetch_all(c).await
-    })?;
-    Ok(rows.into_iter().map(|(v, p, n)| ((v, p), n)).collect())
 }
 
 /// Minutes after midnight, Nepal time.

@@ -1,24 +1,489 @@
-//! HTTP routes of fulfilment: the routing preview.
+//! HTTP routes of fulfilment: vendor parts and their actions, the routing decisions of an
+//! order and the routing preview.
+//!
+//! A vendor sees only the parts offered to or accepted by it (another vendor's part, or one
+//! that moved on, is simply not found) and only its own offers; staff see everything and may
+//! act for a vendor with a reason.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::facts;
+use super::repo::{self as parts, PartRow, PartStatus};
+use super::service::{self, Acting, FulfilmentError, PartAction};
 use crate::app::App;
-use crate::base::domain::paisa_to_npr;
-use crate::base::principal::{Principal, STAFF};
-use crate::base::time::now_ms;
-use crate::base::wire::error::{ApiError, Problem};
-use crate::base::wire::extract::Path;
+use crate::base::domain::{milli_to_qty, paisa_to_npr, qty_to_milli};
+use crate::base::principal::{Principal, Role, STAFF};
+use crate::base::time::fmt_time;
+use crate::base::wire::error::{ApiError, FieldError, Problem};
+use crate::base::wire::extract::{Json, Path, Query};
+use crate::base::wire::{Page, page_limit, split_page};
+use crate::orders::model::Actor;
 use crate::orders::repo;
 
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
-    OpenApiRouter::new().routes(routes!(get_routing))
+    OpenApiRouter::new()
+        .routes(routes!(get_routing))
+        .routes(routes!(list_fulfilments))
+        .routes(routes!(get_fulfilment))
+        .routes(routes!(accept_fulfilment))
+        .routes(routes!(reject_fulfilment))
+        .routes(routes!(dispatch_fulfilment))
+        .routes(routes!(deliver_fulfilment))
+        .routes(routes!(order_routing_decisions))
+}
+
+/// One line of a vendor part.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FulfilmentLineView {
+    /// The order line.
+    pub line_no: i32,
+    /// Product.
+    pub product_id: Uuid,
+    /// Quantity ordered, in `unit`.
+    pub quantity: f64,
+    /// The product's base unit.
+    pub unit: String,
+    /// Taken from the vendor's stock (once accepted).
+    pub reserved_quantity: f64,
+    /// Handed over (once delivered).
+    pub delivered_quantity: Option<f64>,
+}
+
+/// One offer of a part to a vendor.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OfferView {
+    /// Id.
+    pub id: Uuid,
+    /// The vendor asked.
+    pub vendor_id: Uuid,
+    /// `offered`, `accepted`, `rejected`, `expired`, `cancelled`.
+    pub status: String,
+    /// Sent (Nepal time).
+    pub offered_at: String,
+    /// Answer by (Nepal time).
+    pub deadline: String,
+    /// Answered or expired (Nepal time).
+    pub responded_at: Option<String>,
+    /// The reason given.
+    pub reason: Option<String>,
+}
+
+/// A vendor part of an order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FulfilmentView {
+    /// Id.
+    pub id: Uuid,
+    /// The order.
+    pub order_id: Uuid,
+    /// The vendor it is offered to or accepted by (none once no vendor is left).
+    pub vendor_id: Option<Uuid>,
+    /// `offered`, `accepted`, `dispatched`, `delivered`, `unassigned`, `cancelled`.
+    pub status: String,
+    /// What may be done now: `accept`, `reject`, `dispatch`, `deliver`.
+    pub allowed_actions: Vec<String>,
+    /// Answer the open offer by (Nepal time).
+    pub deadline: Option<String>,
+    /// Times it moved to another vendor.
+    pub reassignments: i32,
+    /// Its lines at the order's prices, VAT included, NPR.
+    pub total_npr: f64,
+    /// What was handed over, VAT included, NPR.
+    pub delivered_npr: Option<f64>,
+    /// Accepted (Nepal time).
+    pub accepted_at: Option<String>,
+    /// Dispatched (Nepal time).
+    pub dispatched_at: Option<String>,
+    /// Delivered (Nepal time).
+    pub delivered_at: Option<String>,
+    /// Lines.
+    pub lines: Vec<FulfilmentLineView>,
+    /// Offers, oldest first (a vendor sees only its own).
+    pub offers: Vec<OfferView>,
+}
+
+impl FulfilmentView {
+    fn new(p: PartRow, lines: Vec<parts::PartLineRow>, offers: Vec<parts::PartOfferRow>) -> Self {
+        FulfilmentView {
+            allowed_actions: service::allowed(p.status())
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            id: p.id,
+            order_id: p.order_id,
+            vendor_id: p.vendor_id,
+            deadline: p.deadline_ms.map(fmt_time),
+            reassignments: p.reassignments,
+            total_npr: paisa_to_npr(p.total_paisa),
+            delivered_npr: p.delivered_paisa.map(paisa_to_npr),
+            accepted_at: p.accepted_at_ms.map(fmt_time),
+            dispatched_at: p.dispatched_at_ms.map(fmt_time),
+            delivered_at: p.delivered_at_ms.map(fmt_time),
+            status: p.status,
+            lines: lines
+                .into_iter()
+                .map(|l| FulfilmentLineView {
+                    line_no: l.line_no,
+                    product_id: l.product_id,
+                    quantity: milli_to_qty(l.qty_milli),
+                    unit: l.unit,
+                    reserved_quantity: milli_to_qty(l.reserved_milli),
+                    delivered_quantity: l.delivered_milli.map(milli_to_qty),
+                })
+                .collect(),
+            offers: offers
+                .into_iter()
+                .map(|o| OfferView {
+                    id: o.id,
+                    vendor_id: o.vendor_id,
+                    status: o.status,
+                    offered_at: fmt_time(o.offered_at_ms),
+                    deadline: fmt_time(o.deadline_ms),
+                    responded_at: o.responded_at_ms.map(fmt_time),
+                    reason: o.reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Renders `rows` for `principal`: a vendor sees only its own offers.
+pub async fn views(
+    app: &App,
+    principal: &Principal,
+    rows: Vec<PartRow>,
+) -> Result<Vec<FulfilmentView>, ApiError> {
+    let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
+    let mut lines = parts::lines(app.db(), &ids).await?;
+    let mut offers = parts::offers(app.db(), &ids).await?;
+    if let Some(v) = principal.vendor().filter(|_| principal.role == Role::Vendor) {
+        offers.retain(|o| o.vendor_id == v);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|p| {
+            let mine = lines.extract_if(.., |l| l.fulfilment_id == p.id).collect();
+            let offered = offers.extract_if(.., |o| o.fulfilment_id == p.id).collect();
+            FulfilmentView::new(p, mine, offered)
+        })
+        .collect())
+}
+
+/// The parts of `order` that `principal` may see (a vendor: its own).
+pub async fn visible_parts(
+    app: &App,
+    principal: &Principal,
+    order: Uuid,
+) -> Result<Vec<FulfilmentView>, ApiError> {
+    let mut rows = parts::of_order(app.db(), order).await?;
+    if principal.role == Role::Vendor {
+        rows.retain(|p| p.vendor_id.is_some() && p.vendor_id == principal.vendor());
+    }
+    views(app, principal, rows).await
+}
+
+/// Filters of the parts list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FulfilmentParams {
+    /// Only parts in this status (`offered`, `accepted`, `dispatched`, `delivered`,
+    /// `unassigned`, `cancelled`).
+    pub status: Option<String>,
+    /// Only this vendor's (staff; a vendor always sees its own).
+    pub vendor_id: Option<Uuid>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+/// Vendor parts, newest first: a vendor's own (its inbox of offers with `status=offered`),
+/// or everyone's for staff.
+#[utoipa::path(get, path = "/fulfilments", tag = "fulfilment", params(FulfilmentParams),
+    responses((status = 200, body = Page<FulfilmentView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn list_fulfilments(
+    State(app): State<App>,
+    principal: Principal,
+    Query(p): Query<FulfilmentParams>,
+) -> Result<axum::Json<Page<FulfilmentView>>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
+    let limit = page_limit(p.limit)?;
+    if let Some(s) = p.status.as_deref().filter(|s| PartStatus::parse(s).is_none()) {
+        let names: Vec<&str> = PartStatus::ALL.iter().map(|s| s.as_str()).collect();
+        return Err(ApiError::param(
+            "status",
+            format!("unknown status {s:?}; one of {}", names.join(", ")),
+        ));
+    }
+    let vendor = if principal.role == Role::Vendor {
+        Some(principal.vendor().unwrap_or(Uuid::nil()))
+    } else {
+        p.vendor_id
+    };
+    let rows = parts::list(app.db(), vendor, p.status.as_deref(), p.cursor, limit + 1).await?;
+    let (rows, next) = split_page(rows, limit, |r| r.id.to_string());
+    Ok(axum::Json(Page {
+        items: views(&app, &principal, rows).await?,
+        next_cursor: next,
+    }))
+}
+
+/// A part the caller may see, or 404.
+async fn visible(app: &App, principal: &Principal, id: Uuid) -> Result<PartRow, ApiError> {
+    let part = parts::find(app.db(), id)
+        .await?
+        .ok_or(ApiError::NotFound("fulfilment"))?;
+    if principal.role == Role::Vendor
+        && (part.vendor_id.is_none() || part.vendor_id != principal.vendor())
+    {
+        return Err(ApiError::NotFound("fulfilment"));
+    }
+    Ok(part)
+}
+
+/// One vendor part with its lines and offers.
+#[utoipa::path(get, path = "/fulfilments/{id}", tag = "fulfilment",
+    params(("id" = Uuid, Path, description = "Fulfilment id")),
+    responses((status = 200, body = FulfilmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_fulfilment(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
+    let part = visible(&app, &principal, id).await?;
+    let mut v = views(&app, &principal, vec![part]).await?;
+    v.pop().map(axum::Json).ok_or(ApiError::NotFound("fulfilment"))
+}
+
+/// Body of accept, reject and dispatch.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartActionBody {
+    /// Why (required to reject, and of an operator acting for a vendor).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One delivered line.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveredLine {
+    /// The order line.
+    pub line_no: i32,
+    /// Quantity handed over, in the line's base unit (0 up to what was ordered).
+    pub quantity: f64,
+}
+
+/// Body of deliver.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverBody {
+    /// Lines delivered short (lines not named were delivered in full).
+    #[serde(default)]
+    pub lines: Vec<DeliveredLine>,
+    /// Why (required of an operator acting for a vendor).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn act(
+    app: &App,
+    principal: &Principal,
+    id: Uuid,
+    action: PartAction,
+    reason: Option<&str>,
+) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
+    // A vendor acting on a part not its own learns nothing about it.
+    visible(app, principal, id).await?;
+    let actor = Actor {
+        id: principal.actor(),
+        role: principal.role.as_str(),
+    };
+    let acting = Acting {
+        vendor: (principal.role == Role::Vendor).then(|| principal.vendor().unwrap_or(Uuid::nil())),
+        actor: &actor,
+        reason,
+    };
+    let verb = match &action {
+        PartAction::Accept => "fulfilment.accept",
+        PartAction::Reject => "fulfilment.reject",
+        PartAction::Dispatch => "fulfilment.dispatch",
+        PartAction::Deliver(_) => "fulfilment.deliver",
+    };
+    let part = service::act(app, id, &acting, action)
+        .await
+        .map_err(fulfilment_error)?;
+    if principal.is_staff() {
+        let entry = principal
+            .audit(verb)
+            .on("fulfilment", id)
+            .summary(serde_json::json!({ "status": part.status, "reason": reason }));
+        crate::base::audit::record(app.db(), &entry).await?;
+    }
+    let mut v = views(app, principal, vec![part]).await?;
+    v.pop().map(axum::Json).ok_or(ApiError::NotFound("fulfilment"))
+}
+
+fn fulfilment_error(e: FulfilmentError) -> ApiError {
+    match e {
+        FulfilmentError::NotFound => ApiError::NotFound("fulfilment"),
+        FulfilmentError::Invalid(errors) => ApiError::Validation(errors),
+        FulfilmentError::Illegal(m) => ApiError::IllegalTransition(m),
+        FulfilmentError::OutOfStock(m) => ApiError::Conflict(m),
+        FulfilmentError::Ledger(e) => ApiError::Conflict(e.to_string()),
+        FulfilmentError::Storage(e) => e.into(),
+    }
+}
+
+/// Accept the offer of a part: its stock is reserved. Exactly one of concurrent accepts
+/// wins; after the deadline the offer is refused (409).
+#[utoipa::path(post, path = "/fulfilments/{id}/accept", tag = "fulfilment", request_body = PartActionBody,
+    params(("id" = Uuid, Path, description = "Fulfilment id")),
+    responses((status = 200, body = FulfilmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn accept_fulfilment(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<PartActionBody>, ApiError>,
+) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    let body = body?.0;
+    act(&app, &principal, id, PartAction::Accept, body.reason.as_deref()).await
+}
+
+/// Reject the offer of a part (a reason is required): it goes to the next best vendor not
+/// yet asked, or, after the last reassignment, the order waits for an operator.
+#[utoipa::path(post, path = "/fulfilments/{id}/reject", tag = "fulfilment", request_body = PartActionBody,
+    params(("id" = Uuid, Path, description = "Fulfilment id")),
+    responses((status = 200, body = FulfilmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn reject_fulfilment(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<PartActionBody>, ApiError>,
+) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    let body = body?.0;
+    act(&app, &principal, id, PartAction::Reject, body.reason.as_deref()).await
+}
+
+/// The goods of an accepted part left the vendor.
+#[utoipa::path(post, path = "/fulfilments/{id}/dispatch", tag = "fulfilment", request_body = PartActionBody,
+    params(("id" = Uuid, Path, description = "Fulfilment id")),
+    responses((status = 200, body = FulfilmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn dispatch_fulfilment(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<PartActionBody>, ApiError>,
+) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    let body = body?.0;
+    act(&app, &principal, id, PartAction::Dispatch, body.reason.as_deref()).await
+}
+
+/// The goods of a dispatched part arrived. Lines delivered short are named with the quantity
+/// handed over; once every part is delivered the order is, and its credit is posted at the
+/// delivered amount.
+#[utoipa::path(post, path = "/fulfilments/{id}/deliver", tag = "fulfilment", request_body = DeliverBody,
+    params(("id" = Uuid, Path, description = "Fulfilment id")),
+    responses((status = 200, body = FulfilmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn deliver_fulfilment(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<DeliverBody>, ApiError>,
+) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    let body = body?.0;
+    let mut errors = Vec::new();
+    let mut quantities = Vec::new();
+    for (k, l) in body.lines.iter().enumerate() {
+        match qty_to_milli(l.quantity) {
+            Some(q) if l.quantity.is_finite() => quantities.push((l.line_no, q)),
+            _ if l.quantity < 0.0 => errors.push(FieldError::new(
+                format!("lines[{k}].quantity"),
+                "a delivered quantity cannot be negative",
+            )),
+            _ => errors.push(FieldError::new(
+                format!("lines[{k}].quantity"),
+                "a quantity with at most three decimals",
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let action = PartAction::Deliver(quantities);
+    act(&app, &principal, id, action, body.reason.as_deref()).await
+}
+
+/// A stored routing decision.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DecisionView {
+    /// The part, for a reassignment.
+    pub fulfilment_id: Option<Uuid>,
+    /// `routed`, `reassigned`, `no_vendor`.
+    pub outcome: String,
+    /// What was chosen and why.
+    pub reason: String,
+    /// Candidates with their scores and components, and the plan, as decided.
+    #[schema(value_type = Object)]
+    pub decision: serde_json::Value,
+    /// When (Nepal time).
+    pub at: String,
+}
+
+/// Every routing decision taken for an order, oldest first (staff).
+pub async fn decisions(app: &App, order: Uuid) -> Result<Vec<DecisionView>, ApiError> {
+    Ok(parts::decisions(app.db(), order)
+        .await?
+        .into_iter()
+        .map(|d| DecisionView {
+            fulfilment_id: d.fulfilment_id,
+            outcome: d.outcome,
+            reason: d.reason,
+            decision: d.decision.0,
+            at: fmt_time(d.at_ms),
+        })
+        .collect())
+}
+
+/// The routing decisions taken for an order: the first routing with every candidate, its
+/// scores and the plan, then each reassignment (staff).
+#[utoipa::path(get, path = "/orders/{id}/routing-decisions", tag = "fulfilment",
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, body = Vec<DecisionView>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn order_routing_decisions(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Vec<DecisionView>>, ApiError> {
+    principal.require(STAFF)?;
+    let order = repo::find(app.db(), principal.order_scope(), id)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
+    Ok(axum::Json(decisions(&app, order.id).await?))
 }
 
 /// One weighted part of a vendor's score.
@@ -124,7 +589,7 @@ async fn get_routing(
         .await?
         .ok_or(ApiError::NotFound("order"))?;
     let lines = repo::lines(app.db(), &order).await?;
-    let facts = facts::load(app.db(), &order, &lines, now_ms())
+    let facts = facts::load(app.db(), app.volumes(), &order, &lines, app.clock().now_ms())
         .await?
         .ok_or(ApiError::NotFound("retailer"))?;
     let d = khaacho_vendors::route(
@@ -133,55 +598,56 @@ async fn get_routing(
         &facts.vendors,
         &app.settings().routing,
     );
-    let name = |id: Uuid| {
-        facts
-            .rows
-            .get(&id)
-            .map(|v| v.name.clone())
-            .unwrap_or_default()
-    };
-    Ok(axum::Json(RoutingView {
-        order_id: order.id,
-        reason: d.reason,
-        plan: d.plan.map(|p| PlanView {
-            goods_npr: paisa_to_npr(p.goods_paisa),
-            penalty_npr: paisa_to_npr(p.penalty_paisa),
-            parts: p
-                .parts
-                .into_iter()
-                .map(|part| PartView {
-                    vendor_name: name(part.vendor_id),
-                    vendor_id: part.vendor_id,
-                    lines: part.lines,
-                    cost_npr: paisa_to_npr(part.cost_paisa),
-                    score: part.score.total,
-                    components: components(&part.score),
-                })
-                .collect(),
-        }),
-        uncovered: d.uncovered,
-        hours_relaxed: d.hours_relaxed,
-        volume_relaxed: d.volume_relaxed,
-        candidates: d
-            .candidates
-            .into_iter()
-            .map(|c| CandidateView {
-                vendor_name: name(c.vendor_id),
-                vendor_id: c.vendor_id,
-                eligible_lines: c.eligible_lines,
-                ineligible: c
-                    .ineligible
+    Ok(axum::Json(RoutingView::new(order.id, d, &facts)))
+}
+
+impl RoutingView {
+    /// The view of decision `d` taken on `facts` (vendor names from the facts).
+    pub fn new(order_id: Uuid, d: khaacho_vendors::Decision, facts: &facts::Facts) -> Self {
+        let name = |id: Uuid| super::routing::vendor_name(facts, id);
+        RoutingView {
+            order_id,
+            reason: d.reason,
+            plan: d.plan.map(|p| PlanView {
+                goods_npr: paisa_to_npr(p.goods_paisa),
+                penalty_npr: paisa_to_npr(p.penalty_paisa),
+                parts: p
+                    .parts
                     .into_iter()
-                    .map(|(line_no, why)| IneligibleView {
-                        line_no,
-                        reasons: why.iter().map(|r| r.as_str().to_string()).collect(),
+                    .map(|part| PartView {
+                        vendor_name: name(part.vendor_id),
+                        vendor_id: part.vendor_id,
+                        lines: part.lines,
+                        cost_npr: paisa_to_npr(part.cost_paisa),
+                        score: part.score.total,
+                        components: components(&part.score),
                     })
                     .collect(),
-                score: c.score.as_ref().map(|s| s.total),
-                components: c.score.as_ref().map(components).unwrap_or_default(),
-            })
-            .collect(),
-    }))
+            }),
+            uncovered: d.uncovered,
+            hours_relaxed: d.hours_relaxed,
+            volume_relaxed: d.volume_relaxed,
+            candidates: d
+                .candidates
+                .into_iter()
+                .map(|c| CandidateView {
+                    vendor_name: name(c.vendor_id),
+                    vendor_id: c.vendor_id,
+                    eligible_lines: c.eligible_lines,
+                    ineligible: c
+                        .ineligible
+                        .into_iter()
+                        .map(|(line_no, why)| IneligibleView {
+                            line_no,
+                            reasons: why.iter().map(|r| r.as_str().to_string()).collect(),
+                        })
+                        .collect(),
+                    score: c.score.as_ref().map(|s| s.total),
+                    components: c.score.as_ref().map(components).unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
 }
 
 fn components(s: &khaacho_vendors::VendorScore) -> Vec<ComponentView> {

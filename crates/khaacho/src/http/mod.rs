@@ -72,6 +72,7 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
     let v1 = OpenApiRouter::new()
         .merge(crate::orders::routes::router())
         .merge(crate::admin::agents::router())
+        .merge(crate::admin::alerts::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::parties::routes::router())
         .merge(crate::admin::jobs::router())

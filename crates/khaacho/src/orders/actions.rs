@@ -10,6 +10,16 @@ use crate::app::App;
 use crate::base::audit::{self, Entry};
 use crate::base::wire::error::FieldError;
 use crate::credit::ledger::{self, LedgerError, Reserve};
+use crate::fulfilment::service::cancel_parts;
+
+/// `extra`'s keys added to `detail` (an object, or nothing yet).
+fn merge(detail: Option<serde_json::Value>, extra: serde_json::Value) -> serde_json::Value {
+    let mut out = detail.unwrap_or_else(|| serde_json::json!({}));
+    if let (Some(o), serde_json::Value::Object(e)) = (out.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    out
+}
 
 /// Holds an operator may approve past the credit rules: the approval reserves the order's
 /// total as an override, recorded with who approved it.
@@ -72,11 +82,12 @@ async fn settle_credit(
             }
         }
         Action::Approve => Ok(None),
+        // Delivered, or held after delivery because the retailer reported an issue.
         Action::Cancel
             if matches!(
                 order.status(),
                 OrderStatus::Delivered | OrderStatus::Completed
-            ) =>
+            ) || order.held_from.as_deref() == Some(OrderStatus::Delivered.as_str()) =>
         {
             let posted = crate::credit::repo::hold(tx, order.id)
                 .await?
@@ -100,6 +111,7 @@ async fn settle_credit(
             ledger::void(tx, order.id).await?;
             Ok(None)
         }
+        Action::Confirm | Action::ReportIssue => Ok(None),
     }
 }
 
@@ -128,6 +140,10 @@ pub enum Action {
     Reject,
     /// Withdraw it.
     Cancel,
+    /// The retailer confirms receipt of a delivered order.
+    Confirm,
+    /// The retailer reports a problem with a delivered order: held for an operator.
+    ReportIssue,
 }
 
 impl Action {
@@ -136,6 +152,8 @@ impl Action {
             Action::Approve => "approved",
             Action::Reject => "rejected",
             Action::Cancel => "cancelled",
+            Action::Confirm => "confirmed",
+            Action::ReportIssue => "reported",
         }
     }
 }
@@ -154,8 +172,13 @@ pub async fn apply(
     audit: Option<Entry>,
 ) -> Result<OrderRow, ActionError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-    if action == Action::Reject && reason.is_none() {
-        return Err(ActionError::field("reason", "a rejection needs a reason"));
+    if matches!(action, Action::Reject | Action::ReportIssue) && reason.is_none() {
+        let message = if action == Action::Reject {
+            "a rejection needs a reason"
+        } else {
+            "say what is wrong with the delivery"
+        };
+        return Err(ActionError::field("reason", message));
     }
     if reason.is_some_and(|r| r.chars().count() > 500) {
         return Err(ActionError::field(
@@ -194,10 +217,10 @@ pub async fn apply(
         Action::Reject => OrderStatus::Rejected,
         Action::Cancel
             if actor.role == "retailer"
-                && matches!(
+                && (matches!(
                     from,
                     OrderStatus::Dispatched | OrderStatus::Delivered | OrderStatus::Completed
-                ) =>
+                ) || order.held_from.as_deref() == Some(OrderStatus::Delivered.as_str())) =>
         {
             return Err(ActionError::Illegal(format!(
                 "a retailer can cancel only before dispatch; this order is {}",
@@ -205,6 +228,15 @@ pub async fn apply(
             )));
         }
         Action::Cancel => OrderStatus::Cancelled,
+        Action::Confirm | Action::ReportIssue if from != OrderStatus::Delivered => {
+            return Err(ActionError::Illegal(format!(
+                "only a delivered order can be {}; this order is {}",
+                action.verb(),
+                from.as_str()
+            )));
+        }
+        Action::Confirm => OrderStatus::Completed,
+        Action::ReportIssue => OrderStatus::OnHold,
     };
     if corrected.is_some() && to != OrderStatus::Received {
         return Err(ActionError::field(
@@ -212,8 +244,20 @@ pub async fn apply(
             "lines can be corrected only on an order held before validation",
         ));
     }
-    let reason = reason.unwrap_or(action.verb());
-    let detail = settle_credit(&mut tx, &order, action, actor).await?;
+    let mut detail = settle_credit(&mut tx, &order, action, actor).await?;
+    if matches!(action, Action::Reject | Action::Cancel) {
+        // Parts not yet delivered are withdrawn: open offers closed, reserved stock back.
+        let released = cancel_parts(&mut tx, order.id, app.clock().now_ms()).await?;
+        detail = Some(merge(detail, released));
+    }
+    let (reason, detail) = match action {
+        // The hold's reason code is fixed; the retailer's words go in the detail.
+        Action::ReportIssue => (
+            "retailer_issue",
+            Some(merge(detail, serde_json::json!({ "issue": reason }))),
+        ),
+        _ => (reason.unwrap_or(action.verb()), detail),
+    };
     match transition::apply(&mut tx, &mut order, to, actor, Some(reason), detail).await? {
         TransitionResult::Done => {}
         TransitionResult::Illegal | TransitionResult::Stale => {
@@ -241,6 +285,8 @@ pub async fn apply(
             Action::Approve => "order.approve",
             Action::Reject => "order.reject",
             Action::Cancel => "order.cancel",
+            Action::Confirm => "order.confirm",
+            Action::ReportIssue => "order.report_issue",
         };
         let entry = entry
             .action(verb)

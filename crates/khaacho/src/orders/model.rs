@@ -95,11 +95,12 @@ impl OrderStatus {
             (Received, Validated | Rejected | Failed | OnHold) => true,
             (Validated, Routed | OnHold | Rejected | Failed) => true,
             // An approved hold continues to the state it was held from (or onwards).
-            (OnHold, Received | Validated | Routed | Rejected | Failed) => true,
+            (OnHold, Received | Validated | Routed | Delivered | Rejected | Failed) => true,
             (Routed, Accepted | OnHold | Failed) => true,
             (Accepted, Dispatched) => true,
             (Dispatched, Delivered) => true,
-            (Delivered, Completed) => true,
+            // The retailer confirms receipt, or reports an issue an operator settles.
+            (Delivered, Completed | OnHold) => true,
             (_, Cancelled) => true,
             _ => false,
         }
@@ -328,6 +329,10 @@ mod tests {
         assert!(!Cancelled.can_become(Cancelled));
         assert!(!Completed.can_become(Cancelled));
         assert!(Failed.can_become(Received));
+        assert!(Delivered.can_become(OnHold));
+        assert!(OnHold.can_become(Delivered));
+        assert!(!Delivered.can_become(Routed));
+        assert!(!Accepted.can_become(Delivered));
         assert!(!Failed.can_become(Validated));
         for s in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));

@@ -342,3 +342,28 @@ pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result
     }
     Ok(())
 }
+
+/// Addresses lines `line_nos` of `order` to `vendor` (routing or a reassignment): the vendor
+/// then finds the order through its scope and sees those lines.
+pub async fn address_lines(
+    tx: &mut Tx,
+    order: (Uuid, i64),
+    line_nos: &[i32],
+    vendor: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    if line_nos.is_empty() {
+        return Ok(());
+    }
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("UPDATE order_lines SET vendor_id = ");
+        qb.push_bind(vendor).push(" WHERE order_id = ").push_bind(order.0);
+        qb.push(" AND order_created_at_ms = ").push_bind(order.1).push(" AND line_no IN (");
+        let mut list = qb.separated(", ");
+        for n in line_nos {
+            list.push_bind(*n);
+        }
+        qb.push(")");
+        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}

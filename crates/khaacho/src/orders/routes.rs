@@ -22,6 +22,7 @@ use crate::base::time::fmt_time;
 use crate::base::wire::error::{ApiError, Problem};
 use crate::base::wire::extract::{Json, Path, Query};
 use crate::base::wire::{Page, decode_cursor, encode_cursor, request_id};
+use crate::fulfilment::routes::{self as fulfilment, DecisionView, FulfilmentView};
 
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
@@ -32,6 +33,8 @@ pub fn router() -> OpenApiRouter<App> {
         .routes(routes!(approve_order))
         .routes(routes!(reject_order))
         .routes(routes!(cancel_order))
+        .routes(routes!(confirm_order))
+        .routes(routes!(report_issue))
         .routes(routes!(parse_order_text))
 }
 
@@ -289,6 +292,12 @@ pub struct OrderView {
     /// The order's risk assessment (detail only; not shown to vendors).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskView>,
+    /// Its vendor parts (detail only; a vendor sees its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fulfilments: Option<Vec<FulfilmentView>>,
+    /// Routing decisions with their candidates, scores and reasons (detail only; staff).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Vec<DecisionView>>,
 }
 
 /// The credit hold of an order.
@@ -366,6 +375,8 @@ impl OrderView {
             payment_mode: o.payment_mode,
             credit_hold: None,
             risk: None,
+            fulfilments: None,
+            routing: None,
         }
     }
 }
@@ -412,6 +423,10 @@ async fn get_order(
         components: r.components.0,
         reasons: r.reasons.0,
     });
+    view.fulfilments = Some(fulfilment::visible_parts(&app, &principal, id).await?);
+    if principal.is_staff() {
+        view.routing = Some(fulfilment::decisions(&app, id).await?);
+    }
     Ok(axum::Json(view))
 }
 
@@ -574,6 +589,53 @@ async fn reject_order(
     act(&app, &principal, id, Action::Reject, body?.0).await
 }
 
+/// Confirm receipt of a delivered order (the retailer, or staff for it): it is completed.
+/// Unconfirmed delivered orders complete themselves after `fulfilment.auto_complete_hours`.
+#[utoipa::path(post, path = "/orders/{id}/confirm", tag = "orders", request_body = ActionBody,
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn confirm_order(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<ActionBody>, ApiError>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
+    own_order(&app, &principal, id).await?;
+    act(&app, &principal, id, Action::Confirm, body?.0).await
+}
+
+/// Report a problem with a delivered order (`reason` says what): it is held for an operator,
+/// who approves it (back to delivered) or cancels it (a refund credit of what was posted).
+#[utoipa::path(post, path = "/orders/{id}/report-issue", tag = "orders", request_body = ActionBody,
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn report_issue(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<ActionBody>, ApiError>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
+    own_order(&app, &principal, id).await?;
+    act(&app, &principal, id, Action::ReportIssue, body?.0).await
+}
+
+/// A retailer acts only on its own orders (another tenant's id is simply not found).
+async fn own_order(app: &App, principal: &Principal, id: Uuid) -> Result<(), ApiError> {
+    if principal.retailer().is_some()
+        && repo::find(app.db(), principal.order_scope(), id)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::NotFound("order"));
+    }
+    Ok(())
+}
+
 /// Cancel an order that is not yet finished.
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", request_body = ActionBody,
     params(("id" = Uuid, Path, description = "Order id")),
@@ -586,13 +648,6 @@ async fn cancel_order(
     body: Result<Json<ActionBody>, ApiError>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
     principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
-    // A retailer cancels only its own orders (another tenant's id is simply not found).
-    if principal.retailer().is_some()
-        && repo::find(app.db(), principal.order_scope(), id)
-            .await?
-            .is_none()
-    {
-        return Err(ApiError::NotFound("order"));
-    }
+    own_order(&app, &principal, id).await?;
     act(&app, &principal, id, Action::Cancel, body?.0).await
 }

@@ -127,6 +127,31 @@ pub async fn create(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sqlx::Er
     announce(tx, records, None).await
 }
 
+/// Marks an order `failed` after the job carrying it went dead (an operator may retry the
+/// job from the dead-letter view, which puts the order back to `received`).
+pub async fn fail(
+    db: &crate::base::db::Db,
+    order_id: Uuid,
+    job_id: Uuid,
+    error: String,
+) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
+    if let Some(mut order) = super::repo::find_for_update(&mut tx, order_id).await? {
+        let detail = serde_json::json!({ "error": error, "job_id": job_id });
+        apply(
+            &mut tx,
+            &mut order,
+            OrderStatus::Failed,
+            &Actor::system(),
+            Some("processing_failed"),
+            Some(detail),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Moves `order` to `to`; see [`apply_many`].
 pub async fn apply(
     tx: &mut Tx,

@@ -145,6 +145,18 @@ pub async fn find_retailer(db: &Db, id: Uuid) -> Result<Option<Retailer>, sqlx::
     with_latest!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
+/// Retailers by id (unknown ids are skipped), for decisions that may read a moment-old copy.
+pub async fn find_retailers(db: &Db, ids: &[Uuid]) -> Result<Vec<Retailer>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_replica!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {RETAILER_COLS} FROM retailers WHERE"));
+        push_ids(&mut qb, "id", ids);
+        qb.build_query_as::<Retailer>().fetch_all(c).await
+    })
+}
+
 /// One retailer by phone.
 pub async fn find_retailer_by_phone(db: &Db, phone: &str) -> Result<Option<Retailer>, sqlx::Error> {
     let sql = format!("SELECT {RETAILER_COLS} FROM retailers WHERE phone = $1");

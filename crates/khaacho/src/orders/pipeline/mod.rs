@@ -15,8 +15,10 @@
 //!    stored), then the large-order review; what they decide is settled together in
 //!    [`settle`]: a rejection voids the hold, holds put the order `on_hold` with the first
 //!    reason (all reasons in the event);
-//! 3. routing to vendors (a later step, enqueued by [`continue_after`] once an order is
-//!    `validated`).
+//! 3. routing to vendors ([`RouteOrders`], job `order.route`, batched, in the fulfilment
+//!    feature: it calls out to nothing but reads the whole market, so it runs after the
+//!    credit step's account locks are released), enqueued by [`continue_after`] once an
+//!    order is `validated`.
 //!
 //! [`continue_after`] is the one place that decides what follows a state; an operator's
 //! approval of a hold continues through it too.
@@ -37,6 +39,7 @@ use crate::app::{App, JobContext};
 use crate::base::db::Tx;
 use crate::base::time::now_ms;
 use crate::credit::ledger;
+use crate::fulfilment::routing::RouteOrders;
 use crate::queue::{
     BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue, enqueue_batch,
 };
@@ -71,7 +74,7 @@ impl Job for ProcessOrders {
     }
 
     async fn on_dead(self, ctx: JobContext, error: String) -> anyhow::Result<()> {
-        fail_order(&ctx, self.order_id, error).await
+        transition::fail(ctx.app.db(), self.order_id, ctx.job_id, error).await
     }
 }
 
@@ -251,36 +254,24 @@ async fn lock_orders(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<OrderRow>, JobErro
     Ok(orders)
 }
 
-/// Marks an order `failed` after its processing job went dead (an operator may retry the job).
-pub async fn fail_order(ctx: &JobContext, order_id: Uuid, error: String) -> anyhow::Result<()> {
-    let mut tx = ctx.app.db().begin().await?;
-    if let Some(mut order) = repo::find_for_update(&mut tx, order_id).await? {
-        let detail = json!({ "error": error, "job_id": ctx.job_id });
-        transition::apply(
-            &mut tx,
-            &mut order,
-            OrderStatus::Failed,
-            &Actor::system(),
-            Some("processing_failed"),
-            Some(detail),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
 /// Enqueues whatever follows `order`'s current state: a `received` order (parsed, or
-/// approved after review) goes through the in-process steps next. Validated orders wait here
-/// for the routing step, which a later issue adds.
+/// approved after review) goes through the in-process steps next; a `validated` one to the
+/// routing step; a `routed` one (approved after its vendors ran out) to the routing step
+/// again, which offers its unassigned parts anew.
 pub async fn continue_after(tx: &mut Tx, order: &OrderRow) -> Result<(), sqlx::Error> {
-    if order.status() == OrderStatus::Received {
-        let opts = EnqueueOptions {
-            priority: Some(job_priority(&order.priority)),
-            correlation_id: order.correlation_id.clone(),
-            ..Default::default()
-        };
-        enqueue(tx, &ProcessOrders { order_id: order.id }, opts).await?;
+    let opts = EnqueueOptions {
+        priority: Some(job_priority(&order.priority)),
+        correlation_id: order.correlation_id.clone(),
+        ..Default::default()
+    };
+    match order.status() {
+        OrderStatus::Received => {
+            enqueue(tx, &ProcessOrders { order_id: order.id }, opts).await?;
+        }
+        OrderStatus::Validated | OrderStatus::Routed => {
+            enqueue(tx, &RouteOrders { order_id: order.id }, opts).await?;
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use super::super::intake::{CheckedLine, IntakeError, LineInput, check_text};
 use super::super::model::{Actor, OrderStatus};
 use super::super::repo;
 use super::super::transition;
-use super::{continue_after, ensure, fail_order};
+use super::{continue_after, ensure};
 use crate::app::{App, JobContext};
 use crate::base::scope::Scope;
 use crate::base::wire::error::FieldError;
@@ -197,7 +197,7 @@ impl Job for ParseOrder {
     }
 
     async fn on_dead(self, ctx: JobContext, error: String) -> anyhow::Result<()> {
-        fail_order(&ctx, self.order_id, error).await
+        transition::fail(ctx.app.db(), self.order_id, ctx.job_id, error).await
     }
 }
 

@@ -22,8 +22,7 @@ use crate::catalog::pricing::best_quote;
 use crate::catalog::repo::{OfferRow, ProductRow, find_by_skus_tx, valid_offers_tx};
 use crate::queue::JobError;
 
-/// VAT percentage added per line.
-pub const VAT_PERCENT: i64 = 13;
+pub use crate::base::domain::VAT_PERCENT;
 
 /// What validation decided for one order.
 enum Verdict {

@@ -1,0 +1,458 @@
+//! SQL of fulfilments (vendor parts), their lines and offers, and routing decisions.
+
+use std::collections::HashMap;
+
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::base::db::{Db, Tx, push_ids};
+use crate::{with_latest, with_replica, with_tx};
+
+/// Where a vendor part is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PartStatus {
+    /// No vendor is left to offer it to: the order waits on an operator.
+    Unassigned,
+    /// Offered to a vendor, awaiting its answer until the deadline.
+    Offered,
+    /// The vendor accepted; its stock is reserved.
+    Accepted,
+    /// On its way.
+    Dispatched,
+    /// Handed over.
+    Delivered,
+    /// Withdrawn with its order.
+    Cancelled,
+}
+
+impl PartStatus {
+    /// Every status.
+    pub const ALL: [PartStatus; 6] = [
+        PartStatus::Unassigned,
+        PartStatus::Offered,
+        PartStatus::Accepted,
+        PartStatus::Dispatched,
+        PartStatus::Delivered,
+        PartStatus::Cancelled,
+    ];
+
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartStatus::Unassigned => "unassigned",
+            PartStatus::Offered => "offered",
+            PartStatus::Accepted => "accepted",
+            PartStatus::Dispatched => "dispatched",
+            PartStatus::Delivered => "delivered",
+            PartStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<PartStatus> {
+        PartStatus::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Whether the part still counts against its vendor's capacity.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            PartStatus::Offered | PartStatus::Accepted | PartStatus::Dispatched
+        )
+    }
+}
+
+/// The statuses that count against a vendor's capacity, as SQL.
+const OPEN_SQL: &str = "('offered', 'accepted', 'dispatched')";
+
+/// A vendor part.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct PartRow {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// The order.
+    pub order_id: Uuid,
+    /// The order's creation time (its partition key).
+    pub order_created_at_ms: i64,
+    /// The buyer.
+    pub retailer_id: Uuid,
+    /// The vendor it is offered to or accepted by; `None` when unassigned.
+    pub vendor_id: Option<Uuid>,
+    /// Status name.
+    pub status: String,
+    /// The open or accepted offer.
+    pub offer_id: Option<Uuid>,
+    /// The open offer's deadline.
+    pub deadline_ms: Option<i64>,
+    /// Times it moved to another vendor.
+    pub reassignments: i32,
+    /// Every vendor it was offered to.
+    pub tried: Json<Vec<Uuid>>,
+    /// Its lines at the order's prices, VAT included.
+    pub total_paisa: i64,
+    /// What was handed over, VAT included.
+    pub delivered_paisa: Option<i64>,
+    /// Accepted at.
+    pub accepted_at_ms: Option<i64>,
+    /// Dispatched at.
+    pub dispatched_at_ms: Option<i64>,
+    /// Delivered at.
+    pub delivered_at_ms: Option<i64>,
+    /// Created at.
+    pub created_at_ms: i64,
+    /// Last change.
+    pub updated_at_ms: i64,
+}
+
+impl PartRow {
+    /// The parsed status.
+    pub fn status(&self) -> PartStatus {
+        PartStatus::parse(&self.status).unwrap_or(PartStatus::Cancelled)
+    }
+}
+
+const PART_COLS: &str = "id, order_id, order_created_at_ms, retailer_id, vendor_id, status, offer_id, deadline_ms, \
+     reassignments, tried, total_paisa, delivered_paisa, accepted_at_ms, dispatched_at_ms, delivered_at_ms, \
+     created_at_ms, updated_at_ms";
+
+/// A line of a vendor part.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct PartLineRow {
+    /// The part.
+    pub fulfilment_id: Uuid,
+    /// The order line.
+    pub line_no: i32,
+    /// Product.
+    pub product_id: Uuid,
+    /// Quantity in the base unit.
+    pub qty_milli: i64,
+    /// Base unit.
+    pub unit: String,
+    /// The retailer's price per base unit.
+    pub unit_price_paisa: i64,
+    /// Taken from the vendor's stock at accept.
+    pub reserved_milli: i64,
+    /// Handed over.
+    pub delivered_milli: Option<i64>,
+}
+
+/// One offer of a part to a vendor.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct PartOfferRow {
+    /// Id.
+    pub id: Uuid,
+    /// The part.
+    pub fulfilment_id: Uuid,
+    /// The order.
+    pub order_id: Uuid,
+    /// The vendor asked.
+    pub vendor_id: Uuid,
+    /// `offered`, `accepted`, `rejected`, `expired` or `cancelled`.
+    pub status: String,
+    /// Sent at.
+    pub offered_at_ms: i64,
+    /// Answer by.
+    pub deadline_ms: i64,
+    /// Answered (or expired) at.
+    pub responded_at_ms: Option<i64>,
+    /// The vendor's reason for a rejection.
+    pub reason: Option<String>,
+}
+
+const OFFER_COLS: &str =
+    "id, fulfilment_id, order_id, vendor_id, status, offered_at_ms, deadline_ms, responded_at_ms, reason";
+
+/// Rows per multi-row statement, well under both backends' bound-parameter limits.
+const CHUNK: usize = 400;
+
+/// Open parts per vendor (what counts against its capacity).
+pub async fn workloads(db: &Db, vendors: &[Uuid]) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+    if vendors.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Uuid, i64)> = with_latest!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!(
+            "SELECT vendor_id, COUNT(*) FROM fulfilments WHERE status IN {OPEN_SQL} AND"));
+        push_ids(&mut qb, "vendor_id", vendors);
+        qb.push(" GROUP BY vendor_id");
+        qb.build_query_as().fetch_all(c).await
+    })?;
+    Ok(rows.into_iter().collect())
+}
+
+/// What each vendor was given of each of `products` since `from_ms` (parts not cancelled),
+/// base milli-units: `(vendor, product, quantity)`.
+pub async fn volumes(
+    db: &Db,
+    products: &[Uuid],
+    from_ms: i64,
+) -> Result<Vec<(Uuid, Uuid, i64)>, sqlx::Error> {
+    if products.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_replica!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT f.vendor_id, l.product_id, CAST(SUM(COALESCE(l.delivered_milli, l.qty_milli)) AS BIGINT) \
+             FROM fulfilment_lines l JOIN fulfilments f ON f.id = l.fulfilment_id WHERE f.created_at_ms >= ");
+        qb.push_bind(from_ms);
+        qb.push(" AND f.vendor_id IS NOT NULL AND f.status NOT IN ('cancelled', 'unassigned') AND");
+        push_ids(&mut qb, "l.product_id", products);
+        qb.push(" GROUP BY f.vendor_id, l.product_id");
+        qb.build_query_as().fetch_all(c).await
+    })
+}
+
+/// A new part with its lines and its first offer.
+pub struct NewPart {
+    /// The part.
+    pub part: PartRow,
+    /// Its lines.
+    pub lines: Vec<PartLineRow>,
+    /// Its first offer.
+    pub offer: PartOfferRow,
+}
+
+/// Writes new parts, their lines and offers (three multi-row statements per chunk).
+pub async fn insert_parts(tx: &mut Tx, parts: &[NewPart]) -> Result<(), sqlx::Error> {
+    for chunk in parts.chunks(CHUNK / 4) {
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(format!("INSERT INTO fulfilments ({PART_COLS}) "));
+            qb.push_values(chunk, |mut b, n| {
+                let p = &n.part;
+                b.push_bind(p.id).push_bind(p.order_id).push_bind(p.order_created_at_ms).push_bind(p.retailer_id)
+                    .push_bind(p.vendor_id).push_bind(&p.status).push_bind(p.offer_id).push_bind(p.deadline_ms)
+                    .push_bind(p.reassignments).push_bind(p.tried.clone()).push_bind(p.total_paisa)
+                    .push_bind(p.delivered_paisa).push_bind(p.accepted_at_ms).push_bind(p.dispatched_at_ms)
+                    .push_bind(p.delivered_at_ms).push_bind(p.created_at_ms).push_bind(p.updated_at_ms);
+            });
+            qb.build().execute(&mut *c).await?;
+            let lines: Vec<&PartLineRow> = chunk.iter().flat_map(|n| &n.lines).collect();
+            for lines in lines.chunks(CHUNK) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO fulfilment_lines (fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, reserved_milli, delivered_milli) ");
+                qb.push_values(lines, |mut b, l| {
+                    b.push_bind(l.fulfilment_id).push_bind(l.line_no).push_bind(l.product_id).push_bind(l.qty_milli)
+                        .push_bind(&l.unit).push_bind(l.unit_price_paisa).push_bind(l.reserved_milli).push_bind(l.delivered_milli);
+                });
+                qb.build().execute(&mut *c).await?;
+            }
+            let mut qb = sqlx::QueryBuilder::new(format!("INSERT INTO fulfilment_offers ({OFFER_COLS}) "));
+            qb.push_values(chunk.iter().map(|n| &n.offer), |mut b, o| {
+                b.push_bind(o.id).push_bind(o.fulfilment_id).push_bind(o.order_id).push_bind(o.vendor_id)
+                    .push_bind(&o.status).push_bind(o.offered_at_ms).push_bind(o.deadline_ms)
+                    .push_bind(o.responded_at_ms).push_bind(&o.reason);
+            });
+            qb.build().execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// One new offer of an existing part.
+pub async fn insert_offer(tx: &mut Tx, o: &PartOfferRow) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("INSERT INTO fulfilment_offers ({OFFER_COLS}) "));
+        qb.push_values([o], |mut b, o| {
+                b.push_bind(o.id).push_bind(o.fulfilment_id).push_bind(o.order_id).push_bind(o.vendor_id)
+                    .push_bind(&o.status).push_bind(o.offered_at_ms).push_bind(o.deadline_ms)
+                    .push_bind(o.responded_at_ms).push_bind(&o.reason);
+            });
+        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Closes an open offer with `status` (`accepted`, `rejected`, `expired`, `cancelled`).
+/// Conditional on it still being open: returns whether it was.
+pub async fn close_offer(
+    tx: &mut Tx,
+    offer: Uuid,
+    status: &str,
+    at_ms: i64,
+    reason: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let n = with_tx!(tx, c => sqlx::query(
+        "UPDATE fulfilment_offers SET status = $1, responded_at_ms = $2, reason = $3 WHERE id = $4 AND status = 'offered'")
+        .bind(status).bind(at_ms).bind(reason).bind(offer)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// The parts of `orders`, locked for update on PostgreSQL, by order and creation.
+pub async fn parts_for_update(tx: &mut Tx, orders: &[Uuid]) -> Result<Vec<PartRow>, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {PART_COLS} FROM fulfilments WHERE"));
+        push_ids(&mut qb, "order_id", orders);
+        qb.push(" ORDER BY order_id, id");
+        qb.push(lock);
+        qb.build_query_as::<PartRow>().fetch_all(c).await
+    })
+}
+
+/// Writes a part's changeable fields back.
+pub async fn save_part(tx: &mut Tx, p: &PartRow) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "UPDATE fulfilments SET vendor_id = $1, status = $2, offer_id = $3, deadline_ms = $4, reassignments = $5, \
+         tried = $6, delivered_paisa = $7, accepted_at_ms = $8, dispatched_at_ms = $9, delivered_at_ms = $10, \
+         updated_at_ms = $11 WHERE id = $12")
+        .bind(p.vendor_id).bind(&p.status).bind(p.offer_id).bind(p.deadline_ms).bind(p.reassignments)
+        .bind(p.tried.clone()).bind(p.delivered_paisa).bind(p.accepted_at_ms).bind(p.dispatched_at_ms)
+        .bind(p.delivered_at_ms).bind(p.updated_at_ms).bind(p.id)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Lines of `parts`, by part and line number.
+pub async fn lines_tx(tx: &mut Tx, parts: &[Uuid]) -> Result<Vec<PartLineRow>, sqlx::Error> {
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, reserved_milli, delivered_milli \
+             FROM fulfilment_lines WHERE");
+        push_ids(&mut qb, "fulfilment_id", parts);
+        qb.push(" ORDER BY fulfilment_id, line_no");
+        qb.build_query_as::<PartLineRow>().fetch_all(c).await
+    })
+}
+
+/// Lines of `parts` as last committed.
+pub async fn lines(db: &Db, parts: &[Uuid]) -> Result<Vec<PartLineRow>, sqlx::Error> {
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_latest!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, reserved_milli, delivered_milli \
+             FROM fulfilment_lines WHERE");
+        push_ids(&mut qb, "fulfilment_id", parts);
+        qb.push(" ORDER BY fulfilment_id, line_no");
+        qb.build_query_as::<PartLineRow>().fetch_all(c).await
+    })
+}
+
+/// Writes a line's reserved and delivered quantities.
+pub async fn save_line(tx: &mut Tx, l: &PartLineRow) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "UPDATE fulfilment_lines SET reserved_milli = $1, delivered_milli = $2 WHERE fulfilment_id = $3 AND line_no = $4")
+        .bind(l.reserved_milli).bind(l.delivered_milli).bind(l.fulfilment_id).bind(l.line_no)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Offers of `parts`, oldest first.
+pub async fn offers(db: &Db, parts: &[Uuid]) -> Result<Vec<PartOfferRow>, sqlx::Error> {
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_latest!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM fulfilment_offers WHERE"));
+        push_ids(&mut qb, "fulfilment_id", parts);
+        qb.push(" ORDER BY fulfilment_id, offered_at_ms, id");
+        qb.build_query_as::<PartOfferRow>().fetch_all(c).await
+    })
+}
+
+/// One part as last committed.
+pub async fn find(db: &Db, id: Uuid) -> Result<Option<PartRow>, sqlx::Error> {
+    let sql = format!("SELECT {PART_COLS} FROM fulfilments WHERE id = $1");
+    with_latest!(db, c => sqlx::query_as::<_, PartRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
+}
+
+/// The parts of one order as last committed.
+pub async fn of_order(db: &Db, order: Uuid) -> Result<Vec<PartRow>, sqlx::Error> {
+    let sql = format!("SELECT {PART_COLS} FROM fulfilments WHERE order_id = $1 ORDER BY id");
+    with_latest!(db, c => sqlx::query_as::<_, PartRow>(sqlx::AssertSqlSafe(sql)).bind(order).fetch_all(c).await)
+}
+
+/// A page of parts, newest first: a vendor's own (`vendor`), or all; optionally one status.
+pub async fn list(
+    db: &Db,
+    vendor: Option<Uuid>,
+    status: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<PartRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {PART_COLS} FROM fulfilments WHERE ($1 IS NULL OR vendor_id = $1) AND ($2 IS NULL OR status = $2) \
+         AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+    );
+    with_replica!(db, c => sqlx::query_as::<_, PartRow>(sqlx::AssertSqlSafe(sql))
+        .bind(vendor).bind(status).bind(before).bind(limit)
+        .fetch_all(c).await)
+}
+
+/// Orders with an offer past its deadline at `now_ms` (at most `limit`), oldest deadline
+/// first.
+pub async fn orders_with_expired_offers(
+    db: &Db,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let rows: Vec<(Uuid,)> = with_latest!(db, c => sqlx::query_as(
+        "SELECT order_id FROM fulfilments WHERE status = 'offered' AND deadline_ms <= $1 ORDER BY deadline_ms LIMIT $2")
+        .bind(now_ms).bind(limit).fetch_all(c).await)?;
+    let mut ids: Vec<Uuid> = rows.into_iter().map(|r| r.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// A routing decision to store.
+pub struct NewDecision {
+    /// The order.
+    pub order_id: Uuid,
+    /// The part, for a reassignment.
+    pub fulfilment_id: Option<Uuid>,
+    /// `routed`, `reassigned` or `no_vendor`.
+    pub outcome: &'static str,
+    /// For a person.
+    pub reason: String,
+    /// Candidates, scores and plan as shown.
+    pub decision: serde_json::Value,
+    /// When.
+    pub at_ms: i64,
+}
+
+/// Stores routing decisions.
+pub async fn insert_decisions(tx: &mut Tx, decisions: &[NewDecision]) -> Result<(), sqlx::Error> {
+    for chunk in decisions.chunks(CHUNK) {
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO routing_decisions (id, order_id, fulfilment_id, outcome, reason, decision, at_ms) ");
+            qb.push_values(chunk, |mut b, d| {
+                b.push_bind(Uuid::now_v7()).push_bind(d.order_id).push_bind(d.fulfilment_id).push_bind(d.outcome)
+                    .push_bind(&d.reason).push_bind(Json(&d.decision)).push_bind(d.at_ms);
+            });
+            qb.build().execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// A stored routing decision.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DecisionRow {
+    /// The part, for a reassignment.
+    pub fulfilment_id: Option<Uuid>,
+    /// `routed`, `reassigned` or `no_vendor`.
+    pub outcome: String,
+    /// For a person.
+    pub reason: String,
+    /// Candidates, scores and plan.
+    pub decision: Json<serde_json::Value>,
+    /// When.
+    pub at_ms: i64,
+}
+
+/// An order's routing decisions, oldest first.
+pub async fn decisions(db: &Db, order: Uuid) -> Result<Vec<DecisionRow>, sqlx::Error> {
+    with_latest!(db, c => sqlx::query_as::<_, DecisionRow>(
+        "SELECT fulfilment_id, outcome, reason, decision, at_ms FROM routing_decisions WHERE order_id = $1 ORDER BY at_ms, id")
+        .bind(order).fetch_all(c).await)
+}

@@ -1,0 +1,329 @@
+//! The routing step: a validated order is split into vendor parts, each offered to its
+//! vendor with a deadline. Runs as its own batched job (`order.route`), after the credit and
+//! risk steps committed, so the accounts' locks are never held while vendors are chosen.
+//!
+//! For a batch of orders, one read of the market (retailers, offers, vendors with their
+//! workload, 30-day volumes: [`Market`]), then per order the pure decision
+//! ([`khaacho_vendors::route`]), then one write of every part, line, offer and decision and
+//! one transition for the batch. An order no vendor may supply goes `on_hold`
+//! (`vendor_unavailable`) with an alert. The same job re-offers the unassigned parts of a
+//! `routed` order an operator approved after its vendors ran out.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::facts::{Facts, Market};
+use super::repo::{self, NewDecision, NewPart, PartLineRow, PartRow, PartStatus};
+use super::service::{self, alert_no_vendor, new_offer};
+use crate::app::{App, JobContext};
+use crate::base::db::Tx;
+use crate::orders::model::{Actor, LineRow, OrderRow, OrderStatus};
+use crate::orders::repo as orders;
+use crate::orders::transition::{self, Change, TransitionResult};
+use crate::queue::{BatchJob, Job, JobError, Priority, RetryPolicy};
+
+/// Job: route one order (batched by the runtime).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RouteOrders {
+    /// The order.
+    pub order_id: Uuid,
+}
+
+impl Job for RouteOrders {
+    type Host = App;
+    const KIND: &'static str = "order.route";
+    const QUEUE: &'static str = "route";
+    const PRIORITY: Priority = Priority::Normal;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 10,
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %self.order_id))]
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        route(&ctx, &[self.order_id]).await
+    }
+
+    async fn on_dead(self, ctx: JobContext, error: String) -> anyhow::Result<()> {
+        transition::fail(ctx.app.db(), self.order_id, ctx.job_id, error).await
+    }
+}
+
+impl BatchJob for RouteOrders {
+    const MAX_BATCH: usize = 128;
+    // One batch at a time per process: each batch counts the vendors' open parts, and two
+    // side by side would both see the same free capacity.
+    const CONCURRENCY: usize = 1;
+
+    async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.order_id).collect();
+        route(&ctx, &ids).await
+    }
+}
+
+/// Routes the validated orders of `ids` and re-offers the unassigned parts of the routed
+/// ones, in one transaction with the jobs' completion.
+#[tracing::instrument(skip_all, fields(orders = ids.len()))]
+pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
+    let app = &ctx.app;
+    let now = app.clock().now_ms();
+    let mut tx = app.db().begin().await?;
+    let mut locked = orders::find_many_for_update(&mut tx, ids).await?;
+    ctx.complete_in(&mut tx).await?;
+    locked.retain(|o| matches!(o.status(), OrderStatus::Validated | OrderStatus::Routed));
+    if locked.is_empty() {
+        tx.commit().await?;
+        return Ok(());
+    }
+    let refs: Vec<&OrderRow> = locked.iter().collect();
+    let all_lines = orders::lines_many_tx(&mut tx, &refs).await?;
+    let lines_of = |id: Uuid| -> Vec<LineRow> {
+        all_lines
+            .iter()
+            .filter(|(o, _)| *o == id)
+            .map(|(_, l)| l.clone())
+            .collect()
+    };
+    let per_order: Vec<(&OrderRow, Vec<LineRow>)> =
+        locked.iter().map(|o| (o, lines_of(o.id))).collect();
+    let pairs: Vec<(&OrderRow, &[LineRow])> =
+        per_order.iter().map(|(o, l)| (*o, l.as_slice())).collect();
+    let mut market = Market::load(app.db(), app.volumes(), &pairs, now)
+        .await
+        .map_err(|e| JobError::Retryable(e.into()))?;
+    let mut plan = Written::default();
+    let routed: Vec<Uuid> = locked
+        .iter()
+        .filter(|o| o.status() == OrderStatus::Routed)
+        .map(|o| o.id)
+        .collect();
+    for (order, lines) in &per_order {
+        if order.status() == OrderStatus::Validated {
+            decide(app, &mut market, order, lines, now, &mut plan);
+        }
+    }
+    repo::insert_parts(&mut tx, &plan.parts).await?;
+    for (order, line_nos, vendor) in &plan.addressed {
+        orders::address_lines(&mut tx, *order, line_nos, Some(*vendor)).await?;
+    }
+    for (order_id, reason, detail) in &plan.alerts {
+        if let Some(order) = locked.iter().find(|o| o.id == *order_id) {
+            alert_no_vendor(&mut tx, order, reason, detail.clone(), now).await?;
+        }
+    }
+    repo::insert_decisions(&mut tx, &plan.decisions).await?;
+    let mut changes: Vec<(&mut OrderRow, Change<'_>)> = Vec::new();
+    let mut rest: Vec<&mut OrderRow> = Vec::new();
+    for o in locked.iter_mut() {
+        match plan.outcome.iter().find(|(id, ..)| *id == o.id) {
+            Some((_, to, reason, detail)) => changes.push((
+                o,
+                Change {
+                    to: *to,
+                    reason: Some(reason),
+                    detail: Some(detail.clone()),
+                },
+            )),
+            None => rest.push(o),
+        }
+    }
+    match transition::apply_many(&mut tx, &mut changes, &Actor::system()).await? {
+        TransitionResult::Done => {}
+        other => {
+            return Err(JobError::Retryable(anyhow::anyhow!(
+                "order changed concurrently ({other:?})"
+            )));
+        }
+    }
+    for order in rest {
+        if routed.contains(&order.id) {
+            reoffer(&mut tx, app, order, &lines_of(order.id), now).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What routing a batch writes.
+#[derive(Default)]
+struct Written {
+    parts: Vec<NewPart>,
+    /// `((order id, created), line numbers, vendor)`.
+    addressed: Vec<((Uuid, i64), Vec<i32>, Uuid)>,
+    decisions: Vec<NewDecision>,
+    /// `(order, reason, detail)`.
+    alerts: Vec<(Uuid, String, serde_json::Value)>,
+    /// `(order, to, reason, detail)`.
+    outcome: Vec<(Uuid, OrderStatus, &'static str, serde_json::Value)>,
+}
+
+/// Decides one validated order: parts and offers, or a hold.
+fn decide(
+    app: &App,
+    market: &mut Market,
+    order: &OrderRow,
+    lines: &[LineRow],
+    now: i64,
+    out: &mut Written,
+) {
+    let Some(facts) = market.facts(order, lines) else {
+        let reason = "the retailer no longer exists".to_string();
+        out.outcome.push((
+            order.id,
+            OrderStatus::OnHold,
+            "vendor_unavailable",
+            json!({ "detail": reason }),
+        ));
+        out.alerts.push((order.id, reason, json!({})));
+        return;
+    };
+    let settings = app.settings();
+    let d = khaacho_vendors::route(
+        &facts.retailer,
+        &facts.lines,
+        &facts.vendors,
+        &settings.routing,
+    );
+    let view = super::routes::RoutingView::new(order.id, d.clone(), &facts);
+    let shown = serde_json::to_value(&view).unwrap_or_default();
+    let Some(plan) = d.plan else {
+        out.decisions.push(NewDecision {
+            order_id: order.id,
+            fulfilment_id: None,
+            outcome: "no_vendor",
+            reason: d.reason.clone(),
+            decision: shown,
+            at_ms: now,
+        });
+        let detail = json!({ "uncovered_lines": d.uncovered, "detail": d.reason });
+        out.outcome.push((
+            order.id,
+            OrderStatus::OnHold,
+            "vendor_unavailable",
+            detail.clone(),
+        ));
+        out.alerts.push((order.id, d.reason, detail));
+        return;
+    };
+    let minutes = settings.fulfilment.offer_timeout_minutes;
+    let mut summary = Vec::new();
+    for p in &plan.parts {
+        let id = Uuid::now_v7();
+        let part_lines: Vec<PartLineRow> = lines
+            .iter()
+            .filter(|l| u32::try_from(l.line_no).is_ok_and(|n| p.lines.contains(&n)))
+            .filter_map(|l| {
+                Some(PartLineRow {
+                    fulfilment_id: id,
+                    line_no: l.line_no,
+                    product_id: l.product_id?,
+                    qty_milli: l.base_qty_milli?,
+                    unit: l.base_unit.clone().unwrap_or_default(),
+                    unit_price_paisa: l.unit_price_paisa?,
+                    reserved_milli: 0,
+                    delivered_milli: None,
+                })
+            })
+            .collect();
+        let total: i64 = lines
+            .iter()
+            .filter(|l| part_lines.iter().any(|pl| pl.line_no == l.line_no))
+            .filter_map(|l| l.total_paisa)
+            .sum();
+        let mut part = PartRow {
+            id,
+            order_id: order.id,
+            order_created_at_ms: order.created_at_ms,
+            retailer_id: order.retailer_id,
+            vendor_id: Some(p.vendor_id),
+            status: PartStatus::Offered.as_str().into(),
+            offer_id: None,
+            deadline_ms: None,
+            reassignments: 0,
+            tried: Json(vec![p.vendor_id]),
+            total_paisa: total,
+            delivered_paisa: None,
+            accepted_at_ms: None,
+            dispatched_at_ms: None,
+            delivered_at_ms: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        let offer = new_offer(&part, p.vendor_id, now, minutes);
+        part.offer_id = Some(offer.id);
+        part.deadline_ms = Some(offer.deadline_ms);
+        market.took(p.vendor_id);
+        let line_nos: Vec<i32> = part_lines.iter().map(|l| l.line_no).collect();
+        summary.push(json!({ "fulfilment_id": id, "vendor_id": p.vendor_id, "lines": line_nos,
+            "deadline_ms": offer.deadline_ms }));
+        out.addressed
+            .push(((order.id, order.created_at_ms), line_nos, p.vendor_id));
+        out.parts.push(NewPart {
+            part,
+            lines: part_lines,
+            offer,
+        });
+    }
+    out.decisions.push(NewDecision {
+        order_id: order.id,
+        fulfilment_id: None,
+        outcome: "routed",
+        reason: d.reason.clone(),
+        decision: shown,
+        at_ms: now,
+    });
+    out.outcome.push((
+        order.id,
+        OrderStatus::Routed,
+        "routed",
+        json!({ "parts": summary, "reason": d.reason }),
+    ));
+}
+
+/// Offers the unassigned parts of a routed order again (an operator approved its
+/// `vendor_unavailable` hold): every vendor may be asked again, with a fresh count of
+/// reassignments.
+async fn reoffer(
+    tx: &mut Tx,
+    app: &App,
+    order: &mut OrderRow,
+    lines: &[LineRow],
+    now: i64,
+) -> Result<(), JobError> {
+    let mut parts = repo::parts_for_update(tx, &[order.id]).await?;
+    for p in parts
+        .iter_mut()
+        .filter(|p| p.status() == PartStatus::Unassigned)
+    {
+        p.reassignments = 0;
+        p.tried.0.clear();
+        service::reassign(tx, app, order, lines, p, now, "approved by an operator")
+            .await
+            .map_err(|e| JobError::Retryable(anyhow::anyhow!(e)))?;
+    }
+    service::sync_order(
+        tx,
+        order,
+        &parts,
+        &Actor::system(),
+        "reoffered",
+        json!({}),
+        now,
+    )
+    .await
+    .map_err(|e| JobError::Retryable(anyhow::anyhow!(e)))
+}
+
+/// For [`super::routes::RoutingView::new`]: vendor names.
+pub(super) fn vendor_name(facts: &Facts, id: Uuid) -> String {
+    facts
+        .rows
+        .get(&id)
+        .map(|v| v.name.clone())
+        .unwrap_or_default()
+}

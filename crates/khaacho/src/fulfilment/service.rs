@@ -1,0 +1,598 @@
+//! What happens to vendor parts: a vendor (or an operator for it) accepts, rejects,
+//! dispatches and delivers; a rejected or expired offer moves to the next vendor; an order's
+//! cancellation withdraws its parts; and the order follows its slowest part.
+//!
+//! Every action locks the order first, then its parts (the same order the routing job and
+//! the expiry sweep lock in), so concurrent actions on one order queue instead of racing:
+//! of twenty concurrent accepts of one offer exactly one finds it still `offered`. Stock is
+//! taken from the vendor's offer row with one conditional UPDATE per product, in product
+//! order, so concurrent accepts of different orders never drive it below zero.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::facts::Market;
+use super::repo::{self, PartLineRow, PartOfferRow, PartRow, PartStatus};
+use crate::app::App;
+use crate::base::alerts::{self, NewAlert};
+use crate::base::db::Tx;
+use crate::base::domain::{VAT_PERCENT, line_amount, vat};
+use crate::base::time::fmt_time;
+use crate::base::wire::error::FieldError;
+use crate::catalog::repo as catalog;
+use crate::credit::ledger::{self, LedgerError};
+use crate::orders::model::{Actor, LineRow, OrderRow, OrderStatus, PaymentMode};
+use crate::orders::repo as orders;
+use crate::orders::transition::{self, TransitionResult};
+
+/// Why a part action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FulfilmentError {
+    /// No such part, or not the caller's.
+    #[error("fulfilment not found")]
+    NotFound,
+    /// The request is invalid; every problem is listed by field.
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    /// The part's state does not allow it; the message names what is allowed.
+    #[error("{0}")]
+    Illegal(String),
+    /// The vendor's stock no longer covers a line.
+    #[error("{0}")]
+    OutOfStock(String),
+    /// The credit ledger refused the posting.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+/// What a vendor (or an operator for it) does with a part.
+#[derive(Clone, Debug)]
+pub enum PartAction {
+    /// Take the offer: stock is reserved.
+    Accept,
+    /// Refuse the offer: the part moves to the next vendor.
+    Reject,
+    /// The goods left.
+    Dispatch,
+    /// The goods arrived: delivered quantities per line (`line_no`, base milli-units); lines
+    /// not named were delivered in full.
+    Deliver(Vec<(i32, i64)>),
+}
+
+impl PartAction {
+    fn name(&self) -> &'static str {
+        match self {
+            PartAction::Accept => "accept",
+            PartAction::Reject => "reject",
+            PartAction::Dispatch => "dispatch",
+            PartAction::Deliver(_) => "deliver",
+        }
+    }
+}
+
+/// The actions a part in `status` allows.
+pub fn allowed(status: PartStatus) -> &'static [&'static str] {
+    match status {
+        PartStatus::Offered => &["accept", "reject"],
+        PartStatus::Accepted => &["dispatch"],
+        PartStatus::Dispatched => &["deliver"],
+        PartStatus::Unassigned
+        | PartStatus::Delivered
+        | PartStatus::Cancelled => &[],
+    }
+}
+
+/// Who acts on a part.
+pub struct Acting<'a> {
+    /// The vendor acting for itself; `None` for staff.
+    pub vendor: Option<Uuid>,
+    /// For the order's history.
+    pub actor: &'a Actor,
+    /// Why (required of staff, and of a rejection).
+    pub reason: Option<&'a str>,
+}
+
+/// Applies `action` to part `id` and returns the part as it now is.
+#[tracing::instrument(skip(app, acting), fields(action = action.name()))]
+pub async fn act(
+    app: &App,
+    id: Uuid,
+    acting: &Acting<'_>,
+    action: PartAction,
+) -> Result<PartRow, FulfilmentError> {
+    let reason = acting.reason.map(str::trim).filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err(invalid("reason", "reason must be at most 500 characters"));
+    }
+    if acting.vendor.is_none() && reason.is_none() {
+        return Err(invalid(
+            "reason",
+            "an operator acting for a vendor must give a reason",
+        ));
+    }
+    if matches!(action, PartAction::Reject) && reason.is_none() {
+        return Err(invalid("reason", "a rejection needs a reason"));
+    }
+    let found = repo::find(app.db(), id)
+        .await?
+        .ok_or(FulfilmentError::NotFound)?;
+    let mut tx = app.db().begin().await?;
+    let mut order = orders::find_for_update(&mut tx, found.order_id)
+        .await?
+        .ok_or(FulfilmentError::NotFound)?;
+    let mut parts = repo::parts_for_update(&mut tx, &[order.id]).await?;
+    let i = parts
+        .iter()
+        .position(|p| p.id == id)
+        .ok_or(FulfilmentError::NotFound)?;
+    if acting.vendor.is_some() && parts[i].vendor_id != acting.vendor {
+        // Another vendor's part, or one that moved on from this vendor.
+        return Err(FulfilmentError::NotFound);
+    }
+    let status = parts[i].status();
+    let now = app.clock().now_ms();
+    let wants = match action {
+        PartAction::Accept | PartAction::Reject => PartStatus::Offered,
+        PartAction::Dispatch => PartStatus::Accepted,
+        PartAction::Deliver(_) => PartStatus::Dispatched,
+    };
+    if status != wants {
+        return Err(illegal(&parts[i], action.name()));
+    }
+    let mut lines = repo::lines_tx(&mut tx, &[id]).await?;
+    let detail;
+    match &action {
+        PartAction::Accept => {
+            if parts[i].deadline_ms.is_some_and(|d| d <= now) {
+                return Err(FulfilmentError::Illegal(format!(
+                    "the offer expired at {}; it goes to another vendor",
+                    fmt_time(parts[i].deadline_ms.unwrap_or(now))
+                )));
+            }
+            let offer = parts[i].offer_id.unwrap_or_default();
+            if !repo::close_offer(&mut tx, offer, "accepted", now, reason).await? {
+                return Err(illegal(&parts[i], "accept"));
+            }
+            let vendor = parts[i].vendor_id.unwrap_or_default();
+            reserve_stock(&mut tx, vendor, &mut lines, now).await?;
+            let p = &mut parts[i];
+            p.status = PartStatus::Accepted.as_str().into();
+            p.accepted_at_ms = Some(now);
+            p.deadline_ms = None;
+            detail = json!({ "fulfilment_id": id, "vendor_id": vendor });
+        }
+        PartAction::Reject => {
+            let offer = parts[i].offer_id.unwrap_or_default();
+            if !repo::close_offer(&mut tx, offer, "rejected", now, reason).await? {
+                return Err(illegal(&parts[i], "reject"));
+            }
+            let order_lines = orders::lines_tx(&mut tx, &order).await?;
+            reassign(&mut tx, app, &order, &order_lines, &mut parts[i], now, "rejected").await?;
+            detail = json!({ "fulfilment_id": id, "rejected_by": found.vendor_id, "reason": reason,
+                "now_offered_to": parts[i].vendor_id });
+        }
+        PartAction::Dispatch => {
+            let p = &mut parts[i];
+            p.status = PartStatus::Dispatched.as_str().into();
+            p.dispatched_at_ms = Some(now);
+            detail = json!({ "fulfilment_id": id });
+        }
+        PartAction::Deliver(quantities) => {
+            let delivered = delivered_amount(&mut lines, quantities)?;
+            for l in &lines {
+                repo::save_line(&mut tx, l).await?;
+            }
+            let p = &mut parts[i];
+            p.status = PartStatus::Delivered.as_str().into();
+            p.delivered_at_ms = Some(now);
+            p.delivered_paisa = Some(delivered);
+            let short: Vec<_> = lines
+                .iter()
+                .filter(|l| l.delivered_milli.is_some_and(|d| d < l.qty_milli))
+                .map(|l| json!({ "line_no": l.line_no, "ordered_milli": l.qty_milli, "delivered_milli": l.delivered_milli }))
+                .collect();
+            detail = json!({ "fulfilment_id": id, "delivered_paisa": delivered, "short": short });
+        }
+    }
+    parts[i].updated_at_ms = now;
+    repo::save_part(&mut tx, &parts[i]).await?;
+    let why = reason.unwrap_or(match action {
+        PartAction::Accept => "accepted by the vendor",
+        PartAction::Reject => "rejected by the vendor",
+        PartAction::Dispatch => "dispatched",
+        PartAction::Deliver(_) => "delivered",
+    });
+    sync_order(&mut tx, &mut order, &parts, acting.actor, why, detail, now).await?;
+    tx.commit().await?;
+    let part = parts.swap_remove(i);
+    metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name()).increment(1);
+    Ok(part)
+}
+
+fn invalid(field: &str, message: &str) -> FulfilmentError {
+    FulfilmentError::Invalid(vec![FieldError::new(field, message)])
+}
+
+fn illegal(part: &PartRow, action: &str) -> FulfilmentError {
+    let allowed = allowed(part.status());
+    let now = if allowed.is_empty() {
+        "nothing".to_string()
+    } else {
+        allowed.join(", ")
+    };
+    FulfilmentError::Illegal(format!(
+        "cannot {action} a fulfilment that is {}; allowed now: {now}",
+        part.status
+    ))
+}
+
+/// Takes each line's quantity from the vendor's stock, in product order (so concurrent
+/// accepts lock the offer rows in one order); refuses the whole accept when one is short.
+async fn reserve_stock(
+    tx: &mut Tx,
+    vendor: Uuid,
+    lines: &mut [PartLineRow],
+    now: i64,
+) -> Result<(), FulfilmentError> {
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by_key(|&i| (lines[i].product_id, lines[i].line_no));
+    for i in order {
+        let l = &mut lines[i];
+        if !catalog::take_stock(tx, vendor, l.product_id, l.qty_milli, now).await? {
+            return Err(FulfilmentError::OutOfStock(format!(
+                "stock no longer covers line {} ({} {}); reject the offer instead",
+                l.line_no,
+                crate::base::domain::milli_to_qty(l.qty_milli),
+                l.unit
+            )));
+        }
+        l.reserved_milli = l.qty_milli;
+        repo::save_line(tx, l).await?;
+    }
+    Ok(())
+}
+
+/// Records the delivered quantities (lines not named: in full) and returns what was handed
+/// over at the order's prices, VAT included.
+fn delivered_amount(
+    lines: &mut [PartLineRow],
+    quantities: &[(i32, i64)],
+) -> Result<i64, FulfilmentError> {
+    let mut errors = Vec::new();
+    for (k, (line_no, qty)) in quantities.iter().enumerate() {
+        let field = format!("lines[{k}].quantity");
+        match lines.iter().find(|l| l.line_no == *line_no) {
+            None => errors.push(FieldError::new(
+                format!("lines[{k}].line_no"),
+                format!("line {line_no} is not part of this fulfilment"),
+            )),
+            Some(_) if *qty < 0 => {
+                errors.push(FieldError::new(field, "a delivered quantity cannot be negative"))
+            }
+            Some(l) if *qty > l.qty_milli => errors.push(FieldError::new(
+                field,
+                format!(
+                    "delivered {} is more than the {} {} ordered",
+                    crate::base::domain::milli_to_qty(*qty),
+                    crate::base::domain::milli_to_qty(l.qty_milli),
+                    l.unit
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    if quantities
+        .iter()
+        .enumerate()
+        .any(|(k, (n, _))| quantities[..k].iter().any(|(m, _)| m == n))
+    {
+        errors.push(FieldError::new("lines", "a line is named twice"));
+    }
+    if !errors.is_empty() {
+        return Err(FulfilmentError::Invalid(errors));
+    }
+    let mut total = 0;
+    for l in lines.iter_mut() {
+        let qty = quantities
+            .iter()
+            .find(|(n, _)| *n == l.line_no)
+            .map_or(l.qty_milli, |(_, q)| *q);
+        l.delivered_milli = Some(qty);
+        let subtotal = line_amount(l.unit_price_paisa, qty);
+        total += subtotal + vat(subtotal, VAT_PERCENT);
+    }
+    Ok(total)
+}
+
+/// Moves `part` (whose offer was just rejected or expired) to the best vendor not yet tried,
+/// or, after `max_reassignments` moves or when none is left, leaves it unassigned and alerts
+/// the operators. Writes the part, its new offer, the decision and the lines' addressee.
+pub(super) async fn reassign(
+    tx: &mut Tx,
+    app: &App,
+    order: &OrderRow,
+    order_lines: &[LineRow],
+    part: &mut PartRow,
+    now: i64,
+    why: &str,
+) -> Result<(), FulfilmentError> {
+    let part_lines: Vec<i32> = repo::lines_tx(tx, &[part.id])
+        .await?
+        .iter()
+        .map(|l| l.line_no)
+        .collect();
+    let lines: Vec<LineRow> = order_lines
+        .iter()
+        .filter(|l| part_lines.contains(&l.line_no))
+        .cloned()
+        .collect();
+    let settings = &app.settings().fulfilment;
+    let next = if part.reassignments >= settings.max_reassignments {
+        None
+    } else {
+        let market = Market::load(app.db(), app.volumes(), &[(order, &lines)], now).await?;
+        market.facts(order, &lines).and_then(|f| {
+            khaacho_vendors::next_vendor(
+                &f.retailer,
+                &f.lines,
+                &f.vendors,
+                &part.tried.0,
+                &app.settings().routing,
+            )
+        })
+    };
+    let from = part.vendor_id;
+    match next {
+        Some(score) => {
+            let offer = new_offer(part, score.vendor_id, now, settings.offer_timeout_minutes);
+            repo::insert_offer(tx, &offer).await?;
+            part.vendor_id = Some(score.vendor_id);
+            part.offer_id = Some(offer.id);
+            part.deadline_ms = Some(offer.deadline_ms);
+            part.reassignments += 1;
+            part.tried.0.push(score.vendor_id);
+            part.status = PartStatus::Offered.as_str().into();
+            orders::address_lines(
+                tx,
+                (order.id, order.created_at_ms),
+                &part_lines,
+                Some(score.vendor_id),
+            )
+            .await?;
+            let reason = format!(
+                "offer {why} by the previous vendor; offered to the best vendor not yet asked (score {})",
+                score.total
+            );
+            repo::insert_decisions(
+                tx,
+                &[repo::NewDecision {
+                    order_id: order.id,
+                    fulfilment_id: Some(part.id),
+                    outcome: "reassigned",
+                    reason,
+                    decision: json!({ "from_vendor_id": from, "to_vendor_id": score.vendor_id,
+                        "score": score.total, "components": score.components, "tried": part.tried.0 }),
+                    at_ms: now,
+                }],
+            )
+            .await?;
+        }
+        None => {
+            part.vendor_id = None;
+            part.offer_id = None;
+            part.deadline_ms = None;
+            part.status = PartStatus::Unassigned.as_str().into();
+            orders::address_lines(tx, (order.id, order.created_at_ms), &part_lines, None).await?;
+            let reason = if part.reassignments >= settings.max_reassignments {
+                format!(
+                    "offer {why}; the part was already reassigned {} times",
+                    part.reassignments
+                )
+            } else {
+                format!("offer {why}; no other vendor may supply these lines")
+            };
+            repo::insert_decisions(
+                tx,
+                &[repo::NewDecision {
+                    order_id: order.id,
+                    fulfilment_id: Some(part.id),
+                    outcome: "no_vendor",
+                    reason: reason.clone(),
+                    decision: json!({ "tried": part.tried.0, "lines": part_lines }),
+                    at_ms: now,
+                }],
+            )
+            .await?;
+            alert_no_vendor(tx, order, &reason, json!({ "fulfilment_id": part.id, "lines": part_lines }), now)
+                .await?;
+        }
+    }
+    part.updated_at_ms = now;
+    repo::save_part(tx, part).await?;
+    Ok(())
+}
+
+/// Raises the operators' alert for an order no vendor will take.
+pub(super) async fn alert_no_vendor(
+    tx: &mut Tx,
+    order: &OrderRow,
+    reason: &str,
+    detail: serde_json::Value,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    alerts::raise(
+        tx,
+        &NewAlert {
+            kind: "vendor_unavailable",
+            severity: "warning",
+            subject: "order",
+            subject_id: order.id,
+            message: format!("no vendor for order {}: {reason}", order.id),
+            detail,
+            at_ms: now,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A new open offer of `part` to `vendor`.
+pub(super) fn new_offer(part: &PartRow, vendor: Uuid, now: i64, minutes: i64) -> PartOfferRow {
+    PartOfferRow {
+        id: Uuid::now_v7(),
+        fulfilment_id: part.id,
+        order_id: part.order_id,
+        vendor_id: vendor,
+        status: "offered".into(),
+        offered_at_ms: now,
+        deadline_ms: now + minutes * 60_000,
+        responded_at_ms: None,
+        reason: None,
+    }
+}
+
+/// The order status its parts call for: the slowest live part's, or `on_hold` when a part
+/// has no vendor. `None` when no part is live (all cancelled).
+pub fn derived_status(parts: &[PartRow]) -> Option<OrderStatus> {
+    parts
+        .iter()
+        .map(PartRow::status)
+        .filter(|s| *s != PartStatus::Cancelled)
+        .min()
+        .map(|s| match s {
+            PartStatus::Unassigned => OrderStatus::OnHold,
+            PartStatus::Offered => OrderStatus::Routed,
+            PartStatus::Accepted => OrderStatus::Accepted,
+            PartStatus::Dispatched => OrderStatus::Dispatched,
+            PartStatus::Delivered | PartStatus::Cancelled => OrderStatus::Delivered,
+        })
+}
+
+/// Moves `order` to the status its `parts` call for, when that differs. An order an
+/// operator holds stays held (the operator decides). Reaching `delivered` posts the credit
+/// hold at the delivered amount (or releases it when nothing was delivered).
+pub(super) async fn sync_order(
+    tx: &mut Tx,
+    order: &mut OrderRow,
+    parts: &[PartRow],
+    actor: &Actor,
+    reason: &str,
+    detail: serde_json::Value,
+    now: i64,
+) -> Result<(), FulfilmentError> {
+    let Some(target) = derived_status(parts) else {
+        return Ok(());
+    };
+    let from = order.status();
+    if from == target || from == OrderStatus::OnHold || from.is_terminal() {
+        return Ok(());
+    }
+    let mut detail = detail;
+    let (reason, actor) = if target == OrderStatus::OnHold {
+        ("vendor_unavailable", &Actor::system())
+    } else {
+        (reason, actor)
+    };
+    if target == OrderStatus::Delivered {
+        let delivered: i64 = parts.iter().filter_map(|p| p.delivered_paisa).sum();
+        detail["delivered_paisa"] = json!(delivered);
+        if order.payment_mode == PaymentMode::Credit.as_str() {
+            if delivered > 0 {
+                let posted = ledger::post_delivery(tx, order.id, delivered, now).await?;
+                detail["posted_paisa"] = json!(posted.entry.amount_paisa);
+                detail["due_at_ms"] = json!(posted.entry.due_at_ms);
+            } else {
+                ledger::void(tx, order.id).await?;
+                detail["posted_paisa"] = json!(0);
+            }
+        }
+    }
+    match transition::apply(tx, order, target, actor, Some(reason), Some(detail)).await? {
+        TransitionResult::Done => Ok(()),
+        other => Err(FulfilmentError::Illegal(format!(
+            "the order changed while its fulfilment did ({other:?}); try again"
+        ))),
+    }
+}
+
+/// Withdraws `order`'s parts that are not yet delivered (the order is being cancelled or
+/// rejected): open offers are closed, reserved stock goes back to the vendors. Returns what
+/// was released, for the order's event.
+pub async fn cancel_parts(
+    tx: &mut Tx,
+    order: Uuid,
+    now: i64,
+) -> Result<serde_json::Value, sqlx::Error> {
+    let mut parts = repo::parts_for_update(tx, &[order]).await?;
+    let ids: Vec<Uuid> = parts.iter().map(|p| p.id).collect();
+    let mut lines = repo::lines_tx(tx, &ids).await?;
+    let mut released = Vec::new();
+    let mut cancelled = 0;
+    for p in parts.iter_mut() {
+        let status = p.status();
+        if matches!(status, PartStatus::Delivered | PartStatus::Cancelled) {
+            continue;
+        }
+        if let (PartStatus::Offered, Some(offer)) = (status, p.offer_id) {
+            repo::close_offer(tx, offer, "cancelled", now, Some("order withdrawn")).await?;
+        }
+        if let Some(vendor) = p.vendor_id {
+            let mut mine: Vec<&mut PartLineRow> = lines
+                .iter_mut()
+                .filter(|l| l.fulfilment_id == p.id && l.reserved_milli > 0)
+                .collect();
+            mine.sort_by_key(|l| l.product_id);
+            for l in mine {
+                catalog::return_stock(tx, vendor, l.product_id, l.reserved_milli, now).await?;
+                released.push(json!({ "vendor_id": vendor, "product_id": l.product_id, "qty_milli": l.reserved_milli }));
+                l.reserved_milli = 0;
+                repo::save_line(tx, l).await?;
+            }
+        }
+        p.status = PartStatus::Cancelled.as_str().into();
+        p.deadline_ms = None;
+        p.updated_at_ms = now;
+        repo::save_part(tx, p).await?;
+        cancelled += 1;
+    }
+    Ok(json!({ "fulfilments_cancelled": cancelled, "stock_released": released }))
+}
+
+/// Expires the offers past their deadline of up to `limit` orders and moves each part to
+/// the next vendor (or leaves it unassigned, holding its order). One transaction per order.
+/// Returns how many parts moved.
+pub async fn expire_offers(app: &App, now: i64, limit: i64) -> anyhow::Result<usize> {
+    let orders_due = repo::orders_with_expired_offers(app.db(), now, limit).await?;
+    let mut moved = 0;
+    for order_id in orders_due {
+        let mut tx = app.db().begin().await?;
+        let Some(mut order) = orders::find_for_update(&mut tx, order_id).await? else {
+            continue;
+        };
+        let mut parts = repo::parts_for_update(&mut tx, &[order_id]).await?;
+        let order_lines = orders::lines_tx(&mut tx, &order).await?;
+        let mut expired = Vec::new();
+        for p in parts.iter_mut() {
+            let due = p.status() == PartStatus::Offered && p.deadline_ms.is_some_and(|d| d <= now);
+            if !due {
+                continue;
+            }
+            let offer = p.offer_id.unwrap_or_default();
+            repo::close_offer(&mut tx, offer, "expired", now, None).await?;
+            expired.push(json!({ "fulfilment_id": p.id, "vendor_id": p.vendor_id }));
+            reassign(&mut tx, app, &order, &order_lines, p, now, "expired").await?;
+            moved += 1;
+        }
+        let detail = json!({ "expired": expired });
+        sync_order(&mut tx, &mut order, &parts, &Actor::system(), "offer_expired", detail, now)
+            .await?;
+        tx.commit().await?;
+    }
+    if moved > 0 {
+        metrics::counter!("khaacho_offers_expired_total").increment(moved as u64);
+    }
+    Ok(moved)
+}
