@@ -25,6 +25,9 @@ use crate::base::wire::{Page, page_limit, split_page};
 use crate::orders::model::Actor;
 use crate::orders::repo;
 
+/// Who may see and act on parts (a vendor: its own).
+const PART_ROLES: &[Role] = &[Role::Admin, Role::Operator, Role::Vendor];
+
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
     OpenApiRouter::new()
@@ -214,7 +217,7 @@ async fn list_fulfilments(
     principal: Principal,
     Query(p): Query<FulfilmentParams>,
 ) -> Result<axum::Json<Page<FulfilmentView>>, ApiError> {
-    principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
+    principal.require(PART_ROLES)?;
     let limit = page_limit(p.limit)?;
     if let Some(s) = p.status.as_deref().filter(|s| PartStatus::parse(s).is_none()) {
         let names: Vec<&str> = PartStatus::ALL.iter().map(|s| s.as_str()).collect();
@@ -259,7 +262,7 @@ async fn get_fulfilment(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
-    principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
+    principal.require(PART_ROLES)?;
     let part = visible(&app, &principal, id).await?;
     let mut v = views(&app, &principal, vec![part]).await?;
     v.pop().map(axum::Json).ok_or(ApiError::NotFound("fulfilment"))
@@ -303,7 +306,7 @@ async fn act(
     action: PartAction,
     reason: Option<&str>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
-    principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
+    principal.require(PART_ROLES)?;
     // A vendor acting on a part not its own learns nothing about it.
     visible(app, principal, id).await?;
     let actor = Actor {
@@ -360,6 +363,7 @@ async fn accept_fulfilment(
     Path(id): Path<Uuid>,
     body: Result<Json<PartActionBody>, ApiError>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    principal.require(PART_ROLES)?;
     let body = body?.0;
     act(&app, &principal, id, PartAction::Accept, body.reason.as_deref()).await
 }
@@ -378,6 +382,7 @@ async fn reject_fulfilment(
     Path(id): Path<Uuid>,
     body: Result<Json<PartActionBody>, ApiError>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    principal.require(PART_ROLES)?;
     let body = body?.0;
     act(&app, &principal, id, PartAction::Reject, body.reason.as_deref()).await
 }
@@ -394,6 +399,7 @@ async fn dispatch_fulfilment(
     Path(id): Path<Uuid>,
     body: Result<Json<PartActionBody>, ApiError>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    principal.require(PART_ROLES)?;
     let body = body?.0;
     act(&app, &principal, id, PartAction::Dispatch, body.reason.as_deref()).await
 }
@@ -413,6 +419,7 @@ async fn deliver_fulfilment(
     Path(id): Path<Uuid>,
     body: Result<Json<DeliverBody>, ApiError>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    principal.require(PART_ROLES)?;
     let body = body?.0;
     let mut errors = Vec::new();
     let mut quantities = Vec::new();

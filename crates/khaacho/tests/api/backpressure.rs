@@ -81,7 +81,7 @@ async fn intake_pushes_back_while_the_pipeline_is_behind_and_recovers() {
         ))
         .await;
     assert_eq!(
-        status["status"], "validated",
+        status["status"], "routed",
         "nothing accepted was dropped"
     );
 }

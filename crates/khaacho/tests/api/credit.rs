@@ -29,7 +29,7 @@ async fn order_total(t: &TestApp, retailer: &str, lines: &Value) -> i64 {
         .to_string();
     t.run_jobs().await;
     let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
-    assert_eq!(o["status"], "validated", "{o}");
+    assert_eq!(o["status"], "routed", "{o}");
     assert!(
         o.get("credit_hold").is_none(),
         "a cash order reserves nothing"
@@ -666,7 +666,7 @@ async fn the_demo_gives_retailers_varied_reconciled_credit_histories_once() {
             placed["order_id"].as_str().unwrap()
         ))
         .await;
-    assert_eq!(o["status"], "validated", "{o}");
+    assert_eq!(o["status"], "routed", "{o}");
     assert_eq!(o["credit_hold"]["status"], "pending", "{o}");
     reconciled(&t).await;
 

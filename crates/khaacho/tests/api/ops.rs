@@ -53,6 +53,17 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/credit/alerts"),
     ("post", "/api/v1/credit/alerts/{id}/acknowledge"),
     ("get", "/api/v1/orders/{id}/routing"),
+    ("get", "/api/v1/orders/{id}/routing-decisions"),
+    ("post", "/api/v1/orders/{id}/confirm"),
+    ("post", "/api/v1/orders/{id}/report-issue"),
+    ("get", "/api/v1/fulfilments"),
+    ("get", "/api/v1/fulfilments/{id}"),
+    ("post", "/api/v1/fulfilments/{id}/accept"),
+    ("post", "/api/v1/fulfilments/{id}/reject"),
+    ("post", "/api/v1/fulfilments/{id}/dispatch"),
+    ("post", "/api/v1/fulfilments/{id}/deliver"),
+    ("get", "/api/v1/alerts"),
+    ("post", "/api/v1/alerts/{id}/acknowledge"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),
@@ -133,10 +144,13 @@ async fn health_ready_and_metrics() {
         "khaacho_jobs_succeeded_total{kind=\"order.validate\"}",
         "khaacho_job_duration_seconds_bucket{kind=\"order.validate\"",
         "khaacho_queue_depth{queue=\"validate\"} 0",
+        "khaacho_jobs_succeeded_total{kind=\"order.route\"}",
+        "khaacho_queue_depth{queue=\"route\"} 0",
         // Kept by the order.changed consumer: the intake's +1 received, the validation's
-        // received → validated.
+        // received → validated, the routing's validated → routed.
         "khaacho_orders{state=\"received\"} 0",
-        "khaacho_orders{state=\"validated\"} 1",
+        "khaacho_orders{state=\"validated\"} 0",
+        "khaacho_orders{state=\"routed\"} 1",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}");
     }

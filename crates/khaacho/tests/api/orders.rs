@@ -62,11 +62,12 @@ async fn accepted_order_is_validated_priced_and_traced() {
         "request id follows the order into its job"
     );
 
-    // The validation, and the order.changed jobs of the intake and of the validation.
-    assert_eq!(t.run_jobs().await, 3);
+    // The validation and the routing, and the order.changed jobs of the intake, the
+    // validation and the routing.
+    assert_eq!(t.run_jobs().await, 5);
     let order = t.get_json(&format!("/api/v1/orders/{id}")).await;
-    assert_eq!(order["status"], "validated");
-    assert_eq!(order["progress_percent"], 30);
+    assert_eq!(order["status"], "routed");
+    assert_eq!(order["progress_percent"], 45);
     let lines = order["lines"].as_array().unwrap();
     // 5 kg at the base price; half a 50 kg sack = 25 kg at the tier price.
     assert_eq!(lines[0]["unit_price_npr"], 100.0);
@@ -88,7 +89,7 @@ async fn accepted_order_is_validated_priced_and_traced() {
         .iter()
         .map(|e| e["to"].as_str().unwrap())
         .collect();
-    assert_eq!(events, ["received", "validated"]);
+    assert_eq!(events, ["received", "validated", "routed"]);
     assert!(order["created_at"].as_str().unwrap().ends_with("+05:45"));
     assert_eq!(t.run_jobs().await, 0, "nothing left to do");
 }
@@ -226,7 +227,7 @@ async fn large_orders_are_held_and_operators_decide() {
     assert_eq!(held["hold_reason"], "large_order_review");
     assert_eq!(
         t.get_json(&path(&small, "/status")).await["status"],
-        "validated"
+        "routed"
     );
 
     // Approving something that is not held is refused; so is a reason-less rejection.
@@ -338,7 +339,7 @@ async fn orders_list_filters_and_paginates() {
         0
     );
     assert_eq!(
-        t.get_json("/api/v1/orders?status=validated&limit=200")
+        t.get_json("/api/v1/orders?status=routed&limit=200")
             .await["items"]
             .as_array()
             .unwrap()

@@ -215,7 +215,7 @@ async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pending: i64 = khaacho::with_latest!(db, c => sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM orders WHERE status = 'received') + (SELECT COUNT(*) FROM jobs WHERE kind = 'order.validate')")
+            "SELECT (SELECT COUNT(*) FROM orders WHERE status IN ('received', 'validated')) + (SELECT COUNT(*) FROM jobs WHERE kind IN ('order.validate', 'order.route'))")
             .fetch_one(c).await).unwrap();
         if pending == 0 {
             break;
@@ -237,7 +237,7 @@ async fn assert_all_processed_once(env: &Env, accepted: &[String]) {
     assert!(missing.is_empty(), "accepted orders missing: {missing:?}");
     for (id, status, events) in &rows {
         assert!(
-            ["validated", "rejected", "on_hold"].contains(&status.as_str()),
+            ["routed", "rejected", "on_hold"].contains(&status.as_str()),
             "order {id} is {status}"
         );
         assert_eq!(*events, 1, "order {id} has {events} validation events");

@@ -201,17 +201,18 @@ async fn exhausted_order_job_fails_the_order_and_a_retry_processes_it() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // The retried validation, and the order.changed of the intake, of the failure, of the
-    // retry (failed → received) and of the validation.
-    assert_eq!(t.run_jobs().await, 5);
+    // retry (failed → received) and of the validation; then the routing and its
+    // order.changed.
+    assert_eq!(t.run_jobs().await, 7);
     let order = t.get_json(&format!("/api/v1/orders/{order_id}")).await;
-    assert_eq!(order["status"], "validated");
+    assert_eq!(order["status"], "routed");
     let path: Vec<_> = order["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["to"].as_str().unwrap())
         .collect();
-    assert_eq!(path, ["received", "failed", "received", "validated"]);
+    assert_eq!(path, ["received", "failed", "received", "validated", "routed"]);
 }
 
 #[tokio::test]
@@ -262,8 +263,8 @@ async fn a_dead_workers_job_is_rerun_after_its_lease_and_the_order_processed_onc
     }
     assert_eq!(
         t.run_jobs().await,
-        2,
-        "the validation and its order.changed"
+        4,
+        "the validation, the routing and their order.changed"
     );
     // The step's effect committed but the job row survived (e.g. the worker died between
     // commit and delete): running it again must change nothing.
@@ -284,8 +285,8 @@ async fn a_dead_workers_job_is_rerun_after_its_lease_and_the_order_processed_onc
         .iter()
         .map(|e| e["to"].as_str().unwrap())
         .collect();
-    assert_eq!(order["status"], "validated", "{order}");
-    assert_eq!(to, ["received", "validated"], "processed exactly once");
+    assert_eq!(order["status"], "routed", "{order}");
+    assert_eq!(to, ["received", "validated", "routed"], "processed exactly once");
     assert_eq!(t.count("jobs").await, 0);
 }
 
@@ -408,13 +409,13 @@ async fn a_failing_batch_falls_back_to_one_job_at_a_time() {
     )
     .await;
     // Three validations (run alone after the batch failed), two intakes' and two
-    // validations' order.changed.
-    assert_eq!(t.run_jobs().await, 7);
+    // validations' order.changed, two routings and their one order.changed.
+    assert_eq!(t.run_jobs().await, 10);
     for a in [&a, &b] {
         let id = a["order_id"].as_str().unwrap();
         assert_eq!(
             t.get_json(&format!("/api/v1/orders/{id}/status")).await["status"],
-            "validated"
+            "routed"
         );
     }
     let job = t.get_json(&format!("/api/v1/admin/jobs/{ghost}")).await;

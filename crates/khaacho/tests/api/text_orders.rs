@@ -70,11 +70,11 @@ async fn a_clear_text_order_is_parsed_then_validated() {
     let id = text_order(&t, "namaste dai, chini 5 kg ra wai wai 1 carton pathaidinu").await;
     assert_eq!(
         t.run_jobs().await,
-        4,
-        "parse, then validate, and the order.changed of the intake and of the validation"
+        6,
+        "parse, validate, route, and the order.changed of the intake, the validation and the routing"
     );
     let order = t.get_json(&format!("/api/v1/orders/{id}")).await;
-    assert_eq!(order["status"], "validated", "{order}");
+    assert_eq!(order["status"], "routed", "{order}");
     let skus: Vec<_> = order["lines"]
         .as_array()
         .unwrap()
@@ -116,10 +116,11 @@ async fn unclear_text_is_held_for_review_and_approved_with_corrections() {
     ]});
     let r = t.post_json(&format!("{path}/approve"), &fixed).await;
     assert_eq!(r.status(), 200);
-    // The validation, and the order.changed of the approval and of the validation.
-    assert_eq!(t.run_jobs().await, 3);
+    // The validation and the routing, and the order.changed of the approval, the validation
+    // and the routing.
+    assert_eq!(t.run_jobs().await, 5);
     let order = t.get_json(&path).await;
-    assert_eq!(order["status"], "validated");
+    assert_eq!(order["status"], "routed");
     let skus: Vec<_> = order["lines"]
         .as_array()
         .unwrap()
@@ -133,7 +134,7 @@ async fn unclear_text_is_held_for_review_and_approved_with_corrections() {
         .iter()
         .map(|e| e["to"].as_str().unwrap())
         .collect();
-    assert_eq!(path_to, ["received", "on_hold", "received", "validated"]);
+    assert_eq!(path_to, ["received", "on_hold", "received", "validated", "routed"]);
 }
 
 #[tokio::test]
