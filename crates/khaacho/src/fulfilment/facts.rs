@@ -214,7 +214,11 @@ impl VolumeCache {
             let cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
             products
                 .iter()
-                .filter(|p| cached.get(p).is_none_or(|(at, _)| now_ms - at > VOLUME_TTL_MS))
+                .filter(|p| {
+                    cached
+                        .get(p)
+                        .is_none_or(|(at, _)| now_ms - at > VOLUME_TTL_MS)
+                })
                 .copied()
                 .collect()
         };

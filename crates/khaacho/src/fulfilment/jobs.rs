@@ -80,7 +80,9 @@ async fn complete_delivered(app: &App, cutoff: i64) -> anyhow::Result<usize> {
             let change = Change {
                 to: OrderStatus::Completed,
                 reason: Some("auto_completed"),
-                detail: Some(json!({ "detail": "no issue reported within the confirmation window" })),
+                detail: Some(
+                    json!({ "detail": "no issue reported within the confirmation window" }),
+                ),
             };
             (o, change)
         })

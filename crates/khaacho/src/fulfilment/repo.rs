@@ -159,8 +159,7 @@ pub struct PartOfferRow {
     pub reason: Option<String>,
 }
 
-const OFFER_COLS: &str =
-    "id, fulfilment_id, order_id, vendor_id, status, offered_at_ms, deadline_ms, responded_at_ms, reason";
+const OFFER_COLS: &str = "id, fulfilment_id, order_id, vendor_id, status, offered_at_ms, deadline_ms, responded_at_ms, reason";
 
 /// Rows per multi-row statement, well under both backends' bound-parameter limits.
 const CHUNK: usize = 400;

@@ -164,7 +164,10 @@ pub async fn views(
     let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
     let mut lines = parts::lines(app.db(), &ids).await?;
     let mut offers = parts::offers(app.db(), &ids).await?;
-    if let Some(v) = principal.vendor().filter(|_| principal.role == Role::Vendor) {
+    if let Some(v) = principal
+        .vendor()
+        .filter(|_| principal.role == Role::Vendor)
+    {
         offers.retain(|o| o.vendor_id == v);
     }
     Ok(rows
@@ -219,7 +222,11 @@ async fn list_fulfilments(
 ) -> Result<axum::Json<Page<FulfilmentView>>, ApiError> {
     principal.require(PART_ROLES)?;
     let limit = page_limit(p.limit)?;
-    if let Some(s) = p.status.as_deref().filter(|s| PartStatus::parse(s).is_none()) {
+    if let Some(s) = p
+        .status
+        .as_deref()
+        .filter(|s| PartStatus::parse(s).is_none())
+    {
         let names: Vec<&str> = PartStatus::ALL.iter().map(|s| s.as_str()).collect();
         return Err(ApiError::param(
             "status",
@@ -265,7 +272,9 @@ async fn get_fulfilment(
     principal.require(PART_ROLES)?;
     let part = visible(&app, &principal, id).await?;
     let mut v = views(&app, &principal, vec![part]).await?;
-    v.pop().map(axum::Json).ok_or(ApiError::NotFound("fulfilment"))
+    v.pop()
+        .map(axum::Json)
+        .ok_or(ApiError::NotFound("fulfilment"))
 }
 
 /// Body of accept, reject and dispatch.
@@ -335,7 +344,9 @@ async fn act(
         crate::base::audit::record(app.db(), &entry).await?;
     }
     let mut v = views(app, principal, vec![part]).await?;
-    v.pop().map(axum::Json).ok_or(ApiError::NotFound("fulfilment"))
+    v.pop()
+        .map(axum::Json)
+        .ok_or(ApiError::NotFound("fulfilment"))
 }
 
 fn fulfilment_error(e: FulfilmentError) -> ApiError {
@@ -365,7 +376,14 @@ async fn accept_fulfilment(
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
     principal.require(PART_ROLES)?;
     let body = body?.0;
-    act(&app, &principal, id, PartAction::Accept, body.reason.as_deref()).await
+    act(
+        &app,
+        &principal,
+        id,
+        PartAction::Accept,
+        body.reason.as_deref(),
+    )
+    .await
 }
 
 /// Reject the offer of a part (a reason is required): it goes to the next best vendor not
@@ -384,7 +402,14 @@ async fn reject_fulfilment(
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
     principal.require(PART_ROLES)?;
     let body = body?.0;
-    act(&app, &principal, id, PartAction::Reject, body.reason.as_deref()).await
+    act(
+        &app,
+        &principal,
+        id,
+        PartAction::Reject,
+        body.reason.as_deref(),
+    )
+    .await
 }
 
 /// The goods of an accepted part left the vendor.
@@ -401,7 +426,14 @@ async fn dispatch_fulfilment(
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
     principal.require(PART_ROLES)?;
     let body = body?.0;
-    act(&app, &principal, id, PartAction::Dispatch, body.reason.as_deref()).await
+    act(
+        &app,
+        &principal,
+        id,
+        PartAction::Dispatch,
+        body.reason.as_deref(),
+    )
+    .await
 }
 
 /// The goods of a dispatched part arrived. Lines delivered short are named with the quantity
@@ -596,9 +628,15 @@ async fn get_routing(
         .await?
         .ok_or(ApiError::NotFound("order"))?;
     let lines = repo::lines(app.db(), &order).await?;
-    let facts = facts::load(app.db(), app.volumes(), &order, &lines, app.clock().now_ms())
-        .await?
-        .ok_or(ApiError::NotFound("retailer"))?;
+    let facts = facts::load(
+        app.db(),
+        app.volumes(),
+        &order,
+        &lines,
+        app.clock().now_ms(),
+    )
+    .await?
+    .ok_or(ApiError::NotFound("retailer"))?;
     let d = khaacho_vendors::route(
         &facts.retailer,
         &facts.lines,

@@ -259,8 +259,10 @@ fn decide(
         part.deadline_ms = Some(offer.deadline_ms);
         market.took(p.vendor_id);
         let line_nos: Vec<i32> = part_lines.iter().map(|l| l.line_no).collect();
-        summary.push(json!({ "fulfilment_id": id, "vendor_id": p.vendor_id, "lines": line_nos,
-            "deadline_ms": offer.deadline_ms }));
+        summary.push(
+            json!({ "fulfilment_id": id, "vendor_id": p.vendor_id, "lines": line_nos,
+            "deadline_ms": offer.deadline_ms }),
+        );
         out.addressed
             .push(((order.id, order.created_at_ms), line_nos, p.vendor_id));
         out.parts.push(NewPart {

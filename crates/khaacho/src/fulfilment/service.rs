@@ -79,9 +79,7 @@ pub fn allowed(status: PartStatus) -> &'static [&'static str] {
         PartStatus::Offered => &["accept", "reject"],
         PartStatus::Accepted => &["dispatch"],
         PartStatus::Dispatched => &["deliver"],
-        PartStatus::Unassigned
-        | PartStatus::Delivered
-        | PartStatus::Cancelled => &[],
+        PartStatus::Unassigned | PartStatus::Delivered | PartStatus::Cancelled => &[],
     }
 }
 
@@ -170,7 +168,16 @@ pub async fn act(
                 return Err(illegal(&parts[i], "reject"));
             }
             let order_lines = orders::lines_tx(&mut tx, &order).await?;
-            reassign(&mut tx, app, &order, &order_lines, &mut parts[i], now, "rejected").await?;
+            reassign(
+                &mut tx,
+                app,
+                &order,
+                &order_lines,
+                &mut parts[i],
+                now,
+                "rejected",
+            )
+            .await?;
             detail = json!({ "fulfilment_id": id, "rejected_by": found.vendor_id, "reason": reason,
                 "now_offered_to": parts[i].vendor_id });
         }
@@ -269,9 +276,10 @@ fn delivered_amount(
                 format!("lines[{k}].line_no"),
                 format!("line {line_no} is not part of this fulfilment"),
             )),
-            Some(_) if *qty < 0 => {
-                errors.push(FieldError::new(field, "a delivered quantity cannot be negative"))
-            }
+            Some(_) if *qty < 0 => errors.push(FieldError::new(
+                field,
+                "a delivered quantity cannot be negative",
+            )),
             Some(l) if *qty > l.qty_milli => errors.push(FieldError::new(
                 field,
                 format!(
@@ -406,8 +414,14 @@ pub(super) async fn reassign(
                 }],
             )
             .await?;
-            alert_no_vendor(tx, order, &reason, json!({ "fulfilment_id": part.id, "lines": part_lines }), now)
-                .await?;
+            alert_no_vendor(
+                tx,
+                order,
+                &reason,
+                json!({ "fulfilment_id": part.id, "lines": part_lines }),
+                now,
+            )
+            .await?;
         }
     }
     part.updated_at_ms = now;
@@ -587,8 +601,16 @@ pub async fn expire_offers(app: &App, now: i64, limit: i64) -> anyhow::Result<us
             moved += 1;
         }
         let detail = json!({ "expired": expired });
-        sync_order(&mut tx, &mut order, &parts, &Actor::system(), "offer_expired", detail, now)
-            .await?;
+        sync_order(
+            &mut tx,
+            &mut order,
+            &parts,
+            &Actor::system(),
+            "offer_expired",
+            detail,
+            now,
+        )
+        .await?;
         tx.commit().await?;
     }
     if moved > 0 {

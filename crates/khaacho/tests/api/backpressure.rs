@@ -80,8 +80,5 @@ async fn intake_pushes_back_while_the_pipeline_is_behind_and_recovers() {
             first["order_id"].as_str().unwrap()
         ))
         .await;
-    assert_eq!(
-        status["status"], "routed",
-        "nothing accepted was dropped"
-    );
+    assert_eq!(status["status"], "routed", "nothing accepted was dropped");
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod catalog;
 mod credit;
 mod credit_controls;
+mod fulfilment;
 mod helpers;
 mod hostile;
 mod ops;

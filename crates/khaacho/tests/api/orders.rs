@@ -339,8 +339,7 @@ async fn orders_list_filters_and_paginates() {
         0
     );
     assert_eq!(
-        t.get_json("/api/v1/orders?status=routed&limit=200")
-            .await["items"]
+        t.get_json("/api/v1/orders?status=routed&limit=200").await["items"]
             .as_array()
             .unwrap()
             .len(),

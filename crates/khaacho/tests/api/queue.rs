@@ -212,7 +212,10 @@ async fn exhausted_order_job_fails_the_order_and_a_retry_processes_it() {
         .iter()
         .map(|e| e["to"].as_str().unwrap())
         .collect();
-    assert_eq!(path, ["received", "failed", "received", "validated", "routed"]);
+    assert_eq!(
+        path,
+        ["received", "failed", "received", "validated", "routed"]
+    );
 }
 
 #[tokio::test]
@@ -286,7 +289,11 @@ async fn a_dead_workers_job_is_rerun_after_its_lease_and_the_order_processed_onc
         .map(|e| e["to"].as_str().unwrap())
         .collect();
     assert_eq!(order["status"], "routed", "{order}");
-    assert_eq!(to, ["received", "validated", "routed"], "processed exactly once");
+    assert_eq!(
+        to,
+        ["received", "validated", "routed"],
+        "processed exactly once"
+    );
     assert_eq!(t.count("jobs").await, 0);
 }
 

@@ -128,7 +128,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, Own, No],
         "vendor: its own dispatched part, with short quantities",
     ),
-    ("GET", "/api/v1/alerts", [Yes, Yes, No, No], "operators' inbox"),
+    (
+        "GET",
+        "/api/v1/alerts",
+        [Yes, Yes, No, No],
+        "operators' inbox",
+    ),
     (
         "POST",
         "/api/v1/alerts/{id}/acknowledge",

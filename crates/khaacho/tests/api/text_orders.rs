@@ -134,7 +134,10 @@ async fn unclear_text_is_held_for_review_and_approved_with_corrections() {
         .iter()
         .map(|e| e["to"].as_str().unwrap())
         .collect();
-    assert_eq!(path_to, ["received", "on_hold", "received", "validated", "routed"]);
+    assert_eq!(
+        path_to,
+        ["received", "on_hold", "received", "validated", "routed"]
+    );
 }
 
 #[tokio::test]

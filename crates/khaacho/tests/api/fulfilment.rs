@@ -1,0 +1,867 @@
+//! The life of an order after validation, black-box on both backends: routing into vendor
+//! parts, offers with deadlines (the app's clock moved forward, never slept), accept with
+//! stock reserved, reject and expiry with reassignment up to the limit, dispatch, delivery
+//! with short quantities and the credit posting, confirmation and automatic completion,
+//! cancellation at every stage, and the races: concurrent accepts of one offer, and of
+//! different offers for the same stock.
+
+use khaacho::auth::Role;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, assert_problem};
+
+const MINUTE: i64 = 60_000;
+
+/// A catalogue of sugar (NPR 100/kg) and oil (NPR 200/l), and a retailer in Kathmandu.
+async fn world(t: &TestApp) -> Uuid {
+    let csv = "sku,name,aliases,unit,pack_size,price_npr,category\n\
+               CHINI-1,Sugar,chini,kg,50,100,sugar_salt\nTEL-1,Oil,tel,litre,,200,oil\n";
+    t.import_catalog(csv).await;
+    let r = t
+        .post_json(
+            "/api/v1/retailers",
+            &json!({ "name": "Gita Kirana", "phone": "+9779800000001", "district": "Kathmandu" }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn vendor(t: &TestApp, name: &str, n: u32) -> Uuid {
+    let r = t
+        .post_json(
+            "/api/v1/vendors",
+            &json!({ "name": name, "phone": format!("+97798000001{n:02}"), "districts": ["Kathmandu"],
+                     "opens": "00:00", "closes": "23:59" }),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "vendor {name}");
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn offer(t: &TestApp, vendor: Uuid, sku: &str, price: f64, stock: f64) {
+    let r = t
+        .client
+        .put(t.url("/api/v1/offers"))
+        .json(&json!({ "vendor_id": vendor, "sku": sku, "price_npr": price, "stock": stock }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "offer {sku} of {vendor}");
+}
+
+/// Stock of `sku` at `vendor`, in base units.
+async fn stock(t: &TestApp, vendor: Uuid, sku: &str) -> f64 {
+    let milli: i64 = khaacho::with_latest!(t.app.db(), c => sqlx::query_scalar(
+        "SELECT o.stock_milli FROM offers o JOIN products p ON p.id = o.product_id WHERE o.vendor_id = $1 AND p.sku = $2")
+        .bind(vendor).bind(sku).fetch_one(c).await)
+    .unwrap();
+    milli as f64 / 1000.0
+}
+
+/// Places an order (credit unless `cash`), runs the pipeline, returns its id.
+async fn place(t: &TestApp, retailer: Uuid, lines: Value) -> String {
+    let r = t
+        .post_json(
+            "/api/v1/orders",
+            &json!({ "retailer_id": retailer, "lines": lines }),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.run_jobs().await;
+    id
+}
+
+async fn order(t: &TestApp, id: &str) -> Value {
+    t.get_json(&format!("/api/v1/orders/{id}")).await
+}
+
+fn path(o: &Value) -> Vec<String> {
+    o["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The parts of an order: `(fulfilment id, vendor id, status)`.
+fn parts(o: &Value) -> Vec<(String, Option<String>, String)> {
+    o["fulfilments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["vendor_id"].as_str().map(str::to_string),
+                p["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `POST /api/v1/fulfilments/{id}/{action}` as `client`.
+async fn act(
+    t: &TestApp,
+    client: &reqwest::Client,
+    part: &str,
+    action: &str,
+    body: Value,
+) -> reqwest::Response {
+    client
+        .post(t.url(&format!("/api/v1/fulfilments/{part}/{action}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn ok(r: reqwest::Response) -> Value {
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn account(t: &TestApp, retailer: Uuid) -> Value {
+    t.get_json(&format!("/api/v1/credit/accounts/{retailer}"))
+        .await
+}
+
+async fn reconciled(t: &TestApp) {
+    let r = t
+        .client_as(Role::Admin, None)
+        .get(t.url("/api/v1/credit/reconciliation"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(r["drift"], json!([]), "{r}");
+}
+
+async fn tick(t: &TestApp) -> khaacho::fulfilment::jobs::Ticked {
+    let now = t.app.clock().now_ms();
+    let done = khaacho::fulfilment::jobs::tick(&t.app, now).await.unwrap();
+    t.run_jobs().await;
+    done
+}
+
+#[tokio::test]
+async fn an_order_goes_from_validated_to_completed_with_stock_credit_and_ledger() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "All-in-one", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 50.0).await;
+    offer(&t, a, "TEL-1", 200.0, 50.0).await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }, { "sku": "TEL-1", "qty": 2, "unit": "litre" }]),
+    )
+    .await;
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "routed", "{o}");
+    // 5 × 100 + 2 × 200 = 900, VAT 13% = 117.
+    assert_eq!(o["totals"]["total_npr"], 1017.0);
+    assert_eq!(o["credit_hold"]["status"], "pending");
+    let ps = parts(&o);
+    assert_eq!(ps.len(), 1, "one vendor supplies everything");
+    let (part, to, status) = ps[0].clone();
+    assert_eq!(
+        (to.as_deref(), status.as_str()),
+        (Some(a.to_string().as_str()), "offered")
+    );
+    assert_eq!(
+        o["fulfilments"][0]["allowed_actions"],
+        json!(["accept", "reject"])
+    );
+    assert!(o["fulfilments"][0]["deadline"].is_string());
+    // The decision is stored with its candidates and reason.
+    assert_eq!(o["routing"][0]["outcome"], "routed");
+    assert!(
+        o["routing"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("supplies all 2 lines")
+    );
+    assert_eq!(
+        o["routing"][0]["decision"]["candidates"][0]["vendor_id"],
+        a.to_string()
+    );
+    assert_eq!(account(&t, retailer).await["held_npr"], 1017.0);
+
+    // The vendor finds it in its inbox and accepts: stock is reserved.
+    let va = t.client_as(Role::Vendor, Some(a));
+    let inbox: Value = va
+        .get(t.url("/api/v1/fulfilments?status=offered"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox["items"][0]["id"], part.as_str());
+    let accepted = ok(act(&t, &va, &part, "accept", json!({})).await).await;
+    assert_eq!(accepted["status"], "accepted");
+    assert_eq!(accepted["lines"][0]["reserved_quantity"], 5.0);
+    assert_eq!(stock(&t, a, "CHINI-1").await, 45.0);
+    assert_eq!(stock(&t, a, "TEL-1").await, 48.0);
+    assert_eq!(order(&t, &id).await["status"], "accepted");
+    // A second accept is an illegal transition that names what is allowed.
+    let p = assert_problem(act(&t, &va, &part, "accept", json!({})).await, 409).await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("allowed now: dispatch"),
+        "{p}"
+    );
+
+    ok(act(&t, &va, &part, "dispatch", json!({})).await).await;
+    assert_eq!(order(&t, &id).await["status"], "dispatched");
+    let delivered = ok(act(&t, &va, &part, "deliver", json!({})).await).await;
+    assert_eq!(delivered["delivered_npr"], 1017.0);
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "delivered");
+    assert_eq!(o["credit_hold"]["status"], "posted");
+    assert_eq!(o["credit_hold"]["posted_npr"], 1017.0);
+    let acct = account(&t, retailer).await;
+    assert_eq!(
+        (acct["held_npr"].as_f64(), acct["outstanding_npr"].as_f64()),
+        (Some(0.0), Some(1017.0))
+    );
+    let ledger = t
+        .get_json(&format!("/api/v1/credit/accounts/{retailer}/ledger"))
+        .await;
+    let debit = &ledger["items"][0];
+    assert_eq!(
+        (debit["kind"].as_str(), debit["amount_npr"].as_f64()),
+        (Some("order_debit"), Some(1017.0))
+    );
+    assert_eq!(debit["order_id"], id.as_str());
+
+    // The retailer confirms receipt.
+    let rc = t.client_as(Role::Retailer, Some(retailer));
+    let r = rc
+        .post(t.url(&format!("/api/v1/orders/{id}/confirm")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    t.run_jobs().await;
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "completed");
+    assert_eq!(
+        path(&o),
+        [
+            "received",
+            "validated",
+            "routed",
+            "accepted",
+            "dispatched",
+            "delivered",
+            "completed"
+        ]
+    );
+    let roles: Vec<&str> = o["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "operator", "system", "system", "vendor", "vendor", "vendor", "retailer"
+        ]
+    );
+    assert_eq!(o["events"][5]["detail"]["posted_paisa"], 101_700);
+    // Every change reached the consumers: the per-status counts say one completed order.
+    let metrics = t.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("khaacho_orders{state=\"completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("khaacho_orders{state=\"routed\"} 0"));
+    reconciled(&t).await;
+}
+
+#[tokio::test]
+async fn a_split_order_follows_its_slowest_part_and_posts_a_short_delivery() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let b = vendor(&t, "Sugar House", 2).await;
+    let c = vendor(&t, "Oil Depot", 3).await;
+    offer(&t, b, "CHINI-1", 100.0, 50.0).await;
+    offer(&t, c, "TEL-1", 200.0, 50.0).await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }, { "sku": "TEL-1", "qty": 2, "unit": "litre" }]),
+    )
+    .await;
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "routed");
+    let ps = parts(&o);
+    assert_eq!(ps.len(), 2, "{o}");
+    let part_of = |v: Uuid| {
+        ps.iter()
+            .find(|p| p.1.as_deref() == Some(&v.to_string()))
+            .unwrap()
+            .0
+            .clone()
+    };
+    let (pb, pc) = (part_of(b), part_of(c));
+    let (vb, vc) = (
+        t.client_as(Role::Vendor, Some(b)),
+        t.client_as(Role::Vendor, Some(c)),
+    );
+
+    // Each vendor sees only its own part and its own lines.
+    let seen = vb
+        .get(t.url(&format!("/api/v1/orders/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(parts(&seen).len(), 1);
+    assert_eq!(seen["lines"].as_array().unwrap().len(), 1);
+    assert!(seen.get("totals").is_none_or(Value::is_null), "{seen}");
+    assert_problem(
+        vb.get(t.url(&format!("/api/v1/fulfilments/{pc}")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    assert_problem(act(&t, &vb, &pc, "accept", json!({})).await, 404).await;
+
+    // The order moves only when its slowest part does.
+    ok(act(&t, &vb, &pb, "accept", json!({})).await).await;
+    assert_eq!(order(&t, &id).await["status"], "routed");
+    ok(act(&t, &vc, &pc, "accept", json!({})).await).await;
+    assert_eq!(order(&t, &id).await["status"], "accepted");
+    ok(act(&t, &vb, &pb, "dispatch", json!({})).await).await;
+    assert_eq!(order(&t, &id).await["status"], "accepted");
+
+    // Bad deliveries are refused with the line named; an early delivery is illegal.
+    let p = assert_problem(act(&t, &vc, &pc, "deliver", json!({})).await, 409).await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("allowed now: dispatch"),
+        "{p}"
+    );
+    for (body, field) in [
+        (
+            json!({ "lines": [{ "line_no": 1, "quantity": 6 }] }),
+            "lines[0].quantity",
+        ),
+        (
+            json!({ "lines": [{ "line_no": 1, "quantity": -1 }] }),
+            "lines[0].quantity",
+        ),
+        (
+            json!({ "lines": [{ "line_no": 2, "quantity": 1 }] }),
+            "lines[0].line_no",
+        ),
+    ] {
+        let p = assert_problem(act(&t, &vb, &pb, "deliver", body).await, 422).await;
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+    // Three of the five kilos arrive.
+    let d = ok(act(
+        &t,
+        &vb,
+        &pb,
+        "deliver",
+        json!({ "lines": [{ "line_no": 1, "quantity": 3 }] }),
+    )
+    .await)
+    .await;
+    assert_eq!(d["lines"][0]["delivered_quantity"], 3.0);
+    assert_eq!(d["delivered_npr"], 339.0);
+    assert_eq!(order(&t, &id).await["status"], "accepted");
+    ok(act(&t, &vc, &pc, "dispatch", json!({})).await).await;
+    assert_eq!(order(&t, &id).await["status"], "dispatched");
+    ok(act(&t, &vc, &pc, "deliver", json!({})).await).await;
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "delivered");
+    // Posted at what was delivered: 339 + 452; the rest of the 1,017 hold is released.
+    assert_eq!(o["credit_hold"]["posted_npr"], 791.0);
+    let acct = account(&t, retailer).await;
+    assert_eq!(
+        (acct["held_npr"].as_f64(), acct["outstanding_npr"].as_f64()),
+        (Some(0.0), Some(791.0))
+    );
+    assert_eq!(
+        stock(&t, b, "CHINI-1").await,
+        45.0,
+        "the reservation stays with the delivery"
+    );
+
+    // Nobody confirms: 48 hours later the tick completes it.
+    t.app.clock().advance(47 * 60 * MINUTE);
+    assert_eq!(tick(&t).await.completed, 0);
+    t.app.clock().advance(2 * 60 * MINUTE);
+    assert_eq!(tick(&t).await.completed, 1);
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "completed");
+    assert_eq!(
+        o["events"].as_array().unwrap().last().unwrap()["reason"],
+        "auto_completed"
+    );
+    reconciled(&t).await;
+}
+
+#[tokio::test]
+async fn cancelling_at_each_stage_releases_stock_and_credit_or_refunds() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "All-in-one", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 100.0).await;
+    let va = t.client_as(Role::Vendor, Some(a));
+    let rc = t.client_as(Role::Retailer, Some(retailer));
+    let line = json!([{ "sku": "CHINI-1", "qty": 10, "unit": "kg" }]); // NPR 1,130
+    let cancel = |client: reqwest::Client, id: String, reason: &'static str| {
+        let url = t.url(&format!("/api/v1/orders/{id}/cancel"));
+        async move {
+            client
+                .post(url)
+                .json(&json!({ "reason": reason }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let part_of = |o: &Value| parts(o)[0].0.clone();
+
+    // Routed: the offer is withdrawn, the hold released; no stock had moved.
+    let id = place(&t, retailer, line.clone()).await;
+    let part = part_of(&order(&t, &id).await);
+    assert_eq!(
+        cancel(rc.clone(), id.clone(), "changed my mind")
+            .await
+            .status(),
+        200
+    );
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "cancelled");
+    assert_eq!(o["credit_hold"]["status"], "voided");
+    assert_eq!(o["fulfilments"][0]["status"], "cancelled");
+    assert_eq!(o["fulfilments"][0]["offers"][0]["status"], "cancelled");
+    assert_eq!(stock(&t, a, "CHINI-1").await, 100.0);
+    assert_problem(act(&t, &va, &part, "accept", json!({})).await, 409).await;
+
+    // Accepted: the reserved stock goes back.
+    let id = place(&t, retailer, line.clone()).await;
+    let part = part_of(&order(&t, &id).await);
+    ok(act(&t, &va, &part, "accept", json!({})).await).await;
+    assert_eq!(stock(&t, a, "CHINI-1").await, 90.0);
+    assert_eq!(
+        cancel(rc.clone(), id.clone(), "found it cheaper")
+            .await
+            .status(),
+        200
+    );
+    let o = order(&t, &id).await;
+    assert_eq!(
+        (o["status"].as_str(), o["credit_hold"]["status"].as_str()),
+        (Some("cancelled"), Some("voided"))
+    );
+    assert_eq!(
+        o["events"].as_array().unwrap().last().unwrap()["detail"]["stock_released"][0]["qty_milli"],
+        10_000
+    );
+    assert_eq!(stock(&t, a, "CHINI-1").await, 100.0);
+
+    // Dispatched: too late for the retailer; an operator may, and the goods go back.
+    let id = place(&t, retailer, line.clone()).await;
+    let part = part_of(&order(&t, &id).await);
+    ok(act(&t, &va, &part, "accept", json!({})).await).await;
+    ok(act(&t, &va, &part, "dispatch", json!({})).await).await;
+    let p = assert_problem(cancel(rc.clone(), id.clone(), "late").await, 409).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("before dispatch"),
+        "{p}"
+    );
+    assert_eq!(
+        cancel(t.client.clone(), id.clone(), "truck broke down")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(order(&t, &id).await["credit_hold"]["status"], "voided");
+    assert_eq!(stock(&t, a, "CHINI-1").await, 100.0);
+
+    // Delivered: an issue holds it for an operator; cancelling then refunds what was posted.
+    let id = place(&t, retailer, line.clone()).await;
+    let part = part_of(&order(&t, &id).await);
+    ok(act(&t, &va, &part, "accept", json!({})).await).await;
+    ok(act(&t, &va, &part, "dispatch", json!({})).await).await;
+    ok(act(&t, &va, &part, "deliver", json!({})).await).await;
+    assert_eq!(account(&t, retailer).await["outstanding_npr"], 1130.0);
+    let issue = |body: Value| {
+        rc.post(t.url(&format!("/api/v1/orders/{id}/report-issue")))
+            .json(&body)
+            .send()
+    };
+    let p = assert_problem(issue(json!({})).await.unwrap(), 422).await;
+    assert_eq!(p["errors"][0]["field"], "reason");
+    assert_eq!(
+        issue(json!({ "reason": "half the sacks were wet" }))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let o = order(&t, &id).await;
+    assert_eq!(
+        (o["status"].as_str(), o["hold_reason"].as_str()),
+        (Some("on_hold"), Some("retailer_issue"))
+    );
+    assert_problem(cancel(rc.clone(), id.clone(), "refund me").await, 409).await;
+    assert_eq!(
+        cancel(t.client.clone(), id.clone(), "goods returned")
+            .await
+            .status(),
+        200
+    );
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "cancelled");
+    assert_eq!(
+        o["events"].as_array().unwrap().last().unwrap()["detail"]["refund_paisa"],
+        113_000
+    );
+    assert_eq!(account(&t, retailer).await["outstanding_npr"], 0.0);
+    assert_eq!(
+        stock(&t, a, "CHINI-1").await,
+        90.0,
+        "delivered goods stay delivered"
+    );
+    // Confirming something not delivered is refused.
+    let id = place(&t, retailer, line.clone()).await;
+    let r = rc
+        .post(t.url(&format!("/api/v1/orders/{id}/confirm")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(r, 409).await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("only a delivered order"),
+        "{p}"
+    );
+    reconciled(&t).await;
+}
+
+#[tokio::test]
+async fn rejections_and_expiries_move_a_part_three_times_then_hold_the_order() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let mut vendors = Vec::new();
+    for (i, price) in [100.0, 101.0, 102.0, 103.0, 104.0].into_iter().enumerate() {
+        let v = vendor(&t, &format!("Vendor {i}"), 10 + i as u32).await;
+        offer(&t, v, "CHINI-1", price, 50.0).await;
+        vendors.push(v);
+    }
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let current = |o: &Value| -> (String, Uuid) {
+        let p = &parts(o)[0];
+        (p.0.clone(), p.1.as_deref().unwrap().parse().unwrap())
+    };
+    let (part, first) = current(&order(&t, &id).await);
+    let client = |v: Uuid| t.client_as(Role::Vendor, Some(v));
+
+    // 1. A rejection (with a reason) moves it on at once.
+    let p = assert_problem(
+        act(&t, &client(first), &part, "reject", json!({})).await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "reason");
+    let moved = ok(act(
+        &t,
+        &client(first),
+        &part,
+        "reject",
+        json!({ "reason": "out of trucks" }),
+    )
+    .await)
+    .await;
+    let second: Uuid = moved["vendor_id"].as_str().unwrap().parse().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(moved["reassignments"], 1);
+    assert_problem(
+        act(&t, &client(first), &part, "accept", json!({})).await,
+        404,
+    )
+    .await;
+
+    // 2. Nobody answers: past the deadline an accept is refused, and the tick moves it.
+    t.app.clock().advance(29 * MINUTE);
+    assert_eq!(tick(&t).await.expired, 0, "not yet due");
+    t.app.clock().advance(2 * MINUTE);
+    let p = assert_problem(
+        act(&t, &client(second), &part, "accept", json!({})).await,
+        409,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
+    assert_eq!(tick(&t).await.expired, 1);
+    let (_, third) = current(&order(&t, &id).await);
+    assert!(![first, second].contains(&third));
+
+    // 3. Another rejection, then a last expiry after three moves: no fourth.
+    ok(act(
+        &t,
+        &client(third),
+        &part,
+        "reject",
+        json!({ "reason": "no stock after all" }),
+    )
+    .await)
+    .await;
+    let (_, fourth) = current(&order(&t, &id).await);
+    assert!(![first, second, third].contains(&fourth));
+    assert_eq!(order(&t, &id).await["status"], "routed");
+    t.app.clock().advance(31 * MINUTE);
+    assert_eq!(tick(&t).await.expired, 1);
+    let o = order(&t, &id).await;
+    assert_eq!(
+        (o["status"].as_str(), o["hold_reason"].as_str()),
+        (Some("on_hold"), Some("vendor_unavailable"))
+    );
+    assert_eq!(
+        (
+            o["fulfilments"][0]["status"].as_str(),
+            o["fulfilments"][0]["vendor_id"].as_str()
+        ),
+        (Some("unassigned"), None)
+    );
+    let offers: Vec<&str> = o["fulfilments"][0]["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(offers, ["rejected", "expired", "rejected", "expired"]);
+    let outcomes: Vec<&str> = o["routing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "routed",
+            "reassigned",
+            "reassigned",
+            "reassigned",
+            "no_vendor"
+        ]
+    );
+    // Operators are alerted.
+    let alerts = t.get_json("/api/v1/alerts?kind=vendor_unavailable").await;
+    assert_eq!(alerts["items"][0]["subject_id"], id.as_str(), "{alerts}");
+    let alert = alerts["items"][0]["id"].as_str().unwrap();
+    let r = t
+        .client
+        .post(t.url(&format!("/api/v1/alerts/{alert}/acknowledge")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(t.get_json("/api/v1/alerts").await["items"], json!([]));
+
+    // An operator approves: every vendor may be asked again.
+    let r = t
+        .post_json(
+            &format!("/api/v1/orders/{id}/approve"),
+            &json!({ "reason": "try again" }),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    t.run_jobs().await;
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "routed", "{o}");
+    assert_eq!(o["fulfilments"][0]["status"], "offered");
+    assert_eq!(o["fulfilments"][0]["reassignments"], 1);
+}
+
+#[tokio::test]
+async fn an_order_no_vendor_can_supply_is_held_with_an_alert() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let far = t
+        .post_json(
+            "/api/v1/vendors",
+            &json!({ "name": "Pokhara Traders", "phone": "+9779800000199", "districts": ["Kaski"] }),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    offer(&t, far, "CHINI-1", 90.0, 50.0).await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let o = order(&t, &id).await;
+    assert_eq!(
+        (o["status"].as_str(), o["hold_reason"].as_str()),
+        (Some("on_hold"), Some("vendor_unavailable")),
+        "{o}"
+    );
+    assert_eq!(o["routing"][0]["outcome"], "no_vendor");
+    assert_eq!(o["fulfilments"], json!([]));
+    let alerts = t.get_json(&format!("/api/v1/alerts?subject_id={id}")).await;
+    assert_eq!(alerts["items"][0]["kind"], "vendor_unavailable");
+    // Nothing was offered to anyone.
+    let r = t.get_json("/api/v1/fulfilments").await;
+    assert_eq!(r["items"], json!([]));
+}
+
+#[tokio::test]
+async fn twenty_concurrent_accepts_of_one_offer_have_one_winner() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "All-in-one", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 50.0).await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let part = parts(&order(&t, &id).await)[0].0.clone();
+    let va = t.client_as(Role::Vendor, Some(a));
+    let url = t.url(&format!("/api/v1/fulfilments/{part}/accept"));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (c, url) = (va.clone(), url.clone());
+            tokio::spawn(async move {
+                c.post(url)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for task in tasks {
+        codes.push(task.await.unwrap());
+    }
+    codes.sort_unstable();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 19, "{codes:?}");
+    assert_eq!(stock(&t, a, "CHINI-1").await, 45.0, "reserved once");
+    // An operator acting for the vendor must give a reason.
+    let p = assert_problem(act(&t, &t.client, &part, "dispatch", json!({})).await, 422).await;
+    assert_eq!(p["errors"][0]["field"], "reason");
+    ok(act(
+        &t,
+        &t.client,
+        &part,
+        "dispatch",
+        json!({ "reason": "vendor phoned it in" }),
+    )
+    .await)
+    .await;
+    let o = order(&t, &id).await;
+    assert_eq!(
+        o["events"].as_array().unwrap().last().unwrap()["role"],
+        "operator"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_accepts_of_different_offers_never_oversell_stock() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "Small Shop", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 10.0).await;
+    // Eight orders of 2 kg each against 10 kg: every one is routed (each fits alone), at most
+    // five can be accepted.
+    let mut part_ids = Vec::new();
+    for _ in 0..8 {
+        let r = t
+            .post_json(
+                "/api/v1/orders",
+                &json!({ "retailer_id": retailer, "lines": [{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }] }),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    t.run_jobs().await;
+    let all = t.get_json("/api/v1/fulfilments?status=offered").await;
+    for p in all["items"].as_array().unwrap() {
+        part_ids.push(p["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(part_ids.len(), 8);
+    let va = t.client_as(Role::Vendor, Some(a));
+    let tasks: Vec<_> = part_ids
+        .iter()
+        .map(|p| {
+            let (c, url) = (
+                va.clone(),
+                t.url(&format!("/api/v1/fulfilments/{p}/accept")),
+            );
+            tokio::spawn(async move {
+                c.post(url)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for task in tasks {
+        codes.push(task.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 3, "{codes:?}");
+    assert_eq!(stock(&t, a, "CHINI-1").await, 0.0);
+}
