@@ -73,6 +73,8 @@ pub(crate) struct Plan {
     pub(crate) warmup: Duration,
     /// Follow every n-th accepted order (0 = never).
     pub(crate) e2e_every: u64,
+    /// Statuses that mean "not there yet" for the e2e sample (default: `received`).
+    pub(crate) e2e_waiting: Vec<String>,
     /// Share of the orders sent for one hot retailer (0 = none); those are not followed.
     pub(crate) hot_share: f64,
     /// Full `Authorization` header value.
@@ -117,6 +119,7 @@ struct Shared {
     measure_start: Instant,
     measure_end: Instant,
     e2e_every: u64,
+    e2e_waiting: Vec<String>,
     accepted_seq: AtomicU64,
     e2e_tasks: Mutex<JoinSet<()>>,
 }
@@ -243,7 +246,7 @@ pub(crate) fn poll_delay(waited: Duration) -> Duration {
     }
 }
 
-/// Polls `url` (see [`poll_delay`]) until the status is no longer `received`, then
+/// Polls `url` (see [`poll_delay`]) until the status is none of the waiting ones, then
 /// records 202 → that moment. Gives up (`e2e_timeout`) 30 s after the 202.
 async fn follow(shared: Arc<Shared>, url: Url, accepted_at: Instant) {
     let deadline = accepted_at + E2E_CAP;
@@ -274,7 +277,7 @@ async fn follow(shared: Arc<Shared>, url: Url, accepted_at: Instant) {
             return;
         }
         match resp.json::<StatusBody>().await {
-            Ok(b) if b.status == "received" => {}
+            Ok(b) if shared.e2e_waiting.contains(&b.status) => {}
             Ok(_) => {
                 lock(&shared.stats)
                     .record_e2e(Instant::now().saturating_duration_since(accepted_at));
@@ -363,6 +366,7 @@ pub(crate) async fn execute(plan: Plan, mut stop: Stop) -> anyhow::Result<Report
         measure_start,
         measure_end: end,
         e2e_every: plan.e2e_every,
+        e2e_waiting: plan.e2e_waiting.clone(),
         accepted_seq: AtomicU64::new(0),
         e2e_tasks: Mutex::new(JoinSet::new()),
     });

@@ -44,6 +44,7 @@ mod capacity;
 mod catalog;
 mod engine;
 mod schedule;
+pub mod simulate;
 mod stats;
 mod validate;
 
@@ -92,6 +93,11 @@ pub struct LoadtestArgs {
     /// "received" and record the end-to-end latency (0 disables)
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub e2e_sample: u64,
+
+    /// Statuses the e2e sample waits through (comma-separated): the default times 202 →
+    /// validated (or held/rejected); `received,validated` times 202 → routed
+    #[arg(long, value_name = "STATUSES", value_delimiter = ',', default_value = "received")]
+    pub e2e_waiting: Vec<String>,
 
     /// API key, sent as `Authorization: Bearer KEY` (without it the load generator signs in
     /// with --username/--password)
@@ -210,6 +216,7 @@ fn plan(args: &LoadtestArgs) -> anyhow::Result<Plan> {
         duration: args.duration,
         warmup: args.warmup,
         e2e_every: args.e2e_sample,
+        e2e_waiting: args.e2e_waiting.clone(),
         hot_share: f64::from(args.hot_share) / 100.0,
         auth,
         window: None,

@@ -36,6 +36,10 @@ enum Command {
         /// Load the demo data set first when the database has no products.
         #[arg(long)]
         demo: bool,
+        /// Also play the demo's vendors and retailers in the background (`khaacho simulate`
+        /// at an order every few seconds), so orders move through every state.
+        #[arg(long)]
+        simulate: bool,
     },
     /// Only the HTTP API (scale out behind a load balancer).
     Api,
@@ -61,6 +65,10 @@ enum Command {
     },
     /// Load-test a running server (loopback only).
     Loadtest(khaacho_loadgen::LoadtestArgs),
+    /// Play vendors and retailers against a running server (loopback only): accept, reject
+    /// or ignore offers, dispatch, deliver (some short), confirm and pay, while placing
+    /// orders; reports what happened and 202 → routed.
+    Simulate(khaacho_loadgen::simulate::SimulateArgs),
     /// Parse order messages offline against a catalogue CSV (no database needed).
     Parse {
         /// Catalogue CSV: `sku,name,aliases,unit,pack_size,price_npr,category`.
@@ -183,6 +191,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let report = khaacho_loadgen::run(args).await?;
         return khaacho_loadgen::print_report(&report, json);
     }
+    if let Command::Simulate(args) = cli.command {
+        let json = args.json;
+        let report = khaacho_loadgen::simulate::run_until(args, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        return khaacho_loadgen::simulate::print_sim_report(&report, json);
+    }
     if let Command::Parse {
         catalog,
         input,
@@ -195,7 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     khaacho::telemetry::init_logging(&settings);
     let app = App::connect(settings).await?;
     match cli.command {
-        Command::Serve { demo } => {
+        Command::Serve { demo, simulate } => {
             if demo && khaacho::catalog::repo::count_products(app.db()).await? == 0 {
                 let r = khaacho::seed::demo_with_credit(&app).await?;
                 tracing::info!(
@@ -211,6 +227,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 khaacho::auth::cli::print_demo_access(
                     &khaacho::auth::cli::demo_access(&app).await?,
                 );
+            }
+            if simulate {
+                demo_simulation(app.settings().listen);
             }
             serve(
                 app,
@@ -257,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Catalog { command } => catalog(&app, command).await,
         Command::Admin { command } => admin(&app, command).await,
-        Command::Loadtest(_) | Command::Parse { .. } => Ok(()),
+        Command::Loadtest(_) | Command::Simulate(_) | Command::Parse { .. } => Ok(()),
     }
 }
 
@@ -295,6 +314,51 @@ fn parse_files(
         }
     }
     out.flush().context("writing output")
+}
+
+/// Runs `khaacho simulate` against this process in the background at a pace a person can
+/// follow: an order every five seconds, vendors answering within twenty.
+fn demo_simulation(listen: std::net::SocketAddr) {
+    let host = if listen.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        listen.ip()
+    };
+    let url = format!("http://{}", std::net::SocketAddr::new(host, listen.port()));
+    let parsed = <SimCli as clap::Parser>::try_parse_from([
+        "simulate",
+        "--url",
+        &url,
+        "--duration",
+        "100000h",
+        "--rate",
+        "0.2",
+        "--respond-within",
+        "20s",
+        "--ship-within",
+        "30s",
+        "--poll",
+        "2s",
+    ]);
+    let Ok(SimCli { args }) = parsed else {
+        tracing::warn!("the demo simulation's options did not parse");
+        return;
+    };
+    tokio::spawn(async move {
+        // Let the listener come up first.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        tracing::info!(%url, "demo simulation playing vendors and retailers");
+        if let Err(e) = khaacho_loadgen::simulate::run_until(args, std::future::pending()).await {
+            tracing::warn!(error = format!("{e:#}"), "demo simulation stopped");
+        }
+    });
+}
+
+/// `clap` wrapper to build the simulation's options with their defaults.
+#[derive(Parser)]
+struct SimCli {
+    #[command(flatten)]
+    args: khaacho_loadgen::simulate::SimulateArgs,
 }
 
 async fn serve(app: App, roles: Roles) -> anyhow::Result<()> {

@@ -25,6 +25,8 @@ CREATE TABLE fulfilments (
 CREATE INDEX fulfilments_order_idx ON fulfilments (order_id);
 -- Workload per vendor (open parts) and a vendor's own list.
 CREATE INDEX fulfilments_vendor_idx ON fulfilments (vendor_id, status, created_at_ms);
+-- Lists by status, newest first (a vendor's inbox across vendors, operators' views).
+CREATE INDEX fulfilments_status_idx ON fulfilments (status, id);
 -- The expiry sweep: open offers by deadline.
 CREATE INDEX fulfilments_deadline_idx ON fulfilments (deadline_ms) WHERE status = 'offered';
 

@@ -1,0 +1,595 @@
+//! `khaacho simulate`: plays the vendors and the retailers against a running server, so
+//! orders move through every state — for the demo, and to load-test the whole lifecycle.
+//!
+//! It signs in as an admin, mints one API key per vendor and per retailer (revoked when it
+//! stops) and an operator key for the lists and the orders, then, every `--poll`:
+//! - vendors answer the parts offered to them — accept (`--accept`), reject with a reason
+//!   (`--reject`) or let the offer expire (the rest) — each after a random delay up to
+//!   `--respond-within`; they dispatch accepted parts and deliver dispatched ones after
+//!   random delays up to `--ship-within`, some short (`--short`: half of the first line);
+//! - retailers confirm delivered orders (`--confirm`; the rest complete automatically after
+//!   48 h) and pay some of them at once (`--pay`);
+//! - with `--rate R > 0`, the load generator places R orders per second meanwhile and times
+//!   202 → routed (its e2e sample waits through `received` and `validated`).
+//!
+//! Every action goes over HTTP as the party would act; nothing touches the database.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rand::RngExt;
+use reqwest::{Client, StatusCode, Url};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::validate::{ensure_loopback, parse_duration};
+
+/// Options of `khaacho simulate`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// Base URL of the Khaacho API; loopback only
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+
+    /// How long to run, e.g. 60s, 10m
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Orders placed per second meanwhile (0: place none, only play the parties)
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    pub rate: f64,
+
+    /// Share of offers a vendor accepts
+    #[arg(long, value_name = "P", default_value_t = 0.85)]
+    pub accept: f64,
+
+    /// Share of offers a vendor rejects (the rest it ignores until they expire)
+    #[arg(long, value_name = "P", default_value_t = 0.05)]
+    pub reject: f64,
+
+    /// Share of deliveries that are short (half of the first line arrives)
+    #[arg(long, value_name = "P", default_value_t = 0.1)]
+    pub short: f64,
+
+    /// Share of delivered orders the retailer confirms (the rest complete automatically)
+    #[arg(long, value_name = "P", default_value_t = 0.8)]
+    pub confirm: f64,
+
+    /// Share of confirmed credit orders the retailer pays at once
+    #[arg(long, value_name = "P", default_value_t = 0.3)]
+    pub pay: f64,
+
+    /// A vendor answers an offer after a random delay up to this, e.g. 2s
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub respond_within: Duration,
+
+    /// A vendor dispatches (and then delivers) after a random delay up to this
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub ship_within: Duration,
+
+    /// How often the parties look at their work
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    pub poll: Duration,
+
+    /// Set every vendor's capacity (most open orders at once) before starting, e.g. for a
+    /// load test far above the demo's ten orders per vendor
+    #[arg(long, value_name = "N")]
+    pub vendor_capacity: Option<u32>,
+
+    /// Admin to sign in as (mints and revokes the parties' API keys)
+    #[arg(long, value_name = "NAME", default_value = "admin")]
+    pub username: String,
+
+    /// Password of --username (default: the demo admin's)
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        default_value = "demo-admin-password",
+        hide_default_value = true
+    )]
+    pub password: String,
+
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What the simulation did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct SimReport {
+    /// Actions by name (`accept`, `reject`, `ignore`, `dispatch`, `deliver`, `deliver_short`,
+    /// `confirm`, `pay`).
+    pub actions: std::collections::BTreeMap<String, u64>,
+    /// Refused or failed actions by `action:status`.
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// Orders per state at the end (the server's `khaacho_orders` gauge).
+    pub orders: std::collections::BTreeMap<String, i64>,
+    /// The order placement's report, when orders were placed.
+    pub load: Option<crate::Report>,
+}
+
+/// Remembers what was already handled, up to a bound (oldest forgotten first).
+struct Seen {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Seen {
+    const CAP: usize = 500_000;
+
+    fn new() -> Self {
+        Self {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Whether `key` is new (and now remembered).
+    fn first(&mut self, key: String) -> bool {
+        if !self.set.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > Self::CAP
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+struct Sim {
+    args: SimulateArgs,
+    base: Url,
+    client: Client,
+    /// The operator key's header: lists, payments.
+    staff: String,
+    /// Header per vendor id / retailer id.
+    vendors: HashMap<String, String>,
+    retailers: HashMap<String, String>,
+    report: Mutex<SimReport>,
+    seen: Mutex<Seen>,
+}
+
+impl Sim {
+    fn count(&self, action: &str) {
+        let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        *r.actions.entry(action.to_string()).or_default() += 1;
+    }
+
+    fn refused(&self, action: &str, status: StatusCode) {
+        let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        *r.refused
+            .entry(format!("{action}:{}", status.as_u16()))
+            .or_default() += 1;
+    }
+
+    fn first(&self, key: String) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first(key)
+    }
+
+    /// Every item of a list route, newest first, up to `pages` pages of 200.
+    async fn list(&self, path: &str, pages: usize) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..pages {
+            let mut url = self.base.join(path)?;
+            url.query_pairs_mut().append_pair("limit", "200");
+            if let Some(c) = &cursor {
+                url.query_pairs_mut().append_pair("cursor", c);
+            }
+            let resp = self
+                .client
+                .get(url)
+                .header("authorization", &self.staff)
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                bail!("GET {path}: {}", resp.status());
+            }
+            let page: Value = resp.json().await?;
+            if let Some(items) = page["items"].as_array() {
+                out.extend(items.iter().cloned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn post(&self, auth: &str, path: &str, body: Value) -> anyhow::Result<StatusCode> {
+        let resp = self
+            .client
+            .post(self.base.join(path)?)
+            .header("authorization", auth)
+            .json(&body)
+            .send()
+            .await?;
+        Ok(resp.status())
+    }
+
+    /// A part action as its vendor, after `delay`.
+    async fn vendor_act(self: Arc<Self>, part: Value, action: &'static str, body: Value) {
+        let id = part["id"].as_str().unwrap_or_default();
+        let Some(auth) = part["vendor_id"]
+            .as_str()
+            .and_then(|v| self.vendors.get(v))
+        else {
+            return;
+        };
+        let path = format!("api/v1/fulfilments/{id}/{action}");
+        match self.post(auth, &path, body).await {
+            Ok(s) if s.is_success() => self.count(action),
+            Ok(s) => self.refused(action, s),
+            Err(_) => self.refused(action, StatusCode::BAD_GATEWAY),
+        }
+    }
+
+    fn delay(&self, within: Duration) -> Duration {
+        let ms = within.as_millis() as u64;
+        if ms == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(rand::rng().random_range(0..=ms))
+        }
+    }
+
+    /// One look at the vendors' and retailers' work; spawns the actions into `tasks`.
+    async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
+        for part in self.list("api/v1/fulfilments?status=offered", 10).await? {
+            let Some(id) = part["id"].as_str() else {
+                continue;
+            };
+            // One decision per offer (a reassigned part is a new offer to a new vendor).
+            let offer = part["offers"]
+                .as_array()
+                .and_then(|o| o.last())
+                .and_then(|o| o["id"].as_str())
+                .unwrap_or(id)
+                .to_string();
+            if !self.first(format!("offer:{offer}")) {
+                continue;
+            }
+            let r: f64 = rand::rng().random();
+            let (action, body) = if r < self.args.accept {
+                ("accept", json!({}))
+            } else if r < self.args.accept + self.args.reject {
+                ("reject", json!({ "reason": "simulated: cannot supply today" }))
+            } else {
+                self.count("ignore");
+                continue;
+            };
+            let (sim, wait) = (self.clone(), self.delay(self.args.respond_within));
+            tasks.spawn(async move {
+                tokio::time::sleep(wait).await;
+                sim.vendor_act(part, action, body).await;
+            });
+        }
+        for part in self.list("api/v1/fulfilments?status=accepted", 10).await? {
+            if !self.first(format!("dispatch:{}", part["id"].as_str().unwrap_or_default())) {
+                continue;
+            }
+            let (sim, wait) = (self.clone(), self.delay(self.args.ship_within));
+            tasks.spawn(async move {
+                tokio::time::sleep(wait).await;
+                sim.vendor_act(part, "dispatch", json!({})).await;
+            });
+        }
+        for part in self.list("api/v1/fulfilments?status=dispatched", 10).await? {
+            if !self.first(format!("deliver:{}", part["id"].as_str().unwrap_or_default())) {
+                continue;
+            }
+            let short = rand::rng().random::<f64>() < self.args.short;
+            let body = match (short, part["lines"].get(0)) {
+                (true, Some(l)) => json!({ "lines": [{ "line_no": l["line_no"],
+                    "quantity": (l["quantity"].as_f64().unwrap_or(0.0) / 2.0).floor() }] }),
+                _ => json!({}),
+            };
+            let (sim, wait) = (self.clone(), self.delay(self.args.ship_within));
+            tasks.spawn(async move {
+                tokio::time::sleep(wait).await;
+                let name = if short { "deliver_short" } else { "deliver" };
+                let id = part["id"].as_str().unwrap_or_default().to_string();
+                let Some(auth) = part["vendor_id"].as_str().and_then(|v| sim.vendors.get(v))
+                else {
+                    return;
+                };
+                match sim
+                    .post(auth, &format!("api/v1/fulfilments/{id}/deliver"), body)
+                    .await
+                {
+                    Ok(s) if s.is_success() => sim.count(name),
+                    Ok(s) => sim.refused(name, s),
+                    Err(_) => sim.refused(name, StatusCode::BAD_GATEWAY),
+                }
+            });
+        }
+        for order in self.list("api/v1/orders?status=delivered", 10).await? {
+            let Some(id) = order["id"].as_str().map(str::to_string) else {
+                continue;
+            };
+            if !self.first(format!("confirm:{id}")) {
+                continue;
+            }
+            if rand::rng().random::<f64>() >= self.args.confirm {
+                self.count("leave_to_auto_complete");
+                continue;
+            }
+            let pay = order["payment_mode"] == "credit" && rand::rng().random::<f64>() < self.args.pay;
+            let sim = self.clone();
+            tasks.spawn(async move {
+                let retailer = order["retailer_id"].as_str().unwrap_or_default();
+                let Some(auth) = sim.retailers.get(retailer) else {
+                    return;
+                };
+                match sim.post(auth, &format!("api/v1/orders/{id}/confirm"), json!({})).await {
+                    Ok(s) if s.is_success() => sim.count("confirm"),
+                    Ok(s) => return sim.refused("confirm", s),
+                    Err(_) => return sim.refused("confirm", StatusCode::BAD_GATEWAY),
+                }
+                let amount = order["totals"]["total_npr"].as_f64().unwrap_or(0.0);
+                if pay && amount > 0.0 {
+                    let body = json!({ "amount_npr": amount, "method": "cash", "reference": format!("sim-{id}") });
+                    let path = format!("api/v1/credit/accounts/{retailer}/payments");
+                    match sim.post(&sim.staff, &path, body).await {
+                        Ok(s) if s.is_success() => sim.count("pay"),
+                        Ok(s) => sim.refused("pay", s),
+                        Err(_) => sim.refused("pay", StatusCode::BAD_GATEWAY),
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Signs in and returns the access token.
+async fn login(client: &Client, base: &Url, user: &str, password: &str) -> anyhow::Result<String> {
+    let resp = client
+        .post(base.join("api/v1/auth/login")?)
+        .json(&json!({ "username": user, "password": password }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    if resp.status() != StatusCode::OK {
+        bail!(
+            "signing in as {user} failed ({}); pass --username/--password of an admin (run `khaacho seed --demo` for the demo admin)",
+            resp.status()
+        );
+    }
+    let body: Value = resp.json().await?;
+    body["access_token"]
+        .as_str()
+        .map(|t| format!("Bearer {t}"))
+        .context("login answer has no access_token")
+}
+
+/// Mints an API key; returns `(key id, Authorization header)`.
+async fn mint(client: &Client, base: &Url, admin: &str, body: Value) -> anyhow::Result<(String, String)> {
+    let resp = client
+        .post(base.join("api/v1/auth/api-keys")?)
+        .header("authorization", admin)
+        .json(&body)
+        .send()
+        .await?;
+    if resp.status() != StatusCode::CREATED {
+        bail!("creating an API key failed: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+    }
+    let v: Value = resp.json().await?;
+    let key = v["key"].as_str().context("no key in the answer")?;
+    let id = v["id"].as_str().or(v["info"]["id"].as_str()).unwrap_or_default();
+    Ok((id.to_string(), format!("Bearer {key}")))
+}
+
+/// Every id of a list route (as `auth`).
+async fn ids(client: &Client, base: &Url, auth: &str, path: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = base.join(path)?;
+        url.query_pairs_mut().append_pair("limit", "200");
+        if let Some(c) = &cursor {
+            url.query_pairs_mut().append_pair("cursor", c);
+        }
+        let page: Value = client.get(url).header("authorization", auth).send().await?.error_for_status()?.json().await?;
+        for item in page["items"].as_array().into_iter().flatten() {
+            if let Some(id) = item["id"].as_str() {
+                out.push(id.to_string());
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Runs the simulation until `--duration` passes or `shutdown` resolves.
+pub async fn run_until<F>(args: SimulateArgs, shutdown: F) -> anyhow::Result<SimReport>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    for (name, p) in [("accept", args.accept), ("reject", args.reject), ("short", args.short),
+        ("confirm", args.confirm), ("pay", args.pay)] {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("--{name} must be a share between 0 and 1");
+        }
+    }
+    if args.accept + args.reject > 1.0 {
+        bail!("--accept plus --reject must be at most 1");
+    }
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        bail!("--rate must be zero or more orders per second");
+    }
+    let base = ensure_loopback(&args.url)?;
+    let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let admin = login(&client, &base, &args.username, &args.password).await?;
+    let mut minted = Vec::new();
+    let (id, staff) = mint(&client, &base, &admin, json!({ "name": "simulator: operator", "role": "operator" })).await?;
+    minted.push(id);
+    let mut vendors = HashMap::new();
+    for v in ids(&client, &base, &staff, "api/v1/vendors").await? {
+        if let Some(cap) = args.vendor_capacity {
+            let resp = client
+                .patch(base.join(&format!("api/v1/vendors/{v}"))?)
+                .header("authorization", &staff)
+                .json(&json!({ "max_active": cap }))
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                bail!("setting vendor {v}'s capacity failed: {}", resp.status());
+            }
+        }
+        let (id, auth) = mint(&client, &base, &admin, json!({ "name": format!("simulator: vendor {v}"), "role": "vendor", "vendor_id": v })).await?;
+        minted.push(id);
+        vendors.insert(v, auth);
+    }
+    let mut retailers = HashMap::new();
+    for r in ids(&client, &base, &staff, "api/v1/retailers").await? {
+        let (id, auth) = mint(&client, &base, &admin, json!({ "name": format!("simulator: retailer {r}"), "role": "retailer", "retailer_id": r })).await?;
+        minted.push(id);
+        retailers.insert(r, auth);
+    }
+    let sim = Arc::new(Sim {
+        args: args.clone(),
+        base: base.clone(),
+        client: client.clone(),
+        staff: staff.clone(),
+        vendors,
+        retailers,
+        report: Mutex::new(SimReport::default()),
+        seen: Mutex::new(Seen::new()),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let load = (args.rate > 0.0).then(|| {
+        let key = staff.trim_start_matches("Bearer ").to_string();
+        let mut l = <LoadWrap as clap::Parser>::parse_from([
+            "loadtest",
+            "--url",
+            base.as_str(),
+            "--rate",
+            &args.rate.to_string(),
+            "--duration",
+            &format!("{}ms", args.duration.as_millis()),
+            "--e2e-sample",
+            "10",
+        ])
+        .args;
+        l.api_key = Some(key);
+        l.e2e_waiting = vec!["received".into(), "validated".into()];
+        let mut rx = stop_rx.clone();
+        tokio::spawn(crate::run_until(l, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }))
+    });
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        })
+    };
+    let end = tokio::time::Instant::now() + args.duration;
+    let mut tasks = JoinSet::new();
+    let mut errors = 0u32;
+    while !stop.load(Ordering::SeqCst) && tokio::time::Instant::now() < end {
+        if let Err(e) = sim.round(&mut tasks).await {
+            errors += 1;
+            tracing_free_warn(&format!("simulation round failed: {e:#}"));
+            if errors > 50 {
+                bail!("the server keeps failing the simulation's lists: {e:#}");
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        tokio::time::sleep(args.poll).await;
+    }
+    // Actions already scheduled finish (each bounded by its delay and the request timeout).
+    let drain = tokio::time::timeout(
+        args.respond_within.max(args.ship_within) + Duration::from_secs(15),
+        async { while tasks.join_next().await.is_some() {} },
+    );
+    if drain.await.is_err() {
+        tasks.abort_all();
+    }
+    let load = match load {
+        Some(handle) => Some(handle.await??),
+        None => None,
+    };
+    watcher.abort();
+    for id in minted.iter().filter(|id| !id.is_empty()) {
+        let _ = client
+            .delete(base.join(&format!("api/v1/auth/api-keys/{id}"))?)
+            .header("authorization", &admin)
+            .send()
+            .await;
+    }
+    let mut report = sim.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    report.load = load;
+    report.orders = order_states(&client, &base).await.unwrap_or_default();
+    Ok(report)
+}
+
+/// `clap` wrapper to build [`crate::LoadtestArgs`] with its defaults.
+#[derive(clap::Parser)]
+struct LoadWrap {
+    #[command(flatten)]
+    args: crate::LoadtestArgs,
+}
+
+fn tracing_free_warn(msg: &str) {
+    eprintln!("warning: {msg}");
+}
+
+/// Orders per state from the server's metrics.
+async fn order_states(
+    client: &Client,
+    base: &Url,
+) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
+    let text = client.get(base.join("metrics")?).send().await?.text().await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("khaacho_orders{state=\"")?;
+            let (state, value) = rest.split_once("\"} ")?;
+            Some((state.to_string(), value.trim().parse::<f64>().ok()? as i64))
+        })
+        .collect())
+}
+
+/// Prints `report` as JSON or for people.
+pub fn print_sim_report(report: &SimReport, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    println!("vendor and retailer actions:");
+    for (k, v) in &report.actions {
+        println!("  {k:<24} {v}");
+    }
+    if !report.refused.is_empty() {
+        println!("refused (action:status):");
+        for (k, v) in &report.refused {
+            println!("  {k:<24} {v}");
+        }
+    }
+    println!("orders by state now:");
+    for (k, v) in &report.orders {
+        println!("  {k:<24} {v}");
+    }
+    if let Some(load) = &report.load {
+        println!("order placement (e2e = 202 → routed, or held/rejected):");
+        crate::print_report(load, false)?;
+    }
+    Ok(())
+}
