@@ -131,6 +131,12 @@ pub struct ScheduleSettings {
     pub credit_controls: String,
     /// Expiring vendor offers (with reassignment) and completing delivered orders.
     pub fulfilment: String,
+    /// Vendor scores over the last 30 days (history kept; `vendors.score` is routing's
+    /// reliability). Default: hourly at minute 5.
+    pub vendor_scores: String,
+    /// Price-intelligence snapshots per product and abnormal-change alerts. Default: every
+    /// 4 hours at minute 10.
+    pub price_intelligence: String,
 }
 
 /// Intake back-pressure: once the pipeline is this far behind, new orders are refused with
@@ -214,12 +220,15 @@ impl Default for HttpSettings {
 
 impl Default for ScheduleSettings {
     fn default() -> Self {
-        // Daily at 01:00 and 02:00 Nepal time; controls at the top of every hour.
+        // Daily at 01:00 and 02:00 Nepal time; controls at the top of every hour, vendor
+        // scores five minutes later; price intelligence every 4 hours (Nepal time).
         Self {
             maintenance: "0 0 1 * * *".into(),
             credit_scores: "0 0 2 * * *".into(),
             credit_controls: "0 0 * * * *".into(),
             fulfilment: "0 * * * * *".into(),
+            vendor_scores: "0 5 * * * *".into(),
+            price_intelligence: "0 10 */4 * * *".into(),
         }
     }
 }
@@ -299,6 +308,10 @@ impl Settings {
             .context("schedules.credit_scores")?;
         crate::queue::schedule::parse_cron(&self.schedules.credit_controls)
             .context("schedules.credit_controls")?;
+        crate::queue::schedule::parse_cron(&self.schedules.vendor_scores)
+            .context("schedules.vendor_scores")?;
+        crate::queue::schedule::parse_cron(&self.schedules.price_intelligence)
+            .context("schedules.price_intelligence")?;
         khaacho_agents::AgentChain::from_config(&self.agents).context("agents")?;
         Ok(())
     }

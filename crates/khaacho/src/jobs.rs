@@ -1,10 +1,12 @@
 //! Every job kind and recurring schedule, registered in one place.
 
 use crate::app::App;
+use crate::catalog::intelligence::SnapshotPrices;
 use crate::config::Settings;
 use crate::credit::scoring::{RescoreRetailer, RunControls, ScoreAccounts};
 use crate::fulfilment::jobs::FulfilmentTick;
 use crate::fulfilment::routing::RouteOrders;
+use crate::fulfilment::scores::ScoreVendors;
 use crate::maintenance::MaintenanceJob;
 use crate::orders::pipeline::ProcessOrders;
 use crate::orders::pipeline::parse::ParseOrder;
@@ -24,6 +26,8 @@ pub fn registry() -> Registry<App> {
         .register::<ScoreAccounts>()
         .register::<RescoreRetailer>()
         .register::<RunControls>()
+        .register::<ScoreVendors>()
+        .register::<SnapshotPrices>()
 }
 
 /// The recurring schedules, with cron expressions from the settings.
@@ -34,5 +38,7 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
         Schedule::new::<ScoreAccounts>("credit_scores", &s.credit_scores)?,
         Schedule::new::<RunControls>("credit_controls", &s.credit_controls)?,
         Schedule::new::<FulfilmentTick>("fulfilment", &s.fulfilment)?,
+        Schedule::new::<ScoreVendors>("vendor_scores", &s.vendor_scores)?,
+        Schedule::new::<SnapshotPrices>("price_intelligence", &s.price_intelligence)?,
     ])
 }

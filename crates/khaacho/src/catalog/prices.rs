@@ -37,13 +37,17 @@ pub struct VendorPrice {
 pub struct ProductPrices {
     /// The statistics; `None` when no active vendor has a valid offer.
     pub insight: Option<PriceInsight>,
+    /// What the current offers asked at the start of the window (or when first priced),
+    /// averaged like the current prices: the base of `change_30d_pct`.
+    pub baseline_paisa: Option<i64>,
     /// Price changes in the window, oldest first.
     pub changes: Vec<(Uuid, PriceChange, i64)>,
     /// Each current offer, cheapest first.
     pub vendors: Vec<VendorPrice>,
 }
 
-/// Computes the price intelligence of `product_id` at `now_ms`.
+/// Computes the price intelligence of `product_id` at `now_ms` (asked for by
+/// `GET /products/{sku}/prices`, and snapshotted every 4 hours by [`super::intelligence`]).
 pub async fn of_product(
     db: &Db,
     product_id: Uuid,
@@ -112,6 +116,7 @@ pub async fn of_product(
         .collect();
     Ok(ProductPrices {
         insight,
+        baseline_paisa: baseline,
         changes,
         vendors,
     })

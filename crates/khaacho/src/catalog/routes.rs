@@ -18,7 +18,7 @@ use crate::base::principal::{ALL_ROLES, Principal, Role, STAFF};
 use crate::base::time::fmt_time;
 use crate::base::wire::error::{ApiError, Problem};
 use crate::base::wire::extract::{Json, Path, Query};
-use crate::base::wire::{Page, invalid_cursor, page_limit};
+use crate::base::wire::{Page, decode_cursor, encode_cursor, invalid_cursor, page_limit};
 
 /// Routes of this feature.
 pub fn router() -> OpenApiRouter<App> {
@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<App> {
         .routes(routes!(list_products))
         .routes(routes!(get_product))
         .routes(routes!(get_prices))
+        .routes(routes!(get_price_history))
         .routes(routes!(export_catalog))
         .routes(routes!(import_catalog))
         .routes(routes!(put_offer))
@@ -121,11 +122,11 @@ impl From<Tier> for TierView {
     }
 }
 
-/// Paging of the product list.
+/// Paging by a text cursor (the product list, a product's price history).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct ProductParams {
+pub struct TextPage {
     /// Page size, 1–200 (default 50).
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -133,12 +134,12 @@ pub struct ProductParams {
 }
 
 /// Products ordered by SKU.
-#[utoipa::path(get, path = "/products", tag = "catalog", params(ProductParams),
+#[utoipa::path(get, path = "/products", tag = "catalog", params(TextPage),
     responses((status = 200, body = Page<ProductView>), (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn list_products(
     State(app): State<App>,
     principal: Principal,
-    Query(p): Query<ProductParams>,
+    Query(p): Query<TextPage>,
 ) -> Result<axum::Json<Page<ProductView>>, ApiError> {
     principal.require(ALL_ROLES)?;
     let limit = page_limit(p.limit)?;
@@ -298,6 +299,65 @@ async fn get_prices(
                 at: fmt_time(*at),
             })
             .collect(),
+    }))
+}
+
+/// One stored snapshot of a product's price intelligence.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PriceSnapshotView {
+    /// Average of the current prices across vendors, NPR.
+    pub average_npr: f64,
+    /// Lowest, NPR.
+    pub min_npr: f64,
+    /// Highest, NPR.
+    pub max_npr: f64,
+    /// Median, NPR.
+    pub median_npr: f64,
+    /// Change of the average over 30 days, percent (absent without a price 30 days ago).
+    pub change_30d_pct: Option<f64>,
+    /// 0–100 from how often and how much prices changed in 30 days.
+    pub volatility: i32,
+    /// `stable` (|Δ| < 2%), `rising` or `falling`.
+    pub trend: String,
+    /// When it was taken (Nepal time).
+    pub at: String,
+}
+
+/// A product's price-intelligence snapshots (taken every 4 hours), newest first.
+#[utoipa::path(get, path = "/products/{sku}/price-history", tag = "catalog",
+    params(("sku" = String, Path, description = "Product SKU"), TextPage),
+    responses((status = 200, body = Page<PriceSnapshotView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_price_history(
+    State(app): State<App>,
+    principal: Principal,
+    Path(sku): Path<String>,
+    Query(p): Query<TextPage>,
+) -> Result<axum::Json<Page<PriceSnapshotView>>, ApiError> {
+    principal.require(ALL_ROLES)?;
+    let limit = page_limit(p.limit)?;
+    let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let product = repo::find_by_sku(app.db(), &sku)
+        .await?
+        .ok_or(ApiError::NotFound("product"))?;
+    let rows = super::intelligence::history(app.db(), product.id, before, limit + 1).await?;
+    let (rows, next) = crate::base::wire::split_page(rows, limit, |r| encode_cursor(r.at_ms, r.id));
+    Ok(axum::Json(Page {
+        items: rows
+            .into_iter()
+            .map(|r| PriceSnapshotView {
+                average_npr: paisa_to_npr(r.average_paisa),
+                min_npr: paisa_to_npr(r.min_paisa),
+                max_npr: paisa_to_npr(r.max_paisa),
+                median_npr: paisa_to_npr(r.median_paisa),
+                change_30d_pct: r.change_30d_pct.map(|c| (c * 100.0).round() / 100.0),
+                volatility: r.volatility,
+                trend: r.trend,
+                at: fmt_time(r.at_ms),
+            })
+            .collect(),
+        next_cursor: next,
     }))
 }
 

@@ -27,13 +27,6 @@ use crate::{with_replica, with_tx};
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Retries of the jobs that walk every account, one transaction each: time for a large book.
-fn every_account_policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 5,
-        timeout: std::time::Duration::from_secs(30 * 60),
-    }
-}
 /// Months of orders the consistency factor looks at.
 const MONTHS: usize = 6;
 
@@ -48,7 +41,7 @@ impl Job for ScoreAccounts {
     const PRIORITY: Priority = Priority::Low;
 
     fn policy() -> RetryPolicy {
-        every_account_policy()
+        RetryPolicy::sweep()
     }
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
@@ -103,7 +96,7 @@ impl Job for RunControls {
     const PRIORITY: Priority = Priority::Low;
 
     fn policy() -> RetryPolicy {
-        every_account_policy()
+        RetryPolicy::sweep()
     }
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {

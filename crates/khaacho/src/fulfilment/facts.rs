@@ -195,11 +195,14 @@ pub async fn load(
     Ok(market.facts(order, lines))
 }
 
+/// One product's cached volumes: when read (epoch ms) and `(vendor, quantity)` per vendor.
+type CachedVolumes = (i64, Vec<(Uuid, i64)>);
+
 /// The 30-day volume per (vendor, product) — what was routed to each vendor and not
 /// cancelled — kept per process for [`VOLUME_TTL_MS`].
 #[derive(Debug, Default)]
 pub struct VolumeCache {
-    by_product: Mutex<HashMap<Uuid, (i64, Vec<(Uuid, i64)>)>>,
+    by_product: Mutex<HashMap<Uuid, CachedVolumes>>,
 }
 
 impl VolumeCache {

@@ -14,8 +14,11 @@
 //!   themselves after `fulfilment.auto_complete_hours`;
 //! - [`facts`]: what a routing decision reads (retailers, offers, vendors with workload,
 //!   30-day volumes), once per batch;
+//! - [`scores`]: the hourly vendor score (job `fulfilment.score_vendors`) from the last 30
+//!   days of offers, parts and sales, history in `vendor_scores`, the latest in `vendors.score`
+//!   (routing's reliability);
 //! - [`routes`]: the vendor's and the operator's HTTP view of parts and offers, the routing
-//!   preview.
+//!   preview; [`score_routes`]: a vendor's score.
 //!
 //! Imports: `orders` (its repository, model and transition service — the one way an order
 //! changes), `catalog` (stock on the offer rows), `credit` (the posting at delivery),
@@ -27,4 +30,6 @@ pub mod jobs;
 pub mod repo;
 pub mod routes;
 pub mod routing;
+pub mod score_routes;
+pub mod scores;
 pub mod service;

@@ -39,6 +39,7 @@ pub fn router() -> OpenApiRouter<App> {
         .routes(routes!(dispatch_fulfilment))
         .routes(routes!(deliver_fulfilment))
         .routes(routes!(order_routing_decisions))
+        .merge(super::score_routes::router())
 }
 
 /// One line of a vendor part.

@@ -50,6 +50,17 @@ pub struct RetryPolicy {
     pub timeout: std::time::Duration,
 }
 
+impl RetryPolicy {
+    /// For a recurring job that walks a whole table (every account, vendor, product) in
+    /// short transactions: time for a large book, a few attempts.
+    pub fn sweep() -> Self {
+        Self {
+            max_attempts: 5,
+            timeout: std::time::Duration::from_secs(30 * 60),
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {

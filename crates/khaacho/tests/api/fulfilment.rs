@@ -14,7 +14,7 @@ use crate::helpers::{TestApp, assert_problem};
 const MINUTE: i64 = 60_000;
 
 /// A catalogue of sugar (NPR 100/kg) and oil (NPR 200/l), and a retailer in Kathmandu.
-async fn world(t: &TestApp) -> Uuid {
+pub(crate) async fn world(t: &TestApp) -> Uuid {
     let csv = "sku,name,aliases,unit,pack_size,price_npr,category\n\
                CHINI-1,Sugar,chini,kg,50,100,sugar_salt\nTEL-1,Oil,tel,litre,,200,oil\n";
     t.import_catalog(csv).await;
@@ -32,7 +32,7 @@ async fn world(t: &TestApp) -> Uuid {
         .unwrap()
 }
 
-async fn vendor(t: &TestApp, name: &str, n: u32) -> Uuid {
+pub(crate) async fn vendor(t: &TestApp, name: &str, n: u32) -> Uuid {
     let r = t
         .post_json(
             "/api/v1/vendors",
@@ -48,7 +48,7 @@ async fn vendor(t: &TestApp, name: &str, n: u32) -> Uuid {
         .unwrap()
 }
 
-async fn offer(t: &TestApp, vendor: Uuid, sku: &str, price: f64, stock: f64) {
+pub(crate) async fn offer(t: &TestApp, vendor: Uuid, sku: &str, price: f64, stock: f64) {
     let r = t
         .client
         .put(t.url("/api/v1/offers"))
@@ -69,7 +69,7 @@ async fn stock(t: &TestApp, vendor: Uuid, sku: &str) -> f64 {
 }
 
 /// Places an order (credit unless `cash`), runs the pipeline, returns its id.
-async fn place(t: &TestApp, retailer: Uuid, lines: Value) -> String {
+pub(crate) async fn place(t: &TestApp, retailer: Uuid, lines: Value) -> String {
     let r = t
         .post_json(
             "/api/v1/orders",
@@ -85,7 +85,7 @@ async fn place(t: &TestApp, retailer: Uuid, lines: Value) -> String {
     id
 }
 
-async fn order(t: &TestApp, id: &str) -> Value {
+pub(crate) async fn order(t: &TestApp, id: &str) -> Value {
     t.get_json(&format!("/api/v1/orders/{id}")).await
 }
 

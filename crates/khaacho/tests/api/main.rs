@@ -17,3 +17,4 @@ mod routing;
 mod security;
 mod spine;
 mod text_orders;
+mod vendor_scores;

@@ -166,6 +166,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, Yes, Yes],
         "from the offers every role already sees",
     ),
+    (
+        "GET",
+        "/api/v1/products/{sku}/price-history",
+        [Yes, Yes, Yes, Yes],
+        "snapshots of the same, every 4 hours",
+    ),
     ("GET", "/api/v1/catalog/export", [Yes, Yes, Yes, Yes], ""),
     ("POST", "/api/v1/catalog/import", [Yes, Yes, No, No], ""),
     (
@@ -195,6 +201,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         "/api/v1/vendors/{id}",
         [Yes, Yes, No, No],
         "audited with the fields that changed",
+    ),
+    (
+        "GET",
+        "/api/v1/vendors/{id}/score",
+        [Yes, Yes, Own, No],
+        "vendor: its own score (others: 404)",
     ),
     (
         "GET",
