@@ -96,7 +96,12 @@ pub struct LoadtestArgs {
 
     /// Statuses the e2e sample waits through (comma-separated): the default times 202 →
     /// validated (or held/rejected); `received,validated` times 202 → routed
-    #[arg(long, value_name = "STATUSES", value_delimiter = ',', default_value = "received")]
+    #[arg(
+        long,
+        value_name = "STATUSES",
+        value_delimiter = ',',
+        default_value = "received"
+    )]
     pub e2e_waiting: Vec<String>,
 
     /// API key, sent as `Authorization: Bearer KEY` (without it the load generator signs in

@@ -220,10 +220,7 @@ impl Sim {
     /// A part action as its vendor, after `delay`.
     async fn vendor_act(self: Arc<Self>, part: Value, action: &'static str, body: Value) {
         let id = part["id"].as_str().unwrap_or_default();
-        let Some(auth) = part["vendor_id"]
-            .as_str()
-            .and_then(|v| self.vendors.get(v))
-        else {
+        let Some(auth) = part["vendor_id"].as_str().and_then(|v| self.vendors.get(v)) else {
             return;
         };
         let path = format!("api/v1/fulfilments/{id}/{action}");
@@ -263,7 +260,10 @@ impl Sim {
             let (action, body) = if r < self.args.accept {
                 ("accept", json!({}))
             } else if r < self.args.accept + self.args.reject {
-                ("reject", json!({ "reason": "simulated: cannot supply today" }))
+                (
+                    "reject",
+                    json!({ "reason": "simulated: cannot supply today" }),
+                )
             } else {
                 self.count("ignore");
                 continue;
@@ -275,7 +275,10 @@ impl Sim {
             });
         }
         for part in self.list("api/v1/fulfilments?status=accepted", 10).await? {
-            if !self.first(format!("dispatch:{}", part["id"].as_str().unwrap_or_default())) {
+            if !self.first(format!(
+                "dispatch:{}",
+                part["id"].as_str().unwrap_or_default()
+            )) {
                 continue;
             }
             let (sim, wait) = (self.clone(), self.delay(self.args.ship_within));
@@ -284,8 +287,14 @@ impl Sim {
                 sim.vendor_act(part, "dispatch", json!({})).await;
             });
         }
-        for part in self.list("api/v1/fulfilments?status=dispatched", 10).await? {
-            if !self.first(format!("deliver:{}", part["id"].as_str().unwrap_or_default())) {
+        for part in self
+            .list("api/v1/fulfilments?status=dispatched", 10)
+            .await?
+        {
+            if !self.first(format!(
+                "deliver:{}",
+                part["id"].as_str().unwrap_or_default()
+            )) {
                 continue;
             }
             let short = rand::rng().random::<f64>() < self.args.short;
@@ -299,8 +308,7 @@ impl Sim {
                 tokio::time::sleep(wait).await;
                 let name = if short { "deliver_short" } else { "deliver" };
                 let id = part["id"].as_str().unwrap_or_default().to_string();
-                let Some(auth) = part["vendor_id"].as_str().and_then(|v| sim.vendors.get(v))
-                else {
+                let Some(auth) = part["vendor_id"].as_str().and_then(|v| sim.vendors.get(v)) else {
                     return;
                 };
                 match sim
@@ -324,7 +332,8 @@ impl Sim {
                 self.count("leave_to_auto_complete");
                 continue;
             }
-            let pay = order["payment_mode"] == "credit" && rand::rng().random::<f64>() < self.args.pay;
+            let pay =
+                order["payment_mode"] == "credit" && rand::rng().random::<f64>() < self.args.pay;
             let sim = self.clone();
             tasks.spawn(async move {
                 let retailer = order["retailer_id"].as_str().unwrap_or_default();
@@ -374,7 +383,12 @@ async fn login(client: &Client, base: &Url, user: &str, password: &str) -> anyho
 }
 
 /// Mints an API key; returns `(key id, Authorization header)`.
-async fn mint(client: &Client, base: &Url, admin: &str, body: Value) -> anyhow::Result<(String, String)> {
+async fn mint(
+    client: &Client,
+    base: &Url,
+    admin: &str,
+    body: Value,
+) -> anyhow::Result<(String, String)> {
     let resp = client
         .post(base.join("api/v1/auth/api-keys")?)
         .header("authorization", admin)
@@ -382,11 +396,18 @@ async fn mint(client: &Client, base: &Url, admin: &str, body: Value) -> anyhow::
         .send()
         .await?;
     if resp.status() != StatusCode::CREATED {
-        bail!("creating an API key failed: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+        bail!(
+            "creating an API key failed: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
     }
     let v: Value = resp.json().await?;
     let key = v["key"].as_str().context("no key in the answer")?;
-    let id = v["id"].as_str().or(v["info"]["id"].as_str()).unwrap_or_default();
+    let id = v["id"]
+        .as_str()
+        .or(v["info"]["id"].as_str())
+        .unwrap_or_default();
     Ok((id.to_string(), format!("Bearer {key}")))
 }
 
@@ -400,7 +421,14 @@ async fn ids(client: &Client, base: &Url, auth: &str, path: &str) -> anyhow::Res
         if let Some(c) = &cursor {
             url.query_pairs_mut().append_pair("cursor", c);
         }
-        let page: Value = client.get(url).header("authorization", auth).send().await?.error_for_status()?.json().await?;
+        let page: Value = client
+            .get(url)
+            .header("authorization", auth)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
         for item in page["items"].as_array().into_iter().flatten() {
             if let Some(id) = item["id"].as_str() {
                 out.push(id.to_string());
@@ -418,8 +446,13 @@ pub async fn run_until<F>(args: SimulateArgs, shutdown: F) -> anyhow::Result<Sim
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    for (name, p) in [("accept", args.accept), ("reject", args.reject), ("short", args.short),
-        ("confirm", args.confirm), ("pay", args.pay)] {
+    for (name, p) in [
+        ("accept", args.accept),
+        ("reject", args.reject),
+        ("short", args.short),
+        ("confirm", args.confirm),
+        ("pay", args.pay),
+    ] {
         if !(0.0..=1.0).contains(&p) {
             bail!("--{name} must be a share between 0 and 1");
         }
@@ -434,7 +467,13 @@ where
     let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
     let admin = login(&client, &base, &args.username, &args.password).await?;
     let mut minted = Vec::new();
-    let (id, staff) = mint(&client, &base, &admin, json!({ "name": "simulator: operator", "role": "operator" })).await?;
+    let (id, staff) = mint(
+        &client,
+        &base,
+        &admin,
+        json!({ "name": "simulator: operator", "role": "operator" }),
+    )
+    .await?;
     minted.push(id);
     let mut vendors = HashMap::new();
     for v in ids(&client, &base, &staff, "api/v1/vendors").await? {
@@ -449,7 +488,13 @@ where
                 bail!("setting vendor {v}'s capacity failed: {}", resp.status());
             }
         }
-        let (id, auth) = mint(&client, &base, &admin, json!({ "name": format!("simulator: vendor {v}"), "role": "vendor", "vendor_id": v })).await?;
+        let (id, auth) = mint(
+            &client,
+            &base,
+            &admin,
+            json!({ "name": format!("simulator: vendor {v}"), "role": "vendor", "vendor_id": v }),
+        )
+        .await?;
         minted.push(id);
         vendors.insert(v, auth);
     }
@@ -556,7 +601,12 @@ async fn order_states(
     client: &Client,
     base: &Url,
 ) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
-    let text = client.get(base.join("metrics")?).send().await?.text().await?;
+    let text = client
+        .get(base.join("metrics")?)
+        .send()
+        .await?
+        .text()
+        .await?;
     Ok(text
         .lines()
         .filter_map(|l| {

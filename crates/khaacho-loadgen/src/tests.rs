@@ -225,6 +225,7 @@ fn args(url: &str) -> LoadtestArgs {
         rate: None,
         max_in_flight: 64,
         e2e_sample: 5,
+        e2e_waiting: vec!["received".to_owned()],
         api_key: None,
         username: "operator".to_owned(),
         password: "demo-operator-password".to_owned(),
