@@ -710,3 +710,79 @@ async fn loadtest_find_capacity_reports_a_rate() {
     terminate(&serve);
     assert!(serve.wait().unwrap().success());
 }
+
+/// `khaacho simulate` against a running `serve` on the demo data: it mints the parties' keys,
+/// places orders, and plays the vendors and retailers until orders complete their life
+/// (accepted, dispatched, delivered, confirmed, paid), then revokes the keys it minted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_carries_orders_through_their_whole_life() {
+    let env = Env::new().await;
+    let port = free_port();
+    let mut serve = env.spawn(&["serve"], Some(port));
+    wait_healthy(&reqwest::Client::new(), port).await;
+    let url = format!("http://127.0.0.1:{port}");
+    let out = env
+        .command(
+            &[
+                "simulate",
+                "--url",
+                url.as_str(),
+                "--rate",
+                "4",
+                "--duration",
+                "4s",
+                "--accept",
+                "1",
+                "--reject",
+                "0",
+                "--short",
+                "0",
+                "--confirm",
+                "1",
+                "--pay",
+                "1",
+                "--respond-within",
+                "0s",
+                "--ship-within",
+                "0s",
+                "--poll",
+                "100ms",
+                "--json",
+            ],
+            None,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "simulate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for action in ["accept", "dispatch", "deliver", "confirm"] {
+        assert!(
+            report["actions"][action].as_u64().unwrap_or(0) > 0,
+            "no {action}: {report}"
+        );
+    }
+    assert!(report["load"]["accepted"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["orders"]["completed"].as_i64().unwrap_or(0) > 0,
+        "orders completed their life: {report}"
+    );
+    // The keys it minted are revoked; the seed's and the test's own are left alone.
+    let db = env.db().await;
+    let live: Vec<String> = khaacho::with_latest!(db, c => sqlx::query_scalar(
+        "SELECT name FROM api_keys WHERE revoked_at_ms IS NULL").fetch_all(c).await)
+    .unwrap();
+    db.close().await;
+    assert!(live.contains(&"load".to_string()), "{live:?}");
+    assert!(
+        !live.iter().any(|n| n.starts_with("simulator")),
+        "the simulator's keys are revoked: {live:?}"
+    );
+    terminate(&serve);
+    assert!(serve.wait().unwrap().success());
+}

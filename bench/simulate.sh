@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole life of an order under load: `khaacho serve` (default settings) on a fresh
+# database with the demo data, and `khaacho simulate` playing every vendor (accept, reject or
+# ignore offers, dispatch, deliver — some short) and retailer (confirm, pay) while placing
+# RATE orders/s; reports 202 → routed, the actions and the orders by state.
+#   bench/simulate.sh [postgres|sqlite] [RATE] [DURATION]
+# Results go to bench/results/simulate-<backend>.{json,rss}. The simulator's vendors get a
+# large daily capacity (--vendor-capacity) so routing is not refused for capacity.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend=${1:-postgres}
+RATE=${2:-300}
+DURATION=${3:-60s}
+PORT=${PORT:-18080}
+BIN=target/release/khaacho
+OUT=bench/results
+mkdir -p "$OUT"
+cargo build --release -p khaacho >/dev/null
+
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap stop_server EXIT
+
+url=$(fresh_db "$backend")
+start_server "simulate-$backend" "$url" serve
+echo "== $backend: simulate at $RATE orders/s for $DURATION"
+"$BIN" simulate --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "$DURATION" \
+  --vendor-capacity 1000000 --respond-within 1s --ship-within 1s --json | tee "$OUT/simulate-$backend.json"
+echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/simulate-$backend.rss"
+curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^khaacho_(orders\{|queue_|jobs_)' \
+  | tee "$OUT/simulate-$backend.metrics" || true
