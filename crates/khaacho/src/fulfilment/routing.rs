@@ -7,7 +7,8 @@
 //! ([`khaacho_vendors::route`]), then one write of every part, line, offer and decision and
 //! one transition for the batch. An order no vendor may supply goes `on_hold`
 //! (`vendor_unavailable`) with an alert. The same job re-offers the unassigned parts of a
-//! `routed` order an operator approved after its vendors ran out.
+//! `routed` order an operator approved after its vendors ran out. A routing job that runs out
+//! of attempts holds its order (`routing_failed`) with a critical alert instead of failing it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,6 +19,7 @@ use super::facts::{Facts, Market};
 use super::repo::{self, NewDecision, NewPart, PartLineRow, PartRow, PartStatus};
 use super::service::{self, alert_no_vendor, new_offer};
 use crate::app::{App, JobContext};
+use crate::base::alerts::{self, NewAlert};
 use crate::base::db::Tx;
 use crate::orders::model::{Actor, LineRow, OrderRow, OrderStatus};
 use crate::orders::repo as orders;
@@ -49,8 +51,83 @@ impl Job for RouteOrders {
         route(&ctx, &[self.order_id]).await
     }
 
+    /// Out of attempts, the order is held for an operator (`routing_failed`, with an alert)
+    /// rather than failed: its credit stays reserved and nothing is lost. Approving it, or
+    /// retrying this job from the dead letters, routes it again.
     async fn on_dead(self, ctx: JobContext, error: String) -> anyhow::Result<()> {
-        transition::fail(ctx.app.db(), self.order_id, ctx.job_id, error).await
+        hold_after_failure(&ctx.app, self.order_id, ctx.job_id, error).await
+    }
+}
+
+/// Hold reason of an order whose routing job ran out of attempts.
+const ROUTING_FAILED: &str = "routing_failed";
+
+async fn hold_after_failure(
+    app: &App,
+    order_id: Uuid,
+    job_id: Uuid,
+    error: String,
+) -> anyhow::Result<()> {
+    let now = app.clock().now_ms();
+    let mut tx = app.db().begin().await?;
+    if let Some(mut order) = orders::find_for_update(&mut tx, order_id).await?
+        && matches!(order.status(), OrderStatus::Validated | OrderStatus::Routed)
+    {
+        let detail = json!({ "error": error, "job_id": job_id });
+        transition::apply(
+            &mut tx,
+            &mut order,
+            OrderStatus::OnHold,
+            &Actor::system(),
+            Some(ROUTING_FAILED),
+            Some(detail.clone()),
+        )
+        .await?;
+        alerts::raise(
+            &mut tx,
+            &NewAlert {
+                kind: ROUTING_FAILED,
+                severity: "critical",
+                subject: "order",
+                subject_id: order.id,
+                message: format!("routing order {} kept failing: {error}", order.id),
+                detail,
+                at_ms: now,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Orders held because their routing job died, whose job an operator retried from the dead
+/// letters, go back to where they were held from so this run routes them.
+async fn resume_retried(tx: &mut Tx, locked: &mut [OrderRow]) -> Result<(), JobError> {
+    let mut resumed: Vec<(&mut OrderRow, Change<'_>)> = locked
+        .iter_mut()
+        .filter(|o| {
+            o.status() == OrderStatus::OnHold && o.hold_reason.as_deref() == Some(ROUTING_FAILED)
+        })
+        .filter_map(|o| {
+            let to = match o.held_from.as_deref() {
+                Some("routed") => OrderStatus::Routed,
+                Some("validated") => OrderStatus::Validated,
+                _ => return None,
+            };
+            let change = Change {
+                to,
+                reason: Some("retried"),
+                detail: None,
+            };
+            Some((o, change))
+        })
+        .collect();
+    match transition::apply_many(tx, &mut resumed, &Actor::system()).await? {
+        TransitionResult::Done => Ok(()),
+        other => Err(JobError::Retryable(anyhow::anyhow!(
+            "order changed concurrently ({other:?})"
+        ))),
     }
 }
 
@@ -75,6 +152,7 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
     let mut tx = app.db().begin().await?;
     let mut locked = orders::find_many_for_update(&mut tx, ids).await?;
     ctx.complete_in(&mut tx).await?;
+    resume_retried(&mut tx, &mut locked).await?;
     locked.retain(|o| matches!(o.status(), OrderStatus::Validated | OrderStatus::Routed));
     if locked.is_empty() {
         tx.commit().await?;

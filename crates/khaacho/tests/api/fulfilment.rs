@@ -865,3 +865,78 @@ async fn concurrent_accepts_of_different_offers_never_oversell_stock() {
     assert_eq!(codes.iter().filter(|c| **c == 409).count(), 3, "{codes:?}");
     assert_eq!(stock(&t, a, "CHINI-1").await, 0.0);
 }
+
+/// A routing job that runs out of attempts holds its order for an operator with a critical
+/// alert (its credit stays reserved); retrying the dead job routes it.
+#[tokio::test]
+async fn a_dead_routing_job_holds_the_order_and_its_retry_routes_it() {
+    use khaacho::queue::Registry;
+    use khaacho::queue::runtime::{drain, reap_expired};
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let v = vendor(&t, "Bishnu Traders", 1).await;
+    offer(&t, v, "CHINI-1", 95.0, 100.0).await;
+    let r = t
+        .post_json(
+            "/api/v1/orders",
+            &json!({ "retailer_id": retailer, "lines": [{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }] }),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Everything but routing runs; then a worker kept dying on the routing job.
+    let without_routing: Registry<khaacho::app::App> = Registry::default()
+        .register_batch::<khaacho::orders::pipeline::ProcessOrders>()
+        .register_batch::<khaacho::orders::transition::OrderChanged>();
+    drain(&t.app, &without_routing).await.unwrap();
+    assert_eq!(order(&t, &id).await["status"], "validated");
+    let killed = khaacho::with_write!(t.app.db(), c => sqlx::query(
+        "UPDATE jobs SET status = 'running', attempts = max_attempts, locked_by = 'gone', locked_until_ms = $1 \
+         WHERE kind = 'order.route'")
+        .bind(khaacho::base::time::now_ms() - 1)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+    .unwrap();
+    assert_eq!(killed, 1);
+    assert_eq!(
+        reap_expired(&t.app, &khaacho::jobs::registry())
+            .await
+            .unwrap(),
+        1
+    );
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "on_hold", "{o}");
+    assert_eq!(o["hold_reason"], "routing_failed");
+    let acct = account(&t, retailer).await;
+    assert_eq!(
+        acct["held_npr"], 536.75,
+        "the credit stays reserved: {acct}"
+    );
+    let alerts = t.get_json("/api/v1/alerts?kind=routing_failed").await;
+    assert_eq!(alerts["items"][0]["subject_id"], id.as_str(), "{alerts}");
+    assert_eq!(alerts["items"][0]["severity"], "critical");
+
+    let dead = t
+        .get_json("/api/v1/admin/jobs?status=dead&kind=order.route")
+        .await;
+    let job = dead["items"][0]["id"].as_str().unwrap().to_string();
+    let r = t
+        .client
+        .post(t.url(&format!("/api/v1/admin/jobs/{job}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    t.run_jobs().await;
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "routed", "{o}");
+    assert_eq!(
+        path(&o),
+        ["received", "validated", "on_hold", "validated", "routed"]
+    );
+    assert_eq!(parts(&o)[0].2, "offered");
+}
