@@ -131,6 +131,9 @@ pub struct ScheduleSettings {
     pub credit_controls: String,
     /// Expiring vendor offers (with reassignment) and completing delivered orders.
     pub fulfilment: String,
+    /// Stuck-order healing: retry a lost step, then alert. Default: every 5 minutes, at
+    /// second 30.
+    pub healing: String,
     /// Vendor scores over the last 30 days (history kept; `vendors.score` is routing's
     /// reliability). Default: hourly at minute 5.
     pub vendor_scores: String,
@@ -227,6 +230,7 @@ impl Default for ScheduleSettings {
             credit_scores: "0 0 2 * * *".into(),
             credit_controls: "0 0 * * * *".into(),
             fulfilment: "0 * * * * *".into(),
+            healing: "30 */5 * * * *".into(),
             vendor_scores: "0 5 * * * *".into(),
             price_intelligence: "0 10 */4 * * *".into(),
         }

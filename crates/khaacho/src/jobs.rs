@@ -9,6 +9,7 @@ use crate::fulfilment::routing::RouteOrders;
 use crate::fulfilment::scores::ScoreVendors;
 use crate::maintenance::MaintenanceJob;
 use crate::orders::pipeline::ProcessOrders;
+use crate::orders::pipeline::heal::HealOrders;
 use crate::orders::pipeline::parse::ParseOrder;
 use crate::orders::transition::OrderChanged;
 use crate::queue::Registry;
@@ -22,6 +23,7 @@ pub fn registry() -> Registry<App> {
         .register_batch::<RouteOrders>()
         .register_batch::<OrderChanged>()
         .register::<FulfilmentTick>()
+        .register::<HealOrders>()
         .register::<MaintenanceJob>()
         .register::<ScoreAccounts>()
         .register::<RescoreRetailer>()
@@ -38,6 +40,7 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
         Schedule::new::<ScoreAccounts>("credit_scores", &s.credit_scores)?,
         Schedule::new::<RunControls>("credit_controls", &s.credit_controls)?,
         Schedule::new::<FulfilmentTick>("fulfilment", &s.fulfilment)?,
+        Schedule::new::<HealOrders>("healing", &s.healing)?,
         Schedule::new::<ScoreVendors>("vendor_scores", &s.vendor_scores)?,
         Schedule::new::<SnapshotPrices>("price_intelligence", &s.price_intelligence)?,
     ])

@@ -940,3 +940,131 @@ async fn a_dead_routing_job_holds_the_order_and_its_retry_routes_it() {
     );
     assert_eq!(parts(&o)[0].2, "offered");
 }
+
+/// Places an order without running its jobs.
+async fn submit(t: &TestApp, retailer: Uuid) -> String {
+    let r = t
+        .post_json(
+            "/api/v1/orders",
+            &json!({ "retailer_id": retailer, "lines": [{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }] }),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn heal(t: &TestApp) -> khaacho::orders::pipeline::heal::Healed {
+    let now = t.app.clock().now_ms();
+    khaacho::orders::pipeline::heal::heal(&t.app, now)
+        .await
+        .unwrap()
+}
+
+async fn delete_jobs(t: &TestApp, kind: &str) -> u64 {
+    khaacho::with_write!(t.app.db(), c => sqlx::query("DELETE FROM jobs WHERE kind = $1")
+        .bind(kind).execute(c).await.map(|r| r.rows_affected()))
+    .unwrap()
+}
+
+/// Stuck-order healing: an order whose step's job was lost is retried once, then reported;
+/// an order merely waiting in a queue that is behind is left alone; an accepted order nobody
+/// dispatches for a day is reported at once.
+#[tokio::test]
+async fn stuck_orders_are_retried_once_then_reported() {
+    use khaacho::orders::pipeline::heal::Healed;
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let v = vendor(&t, "Bishnu Traders", 1).await;
+    offer(&t, v, "CHINI-1", 95.0, 100.0).await;
+
+    // Waiting behind a slow queue is not stuck.
+    let a = submit(&t, retailer).await;
+    t.app.clock().advance(6 * MINUTE);
+    assert_eq!(heal(&t).await, Healed::default());
+    // Its job lost (a dead letter discarded): the step is retried and the order moves on.
+    assert_eq!(delete_jobs(&t, "order.validate").await, 1);
+    assert_eq!(
+        heal(&t).await,
+        Healed {
+            retried: 1,
+            alerted: 0
+        }
+    );
+    t.run_jobs().await;
+    assert_eq!(order(&t, &a).await["status"], "routed");
+
+    // Validated, its routing job lost twice: retried once, then operators hear of it, once.
+    let b = submit(&t, retailer).await;
+    let without_routing: khaacho::queue::Registry<khaacho::app::App> =
+        khaacho::queue::Registry::default()
+            .register_batch::<khaacho::orders::pipeline::ProcessOrders>()
+            .register_batch::<khaacho::orders::transition::OrderChanged>();
+    khaacho::queue::runtime::drain(&t.app, &without_routing)
+        .await
+        .unwrap();
+    assert_eq!(order(&t, &b).await["status"], "validated");
+    assert_eq!(delete_jobs(&t, "order.route").await, 1);
+    t.app.clock().advance(16 * MINUTE);
+    assert_eq!(
+        heal(&t).await,
+        Healed {
+            retried: 1,
+            alerted: 0
+        }
+    );
+    assert_eq!(
+        delete_jobs(&t, "order.route").await,
+        1,
+        "the retry enqueued it"
+    );
+    t.app.clock().advance(5 * MINUTE);
+    assert_eq!(
+        heal(&t).await,
+        Healed {
+            retried: 0,
+            alerted: 1
+        }
+    );
+    assert_eq!(heal(&t).await, Healed::default(), "reported once");
+    let alerts = t.get_json("/api/v1/alerts?kind=order_stuck").await;
+    assert_eq!(alerts["items"].as_array().unwrap().len(), 1, "{alerts}");
+    assert_eq!(alerts["items"][0]["subject_id"], b.as_str());
+    assert!(
+        alerts["items"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("validated"),
+        "{alerts}"
+    );
+
+    // Accepted and not dispatched for a day: reported without a retry.
+    let part = parts(&order(&t, &a).await)[0].0.clone();
+    let va = t.client_as(Role::Vendor, Some(v));
+    ok(act(&t, &va, &part, "accept", json!({})).await).await;
+    t.app.clock().advance(25 * 60 * MINUTE);
+    assert_eq!(
+        heal(&t).await,
+        Healed {
+            retried: 0,
+            alerted: 1
+        }
+    );
+    let alerts = t.get_json("/api/v1/alerts?kind=order_stuck").await;
+    let about_a: Vec<&Value> = alerts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["subject_id"] == a.as_str())
+        .collect();
+    assert_eq!(about_a.len(), 1, "{alerts}");
+    assert!(
+        about_a[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without the vendor dispatching"),
+        "{alerts}"
+    );
+}

@@ -24,6 +24,7 @@
 //! approval of a hold continues through it too.
 
 pub mod credit;
+pub mod heal;
 pub mod parse;
 pub mod risk;
 pub mod validate;
