@@ -40,12 +40,70 @@ pub struct Db {
     backend: Backend,
     /// Wakes in-process queue consumers after a commit that enqueued jobs.
     wake: Arc<Notify>,
+    /// PostgreSQL: tells the other processes' queue consumers (see [`Announcer`]).
+    announce: Option<Arc<Announcer>>,
+}
+
+/// The `LISTEN`/`NOTIFY` channel on which job enqueues are announced to other processes.
+pub const JOBS_CHANNEL: &str = "khaacho_jobs";
+
+/// Announces enqueued jobs to the other processes with `NOTIFY`, after commit and coalesced:
+/// one statement in flight per process, however many transactions committed meanwhile.
+///
+/// Not inside the enqueuing transaction: a transaction that has issued `NOTIFY` takes a
+/// database-wide lock at commit and holds it through its WAL flush, so every enqueuing
+/// commit would queue behind the others (seen as `Lock:object` waits on `COMMIT` under the
+/// lifecycle benchmark). Consumers only need a hint that work may be ready — they claim from
+/// the table, and poll as a fallback — so a notification a moment after commit loses nothing.
+#[derive(Debug)]
+pub struct Announcer {
+    pending: Arc<Notify>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Announcer {
+    fn spawn(pool: PgPool) -> Self {
+        let pending = Arc::new(Notify::new());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (p, s) = (pending.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = p.notified() => {}
+                    _ = s.cancelled() => return,
+                }
+                if pool.is_closed() {
+                    return;
+                }
+                if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(JOBS_CHANNEL)
+                    .execute(&pool)
+                    .await
+                {
+                    // The consumers' polling picks the jobs up meanwhile.
+                    tracing::debug!(error = %e, "announcing enqueued jobs failed");
+                }
+            }
+        });
+        Self { pending, stop }
+    }
+
+    fn announce(&self) {
+        self.pending.notify_one();
+    }
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 /// An open write transaction on either backend.
 pub struct Tx {
     inner: TxInner,
     wake: Arc<Notify>,
+    announce: Option<Arc<Announcer>>,
     enqueued: bool,
 }
 
@@ -153,9 +211,14 @@ impl Db {
                 .context("opening the SQLite database for reading")?;
             Backend::Sqlite { write, read }
         };
+        let announce = match &backend {
+            Backend::Pg(pool) => Some(Arc::new(Announcer::spawn(pool.clone()))),
+            Backend::Sqlite { .. } => None,
+        };
         Ok(Self {
             backend,
             wake: Arc::new(Notify::new()),
+            announce,
         })
     }
 
@@ -196,6 +259,7 @@ impl Db {
         Ok(Tx {
             inner,
             wake: self.wake.clone(),
+            announce: self.announce.clone(),
             enqueued: false,
         })
     }
@@ -246,7 +310,8 @@ impl Tx {
         matches!(self.inner, TxInner::Pg(_))
     }
 
-    /// Records that this transaction enqueued work, so in-process consumers wake on commit.
+    /// Records that this transaction enqueued work, so consumers wake on commit (in-process
+    /// at once, other processes through the [`Announcer`]).
     pub fn mark_enqueued(&mut self) {
         self.enqueued = true;
     }
@@ -259,6 +324,9 @@ impl Tx {
         }
         if self.enqueued {
             self.wake.notify_waiters();
+            if let Some(a) = &self.announce {
+                a.announce();
+            }
         }
         Ok(())
     }

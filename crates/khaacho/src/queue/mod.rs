@@ -26,8 +26,9 @@ use crate::base::db::{Db, Tx, push_ids};
 use crate::base::time::now_ms;
 use crate::with_tx;
 
-/// The PostgreSQL channel that carries wake-ups (the payload is the queue name).
-pub const NOTIFY_CHANNEL: &str = "khaacho_jobs";
+/// The PostgreSQL channel that carries wake-ups (announced after commit by the database
+/// handle; the payload is empty).
+pub const NOTIFY_CHANNEL: &str = crate::base::db::JOBS_CHANNEL;
 
 /// Job priority within a queue; higher runs first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -298,14 +299,7 @@ pub async fn enqueue_batch<J: Job>(
         });
     }
     if inserted > 0 {
-        if let crate::base::db::TxInner::Pg(t) = tx.inner_mut() {
-            // Delivered on commit; identical notifications in one transaction are folded.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(J::QUEUE)
-                .execute(&mut **t)
-                .await?;
-        }
+        // Consumers here and in other processes are woken after the commit.
         tx.mark_enqueued();
         metrics::counter!("khaacho_jobs_enqueued_total", "kind" => J::KIND).increment(inserted);
     }

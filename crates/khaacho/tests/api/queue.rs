@@ -434,3 +434,30 @@ async fn a_failing_batch_falls_back_to_one_job_at_a_time() {
     let metrics = t.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("khaacho_job_batch_fallbacks_total{kind=\"order.validate\"}"));
 }
+
+/// PostgreSQL: a commit that enqueued jobs is announced on the jobs channel to the other
+/// processes (a `LISTEN` on another connection hears it), once it committed.
+#[tokio::test]
+async fn an_enqueue_is_announced_to_other_processes_after_commit() {
+    let t = TestApp::spawn().await;
+    let khaacho::base::db::Backend::Pg(pool) = t.app.db().backend() else {
+        return; // SQLite: one process owns the file; wake-ups are in-process.
+    };
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+        .await
+        .unwrap();
+    listener
+        .listen(khaacho::base::db::JOBS_CHANNEL)
+        .await
+        .unwrap();
+    let mut tx = t.app.db().begin().await.unwrap();
+    khaacho::queue::enqueue(&mut tx, &AlwaysFails {}, Default::default())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await;
+    assert!(
+        matches!(heard, Ok(Ok(_))),
+        "announced after commit: {heard:?}"
+    );
+}
