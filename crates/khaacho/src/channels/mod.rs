@@ -12,6 +12,7 @@
 //! Outbound: every reply is a row of the outbox (`outbox`), rendered from the template
 //! files (`templates`), written in the transaction of what caused it and sent by a job.
 
+pub mod chat;
 pub mod intents;
 pub mod outbox;
 pub mod phone;
