@@ -270,6 +270,119 @@ async fn unclear_lines_get_one_question_each_and_the_answers_complete_the_draft(
 }
 
 #[tokio::test]
+async fn a_quantity_question_takes_a_bare_number_even_one_that_also_means_no() {
+    let t = spawn().await;
+    t.seed().await;
+    let (retailer, phone) = retailer_phone(&t).await;
+    let r = say(&t, &phone, "chini ra 2 carton wai wai").await;
+    assert_eq!(r.len(), 1);
+    assert!(r[0].starts_with("How much Sugar do you want?"), "{r:?}");
+    assert!(r[0].contains("\"5\" for 5 kg"), "{r:?}");
+    // "2" would cancel a draft waiting for YES/NO; here it answers the question.
+    let r = say(&t, &phone, "2").await;
+    assert!(
+        r[0].starts_with("Your order:\n1. 2 carton Wai Wai"),
+        "{r:?}"
+    );
+    assert!(r[0].contains("2. 2 kg Sugar"), "{r:?}");
+    let r = say(&t, &phone, "हो").await;
+    assert!(r[0].starts_with("धन्यवाद!"), "{r:?}");
+    let orders = orders_of(&t, &retailer).await;
+    assert_eq!(orders.len(), 1);
+    let order = t
+        .get_json(&format!(
+            "/api/v1/orders/{}",
+            orders[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    let lines: Vec<(String, f64, String)> = order["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["sku"].as_str().unwrap().into(),
+                l["qty"].as_f64().unwrap(),
+                l["unit"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("WAIWAI-CHICKEN-75G".to_string(), 2.0, "carton".to_string()),
+            ("SUGAR-50".into(), 2.0, "kg".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_retailer_confirms_receipt_or_reports_an_issue_by_message() {
+    let t = spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "Bhandari Traders", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 50.0).await;
+    let va = t.client_as(Role::Vendor, Some(a));
+    let mut refs = Vec::new();
+    for _ in 0..2 {
+        let id = place(
+            &t,
+            retailer,
+            json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+        )
+        .await;
+        let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+        let part = o["fulfilments"][0]["id"].as_str().unwrap().to_string();
+        for action in ["accept", "dispatch", "deliver"] {
+            let r = va
+                .post(t.url(&format!("/api/v1/fulfilments/{part}/{action}")))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{action}");
+        }
+        t.run_jobs().await;
+        refs.push((id.clone(), id.replace('-', "")[26..].to_uppercase()));
+    }
+    let phone = "+9779800000001";
+    let (first, first_ref) = &refs[0];
+    let r = say(&t, phone, &format!("received {first_ref}")).await;
+    assert_eq!(r, [format!("Thank you! Order {first_ref} is complete.")]);
+    assert_eq!(
+        t.get_json(&format!("/api/v1/orders/{first}")).await["status"],
+        "completed"
+    );
+    let r = say(&t, phone, &format!("RECEIVED {first_ref}")).await;
+    assert!(
+        r[0].starts_with(&format!(
+            "{first_ref}: only a delivered order can be confirmed"
+        )),
+        "{r:?}"
+    );
+
+    let (second, second_ref) = &refs[1];
+    let r = say(&t, phone, &format!("ISSUE {second_ref}")).await;
+    assert!(r[0].starts_with("Please say what is wrong"), "{r:?}");
+    let r = say(&t, phone, &format!("issue {second_ref} 2 kg missing")).await;
+    assert!(
+        r[0].starts_with(&format!("Sorry about that. Order {second_ref}")),
+        "{r:?}"
+    );
+    let o = t.get_json(&format!("/api/v1/orders/{second}")).await;
+    assert_eq!(
+        (o["status"].as_str(), o["hold_reason"].as_str()),
+        (Some("on_hold"), Some("retailer_issue"))
+    );
+    let event = o["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(event["detail"]["issue"], "2 kg missing", "{event}");
+    assert_eq!(
+        (event["actor"].as_str(), event["role"].as_str()),
+        (Some("phone:+9779800000001"), Some("retailer"))
+    );
+}
+
+#[tokio::test]
 async fn a_draft_expires_after_ten_minutes_of_the_clock() {
     let t = spawn().await;
     t.seed().await;
@@ -690,6 +803,57 @@ async fn failed_sends_retry_after_1_5_15_30_60_minutes_then_go_dead_and_staff_ca
         .await;
     assert_problem(r, 409).await;
     assert_eq!(audit_rows(&t, "action=message.retry").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_attempt_that_never_finished_goes_dead_instead_of_being_sent_again() {
+    let server = twilio(201).await;
+    let t = spawn_sending(&server).await;
+    // A reply is claimed for sending and the process dies before Twilio answers.
+    let phone = "+9779811111111";
+    let now = t.app.clock().now_ms();
+    let reply = khaacho::channels::outbox::Reply {
+        template: "thanks",
+        vars: json!({ "name": "Gita" }),
+    };
+    let mut tx = t.app.db().begin().await.unwrap();
+    let id = khaacho::channels::outbox::queue(
+        &mut tx,
+        phone,
+        khaacho::channels::phone::MessageChannel::Whatsapp,
+        khaacho::channels::templates::Language::En,
+        &reply,
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    khaacho::with_tx!(tx, c => sqlx::query("DELETE FROM jobs WHERE kind = 'channels.send'").execute(c).await.map(|r| r.rows_affected())).unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        khaacho::channels::repo::claim(t.app.db(), id, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !khaacho::channels::repo::claim(t.app.db(), id, now)
+            .await
+            .unwrap(),
+        "claimed once"
+    );
+    sweep(&t).await;
+    assert_eq!(messages(&t, phone).await[0]["status"], "sending");
+    t.app.clock().advance(10 * MINUTE + 1_000);
+    sweep(&t).await;
+    let m = messages(&t, phone).await[0].clone();
+    assert_eq!(m["status"], "dead", "{m}");
+    assert!(
+        m["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("may or may not have been sent")
+    );
+    assert!(posted(&server).await.is_empty(), "never sent blindly");
 }
 
 #[tokio::test]
