@@ -503,9 +503,25 @@ async fn an_unknown_number_gets_a_polite_reply_and_one_alert() {
             ]
         );
     }
-    say_as(&t, "SM-local-form", "9811111111", "hello?").await;
+    // By SMS, without +977: the same sender, answered by SMS.
+    let params = [
+        ("MessageSid", "SM-local-form"),
+        ("From", "9811111111"),
+        ("Body", "hello?"),
+    ];
+    assert_eq!(
+        post_signed(&t, MESSAGES, &params, Some(TOKEN))
+            .await
+            .status(),
+        200
+    );
     t.run_jobs().await;
-    assert_eq!(messages(&t, phone).await.len(), 3);
+    let m = messages(&t, phone).await;
+    assert_eq!(m.len(), 3);
+    assert_eq!(
+        (m[0]["channel"].as_str(), m[2]["channel"].as_str()),
+        (Some("whatsapp"), Some("sms"))
+    );
     let alerts = t.get_json("/api/v1/alerts?kind=unknown_sender").await;
     let items = alerts["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{alerts}");
@@ -632,6 +648,74 @@ async fn without_an_auth_token_webhooks_are_refused_and_without_an_account_nothi
         (Some("queued"), Some(0))
     );
     assert_eq!(m[0]["channel"], "whatsapp");
+}
+
+#[tokio::test]
+async fn an_order_by_sms_carries_the_sms_channel() {
+    let t = spawn().await;
+    t.seed().await;
+    let (retailer, phone) = retailer_phone(&t).await;
+    for (sid, body) in [("SM-sms-1", "chini 5 kg"), ("SM-sms-2", "yes")] {
+        let params = [
+            ("MessageSid", sid),
+            ("From", phone.as_str()),
+            ("Body", body),
+        ];
+        assert_eq!(
+            post_signed(&t, MESSAGES, &params, Some(TOKEN))
+                .await
+                .status(),
+            200
+        );
+        t.run_jobs().await;
+    }
+    let m = messages(&t, &phone).await;
+    assert_eq!(m.len(), 2);
+    assert!(m.iter().all(|m| m["channel"] == "sms"), "{m:?}");
+    assert_eq!(m[1]["template"], "order_placed");
+    let orders = orders_of(&t, &retailer).await;
+    assert_eq!(orders.len(), 1);
+    let o = t
+        .get_json(&format!(
+            "/api/v1/orders/{}",
+            orders[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(o["channel"], "sms");
+}
+
+#[tokio::test]
+async fn khaacho_chat_signs_each_line_and_prints_the_replies() {
+    let t = TestApp::spawn_working(|s| {
+        s.channels.twilio_auth_token = Some(TOKEN.into());
+        s.channels.public_url = Some(PUBLIC.into());
+    })
+    .await;
+    t.seed().await;
+    let (retailer, phone) = retailer_phone(&t).await;
+    let url = format!("http://{}", t.addr);
+    let local = phone.trim_start_matches("+977").to_string();
+    let token = t.token(Role::Operator, None);
+    let chat = khaacho::channels::chat::Chat::new(t.app.settings(), &url, &local, token).unwrap();
+    let mut out = Vec::new();
+    chat.run(&b"chini 5 kg\n\nYES\n"[..], &mut out)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.starts_with(&format!("chatting as whatsapp:{phone} with {url}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("khaacho > Your order:\n          1. 5 kg Sugar"),
+        "{out}"
+    );
+    assert!(out.contains("khaacho > Thank you! Your order "), "{out}");
+    assert_eq!(orders_of(&t, &retailer).await.len(), 1);
+    // A chat without the server's token cannot sign.
+    let mut unsigned = t.app.settings().clone();
+    unsigned.channels.twilio_auth_token = None;
+    assert!(khaacho::channels::chat::Chat::new(&unsigned, &url, &phone, String::new()).is_err());
 }
 
 // ------------------------------------------------------------------ the sender
