@@ -105,6 +105,9 @@ const THANKS: &[&str] = &[
 const HELP: &[&str] = &["help", "madat", "sahayog", "मद्दत", "सहयोग", "menu", "?"];
 const SKIP: &[&str] = &["skip", "chhodnu", "chodnu", "छोड्नु", "छोड"];
 const STATUS: &[&str] = &["status", "sthiti", "स्थिति", "track"];
+/// "mero order kaha pugyo?", "अर्डर कहाँ पुग्यो": where is my order.
+const WHERE: &[&str] = &["kaha", "kahaa", "kata", "कहाँ", "कता", "where"];
+const ORDER: &[&str] = &["order", "ardar", "अर्डर", "saman", "samaan", "सामान"];
 const ACCEPT: &[&str] = &["accept", "swikar", "sweekar", "स्वीकार"];
 const REJECT: &[&str] = &["reject", "aswikar", "asweekar", "अस्वीकार"];
 const RECEIVED: &[&str] = &[
@@ -123,8 +126,10 @@ const ISSUE: &[&str] = &["issue", "problem", "samasya", "समस्या"];
 fn words(text: &str) -> Vec<String> {
     text.split_whitespace()
         .map(|w| {
-            w.trim_matches(|c: char| matches!(c, ',' | '.' | '!' | '।' | ';' | ':' | '"' | '\''))
-                .to_lowercase()
+            w.trim_matches(|c: char| {
+                matches!(c, ',' | '.' | '!' | '?' | '।' | ';' | ':' | '"' | '\'')
+            })
+            .to_lowercase()
         })
         .filter(|w| !w.is_empty())
         .collect()
@@ -173,6 +178,13 @@ pub fn classify(text: &str) -> Intent {
             .find(|x| !is(x, STATUS))
             .map(|r| r.to_uppercase());
         return Intent::Status(reference);
+    }
+    // Without a number: "order chini 5 kg, kaha pathaune?" is an order.
+    let numberless = !text
+        .chars()
+        .any(|c| c.is_ascii_digit() || ('०'..='९').contains(&c));
+    if numberless && w.iter().any(|x| is(x, WHERE)) && w.iter().any(|x| is(x, ORDER)) {
+        return Intent::Status(None);
     }
     if w.iter().all(|x| is(x, HELP)) {
         return Intent::Help;
@@ -260,6 +272,11 @@ mod tests {
             Intent::Status(Some("AB12CD".into()))
         );
         assert_eq!(classify("स्थिति"), Intent::Status(None));
+        assert_eq!(classify("mero order kaha pugyo?"), Intent::Status(None));
+        assert_eq!(classify("मेरो अर्डर कहाँ पुग्यो?"), Intent::Status(None));
+        assert_eq!(classify("where is my order"), Intent::Status(None));
+        assert_eq!(classify("mero order kaha?"), Intent::Status(None));
+        assert_eq!(classify("order chini 5 kg, kaha pathaune?"), Intent::Text);
     }
 
     #[test]

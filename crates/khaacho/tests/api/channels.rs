@@ -434,6 +434,11 @@ async fn pleasantries_help_and_status_questions_are_answered_without_ordering() 
         r[0].contains(&format!("{reference} - {status} - ")),
         "{r:?}"
     );
+    let r = say(&t, &phone, "mero order kaha pugyo?").await;
+    assert!(
+        r[0].starts_with("Your latest orders:\n") && r[0].contains(&reference),
+        "{r:?}"
+    );
     let r = say(&t, &phone, "status FFFFFF").await;
     assert!(r[0].starts_with("I could not find FFFFFF"), "{r:?}");
     // Receipt before delivery is refused by the order rules.
