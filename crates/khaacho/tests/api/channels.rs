@@ -383,6 +383,43 @@ async fn a_retailer_confirms_receipt_or_reports_an_issue_by_message() {
 }
 
 #[tokio::test]
+async fn the_summary_prices_like_validation_and_its_total_is_the_orders() {
+    let t = spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "Bhandari Traders", 1).await;
+    let b = vendor(&t, "Closed Traders", 2).await;
+    offer(&t, a, "CHINI-1", 80.0, 50.0).await;
+    offer(&t, a, "TEL-1", 210.0, 50.0).await;
+    offer(&t, b, "CHINI-1", 50.0, 50.0).await;
+    let r = t
+        .client
+        .patch(t.url(&format!("/api/v1/vendors/{b}")))
+        .json(&json!({ "active": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let phone = "+9779800000001";
+    let r = say(&t, phone, "chini 5 kg ra tel 2 litre").await;
+    // 5 × 80 = 400 + 13% = 452 (not the inactive vendor's 50); 2 × 210 = 420 + 13% = 474.60.
+    assert!(
+        r[0].contains("1. 5 kg Sugar - NPR 452.00\n2. 2 litre Oil - NPR 474.60\n"),
+        "{r:?}"
+    );
+    assert!(r[0].contains("Total (incl. 13% VAT): NPR 926.60"), "{r:?}");
+    let r = say(&t, phone, "yes").await;
+    assert!(r[0].contains("(NPR 926.60)"), "{r:?}");
+    let orders = orders_of(&t, &retailer.to_string()).await;
+    let o = t
+        .get_json(&format!(
+            "/api/v1/orders/{}",
+            orders[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(o["totals"]["total_npr"], 926.6, "{o}");
+}
+
+#[tokio::test]
 async fn a_draft_expires_after_ten_minutes_of_the_clock() {
     let t = spawn().await;
     t.seed().await;

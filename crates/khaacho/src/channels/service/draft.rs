@@ -192,8 +192,8 @@ pub async fn answer_quantity(
 }
 
 /// The summary of a draft: one text line per order line with its price, and the total with
-/// VAT (paisa). Lines are priced with the best offer now (as validation will), else the list
-/// price; a product nobody offers is shown without a price.
+/// VAT (paisa). Lines are priced with the best offer of an active vendor now (as validation
+/// will), else the list price; a product with neither is shown without a price.
 pub async fn price(
     app: &App,
     lines: &[DraftLine],
@@ -212,8 +212,7 @@ pub async fn price(
                 };
                 match base_qty {
                     Some(q) => {
-                        let offers =
-                            catalog::valid_offers_any_vendor(app.db(), &[p.id], now_ms).await?;
+                        let offers = catalog::valid_offers(app.db(), &[p.id], now_ms).await?;
                         let unit_price = best_quote(&offers, q)
                             .map(|quote| quote.unit_price_paisa)
                             .ok()
