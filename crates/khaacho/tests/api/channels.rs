@@ -420,6 +420,31 @@ async fn the_summary_prices_like_validation_and_its_total_is_the_orders() {
 }
 
 #[tokio::test]
+async fn twenty_concurrent_deliveries_of_one_yes_and_a_second_yes_place_one_order() {
+    let t = spawn().await;
+    t.seed().await;
+    let (retailer, phone) = retailer_phone(&t).await;
+    say(&t, &phone, "chini 5 kg").await;
+    // Twilio retries the same webhook while the first is in flight.
+    let posts = (0..20).map(|_| say_as(&t, "SM-yes-once", &phone, "YES"));
+    futures::future::join_all(posts).await;
+    // And the retailer, impatient, writes YES again.
+    say_as(&t, "SM-yes-again", &phone, "yes").await;
+    assert_eq!(t.count("inbound_messages").await, 3);
+    t.run_jobs().await;
+    assert_eq!(orders_of(&t, &retailer).await.len(), 1);
+    let templates: Vec<String> = messages(&t, &phone)
+        .await
+        .iter()
+        .map(|m| m["template"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        templates,
+        ["draft_summary", "order_placed", "nothing_pending"]
+    );
+}
+
+#[tokio::test]
 async fn a_draft_expires_after_ten_minutes_of_the_clock() {
     let t = spawn().await;
     t.seed().await;
