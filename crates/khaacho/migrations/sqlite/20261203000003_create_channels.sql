@@ -12,12 +12,14 @@ CREATE TABLE inbound_messages (
     body                text NOT NULL,
     num_media           integer NOT NULL DEFAULT 0,
     params              TEXT NOT NULL,                -- every form parameter as received (JSON object)
-    status              text NOT NULL DEFAULT 'received', -- received | processed
+    status              text NOT NULL DEFAULT 'received', -- received | processed | failed (its handling went dead)
     received_at_ms      bigint NOT NULL,
     processed_at_ms     bigint,
     CONSTRAINT inbound_messages_provider_id_key UNIQUE (provider, provider_message_id)
 );
 CREATE INDEX inbound_messages_phone_idx ON inbound_messages (from_phone, received_at_ms);
+-- A phone's messages not handled yet, in arrival order (handled oldest first).
+CREATE INDEX inbound_messages_unhandled_idx ON inbound_messages (from_phone, id) WHERE status = 'received';
 
 CREATE TABLE conversations (
     phone                 text PRIMARY KEY,           -- E.164

@@ -22,7 +22,7 @@ pub struct InboundRow {
     pub from_phone: String,
     /// The text.
     pub body: String,
-    /// `received` or `processed`.
+    /// `received`, `processed` or `failed` (its handling went dead).
     pub status: String,
     /// Received at.
     pub received_at_ms: i64,
@@ -77,6 +77,22 @@ pub async fn mark_processed(tx: &mut Tx, id: Uuid, at_ms: i64) -> Result<bool, s
         "UPDATE inbound_messages SET status = 'processed', processed_at_ms = $2 WHERE id = $1 AND status = 'received'")
         .bind(id).bind(at_ms).execute(c).await?.rows_affected());
     Ok(n == 1)
+}
+
+/// Messages of `phone` that arrived before `id` (UUIDv7: arrival order) and are not handled
+/// yet, oldest first.
+pub async fn earlier_unhandled(db: &Db, phone: &str, id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    let rows: Vec<(Uuid,)> = with_latest!(db, c => sqlx::query_as(
+        "SELECT id FROM inbound_messages WHERE from_phone = $1 AND status = 'received' AND id < $2 ORDER BY id LIMIT 20")
+        .bind(phone).bind(id).fetch_all(c).await)?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Marks a message whose handling went dead (so the phone's later messages do not wait on it).
+pub async fn mark_failed(db: &Db, id: Uuid, at_ms: i64) -> Result<(), sqlx::Error> {
+    crate::with_write!(db, c => sqlx::query(
+        "UPDATE inbound_messages SET status = 'failed', processed_at_ms = $2 WHERE id = $1 AND status = 'received'")
+        .bind(id).bind(at_ms).execute(c).await.map(|_| ()))
 }
 
 /// A conversation row.

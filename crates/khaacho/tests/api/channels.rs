@@ -445,6 +445,48 @@ async fn twenty_concurrent_deliveries_of_one_yes_and_a_second_yes_place_one_orde
 }
 
 #[tokio::test]
+async fn a_phones_messages_are_handled_in_the_order_they_arrived() {
+    let t = spawn().await;
+    t.seed().await;
+    let (retailer, phone) = retailer_phone(&t).await;
+    say_as(&t, "SM-first", &phone, "chini 5 kg").await;
+    say_as(&t, "SM-second", &phone, "YES").await;
+    // The first message's job is slow (here: gone); the second's runs first.
+    let mut tx = t.app.db().begin().await.unwrap();
+    let first: (uuid::Uuid,) = khaacho::with_tx!(tx, c => sqlx::query_as(
+        "SELECT id FROM inbound_messages WHERE provider_message_id = 'SM-first'").fetch_one(c).await)
+    .unwrap();
+    khaacho::with_tx!(tx, c => sqlx::query("DELETE FROM jobs WHERE kind = 'channels.inbound' AND CAST(payload AS TEXT) LIKE $1")
+        .bind(format!("%{}%", first.0)).execute(c).await.map(|r| r.rows_affected()))
+    .unwrap();
+    tx.commit().await.unwrap();
+    t.run_jobs().await;
+    let templates = |m: Vec<Value>| -> Vec<String> {
+        m.iter()
+            .map(|m| m["template"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        templates(messages(&t, &phone).await),
+        ["draft_summary", "order_placed"]
+    );
+    assert_eq!(orders_of(&t, &retailer).await.len(), 1);
+    // The first message's own job, when it comes, finds it handled.
+    let mut tx = t.app.db().begin().await.unwrap();
+    khaacho::queue::enqueue(
+        &mut tx,
+        &khaacho::channels::service::conversation::HandleInbound { id: first.0 },
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    t.run_jobs().await;
+    assert_eq!(messages(&t, &phone).await.len(), 2);
+    assert_eq!(orders_of(&t, &retailer).await.len(), 1);
+}
+
+#[tokio::test]
 async fn a_draft_expires_after_ten_minutes_of_the_clock() {
     let t = spawn().await;
     t.seed().await;

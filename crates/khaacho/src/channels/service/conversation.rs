@@ -69,6 +69,21 @@ pub async fn handle(ctx: &JobContext, id: Uuid) -> Result<(), JobError> {
     if msg.status != "received" {
         return Ok(());
     }
+    // A phone's messages are handled in the order they arrived: earlier ones whose jobs have
+    // not run yet (another worker is slow, or their retry waits) are handled first, here;
+    // their own jobs then find them done.
+    for earlier in repo::earlier_unhandled(app.db(), &msg.from_phone, id).await? {
+        if let Some(m) = repo::find_inbound(app.db(), earlier).await? {
+            handle_one(ctx, m, false).await?;
+        }
+    }
+    handle_one(ctx, msg, true).await
+}
+
+/// Handles one stored message; `own` when it is this job's (the job completes with it).
+async fn handle_one(ctx: &JobContext, msg: InboundRow, own: bool) -> Result<(), JobError> {
+    let app = &ctx.app;
+    let id = msg.id;
     let now = app.clock().now_ms();
     let found = repo::conversation(app.db(), &msg.from_phone).await?;
     let seen = found.as_ref().map(|c| c.updated_at_ms);
@@ -127,7 +142,9 @@ pub async fn handle(ctx: &JobContext, id: Uuid) -> Result<(), JobError> {
     if !repo::mark_processed(&mut tx, id, now).await? {
         return Ok(());
     }
-    ctx.complete_in(&mut tx).await?;
+    if own {
+        ctx.complete_in(&mut tx).await?;
+    }
     if !repo::save_conversation(&mut tx, &conv, seen).await? {
         return Err(JobError::Retryable(anyhow::anyhow!(
             "the conversation with this phone changed meanwhile"
@@ -557,5 +574,12 @@ impl Job for HandleInbound {
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         handle(&ctx, self.id).await
+    }
+
+    async fn on_dead(self, ctx: JobContext, error: String) -> anyhow::Result<()> {
+        // Out of the way of the phone's later messages, and visible to operators.
+        tracing::error!(inbound_id = %self.id, %error, "an inbound message could not be handled");
+        repo::mark_failed(ctx.app.db(), self.id, ctx.app.clock().now_ms()).await?;
+        Ok(())
     }
 }
