@@ -148,6 +148,15 @@ fn check_inbound(params: &[(String, String)]) -> Result<Inbound<'_>, ApiError> {
         }
     };
     let body = param(params, "Body").unwrap_or("");
+    if body
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        errors.push(FieldError::new(
+            "Body",
+            "Body may hold no control characters but tab and line breaks",
+        ));
+    }
     if body.chars().count() > MAX_TEXT_CHARS {
         errors.push(FieldError::new(
             "Body",

@@ -704,6 +704,19 @@ async fn webhooks_refuse_bad_signatures_and_bad_input_with_problems() {
     )
     .await;
     assert_problem(not_a_phone, 422).await;
+    let nul = post_signed(
+        &t,
+        MESSAGES,
+        &[
+            ("MessageSid", "SM5"),
+            ("From", "+9779800000001"),
+            ("Body", "chini\u{0}5 kg"),
+        ],
+        Some(TOKEN),
+    )
+    .await;
+    let p = assert_problem(nul, 422).await;
+    assert_eq!(p["errors"][0]["field"], "Body");
     let big = "x".repeat(20_000);
     let r = post_signed(
         &t,
