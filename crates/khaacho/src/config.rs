@@ -78,6 +78,12 @@ pub struct ChannelsSettings {
     pub whatsapp_from: Option<String>,
     /// Sender number for SMS, e.g. `+15005550006`.
     pub sms_from: Option<String>,
+    /// Approved WhatsApp templates by reply template name (e.g. `order_placed = "HX…"`, a
+    /// Twilio Content SID). WhatsApp takes free text only within 24 hours of the phone's
+    /// last message; outside that window a reply is sent as its approved template (its
+    /// variables numbered 1, 2, … in the alphabetical order of their names), or, without
+    /// one, not sent (`dead`, with the reason).
+    pub whatsapp_content_sids: std::collections::BTreeMap<String, String>,
     /// Largest accepted webhook body.
     pub max_body_bytes: usize,
     /// How long an order draft waits for YES (and a clarification for its answer).
@@ -95,6 +101,7 @@ impl Default for ChannelsSettings {
             twilio_api_base: "https://api.twilio.com".into(),
             whatsapp_from: None,
             sms_from: None,
+            whatsapp_content_sids: Default::default(),
             max_body_bytes: 16 * 1024,
             draft_ttl_minutes: 10,
             send_timeout_ms: 10_000,
@@ -114,6 +121,7 @@ impl fmt::Debug for ChannelsSettings {
             .field("twilio_api_base", &self.twilio_api_base)
             .field("whatsapp_from", &self.whatsapp_from)
             .field("sms_from", &self.sms_from)
+            .field("whatsapp_content_sids", &self.whatsapp_content_sids)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("draft_ttl_minutes", &self.draft_ttl_minutes)
             .field("send_timeout_ms", &self.send_timeout_ms)

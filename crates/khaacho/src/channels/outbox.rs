@@ -3,7 +3,9 @@
 //! posts it to the Twilio REST API behind the resilience stack (timeout → breaker →
 //! bulkhead; no in-call retry, since a repeated POST would send the message twice), at most
 //! one message per recipient every 2 s, retrying after 1, 5, 15, 30 and 60 minutes, then
-//! `dead` (listed and retryable by staff). Each attempt first claims the row
+//! `dead` (listed and retryable by staff). WhatsApp takes free text only within 24 hours
+//! of the phone's last message; outside that window a reply goes as its approved template
+//! (`channels.whatsapp_content_sids`) or not at all (`dead`, with the reason). Each attempt first claims the row
 //! (`queued` → `sending`), so a retried or concurrent sender run never sends it twice.
 //! Without Twilio credentials nothing is sent: rows stay `queued`, visible to staff.
 //!
@@ -29,6 +31,9 @@ pub const THROTTLE_MS: i64 = 2_000;
 
 /// Waits after failed attempts 1–5; a sixth failure is final (`dead`).
 pub const RETRY_MINUTES: [i64; 5] = [1, 5, 15, 30, 60];
+
+/// WhatsApp takes free text only this long after the phone's last message.
+pub const WHATSAPP_WINDOW_MS: i64 = 24 * 3_600_000;
 
 /// Messages one sweep sends at most; the next sweep takes the rest.
 const SWEEP: i64 = 200;
@@ -123,11 +128,13 @@ impl Sender {
         }
     }
 
-    /// Posts one message; returns Twilio's message SID.
+    /// Posts one message (as free text, or as the approved template `content`: its Content
+    /// SID and variables); returns Twilio's message SID.
     async fn post(
         &self,
         s: &ChannelsSettings,
         m: &OutboundRow,
+        content: Option<(String, String)>,
     ) -> Result<String, CallError<SendError>> {
         let (Some(sid), Some(token)) = (&s.twilio_account_sid, &s.twilio_auth_token) else {
             return Err(CallError::Inner(SendError::Refused {
@@ -145,11 +152,14 @@ impl Sender {
             "{}/2010-04-01/Accounts/{sid}/Messages.json",
             s.twilio_api_base.trim_end_matches('/')
         );
-        let mut form = vec![
-            ("To", channel.address(&m.recipient)),
-            ("From", from),
-            ("Body", m.body.clone()),
-        ];
+        let mut form = vec![("To", channel.address(&m.recipient)), ("From", from)];
+        match content {
+            Some((sid, vars)) => {
+                form.push(("ContentSid", sid));
+                form.push(("ContentVariables", vars));
+            }
+            None => form.push(("Body", m.body.clone())),
+        }
         if let Some(base) = &s.public_url {
             form.push((
                 "StatusCallback",
@@ -243,11 +253,23 @@ pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
         repo::defer(app.db(), id, last + THROTTLE_MS).await?;
         return Ok(Sent::Throttled(last + THROTTLE_MS));
     }
+    let content = match whatsapp_window(app, &m, now).await? {
+        Window::Open => None,
+        Window::Template(sid, vars) => Some((sid, vars)),
+        Window::Closed(reason) => {
+            if repo::claim(app.db(), id, now).await? {
+                tracing::warn!(%reason, "not sent");
+                repo::finish_attempt(app.db(), id, Err((&reason, None)), now).await?;
+                return Ok(Sent::Dead);
+            }
+            return Ok(Sent::Skipped);
+        }
+    };
     if !repo::claim(app.db(), id, now).await? {
         return Ok(Sent::Skipped);
     }
     let attempt = m.attempts + 1;
-    let outcome = app.outbox().post(s, &m).await;
+    let outcome = app.outbox().post(s, &m, content).await;
     let result = match outcome {
         Ok(sid) => {
             repo::finish_attempt(app.db(), id, Ok(&sid), now).await?;
@@ -275,6 +297,49 @@ pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
         }
     };
     Ok(result)
+}
+
+/// How a message may go out on WhatsApp now.
+enum Window {
+    /// Free text (SMS, or within 24 hours of the phone's last WhatsApp message).
+    Open,
+    /// Outside the window: as this approved template (Content SID, variables JSON).
+    Template(String, String),
+    /// Outside the window and no approved template: not sent, for this reason.
+    Closed(String),
+}
+
+async fn whatsapp_window(app: &App, m: &OutboundRow, now: i64) -> Result<Window, sqlx::Error> {
+    if m.channel != MessageChannel::Whatsapp.as_str() {
+        return Ok(Window::Open);
+    }
+    let last = repo::last_whatsapp_from(app.db(), &m.recipient).await?;
+    if last.is_some_and(|at| now - at <= WHATSAPP_WINDOW_MS) {
+        return Ok(Window::Open);
+    }
+    let s = &app.settings().channels;
+    Ok(match s.whatsapp_content_sids.get(&m.template) {
+        Some(sid) => {
+            // `serde_json::Map` iterates its keys in alphabetical order.
+            let vars: serde_json::Map<String, serde_json::Value> = m
+                .vars
+                .0
+                .as_object()
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, (_, v))| {
+                    let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    ((i + 1).to_string(), serde_json::Value::String(text))
+                })
+                .collect();
+            Window::Template(sid.clone(), serde_json::Value::Object(vars).to_string())
+        }
+        None => Window::Closed(format!(
+            "outside WhatsApp's 24-hour window and no approved template for {} (channels.whatsapp_content_sids)",
+            m.template
+        )),
+    })
 }
 
 /// Sends every queued message due at `now` (retries and throttled ones). Returns what each

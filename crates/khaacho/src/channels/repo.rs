@@ -245,6 +245,13 @@ pub async fn last_attempt_to(db: &Db, recipient: &str) -> Result<Option<i64>, sq
         .bind(recipient).fetch_one(c).await)
 }
 
+/// When `phone` last wrote on WhatsApp (the start of its 24-hour window).
+pub async fn last_whatsapp_from(db: &Db, phone: &str) -> Result<Option<i64>, sqlx::Error> {
+    with_latest!(db, c => sqlx::query_scalar(
+        "SELECT MAX(received_at_ms) FROM inbound_messages WHERE from_phone = $1 AND channel = 'whatsapp'")
+        .bind(phone).fetch_one(c).await)
+}
+
 /// Moves a due message to `later` (held back by the throttle).
 pub async fn defer(db: &Db, id: Uuid, later: i64) -> Result<(), sqlx::Error> {
     crate::with_write!(db, c => sqlx::query(

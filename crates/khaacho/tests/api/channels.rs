@@ -877,8 +877,16 @@ async fn mount(server: &MockServer, status: u16) {
 }
 
 async fn spawn_sending(server: &MockServer) -> TestApp {
+    spawn_sending_with(server, |_| {}).await
+}
+
+async fn spawn_sending_with(
+    server: &MockServer,
+    more: impl FnOnce(&mut khaacho::config::Settings),
+) -> TestApp {
     let base = server.uri();
     TestApp::spawn_with(move |s| {
+        more(s);
         s.channels.public_url = Some(PUBLIC.into());
         s.channels.twilio_auth_token = Some(TOKEN.into());
         s.channels.twilio_account_sid = Some("AC123".into());
@@ -1060,6 +1068,69 @@ async fn an_attempt_that_never_finished_goes_dead_instead_of_being_sent_again() 
             .contains("may or may not have been sent")
     );
     assert!(posted(&server).await.is_empty(), "never sent blindly");
+}
+
+#[tokio::test]
+async fn outside_whatsapps_24_hour_window_a_reply_goes_as_its_approved_template_or_not_at_all() {
+    let server = twilio(201).await;
+    let t = spawn_sending_with(&server, |s| {
+        s.channels
+            .whatsapp_content_sids
+            .insert("thanks".into(), "HX0123".into());
+    })
+    .await;
+    let phone = "+9779811111111";
+    say(&t, phone, "hello").await;
+    assert_eq!(
+        posted(&server).await.len(),
+        1,
+        "within the window: free text"
+    );
+    t.app.clock().advance(24 * 60 * MINUTE + 1_000);
+    let now = t.app.clock().now_ms();
+    let mut tx = t.app.db().begin().await.unwrap();
+    for template in ["thanks", "greeting"] {
+        let reply = khaacho::channels::outbox::Reply {
+            template,
+            vars: json!({ "name": "Gita Kirana" }),
+        };
+        khaacho::channels::outbox::queue(
+            &mut tx,
+            phone,
+            khaacho::channels::phone::MessageChannel::Whatsapp,
+            khaacho::channels::templates::Language::En,
+            &reply,
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    t.run_jobs().await;
+    t.app.clock().advance(2_000);
+    sweep(&t).await;
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2, "the template one only");
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&requests[1].body).unwrap();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("ContentSid").as_deref(), Some("HX0123"));
+    assert_eq!(
+        get("ContentVariables").as_deref(),
+        Some(r#"{"1":"Gita Kirana"}"#)
+    );
+    assert_eq!(get("Body"), None);
+    let m = messages(&t, phone).await;
+    let by_template = |name: &str| m.iter().find(|x| x["template"] == name).unwrap().clone();
+    assert_eq!(by_template("thanks")["status"], "sent");
+    let greeting = by_template("greeting");
+    assert_eq!(greeting["status"], "dead", "{greeting}");
+    assert!(
+        greeting["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("24-hour window")
+    );
 }
 
 #[tokio::test]
