@@ -29,6 +29,7 @@ struct Inner {
     auth: Auth,
     clock: crate::base::time::Clock,
     volumes: crate::fulfilment::facts::VolumeCache,
+    outbox: crate::channels::outbox::Sender,
 }
 
 impl App {
@@ -42,6 +43,7 @@ impl App {
         let agents = khaacho_agents::AgentChain::from_config(&settings.agents)
             .unwrap_or_else(|_| khaacho_agents::AgentChain::local_only());
         let backpressure = Backpressure::new(settings.backpressure.clone());
+        let outbox = crate::channels::outbox::Sender::new(&settings.channels);
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -53,6 +55,7 @@ impl App {
                 auth,
                 clock: Default::default(),
                 volumes: Default::default(),
+                outbox,
             }),
         }
     }
@@ -110,6 +113,11 @@ impl App {
     /// 30-day vendor volumes per product, as routing last read them.
     pub fn volumes(&self) -> &crate::fulfilment::facts::VolumeCache {
         &self.inner.volumes
+    }
+
+    /// The Twilio client of the outbox sender (one resilience stack per process).
+    pub fn outbox(&self) -> &crate::channels::outbox::Sender {
+        &self.inner.outbox
     }
 
     /// The catalogue view used by the intake.

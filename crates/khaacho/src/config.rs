@@ -53,6 +53,80 @@ pub struct Settings {
     pub audit: crate::auth::settings::AuditSettings,
     /// Intake back-pressure when the pipeline falls behind.
     pub backpressure: BackpressureSettings,
+    /// WhatsApp/SMS conversations through Twilio: webhook verification and the outbox sender.
+    pub channels: ChannelsSettings,
+}
+
+/// WhatsApp/SMS through Twilio (DOMAIN.md "Channels"). Without `twilio_auth_token` inbound
+/// webhooks are refused (nothing can be verified); without `twilio_account_sid` the outbox
+/// still records every reply (status `queued`, listed at `GET /api/v1/channels/messages`)
+/// and nothing is sent.
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct ChannelsSettings {
+    /// The public base URL Twilio calls (e.g. `https://khaacho.example`), without a trailing
+    /// slash. Signatures are checked against it, not against the request's `Host`, so a
+    /// TLS-terminating proxy does not break them. Unset: `http://{listen}`.
+    pub public_url: Option<String>,
+    /// Twilio auth token: verifies `X-Twilio-Signature` and authenticates the REST API.
+    pub twilio_auth_token: Option<String>,
+    /// Twilio account SID (`AC…`); unset: nothing is sent, the outbox only records.
+    pub twilio_account_sid: Option<String>,
+    /// Twilio REST API base URL.
+    pub twilio_api_base: String,
+    /// Sender number for WhatsApp, e.g. `whatsapp:+14155238886`.
+    pub whatsapp_from: Option<String>,
+    /// Sender number for SMS, e.g. `+15005550006`.
+    pub sms_from: Option<String>,
+    /// Approved WhatsApp templates by reply template name (e.g. `order_placed = "HX…"`, a
+    /// Twilio Content SID). WhatsApp takes free text only within 24 hours of the phone's
+    /// last message; outside that window a reply is sent as its approved template (its
+    /// variables numbered 1, 2, … in the alphabetical order of their names), or, without
+    /// one, not sent (`dead`, with the reason).
+    pub whatsapp_content_sids: std::collections::BTreeMap<String, String>,
+    /// Largest accepted webhook body.
+    pub max_body_bytes: usize,
+    /// How long an order draft waits for YES (and a clarification for its answer).
+    pub draft_ttl_minutes: i64,
+    /// Time budget of one call to the Twilio REST API.
+    pub send_timeout_ms: u64,
+}
+
+impl Default for ChannelsSettings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            twilio_auth_token: None,
+            twilio_account_sid: None,
+            twilio_api_base: "https://api.twilio.com".into(),
+            whatsapp_from: None,
+            sms_from: None,
+            whatsapp_content_sids: Default::default(),
+            max_body_bytes: 16 * 1024,
+            draft_ttl_minutes: 10,
+            send_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl fmt::Debug for ChannelsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelsSettings")
+            .field("public_url", &self.public_url)
+            .field(
+                "twilio_auth_token",
+                &self.twilio_auth_token.as_ref().map(|_| "***"),
+            )
+            .field("twilio_account_sid", &self.twilio_account_sid)
+            .field("twilio_api_base", &self.twilio_api_base)
+            .field("whatsapp_from", &self.whatsapp_from)
+            .field("sms_from", &self.sms_from)
+            .field("whatsapp_content_sids", &self.whatsapp_content_sids)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("draft_ttl_minutes", &self.draft_ttl_minutes)
+            .field("send_timeout_ms", &self.send_timeout_ms)
+            .finish()
+    }
 }
 
 /// Log output format.
@@ -140,6 +214,9 @@ pub struct ScheduleSettings {
     /// Price-intelligence snapshots per product and abnormal-change alerts. Default: every
     /// 4 hours at minute 10.
     pub price_intelligence: String,
+    /// The outbox sender's sweep: retries that came due and messages held back by the
+    /// per-recipient throttle. Default: every 15 seconds.
+    pub channels_outbox: String,
 }
 
 /// Intake back-pressure: once the pipeline is this far behind, new orders are refused with
@@ -195,6 +272,7 @@ impl Default for Settings {
             rate_limits: Default::default(),
             audit: Default::default(),
             backpressure: BackpressureSettings::default(),
+            channels: ChannelsSettings::default(),
         }
     }
 }
@@ -233,6 +311,7 @@ impl Default for ScheduleSettings {
             healing: "30 */5 * * * *".into(),
             vendor_scores: "0 5 * * * *".into(),
             price_intelligence: "0 10 */4 * * *".into(),
+            channels_outbox: "*/15 * * * * *".into(),
         }
     }
 }
@@ -306,6 +385,11 @@ impl Settings {
                 "backpressure.max_ready_age_ms must be >= 0 and backpressure.sample_interval_ms > 0"
             );
         }
+        if self.channels.draft_ttl_minutes <= 0 || self.channels.max_body_bytes == 0 {
+            bail!("channels.draft_ttl_minutes and channels.max_body_bytes must be positive");
+        }
+        crate::queue::schedule::parse_cron(&self.schedules.channels_outbox)
+            .context("schedules.channels_outbox")?;
         crate::queue::schedule::parse_cron(&self.schedules.maintenance)
             .context("schedules.maintenance")?;
         crate::queue::schedule::parse_cron(&self.schedules.credit_scores)
@@ -358,6 +442,7 @@ impl fmt::Debug for Settings {
             .field("rate_limits", &self.rate_limits)
             .field("audit", &self.audit)
             .field("backpressure", &self.backpressure)
+            .field("channels", &self.channels)
             .finish()
     }
 }

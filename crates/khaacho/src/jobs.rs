@@ -2,6 +2,8 @@
 
 use crate::app::App;
 use crate::catalog::intelligence::SnapshotPrices;
+use crate::channels::outbox::{OutboxSweep, SendMessage};
+use crate::channels::service::conversation::HandleInbound;
 use crate::config::Settings;
 use crate::credit::scoring::{RescoreRetailer, RunControls, ScoreAccounts};
 use crate::fulfilment::jobs::FulfilmentTick;
@@ -30,6 +32,9 @@ pub fn registry() -> Registry<App> {
         .register::<RunControls>()
         .register::<ScoreVendors>()
         .register::<SnapshotPrices>()
+        .register::<HandleInbound>()
+        .register::<SendMessage>()
+        .register::<OutboxSweep>()
 }
 
 /// The recurring schedules, with cron expressions from the settings.
@@ -43,5 +48,6 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
         Schedule::new::<HealOrders>("healing", &s.healing)?,
         Schedule::new::<ScoreVendors>("vendor_scores", &s.vendor_scores)?,
         Schedule::new::<SnapshotPrices>("price_intelligence", &s.price_intelligence)?,
+        Schedule::new::<OutboxSweep>("channels_outbox", &s.channels_outbox)?,
     ])
 }

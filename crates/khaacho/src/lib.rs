@@ -18,6 +18,7 @@ pub mod app;
 pub mod auth;
 pub mod base;
 pub mod catalog;
+pub mod channels;
 pub mod config;
 pub mod credit;
 pub mod fulfilment;

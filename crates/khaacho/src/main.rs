@@ -69,6 +69,17 @@ enum Command {
     /// or ignore offers, dispatch, deliver (some short), confirm and pay, while placing
     /// orders; reports what happened and 202 → routed.
     Simulate(khaacho_loadgen::simulate::SimulateArgs),
+    /// Talk to a local server as a phone through WhatsApp: each line of stdin is posted as a
+    /// signed Twilio webhook (channels.twilio_auth_token, channels.public_url as the server
+    /// has them) and the replies from the outbox are printed.
+    Chat {
+        /// The phone writing, e.g. `+9779800000001` (a retailer's or vendor's phone).
+        #[arg(long)]
+        phone: String,
+        /// The running server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Parse order messages offline against a catalogue CSV (no database needed).
     Parse {
         /// Catalogue CSV: `sku,name,aliases,unit,pack_size,price_npr,category`.
@@ -208,6 +219,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return parse_files(&catalog, input.as_deref(), output.as_deref());
     }
     let settings = Settings::load(cli.config.as_deref())?;
+    if let Command::Chat { phone, url } = &cli.command {
+        // No logging set up: the terminal is the conversation.
+        let app = App::connect(settings.clone()).await?;
+        let (token, _) = app
+            .auth()
+            .keys
+            .issue(Uuid::now_v7(), khaacho::auth::Role::Operator, None)
+            .context("issuing a token to read the outbox")?;
+        let chat = khaacho::channels::chat::Chat::new(&settings, url, phone, token)?;
+        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        return chat.run(stdin, &mut std::io::stdout()).await;
+    }
     khaacho::telemetry::init_logging(&settings);
     let app = App::connect(settings).await?;
     match cli.command {
@@ -276,7 +299,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Catalog { command } => catalog(&app, command).await,
         Command::Admin { command } => admin(&app, command).await,
-        Command::Loadtest(_) | Command::Simulate(_) | Command::Parse { .. } => Ok(()),
+        Command::Loadtest(_)
+        | Command::Simulate(_)
+        | Command::Parse { .. }
+        | Command::Chat { .. } => Ok(()),
     }
 }
 

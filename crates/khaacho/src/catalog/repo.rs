@@ -177,6 +177,27 @@ pub async fn valid_offers_tx(
     })
 }
 
+/// Offers of active vendors for the given products that are valid at `at_ms` — what
+/// validation prices with ([`valid_offers_tx`]) — read where a moment-old copy will do (the
+/// prices a WhatsApp draft shows before the order exists).
+pub async fn valid_offers(
+    db: &Db,
+    product_ids: &[Uuid],
+    at_ms: i64,
+) -> Result<Vec<OfferRow>, sqlx::Error> {
+    if product_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_replica!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!(
+            "SELECT {OFFER_COLS} FROM offers o JOIN vendors v ON v.id = o.vendor_id WHERE v.active = "));
+        qb.push_bind(true).push(" AND o.valid_from_ms <= ").push_bind(at_ms);
+        qb.push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(") AND");
+        push_ids(&mut qb, "o.product_id", product_ids);
+        qb.build_query_as::<OfferRow>().fetch_all(c).await
+    })
+}
+
 /// Offers of any vendor (active or not) for the given products that are valid at `at_ms`,
 /// read where a moment-old copy will do (routing decisions, previews).
 pub async fn valid_offers_any_vendor(

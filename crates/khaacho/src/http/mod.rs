@@ -42,6 +42,7 @@ use crate::base::wire::error::problem_response;
         (name = "auth", description = "Login, tokens, API keys, users and the audit log"),
         (name = "credit", description = "Credit accounts, ledger, payments, limits and reconciliation"),
         (name = "fulfilment", description = "Routing orders to vendors (today: the routing preview)"),
+        (name = "channels", description = "WhatsApp/SMS through Twilio: signed webhooks, the outbox"),
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -78,7 +79,8 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::admin::jobs::router())
         .merge(crate::auth::routes::router())
         .merge(crate::credit::routes::router())
-        .merge(crate::fulfilment::routes::router());
+        .merge(crate::fulfilment::routes::router())
+        .merge(crate::channels::routes::router());
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(ops::router())

@@ -68,6 +68,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_roles(configure, false).await
+    }
+
+    /// Like [`TestApp::spawn_with`], with the queue workers running in the background (for
+    /// clients that wait on the server's work, like `khaacho chat`).
+    pub async fn spawn_working(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_roles(configure, true).await
+    }
+
+    async fn spawn_roles(configure: impl FnOnce(&mut Settings), workers: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = fresh_database(dir.path()).await;
         let mut settings = test_settings(&database_url);
@@ -78,10 +88,7 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         tokio::spawn(server::run(
             app.clone(),
-            Roles {
-                api: true,
-                workers: false,
-            },
+            Roles { api: true, workers },
             Some(listener),
             shutdown.clone(),
         ));

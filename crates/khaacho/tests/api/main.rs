@@ -4,6 +4,7 @@
 mod backpressure;
 mod bad_input;
 mod catalog;
+mod channels;
 mod credit;
 mod credit_controls;
 mod fulfilment;

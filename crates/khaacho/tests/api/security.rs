@@ -256,6 +256,30 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, No, Own],
         "retailer: its own score (others: 404)",
     ),
+    (
+        "POST",
+        "/api/v1/channels/twilio/messages",
+        [Public; 4],
+        "Twilio's inbound webhook: X-Twilio-Signature instead of a token (a bad one: 403, audited)",
+    ),
+    (
+        "POST",
+        "/api/v1/channels/twilio/status",
+        [Public; 4],
+        "Twilio's status callback: X-Twilio-Signature instead of a token",
+    ),
+    (
+        "GET",
+        "/api/v1/channels/messages",
+        [Yes, Yes, No, No],
+        "the outbox of WhatsApp/SMS replies",
+    ),
+    (
+        "POST",
+        "/api/v1/channels/messages/{id}/retry",
+        [Yes, Yes, No, No],
+        "a dead or failed message; audited",
+    ),
     ("GET", "/api/v1/credit/alerts", [Yes, Yes, No, No], ""),
     (
         "POST",
