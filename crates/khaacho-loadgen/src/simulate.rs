@@ -101,7 +101,8 @@ pub struct SimulateArgs {
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct SimReport {
     /// Actions by name (`accept`, `reject`, `ignore`, `dispatch`, `deliver`, `deliver_short`,
-    /// `confirm`, `pay`).
+    /// `confirm`, `pay`), and how often the server shed a request that was then tried again
+    /// (`retried_after_503_or_429`) or given up after three tries (`gave_up_after_retries`).
     pub actions: std::collections::BTreeMap<String, u64>,
     /// Refused or failed actions by `action:status`.
     pub refused: std::collections::BTreeMap<String, u64>,
@@ -206,15 +207,39 @@ impl Sim {
         Ok(out)
     }
 
+    /// Posts as a party's app would: a `503` (the server shedding load) or `429` is tried
+    /// again after its `Retry-After`, up to three times, before it counts as refused.
     async fn post(&self, auth: &str, path: &str, body: Value) -> anyhow::Result<StatusCode> {
-        let resp = self
-            .client
-            .post(self.base.join(path)?)
-            .header("authorization", auth)
-            .json(&body)
-            .send()
-            .await?;
-        Ok(resp.status())
+        let mut tries = 0;
+        loop {
+            let resp = self
+                .client
+                .post(self.base.join(path)?)
+                .header("authorization", auth)
+                .json(&body)
+                .send()
+                .await?;
+            let status = resp.status();
+            let again = matches!(
+                status,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+            );
+            if !again || tries == 3 {
+                if again {
+                    self.count("gave_up_after_retries");
+                }
+                return Ok(status);
+            }
+            tries += 1;
+            self.count("retried_after_503_or_429");
+            let wait = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_secs(wait.min(10))).await;
+        }
     }
 
     /// A part action as its vendor, after `delay`.
