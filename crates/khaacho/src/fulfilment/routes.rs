@@ -375,16 +375,7 @@ async fn accept_fulfilment(
     Path(id): Path<Uuid>,
     body: Result<Json<PartActionBody>, ApiError>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
-    principal.require(PART_ROLES)?;
-    let body = body?.0;
-    act(
-        &app,
-        &principal,
-        id,
-        PartAction::Accept,
-        body.reason.as_deref(),
-    )
-    .await
+    simple_action(&app, &principal, id, body, PartAction::Accept).await
 }
 
 /// Reject the offer of a part (a reason is required): it goes to the next best vendor not
@@ -401,16 +392,7 @@ async fn reject_fulfilment(
     Path(id): Path<Uuid>,
     body: Result<Json<PartActionBody>, ApiError>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
-    principal.require(PART_ROLES)?;
-    let body = body?.0;
-    act(
-        &app,
-        &principal,
-        id,
-        PartAction::Reject,
-        body.reason.as_deref(),
-    )
-    .await
+    simple_action(&app, &principal, id, body, PartAction::Reject).await
 }
 
 /// The goods of an accepted part left the vendor.
@@ -425,16 +407,19 @@ async fn dispatch_fulfilment(
     Path(id): Path<Uuid>,
     body: Result<Json<PartActionBody>, ApiError>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
-    principal.require(PART_ROLES)?;
+    simple_action(&app, &principal, id, body, PartAction::Dispatch).await
+}
+
+/// An action whose body is at most a reason.
+async fn simple_action(
+    app: &App,
+    principal: &Principal,
+    id: Uuid,
+    body: Result<Json<PartActionBody>, ApiError>,
+    action: PartAction,
+) -> Result<axum::Json<FulfilmentView>, ApiError> {
     let body = body?.0;
-    act(
-        &app,
-        &principal,
-        id,
-        PartAction::Dispatch,
-        body.reason.as_deref(),
-    )
-    .await
+    act(app, principal, id, action, body.reason.as_deref()).await
 }
 
 /// The goods of a dispatched part arrived. Lines delivered short are named with the quantity
