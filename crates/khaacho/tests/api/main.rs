@@ -16,6 +16,7 @@ mod process;
 mod queue;
 mod routing;
 mod security;
+mod sla;
 mod spine;
 mod text_orders;
 mod vendor_scores;
