@@ -185,3 +185,40 @@ async fn minute_check_raises_each_alert_once_while_open() {
         0
     );
 }
+
+#[tokio::test]
+async fn minute_check_raises_an_open_breaker_once() {
+    let t = TestApp::spawn_with(|s| {
+        s.agents.llm_enabled = true;
+        s.agents.chain = vec!["openai".into(), "local".into()];
+        s.agents.openai = Some(khaacho_agents::OpenAiConfig {
+            // Nothing listens on port 1: every call fails fast.
+            base_url: "http://127.0.0.1:1/v1".into(),
+            model: "test-model".into(),
+            api_key: khaacho_agents::ApiKey::new("sk-test"),
+            timeout_ms: 500,
+        });
+        s.agents.resilience.max_attempts = 1;
+        s.agents.resilience.consecutive_failures = 2;
+    })
+    .await;
+    t.seed().await;
+    let now = t.app.clock().now_ms();
+    assert_eq!(khaacho::admin::sla::check(&t.app, now).await.unwrap(), 0);
+    for _ in 0..3 {
+        let r = t
+            .post_json(
+                "/api/v1/orders/parse",
+                &serde_json::json!({ "text": "chini 5 kg" }),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(khaacho::admin::sla::check(&t.app, now).await.unwrap(), 1);
+    let open = open_alerts(&t, "breaker_open").await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["severity"], "critical");
+    assert_eq!(open[0]["subject"], "agent");
+    assert_eq!(open[0]["detail"]["provider"], "openai");
+    assert_eq!(khaacho::admin::sla::check(&t.app, now).await.unwrap(), 0);
+}
