@@ -7,6 +7,7 @@ mod catalog;
 mod channels;
 mod credit;
 mod credit_controls;
+mod dashboards;
 mod fulfilment;
 mod helpers;
 mod hostile;
