@@ -30,6 +30,7 @@ struct Inner {
     clock: crate::base::time::Clock,
     volumes: crate::fulfilment::facts::VolumeCache,
     outbox: crate::channels::outbox::Sender,
+    sla: crate::base::sla::SlaRecorder,
 }
 
 impl App {
@@ -56,6 +57,7 @@ impl App {
                 clock: Default::default(),
                 volumes: Default::default(),
                 outbox,
+                sla: Default::default(),
             }),
         }
     }
@@ -118,6 +120,11 @@ impl App {
     /// The Twilio client of the outbox sender (one resilience stack per process).
     pub fn outbox(&self) -> &crate::channels::outbox::Sender {
         &self.inner.outbox
+    }
+
+    /// This process's rolling record of HTTP requests (`GET /api/v1/sla`).
+    pub fn sla(&self) -> &crate::base::sla::SlaRecorder {
+        &self.inner.sla
     }
 
     /// The catalogue view used by the intake.

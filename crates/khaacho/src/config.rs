@@ -55,6 +55,8 @@ pub struct Settings {
     pub backpressure: BackpressureSettings,
     /// WhatsApp/SMS conversations through Twilio: webhook verification and the outbox sender.
     pub channels: ChannelsSettings,
+    /// Operations alert thresholds.
+    pub ops: OpsSettings,
 }
 
 /// WhatsApp/SMS through Twilio (DOMAIN.md "Channels"). Without `twilio_auth_token` inbound
@@ -217,6 +219,28 @@ pub struct ScheduleSettings {
     /// The outbox sender's sweep: retries that came due and messages held back by the
     /// per-recipient throttle. Default: every 15 seconds.
     pub channels_outbox: String,
+    /// The HTTP API's service levels, breakers, dead letters and queue age against their
+    /// alert thresholds (`ops`). Default: every minute.
+    pub sla_check: String,
+}
+
+/// Operations alerts raised by the minute check (`schedules.sla_check`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct OpsSettings {
+    /// Raise a critical `dead_letters` alert above this many dead jobs.
+    pub dead_letters_alert: i64,
+    /// Raise a warning `queue_age` alert once the oldest ready job waited longer than this.
+    pub queue_age_alert_secs: i64,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        Self {
+            dead_letters_alert: 10,
+            queue_age_alert_secs: 300,
+        }
+    }
 }
 
 /// Intake back-pressure: once the pipeline is this far behind, new orders are refused with
@@ -273,6 +297,7 @@ impl Default for Settings {
             audit: Default::default(),
             backpressure: BackpressureSettings::default(),
             channels: ChannelsSettings::default(),
+            ops: OpsSettings::default(),
         }
     }
 }
@@ -312,6 +337,7 @@ impl Default for ScheduleSettings {
             vendor_scores: "0 5 * * * *".into(),
             price_intelligence: "0 10 */4 * * *".into(),
             channels_outbox: "*/15 * * * * *".into(),
+            sla_check: "0 * * * * *".into(),
         }
     }
 }
@@ -400,6 +426,8 @@ impl Settings {
             .context("schedules.vendor_scores")?;
         crate::queue::schedule::parse_cron(&self.schedules.price_intelligence)
             .context("schedules.price_intelligence")?;
+        crate::queue::schedule::parse_cron(&self.schedules.sla_check)
+            .context("schedules.sla_check")?;
         khaacho_agents::AgentChain::from_config(&self.agents).context("agents")?;
         Ok(())
     }
@@ -443,6 +471,7 @@ impl fmt::Debug for Settings {
             .field("audit", &self.audit)
             .field("backpressure", &self.backpressure)
             .field("channels", &self.channels)
+            .field("ops", &self.ops)
             .finish()
     }
 }

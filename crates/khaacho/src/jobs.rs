@@ -1,5 +1,6 @@
 //! Every job kind and recurring schedule, registered in one place.
 
+use crate::admin::sla::CheckSla;
 use crate::app::App;
 use crate::catalog::intelligence::SnapshotPrices;
 use crate::channels::outbox::{OutboxSweep, SendMessage};
@@ -35,6 +36,7 @@ pub fn registry() -> Registry<App> {
         .register::<HandleInbound>()
         .register::<SendMessage>()
         .register::<OutboxSweep>()
+        .register::<CheckSla>()
 }
 
 /// The recurring schedules, with cron expressions from the settings.
@@ -49,5 +51,6 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
         Schedule::new::<ScoreVendors>("vendor_scores", &s.vendor_scores)?,
         Schedule::new::<SnapshotPrices>("price_intelligence", &s.price_intelligence)?,
         Schedule::new::<OutboxSweep>("channels_outbox", &s.channels_outbox)?,
+        Schedule::new::<CheckSla>("sla_check", &s.sla_check)?,
     ])
 }

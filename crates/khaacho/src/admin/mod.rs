@@ -1,6 +1,8 @@
 //! Platform administration that is not about one business object: the job queue's dead
-//! letters, the order-parsing agents' switch and breakers, and the operators' alert inbox.
+//! letters, the order-parsing agents' switch and breakers, the operators' alert inbox, and
+//! the HTTP API's service levels with their minute check (`sla`).
 
 pub mod agents;
 pub mod alerts;
 pub mod jobs;
+pub mod sla;

@@ -43,6 +43,15 @@ pub async fn raise(tx: &mut Tx, a: &NewAlert<'_>) -> Result<Uuid, sqlx::Error> {
     Ok(id)
 }
 
+/// Whether an unacknowledged alert of `kind` about `subject_id` is open (checks that run
+/// again and again raise each condition once until someone acknowledges it).
+pub async fn open_exists(tx: &mut Tx, kind: &str, subject_id: Uuid) -> Result<bool, sqlx::Error> {
+    let found: Option<(Uuid,)> = with_tx!(tx, c => sqlx::query_as(
+        "SELECT id FROM alerts WHERE kind = $1 AND subject_id = $2 AND acknowledged_at_ms IS NULL LIMIT 1")
+        .bind(kind).bind(subject_id).fetch_optional(c).await)?;
+    Ok(found.is_some())
+}
+
 /// A stored alert.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct AlertRow {

@@ -9,6 +9,7 @@
 //! - [`principal`]: who is calling and in which role;
 //! - [`audit`]: the audit log, written in the transaction of the change;
 //! - [`alerts`]: the operators' alert inbox, written in the transaction of what raised it;
+//! - [`sla`]: the process's rolling record of HTTP requests (availability, latency, errors);
 //! - [`wire`]: problem errors, extractors, pages, cursors and query readers.
 //!
 //! ARCHITECTURE.md at the repository root gives the whole import structure.
@@ -21,5 +22,6 @@ pub mod group_commit;
 pub mod pg_tls;
 pub mod principal;
 pub mod scope;
+pub mod sla;
 pub mod time;
 pub mod wire;

@@ -74,6 +74,7 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::orders::routes::router())
         .merge(crate::admin::agents::router())
         .merge(crate::admin::alerts::router())
+        .merge(crate::admin::sla::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::parties::routes::router())
         .merge(crate::admin::jobs::router())
@@ -108,7 +109,7 @@ pub fn router(app: App) -> Router {
             Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
             shed,
         ))
-        .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -295,7 +296,9 @@ async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn record_metrics(req: Request, next: Next) -> Response {
+/// Prometheus request metrics, and the in-process SLA record (timed by the app's clock, so
+/// tests can move it).
+async fn record_metrics(State(app): State<App>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
     let route = req
@@ -303,11 +306,18 @@ async fn record_metrics(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
+    let code = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    app.sla().record(
+        app.clock().now_ms(),
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        code,
+    );
+    let status = code.to_string();
     metrics::counter!("khaacho_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("khaacho_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     resp
 }
 

@@ -70,6 +70,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/channels/messages/{id}/retry"),
     ("get", "/api/v1/alerts"),
     ("post", "/api/v1/alerts/{id}/acknowledge"),
+    ("get", "/api/v1/sla"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),

@@ -282,6 +282,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
     ),
     ("GET", "/api/v1/credit/alerts", [Yes, Yes, No, No], ""),
     (
+        "GET",
+        "/api/v1/sla",
+        [Yes, Yes, No, No],
+        "this process's HTTP service levels",
+    ),
+    (
         "POST",
         "/api/v1/credit/alerts/{id}/acknowledge",
         [Yes, Yes, No, No],
