@@ -10,6 +10,7 @@ mod credit_controls;
 mod fulfilment;
 mod helpers;
 mod hostile;
+mod notifications;
 mod ops;
 mod orders;
 mod process;
