@@ -14,6 +14,7 @@
 
 pub mod chat;
 pub mod intents;
+pub mod notify;
 pub mod outbox;
 pub mod phone;
 pub mod repo;

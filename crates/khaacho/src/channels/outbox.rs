@@ -47,18 +47,16 @@ pub struct Reply {
     pub vars: serde_json::Value,
 }
 
-/// Writes `reply` to `recipient` in the caller's transaction, rendered in `lang`, with the
-/// job that sends it.
-pub async fn queue(
-    tx: &mut Tx,
+/// A row of `reply` to `recipient`, rendered in `lang`, due now.
+fn new_row(
     recipient: &str,
     channel: MessageChannel,
     lang: Language,
     reply: &Reply,
     inbound_id: Option<Uuid>,
     now_ms: i64,
-) -> Result<Uuid, sqlx::Error> {
-    let row = OutboundRow {
+) -> OutboundRow {
+    OutboundRow {
         id: Uuid::now_v7(),
         recipient: recipient.to_string(),
         channel: channel.as_str().into(),
@@ -75,7 +73,40 @@ pub async fn queue(
         inbound_id,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
-    };
+    }
+}
+
+/// Like [`queue`], at most once per `key`: a second call with the same key (a retried
+/// consumer) writes nothing and returns `None`.
+pub async fn queue_once(
+    tx: &mut Tx,
+    recipient: &str,
+    channel: MessageChannel,
+    lang: Language,
+    reply: &Reply,
+    key: &str,
+    now_ms: i64,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let row = new_row(recipient, channel, lang, reply, None, now_ms);
+    if !repo::insert_outbound_once(tx, &row, key).await? {
+        return Ok(None);
+    }
+    enqueue(tx, &SendMessage { id: row.id }, EnqueueOptions::default()).await?;
+    Ok(Some(row.id))
+}
+
+/// Writes `reply` to `recipient` in the caller's transaction, rendered in `lang`, with the
+/// job that sends it.
+pub async fn queue(
+    tx: &mut Tx,
+    recipient: &str,
+    channel: MessageChannel,
+    lang: Language,
+    reply: &Reply,
+    inbound_id: Option<Uuid>,
+    now_ms: i64,
+) -> Result<Uuid, sqlx::Error> {
+    let row = new_row(recipient, channel, lang, reply, inbound_id, now_ms);
     repo::insert_outbound(tx, &row).await?;
     enqueue(tx, &SendMessage { id: row.id }, EnqueueOptions::default()).await?;
     Ok(row.id)

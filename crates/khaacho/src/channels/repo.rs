@@ -194,6 +194,21 @@ pub async fn insert_outbound(tx: &mut Tx, row: &OutboundRow) -> Result<(), sqlx:
         .execute(c).await.map(|_| ()))
 }
 
+/// Writes `row` unless a message with `key` exists already; whether it was written.
+pub async fn insert_outbound_once(
+    tx: &mut Tx,
+    row: &OutboundRow,
+    key: &str,
+) -> Result<bool, sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "INSERT INTO outbound_messages (id, recipient, channel, template, vars, language, body, status, attempts, \
+         next_attempt_at_ms, inbound_id, created_at_ms, updated_at_ms, dedup_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, $10, $10, $11) ON CONFLICT (dedup_key) DO NOTHING")
+        .bind(row.id).bind(&row.recipient).bind(&row.channel).bind(&row.template).bind(&row.vars)
+        .bind(&row.language).bind(&row.body).bind(row.next_attempt_at_ms).bind(row.inbound_id).bind(row.created_at_ms)
+        .bind(key).execute(c).await.map(|r| r.rows_affected() == 1))
+}
+
 /// Filters of [`list_outbound`].
 #[derive(Debug, Default)]
 pub struct OutboundFilter<'a> {

@@ -120,6 +120,15 @@ pub const NAMES: &[&str] = &[
     "issue_reported",
     "vendor_offers",
     "vendor_no_offers",
+    "order_confirmed",
+    "order_on_hold",
+    "order_accepted",
+    "order_dispatched",
+    "order_delivered",
+    "order_rejected",
+    "order_cancelled",
+    "vendor_offer",
+    "vendor_part_cancelled",
 ];
 
 #[cfg(test)]

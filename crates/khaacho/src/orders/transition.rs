@@ -8,7 +8,8 @@
 //! 3. enqueues one [`OrderChanged`] job carrying every change of that transaction.
 //!
 //! `OrderChanged` is where whatever must hear of a change hangs off (today: the maintained
-//! per-status counts behind `khaacho_orders{state}`; next: notifications, live updates,
+//! per-status counts behind `khaacho_orders{state}`, and the retailer's and vendors' messages
+//! (`channels::notify`); next: live updates,
 //! webhooks, events out). Because it is enqueued with the change, a committed change is never
 //! missed by its consumers, and a rolled-back one is never seen. A test fails if any other
 //! source file writes an order's status.
@@ -21,6 +22,7 @@ use super::model::{Actor, OrderRow, OrderStatus, created_at_of};
 use crate::app::{App, JobContext};
 use crate::base::db::Tx;
 use crate::base::time::now_ms;
+use crate::channels::notify::{self, OrderChange};
 use crate::queue::{BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue};
 use crate::with_tx;
 
@@ -343,6 +345,15 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
     let changes: Vec<&ChangeRecord> = jobs.iter().flat_map(|j| &j.changes).collect();
     let mut tx = ctx.app.db().begin().await?;
     super::counts::apply(&mut tx, &changes).await?;
+    let notes: Vec<OrderChange> = changes
+        .iter()
+        .map(|c| OrderChange {
+            order_id: c.order_id,
+            event_id: c.event_id,
+            to: c.to,
+        })
+        .collect();
+    notify::on_order_changes(&mut tx, &notes, ctx.app.clock().now_ms()).await?;
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())

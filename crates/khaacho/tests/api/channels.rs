@@ -21,7 +21,7 @@ const MESSAGES: &str = "/api/v1/channels/twilio/messages";
 const STATUS: &str = "/api/v1/channels/twilio/status";
 const MINUTE: i64 = 60_000;
 
-async fn spawn() -> TestApp {
+pub(crate) async fn spawn() -> TestApp {
     TestApp::spawn_with(|s| {
         s.channels.public_url = Some(PUBLIC.into());
         s.channels.twilio_auth_token = Some(TOKEN.into());
@@ -50,7 +50,7 @@ async fn post_signed(
 }
 
 /// A WhatsApp message from `phone`, correctly signed; asserts the empty TwiML answer.
-async fn say_as(t: &TestApp, sid: &str, phone: &str, body: &str) {
+pub(crate) async fn say_as(t: &TestApp, sid: &str, phone: &str, body: &str) {
     let from = format!("whatsapp:{phone}");
     let params = [
         ("MessageSid", sid),

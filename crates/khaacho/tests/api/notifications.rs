@@ -1,0 +1,223 @@
+//! Notifications of order changes, black-box on both backends: an order's life writes the
+//! right messages to the retailer and the vendor, in the language of each one's conversation,
+//! exactly once even when the `order.changed` consumer runs again over the same changes.
+
+use khaacho::auth::Role;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::channels::{say_as, spawn};
+use crate::fulfilment::{offer, place, vendor, world};
+use crate::helpers::TestApp;
+
+const RETAILER_PHONE: &str = "+9779800000001";
+const VENDOR_PHONE: &str = "+9779800000101";
+
+/// The outbox to `phone`, oldest first: `(template, language, channel, body)`.
+async fn outbox(t: &TestApp, phone: &str) -> Vec<(String, String, String, String)> {
+    let r = t
+        .client
+        .get(t.url(&format!(
+            "/api/v1/channels/messages?limit=200&recipient={}",
+            phone.replace('+', "%2B")
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let mut items: Vec<_> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+            (s("template"), s("language"), s("channel"), s("body"))
+        })
+        .collect();
+    items.reverse();
+    items
+}
+
+fn templates(items: &[(String, String, String, String)]) -> Vec<&str> {
+    items.iter().map(|m| m.0.as_str()).collect()
+}
+
+/// The reference of an id in messages (last six hex digits, upper-case).
+fn reference(id: &str) -> String {
+    id.replace('-', "")[26..].to_uppercase()
+}
+
+async fn act(t: &TestApp, vendor: Uuid, part: &str, action: &str) {
+    let r = t
+        .client_as(Role::Vendor, Some(vendor))
+        .post(t.url(&format!("/api/v1/fulfilments/{part}/{action}")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{action}");
+    t.run_jobs().await;
+}
+
+/// Runs the `order.changed` consumer again over every change the order went through, as a
+/// retried batch would.
+async fn rerun_changes(t: &TestApp, order_id: &str) {
+    let id: Uuid = order_id.parse().unwrap();
+    let events: Vec<(Uuid, Option<String>, String)> = khaacho::with_latest!(t.app.db(), c =>
+        sqlx::query_as("SELECT id, from_status, to_status FROM order_events WHERE order_id = $1 ORDER BY id")
+            .bind(id).fetch_all(c).await)
+    .unwrap();
+    assert!(events.len() >= 4, "{events:?}");
+    let changes: Vec<Value> = events
+        .into_iter()
+        .map(|(event, from, to)| json!({ "order_id": id, "event_id": event, "from": from, "to": to }))
+        .collect();
+    let job: khaacho::orders::transition::OrderChanged =
+        serde_json::from_value(json!({ "changes": changes })).unwrap();
+    let mut tx = t.app.db().begin().await.unwrap();
+    khaacho::queue::enqueue(&mut tx, &job, Default::default())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(t.run_jobs().await >= 1);
+    // It succeeded (a completed job is gone), rather than failing on a duplicate.
+    let left: i64 = khaacho::with_latest!(t.app.db(), c =>
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'order.changed'").fetch_one(c).await)
+    .unwrap();
+    assert_eq!(left, 0, "the rerun order.changed completed");
+}
+
+#[tokio::test]
+async fn an_orders_life_tells_the_retailer_and_the_vendor_once_each() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let v = vendor(&t, "Bhandari Traders", 1).await;
+    offer(&t, v, "CHINI-1", 100.0, 50.0).await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(o["status"], "routed", "{o}");
+    let part = o["fulfilments"][0]["id"].as_str().unwrap().to_string();
+    let order_ref = reference(&id);
+    let part_ref = reference(&part);
+
+    // Confirmed to the retailer (English: it never wrote), offered to the vendor.
+    let r = outbox(&t, RETAILER_PHONE).await;
+    assert_eq!(templates(&r), ["order_confirmed"], "{r:?}");
+    assert_eq!(
+        r[0].3,
+        format!(
+            "Your order {order_ref} is confirmed (NPR 565.00). We are sending it to vendors now."
+        )
+    );
+    assert_eq!((r[0].1.as_str(), r[0].2.as_str()), ("en", "whatsapp"));
+    let m = outbox(&t, VENDOR_PHONE).await;
+    assert_eq!(templates(&m), ["vendor_offer"], "{m:?}");
+    let body = &m[0].3;
+    assert!(
+        body.starts_with(&format!("New order {part_ref}:\n- 5 kg Sugar\n")),
+        "{body}"
+    );
+    assert!(body.contains("\nTotal: NPR 565.00\n"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "Reply ACCEPT {part_ref} to take it, or REJECT {part_ref} <reason> to refuse it."
+        )),
+        "{body}"
+    );
+    assert!(body.contains("Please answer by 20"), "{body}");
+
+    // Its life: accepted, dispatched, delivered with the request to confirm receipt.
+    act(&t, v, &part, "accept").await;
+    act(&t, v, &part, "dispatch").await;
+    act(&t, v, &part, "deliver").await;
+    let r = outbox(&t, RETAILER_PHONE).await;
+    assert_eq!(
+        templates(&r),
+        [
+            "order_confirmed",
+            "order_accepted",
+            "order_dispatched",
+            "order_delivered"
+        ]
+    );
+    assert_eq!(
+        r[3].3,
+        format!(
+            "Your order {order_ref} is delivered. Please reply RECEIVED {order_ref} to confirm, or ISSUE {order_ref} <what is wrong>."
+        )
+    );
+    assert_eq!(outbox(&t, VENDOR_PHONE).await.len(), 1);
+
+    // A retried consumer over the same changes writes nothing twice.
+    let before = t.count("outbound_messages").await;
+    rerun_changes(&t, &id).await;
+    assert_eq!(t.count("outbound_messages").await, before);
+    assert_eq!(outbox(&t, RETAILER_PHONE).await.len(), 4);
+    assert_eq!(outbox(&t, VENDOR_PHONE).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_cancellation_tells_the_retailer_in_its_language_and_the_vendor_in_its_own() {
+    let t = spawn().await;
+    let retailer = world(&t).await;
+    let v = vendor(&t, "Bhandari Traders", 1).await;
+    offer(&t, v, "CHINI-1", 100.0, 50.0).await;
+    // The retailer writes in Devanagari, so its messages are in Nepali; the vendor never wrote.
+    say_as(&t, "SMnp1", RETAILER_PHONE, "नमस्ते").await;
+    t.run_jobs().await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    let part = o["fulfilments"][0]["id"].as_str().unwrap().to_string();
+    let r = t
+        .client_as(Role::Retailer, Some(retailer))
+        .post(t.url(&format!("/api/v1/orders/{id}/cancel")))
+        .json(&json!({ "reason": "changed my mind" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    t.run_jobs().await;
+
+    let order_ref = reference(&id);
+    let r = outbox(&t, RETAILER_PHONE).await;
+    assert_eq!(
+        templates(&r),
+        ["greeting", "order_confirmed", "order_cancelled"],
+        "{r:?}"
+    );
+    assert_eq!(r[1].1, "ne");
+    assert!(
+        r[1].3
+            .starts_with(&format!("तपाईंको अर्डर {order_ref} पक्का भयो")),
+        "{r:?}"
+    );
+    assert_eq!(
+        r[2].3,
+        format!("तपाईंको अर्डर {order_ref} रद्द भयो: changed my mind")
+    );
+    let m = outbox(&t, VENDOR_PHONE).await;
+    assert_eq!(templates(&m), ["vendor_offer", "vendor_part_cancelled"]);
+    assert_eq!(m[1].1, "en");
+    assert_eq!(
+        m[1].3,
+        format!(
+            "Order {} is cancelled, please do not send it: changed my mind",
+            reference(&part)
+        )
+    );
+
+    let before = t.count("outbound_messages").await;
+    rerun_changes(&t, &id).await;
+    assert_eq!(t.count("outbound_messages").await, before);
+}
