@@ -37,6 +37,7 @@ pub async fn on_order_changes(
     tx: &mut Tx,
     changes: &[OrderChange],
     now: i64,
+    send_now: bool,
 ) -> Result<(), sqlx::Error> {
     for ch in changes {
         if matches!(
@@ -76,12 +77,21 @@ pub async fn on_order_changes(
                 "reason": reason,
             });
             let key = format!("{}:retailer:{template}", ch.event_id);
-            send(tx, &order.retailer_phone, template, vars, &key, now).await?;
+            send(
+                tx,
+                &order.retailer_phone,
+                template,
+                vars,
+                &key,
+                now,
+                send_now,
+            )
+            .await?;
         }
         match ch.to {
-            OrderStatus::Routed => offers(tx, ch.order_id, now).await?,
+            OrderStatus::Routed => offers(tx, ch.order_id, now, send_now).await?,
             OrderStatus::Cancelled => {
-                cancelled_parts(tx, ch, order.reject_reason.as_deref(), now).await?
+                cancelled_parts(tx, ch, order.reject_reason.as_deref(), now, send_now).await?
             }
             _ => {}
         }
@@ -126,7 +136,7 @@ async fn order_of(tx: &mut Tx, id: Uuid) -> Result<Option<OrderInfo>, sqlx::Erro
 }
 
 /// The new offers of a routed order, one message to each vendor.
-async fn offers(tx: &mut Tx, order_id: Uuid, now: i64) -> Result<(), sqlx::Error> {
+async fn offers(tx: &mut Tx, order_id: Uuid, now: i64, send_now: bool) -> Result<(), sqlx::Error> {
     let rows: Vec<(Uuid, Uuid, String, i64, i64)> = with_tx!(tx, c =>
         sqlx::query_as(
             "SELECT f.id, o.id, v.phone, o.deadline_ms, f.total_paisa FROM fulfilments f \
@@ -150,7 +160,7 @@ async fn offers(tx: &mut Tx, order_id: Uuid, now: i64) -> Result<(), sqlx::Error
             "deadline": fmt_time(deadline),
         });
         let key = format!("{offer}:vendor:vendor_offer");
-        send(tx, &phone, "vendor_offer", vars, &key, now).await?;
+        send(tx, &phone, "vendor_offer", vars, &key, now, send_now).await?;
     }
     Ok(())
 }
@@ -161,6 +171,7 @@ async fn cancelled_parts(
     ch: &OrderChange,
     reason: Option<&str>,
     now: i64,
+    send_now: bool,
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<(Uuid, String)> = with_tx!(tx, c =>
         sqlx::query_as(
@@ -170,7 +181,16 @@ async fn cancelled_parts(
     for (part, phone) in rows {
         let vars = json!({ "ref": short_ref(part), "reason": reason.unwrap_or_default() });
         let key = format!("{}:{part}:vendor_part_cancelled", ch.event_id);
-        send(tx, &phone, "vendor_part_cancelled", vars, &key, now).await?;
+        send(
+            tx,
+            &phone,
+            "vendor_part_cancelled",
+            vars,
+            &key,
+            now,
+            send_now,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -193,6 +213,7 @@ async fn send(
     vars: serde_json::Value,
     key: &str,
     now: i64,
+    send_now: bool,
 ) -> Result<(), sqlx::Error> {
     let (lang, channel): (Option<String>, Option<String>) = with_tx!(tx, c => {
         let lang: Option<String> = sqlx::query_scalar("SELECT language FROM conversations WHERE phone = $1")
@@ -207,7 +228,7 @@ async fn send(
         .and_then(|c| MessageChannel::parse(&c))
         .unwrap_or(MessageChannel::Whatsapp);
     let reply = Reply { template, vars };
-    outbox::queue_once(tx, phone, channel, lang, &reply, key, now).await?;
+    outbox::queue_once(tx, phone, channel, lang, &reply, key, now, send_now).await?;
     Ok(())
 }
 

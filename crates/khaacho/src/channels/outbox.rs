@@ -78,6 +78,7 @@ fn new_row(
 
 /// Like [`queue`], at most once per `key`: a second call with the same key (a retried
 /// consumer) writes nothing and returns `None`.
+#[allow(clippy::too_many_arguments)]
 pub async fn queue_once(
     tx: &mut Tx,
     recipient: &str,
@@ -86,17 +87,23 @@ pub async fn queue_once(
     reply: &Reply,
     key: &str,
     now_ms: i64,
+    send: bool,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     let row = new_row(recipient, channel, lang, reply, None, now_ms);
     if !repo::insert_outbound_once(tx, &row, key).await? {
         return Ok(None);
     }
-    enqueue(tx, &SendMessage { id: row.id }, EnqueueOptions::default()).await?;
+    if send {
+        enqueue(tx, &SendMessage { id: row.id }, EnqueueOptions::default()).await?;
+    }
     Ok(Some(row.id))
 }
 
 /// Writes `reply` to `recipient` in the caller's transaction, rendered in `lang`, with the
-/// job that sends it.
+/// job that sends it when `send` (Twilio is [`configured`]). Without credentials the row is
+/// only recorded: no job per message that could do nothing; once credentials are set, the
+/// outbox sweep sends the queued rows.
+#[allow(clippy::too_many_arguments)]
 pub async fn queue(
     tx: &mut Tx,
     recipient: &str,
@@ -105,10 +112,13 @@ pub async fn queue(
     reply: &Reply,
     inbound_id: Option<Uuid>,
     now_ms: i64,
+    send: bool,
 ) -> Result<Uuid, sqlx::Error> {
     let row = new_row(recipient, channel, lang, reply, inbound_id, now_ms);
     repo::insert_outbound(tx, &row).await?;
-    enqueue(tx, &SendMessage { id: row.id }, EnqueueOptions::default()).await?;
+    if send {
+        enqueue(tx, &SendMessage { id: row.id }, EnqueueOptions::default()).await?;
+    }
     Ok(row.id)
 }
 

@@ -418,6 +418,8 @@ async fn simple_action(
     body: Result<Json<PartActionBody>, ApiError>,
     action: PartAction,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    // Who may act is answered before what the body says.
+    principal.require(PART_ROLES)?;
     let body = body?.0;
     act(app, principal, id, action, body.reason.as_deref()).await
 }

@@ -353,7 +353,8 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
             to: c.to,
         })
         .collect();
-    notify::on_order_changes(&mut tx, &notes, ctx.app.clock().now_ms()).await?;
+    let send_now = crate::channels::outbox::configured(&ctx.app.settings().channels);
+    notify::on_order_changes(&mut tx, &notes, ctx.app.clock().now_ms(), send_now).await?;
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())

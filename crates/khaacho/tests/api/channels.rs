@@ -1039,6 +1039,7 @@ async fn an_attempt_that_never_finished_goes_dead_instead_of_being_sent_again() 
         &reply,
         None,
         now,
+        true,
     )
     .await
     .unwrap();
@@ -1102,6 +1103,7 @@ async fn outside_whatsapps_24_hour_window_a_reply_goes_as_its_approved_template_
             &reply,
             None,
             now,
+            true,
         )
         .await
         .unwrap();

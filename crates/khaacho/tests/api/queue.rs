@@ -202,8 +202,8 @@ async fn exhausted_order_job_fails_the_order_and_a_retry_processes_it() {
     assert_eq!(r.status(), 200);
     // The retried validation, and the order.changed of the intake, of the failure, of the
     // retry (failed → received) and of the validation; then the routing and its
-    // order.changed; and the sends of the confirmation and the offer (channels::notify).
-    assert_eq!(t.run_jobs().await, 9);
+    // order.changed.
+    assert_eq!(t.run_jobs().await, 7);
     let order = t.get_json(&format!("/api/v1/orders/{order_id}")).await;
     assert_eq!(order["status"], "routed");
     let path: Vec<_> = order["events"]
@@ -266,8 +266,8 @@ async fn a_dead_workers_job_is_rerun_after_its_lease_and_the_order_processed_onc
     }
     assert_eq!(
         t.run_jobs().await,
-        6,
-        "the validation, the routing, their order.changed and the two messages they send"
+        4,
+        "the validation, the routing and their order.changed"
     );
     // The step's effect committed but the job row survived (e.g. the worker died between
     // commit and delete): running it again must change nothing.
@@ -416,9 +416,8 @@ async fn a_failing_batch_falls_back_to_one_job_at_a_time() {
     )
     .await;
     // Three validations (run alone after the batch failed), two intakes' and two
-    // validations' order.changed, two routings and their one order.changed, and the sends of
-    // two confirmations and two offers (channels::notify).
-    assert_eq!(t.run_jobs().await, 14);
+    // validations' order.changed, two routings and their one order.changed.
+    assert_eq!(t.run_jobs().await, 10);
     for a in [&a, &b] {
         let id = a["order_id"].as_str().unwrap();
         assert_eq!(

@@ -540,6 +540,7 @@ async fn the_role_matrix_covers_every_route_and_the_server_enforces_it() {
             let status = r.status();
             match access[i] {
                 No => {
+                    assert_eq!(status, 403, "{method} {path} as {role}");
                     let p = assert_problem(r, 403).await;
                     assert_eq!(
                         p["type"], "urn:khaacho:problem:forbidden",

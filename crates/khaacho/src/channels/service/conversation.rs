@@ -150,8 +150,19 @@ async fn handle_one(ctx: &JobContext, msg: InboundRow, own: bool) -> Result<(), 
             "the conversation with this phone changed meanwhile"
         )));
     }
+    let send_now = outbox::configured(&app.settings().channels);
     for r in &replies {
-        outbox::queue(&mut tx, &msg.from_phone, channel, lang, r, Some(id), now).await?;
+        outbox::queue(
+            &mut tx,
+            &msg.from_phone,
+            channel,
+            lang,
+            r,
+            Some(id),
+            now,
+            send_now,
+        )
+        .await?;
     }
     if alert {
         let a = NewAlert {
