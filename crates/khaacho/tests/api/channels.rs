@@ -92,7 +92,7 @@ async fn say(t: &TestApp, phone: &str, body: &str) -> Vec<String> {
 }
 
 /// The outbox to `phone`, oldest first.
-async fn messages(t: &TestApp, phone: &str) -> Vec<Value> {
+pub(crate) async fn messages(t: &TestApp, phone: &str) -> Vec<Value> {
     let r = t
         .client
         .get(t.url(&format!(

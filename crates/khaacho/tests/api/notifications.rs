@@ -15,28 +15,14 @@ const VENDOR_PHONE: &str = "+9779800000101";
 
 /// The outbox to `phone`, oldest first: `(template, language, channel, body)`.
 async fn outbox(t: &TestApp, phone: &str) -> Vec<(String, String, String, String)> {
-    let r = t
-        .client
-        .get(t.url(&format!(
-            "/api/v1/channels/messages?limit=200&recipient={}",
-            phone.replace('+', "%2B")
-        )))
-        .send()
+    crate::channels::messages(t, phone)
         .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
-    let mut items: Vec<_> = body["items"]
-        .as_array()
-        .unwrap()
         .iter()
         .map(|m| {
             let s = |k: &str| m[k].as_str().unwrap_or_default().to_string();
             (s("template"), s("language"), s("channel"), s("body"))
         })
-        .collect();
-    items.reverse();
-    items
+        .collect()
 }
 
 fn templates(items: &[(String, String, String, String)]) -> Vec<&str> {
