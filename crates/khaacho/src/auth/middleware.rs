@@ -27,6 +27,8 @@ pub enum RouteClass {
     Login,
     /// Order creation, catalogue import/export, the audit log: lower per-principal limit.
     Expensive,
+    /// Provider webhooks (signed, without credentials): their own per-IP limit.
+    Webhook,
     /// Everything else.
     Default,
 }
@@ -37,6 +39,9 @@ pub fn route_class(method: &Method, path: &str) -> RouteClass {
         (_, "/health" | "/ready" | "/metrics" | "/api/v1/openapi.json") => RouteClass::Ops,
         (_, p) if p.starts_with("/api/v1/docs") => RouteClass::Ops,
         ("POST", "/api/v1/auth/login" | "/api/v1/auth/refresh") => RouteClass::Login,
+        ("POST", "/api/v1/channels/twilio/messages" | "/api/v1/channels/twilio/status") => {
+            RouteClass::Webhook
+        }
         ("POST", "/api/v1/orders" | "/api/v1/catalog/import" | "/api/v1/orders/parse")
         | ("GET", "/api/v1/catalog/export" | "/api/v1/audit") => RouteClass::Expensive,
         _ => RouteClass::Default,
@@ -143,6 +148,9 @@ fn limits(
             if class == RouteClass::Expensive {
                 out.push(("expensive", format!("e:{who}"), rl.expensive_per_principal));
             }
+        }
+        _ if class == RouteClass::Webhook => {
+            out.push(("webhook", format!("wh:{ip}"), rl.webhook_per_ip));
         }
         _ => {
             out.push(("ip", format!("ip:{ip}"), rl.per_ip));

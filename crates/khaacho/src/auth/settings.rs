@@ -83,6 +83,10 @@ pub struct RateLimitSettings {
     pub per_ip: Limit,
     /// Per client IP for `POST /api/v1/auth/login` (and refresh).
     pub login_per_ip: Limit,
+    /// Per client IP for the provider webhooks (Twilio messages and status callbacks), instead
+    /// of `per_ip`: a provider posts every message of every customer from a few addresses,
+    /// and a refused webhook is a customer's message lost. Each is still signature-checked.
+    pub webhook_per_ip: Limit,
     /// Per principal (user or API key) on every authenticated route.
     pub per_principal: Limit,
     /// Per principal on expensive routes (order creation, catalogue import/export, audit).
@@ -104,6 +108,10 @@ impl Default for RateLimitSettings {
             login_per_ip: Limit {
                 per_second: 0.5,
                 burst: 20,
+            },
+            webhook_per_ip: Limit {
+                per_second: 5_000.0,
+                burst: 5_000,
             },
             per_principal: Limit {
                 per_second: 20_000.0,

@@ -1195,3 +1195,64 @@ async fn a_late_status_callback_never_overwrites_delivered_and_a_retried_sender_
     )
     .await;
 }
+
+#[tokio::test]
+async fn twilio_webhooks_have_their_own_limit_not_the_anonymous_one() {
+    // Twilio posts every customer's message from a few addresses: the anonymous per-IP budget
+    // (here 5) must not refuse them, their own (here 30) still bounds a flood.
+    let t = TestApp::spawn_with(|s| {
+        s.channels.public_url = Some(PUBLIC.into());
+        s.channels.twilio_auth_token = Some(TOKEN.into());
+        s.rate_limits.per_ip = khaacho::auth::settings::Limit {
+            per_second: 0.1,
+            burst: 5,
+        };
+        s.rate_limits.webhook_per_ip = khaacho::auth::settings::Limit {
+            per_second: 0.1,
+            burst: 30,
+        };
+    })
+    .await;
+    for i in 0..30 {
+        say_as(&t, &format!("SMlimit{i}"), "+9779800000001", "namaste").await;
+    }
+    let from = "whatsapp:+9779800000001";
+    let params = [
+        ("MessageSid", "SMlimit30"),
+        ("From", from),
+        ("Body", "namaste"),
+    ];
+    let r = post_signed(&t, MESSAGES, &params, Some(TOKEN)).await;
+    assert_eq!(r.status(), 429, "the webhook budget is spent");
+    assert!(r.headers().contains_key("retry-after"));
+    // Anonymous requests elsewhere still have their own, smaller budget.
+    for _ in 0..5 {
+        assert_eq!(
+            t.anonymous
+                .get(t.url("/api/v1/products"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    assert_eq!(
+        t.anonymous
+            .get(t.url("/api/v1/products"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    let stored: i64 = khaacho::with_latest!(t.app.db(), c =>
+        sqlx::query_scalar("SELECT COUNT(*) FROM inbound_messages").fetch_one(c).await)
+    .unwrap();
+    assert_eq!(stored, 30);
+    let metrics = t.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("khaacho_rate_limited_total{class=\"webhook\"}"),
+        "{metrics}"
+    );
+}
