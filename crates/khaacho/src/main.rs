@@ -80,6 +80,10 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// The channels' inbound benchmark against a running server (loopback only): signed
+    /// Twilio webhooks open loop from the retailers' phones, then the processing followed in
+    /// the database until every message is handled.
+    LoadtestMessages(khaacho::channels::flood::FloodArgs),
     /// Parse order messages offline against a catalogue CSV (no database needed).
     Parse {
         /// Catalogue CSV: `sku,name,aliases,unit,pack_size,price_npr,category`.
@@ -299,6 +303,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Catalog { command } => catalog(&app, command).await,
         Command::Admin { command } => admin(&app, command).await,
+        Command::LoadtestMessages(args) => {
+            let report = khaacho::channels::flood::run(&app, &args).await?;
+            khaacho::channels::flood::print(&report, &args);
+            Ok(())
+        }
         Command::Loadtest(_)
         | Command::Simulate(_)
         | Command::Parse { .. }
