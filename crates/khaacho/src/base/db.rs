@@ -359,6 +359,8 @@ pub trait KeyFilter: sqlx::Database {
     fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]);
     /// ` col IN (ids)`.
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]);
+    /// ` col IN (texts)`.
+    fn push_texts(qb: &mut sqlx::QueryBuilder<Self>, col: &str, texts: &[String]);
 }
 
 impl KeyFilter for Postgres {
@@ -375,6 +377,12 @@ impl KeyFilter for Postgres {
         qb.push(format_args!(" {col} IN (SELECT unnest("))
             .push_bind(ids.to_vec())
             .push("::uuid[]))");
+    }
+
+    fn push_texts(qb: &mut sqlx::QueryBuilder<Self>, col: &str, texts: &[String]) {
+        qb.push(format_args!(" {col} IN (SELECT unnest("))
+            .push_bind(texts.to_vec())
+            .push("::text[]))");
     }
 }
 
@@ -401,6 +409,15 @@ impl KeyFilter for Sqlite {
         }
         qb.push(")");
     }
+
+    fn push_texts(qb: &mut sqlx::QueryBuilder<Self>, col: &str, texts: &[String]) {
+        qb.push(format_args!(" {col} IN ("));
+        let mut list = qb.separated(", ");
+        for t in texts {
+            list.push_bind(t.clone());
+        }
+        qb.push(")");
+    }
 }
 
 /// [`KeyFilter::push_pairs`] for the builder's backend.
@@ -411,6 +428,11 @@ pub fn push_pairs<DB: KeyFilter>(
     keys: &[(uuid::Uuid, i64)],
 ) {
     DB::push_pairs(qb, a, b, keys);
+}
+
+/// [`KeyFilter::push_texts`] for the builder's backend.
+pub fn push_texts<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, col: &str, texts: &[String]) {
+    DB::push_texts(qb, col, texts);
 }
 
 /// [`KeyFilter::push_ids`] for the builder's backend.

@@ -24,7 +24,7 @@ use super::templates::{Language, render};
 use crate::app::{App, JobContext};
 use crate::base::db::Tx;
 use crate::config::ChannelsSettings;
-use crate::queue::{EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue};
+use crate::queue::{EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue, enqueue_batch};
 
 /// At most one message per recipient this often.
 pub const THROTTLE_MS: i64 = 2_000;
@@ -97,6 +97,50 @@ pub async fn queue_once(
         enqueue(tx, &SendMessage { id: row.id }, EnqueueOptions::default()).await?;
     }
     Ok(Some(row.id))
+}
+
+/// One message for [`queue_once_many`].
+#[derive(Debug)]
+pub struct Keyed {
+    /// E.164.
+    pub recipient: String,
+    /// The channel.
+    pub channel: MessageChannel,
+    /// The language it is rendered in.
+    pub lang: Language,
+    /// What to say.
+    pub reply: Reply,
+    /// Written at most once per key.
+    pub key: String,
+}
+
+/// [`queue_once`] for many messages with one statement (and one for their send jobs).
+pub async fn queue_once_many(
+    tx: &mut Tx,
+    messages: &[Keyed],
+    now_ms: i64,
+    send: bool,
+) -> Result<usize, sqlx::Error> {
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<(OutboundRow, String)> = messages
+        .iter()
+        .map(|m| {
+            let row = new_row(&m.recipient, m.channel, m.lang, &m.reply, None, now_ms);
+            (row, m.key.clone())
+        })
+        .collect();
+    let written = repo::insert_outbound_many(tx, &rows).await?;
+    if send && !written.is_empty() {
+        let jobs: Vec<SendMessage> = written.iter().map(|&id| SendMessage { id }).collect();
+        let batch: Vec<(&SendMessage, EnqueueOptions)> = jobs
+            .iter()
+            .map(|j| (j, EnqueueOptions::default()))
+            .collect();
+        enqueue_batch(tx, &batch).await?;
+    }
+    Ok(written.len())
 }
 
 /// Writes `reply` to `recipient` in the caller's transaction, rendered in `lang`, with the

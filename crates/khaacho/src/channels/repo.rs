@@ -209,6 +209,32 @@ pub async fn insert_outbound_once(
         .bind(key).execute(c).await.map(|r| r.rows_affected() == 1))
 }
 
+/// [`insert_outbound_once`] for many rows with one statement per 200: returns the ids of
+/// the rows written (those whose key was not there yet).
+pub async fn insert_outbound_many(
+    tx: &mut Tx,
+    rows: &[(OutboundRow, String)],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut written = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(200) {
+        let ids: Vec<Uuid> = with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO outbound_messages (id, recipient, channel, template, vars, language, body, status, attempts, \
+                 next_attempt_at_ms, inbound_id, created_at_ms, updated_at_ms, dedup_key) ");
+            qb.push_values(chunk, |mut b, (row, key)| {
+                b.push_bind(row.id).push_bind(&row.recipient).push_bind(&row.channel).push_bind(&row.template)
+                    .push_bind(&row.vars).push_bind(&row.language).push_bind(&row.body).push_bind("queued")
+                    .push_bind(0_i32).push_bind(row.next_attempt_at_ms).push_bind(row.inbound_id)
+                    .push_bind(row.created_at_ms).push_bind(row.created_at_ms).push_bind(key);
+            });
+            qb.push(" ON CONFLICT (dedup_key) DO NOTHING RETURNING id");
+            qb.build_query_scalar::<Uuid>().fetch_all(&mut *c).await?
+        });
+        written.extend(ids);
+    }
+    Ok(written)
+}
+
 /// Filters of [`list_outbound`].
 #[derive(Debug, Default)]
 pub struct OutboundFilter<'a> {

@@ -387,6 +387,16 @@ pub(super) async fn reassign(
                 }],
             )
             .await?;
+            // An event on the order's timeline, which also tells the new vendor of its offer.
+            // No vendor ids in it: every vendor of the order may read its events.
+            transition::note(
+                tx,
+                order,
+                &Actor::system(),
+                "offer_reassigned",
+                Some(json!({ "fulfilment_id": part.id })),
+            )
+            .await?;
         }
         None => {
             part.vendor_id = None;

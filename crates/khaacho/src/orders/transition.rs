@@ -212,6 +212,34 @@ pub async fn apply_many(
     Ok(TransitionResult::Done)
 }
 
+/// Records something that happened to `order` without changing its status (an offer moved
+/// to another vendor): an event from and to its current status, announced like a change, so
+/// whatever follows orders hears of it (the new vendor's message, live screens).
+pub async fn note(
+    tx: &mut Tx,
+    order: &OrderRow,
+    actor: &Actor,
+    reason: &str,
+    detail: Option<serde_json::Value>,
+) -> Result<(), sqlx::Error> {
+    let status = order.status();
+    let event_id = Uuid::now_v7();
+    let at = now_ms().max(order.updated_at_ms);
+    with_tx!(tx, c => sqlx::query(
+        "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, reason, detail, at_ms) \
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)")
+        .bind(event_id).bind(order.id).bind(order.created_at_ms).bind(status.as_str()).bind(&actor.id)
+        .bind(actor.role).bind(reason).bind(detail.map(Json)).bind(at)
+        .execute(&mut *c).await.map(|_| ()))?;
+    let record = ChangeRecord {
+        order_id: order.id,
+        event_id,
+        from: Some(status),
+        to: status,
+    };
+    announce(tx, vec![record], order.correlation_id.clone()).await
+}
+
 /// The stored form of one change.
 struct Row<'r> {
     id: Uuid,
@@ -350,6 +378,7 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
         .map(|c| OrderChange {
             order_id: c.order_id,
             event_id: c.event_id,
+            from: c.from,
             to: c.to,
         })
         .collect();

@@ -22,7 +22,7 @@ use khaacho_auth::mask::{mask_name, mask_phone};
 pub fn router() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(list_retailers, create_retailer))
-        .routes(routes!(get_retailer))
+        .routes(routes!(get_retailer, update_retailer))
         .routes(routes!(list_vendors, create_vendor))
         .routes(routes!(get_vendor, update_vendor))
 }
@@ -65,6 +65,117 @@ async fn get_retailer(
         .ok_or(ApiError::NotFound("retailer"))
 }
 
+/// Changes to a retailer; absent fields stay as they are. The phone is its identity and does
+/// not change here.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetailerChanges {
+    /// Shop name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// District.
+    #[serde(default)]
+    pub district: Option<String>,
+    /// Street address.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Latitude.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude.
+    #[serde(default)]
+    pub lng: Option<f64>,
+    /// Whether it may order.
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// Language of its messages: `en` or `ne`.
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+/// Update a retailer: staff change any field but the phone; a retailer changes its own
+/// language only. Audited with the fields that changed.
+#[utoipa::path(patch, path = "/retailers/{id}", tag = "parties", request_body = RetailerChanges,
+    params(("id" = Uuid, Path, description = "Retailer id")),
+    responses((status = 200, body = Retailer), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn update_retailer(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<RetailerChanges>, ApiError>,
+) -> Result<axum::Json<Retailer>, ApiError> {
+    principal.require(&[Role::Admin, Role::Operator, Role::Retailer])?;
+    if principal.retailer().is_some_and(|own| own != id) {
+        return Err(ApiError::NotFound("retailer"));
+    }
+    let Json(c) = body?;
+    if principal.retailer().is_some()
+        && (c.name.is_some()
+            || c.district.is_some()
+            || c.address.is_some()
+            || c.lat.is_some()
+            || c.lng.is_some()
+            || c.active.is_some())
+    {
+        return Err(ApiError::Forbidden(
+            "a retailer may change only its own language".into(),
+        ));
+    }
+    let before = repo::find_retailer(app.db(), id)
+        .await?
+        .ok_or(ApiError::NotFound("retailer"))?;
+    let raw_name = c.name.as_deref().unwrap_or(&before.name).to_string();
+    let r = Retailer {
+        name: raw_name.trim().to_string(),
+        district: c
+            .district
+            .as_deref()
+            .map_or_else(|| before.district.clone(), |d| d.trim().to_string()),
+        address: c.address.or(before.address.clone()),
+        lat: c.lat.or(before.lat),
+        lng: c.lng.or(before.lng),
+        active: c.active.unwrap_or(before.active),
+        language: c.language.or(before.language.clone()),
+        ..before.clone()
+    };
+    let mut errors = check_common(&raw_name, &r.phone, r.lat, r.lng);
+    if r.district.is_empty() {
+        errors.push(FieldError::new("district", "district is required"));
+    }
+    errors.extend(language_errors(r.language.as_deref()));
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let (old, new) = (
+        serde_json::to_value(&before).unwrap_or_default(),
+        serde_json::to_value(&r).unwrap_or_default(),
+    );
+    let mut changed = serde_json::Map::new();
+    for (field, value) in new.as_object().into_iter().flatten() {
+        if old.get(field) != Some(value) {
+            let shown = match field.as_str() {
+                "name" => serde_json::json!(mask_name(&r.name)),
+                "address" | "lat" | "lng" => serde_json::json!("changed"),
+                _ => value.clone(),
+            };
+            changed.insert(field.clone(), shown);
+        }
+    }
+    let mut tx = app.db().begin().await?;
+    if repo::update_retailer(&mut tx, &r).await? == 0 {
+        return Err(ApiError::NotFound("retailer"));
+    }
+    let entry = principal
+        .audit("retailer.update")
+        .on("retailer", r.id)
+        .summary(serde_json::Value::Object(changed));
+    crate::base::audit::record_tx(&mut tx, &entry).await?;
+    tx.commit().await?;
+    Ok(axum::Json(r))
+}
+
 /// A new retailer.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +195,20 @@ pub struct NewRetailer {
     /// Longitude.
     #[serde(default)]
     pub lng: Option<f64>,
+    /// Language of its messages: `en` or `ne` (default: the language it writes in).
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+/// Checks a language setting: `en` (English) or `ne` (Nepali).
+fn language_errors(language: Option<&str>) -> Vec<FieldError> {
+    match language {
+        None | Some("en") | Some("ne") => Vec::new(),
+        Some(_) => vec![FieldError::new(
+            "language",
+            "language must be en (English) or ne (Nepali)",
+        )],
+    }
 }
 
 /// Checks an E.164 phone number.
@@ -141,6 +266,7 @@ async fn create_retailer(
     if r.district.trim().is_empty() {
         errors.push(FieldError::new("district", "district is required"));
     }
+    errors.extend(language_errors(r.language.as_deref()));
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -153,6 +279,7 @@ async fn create_retailer(
         lat: r.lat,
         lng: r.lng,
         active: true,
+        language: r.language,
     };
     let mut tx = app.db().begin().await?;
     repo::insert_retailer(&mut tx, &retailer)
@@ -226,6 +353,9 @@ pub struct NewVendor {
     /// Most offers awaiting a response (default 5).
     #[serde(default)]
     pub max_awaiting: Option<i32>,
+    /// Language of its messages: `en` or `ne` (default: the language it writes in).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// Parses `HH:MM` into minutes after midnight.
@@ -265,6 +395,7 @@ fn vendor_errors(raw_name: &str, v: &Vendor, time_errors: Vec<FieldError>) -> Ve
             "closing time must be after opening time",
         ));
     }
+    errors.extend(language_errors(v.language.as_deref()));
     if v.max_active < 1 || v.max_awaiting < 1 {
         errors.push(FieldError::new(
             "max_active",
@@ -306,13 +437,18 @@ pub struct VendorChanges {
     /// Whether it receives orders.
     #[serde(default)]
     pub active: Option<bool>,
+    /// Language of its messages: `en` or `ne`.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
-/// Update a vendor (staff): districts, coordinates, working hours, capacities, name, active.
-/// The change is audited with the fields that changed.
+/// Update a vendor: staff change districts, coordinates, working hours, capacities, name,
+/// active and language; a vendor changes its own language only. The change is audited with
+/// the fields that changed.
 #[utoipa::path(patch, path = "/vendors/{id}", tag = "parties", request_body = VendorChanges,
     params(("id" = Uuid, Path, description = "Vendor id")),
-    responses((status = 200, body = Vendor), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = Vendor), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn update_vendor(
     State(app): State<App>,
@@ -320,8 +456,27 @@ async fn update_vendor(
     Path(id): Path<Uuid>,
     body: Result<Json<VendorChanges>, ApiError>,
 ) -> Result<axum::Json<Vendor>, ApiError> {
-    principal.require(STAFF)?;
+    principal.require(&[Role::Admin, Role::Operator, Role::Vendor])?;
+    // A vendor changes only its own record, and only its language.
+    if principal.vendor().is_some_and(|own| own != id) {
+        return Err(ApiError::NotFound("vendor"));
+    }
     let Json(c) = body?;
+    if principal.vendor().is_some()
+        && (c.name.is_some()
+            || c.districts.is_some()
+            || c.lat.is_some()
+            || c.lng.is_some()
+            || c.opens.is_some()
+            || c.closes.is_some()
+            || c.max_active.is_some()
+            || c.max_awaiting.is_some()
+            || c.active.is_some())
+    {
+        return Err(ApiError::Forbidden(
+            "a vendor may change only its own language".into(),
+        ));
+    }
     let before = repo::find_vendor(app.db(), id)
         .await?
         .ok_or(ApiError::NotFound("vendor"))?;
@@ -350,6 +505,7 @@ async fn update_vendor(
         max_active: c.max_active.unwrap_or(before.max_active),
         max_awaiting: c.max_awaiting.unwrap_or(before.max_awaiting),
         active: c.active.unwrap_or(before.active),
+        language: c.language.or(before.language.clone()),
         ..before.clone()
     };
     let errors = vendor_errors(raw_name, &v, time_errors);
@@ -408,6 +564,7 @@ async fn create_vendor(
         max_awaiting: v.max_awaiting.unwrap_or(5),
         score: 50,
         active: true,
+        language: v.language,
     };
     let errors = vendor_errors(&v.name, &vendor, time_errors);
     if !errors.is_empty() {

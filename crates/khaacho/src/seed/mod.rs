@@ -112,6 +112,7 @@ pub async fn demo(app: &App) -> anyhow::Result<SeedReport> {
             max_awaiting: row.max_awaiting,
             score: 50,
             active: true,
+            language: None,
         };
         parties::insert_vendor(&mut tx, &vendor).await?;
         report.vendors += 1;
@@ -140,6 +141,7 @@ pub async fn demo(app: &App) -> anyhow::Result<SeedReport> {
             lat: row.lat,
             lng: row.lng,
             active: true,
+            language: None,
         };
         parties::insert_retailer(&mut tx, &r).await?;
         report.retailers += 1;

@@ -207,3 +207,150 @@ async fn a_cancellation_tells_the_retailer_in_its_language_and_the_vendor_in_its
     rerun_changes(&t, &id).await;
     assert_eq!(t.count("outbound_messages").await, before);
 }
+
+async fn patch(
+    t: &TestApp,
+    role: Role,
+    tenant: Option<Uuid>,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let r = t
+        .client_as(role, tenant)
+        .patch(t.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_party_language_setting_wins_and_a_moved_offer_tells_the_next_vendor() {
+    let t = spawn().await;
+    let retailer = world(&t).await;
+    let first = vendor(&t, "Bhandari Traders", 1).await;
+    let second = vendor(&t, "Shrestha Suppliers", 2).await;
+    offer(&t, first, "CHINI-1", 100.0, 50.0).await;
+    offer(&t, second, "CHINI-1", 104.0, 50.0).await;
+
+    // Each party sets its own language; only its language, only its own record.
+    let retailer_path = format!("/api/v1/retailers/{retailer}");
+    let (status, body) = patch(
+        &t,
+        Role::Retailer,
+        Some(retailer),
+        &retailer_path,
+        json!({ "language": "ne" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["language"].as_str()),
+        (200, Some("ne")),
+        "{body}"
+    );
+    let (status, body) = patch(
+        &t,
+        Role::Retailer,
+        Some(retailer),
+        &retailer_path,
+        json!({ "name": "Other" }),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = patch(
+        &t,
+        Role::Retailer,
+        Some(retailer),
+        &retailer_path,
+        json!({ "language": "fr" }),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "language", "{body}");
+    let (status, _) = patch(
+        &t,
+        Role::Retailer,
+        Some(Uuid::now_v7()),
+        &retailer_path,
+        json!({ "language": "en" }),
+    )
+    .await;
+    assert_eq!(status, 404, "another retailer's record is not found");
+    let (status, body) = patch(
+        &t,
+        Role::Vendor,
+        Some(second),
+        &format!("/api/v1/vendors/{second}"),
+        json!({ "language": "ne" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["language"].as_str()),
+        (200, Some("ne")),
+        "{body}"
+    );
+    let (status, _) = patch(
+        &t,
+        Role::Vendor,
+        Some(second),
+        &format!("/api/v1/vendors/{first}"),
+        json!({ "language": "ne" }),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = patch(
+        &t,
+        Role::Vendor,
+        Some(second),
+        &format!("/api/v1/vendors/{second}"),
+        json!({ "max_active": 99 }),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    let part = o["fulfilments"][0]["id"].as_str().unwrap().to_string();
+    // The retailer never wrote, yet its setting makes its messages Nepali.
+    let r = outbox(&t, RETAILER_PHONE).await;
+    assert_eq!(templates(&r), ["order_confirmed"], "{r:?}");
+    assert_eq!(r[0].1, "ne", "{r:?}");
+
+    // The cheaper vendor refuses: the part moves to the next one, who hears of it in Nepali.
+    let r = t
+        .client_as(Role::Vendor, Some(first))
+        .post(t.url(&format!("/api/v1/fulfilments/{part}/reject")))
+        .json(&json!({ "reason": "out of stock" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    t.run_jobs().await;
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(o["fulfilments"][0]["vendor_id"], second.to_string(), "{o}");
+    let m = outbox(&t, "+9779800000102").await;
+    assert_eq!(templates(&m), ["vendor_offer"], "{m:?}");
+    assert_eq!(m[0].1, "ne");
+    assert!(m[0].3.contains(&reference(&part)), "{m:?}");
+    // The move is on the order's timeline, and the retailer heard nothing of it.
+    let events = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    let reasons: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"offer_reassigned"), "{events}");
+    assert_eq!(outbox(&t, RETAILER_PHONE).await.len(), 1);
+
+    // A rerun of every change writes nothing twice.
+    let before = t.count("outbound_messages").await;
+    rerun_changes(&t, &id).await;
+    assert_eq!(t.count("outbound_messages").await, before);
+}

@@ -115,7 +115,8 @@ async fn handle_one(ctx: &JobContext, msg: InboundRow, own: bool) -> Result<(), 
             vec![reply("unknown_sender", json!({}))]
         }
         Party::Retailer(r) => {
-            let lang = Language::parse(&conv.language);
+            // The retailer's own setting, else the language it writes in.
+            let lang = Language::parse(r.language.as_deref().unwrap_or(&conv.language));
             let mut talk = Retailer {
                 app,
                 retailer: &r,
