@@ -31,6 +31,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/vendors"),
     ("get", "/api/v1/vendors/{id}"),
     ("patch", "/api/v1/vendors/{id}"),
+    ("patch", "/api/v1/retailers/{id}"),
     ("get", "/api/v1/vendors/{id}/score"),
     ("get", "/api/v1/admin/jobs"),
     ("get", "/api/v1/admin/jobs/{id}"),

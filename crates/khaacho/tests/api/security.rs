@@ -188,6 +188,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, No, Own],
         "retailer: its own record (others: 404)",
     ),
+    (
+        "PATCH",
+        "/api/v1/retailers/{id}",
+        [Yes, Yes, No, Own],
+        "retailer: its own language only (others: 404); audited with the fields that changed",
+    ),
     ("GET", "/api/v1/vendors", [Yes, Yes, No, No], ""),
     ("POST", "/api/v1/vendors", [Yes, Yes, No, No], ""),
     (
@@ -199,8 +205,8 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
     (
         "PATCH",
         "/api/v1/vendors/{id}",
-        [Yes, Yes, No, No],
-        "audited with the fields that changed",
+        [Yes, Yes, Own, No],
+        "vendor: its own language only (others: 404); audited with the fields that changed",
     ),
     (
         "GET",
