@@ -41,6 +41,7 @@ use crate::base::wire::error::problem_response;
         (name = "ops", description = "Health, readiness and metrics"),
         (name = "auth", description = "Login, tokens, API keys, users and the audit log"),
         (name = "credit", description = "Credit accounts, ledger, payments, limits and reconciliation"),
+        (name = "reports", description = "Dashboard figures scoped to the caller, CSV exports of orders and the credit summary"),
         (name = "fulfilment", description = "Routing orders to vendors (today: the routing preview)"),
         (name = "channels", description = "WhatsApp/SMS through Twilio: signed webhooks, the outbox"),
     ),
@@ -75,6 +76,7 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::admin::agents::router())
         .merge(crate::admin::alerts::router())
         .merge(crate::admin::sla::router())
+        .merge(crate::admin::reports::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::parties::routes::router())
         .merge(crate::admin::jobs::router())

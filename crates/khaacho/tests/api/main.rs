@@ -16,6 +16,7 @@ mod ops;
 mod orders;
 mod process;
 mod queue;
+mod reports;
 mod routing;
 mod security;
 mod sla;

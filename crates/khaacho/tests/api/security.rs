@@ -194,6 +194,19 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, No, Own],
         "retailer: its own language only (others: 404); audited with the fields that changed",
     ),
+    (
+        "GET",
+        "/api/v1/reports/summary",
+        [Yes, Yes, Own, Own],
+        "vendor: its parts; retailer: its orders and account",
+    ),
+    (
+        "GET",
+        "/api/v1/reports/orders.csv",
+        [Yes, Yes, No, Own],
+        "retailer: its own orders",
+    ),
+    ("GET", "/api/v1/reports/credit.csv", [Yes, Yes, No, No], ""),
     ("GET", "/api/v1/vendors", [Yes, Yes, No, No], ""),
     ("POST", "/api/v1/vendors", [Yes, Yes, No, No], ""),
     (
