@@ -148,7 +148,18 @@ impl AgentChain {
     /// Parses a message with the first agent that gives a valid answer. Never fails: the local
     /// parser is the last resort and always answers.
     pub async fn parse(&self, catalog: &Arc<Catalog>, text: &str) -> ChainAnswer {
-        if self.switch.is_enabled() {
+        self.parse_within(catalog, text, true).await
+    }
+
+    /// [`parse`](Self::parse), asking the LLM providers only when `llm_allowed` (the caller's
+    /// own reason to spare them, e.g. a degraded platform) and the switch is on.
+    pub async fn parse_within(
+        &self,
+        catalog: &Arc<Catalog>,
+        text: &str,
+        llm_allowed: bool,
+    ) -> ChainAnswer {
+        if llm_allowed && self.switch.is_enabled() {
             for remote in &self.remotes {
                 let name = remote.agent.name();
                 match remote

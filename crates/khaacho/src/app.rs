@@ -31,6 +31,7 @@ struct Inner {
     volumes: crate::fulfilment::facts::VolumeCache,
     outbox: crate::channels::outbox::Sender,
     sla: crate::base::sla::SlaRecorder,
+    mode: crate::base::mode::Mode,
 }
 
 impl App {
@@ -58,6 +59,7 @@ impl App {
                 volumes: Default::default(),
                 outbox,
                 sla: Default::default(),
+                mode: Default::default(),
             }),
         }
     }
@@ -68,7 +70,9 @@ impl App {
         db.migrate().await?;
         crate::maintenance::ensure_partitions(&db).await?;
         let auth = Auth::load(&db, &settings).await?;
-        Ok(Self::new(db, settings, auth))
+        let app = Self::new(db, settings, auth);
+        app.mode().refresh(app.db()).await?;
+        Ok(app)
     }
 
     /// The database.
@@ -127,6 +131,11 @@ impl App {
         &self.inner.sla
     }
 
+    /// This process's copy of the operating mode (safe mode, degradation level).
+    pub fn mode(&self) -> &crate::base::mode::Mode {
+        &self.inner.mode
+    }
+
     /// The catalogue view used by the intake.
     pub fn catalog(&self) -> &CatalogCache {
         &self.inner.catalog
@@ -140,6 +149,10 @@ impl QueueHost for App {
 
     fn queue_settings(&self) -> &QueueSettings {
         &self.inner.settings.queue
+    }
+
+    fn paused(&self, queue: &str) -> bool {
+        self.inner.mode.paused(queue)
     }
 }
 

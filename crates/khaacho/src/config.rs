@@ -232,6 +232,20 @@ pub struct OpsSettings {
     pub dead_letters_alert: i64,
     /// Raise a warning `queue_age` alert once the oldest ready job waited longer than this.
     pub queue_age_alert_secs: i64,
+    /// Degraded once the oldest ready job (of a queue not paused) waited this long…
+    pub degraded_queue_age_secs: i64,
+    /// …or the 5-minute p95 exceeds this (ms)…
+    pub degraded_p95_ms: f64,
+    /// …or this share of requests answered 5xx.
+    pub degraded_error_rate: f64,
+    /// Critical at these.
+    pub critical_queue_age_secs: i64,
+    /// Critical p95 (ms).
+    pub critical_p95_ms: f64,
+    /// Critical error rate.
+    pub critical_error_rate: f64,
+    /// A level steps down one only after this many consecutive minute checks found it lower.
+    pub calm_checks: i32,
 }
 
 impl Default for OpsSettings {
@@ -239,6 +253,13 @@ impl Default for OpsSettings {
         Self {
             dead_letters_alert: 10,
             queue_age_alert_secs: 300,
+            degraded_queue_age_secs: 60,
+            degraded_p95_ms: 1_000.0,
+            degraded_error_rate: 0.02,
+            critical_queue_age_secs: 300,
+            critical_p95_ms: 3_000.0,
+            critical_error_rate: 0.10,
+            calm_checks: 3,
         }
     }
 }

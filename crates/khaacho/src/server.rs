@@ -26,6 +26,22 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
+    // Follow the operating mode other processes set (safe mode, degradation level).
+    tasks.spawn({
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        async move {
+            let every = std::time::Duration::from_secs(1);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+                if let Err(e) = app.mode().refresh(app.db()).await {
+                    tracing::warn!(error = %e, "reading the operating mode failed");
+                }
+            }
+        }
+    });
     if roles.workers {
         let workers = Workers::new(app.clone(), crate::jobs::registry());
         tasks.spawn(workers.run(shutdown.clone()));

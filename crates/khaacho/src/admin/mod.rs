@@ -6,5 +6,6 @@
 pub mod agents;
 pub mod alerts;
 pub mod jobs;
+pub mod mode;
 pub mod reports;
 pub mod sla;

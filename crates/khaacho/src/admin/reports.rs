@@ -414,7 +414,9 @@ async fn exposure(db: &Db, retailer: Option<Uuid>, now: i64) -> Result<Exposure,
          FROM ledger_entries WHERE open_paisa > 0 AND ($3 IS NULL OR retailer_id = $3)";
     let totals_sql = "SELECT COUNT(*), CAST(COALESCE(SUM(limit_paisa), 0) AS BIGINT), CAST(COALESCE(SUM(held_paisa), 0) AS BIGINT), \
          CAST(COALESCE(SUM(outstanding_paisa), 0) AS BIGINT) FROM credit_accounts WHERE ($1 IS NULL OR retailer_id = $1)";
-    let (totals, aged): ((i64, i64, i64, i64), (i64, i64, i64, i64, i64)) = with_replica!(db, c => (
+    type Totals = (i64, i64, i64, i64);
+    type Aged = (i64, i64, i64, i64, i64);
+    let (totals, aged): (Totals, Aged) = with_replica!(db, c => (
         sqlx::query_as(totals_sql).bind(retailer).fetch_one(c).await?,
         sqlx::query_as(aged_sql).bind(now).bind(DAY).bind(retailer).fetch_one(c).await?,
     ));

@@ -10,6 +10,8 @@
 //! - warning `latency_p95`: p95 over the last 5 minutes above its objective;
 //! - warning `queue_age`: the oldest ready job waited longer than `ops.queue_age_alert_secs`.
 //!
+//! The same check sets the degradation level (`admin::mode::evaluate`).
+//!
 //! Measurements are per process: the check run by a process judges the requests that
 //! process served (run the workers inside the API process, or read each API's `/sla`).
 
@@ -246,12 +248,20 @@ async fn findings(app: &App, now: i64) -> anyhow::Result<Vec<NewAlert<'static>>>
             at_ms: now,
         });
     }
-    let oldest_ms = stats.ready.iter().map(|r| r.2).max().unwrap_or(0);
+    // A queue safe mode pauses is waiting on purpose, not behind.
+    let oldest_ms = stats
+        .ready
+        .iter()
+        .filter(|r| !app.mode().paused(&r.0))
+        .map(|r| r.2)
+        .max()
+        .unwrap_or(0);
     if oldest_ms > ops.queue_age_alert_secs.saturating_mul(1000) {
         let oldest_secs = oldest_ms / 1000;
         let queue = stats
             .ready
             .iter()
+            .filter(|r| !app.mode().paused(&r.0))
             .max_by_key(|r| r.2)
             .map(|r| r.0.clone())
             .unwrap_or_default();
@@ -274,6 +284,7 @@ async fn findings(app: &App, now: i64) -> anyhow::Result<Vec<NewAlert<'static>>>
 /// Runs the check at `now`: raises each finding unless an unacknowledged alert of the same
 /// kind and subject is open. Returns how many alerts were raised.
 pub async fn check(app: &App, now: i64) -> anyhow::Result<usize> {
+    app.mode().refresh(app.db()).await?;
     let mut raised = 0;
     for a in findings(app, now).await? {
         let mut tx = app.db().begin().await?;
@@ -283,5 +294,25 @@ pub async fn check(app: &App, now: i64) -> anyhow::Result<usize> {
         }
         tx.commit().await?;
     }
+    super::mode::evaluate(app, signals(app, now).await?, now).await?;
     Ok(raised)
+}
+
+/// What the degradation level is judged on at `now` (see `admin::mode`).
+async fn signals(app: &App, now: i64) -> anyhow::Result<super::mode::Signals> {
+    let (name, secs) = WINDOWS[0];
+    let w = judge(name, &app.sla().window(now, secs));
+    let stats = crate::queue::admin::stats(app.db()).await?;
+    let queue_age_ms = stats
+        .ready
+        .iter()
+        .filter(|r| !app.mode().paused(&r.0))
+        .map(|r| r.2)
+        .max()
+        .unwrap_or(0);
+    Ok(super::mode::Signals {
+        queue_age_ms,
+        p95_ms: w.p95_ms.value,
+        error_rate: w.error_rate.value.unwrap_or(0.0),
+    })
 }

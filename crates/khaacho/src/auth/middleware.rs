@@ -48,6 +48,28 @@ pub fn route_class(method: &Method, path: &str) -> RouteClass {
     }
 }
 
+/// `Retry-After` of a request refused while the platform is critical.
+const CRITICAL_RETRY_AFTER_SECS: u64 = 30;
+
+/// What customers (and anonymous callers) are still served at the `critical` level: placing
+/// orders, their status, signing in, and the providers' webhooks (a message is an order).
+/// Staff keep every route, to run the platform out of it.
+fn served_when_critical(method: &Method, path: &str) -> bool {
+    matches!(
+        (method.as_str(), path),
+        ("POST", "/api/v1/orders")
+            | ("GET", "/api/v1/orders/{id}/status")
+            | (
+                "POST",
+                "/api/v1/auth/login" | "/api/v1/auth/refresh" | "/api/v1/auth/logout"
+            )
+            | (
+                "POST",
+                "/api/v1/channels/twilio/messages" | "/api/v1/channels/twilio/status"
+            )
+    )
+}
+
 /// Reads the presented credential: `Authorization: Bearer …` or `X-Api-Key: …`.
 fn credential(headers: &HeaderMap) -> Option<Result<&str, ()>> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
@@ -213,6 +235,26 @@ pub async fn security(State(app): State<App>, mut req: Request, next: Next) -> R
                 shown = Some(d);
             }
         }
+    }
+    if app.mode().level() == crate::base::mode::Level::Critical
+        && !matches!(&state, AuthState::Authenticated(p) if p.is_staff())
+        && !served_when_critical(req.method(), path.as_deref().unwrap_or(""))
+    {
+        metrics::counter!("khaacho_degraded_refusals_total").increment(1);
+        let mut resp = problem_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded",
+            "Service degraded",
+            "the platform is under heavy load: only placing orders and reading their status are \
+             served now; retry after the time in Retry-After"
+                .to_string(),
+            vec![],
+        );
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(CRITICAL_RETRY_AFTER_SECS),
+        );
+        return resp;
     }
     let method = req.method().clone();
     req.extensions_mut().insert(state.clone());

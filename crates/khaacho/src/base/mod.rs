@@ -19,6 +19,7 @@ pub mod audit;
 pub mod db;
 pub mod domain;
 pub mod group_commit;
+pub mod mode;
 pub mod pg_tls;
 pub mod principal;
 pub mod scope;

@@ -40,6 +40,11 @@ impl Job for SnapshotPrices {
     }
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        if ctx.app.mode().level() != crate::base::mode::Level::Normal {
+            // A degraded platform skips this tick (DOMAIN "Safe mode and degradation").
+            tracing::info!("price intelligence skipped: the platform is degraded");
+            return Ok(());
+        }
         let now = ctx.app.clock().now_ms();
         let n = snapshot_prices(&ctx.app, now).await?;
         tracing::info!(products = n, "price intelligence");

@@ -77,6 +77,7 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::admin::alerts::router())
         .merge(crate::admin::sla::router())
         .merge(crate::admin::reports::router())
+        .merge(crate::admin::mode::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::parties::routes::router())
         .merge(crate::admin::jobs::router())

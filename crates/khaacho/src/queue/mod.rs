@@ -102,6 +102,11 @@ pub trait QueueHost: Clone + Send + Sync + 'static {
     fn db(&self) -> &Db;
     /// Leases, polling, backoff and drain settings.
     fn queue_settings(&self) -> &QueueSettings;
+    /// Whether `queue` is paused: its consumers claim nothing until it is not (its jobs
+    /// wait, in their order).
+    fn paused(&self, _queue: &str) -> bool {
+        false
+    }
 }
 
 /// Job queue tuning knobs.

@@ -139,6 +139,10 @@ impl<H: QueueHost> Consumer<H> {
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.app.paused(self.queue) {
+                tokio::select! { _ = tokio::time::sleep(poll) => {}, _ = shutdown.cancelled() => return }
+                continue;
+            }
             let first = tokio::select! {
                 permit = self.slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
                 _ = shutdown.cancelled() => return,
@@ -200,6 +204,9 @@ pub async fn drain<H: QueueHost>(app: &H, registry: &Registry<H>) -> Result<usiz
     loop {
         let mut any = false;
         for queue in registry.queues() {
+            if app.paused(queue) {
+                continue;
+            }
             let claimed = claim(app, &worker_id, queue, registry.batch_size(queue) as i64).await?;
             ran += claimed.len();
             any |= !claimed.is_empty();

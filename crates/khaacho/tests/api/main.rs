@@ -11,6 +11,7 @@ mod dashboards;
 mod fulfilment;
 mod helpers;
 mod hostile;
+mod modes;
 mod notifications;
 mod ops;
 mod orders;

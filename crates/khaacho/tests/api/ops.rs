@@ -33,6 +33,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/api/v1/vendors/{id}"),
     ("patch", "/api/v1/retailers/{id}"),
     ("get", "/api/v1/reports/summary"),
+    ("get", "/api/v1/admin/mode"),
+    ("put", "/api/v1/admin/safe-mode"),
     ("get", "/api/v1/reports/orders.csv"),
     ("get", "/api/v1/reports/credit.csv"),
     ("get", "/api/v1/vendors/{id}/score"),

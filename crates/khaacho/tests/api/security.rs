@@ -194,6 +194,13 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, No, Own],
         "retailer: its own language only (others: 404); audited with the fields that changed",
     ),
+    ("GET", "/api/v1/admin/mode", [Yes, Yes, No, No], ""),
+    (
+        "PUT",
+        "/api/v1/admin/safe-mode",
+        [Yes, No, No, No],
+        "audited with the reason",
+    ),
     (
         "GET",
         "/api/v1/reports/summary",

@@ -371,8 +371,14 @@ impl Retailer<'_> {
             Ok(res) => {
                 *state = None;
                 let (_, total) = draft::price(self.app, &d.lines, self.now).await?;
+                // In safe mode the order is stored but waits: say so.
+                let template = if self.app.mode().safe_mode() {
+                    "order_placed_safe_mode"
+                } else {
+                    "order_placed"
+                };
                 Ok(vec![reply(
-                    "order_placed",
+                    template,
                     json!({ "ref": short_ref(res.accepted.order_id), "total": khaacho_credit::npr(total) }),
                 )])
             }

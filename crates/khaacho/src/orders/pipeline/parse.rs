@@ -64,7 +64,11 @@ pub struct ParseResult {
 /// Parses `text` against the current catalogue.
 pub async fn parse_text(app: &App, text: &str) -> Result<ParseResult, sqlx::Error> {
     let catalog = app.catalog().parser(app.db()).await?;
-    let answer = app.agents().parse(&catalog, text).await;
+    // A degraded platform spares the LLM providers: the offline parser answers.
+    let answer = app
+        .agents()
+        .parse_within(&catalog, text, app.mode().llm_allowed())
+        .await;
     let items: Vec<ParsedLine> = answer
         .outcome
         .items
