@@ -57,6 +57,30 @@ pub struct Settings {
     pub channels: ChannelsSettings,
     /// Operations alert thresholds.
     pub ops: OpsSettings,
+    /// Signed outbound webhooks to vendor systems.
+    pub webhooks: WebhookSettings,
+}
+
+/// Signed outbound webhooks (`/api/v1/webhooks`): the sender's time budget and the rule for
+/// subscriber URLs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Time budget of one delivery (connect, send, answer).
+    pub send_timeout_ms: u64,
+    /// Allow `http://` URLs and loopback/private/link-local addresses (development and
+    /// tests only). Off: a subscriber URL must be `https://` to a public host name or
+    /// address, checked when it is created and again before each delivery.
+    pub allow_insecure_urls: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            send_timeout_ms: 10_000,
+            allow_insecure_urls: false,
+        }
+    }
 }
 
 /// WhatsApp/SMS through Twilio (DOMAIN.md "Channels"). Without `twilio_auth_token` inbound
@@ -222,6 +246,8 @@ pub struct ScheduleSettings {
     /// The HTTP API's service levels, breakers, dead letters and queue age against their
     /// alert thresholds (`ops`). Default: every minute.
     pub sla_check: String,
+    /// The webhook sender's sweep: deliveries whose retry came due. Default: every 15 seconds.
+    pub webhooks: String,
 }
 
 /// Operations alerts raised by the minute check (`schedules.sla_check`).
@@ -298,6 +324,7 @@ impl Default for Settings {
             backpressure: BackpressureSettings::default(),
             channels: ChannelsSettings::default(),
             ops: OpsSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -338,6 +365,7 @@ impl Default for ScheduleSettings {
             price_intelligence: "0 10 */4 * * *".into(),
             channels_outbox: "*/15 * * * * *".into(),
             sla_check: "0 * * * * *".into(),
+            webhooks: "*/15 * * * * *".into(),
         }
     }
 }
@@ -428,6 +456,8 @@ impl Settings {
             .context("schedules.price_intelligence")?;
         crate::queue::schedule::parse_cron(&self.schedules.sla_check)
             .context("schedules.sla_check")?;
+        crate::queue::schedule::parse_cron(&self.schedules.webhooks)
+            .context("schedules.webhooks")?;
         khaacho_agents::AgentChain::from_config(&self.agents).context("agents")?;
         Ok(())
     }
@@ -472,6 +502,7 @@ impl fmt::Debug for Settings {
             .field("backpressure", &self.backpressure)
             .field("channels", &self.channels)
             .field("ops", &self.ops)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }

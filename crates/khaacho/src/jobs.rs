@@ -17,6 +17,7 @@ use crate::orders::pipeline::parse::ParseOrder;
 use crate::orders::transition::OrderChanged;
 use crate::queue::Registry;
 use crate::queue::schedule::Schedule;
+use crate::webhooks::sender::{DeliverWebhook, WebhookSweep};
 
 /// The job kinds this build knows.
 pub fn registry() -> Registry<App> {
@@ -37,6 +38,8 @@ pub fn registry() -> Registry<App> {
         .register::<SendMessage>()
         .register::<OutboxSweep>()
         .register::<CheckSla>()
+        .register::<DeliverWebhook>()
+        .register::<WebhookSweep>()
 }
 
 /// The recurring schedules, with cron expressions from the settings.
@@ -52,5 +55,6 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
         Schedule::new::<SnapshotPrices>("price_intelligence", &s.price_intelligence)?,
         Schedule::new::<OutboxSweep>("channels_outbox", &s.channels_outbox)?,
         Schedule::new::<CheckSla>("sla_check", &s.sla_check)?,
+        Schedule::new::<WebhookSweep>("webhooks", &s.webhooks)?,
     ])
 }

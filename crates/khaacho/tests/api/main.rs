@@ -22,3 +22,4 @@ mod sla;
 mod spine;
 mod text_orders;
 mod vendor_scores;
+mod webhooks;
