@@ -246,6 +246,9 @@ pub struct ScheduleSettings {
     /// The HTTP API's service levels, breakers, dead letters and queue age against their
     /// alert thresholds (`ops`). Default: every minute.
     pub sla_check: String,
+    /// Payment reminders to retailers (3 days before a due date, on it, 7 days after),
+    /// Nepal time. Default: daily at 09:00 (a message at 02:00 would wake people).
+    pub payment_reminders: String,
     /// The webhook sender's sweep: deliveries whose retry came due. Default: every 15 seconds.
     pub webhooks: String,
 }
@@ -366,6 +369,7 @@ impl Default for ScheduleSettings {
             channels_outbox: "*/15 * * * * *".into(),
             sla_check: "0 * * * * *".into(),
             webhooks: "*/15 * * * * *".into(),
+            payment_reminders: "0 0 9 * * *".into(),
         }
     }
 }
@@ -456,6 +460,8 @@ impl Settings {
             .context("schedules.price_intelligence")?;
         crate::queue::schedule::parse_cron(&self.schedules.sla_check)
             .context("schedules.sla_check")?;
+        crate::queue::schedule::parse_cron(&self.schedules.payment_reminders)
+            .context("schedules.payment_reminders")?;
         crate::queue::schedule::parse_cron(&self.schedules.webhooks)
             .context("schedules.webhooks")?;
         khaacho_agents::AgentChain::from_config(&self.agents).context("agents")?;

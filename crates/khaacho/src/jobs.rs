@@ -6,6 +6,7 @@ use crate::catalog::intelligence::SnapshotPrices;
 use crate::channels::outbox::{OutboxSweep, SendMessage};
 use crate::channels::service::conversation::HandleInbound;
 use crate::config::Settings;
+use crate::credit::reminders::PaymentReminders;
 use crate::credit::scoring::{RescoreRetailer, RunControls, ScoreAccounts};
 use crate::fulfilment::jobs::FulfilmentTick;
 use crate::fulfilment::routing::RouteOrders;
@@ -32,6 +33,7 @@ pub fn registry() -> Registry<App> {
         .register::<ScoreAccounts>()
         .register::<RescoreRetailer>()
         .register::<RunControls>()
+        .register::<PaymentReminders>()
         .register::<ScoreVendors>()
         .register::<SnapshotPrices>()
         .register::<HandleInbound>()
@@ -49,6 +51,7 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
         Schedule::new::<MaintenanceJob>("maintenance", &s.maintenance)?,
         Schedule::new::<ScoreAccounts>("credit_scores", &s.credit_scores)?,
         Schedule::new::<RunControls>("credit_controls", &s.credit_controls)?,
+        Schedule::new::<PaymentReminders>("payment_reminders", &s.payment_reminders)?,
         Schedule::new::<FulfilmentTick>("fulfilment", &s.fulfilment)?,
         Schedule::new::<HealOrders>("healing", &s.healing)?,
         Schedule::new::<ScoreVendors>("vendor_scores", &s.vendor_scores)?,

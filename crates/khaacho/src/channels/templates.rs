@@ -129,6 +129,12 @@ pub const NAMES: &[&str] = &[
     "order_cancelled",
     "vendor_offer",
     "vendor_part_cancelled",
+    "payment_due_soon",
+    "payment_due_today",
+    "payment_overdue",
+    "credit_overdue_warning",
+    "credit_blocked",
+    "credit_limit_cut",
 ];
 
 #[cfg(test)]

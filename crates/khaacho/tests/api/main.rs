@@ -7,6 +7,7 @@ mod catalog;
 mod channels;
 mod credit;
 mod credit_controls;
+mod credit_messages;
 mod dashboards;
 mod fulfilment;
 mod helpers;
