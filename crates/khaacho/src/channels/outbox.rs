@@ -5,7 +5,9 @@
 //! one message per recipient every 2 s, retrying after 1, 5, 15, 30 and 60 minutes, then
 //! `dead` (listed and retryable by staff). WhatsApp takes free text only within 24 hours
 //! of the phone's last message; outside that window a reply goes as its approved template
-//! (`channels.whatsapp_content_sids`) or not at all (`dead`, with the reason). Each attempt first claims the row
+//! (`channels.whatsapp_content_sids`) or not at all (`dead`, with the reason). A WhatsApp
+//! message that fails for good (refused, or that closed window) is sent once more by SMS
+//! (`bury`), and its dead row says so. Each attempt first claims the row
 //! (`queued` → `sending`), so a retried or concurrent sender run never sends it twice.
 //! Without Twilio credentials nothing is sent: rows stay `queued`, visible to staff.
 //!
@@ -344,7 +346,7 @@ pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
         Window::Closed(reason) => {
             if repo::claim(app.db(), id, now).await? {
                 tracing::warn!(%reason, "not sent");
-                repo::finish_attempt(app.db(), id, Err((&reason, None)), now).await?;
+                bury(app, &m, &reason, now).await?;
                 return Ok(Sent::Dead);
             }
             return Ok(Sent::Skipped);
@@ -371,7 +373,11 @@ pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
                     .map(|m| now + m * 60_000),
             };
             tracing::warn!(attempt, error = %error, retry_at = ?next, "sending a message failed");
-            repo::finish_attempt(app.db(), id, Err((&error, next)), now).await?;
+            if next.is_none() && matches!(&e, CallError::Inner(SendError::Refused { .. })) {
+                bury(app, &m, &error, now).await?;
+            } else {
+                repo::finish_attempt(app.db(), id, Err((&error, next)), now).await?;
+            }
             match next {
                 Some(at) => Sent::RetryAt(at),
                 None => {
@@ -382,6 +388,55 @@ pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
         }
     };
     Ok(result)
+}
+
+/// Marks a claimed message `dead` for `reason`. A WhatsApp message that failed for good
+/// (refused by Twilio, or outside the 24-hour window without an approved template) goes
+/// out once more by SMS when `channels.sms_from` is set: a copy on the `sms` channel (key
+/// `<id>:sms_fallback`, so never twice) with its send job, in the transaction that buries
+/// the original, whose `last_error` says so.
+async fn bury(app: &App, m: &OutboundRow, reason: &str, now: i64) -> anyhow::Result<()> {
+    let s = &app.settings().channels;
+    if m.channel != MessageChannel::Whatsapp.as_str() {
+        repo::finish_attempt(app.db(), m.id, Err((reason, None)), now).await?;
+        return Ok(());
+    }
+    if s.sms_from.is_none() {
+        let note = format!("{reason}; no SMS fallback (channels.sms_from is not set)");
+        repo::finish_attempt(app.db(), m.id, Err((&note, None)), now).await?;
+        return Ok(());
+    }
+    let copy = OutboundRow {
+        id: Uuid::now_v7(),
+        channel: MessageChannel::Sms.as_str().into(),
+        status: "queued".into(),
+        attempts: 0,
+        next_attempt_at_ms: now,
+        last_attempt_at_ms: None,
+        last_error: None,
+        provider_sid: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        ..m.clone()
+    };
+    let mut tx = app.db().begin().await?;
+    let written =
+        repo::insert_outbound_once(&mut tx, &copy, &format!("{}:sms_fallback", m.id)).await?;
+    let note = if written {
+        enqueue(
+            &mut tx,
+            &SendMessage { id: copy.id },
+            EnqueueOptions::default(),
+        )
+        .await?;
+        metrics::counter!("khaacho_messages_sms_fallback_total").increment(1);
+        format!("{reason}; sent again by SMS (message {})", copy.id)
+    } else {
+        format!("{reason}; already sent again by SMS once")
+    };
+    repo::finish_dead_tx(&mut tx, m.id, &note, now).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// How a message may go out on WhatsApp now.

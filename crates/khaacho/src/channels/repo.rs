@@ -330,6 +330,18 @@ pub async fn finish_attempt(
         .execute(c).await.map(|_| ()))
 }
 
+/// Marks a `sending` message `dead` with `error`, in the caller's transaction.
+pub async fn finish_dead_tx(
+    tx: &mut Tx,
+    id: Uuid,
+    error: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "UPDATE outbound_messages SET status = 'dead', last_error = $2, updated_at_ms = $3 WHERE id = $1 AND status = 'sending'")
+        .bind(id).bind(error).bind(now_ms).execute(c).await.map(|_| ()))
+}
+
 /// Applies a provider status callback. `allowed_from` are the statuses it may overwrite
 /// (never a terminal one). Returns whether a row changed.
 pub async fn apply_callback(
