@@ -114,8 +114,14 @@ pub struct ChannelsSettings {
     pub max_body_bytes: usize,
     /// How long an order draft waits for YES (and a clarification for its answer).
     pub draft_ttl_minutes: i64,
-    /// Time budget of one call to the Twilio REST API.
+    /// Time budget of one call to the Twilio REST API (and to the e-mail API).
     pub send_timeout_ms: u64,
+    /// E-mail API base URL (SendGrid's v3 mail send: `POST {url}/v3/mail/send`).
+    pub email_api_url: String,
+    /// E-mail API key; unset: e-mails are recorded in the outbox (channel `email`) and not sent.
+    pub email_api_key: Option<String>,
+    /// Sender address of e-mails, e.g. `orders@khaacho.example`; unset: nothing is sent.
+    pub email_from: Option<String>,
 }
 
 impl Default for ChannelsSettings {
@@ -131,6 +137,9 @@ impl Default for ChannelsSettings {
             max_body_bytes: 16 * 1024,
             draft_ttl_minutes: 10,
             send_timeout_ms: 10_000,
+            email_api_url: "https://api.sendgrid.com".into(),
+            email_api_key: None,
+            email_from: None,
         }
     }
 }
@@ -151,6 +160,9 @@ impl fmt::Debug for ChannelsSettings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("draft_ttl_minutes", &self.draft_ttl_minutes)
             .field("send_timeout_ms", &self.send_timeout_ms)
+            .field("email_api_url", &self.email_api_url)
+            .field("email_api_key", &self.email_api_key.as_ref().map(|_| "***"))
+            .field("email_from", &self.email_from)
             .finish()
     }
 }

@@ -7,14 +7,15 @@
 //! Like `notify`, this file is called from a feature below `channels` (credit) and so
 //! imports nothing from that feature, nor anything that imports it: only the outbox, the
 //! templates and the floor. Language: the retailer's setting, else its conversation's, else
-//! English; channel: that of its last inbound message, else WhatsApp. One read of the
+//! English; channel: that of its last inbound message, else WhatsApp; and the same message
+//! by e-mail (the outbox's `email` channel) when the retailer has an address. One read of the
 //! retailers, one of their conversations, one of their channels and one insert per call.
 
 use std::collections::{BTreeSet, HashMap};
 
 use uuid::Uuid;
 
-use super::outbox::{self, Keyed, Reply};
+use super::outbox::{self, Email, Keyed, Reply};
 use super::phone::MessageChannel;
 use super::templates::Language;
 use crate::base::db::{Tx, push_ids, push_texts};
@@ -40,12 +41,15 @@ pub fn order_ref(id: Uuid) -> String {
     hex[hex.len() - 6..].to_uppercase()
 }
 
-/// Writes `notices` (see the module docs); returns how many were new.
+/// Writes `notices` (see the module docs), and the same by e-mail to retailers with an
+/// address (key `<key>:email`); returns how many were new. `send_now`/`email_now`: enqueue
+/// the send jobs (else the outbox sweep sends them).
 pub async fn queue(
     tx: &mut Tx,
     notices: &[Notice],
     now_ms: i64,
     send_now: bool,
+    email_now: bool,
 ) -> Result<usize, sqlx::Error> {
     if notices.is_empty() {
         return Ok(0);
@@ -56,9 +60,9 @@ pub async fn queue(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    type Party = (Uuid, String, Option<String>);
+    type Party = (Uuid, String, Option<String>, Option<String>);
     let parties: Vec<Party> = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("SELECT id, phone, language FROM retailers WHERE");
+        let mut qb = sqlx::QueryBuilder::new("SELECT id, phone, language, email FROM retailers WHERE");
         push_ids(&mut qb, "id", &ids);
         qb.build_query_as::<Party>().fetch_all(&mut *c).await?
     });
@@ -82,18 +86,36 @@ pub async fn queue(
     });
     let talked: HashMap<String, String> = talked.into_iter().collect();
     let channels: HashMap<String, String> = channels.into_iter().collect();
-    let parties: HashMap<Uuid, (String, Option<String>)> = parties
+    let parties: HashMap<Uuid, (String, Option<String>, Option<String>)> = parties
         .into_iter()
-        .map(|(id, phone, lang)| (id, (phone, lang)))
+        .map(|(id, phone, lang, email)| (id, (phone, lang, email)))
+        .collect();
+    let lang_of = |phone: &String, setting: &Option<String>| {
+        setting
+            .as_deref()
+            .or(talked.get(phone).map(String::as_str))
+            .map_or(Language::En, Language::parse)
+    };
+    let emails: Vec<Email> = notices
+        .iter()
+        .filter_map(|n| {
+            let (phone, setting, email) = parties.get(&n.retailer_id)?;
+            Some(Email {
+                to: email.clone()?,
+                lang: lang_of(phone, setting),
+                reply: Reply {
+                    template: n.template,
+                    vars: n.vars.clone(),
+                },
+                key: format!("{}:email", n.key),
+            })
+        })
         .collect();
     let messages: Vec<Keyed> = notices
         .iter()
         .filter_map(|n| {
-            let (phone, setting) = parties.get(&n.retailer_id)?;
-            let lang = setting
-                .as_deref()
-                .or(talked.get(phone).map(String::as_str))
-                .map_or(Language::En, Language::parse);
+            let (phone, setting, _) = parties.get(&n.retailer_id)?;
+            let lang = lang_of(phone, setting);
             let channel = channels
                 .get(phone)
                 .and_then(|c| MessageChannel::parse(c))
@@ -110,5 +132,7 @@ pub async fn queue(
             })
         })
         .collect();
-    outbox::queue_once_many(tx, &messages, now_ms, send_now).await
+    let texts = outbox::queue_once_many(tx, &messages, now_ms, send_now).await?;
+    let mails = outbox::queue_email_once_many(tx, &emails, now_ms, email_now).await?;
+    Ok(texts + mails)
 }

@@ -60,7 +60,7 @@ pub async fn raise(
         .bind(id).bind(retailer).bind(kind).bind(severity.as_str()).bind(Json(detail)).bind(now)
         .execute(c).await.map(|r| r.rows_affected()))?;
     if let Some(notice) = notice {
-        crate::channels::credit_notices::queue(tx, &[notice], now, false).await?;
+        crate::channels::credit_notices::queue(tx, &[notice], now, false, false).await?;
     }
     metrics::counter!("khaacho_risk_alerts_total", "kind" => kind.to_string()).increment(1);
     Ok(true)

@@ -94,9 +94,11 @@ pub async fn run(app: &App, now: i64) -> anyhow::Result<usize> {
     if notices.is_empty() {
         return Ok(0);
     }
-    let send = crate::channels::outbox::configured(&app.settings().channels);
+    let channels = &app.settings().channels;
+    let send = crate::channels::outbox::configured(channels);
+    let email = crate::channels::outbox::email_configured(channels);
     let mut tx = app.db().begin().await?;
-    let n = credit_notices::queue(&mut tx, &notices, now, send).await?;
+    let n = credit_notices::queue(&mut tx, &notices, now, send, email).await?;
     tx.commit().await?;
     Ok(n)
 }

@@ -224,3 +224,127 @@ async fn the_overdue_warning_the_block_and_a_limit_cut_are_told_to_the_retailer_
             .all(|m| m["status"] == "queued")
     );
 }
+
+/// A mock e-mail API (SendGrid's v3 mail send) answering 202 with a message id.
+async fn mail_api() -> wiremock::MockServer {
+    use wiremock::matchers::{header, method, path};
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/v3/mail/send"))
+        .and(header("authorization", "Bearer SG.test-key"))
+        .respond_with(wiremock::ResponseTemplate::new(202).insert_header("x-message-id", "sg-0001"))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn a_retailer_with_an_email_address_gets_its_reminders_by_email_through_the_mail_api() {
+    let server = mail_api().await;
+    let base = server.uri();
+    let t = TestApp::spawn_with(move |s| {
+        s.channels.email_api_url = base;
+        s.channels.email_api_key = Some("SG.test-key".into());
+        s.channels.email_from = Some("orders@khaacho.example".into());
+    })
+    .await;
+    let now = t.app.clock().now_ms();
+    let (r, phone) = retailer(&t, 10_000_000, now - 400 * DAY_MS).await;
+    let patch = |body: Value| {
+        let url = t.url(&format!("/api/v1/retailers/{r}"));
+        let client = t.client.clone();
+        async move { client.patch(url).json(&body).send().await.unwrap() }
+    };
+    for bad in [
+        "gita",
+        "gita@",
+        "@example.com",
+        "gita @example.com",
+        "gita@example",
+    ] {
+        let p = crate::helpers::assert_problem(patch(json!({ "email": bad })).await, 422).await;
+        assert_eq!(p["errors"][0]["field"], "email", "{bad}: {p}");
+    }
+    let after: Value = patch(json!({ "email": " gita@example.com " }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["email"], "gita@example.com");
+    assert_eq!(
+        t.get_json(&format!("/api/v1/retailers/{r}")).await["email"],
+        "gita@example.com"
+    );
+
+    let order = delivered(&t, r, 56_500, now).await;
+    t.app.clock().advance(27 * DAY_MS);
+    assert_eq!(remind(&t).await, 2, "the text message and the e-mail");
+    assert_eq!(remind(&t).await, 0, "once each");
+    t.run_jobs().await;
+    let mails = crate::channels::messages(&t, "gita@example.com").await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(
+        (
+            mails[0]["channel"].as_str(),
+            mails[0]["status"].as_str(),
+            mails[0]["provider_sid"].as_str()
+        ),
+        (Some("email"), Some("sent"), Some("sg-0001"))
+    );
+    // Twilio is not configured: the text message is recorded, not sent.
+    let texts = outbox(&t, &phone).await;
+    assert_eq!(templates(&texts), ["payment_due_soon"]);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let sent: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(
+        sent["personalizations"][0]["to"][0]["email"],
+        "gita@example.com"
+    );
+    assert_eq!(sent["from"]["email"], "orders@khaacho.example");
+    let body = sent["content"][0]["value"].as_str().unwrap();
+    assert_eq!(body, mails[0]["body"].as_str().unwrap());
+    assert!(body.contains(&reference(order)), "{body}");
+    assert!(
+        sent["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("Khaacho: Reminder: NPR 565.00"),
+        "{sent}"
+    );
+    // Removing the address: nothing more is e-mailed.
+    let after: Value = patch(json!({ "email": "" })).await.json().await.unwrap();
+    assert!(after["email"].is_null(), "{after}");
+}
+
+#[tokio::test]
+async fn without_an_email_key_the_outbox_records_the_email_and_sends_nothing() {
+    let t = TestApp::spawn().await;
+    let now = t.app.clock().now_ms();
+    let (r, _) = retailer(&t, 10_000_000, now - 400 * DAY_MS).await;
+    let resp = t
+        .client
+        .patch(t.url(&format!("/api/v1/retailers/{r}")))
+        .json(&json!({ "email": "gita@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    delivered(&t, r, 56_500, now).await;
+    t.app.clock().advance(30 * DAY_MS);
+    assert_eq!(remind(&t).await, 2);
+    t.run_jobs().await;
+    khaacho::channels::outbox::sweep(&t.app, t.app.clock().now_ms())
+        .await
+        .unwrap();
+    let mails = crate::channels::messages(&t, "gita@example.com").await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        (
+            mails[0]["template"].as_str(),
+            mails[0]["status"].as_str(),
+            mails[0]["attempts"].as_i64()
+        ),
+        (Some("payment_due_today"), Some("queued"), Some(0))
+    );
+}
