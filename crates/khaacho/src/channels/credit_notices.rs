@@ -72,7 +72,8 @@ pub async fn queue(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let (talked, channels): (Vec<(String, String)>, Vec<(String, String)>) = with_tx!(tx, c => {
+    type Pairs = Vec<(String, String)>;
+    let (talked, channels): (Pairs, Pairs) = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new("SELECT phone, language FROM conversations WHERE");
         push_texts(&mut qb, "phone", &phones);
         let talked = qb.build_query_as::<(String, String)>().fetch_all(&mut *c).await?;
