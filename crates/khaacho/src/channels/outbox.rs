@@ -649,7 +649,7 @@ pub async fn sweep(app: &App, now: i64) -> anyhow::Result<Vec<Sent>> {
         );
     }
     let mut out = Vec::new();
-    for id in repo::due(app.db(), now, SWEEP).await? {
+    for id in repo::due(app.db(), now, SWEEP, configured(s), email_configured(s)).await? {
         out.push(send_one(app, id, now).await?);
     }
     Ok(out)

@@ -347,4 +347,10 @@ async fn without_an_email_key_the_outbox_records_the_email_and_sends_nothing() {
         ),
         (Some("payment_due_today"), Some("queued"), Some(0))
     );
+    // The sweep asks only for what it can send: e-mails never crowd out text messages.
+    let id: Uuid = mails[0]["id"].as_str().unwrap().parse().unwrap();
+    let now = t.app.clock().now_ms();
+    let due = |twilio, email| khaacho::channels::repo::due(t.app.db(), now, 200, twilio, email);
+    assert!(!due(true, false).await.unwrap().contains(&id));
+    assert!(due(false, true).await.unwrap().contains(&id));
 }
