@@ -30,6 +30,7 @@ struct Inner {
     clock: crate::base::time::Clock,
     volumes: crate::fulfilment::facts::VolumeCache,
     outbox: crate::channels::outbox::Sender,
+    webhooks: crate::webhooks::sender::Deliverer,
     sla: crate::base::sla::SlaRecorder,
     mode: crate::base::mode::Mode,
 }
@@ -46,6 +47,7 @@ impl App {
             .unwrap_or_else(|_| khaacho_agents::AgentChain::local_only());
         let backpressure = Backpressure::new(settings.backpressure.clone());
         let outbox = crate::channels::outbox::Sender::new(&settings.channels);
+        let webhooks = crate::webhooks::sender::Deliverer::new(&settings.webhooks);
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -58,6 +60,7 @@ impl App {
                 clock: Default::default(),
                 volumes: Default::default(),
                 outbox,
+                webhooks,
                 sla: Default::default(),
                 mode: Default::default(),
             }),
@@ -124,6 +127,11 @@ impl App {
     /// The Twilio client of the outbox sender (one resilience stack per process).
     pub fn outbox(&self) -> &crate::channels::outbox::Sender {
         &self.inner.outbox
+    }
+
+    /// The webhook sender's HTTP client and resilience stacks (one per process).
+    pub fn webhooks(&self) -> &crate::webhooks::sender::Deliverer {
+        &self.inner.webhooks
     }
 
     /// This process's rolling record of HTTP requests (`GET /api/v1/sla`).

@@ -57,6 +57,30 @@ pub struct Settings {
     pub channels: ChannelsSettings,
     /// Operations alert thresholds.
     pub ops: OpsSettings,
+    /// Signed outbound webhooks to vendor systems.
+    pub webhooks: WebhookSettings,
+}
+
+/// Signed outbound webhooks (`/api/v1/webhooks`): the sender's time budget and the rule for
+/// subscriber URLs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Time budget of one delivery (connect, send, answer).
+    pub send_timeout_ms: u64,
+    /// Allow `http://` URLs and loopback/private/link-local addresses (development and
+    /// tests only). Off: a subscriber URL must be `https://` to a public host name or
+    /// address, checked when it is created and again before each delivery.
+    pub allow_insecure_urls: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            send_timeout_ms: 10_000,
+            allow_insecure_urls: false,
+        }
+    }
 }
 
 /// WhatsApp/SMS through Twilio (DOMAIN.md "Channels"). Without `twilio_auth_token` inbound
@@ -90,8 +114,14 @@ pub struct ChannelsSettings {
     pub max_body_bytes: usize,
     /// How long an order draft waits for YES (and a clarification for its answer).
     pub draft_ttl_minutes: i64,
-    /// Time budget of one call to the Twilio REST API.
+    /// Time budget of one call to the Twilio REST API (and to the e-mail API).
     pub send_timeout_ms: u64,
+    /// E-mail API base URL (SendGrid's v3 mail send: `POST {url}/v3/mail/send`).
+    pub email_api_url: String,
+    /// E-mail API key; unset: e-mails are recorded in the outbox (channel `email`) and not sent.
+    pub email_api_key: Option<String>,
+    /// Sender address of e-mails, e.g. `orders@khaacho.example`; unset: nothing is sent.
+    pub email_from: Option<String>,
 }
 
 impl Default for ChannelsSettings {
@@ -107,6 +137,9 @@ impl Default for ChannelsSettings {
             max_body_bytes: 16 * 1024,
             draft_ttl_minutes: 10,
             send_timeout_ms: 10_000,
+            email_api_url: "https://api.sendgrid.com".into(),
+            email_api_key: None,
+            email_from: None,
         }
     }
 }
@@ -127,6 +160,9 @@ impl fmt::Debug for ChannelsSettings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("draft_ttl_minutes", &self.draft_ttl_minutes)
             .field("send_timeout_ms", &self.send_timeout_ms)
+            .field("email_api_url", &self.email_api_url)
+            .field("email_api_key", &self.email_api_key.as_ref().map(|_| "***"))
+            .field("email_from", &self.email_from)
             .finish()
     }
 }
@@ -222,6 +258,11 @@ pub struct ScheduleSettings {
     /// The HTTP API's service levels, breakers, dead letters and queue age against their
     /// alert thresholds (`ops`). Default: every minute.
     pub sla_check: String,
+    /// Payment reminders to retailers (3 days before a due date, on it, 7 days after),
+    /// Nepal time. Default: daily at 09:00 (a message at 02:00 would wake people).
+    pub payment_reminders: String,
+    /// The webhook sender's sweep: deliveries whose retry came due. Default: every 15 seconds.
+    pub webhooks: String,
 }
 
 /// Operations alerts raised by the minute check (`schedules.sla_check`).
@@ -319,6 +360,7 @@ impl Default for Settings {
             backpressure: BackpressureSettings::default(),
             channels: ChannelsSettings::default(),
             ops: OpsSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -359,6 +401,8 @@ impl Default for ScheduleSettings {
             price_intelligence: "0 10 */4 * * *".into(),
             channels_outbox: "*/15 * * * * *".into(),
             sla_check: "0 * * * * *".into(),
+            webhooks: "*/15 * * * * *".into(),
+            payment_reminders: "0 0 9 * * *".into(),
         }
     }
 }
@@ -449,6 +493,10 @@ impl Settings {
             .context("schedules.price_intelligence")?;
         crate::queue::schedule::parse_cron(&self.schedules.sla_check)
             .context("schedules.sla_check")?;
+        crate::queue::schedule::parse_cron(&self.schedules.payment_reminders)
+            .context("schedules.payment_reminders")?;
+        crate::queue::schedule::parse_cron(&self.schedules.webhooks)
+            .context("schedules.webhooks")?;
         khaacho_agents::AgentChain::from_config(&self.agents).context("agents")?;
         Ok(())
     }
@@ -493,6 +541,7 @@ impl fmt::Debug for Settings {
             .field("backpressure", &self.backpressure)
             .field("channels", &self.channels)
             .field("ops", &self.ops)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }

@@ -6,6 +6,7 @@ use crate::catalog::intelligence::SnapshotPrices;
 use crate::channels::outbox::{OutboxSweep, SendMessage};
 use crate::channels::service::conversation::HandleInbound;
 use crate::config::Settings;
+use crate::credit::reminders::PaymentReminders;
 use crate::credit::scoring::{RescoreRetailer, RunControls, ScoreAccounts};
 use crate::fulfilment::jobs::FulfilmentTick;
 use crate::fulfilment::routing::RouteOrders;
@@ -17,6 +18,7 @@ use crate::orders::pipeline::parse::ParseOrder;
 use crate::orders::transition::OrderChanged;
 use crate::queue::Registry;
 use crate::queue::schedule::Schedule;
+use crate::webhooks::sender::{DeliverWebhook, WebhookSweep};
 
 /// The job kinds this build knows.
 pub fn registry() -> Registry<App> {
@@ -31,12 +33,15 @@ pub fn registry() -> Registry<App> {
         .register::<ScoreAccounts>()
         .register::<RescoreRetailer>()
         .register::<RunControls>()
+        .register::<PaymentReminders>()
         .register::<ScoreVendors>()
         .register::<SnapshotPrices>()
         .register::<HandleInbound>()
         .register::<SendMessage>()
         .register::<OutboxSweep>()
         .register::<CheckSla>()
+        .register::<DeliverWebhook>()
+        .register::<WebhookSweep>()
 }
 
 /// The recurring schedules, with cron expressions from the settings.
@@ -46,11 +51,13 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
         Schedule::new::<MaintenanceJob>("maintenance", &s.maintenance)?,
         Schedule::new::<ScoreAccounts>("credit_scores", &s.credit_scores)?,
         Schedule::new::<RunControls>("credit_controls", &s.credit_controls)?,
+        Schedule::new::<PaymentReminders>("payment_reminders", &s.payment_reminders)?,
         Schedule::new::<FulfilmentTick>("fulfilment", &s.fulfilment)?,
         Schedule::new::<HealOrders>("healing", &s.healing)?,
         Schedule::new::<ScoreVendors>("vendor_scores", &s.vendor_scores)?,
         Schedule::new::<SnapshotPrices>("price_intelligence", &s.price_intelligence)?,
         Schedule::new::<OutboxSweep>("channels_outbox", &s.channels_outbox)?,
         Schedule::new::<CheckSla>("sla_check", &s.sla_check)?,
+        Schedule::new::<WebhookSweep>("webhooks", &s.webhooks)?,
     ])
 }

@@ -31,3 +31,4 @@ pub mod queue;
 pub mod seed;
 pub mod server;
 pub mod telemetry;
+pub mod webhooks;

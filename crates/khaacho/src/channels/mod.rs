@@ -13,6 +13,7 @@
 //! files (`templates`), written in the transaction of what caused it and sent by a job.
 
 pub mod chat;
+pub mod credit_notices;
 pub mod flood;
 pub mod intents;
 pub mod notify;

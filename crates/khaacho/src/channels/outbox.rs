@@ -5,9 +5,17 @@
 //! one message per recipient every 2 s, retrying after 1, 5, 15, 30 and 60 minutes, then
 //! `dead` (listed and retryable by staff). WhatsApp takes free text only within 24 hours
 //! of the phone's last message; outside that window a reply goes as its approved template
-//! (`channels.whatsapp_content_sids`) or not at all (`dead`, with the reason). Each attempt first claims the row
+//! (`channels.whatsapp_content_sids`) or not at all (`dead`, with the reason). A WhatsApp
+//! message that fails for good (refused, or that closed window) is sent once more by SMS
+//! (`bury`), and its dead row says so. Each attempt first claims the row
 //! (`queued` → `sending`), so a retried or concurrent sender run never sends it twice.
 //! Without Twilio credentials nothing is sent: rows stay `queued`, visible to staff.
+//!
+//! E-mail is a third channel of the same outbox (`email`: the recipient is the address),
+//! sent by the same job path to a SendGrid-style API (`channels.email_api_url`,
+//! `email_api_key`, `email_from`) behind its own resilience stack, with the same claim,
+//! throttle and retry schedule (no 24-hour window, no SMS fallback). Without its key the
+//! rows are recorded and stay `queued`.
 //!
 //! Time is the app's clock ([`App::clock`]), so tests drive the schedule without sleeping.
 
@@ -50,7 +58,7 @@ pub struct Reply {
 /// A row of `reply` to `recipient`, rendered in `lang`, due now.
 fn new_row(
     recipient: &str,
-    channel: MessageChannel,
+    channel: &str,
     lang: Language,
     reply: &Reply,
     inbound_id: Option<Uuid>,
@@ -59,7 +67,7 @@ fn new_row(
     OutboundRow {
         id: Uuid::now_v7(),
         recipient: recipient.to_string(),
-        channel: channel.as_str().into(),
+        channel: channel.into(),
         template: reply.template.into(),
         vars: Json(reply.vars.clone()),
         language: lang.as_str().into(),
@@ -89,7 +97,7 @@ pub async fn queue_once(
     now_ms: i64,
     send: bool,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    let row = new_row(recipient, channel, lang, reply, None, now_ms);
+    let row = new_row(recipient, channel.as_str(), lang, reply, None, now_ms);
     if !repo::insert_outbound_once(tx, &row, key).await? {
         return Ok(None);
     }
@@ -127,8 +135,63 @@ pub async fn queue_once_many(
     let rows: Vec<(OutboundRow, String)> = messages
         .iter()
         .map(|m| {
-            let row = new_row(&m.recipient, m.channel, m.lang, &m.reply, None, now_ms);
+            let row = new_row(
+                &m.recipient,
+                m.channel.as_str(),
+                m.lang,
+                &m.reply,
+                None,
+                now_ms,
+            );
             (row, m.key.clone())
+        })
+        .collect();
+    let written = repo::insert_outbound_many(tx, &rows).await?;
+    if send && !written.is_empty() {
+        let jobs: Vec<SendMessage> = written.iter().map(|&id| SendMessage { id }).collect();
+        let batch: Vec<(&SendMessage, EnqueueOptions)> = jobs
+            .iter()
+            .map(|j| (j, EnqueueOptions::default()))
+            .collect();
+        enqueue_batch(tx, &batch).await?;
+    }
+    Ok(written.len())
+}
+
+/// The outbox channel of e-mails (the recipient is the address).
+pub const EMAIL: &str = "email";
+
+/// One e-mail for [`queue_email_once_many`].
+#[derive(Debug)]
+pub struct Email {
+    /// The address.
+    pub to: String,
+    /// The language it is rendered in.
+    pub lang: Language,
+    /// What to say.
+    pub reply: Reply,
+    /// Written at most once per key.
+    pub key: String,
+}
+
+/// E-mails on the outbox's `email` channel, at most once per key, with one statement (and
+/// one for their send jobs when `send`: the e-mail API is [`email_configured`]).
+pub async fn queue_email_once_many(
+    tx: &mut Tx,
+    emails: &[Email],
+    now_ms: i64,
+    send: bool,
+) -> Result<usize, sqlx::Error> {
+    if emails.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<(OutboundRow, String)> = emails
+        .iter()
+        .map(|e| {
+            (
+                new_row(&e.to, EMAIL, e.lang, &e.reply, None, now_ms),
+                e.key.clone(),
+            )
         })
         .collect();
     let written = repo::insert_outbound_many(tx, &rows).await?;
@@ -158,7 +221,7 @@ pub async fn queue(
     now_ms: i64,
     send: bool,
 ) -> Result<Uuid, sqlx::Error> {
-    let row = new_row(recipient, channel, lang, reply, inbound_id, now_ms);
+    let row = new_row(recipient, channel.as_str(), lang, reply, inbound_id, now_ms);
     repo::insert_outbound(tx, &row).await?;
     if send {
         enqueue(tx, &SendMessage { id: row.id }, EnqueueOptions::default()).await?;
@@ -198,6 +261,7 @@ impl Classify for SendError {
 pub struct Sender {
     http: reqwest::Client,
     stack: Resilient,
+    email: Resilient,
 }
 
 impl Sender {
@@ -210,7 +274,73 @@ impl Sender {
                 .build()
                 .unwrap_or_default(),
             stack: Resilient::new(Policy::new("twilio", timeout)),
+            email: Resilient::new(Policy::new("email", timeout)),
         }
+    }
+
+    /// Posts one e-mail to the SendGrid-style API (`POST {url}/v3/mail/send`, bearer key,
+    /// JSON); returns the provider's message id (`X-Message-Id`) or `accepted`.
+    async fn post_email(
+        &self,
+        s: &ChannelsSettings,
+        m: &OutboundRow,
+    ) -> Result<String, CallError<SendError>> {
+        let (Some(key), Some(from)) = (&s.email_api_key, &s.email_from) else {
+            return Err(CallError::Inner(SendError::Refused {
+                status: 0,
+                body: "e-mail is not configured".into(),
+            }));
+        };
+        let url = format!("{}/v3/mail/send", s.email_api_url.trim_end_matches('/'));
+        let body = serde_json::json!({
+            "personalizations": [{ "to": [{ "email": m.recipient }] }],
+            "from": { "email": from, "name": "Khaacho" },
+            "subject": subject(&m.body),
+            "content": [{ "type": "text/plain", "value": m.body }],
+            "custom_args": { "khaacho_message_id": m.id.to_string() },
+        })
+        .to_string();
+        self.email
+            .call(|| {
+                let req = self
+                    .http
+                    .post(&url)
+                    .bearer_auth(key)
+                    .header("content-type", "application/json")
+                    .body(body.clone());
+                async move {
+                    let resp = req
+                        .send()
+                        .await
+                        .map_err(|e| SendError::Transient(e.to_string()))?;
+                    let status = resp.status();
+                    let id = resp
+                        .headers()
+                        .get("x-message-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let text: String = resp
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect();
+                    if status.is_success() {
+                        Ok(id.unwrap_or_else(|| "accepted".into()))
+                    } else if status.as_u16() == 429 || status.is_server_error() {
+                        Err(SendError::Transient(format!(
+                            "the e-mail API answered {status}: {text}"
+                        )))
+                    } else {
+                        Err(SendError::Refused {
+                            status: status.as_u16(),
+                            body: text,
+                        })
+                    }
+                }
+            })
+            .await
     }
 
     /// Posts one message (as free text, or as the approved template `content`: its Content
@@ -314,21 +444,41 @@ pub enum Sent {
     Skipped,
 }
 
-/// Whether this process can send at all.
+/// Whether this process can send WhatsApp and SMS (Twilio).
 pub fn configured(s: &ChannelsSettings) -> bool {
     s.twilio_account_sid.is_some() && s.twilio_auth_token.is_some()
+}
+
+/// Whether this process can send e-mail.
+pub fn email_configured(s: &ChannelsSettings) -> bool {
+    s.email_api_key.is_some() && s.email_from.is_some()
+}
+
+/// An e-mail's subject: the first line of its text, at most 78 characters.
+fn subject(body: &str) -> String {
+    let first = body.lines().next().unwrap_or_default().trim();
+    let mut out: String = first.chars().take(78).collect();
+    if first.chars().count() > 78 {
+        out.pop();
+        out.push('…');
+    }
+    format!("Khaacho: {out}")
 }
 
 /// One attempt at message `id` at `now` (see the module docs).
 #[tracing::instrument(skip(app), fields(message_id = %id))]
 pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
     let s = &app.settings().channels;
-    if !configured(s) {
+    if !configured(s) && !email_configured(s) {
         return Ok(Sent::Skipped);
     }
     let Some(m) = repo::find_outbound(app.db(), id).await? else {
         return Ok(Sent::Skipped);
     };
+    let email = m.channel == EMAIL;
+    if (email && !email_configured(s)) || (!email && !configured(s)) {
+        return Ok(Sent::Skipped);
+    }
     if m.status != "queued" || m.next_attempt_at_ms > now {
         return Ok(Sent::Skipped);
     }
@@ -344,7 +494,7 @@ pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
         Window::Closed(reason) => {
             if repo::claim(app.db(), id, now).await? {
                 tracing::warn!(%reason, "not sent");
-                repo::finish_attempt(app.db(), id, Err((&reason, None)), now).await?;
+                bury(app, &m, &reason, now).await?;
                 return Ok(Sent::Dead);
             }
             return Ok(Sent::Skipped);
@@ -354,7 +504,11 @@ pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
         return Ok(Sent::Skipped);
     }
     let attempt = m.attempts + 1;
-    let outcome = app.outbox().post(s, &m, content).await;
+    let outcome = if email {
+        app.outbox().post_email(s, &m).await
+    } else {
+        app.outbox().post(s, &m, content).await
+    };
     let result = match outcome {
         Ok(sid) => {
             repo::finish_attempt(app.db(), id, Ok(&sid), now).await?;
@@ -371,7 +525,11 @@ pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
                     .map(|m| now + m * 60_000),
             };
             tracing::warn!(attempt, error = %error, retry_at = ?next, "sending a message failed");
-            repo::finish_attempt(app.db(), id, Err((&error, next)), now).await?;
+            if next.is_none() && matches!(&e, CallError::Inner(SendError::Refused { .. })) {
+                bury(app, &m, &error, now).await?;
+            } else {
+                repo::finish_attempt(app.db(), id, Err((&error, next)), now).await?;
+            }
             match next {
                 Some(at) => Sent::RetryAt(at),
                 None => {
@@ -382,6 +540,55 @@ pub async fn send_one(app: &App, id: Uuid, now: i64) -> anyhow::Result<Sent> {
         }
     };
     Ok(result)
+}
+
+/// Marks a claimed message `dead` for `reason`. A WhatsApp message that failed for good
+/// (refused by Twilio, or outside the 24-hour window without an approved template) goes
+/// out once more by SMS when `channels.sms_from` is set: a copy on the `sms` channel (key
+/// `<id>:sms_fallback`, so never twice) with its send job, in the transaction that buries
+/// the original, whose `last_error` says so.
+async fn bury(app: &App, m: &OutboundRow, reason: &str, now: i64) -> anyhow::Result<()> {
+    let s = &app.settings().channels;
+    if m.channel != MessageChannel::Whatsapp.as_str() {
+        repo::finish_attempt(app.db(), m.id, Err((reason, None)), now).await?;
+        return Ok(());
+    }
+    if s.sms_from.is_none() {
+        let note = format!("{reason}; no SMS fallback (channels.sms_from is not set)");
+        repo::finish_attempt(app.db(), m.id, Err((&note, None)), now).await?;
+        return Ok(());
+    }
+    let copy = OutboundRow {
+        id: Uuid::now_v7(),
+        channel: MessageChannel::Sms.as_str().into(),
+        status: "queued".into(),
+        attempts: 0,
+        next_attempt_at_ms: now,
+        last_attempt_at_ms: None,
+        last_error: None,
+        provider_sid: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        ..m.clone()
+    };
+    let mut tx = app.db().begin().await?;
+    let written =
+        repo::insert_outbound_once(&mut tx, &copy, &format!("{}:sms_fallback", m.id)).await?;
+    let note = if written {
+        enqueue(
+            &mut tx,
+            &SendMessage { id: copy.id },
+            EnqueueOptions::default(),
+        )
+        .await?;
+        metrics::counter!("khaacho_messages_sms_fallback_total").increment(1);
+        format!("{reason}; sent again by SMS (message {})", copy.id)
+    } else {
+        format!("{reason}; already sent again by SMS once")
+    };
+    repo::finish_dead_tx(&mut tx, m.id, &note, now).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// How a message may go out on WhatsApp now.
@@ -430,7 +637,8 @@ async fn whatsapp_window(app: &App, m: &OutboundRow, now: i64) -> Result<Window,
 /// Sends every queued message due at `now` (retries and throttled ones). Returns what each
 /// attempt did.
 pub async fn sweep(app: &App, now: i64) -> anyhow::Result<Vec<Sent>> {
-    if !configured(&app.settings().channels) {
+    let s = &app.settings().channels;
+    if !configured(s) && !email_configured(s) {
         return Ok(Vec::new());
     }
     let buried = repo::bury_stuck(app.db(), now - STUCK_SENDING_MS, now).await?;
@@ -441,7 +649,7 @@ pub async fn sweep(app: &App, now: i64) -> anyhow::Result<Vec<Sent>> {
         );
     }
     let mut out = Vec::new();
-    for id in repo::due(app.db(), now, SWEEP).await? {
+    for id in repo::due(app.db(), now, SWEEP, configured(s), email_configured(s)).await? {
         out.push(send_one(app, id, now).await?);
     }
     Ok(out)

@@ -270,12 +270,20 @@ pub async fn find_outbound(db: &Db, id: Uuid) -> Result<Option<OutboundRow>, sql
     with_latest!(db, c => sqlx::query_as::<_, OutboundRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
-/// Ids of queued messages due at `now_ms`, oldest first.
-pub async fn due(db: &Db, now_ms: i64, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+/// Ids of queued messages due at `now_ms`, oldest first: e-mails when `email`, WhatsApp and
+/// SMS when `twilio` (rows of a channel that cannot be sent never crowd out the others).
+pub async fn due(
+    db: &Db,
+    now_ms: i64,
+    limit: i64,
+    twilio: bool,
+    email: bool,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     let rows: Vec<(Uuid,)> = with_latest!(db, c => sqlx::query_as(
         "SELECT id FROM outbound_messages WHERE status = 'queued' AND next_attempt_at_ms <= $1 \
+         AND ((channel = 'email' AND $3) OR (channel <> 'email' AND $4)) \
          ORDER BY next_attempt_at_ms, id LIMIT $2")
-        .bind(now_ms).bind(limit).fetch_all(c).await)?;
+        .bind(now_ms).bind(limit).bind(email).bind(twilio).fetch_all(c).await)?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
@@ -328,6 +336,18 @@ pub async fn finish_attempt(
          next_attempt_at_ms = COALESCE($5, next_attempt_at_ms), updated_at_ms = $6 WHERE id = $1 AND status = 'sending'")
         .bind(id).bind(status).bind(sid).bind(error).bind(next).bind(now_ms)
         .execute(c).await.map(|_| ()))
+}
+
+/// Marks a `sending` message `dead` with `error`, in the caller's transaction.
+pub async fn finish_dead_tx(
+    tx: &mut Tx,
+    id: Uuid,
+    error: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, c => sqlx::query(
+        "UPDATE outbound_messages SET status = 'dead', last_error = $2, updated_at_ms = $3 WHERE id = $1 AND status = 'sending'")
+        .bind(id).bind(error).bind(now_ms).execute(c).await.map(|_| ()))
 }
 
 /// Applies a provider status callback. `allowed_from` are the statuses it may overwrite

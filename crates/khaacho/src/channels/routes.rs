@@ -259,7 +259,7 @@ async fn twilio_status(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MessageParams {
-    /// Only to this phone (any Nepal format; normalised to E.164).
+    /// Only to this phone (any Nepal format; normalised to E.164) or e-mail address.
     pub recipient: Option<String>,
     /// Only in this status: `queued`, `sending`, `sent`, `delivered`, `failed`, `dead`.
     pub status: Option<String>,
@@ -278,7 +278,7 @@ pub struct MessageView {
     pub id: Uuid,
     /// E.164.
     pub recipient: String,
-    /// `whatsapp` or `sms`.
+    /// `whatsapp`, `sms` or `email`.
     pub channel: String,
     /// Template name.
     pub template: String,
@@ -339,12 +339,15 @@ async fn list_messages(
 ) -> Result<axum::Json<Page<MessageView>>, ApiError> {
     principal.require(STAFF)?;
     let limit = page_limit(p.limit)?;
-    let recipient = match p.recipient.as_deref() {
-        None => None,
-        Some(r) => {
-            Some(phone::e164(r).ok_or_else(|| ApiError::param("recipient", "not a phone number"))?)
-        }
-    };
+    let recipient =
+        match p.recipient.as_deref() {
+            None => None,
+            // An e-mail address (the `email` channel) as it is.
+            Some(r) if r.contains('@') => Some(r.trim().to_string()),
+            Some(r) => Some(phone::e164(r).ok_or_else(|| {
+                ApiError::param("recipient", "not a phone number or e-mail address")
+            })?),
+        };
     if let Some(s) = p.status.as_deref()
         && !STATUSES.contains(&s)
     {

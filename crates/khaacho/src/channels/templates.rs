@@ -107,6 +107,7 @@ pub const NAMES: &[&str] = &[
     "draft_cancelled",
     "nothing_pending",
     "order_placed",
+    "order_placed_safe_mode",
     "order_refused",
     "status_list",
     "status_none",
@@ -129,6 +130,12 @@ pub const NAMES: &[&str] = &[
     "order_cancelled",
     "vendor_offer",
     "vendor_part_cancelled",
+    "payment_due_soon",
+    "payment_due_today",
+    "payment_overdue",
+    "credit_overdue_warning",
+    "credit_blocked",
+    "credit_limit_cut",
 ];
 
 #[cfg(test)]

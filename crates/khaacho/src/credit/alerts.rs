@@ -1,10 +1,17 @@
 //! Risk and credit alerts: rows with a severity that operators list and acknowledge. A kind
 //! of alert is raised at most once per 24 hours per retailer (`should_alert`).
+//!
+//! The alerts DOMAIN says the retailer hears of — the overdue warning, the block of credit
+//! orders, the late-payment limit cut — also write a message to the retailer in the same
+//! transaction (`channels::credit_notices`, once per overdue debit for the first two, once
+//! per cut for the last). It is recorded without a send job: the outbox sweep sends it.
 
+use serde_json::json;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::base::db::{Db, Tx};
+use crate::channels::credit_notices::Notice;
 use crate::{with_replica, with_tx, with_write};
 
 /// How urgent an alert is.
@@ -46,12 +53,57 @@ pub async fn raise(
     if !khaacho_credit::should_alert(last, now, rules) {
         return Ok(false);
     }
+    let id = Uuid::now_v7();
+    let notice = retailer_notice(retailer, kind, &detail, id, rules);
     with_tx!(tx, c => sqlx::query(
         "INSERT INTO risk_alerts (id, retailer_id, kind, severity, detail, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(Uuid::now_v7()).bind(retailer).bind(kind).bind(severity.as_str()).bind(Json(detail)).bind(now)
+        .bind(id).bind(retailer).bind(kind).bind(severity.as_str()).bind(Json(detail)).bind(now)
         .execute(c).await.map(|r| r.rows_affected()))?;
+    if let Some(notice) = notice {
+        crate::channels::credit_notices::queue(tx, &[notice], now, false, false).await?;
+    }
     metrics::counter!("khaacho_risk_alerts_total", "kind" => kind.to_string()).increment(1);
     Ok(true)
+}
+
+/// The message an alert means to the retailer, if it hears of it (see the module docs).
+fn retailer_notice(
+    retailer: Uuid,
+    kind: &str,
+    detail: &serde_json::Value,
+    alert: Uuid,
+    rules: &khaacho_credit::CreditSettings,
+) -> Option<Notice> {
+    let due = detail["oldest_due_at_ms"].as_i64().unwrap_or_default();
+    let days = detail["days_overdue"].as_i64().unwrap_or_default();
+    let (template, vars, key) = match kind {
+        "overdue_warning" => (
+            "credit_overdue_warning",
+            json!({ "days": days, "block_days": rules.overdue_block_days }),
+            format!("{retailer}:credit_overdue_warning:{due}"),
+        ),
+        "overdue_block" => (
+            "credit_blocked",
+            json!({ "days": days }),
+            format!("{retailer}:credit_blocked:{due}"),
+        ),
+        "late_payment_cut" => (
+            "credit_limit_cut",
+            json!({
+                "from": khaacho_credit::npr(detail["from_paisa"].as_i64().unwrap_or_default()),
+                "limit": khaacho_credit::npr(detail["to_paisa"].as_i64().unwrap_or_default()),
+                "late": detail["late_payments"].as_i64().unwrap_or_default(),
+            }),
+            format!("{alert}:retailer:credit_limit_cut"),
+        ),
+        _ => return None,
+    };
+    Some(Notice {
+        retailer_id: retailer,
+        template,
+        vars,
+        key,
+    })
 }
 
 /// An alert row.

@@ -7,7 +7,9 @@
 //! - [`risk`]: the facts the order-risk rules need, read for a batch of retailers at once;
 //! - [`scoring`]: the daily credit scores with bands and automatic limit changes, and the
 //!   hourly controls (late-payment cuts, overdue warning and block, risk and spike alerts);
-//! - [`alerts`]: alerts with severity, listed and acknowledged by operators;
+//! - [`alerts`]: alerts with severity, listed and acknowledged by operators (the overdue
+//!   warning, the block and the late-payment cut also message the retailer);
+//! - [`reminders`]: the daily payment reminders (3 days before due, on due, 7 days after);
 //! - [`routes`]: the API (accounts, ledger, payments, limits, reconciliation).
 //!
 //! The rules themselves (score, bands, limit changes, controls, order risk) are pure and live
@@ -17,6 +19,7 @@
 pub mod alerts;
 pub mod ledger;
 pub mod payments;
+pub mod reminders;
 pub mod repo;
 pub mod risk;
 pub mod routes;

@@ -297,7 +297,7 @@ pub async fn controls_one(
                 retailer,
                 "overdue_block",
                 Severity::Critical,
-                json!({ "days_overdue": days }),
+                json!({ "days_overdue": days, "oldest_due_at_ms": oldest_due }),
                 now,
                 rules,
             )
@@ -309,7 +309,7 @@ pub async fn controls_one(
                 retailer,
                 "overdue_warning",
                 Severity::Warning,
-                json!({ "days_overdue": days }),
+                json!({ "days_overdue": days, "oldest_due_at_ms": oldest_due }),
                 now,
                 rules,
             )

@@ -44,6 +44,7 @@ use crate::base::wire::error::problem_response;
         (name = "reports", description = "Dashboard figures scoped to the caller, CSV exports of orders and the credit summary"),
         (name = "fulfilment", description = "Routing orders to vendors (today: the routing preview)"),
         (name = "channels", description = "WhatsApp/SMS through Twilio: signed webhooks, the outbox"),
+        (name = "webhooks", description = "Signed outbound webhooks to vendor systems: subscriptions, deliveries, retries"),
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -84,7 +85,8 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::auth::routes::router())
         .merge(crate::credit::routes::router())
         .merge(crate::fulfilment::routes::router())
-        .merge(crate::channels::routes::router());
+        .merge(crate::channels::routes::router())
+        .merge(crate::webhooks::routes::router());
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(ops::router())

@@ -9,8 +9,8 @@
 //!
 //! `OrderChanged` is where whatever must hear of a change hangs off (today: the maintained
 //! per-status counts behind `khaacho_orders{state}`, and the retailer's and vendors' messages
-//! (`channels::notify`); next: live updates,
-//! webhooks, events out). Because it is enqueued with the change, a committed change is never
+//! (`channels::notify`), and the signed webhooks to vendor systems (`webhooks::events`);
+//! next: live updates, events out). Because it is enqueued with the change, a committed change is never
 //! missed by its consumers, and a rolled-back one is never seen. A test fails if any other
 //! source file writes an order's status.
 
@@ -24,6 +24,7 @@ use crate::base::db::Tx;
 use crate::base::time::now_ms;
 use crate::channels::notify::{self, OrderChange};
 use crate::queue::{BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue};
+use crate::webhooks::events::OrderEvent;
 use crate::with_tx;
 
 /// Outcome of a transition.
@@ -383,7 +384,18 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
         })
         .collect();
     let send_now = crate::channels::outbox::configured(&ctx.app.settings().channels);
-    notify::on_order_changes(&mut tx, &notes, ctx.app.clock().now_ms(), send_now).await?;
+    let now = ctx.app.clock().now_ms();
+    notify::on_order_changes(&mut tx, &notes, now, send_now).await?;
+    let events: Vec<OrderEvent> = changes
+        .iter()
+        .map(|c| OrderEvent {
+            order_id: c.order_id,
+            event_id: c.event_id,
+            from: c.from,
+            to: c.to,
+        })
+        .collect();
+    crate::webhooks::events::on_order_changes(&mut tx, &events, now).await?;
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())

@@ -30,6 +30,9 @@ pub struct Retailer {
     pub active: bool,
     /// Language of its messages, `en` or `ne` (unset: the language it writes in, else English).
     pub language: Option<String>,
+    /// E-mail address: its messages are also e-mailed (unset: none).
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// A vendor.
@@ -62,13 +65,16 @@ pub struct Vendor {
     pub active: bool,
     /// Language of its messages, `en` or `ne` (unset: the language it writes in, else English).
     pub language: Option<String>,
+    /// E-mail address: its messages are also e-mailed (unset: none).
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Inserts a retailer (the id is generated).
 pub async fn insert_retailer(tx: &mut Tx, r: &Retailer) -> Result<(), sqlx::Error> {
     with_tx!(tx, c => sqlx::query(
-        "INSERT INTO retailers (id, name, phone, district, address, lat, lng, active, created_at_ms, language) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        "INSERT INTO retailers (id, name, phone, district, address, lat, lng, active, created_at_ms, language, email) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
         .bind(r.id)
         .bind(&r.name)
         .bind(&r.phone)
@@ -79,6 +85,7 @@ pub async fn insert_retailer(tx: &mut Tx, r: &Retailer) -> Result<(), sqlx::Erro
         .bind(r.active)
         .bind(now_ms())
         .bind(r.language.as_deref())
+        .bind(r.email.as_deref())
         .execute(c)
         .await
         .map(|r| r.rows_affected()))?;
@@ -89,7 +96,7 @@ pub async fn insert_retailer(tx: &mut Tx, r: &Retailer) -> Result<(), sqlx::Erro
 pub async fn insert_vendor(tx: &mut Tx, v: &Vendor) -> Result<(), sqlx::Error> {
     with_tx!(tx, c => sqlx::query(
         "INSERT INTO vendors (id, name, phone, districts, lat, lng, opens_at_min, closes_at_min, max_active, \
-         max_awaiting, score, active, created_at_ms, language) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+         max_awaiting, score, active, created_at_ms, language, email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
         .bind(v.id)
         .bind(&v.name)
         .bind(&v.phone)
@@ -104,6 +111,7 @@ pub async fn insert_vendor(tx: &mut Tx, v: &Vendor) -> Result<(), sqlx::Error> {
         .bind(v.active)
         .bind(now_ms())
         .bind(v.language.as_deref())
+        .bind(v.email.as_deref())
         .execute(c)
         .await
         .map(|r| r.rows_affected()))?;
@@ -114,7 +122,7 @@ pub async fn insert_vendor(tx: &mut Tx, v: &Vendor) -> Result<(), sqlx::Error> {
 pub async fn update_vendor(tx: &mut Tx, v: &Vendor) -> Result<u64, sqlx::Error> {
     with_tx!(tx, c => sqlx::query(
         "UPDATE vendors SET name = $1, districts = $2, lat = $3, lng = $4, opens_at_min = $5, closes_at_min = $6, \
-         max_active = $7, max_awaiting = $8, active = $9, language = $11 WHERE id = $10")
+         max_active = $7, max_awaiting = $8, active = $9, language = $11, email = $12 WHERE id = $10")
         .bind(&v.name)
         .bind(&v.districts)
         .bind(v.lat)
@@ -126,6 +134,7 @@ pub async fn update_vendor(tx: &mut Tx, v: &Vendor) -> Result<u64, sqlx::Error> 
         .bind(v.active)
         .bind(v.id)
         .bind(v.language.as_deref())
+        .bind(v.email.as_deref())
         .execute(c)
         .await
         .map(|r| r.rows_affected()))
@@ -134,8 +143,8 @@ pub async fn update_vendor(tx: &mut Tx, v: &Vendor) -> Result<u64, sqlx::Error> 
 /// Writes a retailer's changeable fields (not its phone); returns the rows changed.
 pub async fn update_retailer(tx: &mut Tx, r: &Retailer) -> Result<u64, sqlx::Error> {
     with_tx!(tx, c => sqlx::query(
-        "UPDATE retailers SET name = $1, district = $2, address = $3, lat = $4, lng = $5, active = $6, language = $7 \
-         WHERE id = $8")
+        "UPDATE retailers SET name = $1, district = $2, address = $3, lat = $4, lng = $5, active = $6, language = $7, \
+         email = $9 WHERE id = $8")
         .bind(&r.name)
         .bind(&r.district)
         .bind(r.address.as_deref())
@@ -144,13 +153,14 @@ pub async fn update_retailer(tx: &mut Tx, r: &Retailer) -> Result<u64, sqlx::Err
         .bind(r.active)
         .bind(r.language.as_deref())
         .bind(r.id)
+        .bind(r.email.as_deref())
         .execute(c)
         .await
         .map(|r| r.rows_affected()))
 }
 
-const RETAILER_COLS: &str = "id, name, phone, district, address, lat, lng, active, language";
-const VENDOR_COLS: &str = "id, name, phone, districts, lat, lng, opens_at_min, closes_at_min, max_active, max_awaiting, score, active, language";
+const RETAILER_COLS: &str = "id, name, phone, district, address, lat, lng, active, language, email";
+const VENDOR_COLS: &str = "id, name, phone, districts, lat, lng, opens_at_min, closes_at_min, max_active, max_awaiting, score, active, language, email";
 
 /// Retailers by id (creation order), after a cursor.
 pub async fn list_retailers(

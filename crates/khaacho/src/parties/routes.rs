@@ -91,6 +91,9 @@ pub struct RetailerChanges {
     /// Language of its messages: `en` or `ne`.
     #[serde(default)]
     pub language: Option<String>,
+    /// E-mail address (its messages are also e-mailed); `""` removes it.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Update a retailer: staff change any field but the phone; a retailer changes its own
@@ -120,7 +123,7 @@ async fn update_retailer(
             || c.active.is_some())
     {
         return Err(ApiError::Forbidden(
-            "a retailer may change only its own language".into(),
+            "a retailer may change only its own language and e-mail address".into(),
         ));
     }
     let before = repo::find_retailer(app.db(), id)
@@ -138,9 +141,11 @@ async fn update_retailer(
         lng: c.lng.or(before.lng),
         active: c.active.unwrap_or(before.active),
         language: c.language.or(before.language.clone()),
+        email: email_change(c.email, &before.email),
         ..before.clone()
     };
     let mut errors = check_common(&raw_name, &r.phone, r.lat, r.lng);
+    errors.extend(email_errors(r.email.as_deref()));
     if r.district.is_empty() {
         errors.push(FieldError::new("district", "district is required"));
     }
@@ -157,7 +162,7 @@ async fn update_retailer(
         if old.get(field) != Some(value) {
             let shown = match field.as_str() {
                 "name" => serde_json::json!(mask_name(&r.name)),
-                "address" | "lat" | "lng" => serde_json::json!("changed"),
+                "address" | "lat" | "lng" | "email" => serde_json::json!("changed"),
                 _ => value.clone(),
             };
             changed.insert(field.clone(), shown);
@@ -198,6 +203,40 @@ pub struct NewRetailer {
     /// Language of its messages: `en` or `ne` (default: the language it writes in).
     #[serde(default)]
     pub language: Option<String>,
+    /// E-mail address (its messages are also e-mailed).
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// An e-mail address as given: `None` keeps `before`, `""` removes it, else trimmed.
+fn email_change(given: Option<String>, before: &Option<String>) -> Option<String> {
+    match given {
+        None => before.clone(),
+        Some(e) if e.trim().is_empty() => None,
+        Some(e) => Some(e.trim().to_string()),
+    }
+}
+
+/// Checks an e-mail address: one `@` with text either side, a dot in the domain, no spaces,
+/// at most 254 characters.
+fn email_errors(email: Option<&str>) -> Vec<FieldError> {
+    let Some(e) = email else {
+        return Vec::new();
+    };
+    let ok = e.len() <= 254
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if ok {
+        Vec::new()
+    } else {
+        vec![FieldError::new("email", "not an e-mail address")]
+    }
 }
 
 /// Checks a language setting: `en` (English) or `ne` (Nepali).
@@ -267,6 +306,8 @@ async fn create_retailer(
         errors.push(FieldError::new("district", "district is required"));
     }
     errors.extend(language_errors(r.language.as_deref()));
+    let email = email_change(r.email, &None);
+    errors.extend(email_errors(email.as_deref()));
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -280,6 +321,7 @@ async fn create_retailer(
         lng: r.lng,
         active: true,
         language: r.language,
+        email,
     };
     let mut tx = app.db().begin().await?;
     repo::insert_retailer(&mut tx, &retailer)
@@ -356,6 +398,9 @@ pub struct NewVendor {
     /// Language of its messages: `en` or `ne` (default: the language it writes in).
     #[serde(default)]
     pub language: Option<String>,
+    /// E-mail address (its messages are also e-mailed).
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Parses `HH:MM` into minutes after midnight.
@@ -396,6 +441,7 @@ fn vendor_errors(raw_name: &str, v: &Vendor, time_errors: Vec<FieldError>) -> Ve
         ));
     }
     errors.extend(language_errors(v.language.as_deref()));
+    errors.extend(email_errors(v.email.as_deref()));
     if v.max_active < 1 || v.max_awaiting < 1 {
         errors.push(FieldError::new(
             "max_active",
@@ -440,6 +486,9 @@ pub struct VendorChanges {
     /// Language of its messages: `en` or `ne`.
     #[serde(default)]
     pub language: Option<String>,
+    /// E-mail address (its messages are also e-mailed); `""` removes it.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Update a vendor: staff change districts, coordinates, working hours, capacities, name,
@@ -474,7 +523,7 @@ async fn update_vendor(
             || c.active.is_some())
     {
         return Err(ApiError::Forbidden(
-            "a vendor may change only its own language".into(),
+            "a vendor may change only its own language and e-mail address".into(),
         ));
     }
     let before = repo::find_vendor(app.db(), id)
@@ -506,6 +555,7 @@ async fn update_vendor(
         max_awaiting: c.max_awaiting.unwrap_or(before.max_awaiting),
         active: c.active.unwrap_or(before.active),
         language: c.language.or(before.language.clone()),
+        email: email_change(c.email, &before.email),
         ..before.clone()
     };
     let errors = vendor_errors(raw_name, &v, time_errors);
@@ -521,6 +571,8 @@ async fn update_vendor(
         if old.get(field) != Some(value) {
             let shown = if field == "name" {
                 serde_json::json!(mask_name(&v.name))
+            } else if field == "email" {
+                serde_json::json!("changed")
             } else {
                 value.clone()
             };
@@ -565,6 +617,7 @@ async fn create_vendor(
         score: 50,
         active: true,
         language: v.language,
+        email: email_change(v.email, &None),
     };
     let errors = vendor_errors(&v.name, &vendor, time_errors);
     if !errors.is_empty() {

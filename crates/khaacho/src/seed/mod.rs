@@ -113,6 +113,7 @@ pub async fn demo(app: &App) -> anyhow::Result<SeedReport> {
             score: 50,
             active: true,
             language: None,
+            email: None,
         };
         parties::insert_vendor(&mut tx, &vendor).await?;
         report.vendors += 1;
@@ -142,6 +143,7 @@ pub async fn demo(app: &App) -> anyhow::Result<SeedReport> {
             lng: row.lng,
             active: true,
             language: None,
+            email: None,
         };
         parties::insert_retailer(&mut tx, &r).await?;
         report.retailers += 1;

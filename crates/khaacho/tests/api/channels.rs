@@ -1256,3 +1256,139 @@ async fn twilio_webhooks_have_their_own_limit_not_the_anonymous_one() {
         "{metrics}"
     );
 }
+
+/// A mock Twilio that refuses every WhatsApp message (Twilio's 63016-style 400) and takes
+/// every SMS from `+15005550006`.
+async fn twilio_without_whatsapp() -> MockServer {
+    let server = MockServer::start().await;
+    let n = Arc::new(AtomicUsize::new(0));
+    Mock::given(method("POST"))
+        .and(path("/2010-04-01/Accounts/AC123/Messages.json"))
+        .respond_with(move |req: &Request| {
+            let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&req.body).unwrap();
+            let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            if get("To").unwrap().starts_with("whatsapp:") {
+                ResponseTemplate::new(400).set_body_json(
+                    json!({ "code": 63016, "message": "Failed to send freeform message" }),
+                )
+            } else {
+                assert_eq!(get("From").as_deref(), Some("+15005550006"));
+                ResponseTemplate::new(201)
+                    .set_body_json(json!({ "sid": format!("SM{i:032}"), "status": "queued" }))
+            }
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+/// `(channel, status, last_error, body)` of the outbox to `phone`, oldest first.
+async fn rows(t: &TestApp, phone: &str) -> Vec<(String, String, String, String)> {
+    messages(t, phone)
+        .await
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+            (s("channel"), s("status"), s("last_error"), s("body"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_whatsapp_message_that_fails_for_good_goes_once_by_sms_and_the_dead_row_says_so() {
+    let server = twilio_without_whatsapp().await;
+    let t = spawn_sending_with(&server, |s| {
+        s.channels.sms_from = Some("+15005550006".into());
+    })
+    .await;
+    let phone = "+9779811111111";
+    say(&t, phone, "hello").await;
+    // Refused on WhatsApp: dead, and the same text queued by SMS (held 2 s by the throttle).
+    let m = rows(&t, phone).await;
+    assert_eq!(m.len(), 2, "{m:?}");
+    let sms_id = messages(&t, phone).await[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!((m[0].0.as_str(), m[0].1.as_str()), ("whatsapp", "dead"));
+    assert!(m[0].2.contains("63016"), "{}", m[0].2);
+    assert!(
+        m[0].2
+            .ends_with(&format!("; sent again by SMS (message {sms_id})")),
+        "{}",
+        m[0].2
+    );
+    assert_eq!((m[1].0.as_str(), m[1].1.as_str()), ("sms", "queued"));
+    assert_eq!(m[1].3, m[0].3, "the same text");
+    t.app.clock().advance(2_000);
+    sweep(&t).await;
+    let m = rows(&t, phone).await;
+    assert_eq!(m[1].1, "sent", "{m:?}");
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&requests[1].body).unwrap();
+    assert!(form.contains(&("To".into(), phone.into())), "{form:?}");
+
+    // Retried by staff and refused again: no second SMS.
+    let wa = messages(&t, phone).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = t
+        .post_json(&format!("/api/v1/channels/messages/{wa}/retry"), &json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    t.app.clock().advance(2_000);
+    t.run_jobs().await;
+    let m = rows(&t, phone).await;
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert_eq!(m[0].1, "dead");
+    assert!(
+        m[0].2.ends_with("; already sent again by SMS once"),
+        "{}",
+        m[0].2
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+
+    // Outside the 24-hour window without an approved template: not tried on WhatsApp, by SMS.
+    t.app.clock().advance(24 * 60 * MINUTE + 1_000);
+    let mut tx = t.app.db().begin().await.unwrap();
+    let reply = khaacho::channels::outbox::Reply {
+        template: "thanks",
+        vars: json!({ "name": "Gita Kirana" }),
+    };
+    khaacho::channels::outbox::queue(
+        &mut tx,
+        phone,
+        khaacho::channels::phone::MessageChannel::Whatsapp,
+        khaacho::channels::templates::Language::En,
+        &reply,
+        None,
+        t.app.clock().now_ms(),
+        true,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    t.run_jobs().await;
+    t.app.clock().advance(2_000);
+    sweep(&t).await;
+    let m = rows(&t, phone).await;
+    assert_eq!(m.len(), 4, "{m:?}");
+    assert_eq!((m[2].0.as_str(), m[2].1.as_str()), ("whatsapp", "dead"));
+    assert!(
+        m[2].2.contains("24-hour window") && m[2].2.contains("sent again by SMS"),
+        "{}",
+        m[2].2
+    );
+    assert_eq!(
+        (m[3].0.as_str(), m[3].1.as_str(), m[3].3.as_str()),
+        ("sms", "sent", "You're welcome, Gita Kirana!")
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        4,
+        "no WhatsApp call"
+    );
+}

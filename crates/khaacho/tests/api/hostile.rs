@@ -471,7 +471,7 @@ async fn every_list_route_names_its_bad_parameters_with_400() {
             .await;
         }
     }
-    assert_eq!(lists, 13, "every list route has a cursor");
+    assert_eq!(lists, 15, "every list route has a cursor");
     p.assert_documented();
 }
 

@@ -188,12 +188,6 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, No, Own],
         "retailer: its own record (others: 404)",
     ),
-    (
-        "PATCH",
-        "/api/v1/retailers/{id}",
-        [Yes, Yes, No, Own],
-        "retailer: its own language only (others: 404); audited with the fields that changed",
-    ),
     ("GET", "/api/v1/admin/mode", [Yes, Yes, No, No], ""),
     (
         "PUT",
@@ -226,7 +220,43 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         "PATCH",
         "/api/v1/vendors/{id}",
         [Yes, Yes, Own, No],
-        "vendor: its own language only (others: 404); audited with the fields that changed",
+        "audited with the fields that changed; vendor: its own language and e-mail only",
+    ),
+    (
+        "PATCH",
+        "/api/v1/retailers/{id}",
+        [Yes, Yes, No, Own],
+        "audited with the fields that changed; retailer: its own language and e-mail only",
+    ),
+    (
+        "POST",
+        "/api/v1/webhooks",
+        [Yes, No, Own, No],
+        "vendor: for itself only (another vendor_id: 403); the secret is shown once",
+    ),
+    (
+        "GET",
+        "/api/v1/webhooks",
+        [Yes, No, Own, No],
+        "vendor: its own",
+    ),
+    (
+        "DELETE",
+        "/api/v1/webhooks/{id}",
+        [Yes, No, Own, No],
+        "vendor: its own (others: 404); audited",
+    ),
+    (
+        "GET",
+        "/api/v1/webhooks/{id}/deliveries",
+        [Yes, No, Own, No],
+        "vendor: its own subscriptions' (others: 404)",
+    ),
+    (
+        "POST",
+        "/api/v1/webhooks/deliveries/{id}/retry",
+        [Yes, No, Own, No],
+        "a dead delivery; vendor: its own (others: 404); audited",
     ),
     (
         "GET",
