@@ -31,6 +31,7 @@ struct Inner {
     volumes: crate::fulfilment::facts::VolumeCache,
     outbox: crate::channels::outbox::Sender,
     sla: crate::base::sla::SlaRecorder,
+    live: crate::live::hub::Hub,
 }
 
 impl App {
@@ -45,6 +46,7 @@ impl App {
             .unwrap_or_else(|_| khaacho_agents::AgentChain::local_only());
         let backpressure = Backpressure::new(settings.backpressure.clone());
         let outbox = crate::channels::outbox::Sender::new(&settings.channels);
+        let live = crate::live::hub::Hub::new(db.clone(), settings.live.clone());
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -58,6 +60,7 @@ impl App {
                 volumes: Default::default(),
                 outbox,
                 sla: Default::default(),
+                live,
             }),
         }
     }
@@ -125,6 +128,11 @@ impl App {
     /// This process's rolling record of HTTP requests (`GET /api/v1/sla`).
     pub fn sla(&self) -> &crate::base::sla::SlaRecorder {
         &self.inner.sla
+    }
+
+    /// This process's live-updates hub (`/api/v1/ws`).
+    pub fn live(&self) -> &crate::live::hub::Hub {
+        &self.inner.live
     }
 
     /// The catalogue view used by the intake.

@@ -57,6 +57,44 @@ pub struct Settings {
     pub channels: ChannelsSettings,
     /// Operations alert thresholds.
     pub ops: OpsSettings,
+    /// Live updates over WebSocket (`/api/v1/ws`).
+    pub live: LiveSettings,
+}
+
+/// Live updates over WebSocket (`/api/v1/ws`, DESIGN.md §14).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct LiveSettings {
+    /// How long a ticket from `POST /api/v1/ws/tickets` may be used (once).
+    pub ticket_ttl_ms: i64,
+    /// The server pings every socket this often.
+    pub heartbeat_ms: u64,
+    /// A socket from which nothing (not even a pong) arrived for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Largest frame or message a client may send; larger closes the socket with 1009.
+    pub max_frame_bytes: usize,
+    /// Events buffered per socket.
+    pub buffer: usize,
+    /// How long the hub waits for a socket whose buffer is full before dropping it (1013;
+    /// it may resume with `after`).
+    pub slow_grace_ms: u64,
+    /// The hub reads the feed at least this often (it is also woken by every commit of this
+    /// process and, on PostgreSQL, by `NOTIFY` from the other processes).
+    pub poll_ms: u64,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            ticket_ttl_ms: 60_000,
+            heartbeat_ms: 15_000,
+            idle_timeout_ms: 45_000,
+            max_frame_bytes: 16 * 1024,
+            buffer: 256,
+            slow_grace_ms: 1_000,
+            poll_ms: 1_000,
+        }
+    }
 }
 
 /// WhatsApp/SMS through Twilio (DOMAIN.md "Channels"). Without `twilio_auth_token` inbound
@@ -298,6 +336,7 @@ impl Default for Settings {
             backpressure: BackpressureSettings::default(),
             channels: ChannelsSettings::default(),
             ops: OpsSettings::default(),
+            live: LiveSettings::default(),
         }
     }
 }
@@ -409,6 +448,18 @@ impl Settings {
         if self.backpressure.max_ready_age_ms < 0 || self.backpressure.sample_interval_ms == 0 {
             bail!(
                 "backpressure.max_ready_age_ms must be >= 0 and backpressure.sample_interval_ms > 0"
+            );
+        }
+        if self.live.ticket_ttl_ms <= 0
+            || self.live.heartbeat_ms == 0
+            || self.live.idle_timeout_ms <= self.live.heartbeat_ms
+            || self.live.buffer == 0
+            || self.live.poll_ms == 0
+            || self.live.max_frame_bytes < 256
+        {
+            bail!(
+                "live: ticket_ttl_ms, heartbeat_ms, buffer and poll_ms must be positive, \
+                 idle_timeout_ms longer than heartbeat_ms, max_frame_bytes at least 256"
             );
         }
         if self.channels.draft_ttl_minutes <= 0 || self.channels.max_body_bytes == 0 {

@@ -43,6 +43,7 @@ use crate::base::wire::error::problem_response;
         (name = "credit", description = "Credit accounts, ledger, payments, limits and reconciliation"),
         (name = "fulfilment", description = "Routing orders to vendors (today: the routing preview)"),
         (name = "channels", description = "WhatsApp/SMS through Twilio: signed webhooks, the outbox"),
+        (name = "live", description = "Live updates: WebSocket tickets and the /ws socket"),
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -81,7 +82,8 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::auth::routes::router())
         .merge(crate::credit::routes::router())
         .merge(crate::fulfilment::routes::router())
-        .merge(crate::channels::routes::router());
+        .merge(crate::channels::routes::router())
+        .merge(crate::live::routes::router());
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(ops::router())

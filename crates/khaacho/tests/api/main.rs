@@ -11,6 +11,7 @@ mod dashboards;
 mod fulfilment;
 mod helpers;
 mod hostile;
+mod live;
 mod notifications;
 mod ops;
 mod orders;
