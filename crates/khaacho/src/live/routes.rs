@@ -73,9 +73,11 @@ pub struct SocketParams {
 
 /// The live-updates WebSocket (DESIGN.md §14; protocol in the README and ARCHITECTURE.md):
 /// send `{"type":"subscribe","topics":["orders"],"after":"<last event id>"}`, receive
-/// `subscribed`, the missed events, `caught_up`, then live `event` frames. A missing,
-/// malformed, expired, unknown or used ticket is 401 before the upgrade.
-#[utoipa::path(get, path = "/ws", tag = "live", params(SocketParams), security(()),
+/// `subscribed`, the missed events, `caught_up`, then live `event` frames. Authenticated by
+/// `ticket` (browsers) or, for clients that can send headers, by the usual `Authorization`
+/// or `X-Api-Key`. A missing, malformed, expired, unknown or used ticket is 401 before the
+/// upgrade (audited).
+#[utoipa::path(get, path = "/ws", tag = "live", params(SocketParams),
     responses((status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -83,35 +85,46 @@ pub struct SocketParams {
 async fn open_socket(
     State(app): State<App>,
     headers: HeaderMap,
+    caller: Result<Principal, ApiError>,
     Query(p): Query<SocketParams>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let not_upgrade = || {
+        ApiError::BadRequest(
+            StatusCode::UPGRADE_REQUIRED,
+            "this route only answers a WebSocket upgrade (GET with Connection: Upgrade, Upgrade: websocket)"
+                .into(),
+        )
+    };
     let Some(ticket) = p.ticket else {
-        return Err(ApiError::Unauthorized(
-            "a ticket is required: POST /api/v1/ws/tickets, then open /api/v1/ws?ticket=…",
-        ));
+        // No ticket: the request's own credentials (a client that can send headers).
+        let principal = caller.map_err(|_| {
+            ApiError::Unauthorized(
+                "a ticket is required: POST /api/v1/ws/tickets, then open /api/v1/ws?ticket=…",
+            )
+        })?;
+        let upgrade = upgrade.map_err(|_| not_upgrade())?;
+        return Ok(accept(app, principal, upgrade));
     };
     if !tickets::well_formed(&ticket) {
         return Err(refuse(&app, &headers, Refused::Malformed).await);
     }
-    let Ok(upgrade) = upgrade else {
-        // Checked before the ticket is used, so a plain GET does not burn it.
-        return Err(ApiError::BadRequest(
-            StatusCode::UPGRADE_REQUIRED,
-            "this route only answers a WebSocket upgrade (GET with Connection: Upgrade, Upgrade: websocket)"
-                .into(),
-        ));
-    };
+    // Checked before the ticket is used, so a plain GET does not burn it.
+    let upgrade = upgrade.map_err(|_| not_upgrade())?;
     let principal = match tickets::redeem(app.db(), &ticket, app.clock().now_ms()).await? {
         Ok(p) => p,
         Err(why) => return Err(refuse(&app, &headers, why).await),
     };
+    Ok(accept(app, principal, upgrade))
+}
+
+fn accept(app: App, principal: Principal, upgrade: WebSocketUpgrade) -> Response {
     let max = app.settings().live.max_frame_bytes;
-    Ok(upgrade
+    upgrade
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| super::session::run(app, principal, socket))
-        .into_response())
+        .into_response()
 }
 
 /// Audits a refused ticket like any refused credential, and answers 401.

@@ -370,6 +370,22 @@ async fn missing_forged_expired_and_reused_tickets_are_401_and_audited() {
     t.app.clock().advance(61_000);
     assert_eq!(refused(&t, &tk).await.0, 401);
 
+    // A client that can send headers needs no ticket; a bad header is refused like anywhere.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let bearer = |token: String| {
+        let mut req = format!("ws://{}/api/v1/ws", t.addr).into_client_request().unwrap();
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(bearer(t.token(Role::Operator, None)))
+        .await
+        .unwrap();
+    subscribe(&mut ws, &["alerts"], None).await;
+    match tokio_tungstenite::connect_async(bearer("forged".into())).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+
     let rows = audit_rows(&t, "action=auth.invalid_credentials").await;
     let reasons: Vec<&str> = rows
         .iter()

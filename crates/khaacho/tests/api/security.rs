@@ -188,6 +188,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         [Yes, Yes, No, Own],
         "retailer: its own record (others: 404)",
     ),
+    (
+        "PATCH",
+        "/api/v1/retailers/{id}",
+        [Yes, Yes, No, Own],
+        "retailer: its own language only (others: 404); audited with the fields that changed",
+    ),
     ("GET", "/api/v1/vendors", [Yes, Yes, No, No], ""),
     ("POST", "/api/v1/vendors", [Yes, Yes, No, No], ""),
     (
@@ -199,8 +205,8 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
     (
         "PATCH",
         "/api/v1/vendors/{id}",
-        [Yes, Yes, No, No],
-        "audited with the fields that changed",
+        [Yes, Yes, Own, No],
+        "vendor: its own language only (others: 404); audited with the fields that changed",
     ),
     (
         "GET",
@@ -286,6 +292,18 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
         "/api/v1/sla",
         [Yes, Yes, No, No],
         "this process's HTTP service levels",
+    ),
+    (
+        "POST",
+        "/api/v1/ws/tickets",
+        [Yes; 4],
+        "a 60 s single-use ticket for the live-updates socket, which acts as the caller",
+    ),
+    (
+        "GET",
+        "/api/v1/ws",
+        [Yes; 4],
+        "a ticket (browsers) or the usual credentials; topics scoped by role and tenant (alerts: staff)",
     ),
     (
         "POST",
