@@ -315,7 +315,9 @@ async fn write(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let (talked, channels): (Vec<(String, String)>, Vec<(String, String)>) = with_tx!(tx, c => {
+    // (phone, language) and (phone, channel) pairs.
+    type PhonePairs = Vec<(String, String)>;
+    let (talked, channels): (PhonePairs, PhonePairs) = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new("SELECT phone, language FROM conversations WHERE");
         push_texts(&mut qb, "phone", &phones);
         let talked = qb.build_query_as::<(String, String)>().fetch_all(&mut *c).await?;

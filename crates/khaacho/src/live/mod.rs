@@ -7,6 +7,7 @@
 //! scope may see them, through bounded queues), `session.rs` (one socket: topics, replay,
 //! heartbeats, limits), `routes.rs` (the ticket route and the upgrade).
 
+pub mod bench;
 pub mod feed;
 pub mod hub;
 pub mod routes;

@@ -353,10 +353,10 @@ impl Session {
         if !self.send(socket, frame).await {
             return Ok(false);
         }
-        if let Some(after) = after_seq {
-            if !self.replay(socket, after).await? {
-                return Ok(false);
-            }
+        if let Some(after) = after_seq
+            && !self.replay(socket, after).await?
+        {
+            return Ok(false);
         }
         if first {
             let frame = json!({ "type": "caught_up", "seq": self.last_seq });

@@ -373,8 +373,11 @@ async fn missing_forged_expired_and_reused_tickets_are_401_and_audited() {
     // A client that can send headers needs no ticket; a bad header is refused like anywhere.
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let bearer = |token: String| {
-        let mut req = format!("ws://{}/api/v1/ws", t.addr).into_client_request().unwrap();
-        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let mut req = format!("ws://{}/api/v1/ws", t.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
         req
     };
     let (mut ws, _) = tokio_tungstenite::connect_async(bearer(t.token(Role::Operator, None)))
