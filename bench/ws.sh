@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Live updates under many sockets: `khaacho serve` (default settings) on a fresh database with
-# the demo data, and `khaacho loadtest-ws` opening SUBSCRIBERS WebSockets (a ticket each),
+# the demo data, and `khaacho loadtest-ws` opening SUBSCRIBERS WebSockets (operator token),
 # all subscribed to `orders`, then placing EVENTS orders one at a time and timing, on every
 # socket, POST /api/v1/orders → that order's `received` event (intake commit, the
 # order.changed job, the feed, the hub, the socket).

@@ -1,5 +1,7 @@
 //! `khaacho loadtest-ws`: the live-updates benchmark against a running server (loopback
-//! only). Opens `--subscribers` sockets (each with its own ticket, as a browser would),
+//! only). Opens `--subscribers` sockets (with the `Authorization` header: ticketed upgrades
+//! carry no credential, so they fall under the anonymous per-IP rate limit, which one
+//! machine opening 1,000 sockets would hit),
 //! subscribes each to `orders`, then places `--events` orders one after another over HTTP
 //! and times, for every socket, from just before the `POST /api/v1/orders` to the arrival of
 //! that order's `received` event. The path timed is the whole one: intake commit, the
@@ -94,11 +96,10 @@ pub async fn run(app: &App, args: &WsBenchArgs) -> anyhow::Result<WsBenchReport>
     let started = Instant::now();
     for _ in 0..args.subscribers {
         let permit = slots.clone().acquire_owned().await?;
-        let (http, auth, base, ws_base) =
-            (http.clone(), auth.clone(), base.clone(), ws_base.clone());
+        let (auth, ws_base) = (auth.clone(), ws_base.clone());
         let (arrivals, ready_tx) = (arrivals.clone(), ready_tx.clone());
         tokio::spawn(async move {
-            let ws = open(&http, &auth, &base, &ws_base).await;
+            let ws = open(&auth, &ws_base).await;
             drop(permit);
             let mut ws = match ws {
                 Ok(ws) => {
@@ -197,25 +198,13 @@ pub async fn run(app: &App, args: &WsBenchArgs) -> anyhow::Result<WsBenchReport>
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A ticket, the socket, the subscription (through `caught_up`).
-async fn open(
-    http: &reqwest::Client,
-    auth: &str,
-    base: &str,
-    ws_base: &str,
-) -> anyhow::Result<Socket> {
+/// The socket and its subscription (through `caught_up`).
+async fn open(auth: &str, ws_base: &str) -> anyhow::Result<Socket> {
     use futures::SinkExt;
-    let ticket: Value = http
-        .post(format!("{base}/api/v1/ws/tickets"))
-        .header("authorization", auth)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let ticket = ticket["ticket"].as_str().unwrap_or_default();
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("{ws_base}/api/v1/ws?ticket={ticket}")).await?;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{ws_base}/api/v1/ws").into_client_request()?;
+    req.headers_mut().insert("authorization", auth.parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
     let subscribe = json!({ "type": "subscribe", "topics": ["orders"] }).to_string();
     ws.send(Message::Text(subscribe.into())).await?;
     while let Some(msg) = ws.next().await {

@@ -76,6 +76,9 @@ pub struct FeedEvent {
     pub detail: Option<Value>,
     /// When (epoch ms).
     pub at_ms: i64,
+    /// The frame as every caller with full visibility gets it, rendered once for all their
+    /// sockets (by the first one that sends it).
+    pub full_frame: std::sync::OnceLock<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -139,6 +142,7 @@ pub async fn read(
             reason: r.reason,
             detail: r.detail.map(|d| d.0),
             at_ms: r.at_ms,
+            full_frame: std::sync::OnceLock::new(),
         })
         .collect())
 }

@@ -218,6 +218,23 @@ impl Session {
         )
     }
 
+    /// Sends an event frame as this caller may see it (rendered once for all full-visibility
+    /// sockets).
+    async fn send_event(&self, socket: &mut WebSocket, event: &FeedEvent) -> bool {
+        let text = match self.visibility {
+            Visibility::Full => event
+                .full_frame
+                .get_or_init(|| render(event, Visibility::Full))
+                .clone(),
+            vendor => render(event, vendor),
+        };
+        matches!(
+            tokio::time::timeout(self.send_timeout(), socket.send(Message::Text(text.into())))
+                .await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Sends a close frame, then reads until the client answers it (so the close frame is not
     /// lost to a reset), for at most a second.
     async fn close(&self, socket: &mut WebSocket, code: u16, reason: String) {
@@ -250,14 +267,7 @@ impl Session {
         if !self.topics.matches(event) {
             return true;
         }
-        let detail = event
-            .detail
-            .clone()
-            .map(|d| self.visibility.event_detail(d));
-        let frame = json!({ "type": "event", "id": event.event_id, "seq": event.seq,
-            "order_id": event.order_id, "from": event.from, "to": event.to, "reason": event.reason,
-            "at": fmt_time(event.at_ms), "at_ms": event.at_ms, "detail": detail });
-        if !self.send(socket, frame).await {
+        if !self.send_event(socket, event).await {
             return false;
         }
         self.last_id = Some(event.event_id);
@@ -382,14 +392,7 @@ impl Session {
                 if !self.topics.matches(event) {
                     continue;
                 }
-                let detail = event
-                    .detail
-                    .clone()
-                    .map(|d| self.visibility.event_detail(d));
-                let frame = json!({ "type": "event", "id": event.event_id, "seq": event.seq,
-                    "order_id": event.order_id, "from": event.from, "to": event.to, "reason": event.reason,
-                    "at": fmt_time(event.at_ms), "at_ms": event.at_ms, "detail": detail });
-                if !self.send(socket, frame).await {
+                if !self.send_event(socket, event).await {
                     return Ok(false);
                 }
                 self.last_id = Some(event.event_id);
@@ -438,6 +441,15 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// An event frame with the details `visibility` allows.
+fn render(event: &FeedEvent, visibility: Visibility) -> String {
+    let detail = event.detail.clone().map(|d| visibility.event_detail(d));
+    json!({ "type": "event", "id": event.event_id, "seq": event.seq,
+        "order_id": event.order_id, "from": event.from, "to": event.to, "reason": event.reason,
+        "at": fmt_time(event.at_ms), "at_ms": event.at_ms, "detail": detail })
+    .to_string()
 }
 
 fn internal(e: sqlx::Error) -> Refusal {
