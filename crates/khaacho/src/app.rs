@@ -33,6 +33,7 @@ struct Inner {
     webhooks: crate::webhooks::sender::Deliverer,
     sla: crate::base::sla::SlaRecorder,
     mode: crate::base::mode::Mode,
+    live: crate::live::hub::Hub,
 }
 
 impl App {
@@ -48,6 +49,7 @@ impl App {
         let backpressure = Backpressure::new(settings.backpressure.clone());
         let outbox = crate::channels::outbox::Sender::new(&settings.channels);
         let webhooks = crate::webhooks::sender::Deliverer::new(&settings.webhooks);
+        let live = crate::live::hub::Hub::new(db.clone(), settings.live.clone());
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -63,6 +65,7 @@ impl App {
                 webhooks,
                 sla: Default::default(),
                 mode: Default::default(),
+                live,
             }),
         }
     }
@@ -142,6 +145,11 @@ impl App {
     /// This process's copy of the operating mode (safe mode, degradation level).
     pub fn mode(&self) -> &crate::base::mode::Mode {
         &self.inner.mode
+    }
+
+    /// This process's live-updates hub (`/api/v1/ws`).
+    pub fn live(&self) -> &crate::live::hub::Hub {
+        &self.inner.live
     }
 
     /// The catalogue view used by the intake.

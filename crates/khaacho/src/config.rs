@@ -59,6 +59,8 @@ pub struct Settings {
     pub ops: OpsSettings,
     /// Signed outbound webhooks to vendor systems.
     pub webhooks: WebhookSettings,
+    /// Live updates over WebSocket (`/api/v1/ws`).
+    pub live: LiveSettings,
 }
 
 /// Signed outbound webhooks (`/api/v1/webhooks`): the sender's time budget and the rule for
@@ -79,6 +81,42 @@ impl Default for WebhookSettings {
         Self {
             send_timeout_ms: 10_000,
             allow_insecure_urls: false,
+        }
+    }
+}
+
+/// Live updates over WebSocket (`/api/v1/ws`, DESIGN.md §14).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct LiveSettings {
+    /// How long a ticket from `POST /api/v1/ws/tickets` may be used (once).
+    pub ticket_ttl_ms: i64,
+    /// The server pings every socket this often.
+    pub heartbeat_ms: u64,
+    /// A socket from which nothing (not even a pong) arrived for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Largest frame or message a client may send; larger closes the socket with 1009.
+    pub max_frame_bytes: usize,
+    /// Events buffered per socket.
+    pub buffer: usize,
+    /// How long the hub waits for a socket whose buffer is full before dropping it (1013;
+    /// it may resume with `after`).
+    pub slow_grace_ms: u64,
+    /// The hub reads the feed at least this often (it is also woken by every commit of this
+    /// process and, on PostgreSQL, by `NOTIFY` from the other processes).
+    pub poll_ms: u64,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            ticket_ttl_ms: 60_000,
+            heartbeat_ms: 15_000,
+            idle_timeout_ms: 45_000,
+            max_frame_bytes: 16 * 1024,
+            buffer: 256,
+            slow_grace_ms: 1_000,
+            poll_ms: 1_000,
         }
     }
 }
@@ -361,6 +399,7 @@ impl Default for Settings {
             channels: ChannelsSettings::default(),
             ops: OpsSettings::default(),
             webhooks: WebhookSettings::default(),
+            live: LiveSettings::default(),
         }
     }
 }
@@ -474,6 +513,18 @@ impl Settings {
         if self.backpressure.max_ready_age_ms < 0 || self.backpressure.sample_interval_ms == 0 {
             bail!(
                 "backpressure.max_ready_age_ms must be >= 0 and backpressure.sample_interval_ms > 0"
+            );
+        }
+        if self.live.ticket_ttl_ms <= 0
+            || self.live.heartbeat_ms == 0
+            || self.live.idle_timeout_ms <= self.live.heartbeat_ms
+            || self.live.buffer == 0
+            || self.live.poll_ms == 0
+            || self.live.max_frame_bytes < 256
+        {
+            bail!(
+                "live: ticket_ttl_ms, heartbeat_ms, buffer and poll_ms must be positive, \
+                 idle_timeout_ms longer than heartbeat_ms, max_frame_bytes at least 256"
             );
         }
         if self.channels.draft_ttl_minutes <= 0 || self.channels.max_body_bytes == 0 {

@@ -24,6 +24,7 @@ pub mod credit;
 pub mod fulfilment;
 pub mod http;
 pub mod jobs;
+pub mod live;
 pub mod maintenance;
 pub mod orders;
 pub mod parties;

@@ -84,6 +84,10 @@ enum Command {
     /// Twilio webhooks open loop from the retailers' phones, then the processing followed in
     /// the database until every message is handled.
     LoadtestMessages(khaacho::channels::flood::FloodArgs),
+    /// The live-updates benchmark against a running server (loopback only): opens many
+    /// WebSockets subscribed to `orders`, places orders one at a time and times each one's
+    /// event on every socket.
+    LoadtestWs(khaacho::live::bench::WsBenchArgs),
     /// Parse order messages offline against a catalogue CSV (no database needed).
     Parse {
         /// Catalogue CSV: `sku,name,aliases,unit,pack_size,price_npr,category`.
@@ -306,6 +310,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::LoadtestMessages(args) => {
             let report = khaacho::channels::flood::run(&app, &args).await?;
             khaacho::channels::flood::print(&report, &args);
+            Ok(())
+        }
+        Command::LoadtestWs(args) => {
+            let report = khaacho::live::bench::run(&app, &args).await?;
+            khaacho::live::bench::print(&report, args.json);
             Ok(())
         }
         Command::Loadtest(_)

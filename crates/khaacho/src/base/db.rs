@@ -62,7 +62,7 @@ pub struct Announcer {
 }
 
 impl Announcer {
-    fn spawn(pool: PgPool) -> Self {
+    fn spawn(pool: PgPool, channel: &'static str) -> Self {
         let pending = Arc::new(Notify::new());
         let stop = tokio_util::sync::CancellationToken::new();
         let (p, s) = (pending.clone(), stop.clone());
@@ -76,19 +76,20 @@ impl Announcer {
                     return;
                 }
                 if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(JOBS_CHANNEL)
+                    .bind(channel)
                     .execute(&pool)
                     .await
                 {
                     // The consumers' polling picks the jobs up meanwhile.
-                    tracing::debug!(error = %e, "announcing enqueued jobs failed");
+                    tracing::debug!(error = %e, channel, "announcing after commit failed");
                 }
             }
         });
         Self { pending, stop }
     }
 
-    fn announce(&self) {
+    /// Asks for one `NOTIFY` on this announcer's channel (coalesced with any pending one).
+    pub fn announce(&self) {
         self.pending.notify_one();
     }
 }
@@ -212,7 +213,7 @@ impl Db {
             Backend::Sqlite { write, read }
         };
         let announce = match &backend {
-            Backend::Pg(pool) => Some(Arc::new(Announcer::spawn(pool.clone()))),
+            Backend::Pg(pool) => Some(Arc::new(Announcer::spawn(pool.clone(), JOBS_CHANNEL))),
             Backend::Sqlite { .. } => None,
         };
         Ok(Self {
@@ -238,6 +239,15 @@ impl Db {
             "postgres"
         } else {
             "sqlite"
+        }
+    }
+
+    /// PostgreSQL: an [`Announcer`] on `channel`, for a feature whose other processes must
+    /// hear of its commits (call it once and keep it; it owns a task). SQLite: `None`.
+    pub fn announcer(&self, channel: &'static str) -> Option<Announcer> {
+        match &self.backend {
+            Backend::Pg(pool) => Some(Announcer::spawn(pool.clone(), channel)),
+            Backend::Sqlite { .. } => None,
         }
     }
 

@@ -45,6 +45,7 @@ use crate::base::wire::error::problem_response;
         (name = "fulfilment", description = "Routing orders to vendors (today: the routing preview)"),
         (name = "channels", description = "WhatsApp/SMS through Twilio: signed webhooks, the outbox"),
         (name = "webhooks", description = "Signed outbound webhooks to vendor systems: subscriptions, deliveries, retries"),
+        (name = "live", description = "Live updates: WebSocket tickets and the /ws socket"),
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -86,7 +87,8 @@ pub fn api() -> (Router<App>, OpenApiDoc) {
         .merge(crate::credit::routes::router())
         .merge(crate::fulfilment::routes::router())
         .merge(crate::channels::routes::router())
-        .merge(crate::webhooks::routes::router());
+        .merge(crate::webhooks::routes::router())
+        .merge(crate::live::routes::router());
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(ops::router())

@@ -9,8 +9,8 @@
 //!
 //! `OrderChanged` is where whatever must hear of a change hangs off (today: the maintained
 //! per-status counts behind `khaacho_orders{state}`, and the retailer's and vendors' messages
-//! (`channels::notify`), and the signed webhooks to vendor systems (`webhooks::events`);
-//! next: live updates, events out). Because it is enqueued with the change, a committed change is never
+//! (`channels::notify`), the signed webhooks to vendor systems (`webhooks::events`), the
+//! live-updates feed (`live::feed`); next: events out). Because it is enqueued with the change, a committed change is never
 //! missed by its consumers, and a rolled-back one is never seen. A test fails if any other
 //! source file writes an order's status.
 
@@ -23,6 +23,7 @@ use crate::app::{App, JobContext};
 use crate::base::db::Tx;
 use crate::base::time::now_ms;
 use crate::channels::notify::{self, OrderChange};
+use crate::live;
 use crate::queue::{BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue};
 use crate::webhooks::events::OrderEvent;
 use crate::with_tx;
@@ -397,6 +398,22 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
         .collect();
     crate::webhooks::events::on_order_changes(&mut tx, &events, now).await?;
     ctx.complete_in(&mut tx).await?;
+    // Last: numbering the changes for live updates locks the feed's one counter row until
+    // the commit (that is what makes the numbers commit-ordered; see live/feed.rs).
+    let mut numbered: Vec<live::feed::Committed> = changes
+        .iter()
+        .map(|c| {
+            (
+                c.order_id,
+                created_at_of(c.order_id).unwrap_or(0),
+                c.event_id,
+            )
+        })
+        .collect();
+    // Within one batch, in the order the events were made (UUIDv7).
+    numbered.sort_by_key(|(_, _, event)| *event);
+    live::feed::append(&mut tx, &numbered, now_ms()).await?;
     tx.commit().await?;
+    ctx.app.live().committed();
     Ok(())
 }

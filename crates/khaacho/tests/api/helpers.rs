@@ -77,13 +77,32 @@ impl TestApp {
         Self::spawn_roles(configure, true).await
     }
 
+    /// Like [`TestApp::spawn_with`], serving on `listener` (a socket with test-made options).
+    pub async fn spawn_on(
+        listener: tokio::net::TcpListener,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
+        Self::spawn_listening(configure, false, Some(listener)).await
+    }
+
     async fn spawn_roles(configure: impl FnOnce(&mut Settings), workers: bool) -> Self {
+        Self::spawn_listening(configure, workers, None).await
+    }
+
+    async fn spawn_listening(
+        configure: impl FnOnce(&mut Settings),
+        workers: bool,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = fresh_database(dir.path()).await;
         let mut settings = test_settings(&database_url);
         configure(&mut settings);
         let app = App::connect(settings).await.expect("app connects");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = match listener {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         tokio::spawn(server::run(

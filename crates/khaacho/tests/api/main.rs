@@ -12,6 +12,7 @@ mod dashboards;
 mod fulfilment;
 mod helpers;
 mod hostile;
+mod live;
 mod modes;
 mod notifications;
 mod ops;

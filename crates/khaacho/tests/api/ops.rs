@@ -82,6 +82,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/alerts"),
     ("post", "/api/v1/alerts/{id}/acknowledge"),
     ("get", "/api/v1/sla"),
+    ("post", "/api/v1/ws/tickets"),
+    ("get", "/api/v1/ws"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),

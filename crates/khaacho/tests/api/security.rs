@@ -345,6 +345,18 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
     ),
     (
         "POST",
+        "/api/v1/ws/tickets",
+        [Yes; 4],
+        "a 60 s single-use ticket for the live-updates socket, which acts as the caller",
+    ),
+    (
+        "GET",
+        "/api/v1/ws",
+        [Yes; 4],
+        "a ticket (browsers) or the usual credentials; topics scoped by role and tenant (alerts: staff)",
+    ),
+    (
+        "POST",
         "/api/v1/credit/alerts/{id}/acknowledge",
         [Yes, Yes, No, No],
         "audited",
