@@ -153,21 +153,7 @@ async fn update_retailer(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let (old, new) = (
-        serde_json::to_value(&before).unwrap_or_default(),
-        serde_json::to_value(&r).unwrap_or_default(),
-    );
-    let mut changed = serde_json::Map::new();
-    for (field, value) in new.as_object().into_iter().flatten() {
-        if old.get(field) != Some(value) {
-            let shown = match field.as_str() {
-                "name" => serde_json::json!(mask_name(&r.name)),
-                "address" | "lat" | "lng" | "email" => serde_json::json!("changed"),
-                _ => value.clone(),
-            };
-            changed.insert(field.clone(), shown);
-        }
-    }
+    let changed = changed_fields(&before, &r, &r.name, &["address", "lat", "lng", "email"]);
     let mut tx = app.db().begin().await?;
     if repo::update_retailer(&mut tx, &r).await? == 0 {
         return Err(ApiError::NotFound("retailer"));
@@ -175,7 +161,7 @@ async fn update_retailer(
     let entry = principal
         .audit("retailer.update")
         .on("retailer", r.id)
-        .summary(serde_json::Value::Object(changed));
+        .summary(changed);
     crate::base::audit::record_tx(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok(axum::Json(r))
@@ -237,6 +223,34 @@ fn email_errors(email: Option<&str>) -> Vec<FieldError> {
     } else {
         vec![FieldError::new("email", "not an e-mail address")]
     }
+}
+
+/// The fields that differ between `before` and `after`, as the audit log shows them: the
+/// name masked, the `private` fields as "changed", the rest with their new value.
+fn changed_fields<T: serde::Serialize>(
+    before: &T,
+    after: &T,
+    name: &str,
+    private: &[&str],
+) -> serde_json::Value {
+    let (old, new) = (
+        serde_json::to_value(before).unwrap_or_default(),
+        serde_json::to_value(after).unwrap_or_default(),
+    );
+    let mut changed = serde_json::Map::new();
+    for (field, value) in new.as_object().into_iter().flatten() {
+        if old.get(field) != Some(value) {
+            let shown = if field == "name" {
+                serde_json::json!(mask_name(name))
+            } else if private.contains(&field.as_str()) {
+                serde_json::json!("changed")
+            } else {
+                value.clone()
+            };
+            changed.insert(field.clone(), shown);
+        }
+    }
+    serde_json::Value::Object(changed)
 }
 
 /// Checks a language setting: `en` (English) or `ne` (Nepali).
@@ -562,23 +576,7 @@ async fn update_vendor(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let mut changed = serde_json::Map::new();
-    let (old, new) = (
-        serde_json::to_value(&before).unwrap_or_default(),
-        serde_json::to_value(&v).unwrap_or_default(),
-    );
-    for (field, value) in new.as_object().into_iter().flatten() {
-        if old.get(field) != Some(value) {
-            let shown = if field == "name" {
-                serde_json::json!(mask_name(&v.name))
-            } else if field == "email" {
-                serde_json::json!("changed")
-            } else {
-                value.clone()
-            };
-            changed.insert(field.clone(), shown);
-        }
-    }
+    let changed = changed_fields(&before, &v, &v.name, &["email"]);
     let mut tx = app.db().begin().await?;
     if repo::update_vendor(&mut tx, &v).await? == 0 {
         return Err(ApiError::NotFound("vendor"));
@@ -586,7 +584,7 @@ async fn update_vendor(
     let entry = principal
         .audit("vendor.update")
         .on("vendor", v.id)
-        .summary(serde_json::Value::Object(changed));
+        .summary(changed);
     crate::base::audit::record_tx(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok(axum::Json(v))
