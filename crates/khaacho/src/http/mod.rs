@@ -199,13 +199,23 @@ async fn method_not_allowed() -> Response {
 /// Turns a request away with `503` + `Retry-After` when the process already works on
 /// `http.max_in_flight` requests: past capacity, waiting clients would otherwise each hold a
 /// task, buffers and a connection's worth of memory while the backlog grows. The probes and
-/// the metrics always get through, so operators still see the process.
+/// the metrics always get through, so operators still see the process, and Twilio's webhooks.
 async fn shed(
     State(slots): State<Arc<tokio::sync::Semaphore>>,
     req: Request,
     next: Next,
 ) -> Response {
-    if matches!(req.uri().path(), "/health" | "/ready" | "/metrics") {
+    // The probes and metrics always get through; so do Twilio's webhooks: Twilio does not
+    // retry a refused inbound message, so shedding one would lose a customer's order (they
+    // are cheap — stored, then answered — and have their own rate limit).
+    if matches!(
+        req.uri().path(),
+        "/health"
+            | "/ready"
+            | "/metrics"
+            | "/api/v1/channels/twilio/messages"
+            | "/api/v1/channels/twilio/status"
+    ) {
         return next.run(req).await;
     }
     match slots.try_acquire_owned() {

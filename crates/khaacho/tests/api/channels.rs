@@ -1392,3 +1392,21 @@ async fn a_whatsapp_message_that_fails_for_good_goes_once_by_sms_and_the_dead_ro
         "no WhatsApp call"
     );
 }
+
+#[tokio::test]
+async fn twilio_webhooks_are_never_shed_when_the_process_is_full() {
+    // No request slot at all: everything else is turned away, a customer's message is not
+    // (Twilio does not retry a refused inbound message).
+    let t = TestApp::spawn_with(|s| {
+        s.channels.public_url = Some(PUBLIC.into());
+        s.channels.twilio_auth_token = Some(TOKEN.into());
+        s.http.max_in_flight = 0;
+    })
+    .await;
+    assert_eq!(t.get("/api/v1/products").await.status(), 503);
+    say_as(&t, "SMshed1", "+9779800000001", "namaste").await;
+    let stored: i64 = khaacho::with_latest!(t.app.db(), c =>
+        sqlx::query_scalar("SELECT COUNT(*) FROM inbound_messages").fetch_one(c).await)
+    .unwrap();
+    assert_eq!(stored, 1);
+}
