@@ -146,7 +146,17 @@ pub async fn queue_once_many(
             (row, m.key.clone())
         })
         .collect();
-    let written = repo::insert_outbound_many(tx, &rows).await?;
+    write_keyed(tx, &rows, send).await
+}
+
+/// Writes keyed rows (each at most once per key) with one statement, and the send jobs of
+/// those written with one more when `send`. Returns how many were written.
+async fn write_keyed(
+    tx: &mut Tx,
+    rows: &[(OutboundRow, String)],
+    send: bool,
+) -> Result<usize, sqlx::Error> {
+    let written = repo::insert_outbound_many(tx, rows).await?;
     if send && !written.is_empty() {
         let jobs: Vec<SendMessage> = written.iter().map(|&id| SendMessage { id }).collect();
         let batch: Vec<(&SendMessage, EnqueueOptions)> = jobs
@@ -194,16 +204,7 @@ pub async fn queue_email_once_many(
             )
         })
         .collect();
-    let written = repo::insert_outbound_many(tx, &rows).await?;
-    if send && !written.is_empty() {
-        let jobs: Vec<SendMessage> = written.iter().map(|&id| SendMessage { id }).collect();
-        let batch: Vec<(&SendMessage, EnqueueOptions)> = jobs
-            .iter()
-            .map(|j| (j, EnqueueOptions::default()))
-            .collect();
-        enqueue_batch(tx, &batch).await?;
-    }
-    Ok(written.len())
+    write_keyed(tx, &rows, send).await
 }
 
 /// Writes `reply` to `recipient` in the caller's transaction, rendered in `lang`, with the

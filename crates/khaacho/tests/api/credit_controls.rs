@@ -16,7 +16,7 @@ const DAY_MS: i64 = 86_400_000;
 const T0: i64 = 1_800_000_000_000;
 
 /// Delivers an order of `amount` for `retailer` at `at` (a hold, then its posting).
-async fn delivered(t: &TestApp, retailer: Uuid, amount: i64, at: i64) -> Uuid {
+pub(crate) async fn delivered(t: &TestApp, retailer: Uuid, amount: i64, at: i64) -> Uuid {
     let order = Uuid::now_v7();
     let mut tx = t.app.db().begin().await.unwrap();
     assert_eq!(
@@ -32,7 +32,7 @@ async fn delivered(t: &TestApp, retailer: Uuid, amount: i64, at: i64) -> Uuid {
     order
 }
 
-async fn pay(t: &TestApp, retailer: Uuid, amount: i64, reference: &str, at: i64) {
+pub(crate) async fn pay(t: &TestApp, retailer: Uuid, amount: i64, reference: &str, at: i64) {
     let rules = khaacho_credit::CreditSettings::default();
     let mut tx = t.app.db().begin().await.unwrap();
     payments::record_at(

@@ -3,49 +3,14 @@
 //! unpaid, once each, in the retailer's language), and the credit alerts a retailer must
 //! hear of (overdue warning, block, late-payment cut), once per overdue debit or cut.
 
-use khaacho::credit::ledger::{self, Reserve};
-use khaacho::credit::payments::{self, Method};
 use khaacho::credit::{reminders, repo, scoring};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::credit_controls::{delivered, pay};
 use crate::helpers::TestApp;
 
 const DAY_MS: i64 = 86_400_000;
-
-async fn delivered(t: &TestApp, retailer: Uuid, amount: i64, at: i64) -> Uuid {
-    let order = Uuid::now_v7();
-    let mut tx = t.app.db().begin().await.unwrap();
-    assert_eq!(
-        ledger::reserve(&mut tx, retailer, order, amount)
-            .await
-            .unwrap(),
-        Reserve::Reserved
-    );
-    ledger::post_delivery(&mut tx, order, amount, at)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    order
-}
-
-async fn pay(t: &TestApp, retailer: Uuid, amount: i64, reference: &str, at: i64) {
-    let rules = khaacho_credit::CreditSettings::default();
-    let mut tx = t.app.db().begin().await.unwrap();
-    payments::record_at(
-        &mut tx,
-        retailer,
-        amount,
-        Method::Cash,
-        reference,
-        "test",
-        &rules,
-        at,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-}
 
 /// A seeded retailer with an account: `(id, phone)`.
 async fn retailer(t: &TestApp, limit: i64, opened_at: i64) -> (Uuid, String) {
