@@ -61,6 +61,56 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Live updates over WebSocket (`/api/v1/ws`).
     pub live: LiveSettings,
+    /// Traces exported over OTLP (off unless a collector is named).
+    pub traces: TraceSettings,
+}
+
+/// Traces exported over OTLP/HTTP (protobuf) to a collector (Jaeger, Tempo, the
+/// OpenTelemetry Collector). A request's trace continues into the jobs it enqueued
+/// (`base::trace`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct TraceSettings {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318` (spans go to
+    /// `<base>/v1/traces`). Unset: `OTEL_EXPORTER_OTLP_ENDPOINT` if that is set, else no
+    /// export.
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces kept, 0.0–1.0. A request that arrives with a `traceparent`
+    /// follows its caller's decision instead.
+    pub sample_ratio: f64,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Time budget of one export.
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            // Enough to see where time goes at thousands of orders a second without
+            // exporting every span of every order.
+            sample_ratio: 0.1,
+            service_name: "khaacho".into(),
+            export_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl TraceSettings {
+    /// Where spans are sent, if anywhere: `<base>/v1/traces`.
+    pub fn traces_url(&self) -> Option<String> {
+        let base = self
+            .otlp_endpoint
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| {
+                std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+            })?;
+        Some(format!("{}/v1/traces", base.trim().trim_end_matches('/')))
+    }
 }
 
 /// Signed outbound webhooks (`/api/v1/webhooks`): the sender's time budget and the rule for
@@ -400,6 +450,7 @@ impl Default for Settings {
             ops: OpsSettings::default(),
             webhooks: WebhookSettings::default(),
             live: LiveSettings::default(),
+            traces: TraceSettings::default(),
         }
     }
 }
@@ -527,6 +578,14 @@ impl Settings {
                  idle_timeout_ms longer than heartbeat_ms, max_frame_bytes at least 256"
             );
         }
+        if !(0.0..=1.0).contains(&self.traces.sample_ratio) {
+            bail!("traces.sample_ratio must be between 0.0 and 1.0");
+        }
+        if let Some(url) = self.traces.traces_url()
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("traces.otlp_endpoint must be an http:// or https:// URL, got {url}");
+        }
         if self.channels.draft_ttl_minutes <= 0 || self.channels.max_body_bytes == 0 {
             bail!("channels.draft_ttl_minutes and channels.max_body_bytes must be positive");
         }
@@ -593,6 +652,8 @@ impl fmt::Debug for Settings {
             .field("channels", &self.channels)
             .field("ops", &self.ops)
             .field("webhooks", &self.webhooks)
+            .field("live", &self.live)
+            .field("traces", &self.traces)
             .finish()
     }
 }

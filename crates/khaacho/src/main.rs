@@ -239,7 +239,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
         return chat.run(stdin, &mut std::io::stdout()).await;
     }
-    khaacho::telemetry::init_logging(&settings);
+    // Held to the end: dropping it flushes the trace exporter.
+    let _telemetry = khaacho::telemetry::init_logging(&settings)?;
     let app = App::connect(settings).await?;
     match cli.command {
         Command::Serve { demo, simulate } => {

@@ -1,33 +1,119 @@
-//! Logs (JSON by default) and Prometheus metrics.
+//! Logs (JSON by default), Prometheus metrics and, when a collector is named, traces over
+//! OTLP.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
+use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::app::App;
-use crate::config::{LogFormat, Settings};
+use crate::config::{LogFormat, Settings, TraceSettings};
 
-/// Installs the global log subscriber (once; later calls are ignored).
-pub fn init_logging(settings: &Settings) {
+/// What [`init_logging`] installed that must be flushed before the process exits: the trace
+/// exporter, if any. Dropping it flushes and stops the exporter (blocking, briefly).
+#[must_use = "dropping it stops the trace exporter"]
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are being exported.
+    pub fn exporting(&self) -> bool {
+        self.traces.is_some()
+    }
+
+    /// Sends every finished span now (off the async threads: the exporter's client blocks).
+    pub async fn flush(&self) {
+        if let Some(provider) = self.traces.clone() {
+            let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.traces.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("trace exporter did not shut down cleanly: {e}");
+        }
+    }
+}
+
+/// Installs the global log subscriber and, when `traces` names a collector, the trace
+/// exporter (once; later calls install nothing and export nothing).
+pub fn init_logging(settings: &Settings) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match settings.log_format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
-            .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+    let logs = match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_filter(filter).boxed(),
     };
+    let provider = match settings.traces.traces_url() {
+        Some(url) => Some(tracer_provider(&settings.traces, &url)?),
+        None => None,
+    };
+    // Spans at info and above are exported whatever the log level.
+    let spans = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("khaacho"))
+            .with_filter(LevelFilter::INFO)
+    });
+    let installed = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .is_ok();
+    if installed && provider.is_some() {
+        crate::base::trace::enable();
+        tracing::info!(
+            url = settings.traces.traces_url().unwrap_or_default(),
+            sample_ratio = settings.traces.sample_ratio,
+            "exporting traces over OTLP"
+        );
+    }
+    Ok(Telemetry {
+        traces: provider.filter(|_| installed),
+    })
+}
+
+fn tracer_provider(settings: &TraceSettings, url: &str) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(url)
+        .with_timeout(Duration::from_millis(settings.export_timeout_ms))
+        .build()
+        .with_context(|| format!("building the OTLP trace exporter for {url}"))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(settings.service_name.clone())
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.sample_ratio,
+        ))))
+        .with_resource(resource)
+        .build())
 }
 
 /// The process-wide Prometheus recorder (installed on first use).

@@ -25,4 +25,5 @@ pub mod principal;
 pub mod scope;
 pub mod sla;
 pub mod time;
+pub mod trace;
 pub mod wire;

@@ -120,8 +120,13 @@ pub fn router(app: App) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
-                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+                    let id = header(REQUEST_ID.as_str()).unwrap_or("");
+                    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(),
+                        request_id = %id);
+                    // A caller's trace continues into ours (and into the jobs this request enqueues).
+                    crate::base::trace::continue_from(&span, header("traceparent"), header("tracestate"));
+                    span
                 })
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )

@@ -234,6 +234,8 @@ impl Intake<'_> {
             actor: req.actor,
             note: req.body.note,
             correlation_id: req.correlation_id,
+            // Accepted in the request's (or inbound message job's) own task: its span is current.
+            trace_parent: crate::base::trace::current(),
             lines: lines.into_iter().map(CheckedLine::into_row).collect(),
             source_text: req.body.text,
             idempotency: idem
@@ -437,6 +439,8 @@ pub struct Prepared {
     actor: Actor,
     note: Option<String>,
     correlation_id: Option<String>,
+    /// The `traceparent` of the span that accepted it (while traces are exported).
+    trace_parent: Option<String>,
     lines: Vec<(String, i64, String)>,
     source_text: Option<String>,
     /// `(scope, key, request hash, answer)` when the request carried an idempotency key.
@@ -497,14 +501,22 @@ impl BatchWriter for IntakeWriter {
                 )
             })
             .collect();
-        let mut tx = self.db.begin().await?;
-        transition::create(&mut tx, &rows).await?;
-        repo::insert_lines(&mut tx, &lines).await?;
-        pipeline::start(&mut tx, &first).await?;
-        for (scope, key, hash, answer) in orders.iter().filter_map(|o| o.idempotency.as_ref()) {
-            store_key(&mut tx, scope, key, hash, answer).await?;
-        }
-        tx.commit().await
+        // The first jobs continue each order's request trace (this runs in the writer's task).
+        let parents = orders
+            .iter()
+            .filter_map(|o| Some((o.correlation_id.clone()?, o.trace_parent.clone()?)))
+            .collect();
+        crate::base::trace::with_parents(parents, async {
+            let mut tx = self.db.begin().await?;
+            transition::create(&mut tx, &rows).await?;
+            repo::insert_lines(&mut tx, &lines).await?;
+            pipeline::start(&mut tx, &first).await?;
+            for (scope, key, hash, answer) in orders.iter().filter_map(|o| o.idempotency.as_ref()) {
+                store_key(&mut tx, scope, key, hash, answer).await?;
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     fn max_in_flight(&self) -> usize {

@@ -39,6 +39,9 @@ pub struct JobView {
     pub errors: Json<Vec<serde_json::Value>>,
     /// Request id that caused the job.
     pub correlation_id: Option<String>,
+    /// W3C `traceparent` of the span that enqueued it (while traces are exported): its
+    /// second field is the trace id to look the job's request up by in the trace store.
+    pub trace_parent: Option<String>,
     /// Creation time (epoch ms).
     pub created_at_ms: i64,
     /// Last change (epoch ms).
@@ -62,7 +65,7 @@ pub struct JobFilter {
 pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<JobView>, sqlx::Error> {
     with_replica!(db, c => sqlx::query_as::<_, JobView>(
         "SELECT id, queue, kind, status, payload, priority, attempts, max_attempts, run_at_ms, last_error, \
-         errors, correlation_id, created_at_ms, updated_at_ms FROM jobs \
+         errors, correlation_id, trace_parent, created_at_ms, updated_at_ms FROM jobs \
          WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR id < $3) \
          ORDER BY id DESC LIMIT $4")
         .bind(f.status.as_deref())
@@ -77,7 +80,7 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<JobView>, sqlx::Error> {
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<JobView>, sqlx::Error> {
     with_latest!(db, c => sqlx::query_as::<_, JobView>(
         "SELECT id, queue, kind, status, payload, priority, attempts, max_attempts, run_at_ms, last_error, \
-         errors, correlation_id, created_at_ms, updated_at_ms FROM jobs WHERE id = $1")
+         errors, correlation_id, trace_parent, created_at_ms, updated_at_ms FROM jobs WHERE id = $1")
         .bind(id)
         .fetch_optional(c)
         .await)

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::base::db::{Db, Tx, push_ids};
 use crate::base::time::now_ms;
+use crate::base::trace;
 use crate::with_tx;
 
 /// The PostgreSQL channel that carries wake-ups (announced after commit by the database
@@ -253,6 +254,10 @@ pub struct EnqueueOptions {
     pub dedupe_key: Option<String>,
     /// Request id to carry into the job's logs.
     pub correlation_id: Option<String>,
+    /// The W3C `traceparent` the job's span continues; unset, the enqueue takes it from
+    /// `crate::base::trace::parent_for` (the request's span in this task, else the
+    /// current span) while traces are exported.
+    pub trace_parent: Option<String>,
 }
 
 /// Adds a job in the caller's transaction. Returns `None` when a job with the same dedupe
@@ -277,7 +282,11 @@ pub async fn enqueue_batch<J: Job>(
     let mut rows = Vec::with_capacity(jobs.len());
     for (job, opts) in jobs {
         let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        rows.push((Uuid::now_v7(), payload, opts));
+        let parent = opts
+            .trace_parent
+            .clone()
+            .or_else(|| trace::parent_for(opts.correlation_id.as_deref()));
+        rows.push((Uuid::now_v7(), payload, opts, parent));
     }
     let max_attempts = J::policy().max_attempts;
     let mut inserted = 0;
@@ -285,8 +294,8 @@ pub async fn enqueue_batch<J: Job>(
         inserted += with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO jobs (id, queue, kind, payload, priority, run_at_ms, max_attempts, dedupe_key, \
-                 correlation_id, created_at_ms, updated_at_ms) ");
-            qb.push_values(chunk, |mut b, (id, payload, opts)| {
+                 correlation_id, trace_parent, created_at_ms, updated_at_ms) ");
+            qb.push_values(chunk, |mut b, (id, payload, opts, parent)| {
                 b.push_bind(*id)
                     .push_bind(J::QUEUE)
                     .push_bind(J::KIND)
@@ -296,6 +305,7 @@ pub async fn enqueue_batch<J: Job>(
                     .push_bind(max_attempts)
                     .push_bind(opts.dedupe_key.as_deref())
                     .push_bind(opts.correlation_id.as_deref())
+                    .push_bind(parent.as_deref())
                     .push_bind(now)
                     .push_bind(now);
             });

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::{Handler, JobContext, JobError, NOTIFY_CHANNEL, QueueHost, Registry, backoff_ms};
 use crate::base::db::Backend;
 use crate::base::time::now_ms;
+use crate::base::trace;
 use crate::with_write;
 
 /// A job row as claimed by a worker.
@@ -30,6 +31,7 @@ struct Claimed {
     errors: Json<Vec<serde_json::Value>>,
     dedupe_key: Option<String>,
     correlation_id: Option<String>,
+    trace_parent: Option<String>,
     run_at_ms: i64,
 }
 
@@ -37,14 +39,14 @@ const CLAIM_PG: &str = "UPDATE jobs SET status = 'running', attempts = attempts 
      locked_until_ms = $2, updated_at_ms = $3 \
      WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND status = 'queued' AND run_at_ms <= $3 \
                   ORDER BY priority DESC, run_at_ms LIMIT $5 FOR UPDATE SKIP LOCKED) \
-     RETURNING id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms";
+     RETURNING id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, trace_parent, run_at_ms";
 
 // SQLite has one writer at a time, so the statement is atomic without row locks.
 const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
      locked_until_ms = $2, updated_at_ms = $3 \
      WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND status = 'queued' AND run_at_ms <= $3 \
                   ORDER BY priority DESC, run_at_ms LIMIT $5) \
-     RETURNING id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms";
+     RETURNING id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, trace_parent, run_at_ms";
 
 /// A running set of queue consumers in this process.
 pub struct Workers<H> {
@@ -269,6 +271,9 @@ async fn run_unit<H: QueueHost>(
     let kind = unit[0].kind.clone();
     let ids: Vec<Uuid> = unit.iter().map(|j| j.id).collect();
     let span = info_span!("job_batch", kind = %kind, jobs = unit.len());
+    // Each job of the batch shows in its own request's trace as a span linked to the batch
+    // (which links back to it); jobs the batch enqueues for a request continue from there.
+    let (job_spans, parents) = job_spans_of(&unit, &span);
     let completed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ctx = JobContext {
         app: app.clone(),
@@ -288,9 +293,11 @@ async fn run_unit<H: QueueHost>(
         .map_or(Duration::from_secs(60), |h| h.policy.timeout);
     let beat = tokio::spawn(heartbeat(app.clone(), worker_id.clone(), ids));
     let payloads = unit.iter().map(|j| j.payload.0.clone()).collect();
-    let run = AssertUnwindSafe(run_batch(ctx, payloads)).catch_unwind();
+    let run =
+        AssertUnwindSafe(trace::with_parents(parents, run_batch(ctx, payloads))).catch_unwind();
     let outcome = tokio::time::timeout(timeout, run).instrument(span).await;
     beat.abort();
+    drop(job_spans);
     let ok =
         matches!(outcome, Ok(Ok(Ok(())))) && completed.load(std::sync::atomic::Ordering::Acquire);
     if ok {
@@ -314,6 +321,41 @@ async fn run_unit<H: QueueHost>(
     for job in unit {
         execute(app.clone(), registry.clone(), worker_id.clone(), job).await;
     }
+}
+
+/// For a batch's traced jobs: a `job` span per job, a child of the span that enqueued it and
+/// linked both ways with the batch's span, and the request id → `traceparent` of those spans
+/// (for [`trace::with_parents`]). Empty when traces are not exported.
+fn job_spans_of(
+    unit: &[Claimed],
+    batch: &tracing::Span,
+) -> (
+    Vec<tracing::Span>,
+    std::collections::HashMap<String, String>,
+) {
+    let mut spans = Vec::new();
+    let mut parents = std::collections::HashMap::new();
+    if !trace::enabled() {
+        return (spans, parents);
+    }
+    let batch_parent = trace::traceparent_of(batch);
+    for job in unit {
+        let Some(parent) = job.trace_parent.as_deref() else {
+            continue;
+        };
+        let span = info_span!(parent: None, "job", job_id = %job.id, kind = %job.kind,
+            attempt = job.attempts, request_id = job.correlation_id.as_deref().unwrap_or(""));
+        trace::continue_from(&span, Some(parent), None);
+        if let Some(b) = &batch_parent {
+            trace::link(&span, b);
+        }
+        trace::link(batch, parent);
+        if let (Some(request), Some(own)) = (&job.correlation_id, trace::traceparent_of(&span)) {
+            parents.insert(request.clone(), own);
+        }
+        spans.push(span);
+    }
+    (spans, parents)
 }
 
 async fn claim<H: QueueHost>(
@@ -347,6 +389,7 @@ async fn execute<H: QueueHost>(
 ) {
     let span = info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts,
         request_id = job.correlation_id.as_deref().unwrap_or(""));
+    trace::continue_from(&span, job.trace_parent.as_deref(), None);
     async move {
         let kind = job.kind.clone();
         let Some(handler) = registry.get(&kind).cloned() else {
@@ -552,7 +595,7 @@ pub async fn reap_expired<H: QueueHost>(
         .await)?;
     for worker in super::liveness::gone(app.db(), silent).await? {
         let jobs = with_write!(app.db(), c => sqlx::query_as::<_, Claimed>(
-            "SELECT id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms \
+            "SELECT id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, trace_parent, run_at_ms \
              FROM jobs WHERE status = 'running' AND locked_by = $1 AND locked_until_ms < $2 LIMIT 500")
             .bind(&worker)
             .bind(stale_below)
@@ -566,7 +609,7 @@ pub async fn reap_expired<H: QueueHost>(
         super::liveness::forget(app.db(), &worker);
     }
     let expired = with_write!(app.db(), c => sqlx::query_as::<_, Claimed>(
-        "SELECT id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, run_at_ms \
+        "SELECT id, kind, payload, attempts, max_attempts, errors, dedupe_key, correlation_id, trace_parent, run_at_ms \
          FROM jobs WHERE status = 'running' AND locked_until_ms < $1 LIMIT 500")
         .bind(now)
         .fetch_all(c)

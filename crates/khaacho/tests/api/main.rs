@@ -25,5 +25,6 @@ mod security;
 mod sla;
 mod spine;
 mod text_orders;
+mod traces;
 mod vendor_scores;
 mod webhooks;
