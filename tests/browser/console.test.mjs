@@ -15,7 +15,7 @@
 // a message on any failure; the server is always stopped.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, createWriteStream, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, createWriteStream, existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -108,7 +108,25 @@ class Api {
   }
 }
 
+/** Every label the console uses exists in English and in Nepali, in Devanagari. */
+function checkLabels() {
+  const src = readFileSync(path.join(ROOT, 'crates/khaacho/src/console/assets/console.js'), 'utf8');
+  const literal = src.match(/const DICT = (\{[\s\S]*?\n\});/);
+  if (!literal) fail('console.js has no DICT');
+  // eslint-disable-next-line no-new-func
+  const dict = new Function(`return ${literal[1]};`)();
+  const used = new Set([...src.matchAll(/\bt\('([a-z0-9_]+)'\)/g)].map((m) => m[1]));
+  const problems = [];
+  for (const k of used) if (!(k in dict.en)) problems.push(`${k}: no English label`);
+  for (const k of Object.keys(dict.en)) {
+    if (!(k in dict.ne)) problems.push(`${k}: no Nepali label`);
+    else if (!/[\u0900-\u097F]/.test(dict.ne[k])) problems.push(`${k}: Nepali label not in Devanagari`);
+  }
+  if (problems.length) fail(`labels: ${problems.join('; ')}`);
+}
+
 async function main() {
+  checkLabels();
   if (!existsSync(BINARY)) fail(`${BINARY} does not exist: build it first (cargo build -p khaacho --bin khaacho)`);
   if (!existsSync(CHROMIUM)) fail(`${CHROMIUM} does not exist (apt-get install chromium)`);
   mkdirSync(SHOTS, { recursive: true });
@@ -162,10 +180,11 @@ async function main() {
     page.on('pageerror', (e) => pageErrors.push(e.message));
     page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
     let shot = 0;
+    let phone = false;
     const screenshot = async (name) => {
       shot += 1;
       const file = path.join(SHOTS, `${String(shot).padStart(2, '0')}-${name}.png`);
-      await page.screenshot({ path: file, fullPage: true });
+      await page.screenshot({ path: file, fullPage: !phone });
       log('screenshot', path.relative(ROOT, file));
     };
     const ready = async (name) => {
@@ -187,6 +206,19 @@ async function main() {
     const op = await new Api(base).login('operator', 'demo-operator-password');
     const retailers = await op.call('GET', '/api/v1/retailers?limit=2');
     const retailer = retailers.items[0].id;
+
+    // A refused sign-in shows the problem's title and detail, not a blank page.
+    await page.goto(`${base}/`);
+    await ready('login');
+    await page.fill('input[name=username]', 'operator');
+    await page.fill('input[name=password]', 'not-the-password');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('#error:visible', { timeout: STEP_MS });
+    const refused = await page.locator('#error').innerText();
+    if (!/unauthorized/i.test(refused) || !/invalid username or password/.test(refused)) {
+      fail(`a refused sign-in showed ${JSON.stringify(refused)}`);
+    }
+    await screenshot('login-refused');
 
     // 1. The board updates live.
     await signIn('operator', 'demo-operator-password', 'board');
@@ -308,6 +340,7 @@ async function main() {
 
     // The retailer's own pages, on a phone-sized screen.
     await page.setViewportSize({ width: 360, height: 740 });
+    phone = true;
     await page.click('#signout');
     await signIn('retailer', 'demo-retailer-password', 'board');
     await screenshot('retailer-orders-360px');

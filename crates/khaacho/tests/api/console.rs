@@ -56,7 +56,7 @@ async fn the_shell_and_its_assets_are_served_with_types_csp_and_revalidation() {
         (
             "/console/assets/console.js",
             "text/javascript; charset=utf-8",
-            "/api/v1/ws/tickets",
+            "'/ws/tickets'",
         ),
         (
             "/console/assets/console.css",
@@ -110,7 +110,7 @@ async fn the_root_redirects_to_the_console() {
         assert_eq!(header(&r, "location"), "/console", "{path}");
     }
     // Followed, it lands on the shell.
-    let r = t.get("/").await;
+    let r = t.get("/console").await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("Khaacho console"));
 }

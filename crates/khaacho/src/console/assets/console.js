@@ -688,7 +688,7 @@ async function orderPage(id, _query, ctx) {
       [t('created'), o.created_at], [t('updated'), o.updated_at],
     ]), actions),
     h('h2', {}, t('lines')),
-    table([t('#'), t('product'), { label: t('qty'), cls: 'num' }, t('unit'), { label: t('price'), cls: 'num' },
+    table(['#', t('product'), { label: t('qty'), cls: 'num' }, t('unit'), { label: t('price'), cls: 'num' },
       { label: t('total'), cls: 'num' }, { label: t('note'), cls: 'hide-sm' }], lines),
     parts.length ? [h('h2', {}, t('fulfilments')), table([t('fulfilments'), t('vendor'), t('status'),
       { label: t('total'), cls: 'num' }, t('deadline')], parts)] : null,
