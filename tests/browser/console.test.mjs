@@ -11,6 +11,8 @@
 //  3. waits for an order notification that the mock Twilio refused for good (a dead message
 //     in the outbox), lets Twilio accept again, and retries it on the queue page;
 //  4. signs in as `vendor` and accepts an offer routed to the first demo vendor;
+//  5. signs in as `admin`: the breakers page, safe mode switched on and off;
+//  6. signs in as `retailer` on a 360 px screen: its orders, its account in Nepali;
 // with a screenshot of every page visited in target/browser-screenshots/. Exits non-zero with
 // a message on any failure; the server is always stopped.
 
@@ -337,6 +339,24 @@ async function main() {
     const after = await op.call('GET', `/api/v1/fulfilments/${offer.id}`);
     if (after.status !== 'accepted') fail(`offer ${offer.id} is ${after.status}, not accepted`);
     await screenshot('offers-accepted');
+
+    // An admin: the breakers and the LLM switch, and safe mode switched on and off again.
+    await page.click('#signout');
+    await signIn('admin', 'demo-admin-password', 'board');
+    await page.click('#nav a[data-page=agents]');
+    await ready('agents');
+    await screenshot('agents');
+    await page.click('#nav a[data-page=mode]');
+    await ready('mode');
+    for (const [on, text] of [[true, 'Safe mode is ON'], [false, 'Safe mode is off']]) {
+      await page.fill('input.reason', on ? 'browser test: pausing processing' : 'browser test: resuming');
+      await page.click('button[data-action=safe-mode]');
+      await page.waitForSelector(`text=${text}`, { timeout: STEP_MS })
+        .catch(() => fail(`the safe-mode switch did not show "${text}"`));
+      const m = await op.call('GET', '/api/v1/admin/mode');
+      if (m.safe_mode !== on) fail(`safe mode is ${m.safe_mode} after switching it ${on ? 'on' : 'off'}`);
+      if (on) await screenshot('mode-safe-on');
+    }
 
     // The retailer's own pages, on a phone-sized screen.
     await page.setViewportSize({ width: 360, height: 740 });

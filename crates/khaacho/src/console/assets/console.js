@@ -120,8 +120,10 @@ function word(s) {
 
 function fmtNum(n, digits = 2) {
   if (n == null || Number.isNaN(Number(n))) return '—';
-  return Number(n).toLocaleString(lang === 'ne' ? 'ne-NP' : 'en-IN',
-    { maximumFractionDigits: digits });
+  // Lakh grouping in both; Devanagari digits in Nepali, mapped here: not every browser's
+  // ICU carries the `ne` locale.
+  const text = Number(n).toLocaleString('en-IN', { maximumFractionDigits: digits });
+  return lang === 'ne' ? text.replace(/[0-9]/g, (d) => '०१२३४५६७८९'[d]) : text;
 }
 
 function npr(n) {
