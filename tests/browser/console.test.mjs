@@ -131,6 +131,7 @@ async function main() {
   checkLabels();
   if (!existsSync(BINARY)) fail(`${BINARY} does not exist: build it first (cargo build -p khaacho --bin khaacho)`);
   if (!existsSync(CHROMIUM)) fail(`${CHROMIUM} does not exist (apt-get install chromium)`);
+  rmSync(SHOTS, { recursive: true, force: true });
   mkdirSync(SHOTS, { recursive: true });
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'khaacho-browser-'));
   const [port, twilioPort] = [await freePort(), await freePort()];

@@ -157,6 +157,8 @@ function h(tag, attrs = {}, ...kids) {
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const badge = (s) => h('span', { class: `badge ${s ?? ''}` }, word(s));
+/** A green or red badge with its own text. */
+const flag = (good, text) => h('span', { class: `badge ${good ? 'met' : 'open'}` }, text);
 
 function table(headers, rows, empty = t('none')) {
   if (!rows.length) return h('p', { class: 'muted' }, empty);
@@ -778,8 +780,8 @@ async function agentsPage(_arg, _query, ctx) {
   }, a.llm_enabled ? t('turn_off') : t('turn_on'));
   const rows = (a.providers || []).map((p) => h('tr', {}, h('td', {}, p.name), h('td', {}, badge(p.breaker))));
   return h('section', {}, h('h1', {}, t('agents')),
-    h('div', { class: 'card actions' }, h('strong', {}, `${t('llm')}: `), badge(a.llm_enabled ? 'met' : 'open'),
-      a.llm_enabled ? t('enabled') : t('disabled'), toggle),
+    h('div', { class: 'card actions' }, h('strong', {}, `${t('llm')}: `),
+      flag(a.llm_enabled, a.llm_enabled ? t('enabled') : t('disabled')), toggle),
     table([t('provider'), t('breaker')], rows));
 }
 
@@ -811,7 +813,7 @@ function measure(m, unit) {
   if (!m) return '—';
   const v = m.value == null ? '—' : unit === '%' ? `${fmtNum(m.value * 100, 2)} %` : `${fmtNum(m.value, 0)} ${unit}`;
   const o = unit === '%' ? `${fmtNum(m.objective * 100, 2)} %` : `${fmtNum(m.objective, 0)} ${unit}`;
-  return h('span', {}, v, ' ', h('span', { class: 'muted' }, `(${o})`), ' ', badge(m.met ? 'met' : 'open'));
+  return h('span', {}, v, ' ', h('span', { class: 'muted' }, `(${o})`), ' ', flag(m.met, m.met ? t('met') : t('not_met')));
 }
 
 async function slaPage(_arg, query, ctx) {
@@ -819,7 +821,7 @@ async function slaPage(_arg, query, ctx) {
   const rows = (sla.windows || []).map((w) => h('tr', {},
     h('td', {}, w.window), h('td', { class: 'num' }, fmtNum(w.requests, 0)), h('td', { class: 'num' }, fmtNum(w.server_errors, 0)),
     h('td', {}, measure(w.availability, '%')), h('td', {}, measure(w.p95_ms, 'ms')), h('td', {}, measure(w.p99_ms, 'ms')),
-    h('td', {}, measure(w.error_rate, '%')), h('td', {}, badge(w.met ? 'met' : 'open'), ' ', w.met ? t('met') : t('not_met'))));
+    h('td', {}, measure(w.error_rate, '%')), h('td', {}, flag(w.met, w.met ? t('met') : t('not_met')))));
   return h('section', {}, h('h1', {}, t('sla')),
     h('p', { class: 'muted' }, sla.at),
     table([t('window'), { label: t('requests'), cls: 'num' }, { label: t('server_errors'), cls: 'num' }, t('availability'),
@@ -840,7 +842,7 @@ async function modePage(_arg, _query, ctx) {
   return h('section', {}, h('h1', {}, t('mode')),
     h('div', { class: 'card' }, kv([
       [t('level'), badge(m.level)], [t('since'), m.level_since],
-      [t('safe_mode'), h('span', {}, badge(m.safe_mode ? 'critical' : 'normal'), ' ', m.safe_mode ? t('safe_on') : t('safe_off'))],
+      [t('safe_mode'), flag(!m.safe_mode, m.safe_mode ? t('safe_on') : t('safe_off'))],
       [t('actor'), m.safe_mode_by], [t('reason'), m.safe_mode_reason], [t('since'), m.safe_mode_since],
       [t('paused_queues'), (m.paused_queues || []).join(', ')],
     ])),
