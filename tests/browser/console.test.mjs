@@ -13,7 +13,8 @@
 //  4. signs in as `vendor` and accepts an offer routed to the first demo vendor;
 //  5. signs in as `admin`: the breakers page, safe mode switched on and off;
 //  6. signs in as `retailer` on a 360 px screen: its orders, its account in Nepali;
-// with a screenshot of every page visited in target/browser-screenshots/. Exits non-zero with
+// Access tokens live 75 s here, so the console must refresh its token on the way (checked).
+// A screenshot of every page visited goes to target/browser-screenshots/. Exits non-zero with
 // a message on any failure; the server is always stopped.
 
 import { spawn } from 'node:child_process';
@@ -30,6 +31,9 @@ const BINARY = process.env.KHAACHO_BIN || path.join(ROOT, 'target/debug/khaacho'
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = path.join(ROOT, 'target/browser-screenshots');
 const STEP_MS = 30_000;
+// Short-lived access tokens, so the console must refresh them while the test runs (it does
+// so a minute before expiry, at the earliest 5 s after the last refresh).
+const ACCESS_TTL_SECS = 75;
 
 const log = (...a) => console.log('[browser]', ...a);
 
@@ -94,16 +98,23 @@ class Api {
   }
 
   async login(username, password) {
+    this.token = null;
     const r = await this.call('POST', '/api/v1/auth/login', { username, password });
     this.token = r.access_token;
+    this.credentials = [username, password];
     return this;
   }
 
-  async call(method, p, body, expect) {
+  async call(method, p, body, expect, again = true) {
     const headers = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(this.base + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (res.status === 401 && this.token && again) {
+      // Access tokens live ACCESS_TTL_SECS here: sign in again.
+      await this.login(...this.credentials);
+      return this.call(method, p, body, expect, false);
+    }
     const text = await res.text();
     if (expect ? res.status !== expect : !res.ok) fail(`${method} ${p} answered ${res.status}: ${text.slice(0, 400)}`);
     return text ? JSON.parse(text) : null;
@@ -148,6 +159,7 @@ async function main() {
       DATABASE_URL: `sqlite://${path.join(tmp, 'khaacho.db')}`,
       KHAACHO_LISTEN: `127.0.0.1:${port}`,
       KHAACHO_LOG_FORMAT: 'json',
+      KHAACHO_AUTH__ACCESS_TTL_SECS: String(ACCESS_TTL_SECS),
       KHAACHO_CHANNELS__TWILIO_ACCOUNT_SID: 'AC00000000000000000000000000000000',
       KHAACHO_CHANNELS__TWILIO_AUTH_TOKEN: 'browser-test-token',
       KHAACHO_CHANNELS__TWILIO_API_BASE: `http://127.0.0.1:${twilioPort}`,
@@ -227,6 +239,7 @@ async function main() {
     await signIn('operator', 'demo-operator-password', 'board');
     await page.waitForSelector('#live[data-state=up]', { timeout: STEP_MS });
     await page.evaluate(() => { window.__sameDocument = true; });
+    const firstToken = await page.evaluate(() => JSON.parse(sessionStorage.getItem('khaacho.session')).access);
     await screenshot('board');
     const placed = await op.call('POST', '/api/v1/orders', {
       retailer_id: retailer, payment_mode: 'cash',
@@ -302,6 +315,11 @@ async function main() {
       await ready(name);
       await screenshot(name);
     }
+    // The console refreshed its access token before it expired, and still works with it.
+    await until('the console to refresh its access token', () => page.evaluate(
+      (first) => JSON.parse(sessionStorage.getItem('khaacho.session')).access !== first, firstToken), 60_000);
+    await page.click('#nav a[data-page=board]');
+    await ready('board');
 
     // 4. The vendor accepts an offer: an order of a product only the first demo vendor
     //    carries (else the one it sells cheapest), open all day so the hours do not matter.
