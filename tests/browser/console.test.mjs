@@ -207,6 +207,13 @@ async function main() {
       const err = await page.locator('#error').isVisible() ? await page.locator('#error').innerText() : null;
       if (err) fail(`the ${name} page shows an error: ${err}`);
     };
+    // Marks the shown page stale, does `act`, and waits for `name` rendered afresh (a hash
+    // change renders on the next task, so `ready` alone could see the old page).
+    const afresh = async (name, act) => {
+      await page.evaluate(() => { document.querySelector('#main').dataset.ready = 'stale'; });
+      await act();
+      await ready(name);
+    };
     const signIn = async (username, password, home) => {
       await page.goto(`${base}/`);
       await ready('login');
@@ -253,6 +260,13 @@ async function main() {
     await page.waitForSelector(`#board tr[data-order="${placed.order_id}"]:not([data-status=received])`, { timeout: STEP_MS })
       .catch(() => fail(`order ${placed.order_id} stayed "received" on the board`));
     await screenshot('board-live');
+    // The filters: by retailer the order stays; by a status it is not in, it goes.
+    await afresh('board', () => page.selectOption('select[name=retailer]', retailer));
+    await page.waitForSelector(`#board tr[data-order="${placed.order_id}"]`, { timeout: STEP_MS });
+    await afresh('board', () => page.selectOption('select[name=status]', 'cancelled'));
+    if (await page.locator(`#board tr[data-order="${placed.order_id}"]`).count()) fail('the status filter kept an order of another status');
+    await screenshot('board-filtered');
+    await afresh('board', () => page.selectOption('select[name=status]', ''));
 
     // The order page with its timeline.
     await page.click(`#board tr[data-order="${placed.order_id}"] a`);
@@ -275,8 +289,7 @@ async function main() {
       }
       return o.status === 'on_hold';
     });
-    await page.click('#nav a[data-page=held]');
-    await ready('held');
+    await afresh('held', () => page.click('#nav a[data-page=held]'));
     const heldRow = page.locator(`tr[data-order="${big.order_id}"]`);
     await heldRow.waitFor({ timeout: STEP_MS });
     await screenshot('held');
@@ -296,8 +309,7 @@ async function main() {
     }, 60_000);
     log('dead message', dead.id, dead.channel, dead.last_error);
     twilio.accept = true;
-    await page.click('#nav a[data-page=queue]');
-    await ready('queue');
+    await afresh('queue', () => page.click('#nav a[data-page=queue]'));
     const deadRow = page.locator(`tr[data-message="${dead.id}"]`);
     await deadRow.waitFor({ timeout: STEP_MS });
     await screenshot('queue');
@@ -311,15 +323,13 @@ async function main() {
     await page.locator(`tr[data-message="${dead.id}"]`).waitFor({ state: 'detached', timeout: STEP_MS });
     await screenshot('queue-retried');
     for (const name of ['sla', 'mode', 'vendors', 'credit', 'prices', 'outbox']) {
-      await page.click(`#nav a[data-page=${name}]`);
-      await ready(name);
+      await afresh(name, () => page.click(`#nav a[data-page=${name}]`));
       await screenshot(name);
     }
     // The console refreshed its access token before it expired, and still works with it.
     await until('the console to refresh its access token', () => page.evaluate(
       (first) => JSON.parse(sessionStorage.getItem('khaacho.session')).access !== first, firstToken), 60_000);
-    await page.click('#nav a[data-page=board]');
-    await ready('board');
+    await afresh('board', () => page.click('#nav a[data-page=board]'));
 
     // 4. The vendor accepts an offer: an order of a product only the first demo vendor
     //    carries (else the one it sells cheapest), open all day so the hours do not matter.
@@ -355,18 +365,16 @@ async function main() {
     await offerRow.locator('button[data-action=accept]').click();
     await page.waitForSelector(`tr[data-fulfilment="${offer.id}"][data-status=accepted]`, { timeout: STEP_MS })
       .catch(() => fail(`offer ${offer.id} was not shown accepted`));
-    const after = await op.call('GET', `/api/v1/fulfilments/${offer.id}`);
-    if (after.status !== 'accepted') fail(`offer ${offer.id} is ${after.status}, not accepted`);
+    const part = await op.call('GET', `/api/v1/fulfilments/${offer.id}`);
+    if (part.status !== 'accepted') fail(`offer ${offer.id} is ${part.status}, not accepted`);
     await screenshot('offers-accepted');
 
     // An admin: the breakers and the LLM switch, and safe mode switched on and off again.
     await page.click('#signout');
     await signIn('admin', 'demo-admin-password', 'board');
-    await page.click('#nav a[data-page=agents]');
-    await ready('agents');
+    await afresh('agents', () => page.click('#nav a[data-page=agents]'));
     await screenshot('agents');
-    await page.click('#nav a[data-page=mode]');
-    await ready('mode');
+    await afresh('mode', () => page.click('#nav a[data-page=mode]'));
     for (const [on, text] of [[true, 'Safe mode is ON'], [false, 'Safe mode is off']]) {
       await page.fill('input.reason', on ? 'browser test: pausing processing' : 'browser test: resuming');
       await page.click('button[data-action=safe-mode]');
@@ -383,10 +391,8 @@ async function main() {
     await page.click('#signout');
     await signIn('retailer', 'demo-retailer-password', 'board');
     await screenshot('retailer-orders-360px');
-    await page.click('#nav a[data-page=account]');
-    await ready('account');
-    await page.selectOption('#lang', 'ne');
-    await ready('account');
+    await afresh('account', () => page.click('#nav a[data-page=account]'));
+    await afresh('account', () => page.selectOption('#lang', 'ne'));
     if (!(await page.locator('h1').innerText()).includes('मेरो खाता')) fail('the Nepali labels did not apply');
     await screenshot('retailer-account-ne-360px');
     const wide = await page.evaluate(() => document.documentElement.scrollWidth);
