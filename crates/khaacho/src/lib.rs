@@ -20,6 +20,7 @@ pub mod base;
 pub mod catalog;
 pub mod channels;
 pub mod config;
+pub mod console;
 pub mod credit;
 pub mod fulfilment;
 pub mod http;

@@ -21,7 +21,8 @@ use crate::base::wire::error::{AuthzDenied, problem_response};
 /// Rate-limit class of a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteClass {
-    /// Health, readiness, metrics, the API document and docs page: never limited.
+    /// Health, readiness, metrics, the API document and docs page, the console's static
+    /// pages (no credentials; staff need them at the `critical` level too): never limited.
     Ops,
     /// Login and token refresh: tighter per-IP limit.
     Login,
@@ -38,6 +39,7 @@ pub fn route_class(method: &Method, path: &str) -> RouteClass {
     match (method.as_str(), path) {
         (_, "/health" | "/ready" | "/metrics" | "/api/v1/openapi.json") => RouteClass::Ops,
         (_, p) if p.starts_with("/api/v1/docs") => RouteClass::Ops,
+        ("GET", "/" | "/console" | "/console/" | "/console/assets/{name}") => RouteClass::Ops,
         ("POST", "/api/v1/auth/login" | "/api/v1/auth/refresh") => RouteClass::Login,
         ("POST", "/api/v1/channels/twilio/messages" | "/api/v1/channels/twilio/status") => {
             RouteClass::Webhook

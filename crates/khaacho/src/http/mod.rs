@@ -106,6 +106,7 @@ pub fn router(app: App) -> Router {
     let cors = cors(&settings.cors_allow_origins);
     routes
         .merge(SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", doc))
+        .merge(crate::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))

@@ -5,6 +5,7 @@ mod backpressure;
 mod bad_input;
 mod catalog;
 mod channels;
+mod console;
 mod credit;
 mod credit_controls;
 mod credit_messages;
