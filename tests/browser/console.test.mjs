@@ -17,7 +17,7 @@
 // A screenshot of every page visited goes to target/browser-screenshots/. Exits non-zero with
 // a message on any failure; the server is always stopped.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, createWriteStream, existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -322,6 +322,47 @@ async function main() {
     }, 60_000);
     await page.locator(`tr[data-message="${dead.id}"]`).waitFor({ state: 'detached', timeout: STEP_MS });
     await screenshot('queue-retried');
+    // 3b. A dead job is retried from the queue page. No request makes a job die on purpose,
+    //     so this plays the way one does die: safe mode holds an order's validation job in
+    //     its queue, the job is marked as if a worker had crashed holding it on its last
+    //     attempt (what three `kill -9`s mid-run leave), and the server's own reaper declares
+    //     it dead and fails the order. Retrying it from the console must process the order.
+    const admin = await new Api(base).login('admin', 'demo-admin-password');
+    await admin.call('PUT', '/api/v1/admin/safe-mode', { enabled: true, reason: 'browser test: holding a job' });
+    const stuck = await op.call('POST', '/api/v1/orders', {
+      retailer_id: retailer, payment_mode: 'cash',
+      lines: [{ sku: 'WAIWAI-CHICKEN-75G', qty: 1, unit: 'carton' }],
+    }, 202);
+    const held = await until(`the validation job of order ${stuck.order_id} to wait in safe mode`, async () => {
+      const jobs = await op.call('GET', '/api/v1/admin/jobs?status=queued&kind=order.validate&limit=100');
+      return jobs.items.find((j) => j.payload.order_id === stuck.order_id);
+    });
+    const sql = `UPDATE jobs SET status = 'running', attempts = max_attempts, locked_by = 'crashed-worker', `
+      + `locked_until_ms = 0 WHERE kind = 'order.validate' AND status = 'queued' `
+      + `AND json_extract(payload, '$.order_id') = '${stuck.order_id}';`;
+    const edit = spawnSync('sqlite3', ['-cmd', '.timeout 10000', path.join(tmp, 'khaacho.db'), sql], { encoding: 'utf8' });
+    if (edit.status !== 0) fail(`sqlite3 could not mark the job as crashed: ${edit.stderr || edit.error}`);
+    const deadJob = await until(`the reaper to declare job ${held.id} dead`, async () => {
+      const j = await op.call('GET', `/api/v1/admin/jobs/${held.id}`);
+      return j.status === 'dead' && j;
+    });
+    const failed = await op.call('GET', `/api/v1/orders/${stuck.order_id}`);
+    if (failed.status !== 'failed') fail(`order ${stuck.order_id} is ${failed.status} after its job died, not failed`);
+    await admin.call('PUT', '/api/v1/admin/safe-mode', { enabled: false, reason: 'browser test: job held' });
+    log('dead job', deadJob.id, deadJob.last_error);
+    await afresh('board', () => page.click('#nav a[data-page=board]'));
+    await afresh('queue', () => page.click('#nav a[data-page=queue]'));
+    const deadJobRow = page.locator(`tr[data-job="${held.id}"]`);
+    await deadJobRow.waitFor({ timeout: STEP_MS });
+    await screenshot('queue-dead-job');
+    await deadJobRow.locator('button[data-action=retry]').click();
+    await until(`order ${stuck.order_id} to be processed after the retry`, async () => {
+      const o = await op.call('GET', `/api/v1/orders/${stuck.order_id}`);
+      return !['failed', 'received'].includes(o.status) && o;
+    });
+    await page.locator(`tr[data-job="${held.id}"]`).waitFor({ state: 'detached', timeout: STEP_MS });
+    await screenshot('queue-dead-job-retried');
+
     for (const name of ['sla', 'mode', 'vendors', 'credit', 'prices', 'outbox']) {
       await afresh(name, () => page.click(`#nav a[data-page=${name}]`));
       await screenshot(name);
