@@ -128,7 +128,7 @@ async fn set_safe_mode(
         metrics::counter!("khaacho_mode_changes_total", "to" => to).increment(1);
         tracing::warn!(enabled = b.enabled, by = %principal.actor(), reason, "safe mode switched");
         // Resume at once in this process; the others follow within a refresh.
-        app.db().wake().notify_waiters();
+        app.db().wake().wake_all();
     }
     Ok(axum::Json(view(&row)))
 }

@@ -99,16 +99,16 @@ pub async fn retry_dead(db: &Db, id: Uuid) -> Result<bool, sqlx::Error> {
         .await
         .map(|r| r.rows_affected()))?;
     if r == 1 {
-        db.wake().notify_waiters();
-        if let crate::base::db::Backend::Pg(pool) = db.backend() {
-            let queue: Option<String> = sqlx::query_scalar("SELECT queue FROM jobs WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-            if let Some(q) = queue {
+        let queue: Option<String> = with_latest!(db, c => sqlx::query_scalar("SELECT queue FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(c)
+            .await)?;
+        if let Some(q) = queue {
+            db.wake().wake(&q);
+            if let crate::base::db::Backend::Pg(pool) = db.backend() {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(super::NOTIFY_CHANNEL)
-                    .bind(q)
+                    .bind(db.wake().payload(&[q.as_str()]))
                     .execute(pool)
                     .await?;
             }

@@ -315,7 +315,7 @@ pub async fn enqueue_batch<J: Job>(
     }
     if inserted > 0 {
         // Consumers here and in other processes are woken after the commit.
-        tx.mark_enqueued();
+        tx.mark_enqueued(J::QUEUE);
         metrics::counter!("khaacho_jobs_enqueued_total", "kind" => J::KIND).increment(inserted);
     }
     Ok((rows.into_iter().map(|r| r.0).collect(), inserted))

@@ -135,7 +135,7 @@ struct Consumer<H> {
 impl<H: QueueHost> Consumer<H> {
     async fn run(self, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.app.queue_settings().poll_interval_ms);
-        let wake = self.app.db().wake().clone();
+        let wake = self.app.db().wake().of(self.queue);
         while !shutdown.is_cancelled() {
             // Register for a wake-up before claiming so a commit in between is not missed.
             let notified = wake.notified();
@@ -616,7 +616,7 @@ pub async fn reap_expired<H: QueueHost>(
         .await)?;
     taken += requeue(app, registry, expired, Taken::LeaseExpired(now)).await?;
     if taken > 0 {
-        app.db().wake().notify_waiters();
+        app.db().wake().wake_all();
     }
     Ok(taken)
 }
@@ -701,7 +701,7 @@ async fn release_own<H: QueueHost>(app: &H, worker_id: &str) -> Result<u64, sqlx
 
 async fn listen_pg(
     pool: sqlx::PgPool,
-    wake: Arc<tokio::sync::Notify>,
+    wake: Arc<crate::base::db::Wakes>,
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
@@ -719,7 +719,7 @@ async fn listen_pg(
         loop {
             tokio::select! {
                 msg = listener.recv() => match msg {
-                    Ok(_) => wake.notify_waiters(),
+                    Ok(n) => wake.from_notification(n.payload()),
                     Err(e) => { warn!(error = %e, "LISTEN connection lost"); break; }
                 },
                 _ = shutdown.cancelled() => return,
