@@ -38,6 +38,9 @@ impl Job for RouteOrders {
     const KIND: &'static str = "order.route";
     const QUEUE: &'static str = "route";
     const PRIORITY: Priority = Priority::Normal;
+    // One batch at a time per process: each batch counts the vendors' open parts, and two
+    // side by side would both see the same free capacity.
+    const CONCURRENCY: usize = 1;
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
@@ -133,9 +136,6 @@ async fn resume_retried(tx: &mut Tx, locked: &mut [OrderRow]) -> Result<(), JobE
 
 impl BatchJob for RouteOrders {
     const MAX_BATCH: usize = 128;
-    // One batch at a time per process: each batch counts the vendors' open parts, and two
-    // side by side would both see the same free capacity.
-    const CONCURRENCY: usize = 1;
 
     async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
         let ids: Vec<Uuid> = jobs.iter().map(|j| j.order_id).collect();

@@ -345,6 +345,9 @@ impl Job for OrderChanged {
     // Its own queue: consumers never hold up the pipeline's steps, nor the steps them.
     const QUEUE: &'static str = "events";
     const PRIORITY: Priority = Priority::Normal;
+    // Every consumer writes the same few counter rows: batches side by side would only queue
+    // on their locks, so one runs at a time and carries whatever has accumulated.
+    const CONCURRENCY: usize = 1;
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
@@ -360,9 +363,6 @@ impl Job for OrderChanged {
 
 impl BatchJob for OrderChanged {
     const MAX_BATCH: usize = 256;
-    // Every consumer writes the same few counter rows: batches side by side would only queue
-    // on their locks, so one runs at a time and carries whatever has accumulated.
-    const CONCURRENCY: usize = 1;
 
     async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
         consume(&ctx, &jobs).await

@@ -162,6 +162,14 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     const QUEUE: &'static str = "default";
     /// Default priority.
     const PRIORITY: Priority = Priority::Normal;
+    /// Most runs (single jobs, or batches of a [`BatchJob`]) of this kind at once in one
+    /// process; the queue's consumer takes the lowest of its kinds (and `queue.concurrency`
+    /// still applies when lower). Kinds whose batches write the same rows (accounts,
+    /// counters) wait on each other's row locks when run side by side: a low bound lets
+    /// their batches grow under load instead, one long transaction doing the work of many
+    /// short ones that would queue behind each other. Background kinds bounded this way
+    /// also leave the CPU to the requests the process answers.
+    const CONCURRENCY: usize = usize::MAX;
 
     /// Retry policy of this kind.
     fn policy() -> RetryPolicy {
@@ -189,12 +197,6 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 pub trait BatchJob: Job {
     /// Most jobs per call.
     const MAX_BATCH: usize;
-    /// Most batches of this kind running at once in one process (the `queue.concurrency`
-    /// setting still applies when lower). Kinds whose batches write the same rows (accounts,
-    /// counters) wait on each other's row locks when run side by side: a low bound lets
-    /// their batches grow under load instead, one long transaction doing the work of many
-    /// short ones that would queue behind each other.
-    const CONCURRENCY: usize = usize::MAX;
 
     /// Runs `jobs` (all of this kind); like `run`, it must be idempotent and should end with
     /// [`JobContext::complete_in`].
@@ -229,12 +231,25 @@ impl<H> JobContext<H> {
     /// in the transaction (early keeps it out of any row locks the handler takes later); if
     /// the transaction rolls back the jobs stay leased and run again. Scheduled jobs (with a dedupe key) are left to the runtime, which marks their tick.
     pub async fn complete_in(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
-        let deleted = with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
-            qb.push_bind(&self.worker_id).push(" AND dedupe_key IS NULL AND");
-            push_ids(&mut qb, "id", &self.job_ids);
-            qb.build().execute(&mut *c).await?.rows_affected()
-        });
+        // A single job by its key: planned once as a primary-key probe. A batch's ids are not
+        // prepared: PostgreSQL would keep the generic plan it made while `jobs` was nearly
+        // empty (a scan of the whole table, cheap then) and run it against every later
+        // backlog; planned per call it probes the key for each id.
+        let deleted = match self.job_ids.as_slice() {
+            [id] => with_tx!(tx, c => sqlx::query(
+                "DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND dedupe_key IS NULL")
+                .bind(id)
+                .bind(&self.worker_id)
+                .execute(c)
+                .await?
+                .rows_affected()),
+            ids => with_tx!(tx, c => {
+                let mut qb = sqlx::QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
+                qb.push_bind(&self.worker_id).push(" AND dedupe_key IS NULL AND");
+                push_ids(&mut qb, "id", ids);
+                qb.build().persistent(false).execute(&mut *c).await?.rows_affected()
+            }),
+        };
         if deleted == self.job_ids.len() as u64 {
             self.completed
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -339,7 +354,7 @@ pub struct Handler<H> {
     pub(crate) on_dead: DeadFn<H>,
     /// `(most jobs per call, the batch runner)` for [`BatchJob`] kinds.
     pub(crate) batch: Option<(usize, BatchFn<H>)>,
-    /// Most runs of this kind at once in one process ([`BatchJob::CONCURRENCY`]).
+    /// Most runs of this kind at once in one process ([`Job::CONCURRENCY`]).
     pub(crate) concurrency: usize,
 }
 
@@ -404,7 +419,7 @@ impl<H: QueueHost> Registry<H> {
                 run,
                 on_dead,
                 batch: None,
-                concurrency: usize::MAX,
+                concurrency: J::CONCURRENCY.max(1),
             },
         );
         self
@@ -427,7 +442,6 @@ impl<H: QueueHost> Registry<H> {
         });
         if let Some(h) = self.handlers.get_mut(J::KIND) {
             h.batch = Some((J::MAX_BATCH.max(1), batch));
-            h.concurrency = J::CONCURRENCY.max(1);
         }
         self
     }
@@ -444,7 +458,7 @@ impl<H: QueueHost> Registry<H> {
     }
 
     /// How many runs of `queue` one process may have going at once: `configured`, or less
-    /// when a kind of the queue asks for fewer ([`BatchJob::CONCURRENCY`]).
+    /// when a kind of the queue asks for fewer ([`Job::CONCURRENCY`]).
     pub fn concurrency(&self, queue: &str, configured: usize) -> usize {
         self.handlers
             .values()

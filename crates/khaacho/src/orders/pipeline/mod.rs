@@ -61,6 +61,11 @@ impl Job for ProcessOrders {
     // Its own queue, so workers can claim these in batches.
     const QUEUE: &'static str = "validate";
     const PRIORITY: Priority = Priority::Normal;
+    // The credit step locks the batch's retailers' accounts until commit, and batches share
+    // retailers: many small batches side by side would queue on those locks one behind the
+    // other. Two at a time (one validating while the other commits) with batches that grow
+    // under load keeps the locks few and the work per commit large.
+    const CONCURRENCY: usize = 2;
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
@@ -83,11 +88,6 @@ impl BatchJob for ProcessOrders {
     // The steps are a handful of statements whatever the batch size, so under load a worker
     // processes up to this many orders per transaction instead of one.
     const MAX_BATCH: usize = 128;
-    // The credit step locks the batch's retailers' accounts until commit, and batches share
-    // retailers: many small batches side by side would queue on those locks one behind the
-    // other. Two at a time (one validating while the other commits) with batches that grow
-    // under load keeps the locks few and the work per commit large.
-    const CONCURRENCY: usize = 2;
 
     async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
         let ids: Vec<Uuid> = jobs.iter().map(|j| j.order_id).collect();
