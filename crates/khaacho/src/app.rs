@@ -7,6 +7,7 @@ use crate::auth::Auth;
 use crate::base::db::Db;
 use crate::base::group_commit::GroupCommit;
 use crate::catalog::cache::CatalogCache;
+use crate::channels::inbound::InboundWriter;
 use crate::config::Settings;
 use crate::orders::backpressure::Backpressure;
 use crate::orders::intake::{Intake, IntakeWriter};
@@ -24,6 +25,7 @@ struct Inner {
     settings: Settings,
     catalog: CatalogCache,
     intake_writer: OnceLock<GroupCommit<IntakeWriter>>,
+    inbound_writer: OnceLock<GroupCommit<InboundWriter>>,
     backpressure: Backpressure,
     agents: khaacho_agents::AgentChain,
     auth: Auth,
@@ -56,6 +58,7 @@ impl App {
                 settings,
                 catalog,
                 intake_writer: OnceLock::new(),
+                inbound_writer: OnceLock::new(),
                 backpressure,
                 agents,
                 auth,
@@ -105,6 +108,14 @@ impl App {
             writer,
             pressure: &self.inner.backpressure,
         }
+    }
+
+    /// The group commit of inbound channel messages (started on first use, inside the
+    /// runtime).
+    pub fn inbound_messages(&self) -> &GroupCommit<InboundWriter> {
+        self.inner
+            .inbound_writer
+            .get_or_init(|| GroupCommit::start(InboundWriter::new(self.inner.db.clone())))
     }
 
     /// The order-text parser chain (LLM providers, then the local parser).

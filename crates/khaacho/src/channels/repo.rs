@@ -29,19 +29,20 @@ pub struct InboundRow {
 }
 
 /// A new inbound message.
-pub struct NewInbound<'a> {
+#[derive(Debug)]
+pub struct NewInbound {
     /// Id.
     pub id: Uuid,
     /// The provider's message id (unique per provider).
-    pub provider_message_id: &'a str,
+    pub provider_message_id: String,
     /// Channel.
-    pub channel: &'a str,
+    pub channel: &'static str,
     /// Sender in E.164.
-    pub from_phone: &'a str,
+    pub from_phone: String,
     /// The number written to.
-    pub to_address: Option<&'a str>,
+    pub to_address: Option<String>,
     /// The text.
-    pub body: &'a str,
+    pub body: String,
     /// Attachments announced.
     pub num_media: i32,
     /// Every form parameter.
@@ -50,25 +51,53 @@ pub struct NewInbound<'a> {
     pub at_ms: i64,
 }
 
-/// Stores an inbound message; `false` when this provider message id was stored before (a
-/// retried webhook).
-pub async fn insert_inbound(tx: &mut Tx, m: &NewInbound<'_>) -> Result<bool, sqlx::Error> {
-    let n = with_tx!(tx, c => sqlx::query(
-        "INSERT INTO inbound_messages (id, provider, provider_message_id, channel, from_phone, to_address, body, \
-         num_media, params, received_at_ms) VALUES ($1, 'twilio', $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (provider, provider_message_id) DO NOTHING")
-        .bind(m.id).bind(m.provider_message_id).bind(m.channel).bind(m.from_phone).bind(m.to_address)
-        .bind(m.body).bind(m.num_media).bind(Json(&m.params)).bind(m.at_ms)
-        .execute(c).await?.rows_affected());
-    Ok(n == 1)
+/// Stores inbound messages with one statement (per chunk); returns the ids of those stored
+/// now — a provider message id stored before (a retried webhook) is skipped.
+pub async fn insert_inbound(tx: &mut Tx, rows: &[&NewInbound]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut stored = Vec::with_capacity(rows.len());
+    // Ten parameters a row; both backends allow far more than 100 × 10.
+    for chunk in rows.chunks(100) {
+        let ids: Vec<(Uuid,)> = with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO inbound_messages (id, provider, provider_message_id, channel, from_phone, \
+                 to_address, body, num_media, params, received_at_ms) ");
+            qb.push_values(chunk, |mut b, m| {
+                b.push_bind(m.id)
+                    .push_bind("twilio")
+                    .push_bind(&m.provider_message_id)
+                    .push_bind(m.channel)
+                    .push_bind(&m.from_phone)
+                    .push_bind(m.to_address.as_deref())
+                    .push_bind(&m.body)
+                    .push_bind(m.num_media)
+                    .push_bind(Json(&m.params))
+                    .push_bind(m.at_ms);
+            });
+            qb.push(" ON CONFLICT (provider, provider_message_id) DO NOTHING RETURNING id");
+            qb.build_query_as().fetch_all(&mut *c).await
+        })?;
+        stored.extend(ids.into_iter().map(|r| r.0));
+    }
+    Ok(stored)
 }
 
-/// One inbound message.
-pub async fn find_inbound(db: &Db, id: Uuid) -> Result<Option<InboundRow>, sqlx::Error> {
-    with_latest!(db, c => sqlx::query_as::<_, InboundRow>(
-        "SELECT id, provider, provider_message_id, channel, from_phone, body, status, received_at_ms \
-         FROM inbound_messages WHERE id = $1")
-        .bind(id).fetch_optional(c).await)
+/// Inbound message `id` (`None` when it does not exist) and the messages of the same phone
+/// that arrived before it (UUIDv7: arrival order) and are not handled yet, oldest first (at
+/// most 20), in one read.
+pub async fn inbound_with_earlier(
+    db: &Db,
+    id: Uuid,
+) -> Result<(Option<InboundRow>, Vec<InboundRow>), sqlx::Error> {
+    const SQL: &str = "SELECT id, provider, provider_message_id, channel, from_phone, body, status, \
+        received_at_ms FROM inbound_messages WHERE id = $1 UNION ALL \
+        SELECT * FROM (SELECT id, provider, provider_message_id, channel, from_phone, body, status, \
+        received_at_ms FROM inbound_messages WHERE status = 'received' AND id < $1 \
+        AND from_phone = (SELECT from_phone FROM inbound_messages WHERE id = $1) ORDER BY id LIMIT 20) e";
+    let rows: Vec<InboundRow> = with_latest!(db, c => sqlx::query_as::<_, InboundRow>(SQL)
+        .bind(id).fetch_all(c).await)?;
+    let (mut this, mut earlier): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.id == id);
+    earlier.sort_by_key(|r| r.id);
+    Ok((this.pop(), earlier))
 }
 
 /// Marks an inbound message handled; `false` when another run already did.
@@ -77,15 +106,6 @@ pub async fn mark_processed(tx: &mut Tx, id: Uuid, at_ms: i64) -> Result<bool, s
         "UPDATE inbound_messages SET status = 'processed', processed_at_ms = $2 WHERE id = $1 AND status = 'received'")
         .bind(id).bind(at_ms).execute(c).await?.rows_affected());
     Ok(n == 1)
-}
-
-/// Messages of `phone` that arrived before `id` (UUIDv7: arrival order) and are not handled
-/// yet, oldest first.
-pub async fn earlier_unhandled(db: &Db, phone: &str, id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    let rows: Vec<(Uuid,)> = with_latest!(db, c => sqlx::query_as(
-        "SELECT id FROM inbound_messages WHERE from_phone = $1 AND status = 'received' AND id < $2 ORDER BY id LIMIT 20")
-        .bind(phone).bind(id).fetch_all(c).await)?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 /// Marks a message whose handling went dead (so the phone's later messages do not wait on it).

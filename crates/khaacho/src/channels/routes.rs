@@ -1,8 +1,9 @@
 //! Channels over HTTP: Twilio's inbound-message and status-callback webhooks (signed with
 //! `X-Twilio-Signature`, no bearer token), and the staff's view of the outbox.
 //!
-//! The inbound webhook stores the raw message and enqueues its handling in one transaction,
-//! then answers `200` with empty TwiML at once; it never does business work inline. A
+//! The inbound webhook stores the raw message and enqueues its handling in one transaction
+//! (a group commit shared with the other webhooks of that moment: `super::inbound`), then
+//! answers `200` with empty TwiML; it never does business work inline. A
 //! retried webhook (same `MessageSid`) stores nothing new and still gets `200`.
 
 use axum::body::Bytes;
@@ -15,10 +16,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::inbound::Received;
 use super::outbox::SendMessage;
 use super::phone::{self, MessageChannel};
 use super::repo::{self, NewInbound, OutboundFilter, OutboundRow};
-use super::service::conversation::HandleInbound;
 use crate::app::App;
 use crate::base::audit;
 use crate::base::principal::{Principal, STAFF};
@@ -197,24 +198,24 @@ async fn twilio_message(
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
-    let row = NewInbound {
+    let message = NewInbound {
         id,
-        provider_message_id: m.sid,
+        provider_message_id: m.sid.to_owned(),
         channel: m.channel.as_str(),
-        from_phone: &m.phone,
-        to_address: param(&params, "To"),
-        body: m.body,
+        from_phone: m.phone,
+        to_address: param(&params, "To").map(str::to_owned),
+        body: m.body.to_owned(),
         num_media,
         params: serde_json::Value::Object(all),
         at_ms: app.clock().now_ms(),
     };
-    let mut tx = app.db().begin().await?;
-    if repo::insert_inbound(&mut tx, &row).await? {
-        enqueue(&mut tx, &HandleInbound { id }, EnqueueOptions::default()).await?;
-        metrics::counter!("khaacho_messages_received_total", "channel" => m.channel.as_str())
-            .increment(1);
-    }
-    tx.commit().await?;
+    let trace_parent = crate::base::trace::parent_for(None);
+    app.inbound_messages()
+        .write(Received {
+            message,
+            trace_parent,
+        })
+        .await?;
     Ok(twiml())
 }
 
