@@ -186,9 +186,7 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
         }
     }
     repo::insert_parts(&mut tx, &plan.parts).await?;
-    for (order, line_nos, vendor) in &plan.addressed {
-        orders::address_lines(&mut tx, *order, line_nos, Some(*vendor)).await?;
-    }
+    orders::address_lines_many(&mut tx, &plan.addressed).await?;
     for (order_id, reason, detail) in &plan.alerts {
         if let Some(order) = locked.iter().find(|o| o.id == *order_id) {
             alert_no_vendor(&mut tx, order, reason, detail.clone(), now).await?;
@@ -231,8 +229,8 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
 #[derive(Default)]
 struct Written {
     parts: Vec<NewPart>,
-    /// `((order id, created), line numbers, vendor)`.
-    addressed: Vec<((Uuid, i64), Vec<i32>, Uuid)>,
+    /// The lines each part addresses to its vendor.
+    addressed: Vec<orders::Addressed>,
     decisions: Vec<NewDecision>,
     /// `(order, reason, detail)`.
     alerts: Vec<(Uuid, String, serde_json::Value)>,
@@ -341,8 +339,11 @@ fn decide(
             json!({ "fulfilment_id": id, "vendor_id": p.vendor_id, "lines": line_nos,
             "deadline_ms": offer.deadline_ms }),
         );
-        out.addressed
-            .push(((order.id, order.created_at_ms), line_nos, p.vendor_id));
+        out.addressed.push(orders::Addressed {
+            order: (order.id, order.created_at_ms),
+            line_nos,
+            vendor: Some(p.vendor_id),
+        });
         out.parts.push(NewPart {
             part,
             lines: part_lines,

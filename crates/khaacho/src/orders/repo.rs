@@ -367,3 +367,39 @@ pub async fn address_lines(
     })?;
     Ok(())
 }
+
+/// Lines of one order addressed to a vendor (or to none), for [`address_lines_many`].
+#[derive(Clone, Debug)]
+pub struct Addressed {
+    /// The order's key: id and creation time.
+    pub order: (Uuid, i64),
+    /// Its line numbers.
+    pub line_nos: Vec<i32>,
+    /// The vendor, or none.
+    pub vendor: Option<Uuid>,
+}
+
+/// [`address_lines`] for many orders at once, with one statement.
+pub async fn address_lines_many(tx: &mut Tx, addressed: &[Addressed]) -> Result<(), sqlx::Error> {
+    let rows: Vec<(Uuid, i64, i32, Option<Uuid>)> = addressed
+        .iter()
+        .flat_map(|a| {
+            a.line_nos
+                .iter()
+                .map(move |n| (a.order.0, a.order.1, *n, a.vendor))
+        })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        with_tx!(tx, c => {
+            // A VALUES list named by a CTE works the same on PostgreSQL and SQLite (3.33+).
+            let mut qb = sqlx::QueryBuilder::new("WITH v(order_id, created_at_ms, line_no, vendor_id) AS (");
+            qb.push_values(chunk, |mut b, (id, created, n, vendor)| {
+                b.push_bind(*id).push_bind(*created).push_bind(*n).push_bind(*vendor);
+            });
+            qb.push(") UPDATE order_lines SET vendor_id = v.vendor_id FROM v WHERE order_lines.order_id = v.order_id \
+                     AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no");
+            qb.build().execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}

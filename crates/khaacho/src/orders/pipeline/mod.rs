@@ -41,9 +41,7 @@ use crate::base::db::Tx;
 use crate::base::time::now_ms;
 use crate::credit::ledger;
 use crate::fulfilment::routing::RouteOrders;
-use crate::queue::{
-    BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue, enqueue_batch,
-};
+use crate::queue::{BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue_batch};
 
 /// Job: run the in-process steps (validation and what follows it) for one order. Workers
 /// claim these in batches ([`BatchJob`]), so one transaction carries up to
@@ -116,9 +114,8 @@ pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
         .map(|(o, _)| &mut **o)
         .collect();
     decide(&mut tx, &ctx.app, &mut priced).await?;
-    for o in &todo {
-        continue_after(&mut tx, o).await?;
-    }
+    let done: Vec<&OrderRow> = todo.iter().map(|o| &**o).collect();
+    continue_after_many(&mut tx, &done).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -260,19 +257,33 @@ async fn lock_orders(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<OrderRow>, JobErro
 /// routing step; a `routed` one (approved after its vendors ran out) to the routing step
 /// again, which offers its unassigned parts anew.
 pub async fn continue_after(tx: &mut Tx, order: &OrderRow) -> Result<(), sqlx::Error> {
-    let opts = EnqueueOptions {
-        priority: Some(job_priority(&order.priority)),
-        correlation_id: order.correlation_id.clone(),
+    continue_after_many(tx, &[order]).await
+}
+
+/// [`continue_after`] for many orders, with one statement per job kind.
+pub async fn continue_after_many(tx: &mut Tx, orders: &[&OrderRow]) -> Result<(), sqlx::Error> {
+    let opts = |o: &OrderRow| EnqueueOptions {
+        priority: Some(job_priority(&o.priority)),
+        correlation_id: o.correlation_id.clone(),
         ..Default::default()
     };
-    match order.status() {
-        OrderStatus::Received => {
-            enqueue(tx, &ProcessOrders { order_id: order.id }, opts).await?;
-        }
-        OrderStatus::Validated | OrderStatus::Routed => {
-            enqueue(tx, &RouteOrders { order_id: order.id }, opts).await?;
-        }
-        _ => {}
+    let process: Vec<_> = orders
+        .iter()
+        .filter(|o| o.status() == OrderStatus::Received)
+        .map(|o| (ProcessOrders { order_id: o.id }, opts(o)))
+        .collect();
+    let route: Vec<_> = orders
+        .iter()
+        .filter(|o| matches!(o.status(), OrderStatus::Validated | OrderStatus::Routed))
+        .map(|o| (RouteOrders { order_id: o.id }, opts(o)))
+        .collect();
+    if !process.is_empty() {
+        let refs: Vec<_> = process.iter().map(|(j, o)| (j, o.clone())).collect();
+        enqueue_batch(tx, &refs).await?;
+    }
+    if !route.is_empty() {
+        let refs: Vec<_> = route.iter().map(|(j, o)| (j, o.clone())).collect();
+        enqueue_batch(tx, &refs).await?;
     }
     Ok(())
 }
