@@ -282,6 +282,7 @@ impl Db {
             let opts = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
             let (opts, mode, reason) = super::pg_tls::apply(url, opts);
             tracing::info!(sslmode = ?mode, why = reason.as_str(), "PostgreSQL TLS mode");
+            let opts = plan_per_call(url, opts);
             Backend::Pg(pg_pool(opts, max_connections).await?)
         } else {
             let opts = SqliteConnectOptions::from_str(url)
@@ -396,6 +397,25 @@ impl Db {
     }
 }
 
+/// Every statement is planned for its own parameters (`plan_cache_mode=force_custom_plan`),
+/// unless the URL sets `plan_cache_mode` itself.
+///
+/// Our statements are prepared once per connection and run for the life of the process,
+/// while the tables under them grow from empty. PostgreSQL's default (`auto`) switches a
+/// prepared statement to one generic plan after five runs and keeps it until the table's
+/// statistics change; on a server without autovacuum (or before its first ANALYZE) they
+/// never do, and a plan made on a near-empty table (a sequential scan) stays while the table
+/// grows: batch lookups by key went from microseconds to 7 ms each (`bench/README.md`,
+/// "Plans"). Custom plans cost a plan per call (tens of microseconds for our key lookups,
+/// which carry whole batches) and always see the table as it is now.
+fn plan_per_call(url: &str, opts: PgConnectOptions) -> PgConnectOptions {
+    if url.contains("plan_cache_mode") {
+        opts
+    } else {
+        opts.options([("plan_cache_mode", "force_custom_plan")])
+    }
+}
+
 async fn pg_pool(opts: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(max_connections)
@@ -464,8 +484,8 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// text is the same whatever the number of keys (one prepared statement instead of one per
 /// batch size). SQLite's planner probes the index for an `IN` list by itself.
 pub trait KeyFilter: sqlx::Database {
-    /// ` (a, b) IN (keys)`: both columns of a composite key (id and creation time, which
-    /// prunes the partitions).
+    /// ` (a, b) IN (keys)`: both columns of a composite key (id and creation time, whose
+    /// range prunes the partitions).
     fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]);
     /// ` col IN (ids)`.
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]);
@@ -476,11 +496,20 @@ pub trait KeyFilter: sqlx::Database {
 impl KeyFilter for Postgres {
     fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]) {
         let (ids, ats): (Vec<uuid::Uuid>, Vec<i64>) = keys.iter().copied().unzip();
-        qb.push(format_args!(" ({a}, {b}) IN (SELECT * FROM unnest("))
+        // The range of creation times lets the planner leave out the partitions outside it
+        // (a batch's keys are nearly always in the current month's): fewer partitions to
+        // plan and to probe.
+        let lo = ats.iter().copied().min().unwrap_or(0);
+        let hi = ats.iter().copied().max().unwrap_or(0);
+        qb.push(format_args!(" (({a}, {b}) IN (SELECT * FROM unnest("))
             .push_bind(ids)
             .push("::uuid[], ")
             .push_bind(ats)
-            .push("::bigint[]))");
+            .push(format_args!("::bigint[])) AND {b} BETWEEN "))
+            .push_bind(lo)
+            .push(" AND ")
+            .push_bind(hi)
+            .push(")");
     }
 
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]) {
@@ -579,5 +608,27 @@ mod wake_tests {
         assert!(woken(&here, "events", || here.from_notification("")));
         assert!(woken(&here, "events", || here.wake_all()));
         assert!(!woken(&here, "events", || here.wake("validate")));
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use std::str::FromStr;
+
+    use sqlx::postgres::PgConnectOptions;
+
+    use super::plan_per_call;
+
+    #[test]
+    fn statements_are_planned_per_call_unless_the_url_says_otherwise() {
+        let url = "postgres://u@h/db?options=-c%20search_path%3Ds1";
+        let opts = plan_per_call(url, PgConnectOptions::from_str(url).unwrap());
+        let set = opts.get_options().unwrap_or_default();
+        assert!(set.contains("search_path=s1"), "{set}");
+        assert!(set.contains("plan_cache_mode=force_custom_plan"), "{set}");
+
+        let url = "postgres://u@h/db?options=-c%20plan_cache_mode%3Dauto";
+        let opts = plan_per_call(url, PgConnectOptions::from_str(url).unwrap());
+        assert_eq!(opts.get_options(), Some("-c plan_cache_mode=auto"));
     }
 }
