@@ -277,12 +277,14 @@ pub async fn continue_after_many(tx: &mut Tx, orders: &[&OrderRow]) -> Result<()
         .filter(|o| matches!(o.status(), OrderStatus::Validated | OrderStatus::Routed))
         .map(|o| (RouteOrders { order_id: o.id }, opts(o)))
         .collect();
-    if !process.is_empty() {
-        let refs: Vec<_> = process.iter().map(|(j, o)| (j, o.clone())).collect();
-        enqueue_batch(tx, &refs).await?;
-    }
-    if !route.is_empty() {
-        let refs: Vec<_> = route.iter().map(|(j, o)| (j, o.clone())).collect();
+    enqueue_all(tx, &process).await?;
+    enqueue_all(tx, &route).await
+}
+
+/// Enqueues `jobs` (of one kind) with one statement, if there are any.
+async fn enqueue_all<J: Job>(tx: &mut Tx, jobs: &[(J, EnqueueOptions)]) -> Result<(), sqlx::Error> {
+    if !jobs.is_empty() {
+        let refs: Vec<_> = jobs.iter().map(|(j, o)| (j, o.clone())).collect();
         enqueue_batch(tx, &refs).await?;
     }
     Ok(())
@@ -309,15 +311,8 @@ pub async fn start(
         .filter(|o| o.3)
         .map(|(id, p, c, _)| (parse::ParseOrder { order_id: *id }, opts(p, *c)))
         .collect();
-    if !process.is_empty() {
-        let refs: Vec<_> = process.iter().map(|(j, o)| (j, o.clone())).collect();
-        enqueue_batch(tx, &refs).await?;
-    }
-    if !parse.is_empty() {
-        let refs: Vec<_> = parse.iter().map(|(j, o)| (j, o.clone())).collect();
-        enqueue_batch(tx, &refs).await?;
-    }
-    Ok(())
+    enqueue_all(tx, &process).await?;
+    enqueue_all(tx, &parse).await
 }
 
 fn job_priority(name: &str) -> Priority {
