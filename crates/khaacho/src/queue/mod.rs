@@ -231,25 +231,15 @@ impl<H> JobContext<H> {
     /// in the transaction (early keeps it out of any row locks the handler takes later); if
     /// the transaction rolls back the jobs stay leased and run again. Scheduled jobs (with a dedupe key) are left to the runtime, which marks their tick.
     pub async fn complete_in(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
-        // A single job by its key: planned once as a primary-key probe. A batch's ids are not
-        // prepared: PostgreSQL would keep the generic plan it made while `jobs` was nearly
-        // empty (a scan of the whole table, cheap then) and run it against every later
-        // backlog; planned per call it probes the key for each id.
-        let deleted = match self.job_ids.as_slice() {
-            [id] => with_tx!(tx, c => sqlx::query(
-                "DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND dedupe_key IS NULL")
-                .bind(id)
-                .bind(&self.worker_id)
-                .execute(c)
-                .await?
-                .rows_affected()),
-            ids => with_tx!(tx, c => {
-                let mut qb = sqlx::QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
-                qb.push_bind(&self.worker_id).push(" AND dedupe_key IS NULL AND");
-                push_ids(&mut qb, "id", ids);
-                qb.build().persistent(false).execute(&mut *c).await?.rows_affected()
-            }),
-        };
+        // Planned per call like every statement (`base::db::plan_per_call`): a generic plan
+        // made while `jobs` was nearly empty would scan the whole table on every completion
+        // once a backlog had built up.
+        let deleted = with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
+            qb.push_bind(&self.worker_id).push(" AND dedupe_key IS NULL AND");
+            push_ids(&mut qb, "id", &self.job_ids);
+            qb.build().execute(&mut *c).await?.rows_affected()
+        });
         if deleted == self.job_ids.len() as u64 {
             self.completed
                 .store(true, std::sync::atomic::Ordering::Release);
