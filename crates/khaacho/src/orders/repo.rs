@@ -351,21 +351,12 @@ pub async fn address_lines(
     line_nos: &[i32],
     vendor: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
-    if line_nos.is_empty() {
-        return Ok(());
-    }
-    with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("UPDATE order_lines SET vendor_id = ");
-        qb.push_bind(vendor).push(" WHERE order_id = ").push_bind(order.0);
-        qb.push(" AND order_created_at_ms = ").push_bind(order.1).push(" AND line_no IN (");
-        let mut list = qb.separated(", ");
-        for n in line_nos {
-            list.push_bind(*n);
-        }
-        qb.push(")");
-        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
-    })?;
-    Ok(())
+    let one = Addressed {
+        order,
+        line_nos: line_nos.to_vec(),
+        vendor,
+    };
+    address_lines_many(tx, &[one]).await
 }
 
 /// Lines of one order addressed to a vendor (or to none), for [`address_lines_many`].
