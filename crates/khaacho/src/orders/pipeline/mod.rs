@@ -262,11 +262,7 @@ pub async fn continue_after(tx: &mut Tx, order: &OrderRow) -> Result<(), sqlx::E
 
 /// [`continue_after`] for many orders, with one statement per job kind.
 pub async fn continue_after_many(tx: &mut Tx, orders: &[&OrderRow]) -> Result<(), sqlx::Error> {
-    let opts = |o: &OrderRow| EnqueueOptions {
-        priority: Some(job_priority(&o.priority)),
-        correlation_id: o.correlation_id.clone(),
-        ..Default::default()
-    };
+    let opts = |o: &OrderRow| job_options(&o.priority, o.correlation_id.as_deref());
     let process: Vec<_> = orders
         .iter()
         .filter(|o| o.status() == OrderStatus::Received)
@@ -296,23 +292,27 @@ pub async fn start(
     tx: &mut Tx,
     orders: &[(Uuid, &str, Option<&str>, bool)],
 ) -> Result<(), sqlx::Error> {
-    let opts = |priority: &str, correlation: Option<&str>| EnqueueOptions {
-        priority: Some(job_priority(priority)),
-        correlation_id: correlation.map(str::to_string),
-        ..Default::default()
-    };
     let process: Vec<_> = orders
         .iter()
         .filter(|o| !o.3)
-        .map(|(id, p, c, _)| (ProcessOrders { order_id: *id }, opts(p, *c)))
+        .map(|(id, p, c, _)| (ProcessOrders { order_id: *id }, job_options(p, *c)))
         .collect();
     let parse: Vec<_> = orders
         .iter()
         .filter(|o| o.3)
-        .map(|(id, p, c, _)| (parse::ParseOrder { order_id: *id }, opts(p, *c)))
+        .map(|(id, p, c, _)| (parse::ParseOrder { order_id: *id }, job_options(p, *c)))
         .collect();
     enqueue_all(tx, &process).await?;
     enqueue_all(tx, &parse).await
+}
+
+/// The options of an order's next job: the order's priority and request id.
+fn job_options(priority: &str, correlation: Option<&str>) -> EnqueueOptions {
+    EnqueueOptions {
+        priority: Some(job_priority(priority)),
+        correlation_id: correlation.map(str::to_string),
+        ..Default::default()
+    }
 }
 
 fn job_priority(name: &str) -> Priority {
