@@ -5,7 +5,8 @@
 # data and drives it with `khaacho loadtest` (loopback only). Results go to bench/results/.
 # First and foremost the capacity: `khaacho serve` with default settings (as a user runs it),
 # `khaacho loadtest --find-capacity` (open-loop steps of rising rate; the highest rate with a
-# flat queue and 202 → validated p95 < 250 ms). ONLY_CAPACITY=1 skips the other runs.
+# flat queue and 202 → validated p95 < 250 ms). ONLY_CAPACITY=1 skips the other runs;
+# ONLY_E2E=1 runs only the end-to-end run at RATE (default 1,000/s) for E2E_DURATION.
 # PostgreSQL: KHAACHO_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test); a
 # fresh schema per run, TLS chosen by the server's defaults (none on loopback). Everything
 # shares this machine's cores, as the targets assume.
@@ -46,15 +47,17 @@ capacity() {
 
 run_backend() {
   local backend=$1 url
-  # 0. Capacity: what a user's `khaacho serve` sustains with processing running.
-  capacity "$backend"
-  [ -n "${ONLY_CAPACITY:-}" ] && return
-  # 1. Intake: API process only, closed loop.
-  url=$(fresh_db "$backend")
-  start_server "$backend-intake" "$url" api
-  echo "== $backend intake (api, ${CONNECTIONS:-64} connections, $DURATION)"
-  loadtest "$backend-intake" --connections "${CONNECTIONS:-64}" --e2e-sample 0
-  stop_server
+  if [ -z "${ONLY_E2E:-}" ]; then
+    # 0. Capacity: what a user's `khaacho serve` sustains with processing running.
+    capacity "$backend"
+    [ -n "${ONLY_CAPACITY:-}" ] && return
+    # 1. Intake: API process only, closed loop.
+    url=$(fresh_db "$backend")
+    start_server "$backend-intake" "$url" api
+    echo "== $backend intake (api, ${CONNECTIONS:-64} connections, $DURATION)"
+    loadtest "$backend-intake" --connections "${CONNECTIONS:-64}" --e2e-sample 0
+    stop_server
+  fi
   # 2. End to end: serve (API + workers), open loop at a fixed rate.
   url=$(fresh_db "$backend")
   start_server "$backend-e2e" "$url" serve

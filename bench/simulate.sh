@@ -4,6 +4,8 @@
 # ignore offers, dispatch, deliver — some short) and retailer (confirm, pay) while placing
 # RATE orders/s; reports 202 → routed, the actions and the orders by state.
 #   bench/simulate.sh [postgres|sqlite] [RATE] [DURATION]
+# RETAILERS (default 3000) grows the market to that many retailers first (`--retailers`), so
+# each shop orders a few times in the run rather than several times a second.
 # Results go to bench/results/simulate-<backend>.{json,rss}. The simulator's vendors get a
 # large daily capacity (--vendor-capacity) so routing is not refused for capacity.
 set -euo pipefail
@@ -11,6 +13,7 @@ cd "$(dirname "$0")/.."
 backend=${1:-postgres}
 RATE=${2:-300}
 DURATION=${3:-60s}
+RETAILERS=${RETAILERS:-3000}
 PORT=${PORT:-18080}
 BIN=target/release/khaacho
 OUT=bench/results
@@ -25,7 +28,7 @@ url=$(fresh_db "$backend")
 start_server "simulate-$backend" "$url" serve
 echo "== $backend: simulate at $RATE orders/s for $DURATION"
 "$BIN" simulate --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "$DURATION" \
-  --vendor-capacity 1000000 --respond-within 1s --ship-within 1s --json | tee "$OUT/simulate-$backend.json"
+  --vendor-capacity 1000000 --retailers "$RETAILERS" --respond-within 1s --ship-within 1s --json | tee "$OUT/simulate-$backend.json"
 echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/simulate-$backend.rss"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^khaacho_(orders\{|queue_|jobs_)' \
   | tee "$OUT/simulate-$backend.metrics" || true

@@ -79,6 +79,15 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N")]
     pub vendor_capacity: Option<u32>,
 
+    /// Grow the market to at least this many retailers before starting, registering the
+    /// missing ones through `POST /api/v1/retailers` (phones +9779700000000 upwards, spread
+    /// over the existing retailers' districts; a later run finds them again). A market has
+    /// thousands of shops each ordering a few times a day; at load-test rates the demo's 66
+    /// would each order several times a second, and their accounts and risk rules would
+    /// measure that instead of the pipeline
+    #[arg(long, value_name = "N")]
+    pub retailers: Option<usize>,
+
     /// Admin to sign in as (mints and revokes the parties' API keys)
     #[arg(long, value_name = "NAME", default_value = "admin")]
     pub username: String,
@@ -438,6 +447,15 @@ async fn mint(
 
 /// Every id of a list route (as `auth`).
 async fn ids(client: &Client, base: &Url, auth: &str, path: &str) -> anyhow::Result<Vec<String>> {
+    let items = items(client, base, auth, path).await?;
+    Ok(items
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Every item of a list route (as `auth`).
+async fn items(client: &Client, base: &Url, auth: &str, path: &str) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -454,16 +472,103 @@ async fn ids(client: &Client, base: &Url, auth: &str, path: &str) -> anyhow::Res
             .error_for_status()?
             .json()
             .await?;
-        for item in page["items"].as_array().into_iter().flatten() {
-            if let Some(id) = item["id"].as_str() {
-                out.push(id.to_string());
-            }
-        }
+        out.extend(page["items"].as_array().into_iter().flatten().cloned());
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => return Ok(out),
         }
     }
+}
+
+/// How many requests of the set-up (registering retailers, minting keys) run at once.
+const SETUP_CONCURRENCY: usize = 16;
+
+/// The phone of simulated retailer `i` (a range the demo data does not use).
+fn sim_phone(i: usize) -> String {
+    format!("+9779700{i:06}")
+}
+
+/// Registers simulated retailers until the market has `n`, each in the district (and near
+/// the place) of an existing retailer, taken in turn. Returns how many it registered.
+async fn grow_market(client: &Client, base: &Url, staff: &str, n: usize) -> anyhow::Result<usize> {
+    let existing = items(client, base, staff, "api/v1/retailers").await?;
+    if existing.is_empty() {
+        bail!("the server lists no retailers to model new ones on; run `khaacho seed --demo`");
+    }
+    let phones: HashSet<&str> = existing
+        .iter()
+        .filter_map(|r| r["phone"].as_str())
+        .collect();
+    let missing: Vec<usize> = (0..n)
+        .filter(|i| !phones.contains(sim_phone(*i).as_str()))
+        .take(n.saturating_sub(existing.len()))
+        .collect();
+    let bodies: Vec<Value> = missing
+        .iter()
+        .map(|&i| {
+            let model = &existing[i % existing.len()];
+            // A few hundred metres around the model shop, so distances stay plausible.
+            let jitter =
+                |v: &Value, k: usize| v.as_f64().map(|x| x + ((k % 7) as f64 - 3.0) * 0.001);
+            json!({
+                "name": format!("Simulated Kirana {i}"),
+                "phone": sim_phone(i),
+                "district": model["district"],
+                "lat": jitter(&model["lat"], i),
+                "lng": jitter(&model["lng"], i / 7),
+            })
+        })
+        .collect();
+    let created = in_parallel(bodies, |body| {
+        let (client, url, staff) = (
+            client.clone(),
+            base.join("api/v1/retailers"),
+            staff.to_string(),
+        );
+        async move {
+            let resp = client
+                .post(url?)
+                .header("authorization", staff)
+                .json(&body)
+                .send()
+                .await?;
+            if resp.status() != StatusCode::CREATED {
+                bail!(
+                    "registering a simulated retailer failed: {} {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(created.len())
+}
+
+/// Runs `f` over `inputs`, [`SETUP_CONCURRENCY`] at a time; the outputs in no set order, or
+/// the first error.
+async fn in_parallel<I, O, F, Fut>(inputs: Vec<I>, f: F) -> anyhow::Result<Vec<O>>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = anyhow::Result<O>> + Send + 'static,
+{
+    let mut out = Vec::with_capacity(inputs.len());
+    let mut running = JoinSet::new();
+    for input in inputs {
+        if running.len() >= SETUP_CONCURRENCY
+            && let Some(done) = running.join_next().await
+        {
+            out.push(done??);
+        }
+        running.spawn(f(input));
+    }
+    while let Some(done) = running.join_next().await {
+        out.push(done??);
+    }
+    Ok(out)
 }
 
 /// Runs the simulation until `--duration` passes or `shutdown` resolves.
@@ -523,9 +628,24 @@ where
         minted.push(id);
         vendors.insert(v, auth);
     }
+    if let Some(n) = args.retailers {
+        let added = grow_market(&client, &base, &staff, n).await?;
+        if added > 0 {
+            eprintln!("khaacho simulate: registered {added} retailers");
+        }
+    }
+    let listed = ids(&client, &base, &staff, "api/v1/retailers").await?;
+    let keys = in_parallel(listed, |r| {
+        let (client, base, admin) = (client.clone(), base.clone(), admin.clone());
+        async move {
+            let body = json!({ "name": format!("simulator: retailer {r}"), "role": "retailer", "retailer_id": r });
+            let (id, auth) = mint(&client, &base, &admin, body).await?;
+            Ok((r, id, auth))
+        }
+    })
+    .await?;
     let mut retailers = HashMap::new();
-    for r in ids(&client, &base, &staff, "api/v1/retailers").await? {
-        let (id, auth) = mint(&client, &base, &admin, json!({ "name": format!("simulator: retailer {r}"), "role": "retailer", "retailer_id": r })).await?;
+    for (r, id, auth) in keys {
         minted.push(id);
         retailers.insert(r, auth);
     }

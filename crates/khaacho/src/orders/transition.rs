@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::model::{Actor, OrderRow, OrderStatus, created_at_of};
 use crate::app::{App, JobContext};
-use crate::base::db::Tx;
+use crate::base::db::{Tx, TxInner};
 use crate::base::time::now_ms;
 use crate::channels::notify::{self, OrderChange};
 use crate::live;
@@ -279,20 +279,74 @@ impl<'r> Row<'r> {
 }
 
 /// The status UPDATE, conditional on each row still being in the state it was read in.
+///
+/// The batch's range of creation times lets PostgreSQL plan the UPDATE for the partitions in
+/// it only (nearly always the current month's) instead of every partition of `orders`; its
+/// rows come as one array per column (`unnest`), so the statement's text and its parsing do
+/// not grow with the batch. SQLite takes them as a VALUES list named by a CTE.
 async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Error> {
-    Ok(with_tx!(tx, c => {
-        // A VALUES list named by a CTE works the same on PostgreSQL and SQLite (3.33+).
-        let mut qb = sqlx::QueryBuilder::new(
-            "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from) AS (");
-        qb.push_values(rows, |mut b, r| {
-            b.push_bind(r.id).push_bind(r.created).push_bind(r.from.as_str()).push_bind(r.to.as_str()).push_bind(r.at)
-                .push_bind(r.hold_reason).push_bind(r.reject_reason).push_bind(r.held_from);
-        });
-        qb.push(") UPDATE orders SET status = v.to_status, updated_at_ms = v.at_ms, hold_reason = v.hold_reason, \
-                 reject_reason = COALESCE(v.reject_reason, orders.reject_reason), held_from = v.held_from FROM v \
-                 WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms AND orders.status = v.from_status");
-        qb.build().execute(&mut *c).await?.rows_affected()
-    }))
+    const SET: &str = " UPDATE orders SET status = v.to_status, updated_at_ms = v.at_ms, \
+        hold_reason = v.hold_reason, reject_reason = COALESCE(v.reject_reason, orders.reject_reason), \
+        held_from = v.held_from FROM v WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms \
+        AND orders.status = v.from_status AND orders.created_at_ms BETWEEN ";
+    let lo = rows.iter().map(|r| r.created).min().unwrap_or(0);
+    let hi = rows.iter().map(|r| r.created).max().unwrap_or(0);
+    let affected = match tx.inner_mut() {
+        TxInner::Pg(c) => {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from) \
+                 AS (SELECT * FROM unnest(",
+            );
+            let from: Vec<&str> = rows.iter().map(|r| r.from.as_str()).collect();
+            let to: Vec<&str> = rows.iter().map(|r| r.to.as_str()).collect();
+            let hold: Vec<Option<&str>> = rows.iter().map(|r| r.hold_reason).collect();
+            let reject: Vec<Option<&str>> = rows.iter().map(|r| r.reject_reason).collect();
+            let held_from: Vec<Option<&str>> = rows.iter().map(|r| r.held_from).collect();
+            qb.push_bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+                .push("::uuid[], ")
+                .push_bind(rows.iter().map(|r| r.created).collect::<Vec<_>>())
+                .push("::bigint[], ")
+                .push_bind(from)
+                .push("::text[], ")
+                .push_bind(to)
+                .push("::text[], ")
+                .push_bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+                .push("::bigint[], ")
+                .push_bind(hold)
+                .push("::text[], ")
+                .push_bind(reject)
+                .push("::text[], ")
+                .push_bind(held_from)
+                .push("::text[]))")
+                .push(SET)
+                .push_bind(lo)
+                .push(" AND ")
+                .push_bind(hi);
+            qb.build().execute(&mut **c).await?.rows_affected()
+        }
+        TxInner::Sqlite(c) => {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from) AS (",
+            );
+            qb.push_values(rows, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.created)
+                    .push_bind(r.from.as_str())
+                    .push_bind(r.to.as_str())
+                    .push_bind(r.at)
+                    .push_bind(r.hold_reason)
+                    .push_bind(r.reject_reason)
+                    .push_bind(r.held_from);
+            });
+            qb.push(")")
+                .push(SET)
+                .push_bind(lo)
+                .push(" AND ")
+                .push_bind(hi);
+            qb.build().execute(&mut **c).await?.rows_affected()
+        }
+    };
+    Ok(affected)
 }
 
 async fn insert_events(
