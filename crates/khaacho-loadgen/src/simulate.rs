@@ -3,12 +3,16 @@
 //!
 //! It signs in as an admin, mints one API key per vendor and per retailer (revoked when it
 //! stops) and an operator key for the lists and the orders, then, every `--poll`:
-//! - vendors answer the parts offered to them — accept (`--accept`), reject with a reason
-//!   (`--reject`) or let the offer expire (the rest) — each after a random delay up to
-//!   `--respond-within`; they dispatch accepted parts and deliver dispatched ones after
-//!   random delays up to `--ship-within`, some short (`--short`: half of the first line);
-//! - retailers confirm delivered orders (`--confirm`; the rest complete automatically after
-//!   48 h) and pay some of them at once (`--pay`);
+//! - vendors answer the new offers (the newest pages of the offered parts) — accept
+//!   (`--accept`), reject with a reason (`--reject`) or let the offer expire (the rest) —
+//!   each after a random delay up to `--respond-within`; a vendor then dispatches and
+//!   delivers what it accepted after random delays up to `--ship-within`, some short
+//!   (`--short`: half of the first line), as its app would, without looking it up again;
+//! - the retailer of an order whose last part was delivered confirms it (`--confirm`; the
+//!   rest complete automatically after 48 h) and pays some at once (`--pay`);
+//! - every eighth round reads every list whole (offered, accepted and dispatched parts,
+//!   delivered orders) for what the simulation did not start (an operator acting in the
+//!   console, an offer reassigned further down the list);
 //! - with `--rate R > 0`, the load generator places R orders per second meanwhile and times
 //!   202 → routed (its e2e sample waits through `received` and `validated`).
 //!
@@ -137,6 +141,11 @@ impl Seen {
         }
     }
 
+    /// Whether `key` is remembered.
+    fn contains(&self, key: &str) -> bool {
+        self.set.contains(key)
+    }
+
     /// Whether `key` is new (and now remembered).
     fn first(&mut self, key: String) -> bool {
         if !self.set.insert(key.clone()) {
@@ -163,6 +172,8 @@ struct Sim {
     retailers: HashMap<String, String>,
     report: Mutex<SimReport>,
     seen: Mutex<Seen>,
+    /// Rounds so far: every [`Sim::SWEEP_EVERY`]th reads the lists whole.
+    rounds: std::sync::atomic::AtomicU64,
 }
 
 impl Sim {
@@ -185,8 +196,15 @@ impl Sim {
             .first(key)
     }
 
-    /// Every item of a list route, newest first, up to `pages` pages of 200.
-    async fn list(&self, path: &str, pages: usize) -> anyhow::Result<Vec<Value>> {
+    /// Every item of a list route, newest first, up to `pages` pages of 200. With `known`,
+    /// the reading stops after a page whose every item it names was handled already: the
+    /// lists are newest first, so what follows is older still.
+    async fn list(
+        &self,
+        path: &str,
+        pages: usize,
+        known: Option<&(dyn Fn(&Value) -> String + Sync)>,
+    ) -> anyhow::Result<Vec<Value>> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..pages {
@@ -205,12 +223,15 @@ impl Sim {
                 bail!("GET {path}: {}", resp.status());
             }
             let page: Value = resp.json().await?;
-            if let Some(items) = page["items"].as_array() {
-                out.extend(items.iter().cloned());
-            }
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            let all_known = known.is_some_and(|key| {
+                let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                items.iter().all(|i| seen.contains(&key(i)))
+            });
+            out.extend(items);
             match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_string()),
-                None => break,
+                Some(c) if !all_known => cursor = Some(c.to_string()),
+                _ => break,
             }
         }
         Ok(out)
@@ -251,17 +272,35 @@ impl Sim {
         }
     }
 
-    /// A part action as its vendor, after `delay`.
-    async fn vendor_act(self: Arc<Self>, part: Value, action: &'static str, body: Value) {
+    /// How often (in rounds) the lists are read whole, for parts and orders that changed
+    /// outside the simulation (an operator acting in the console) or whose offer was
+    /// reassigned to another vendor further down the list.
+    const SWEEP_EVERY: u64 = 8;
+
+    /// A part action as its vendor; whether it succeeded.
+    async fn vendor_act(&self, part: &Value, action: &'static str, body: Value) -> bool {
+        let name = match (action, body.get("lines")) {
+            ("deliver", Some(_)) => "deliver_short",
+            _ => action,
+        };
         let id = part["id"].as_str().unwrap_or_default();
         let Some(auth) = part["vendor_id"].as_str().and_then(|v| self.vendors.get(v)) else {
-            return;
+            return false;
         };
         let path = format!("api/v1/fulfilments/{id}/{action}");
         match self.post(auth, &path, body).await {
-            Ok(s) if s.is_success() => self.count(action),
-            Ok(s) => self.refused(action, s),
-            Err(_) => self.refused(action, StatusCode::BAD_GATEWAY),
+            Ok(s) if s.is_success() => {
+                self.count(name);
+                true
+            }
+            Ok(s) => {
+                self.refused(name, s);
+                false
+            }
+            Err(_) => {
+                self.refused(name, StatusCode::BAD_GATEWAY);
+                false
+            }
         }
     }
 
@@ -274,20 +313,118 @@ impl Sim {
         }
     }
 
+    /// What a vendor does with a part it accepted, as its app would, without looking it up
+    /// again: dispatch and deliver it after random delays; then its retailer confirms the
+    /// order if that was its last part.
+    async fn carry(self: Arc<Self>, part: Value, from: &'static str) {
+        let id = part["id"].as_str().unwrap_or_default().to_string();
+        if from == "accepted" {
+            if !self.first(format!("dispatch:{id}")) {
+                return;
+            }
+            tokio::time::sleep(self.delay(self.args.ship_within)).await;
+            if !self.vendor_act(&part, "dispatch", json!({})).await {
+                return;
+            }
+        }
+        if !self.first(format!("deliver:{id}")) {
+            return;
+        }
+        tokio::time::sleep(self.delay(self.args.ship_within)).await;
+        let short = rand::rng().random::<f64>() < self.args.short;
+        let body = match (short, part["lines"].get(0)) {
+            (true, Some(l)) => json!({ "lines": [{ "line_no": l["line_no"],
+                "quantity": (l["quantity"].as_f64().unwrap_or(0.0) / 2.0).floor() }] }),
+            _ => json!({}),
+        };
+        if !self.vendor_act(&part, "deliver", body).await {
+            return;
+        }
+        let Some(order_id) = part["order_id"].as_str() else {
+            return;
+        };
+        let Ok(url) = self.base.join(&format!("api/v1/orders/{order_id}")) else {
+            return;
+        };
+        let order = match self
+            .client
+            .get(url)
+            .header("authorization", &self.staff)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+            _ => None,
+        };
+        if let Some(order) = order.filter(|o| o["status"] == "delivered") {
+            self.confirm(order).await;
+        }
+    }
+
+    /// The retailer confirms a delivered order (`--confirm` of them; the rest are left to
+    /// complete on their own) and pays some credit orders at once (`--pay`).
+    async fn confirm(&self, order: Value) {
+        let Some(id) = order["id"].as_str().map(str::to_string) else {
+            return;
+        };
+        if !self.first(format!("confirm:{id}")) {
+            return;
+        }
+        if rand::rng().random::<f64>() >= self.args.confirm {
+            self.count("leave_to_auto_complete");
+            return;
+        }
+        let pay = order["payment_mode"] == "credit" && rand::rng().random::<f64>() < self.args.pay;
+        let retailer = order["retailer_id"].as_str().unwrap_or_default();
+        let Some(auth) = self.retailers.get(retailer) else {
+            return;
+        };
+        match self
+            .post(auth, &format!("api/v1/orders/{id}/confirm"), json!({}))
+            .await
+        {
+            Ok(s) if s.is_success() => self.count("confirm"),
+            Ok(s) => return self.refused("confirm", s),
+            Err(_) => return self.refused("confirm", StatusCode::BAD_GATEWAY),
+        }
+        let amount = order["totals"]["total_npr"].as_f64().unwrap_or(0.0);
+        if pay && amount > 0.0 {
+            let body =
+                json!({ "amount_npr": amount, "method": "cash", "reference": format!("sim-{id}") });
+            let path = format!("api/v1/credit/accounts/{retailer}/payments");
+            match self.post(&self.staff, &path, body).await {
+                Ok(s) if s.is_success() => self.count("pay"),
+                Ok(s) => self.refused("pay", s),
+                Err(_) => self.refused("pay", StatusCode::BAD_GATEWAY),
+            }
+        }
+    }
+
     /// One look at the vendors' and retailers' work; spawns the actions into `tasks`.
+    ///
+    /// New offers are found on the newest pages of the offered parts; what follows an
+    /// accepted offer is carried by the same task ([`Sim::carry`]). Every
+    /// [`Sim::SWEEP_EVERY`]th round reads every list whole and picks up what the simulation
+    /// did not start.
     async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
-        for part in self.list("api/v1/fulfilments?status=offered", 10).await? {
-            let Some(id) = part["id"].as_str() else {
-                continue;
-            };
-            // One decision per offer (a reassigned part is a new offer to a new vendor).
+        let sweep = self.rounds.fetch_add(1, Ordering::Relaxed) % Self::SWEEP_EVERY == 0;
+        let offer_of = |part: &Value| -> String {
+            let id = part["id"].as_str().unwrap_or_default();
             let offer = part["offers"]
                 .as_array()
                 .and_then(|o| o.last())
                 .and_then(|o| o["id"].as_str())
-                .unwrap_or(id)
-                .to_string();
-            if !self.first(format!("offer:{offer}")) {
+                .unwrap_or(id);
+            format!("offer:{offer}")
+        };
+        let known: Option<&(dyn Fn(&Value) -> String + Sync)> =
+            if sweep { None } else { Some(&offer_of) };
+        for part in self
+            .list("api/v1/fulfilments?status=offered", 10, known)
+            .await?
+        {
+            // One decision per offer (a reassigned part is a new offer to a new vendor).
+            if !self.first(offer_of(&part)) {
                 continue;
             }
             let r: f64 = rand::rng().random();
@@ -305,91 +442,28 @@ impl Sim {
             let (sim, wait) = (self.clone(), self.delay(self.args.respond_within));
             tasks.spawn(async move {
                 tokio::time::sleep(wait).await;
-                sim.vendor_act(part, action, body).await;
+                if sim.vendor_act(&part, action, body).await && action == "accept" {
+                    sim.carry(part, "accepted").await;
+                }
             });
         }
-        for part in self.list("api/v1/fulfilments?status=accepted", 10).await? {
-            if !self.first(format!(
-                "dispatch:{}",
-                part["id"].as_str().unwrap_or_default()
-            )) {
-                continue;
+        if !sweep {
+            return Ok(());
+        }
+        for (status, from) in [("accepted", "accepted"), ("dispatched", "dispatched")] {
+            for part in self
+                .list(&format!("api/v1/fulfilments?status={status}"), 10, None)
+                .await?
+            {
+                tasks.spawn(self.clone().carry(part, from));
             }
-            let (sim, wait) = (self.clone(), self.delay(self.args.ship_within));
-            tasks.spawn(async move {
-                tokio::time::sleep(wait).await;
-                sim.vendor_act(part, "dispatch", json!({})).await;
-            });
         }
-        for part in self
-            .list("api/v1/fulfilments?status=dispatched", 10)
+        for order in self
+            .list("api/v1/orders?status=delivered", 10, None)
             .await?
         {
-            if !self.first(format!(
-                "deliver:{}",
-                part["id"].as_str().unwrap_or_default()
-            )) {
-                continue;
-            }
-            let short = rand::rng().random::<f64>() < self.args.short;
-            let body = match (short, part["lines"].get(0)) {
-                (true, Some(l)) => json!({ "lines": [{ "line_no": l["line_no"],
-                    "quantity": (l["quantity"].as_f64().unwrap_or(0.0) / 2.0).floor() }] }),
-                _ => json!({}),
-            };
-            let (sim, wait) = (self.clone(), self.delay(self.args.ship_within));
-            tasks.spawn(async move {
-                tokio::time::sleep(wait).await;
-                let name = if short { "deliver_short" } else { "deliver" };
-                let id = part["id"].as_str().unwrap_or_default().to_string();
-                let Some(auth) = part["vendor_id"].as_str().and_then(|v| sim.vendors.get(v)) else {
-                    return;
-                };
-                match sim
-                    .post(auth, &format!("api/v1/fulfilments/{id}/deliver"), body)
-                    .await
-                {
-                    Ok(s) if s.is_success() => sim.count(name),
-                    Ok(s) => sim.refused(name, s),
-                    Err(_) => sim.refused(name, StatusCode::BAD_GATEWAY),
-                }
-            });
-        }
-        for order in self.list("api/v1/orders?status=delivered", 10).await? {
-            let Some(id) = order["id"].as_str().map(str::to_string) else {
-                continue;
-            };
-            if !self.first(format!("confirm:{id}")) {
-                continue;
-            }
-            if rand::rng().random::<f64>() >= self.args.confirm {
-                self.count("leave_to_auto_complete");
-                continue;
-            }
-            let pay =
-                order["payment_mode"] == "credit" && rand::rng().random::<f64>() < self.args.pay;
             let sim = self.clone();
-            tasks.spawn(async move {
-                let retailer = order["retailer_id"].as_str().unwrap_or_default();
-                let Some(auth) = sim.retailers.get(retailer) else {
-                    return;
-                };
-                match sim.post(auth, &format!("api/v1/orders/{id}/confirm"), json!({})).await {
-                    Ok(s) if s.is_success() => sim.count("confirm"),
-                    Ok(s) => return sim.refused("confirm", s),
-                    Err(_) => return sim.refused("confirm", StatusCode::BAD_GATEWAY),
-                }
-                let amount = order["totals"]["total_npr"].as_f64().unwrap_or(0.0);
-                if pay && amount > 0.0 {
-                    let body = json!({ "amount_npr": amount, "method": "cash", "reference": format!("sim-{id}") });
-                    let path = format!("api/v1/credit/accounts/{retailer}/payments");
-                    match sim.post(&sim.staff, &path, body).await {
-                        Ok(s) if s.is_success() => sim.count("pay"),
-                        Ok(s) => sim.refused("pay", s),
-                        Err(_) => sim.refused("pay", StatusCode::BAD_GATEWAY),
-                    }
-                }
-            });
+            tasks.spawn(async move { sim.confirm(order).await });
         }
         Ok(())
     }
@@ -658,6 +732,7 @@ where
         retailers,
         report: Mutex::new(SimReport::default()),
         seen: Mutex::new(Seen::new()),
+        rounds: std::sync::atomic::AtomicU64::new(0),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
