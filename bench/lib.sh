@@ -3,12 +3,17 @@
 # (the results folder) to be set; KHAACHO_BENCH_PG_URL picks the PostgreSQL server.
 PG_URL=${KHAACHO_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 
+# The schemas this script created, dropped by stop_server (KEEP=1 keeps them), so a run
+# leaves nothing behind for the next one to share the server's caches and disk with.
+BENCH_SCHEMAS=$(mktemp)
+
 # fresh_db postgres|sqlite: prints the URL of a new, empty database (a new PostgreSQL schema,
 # or a new SQLite file).
 fresh_db() {
   if [ "$1" = postgres ]; then
     local schema="bench_$(date +%s)_$RANDOM"
     psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
+    echo "$schema" >>"$BENCH_SCHEMAS"
     # No sslmode: the server picks `disable` for loopback and Unix sockets by itself.
     echo "$PG_URL?options=-c%20search_path%3D$schema"
   else
@@ -38,6 +43,12 @@ stop_server() {
     kill -TERM "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
     server_pid=""
+  fi
+  if [ -z "${KEEP:-}" ] && [ -s "$BENCH_SCHEMAS" ]; then
+    while read -r schema; do
+      psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+    done <"$BENCH_SCHEMAS"
+    : >"$BENCH_SCHEMAS"
   fi
 }
 

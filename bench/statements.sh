@@ -7,7 +7,6 @@ BIN=target/release/khaacho; PORT=${PORT:-18091}; OUT=target/bench-statements; mk
 . bench/lib.sh
 trap stop_server EXIT
 url=$(fresh_db postgres)
-schema=$(sed -E 's/.*search_path%3D//' <<<"$url")
 DATABASE_URL="$url" "$BIN" seed --demo >/dev/null
 logurl="${url/search_path%3D/log_statement%3Dall%20-c%20search_path%3D}"
 start_server stm "$logurl" serve
@@ -23,4 +22,3 @@ echo "orders: $(grep -o '"accepted": [0-9]*' $OUT/load.json)  commits (whole db)
 grep -c "statement: \|execute " $OUT/log.txt || true
 # statement kinds: first words after 'execute <name>:' or 'statement:'
 sed -nE 's/.*(execute [^:]*|statement): *(.*)/\2/p' $OUT/log.txt | sed -E 's/\$[0-9]+/\$/g' | cut -c1-90 | sort | uniq -c | sort -rn | head -60
-psql "$PG_URL" -qc "DROP SCHEMA $schema CASCADE" >/dev/null 2>&1 || true

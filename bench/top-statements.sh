@@ -41,4 +41,4 @@ psql "$PG_URL" -c "select calls, round(total_plan_time::numeric) plan_ms, round(
 psql "$PG_URL" -c "select count(*) statements, sum(calls) calls, round(sum(total_plan_time)::numeric) plan_ms,
     round(sum(total_exec_time)::numeric) exec_ms from pg_stat_statements
   where dbid = (select oid from pg_database where datname = current_database())" | tee -a $OUT/top.txt
-if [ -n "${KEEP:-}" ]; then echo "kept schema $schema"; else psql "$PG_URL" -qc "DROP SCHEMA $schema CASCADE" >/dev/null 2>&1 || true; fi
+if [ -n "${KEEP:-}" ]; then echo "kept schema $schema"; fi
