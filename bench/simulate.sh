@@ -4,8 +4,9 @@
 # ignore offers, dispatch, deliver — some short) and retailer (confirm, pay) while placing
 # RATE orders/s; reports 202 → routed, the actions and the orders by state.
 #   bench/simulate.sh [postgres|sqlite] [RATE] [DURATION]
-# RETAILERS (default 3000) grows the market to that many retailers first (`--retailers`), so
-# each shop orders a few times in the run rather than several times a second.
+# RETAILERS (default 2000, as many as the load generator spreads its orders over) grows the
+# market to that many retailers first (`--retailers`), so each shop orders a few times in the
+# run rather than several times a second.
 # Results go to bench/results/simulate-<backend>.{json,rss}. The simulator's vendors get a
 # large daily capacity (--vendor-capacity) so routing is not refused for capacity.
 set -euo pipefail
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 backend=${1:-postgres}
 RATE=${2:-300}
 DURATION=${3:-60s}
-RETAILERS=${RETAILERS:-3000}
+RETAILERS=${RETAILERS:-2000}
 PORT=${PORT:-18080}
 BIN=target/release/khaacho
 OUT=bench/results
