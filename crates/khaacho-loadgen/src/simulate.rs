@@ -407,7 +407,10 @@ impl Sim {
     /// [`Sim::SWEEP_EVERY`]th round reads every list whole and picks up what the simulation
     /// did not start.
     async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
-        let sweep = self.rounds.fetch_add(1, Ordering::Relaxed) % Self::SWEEP_EVERY == 0;
+        let sweep = self
+            .rounds
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(Self::SWEEP_EVERY);
         let offer_of = |part: &Value| -> String {
             let id = part["id"].as_str().unwrap_or_default();
             let offer = part["offers"]
@@ -497,26 +500,39 @@ async fn mint(
     admin: &str,
     body: Value,
 ) -> anyhow::Result<(String, String)> {
-    let resp = client
-        .post(base.join("api/v1/auth/api-keys")?)
-        .header("authorization", admin)
-        .json(&body)
-        .send()
-        .await?;
-    if resp.status() != StatusCode::CREATED {
-        bail!(
-            "creating an API key failed: {} {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
-    }
-    let v: Value = resp.json().await?;
+    let url = base.join("api/v1/auth/api-keys")?;
+    let v = create(client, url, admin, &body, "creating an API key").await?;
     let key = v["key"].as_str().context("no key in the answer")?;
     let id = v["id"]
         .as_str()
         .or(v["info"]["id"].as_str())
         .unwrap_or_default();
     Ok((id.to_string(), format!("Bearer {key}")))
+}
+
+/// POSTs `body` to `url` as `auth` and returns the answer's JSON; an error naming `what`
+/// unless the server answered 201 Created.
+async fn create(
+    client: &Client,
+    url: Url,
+    auth: &str,
+    body: &Value,
+    what: &str,
+) -> anyhow::Result<Value> {
+    let resp = client
+        .post(url)
+        .header("authorization", auth)
+        .json(body)
+        .send()
+        .await?;
+    if resp.status() != StatusCode::CREATED {
+        bail!(
+            "{what} failed: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    Ok(resp.json().await?)
 }
 
 /// Every id of a list route (as `auth`).
@@ -600,19 +616,14 @@ async fn grow_market(client: &Client, base: &Url, staff: &str, n: usize) -> anyh
             staff.to_string(),
         );
         async move {
-            let resp = client
-                .post(url?)
-                .header("authorization", staff)
-                .json(&body)
-                .send()
-                .await?;
-            if resp.status() != StatusCode::CREATED {
-                bail!(
-                    "registering a simulated retailer failed: {} {}",
-                    resp.status(),
-                    resp.text().await.unwrap_or_default()
-                );
-            }
+            create(
+                &client,
+                url?,
+                &staff,
+                &body,
+                "registering a simulated retailer",
+            )
+            .await?;
             Ok(())
         }
     })

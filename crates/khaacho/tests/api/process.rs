@@ -732,9 +732,10 @@ async fn loadtest_find_capacity_reports_a_rate() {
     assert!(serve.wait().unwrap().success());
 }
 
-/// `khaacho simulate` against a running `serve` on the demo data: it mints the parties' keys,
-/// places orders, and plays the vendors and retailers until orders complete their life
-/// (accepted, dispatched, delivered, confirmed, paid), then revokes the keys it minted.
+/// `khaacho simulate` against a running `serve` on the demo data: it grows the market to the
+/// retailers asked for, mints the parties' keys, places orders, and plays the vendors and
+/// retailers until orders complete their life (accepted, dispatched, delivered, confirmed,
+/// paid), then revokes the keys it minted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_carries_orders_through_their_whole_life() {
     let env = Env::new().await;
@@ -768,6 +769,8 @@ async fn simulate_carries_orders_through_their_whole_life() {
                 "0s",
                 "--poll",
                 "100ms",
+                "--retailers",
+                "70",
                 "--json",
             ],
             None,
@@ -804,6 +807,27 @@ async fn simulate_carries_orders_through_their_whole_life() {
         !live.iter().any(|n| n.starts_with("simulator")),
         "the simulator's keys are revoked: {live:?}"
     );
+    // The 66 demo retailers and the four it registered, in the demo's districts.
+    let db = env.db().await;
+    let registered: Vec<(String, String)> = khaacho::with_latest!(db, c => sqlx::query_as(
+        "SELECT phone, district FROM retailers WHERE phone LIKE '+9779700%' ORDER BY phone").fetch_all(c).await)
+    .unwrap();
+    let total: i64 = khaacho::with_latest!(db, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM retailers").fetch_one(c).await)
+    .unwrap();
+    db.close().await;
+    assert_eq!(total, 70);
+    let phones: Vec<&str> = registered.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        phones,
+        [
+            "+9779700000000",
+            "+9779700000001",
+            "+9779700000002",
+            "+9779700000003"
+        ]
+    );
+    assert!(registered.iter().all(|(_, d)| !d.is_empty()));
     terminate(&serve);
     assert!(serve.wait().unwrap().success());
 }
