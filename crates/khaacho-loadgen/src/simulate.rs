@@ -277,18 +277,10 @@ impl Sim {
     /// reassigned to another vendor further down the list.
     const SWEEP_EVERY: u64 = 8;
 
-    /// A part action as its vendor; whether it succeeded.
-    async fn vendor_act(&self, part: &Value, action: &'static str, body: Value) -> bool {
-        let name = match (action, body.get("lines")) {
-            ("deliver", Some(_)) => "deliver_short",
-            _ => action,
-        };
-        let id = part["id"].as_str().unwrap_or_default();
-        let Some(auth) = part["vendor_id"].as_str().and_then(|v| self.vendors.get(v)) else {
-            return false;
-        };
-        let path = format!("api/v1/fulfilments/{id}/{action}");
-        match self.post(auth, &path, body).await {
+    /// Posts an action as `auth` and counts it under `name`, done or refused (an unreachable
+    /// server as 502); whether it succeeded.
+    async fn act(&self, name: &str, auth: &str, path: &str, body: Value) -> bool {
+        match self.post(auth, path, body).await {
             Ok(s) if s.is_success() => {
                 self.count(name);
                 true
@@ -304,6 +296,20 @@ impl Sim {
         }
     }
 
+    /// A part action as its vendor; whether it succeeded.
+    async fn vendor_act(&self, part: &Value, action: &'static str, body: Value) -> bool {
+        let name = match (action, body.get("lines")) {
+            ("deliver", Some(_)) => "deliver_short",
+            _ => action,
+        };
+        let id = part["id"].as_str().unwrap_or_default();
+        let Some(auth) = part["vendor_id"].as_str().and_then(|v| self.vendors.get(v)) else {
+            return false;
+        };
+        let path = format!("api/v1/fulfilments/{id}/{action}");
+        self.act(name, auth, &path, body).await
+    }
+
     fn delay(&self, within: Duration) -> Duration {
         let ms = within.as_millis() as u64;
         if ms == 0 {
@@ -315,7 +321,8 @@ impl Sim {
 
     /// What a vendor does with a part it accepted, as its app would, without looking it up
     /// again: dispatch and deliver it after random delays; then its retailer confirms the
-    /// order if that was its last part.
+    /// order if that was its last part. `from` is the part's status (`accepted`, or
+    /// `dispatched` to deliver only).
     async fn carry(self: Arc<Self>, part: Value, from: &'static str) {
         let id = part["id"].as_str().unwrap_or_default().to_string();
         if from == "accepted" {
@@ -379,24 +386,16 @@ impl Sim {
         let Some(auth) = self.retailers.get(retailer) else {
             return;
         };
-        match self
-            .post(auth, &format!("api/v1/orders/{id}/confirm"), json!({}))
-            .await
-        {
-            Ok(s) if s.is_success() => self.count("confirm"),
-            Ok(s) => return self.refused("confirm", s),
-            Err(_) => return self.refused("confirm", StatusCode::BAD_GATEWAY),
+        let confirm = format!("api/v1/orders/{id}/confirm");
+        if !self.act("confirm", auth, &confirm, json!({})).await {
+            return;
         }
         let amount = order["totals"]["total_npr"].as_f64().unwrap_or(0.0);
         if pay && amount > 0.0 {
             let body =
                 json!({ "amount_npr": amount, "method": "cash", "reference": format!("sim-{id}") });
             let path = format!("api/v1/credit/accounts/{retailer}/payments");
-            match self.post(&self.staff, &path, body).await {
-                Ok(s) if s.is_success() => self.count("pay"),
-                Ok(s) => self.refused("pay", s),
-                Err(_) => self.refused("pay", StatusCode::BAD_GATEWAY),
-            }
+            self.act("pay", &self.staff, &path, body).await;
         }
     }
 
@@ -453,12 +452,12 @@ impl Sim {
         if !sweep {
             return Ok(());
         }
-        for (status, from) in [("accepted", "accepted"), ("dispatched", "dispatched")] {
+        for status in ["accepted", "dispatched"] {
             for part in self
                 .list(&format!("api/v1/fulfilments?status={status}"), 10, None)
                 .await?
             {
-                tasks.spawn(self.clone().carry(part, from));
+                tasks.spawn(self.clone().carry(part, status));
             }
         }
         for order in self

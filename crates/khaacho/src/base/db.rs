@@ -496,20 +496,14 @@ pub trait KeyFilter: sqlx::Database {
 impl KeyFilter for Postgres {
     fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]) {
         let (ids, ats): (Vec<uuid::Uuid>, Vec<i64>) = keys.iter().copied().unzip();
-        // The range of creation times lets the planner leave out the partitions outside it
-        // (a batch's keys are nearly always in the current month's): fewer partitions to
-        // plan and to probe.
-        let lo = ats.iter().copied().min().unwrap_or(0);
-        let hi = ats.iter().copied().max().unwrap_or(0);
         qb.push(format_args!(" (({a}, {b}) IN (SELECT * FROM unnest("))
             .push_bind(ids)
             .push("::uuid[], ")
             .push_bind(ats)
-            .push(format_args!("::bigint[])) AND {b} BETWEEN "))
-            .push_bind(lo)
-            .push(" AND ")
-            .push_bind(hi)
-            .push(")");
+            .push("::bigint[])) AND");
+        // The range of creation times lets the planner leave out the partitions outside it.
+        push_created_range(qb, b, keys.iter().map(|(_, at)| *at));
+        qb.push(")");
     }
 
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]) {
@@ -572,6 +566,30 @@ pub fn push_pairs<DB: KeyFilter>(
 /// [`KeyFilter::push_texts`] for the builder's backend.
 pub fn push_texts<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, col: &str, texts: &[String]) {
     DB::push_texts(qb, col, texts);
+}
+
+/// ` col BETWEEN lo AND hi` for the lowest and highest of a batch's creation times: the
+/// planner keeps only the partitions in that range (nearly always the current month's)
+/// instead of planning and probing every one. Used by the batch lookups ([`push_pairs`]) and
+/// the batched UPDATEs of partitioned tables.
+pub fn push_created_range<DB>(
+    qb: &mut sqlx::QueryBuilder<DB>,
+    col: &str,
+    created: impl IntoIterator<Item = i64>,
+) where
+    DB: sqlx::Database,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let (lo, hi) = created
+        .into_iter()
+        .fold(None, |span: Option<(i64, i64)>, t| {
+            Some(span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))))
+        })
+        .unwrap_or((0, 0));
+    qb.push(format_args!(" {col} BETWEEN "))
+        .push_bind(lo)
+        .push(" AND ")
+        .push_bind(hi);
 }
 
 /// [`KeyFilter::push_ids`] for the builder's backend.

@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::model::{EventRow, LineRow, OrderRow, OrderStatus, created_at_of};
-use crate::base::db::{Db, Tx, push_pairs};
+use crate::base::db::{Db, Tx, push_created_range, push_pairs};
 use crate::base::scope::Scope;
 use crate::{with_latest, with_replica, with_tx};
 
@@ -335,12 +335,9 @@ pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result
             qb.push_values(&priced, |mut b, (o, (sub, vat, total))| {
                 b.push_bind(o.id).push_bind(o.created_at_ms).push_bind(*sub).push_bind(*vat).push_bind(*total);
             });
-            // The range of creation times: the UPDATE is planned for those partitions only.
             qb.push(") UPDATE orders SET subtotal_paisa = v.subtotal_paisa, vat_paisa = v.vat_paisa, \
-                     total_paisa = v.total_paisa FROM v WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms \
-                     AND orders.created_at_ms BETWEEN ");
-            qb.push_bind(priced.iter().map(|(o, _)| o.created_at_ms).min().unwrap_or(0)).push(" AND ")
-                .push_bind(priced.iter().map(|(o, _)| o.created_at_ms).max().unwrap_or(0));
+                     total_paisa = v.total_paisa FROM v WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms AND");
+            push_created_range(&mut qb, "orders.created_at_ms", priced.iter().map(|(o, _)| o.created_at_ms));
             qb.build().execute(&mut *c).await?;
         });
     }
@@ -391,12 +388,9 @@ pub async fn address_lines_many(tx: &mut Tx, addressed: &[Addressed]) -> Result<
             qb.push_values(chunk, |mut b, (id, created, n, vendor)| {
                 b.push_bind(*id).push_bind(*created).push_bind(*n).push_bind(*vendor);
             });
-            // The range of creation times: the UPDATE is planned for those partitions only.
             qb.push(") UPDATE order_lines SET vendor_id = v.vendor_id FROM v WHERE order_lines.order_id = v.order_id \
-                     AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no \
-                     AND order_lines.order_created_at_ms BETWEEN ");
-            qb.push_bind(chunk.iter().map(|r| r.1).min().unwrap_or(0)).push(" AND ")
-                .push_bind(chunk.iter().map(|r| r.1).max().unwrap_or(0));
+                     AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no AND");
+            push_created_range(&mut qb, "order_lines.order_created_at_ms", chunk.iter().map(|r| r.1));
             qb.build().execute(&mut *c).await?;
         });
     }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::model::{Actor, OrderRow, OrderStatus, created_at_of};
 use crate::app::{App, JobContext};
-use crate::base::db::{Tx, TxInner};
+use crate::base::db::{Tx, TxInner, push_created_range};
 use crate::base::time::now_ms;
 use crate::channels::notify::{self, OrderChange};
 use crate::live;
@@ -288,9 +288,8 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
     const SET: &str = " UPDATE orders SET status = v.to_status, updated_at_ms = v.at_ms, \
         hold_reason = v.hold_reason, reject_reason = COALESCE(v.reject_reason, orders.reject_reason), \
         held_from = v.held_from FROM v WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms \
-        AND orders.status = v.from_status AND orders.created_at_ms BETWEEN ";
-    let lo = rows.iter().map(|r| r.created).min().unwrap_or(0);
-    let hi = rows.iter().map(|r| r.created).max().unwrap_or(0);
+        AND orders.status = v.from_status AND";
+    let created = rows.iter().map(|r| r.created);
     let affected = match tx.inner_mut() {
         TxInner::Pg(c) => {
             let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
@@ -318,10 +317,8 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
                 .push("::text[], ")
                 .push_bind(held_from)
                 .push("::text[]))")
-                .push(SET)
-                .push_bind(lo)
-                .push(" AND ")
-                .push_bind(hi);
+                .push(SET);
+            push_created_range(&mut qb, "orders.created_at_ms", created);
             qb.build().execute(&mut **c).await?.rows_affected()
         }
         TxInner::Sqlite(c) => {
@@ -338,11 +335,8 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
                     .push_bind(r.reject_reason)
                     .push_bind(r.held_from);
             });
-            qb.push(")")
-                .push(SET)
-                .push_bind(lo)
-                .push(" AND ")
-                .push_bind(hi);
+            qb.push(")").push(SET);
+            push_created_range(&mut qb, "orders.created_at_ms", created);
             qb.build().execute(&mut **c).await?.rows_affected()
         }
     };
