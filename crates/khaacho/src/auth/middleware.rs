@@ -102,13 +102,20 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> AuthState {
         let Ok(prefix) = apikey::parse_prefix(presented) else {
             return AuthState::Invalid("malformed api key");
         };
-        let row = match super::repo::find_live_api_key(app.db(), prefix).await {
-            Ok(Some(row)) => row,
-            Ok(None) => return AuthState::Invalid("unknown or revoked api key"),
-            Err(e) => {
-                tracing::error!(error = %e, "api key lookup failed");
-                return AuthState::Invalid("api key lookup failed");
-            }
+        let now = now_ms();
+        let row = match app.auth().cached_key(prefix, now) {
+            Some(row) => row,
+            None => match super::repo::find_live_api_key(app.db(), prefix).await {
+                Ok(Some(row)) => {
+                    app.auth().remember_key(&row, now);
+                    row
+                }
+                Ok(None) => return AuthState::Invalid("unknown or revoked api key"),
+                Err(e) => {
+                    tracing::error!(error = %e, "api key lookup failed");
+                    return AuthState::Invalid("api key lookup failed");
+                }
+            },
         };
         if !apikey::verify(presented, &row.key_hash) {
             return AuthState::Invalid("wrong api key secret");
@@ -116,7 +123,6 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> AuthState {
         let Ok(role) = row.role.parse::<Role>() else {
             return AuthState::Invalid("api key role");
         };
-        let now = now_ms();
         if app.auth().should_touch(row.id, now) {
             let (db, id) = (app.db().clone(), row.id);
             tokio::spawn(async move {

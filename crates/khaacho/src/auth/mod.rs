@@ -43,6 +43,13 @@ pub struct Auth {
     /// Access tokens this node verified, by their exact text: a client sending the same token
     /// thousands of times a second pays for one signature check. Expiry is re-checked on hit.
     verified: Mutex<HashMap<String, Claims>>,
+    /// Live API keys this node looked up, by prefix, with when: a client sending the same key
+    /// many times a second costs one lookup per `auth.api_key_cache_ms`. Only live keys are
+    /// kept (an unknown prefix is looked up every time, so a new key works at once), and the
+    /// secret is still checked against the kept hash on every request.
+    live_keys: Mutex<HashMap<String, (repo::ApiKeyRow, i64)>>,
+    /// `auth.api_key_cache_ms`.
+    key_cache_ms: i64,
 }
 
 impl std::fmt::Debug for Auth {
@@ -95,6 +102,8 @@ impl Auth {
             lockout,
             key_touched: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
+            live_keys: Mutex::new(HashMap::new()),
+            key_cache_ms: i64::try_from(a.api_key_cache_ms).unwrap_or(i64::MAX),
         })
     }
 
@@ -120,6 +129,38 @@ impl Auth {
             map.insert(token.to_string(), claims.clone());
         }
         Ok(claims)
+    }
+
+    /// The live key with this prefix as this node last looked it up, if that was less than
+    /// `auth.api_key_cache_ms` before `now`.
+    fn cached_key(&self, prefix: &str, now: i64) -> Option<repo::ApiKeyRow> {
+        let map = self.live_keys.lock().ok()?;
+        map.get(prefix)
+            .filter(|(_, at)| now.saturating_sub(*at) < self.key_cache_ms)
+            .map(|(row, _)| row.clone())
+    }
+
+    /// Keeps a live key just read from the database.
+    fn remember_key(&self, row: &repo::ApiKeyRow, now: i64) {
+        if self.key_cache_ms <= 0 {
+            return;
+        }
+        if let Ok(mut map) = self.live_keys.lock() {
+            if map.len() >= 10_000 {
+                map.retain(|_, (_, at)| now.saturating_sub(*at) < self.key_cache_ms);
+                if map.len() >= 10_000 {
+                    map.clear();
+                }
+            }
+            map.insert(row.prefix.clone(), (row.clone(), now));
+        }
+    }
+
+    /// Drops a revoked key from this node's memory, so its next request here is refused.
+    pub fn forget_key(&self, id: Uuid) {
+        if let Ok(mut map) = self.live_keys.lock() {
+            map.retain(|_, (row, _)| row.id != id);
+        }
     }
 
     /// Whether this node should write the key's last-used time now (at most once a minute).

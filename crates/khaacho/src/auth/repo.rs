@@ -153,8 +153,8 @@ pub async fn insert_api_key(tx: &mut Tx, k: &ApiKeyRow) -> Result<(), sqlx::Erro
         .execute(c).await.map(|_| ()))
 }
 
-/// The live (not revoked) key with this prefix (read on every use, so a revocation is seen
-/// by the very next request).
+/// The live (not revoked) key with this prefix (read on a request when this node has not
+/// read it within `auth.api_key_cache_ms`).
 pub async fn find_live_api_key(db: &Db, prefix: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
     let sql =
         format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1 AND revoked_at_ms IS NULL");

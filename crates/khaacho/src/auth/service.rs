@@ -546,7 +546,8 @@ pub async fn create_api_key(
     Ok((generated.key, row))
 }
 
-/// Revokes an API key: the next request with it is refused.
+/// Revokes an API key: its next request to this node is refused, to any other node once
+/// that node's memory of the key is older than `auth.api_key_cache_ms`.
 pub async fn revoke_api_key(app: &App, id: Uuid, audit_entry: Entry) -> Result<(), AuthError> {
     let mut tx = app.db().begin().await?;
     if !repo::revoke_api_key(&mut tx, id).await? {
@@ -554,5 +555,6 @@ pub async fn revoke_api_key(app: &App, id: Uuid, audit_entry: Entry) -> Result<(
     }
     audit::record_tx(&mut tx, &audit_entry.on("api_key", id)).await?;
     tx.commit().await?;
+    app.auth().forget_key(id);
     Ok(())
 }

@@ -22,6 +22,9 @@ pub struct AuthSettings {
     pub lockout_window_secs: u64,
     /// How long a locked account stays locked.
     pub lockout_secs: u64,
+    /// How long a node keeps an API key it looked up (0: look it up on every request). A
+    /// revocation takes effect at once on the node that revoked it, on the others within this.
+    pub api_key_cache_ms: u64,
 }
 
 impl Default for AuthSettings {
@@ -33,6 +36,7 @@ impl Default for AuthSettings {
             lockout_max_failures: 5,
             lockout_window_secs: 5 * 60,
             lockout_secs: 15 * 60,
+            api_key_cache_ms: 5_000,
         }
     }
 }
@@ -49,6 +53,7 @@ impl fmt::Debug for AuthSettings {
             .field("lockout_max_failures", &self.lockout_max_failures)
             .field("lockout_window_secs", &self.lockout_window_secs)
             .field("lockout_secs", &self.lockout_secs)
+            .field("api_key_cache_ms", &self.api_key_cache_ms)
             .finish()
     }
 }
