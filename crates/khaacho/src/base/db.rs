@@ -483,6 +483,11 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// semi-join against `unnest` of an array is planned as one index probe per key, and its SQL
 /// text is the same whatever the number of keys (one prepared statement instead of one per
 /// batch size). SQLite's planner probes the index for an `IN` list by itself.
+///
+/// One key (an action on one order or part, the most frequent case) is a plain equality on
+/// PostgreSQL instead: planning a semi-join costs several times more than the lookup itself
+/// when every statement is planned for its parameters, and an equality is answered from the
+/// index without statistics too.
 pub trait KeyFilter: sqlx::Database {
     /// ` (a, b) IN (keys)`: both columns of a composite key (id and creation time, whose
     /// range prunes the partitions).
@@ -495,6 +500,14 @@ pub trait KeyFilter: sqlx::Database {
 
 impl KeyFilter for Postgres {
     fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]) {
+        if let [(id, at)] = keys {
+            qb.push(format_args!(" ({a} = "))
+                .push_bind(*id)
+                .push(format_args!(" AND {b} = "))
+                .push_bind(*at)
+                .push(")");
+            return;
+        }
         let (ids, ats): (Vec<uuid::Uuid>, Vec<i64>) = keys.iter().copied().unzip();
         qb.push(format_args!(" (({a}, {b}) IN (SELECT * FROM unnest("))
             .push_bind(ids)
@@ -507,12 +520,20 @@ impl KeyFilter for Postgres {
     }
 
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]) {
+        if let [id] = ids {
+            qb.push(format_args!(" {col} = ")).push_bind(*id);
+            return;
+        }
         qb.push(format_args!(" {col} IN (SELECT unnest("))
             .push_bind(ids.to_vec())
             .push("::uuid[]))");
     }
 
     fn push_texts(qb: &mut sqlx::QueryBuilder<Self>, col: &str, texts: &[String]) {
+        if let [text] = texts {
+            qb.push(format_args!(" {col} = ")).push_bind(text.clone());
+            return;
+        }
         qb.push(format_args!(" {col} IN (SELECT unnest("))
             .push_bind(texts.to_vec())
             .push("::text[]))");

@@ -163,7 +163,18 @@ pub async fn views(
     rows: Vec<PartRow>,
 ) -> Result<Vec<FulfilmentView>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
-    let mut lines = parts::lines(app.db(), &ids).await?;
+    let lines = parts::lines(app.db(), &ids).await?;
+    render(app, principal, rows, lines).await
+}
+
+/// Renders `rows` with their `lines` (already read), reading their offers.
+async fn render(
+    app: &App,
+    principal: &Principal,
+    rows: Vec<PartRow>,
+    mut lines: Vec<parts::PartLineRow>,
+) -> Result<Vec<FulfilmentView>, ApiError> {
+    let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
     let mut offers = parts::offers(app.db(), &ids).await?;
     if let Some(v) = principal
         .vendor()
@@ -318,7 +329,7 @@ async fn act(
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
     principal.require(PART_ROLES)?;
     // A vendor acting on a part not its own learns nothing about it.
-    visible(app, principal, id).await?;
+    let found = visible(app, principal, id).await?;
     let actor = Actor {
         id: principal.actor(),
         role: principal.role.as_str(),
@@ -334,9 +345,10 @@ async fn act(
         PartAction::Dispatch => "fulfilment.dispatch",
         PartAction::Deliver(_) => "fulfilment.deliver",
     };
-    let part = service::act(app, id, &acting, action)
+    let acted = service::act(app, &found, &acting, action)
         .await
         .map_err(fulfilment_error)?;
+    let part = acted.part;
     if principal.is_staff() {
         let entry = principal
             .audit(verb)
@@ -344,7 +356,7 @@ async fn act(
             .summary(serde_json::json!({ "status": part.status, "reason": reason }));
         crate::base::audit::record(app.db(), &entry).await?;
     }
-    let mut v = views(app, principal, vec![part]).await?;
+    let mut v = render(app, principal, vec![part], acted.lines).await?;
     v.pop()
         .map(axum::Json)
         .ok_or(ApiError::NotFound("fulfilment"))

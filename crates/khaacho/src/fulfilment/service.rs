@@ -93,14 +93,24 @@ pub struct Acting<'a> {
     pub reason: Option<&'a str>,
 }
 
-/// Applies `action` to part `id` and returns the part as it now is.
-#[tracing::instrument(skip(app, acting), fields(action = action.name()))]
+/// A part as an action left it, with its lines.
+pub struct Acted {
+    /// The part.
+    pub part: PartRow,
+    /// Its lines (reserved and delivered quantities as the action wrote them).
+    pub lines: Vec<PartLineRow>,
+}
+
+/// Applies `action` to `found` (a read of the part: only its id and order are used, the
+/// rest is read again under the order's lock) and returns the part as it now is.
+#[tracing::instrument(skip(app, found, acting), fields(part = %found.id, action = action.name()))]
 pub async fn act(
     app: &App,
-    id: Uuid,
+    found: &PartRow,
     acting: &Acting<'_>,
     action: PartAction,
-) -> Result<PartRow, FulfilmentError> {
+) -> Result<Acted, FulfilmentError> {
+    let id = found.id;
     let reason = acting.reason.map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > 500) {
         return Err(invalid("reason", "reason must be at most 500 characters"));
@@ -114,9 +124,6 @@ pub async fn act(
     if matches!(action, PartAction::Reject) && reason.is_none() {
         return Err(invalid("reason", "a rejection needs a reason"));
     }
-    let found = repo::find(app.db(), id)
-        .await?
-        .ok_or(FulfilmentError::NotFound)?;
     let mut tx = app.db().begin().await?;
     let mut order = orders::find_for_update(&mut tx, found.order_id)
         .await?
@@ -163,6 +170,7 @@ pub async fn act(
             detail = json!({ "fulfilment_id": id, "vendor_id": vendor });
         }
         PartAction::Reject => {
+            let rejected_by = parts[i].vendor_id;
             let offer = parts[i].offer_id.unwrap_or_default();
             if !repo::close_offer(&mut tx, offer, "rejected", now, reason).await? {
                 return Err(illegal(&parts[i], "reject"));
@@ -178,7 +186,7 @@ pub async fn act(
                 "rejected",
             )
             .await?;
-            detail = json!({ "fulfilment_id": id, "rejected_by": found.vendor_id, "reason": reason,
+            detail = json!({ "fulfilment_id": id, "rejected_by": rejected_by, "reason": reason,
                 "now_offered_to": parts[i].vendor_id });
         }
         PartAction::Dispatch => {
@@ -216,7 +224,7 @@ pub async fn act(
     tx.commit().await?;
     let part = parts.swap_remove(i);
     metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name()).increment(1);
-    Ok(part)
+    Ok(Acted { part, lines })
 }
 
 fn invalid(field: &str, message: &str) -> FulfilmentError {

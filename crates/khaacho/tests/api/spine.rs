@@ -57,8 +57,9 @@ fn only_the_transition_service_writes_an_orders_status() {
         if file == allowed {
             assert_eq!(
                 writes.len(),
-                2,
-                "the scan must find the transition service's own UPDATE and INSERT: {writes:?}"
+                3,
+                "the scan must find the transition service's own UPDATEs (one order, a batch) \
+                 and INSERT: {writes:?}"
             );
         } else {
             offenders.extend(

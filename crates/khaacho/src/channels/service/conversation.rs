@@ -518,7 +518,7 @@ async fn vendor(
         reason: why.as_deref(),
     };
     let accepted = matches!(action, PartAction::Accept);
-    match act(app, part.id, &acting, action).await {
+    match act(app, part, &acting, action).await {
         Ok(_) if accepted => Ok(vec![reply("offer_accepted", json!({ "ref": r }))]),
         Ok(_) => Ok(vec![reply("offer_rejected", json!({ "ref": r }))]),
         Err(FulfilmentError::NotFound) => {
