@@ -9,16 +9,19 @@
 # ONLY_E2E=1 runs only the end-to-end run at RATE (default 1,000/s) for E2E_DURATION.
 # PostgreSQL: KHAACHO_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test); a
 # fresh schema per run, TLS chosen by the server's defaults (none on loopback). Everything
-# shares this machine's cores, as the targets assume.
+# shares this machine's cores, as the targets assume. BIN=path runs that binary instead of
+# building one (to compare two builds, e.g. one saved from an earlier commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
 DURATION=${DURATION:-30s}
 PORT=${PORT:-18080}
-BIN=target/release/khaacho
 OUT=bench/results
 mkdir -p "$OUT"
-cargo build --release -p khaacho >/dev/null
+if [ -z "${BIN:-}" ]; then
+  BIN=target/release/khaacho
+  cargo build --release -p khaacho >/dev/null
+fi
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
