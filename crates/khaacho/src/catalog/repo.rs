@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, push_ids};
+use crate::base::db::{Db, Tx, TxInner, push_ids};
 use crate::base::time::now_ms;
 use crate::{with_latest, with_replica, with_tx};
 
@@ -329,6 +329,55 @@ pub async fn take_stock(
         .bind(qty_milli).bind(at_ms).bind(vendor).bind(product)
         .execute(c).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
+}
+
+/// Takes each `(product, qty_milli)` of `wants` (distinct products, sorted by product) from
+/// `vendor`'s stock, each only if that much is there; returns the products it could not take
+/// (when any, the caller rolls the transaction back). On PostgreSQL one statement for the
+/// lot: it locks the offer rows in product order first (`FOR UPDATE` under the sort), as
+/// one UPDATE per product in that order would, so concurrent takers of overlapping products
+/// queue instead of deadlocking, and the stock condition is checked on the row as locked.
+pub async fn take_stocks(
+    tx: &mut Tx,
+    vendor: Uuid,
+    wants: &[(Uuid, i64)],
+    at_ms: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    debug_assert!(
+        wants.windows(2).all(|w| w[0].0 < w[1].0),
+        "distinct and sorted"
+    );
+    if wants.len() > 1
+        && let TxInner::Pg(c) = tx.inner_mut()
+    {
+        let products: Vec<Uuid> = wants.iter().map(|w| w.0).collect();
+        let qtys: Vec<i64> = wants.iter().map(|w| w.1).collect();
+        let taken: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE offers o SET stock_milli = o.stock_milli - w.qty, updated_at_ms = $1 \
+             FROM (SELECT x.product_id, v.qty FROM offers x \
+                   JOIN unnest($3::uuid[], $4::bigint[]) AS v(product_id, qty) ON v.product_id = x.product_id \
+                   WHERE x.vendor_id = $2 ORDER BY x.product_id FOR UPDATE OF x) w \
+             WHERE o.vendor_id = $2 AND o.product_id = w.product_id AND o.stock_milli >= w.qty \
+             RETURNING o.product_id",
+        )
+        .bind(at_ms)
+        .bind(vendor)
+        .bind(&products)
+        .bind(&qtys)
+        .fetch_all(&mut **c)
+        .await?;
+        return Ok(products
+            .into_iter()
+            .filter(|p| !taken.contains(p))
+            .collect());
+    }
+    let mut short = Vec::new();
+    for &(product, qty) in wants {
+        if !take_stock(tx, vendor, product, qty, at_ms).await? {
+            short.push(product);
+        }
+    }
+    Ok(short)
 }
 
 /// Gives `qty_milli` back to `vendor`'s stock of `product` (a released reservation).

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, push_ids};
+use crate::base::db::{Db, Tx, TxInner, push_ids};
 use crate::{with_latest, with_replica, with_tx};
 
 /// Where a vendor part is.
@@ -341,6 +341,35 @@ pub async fn save_line(tx: &mut Tx, l: &PartLineRow) -> Result<(), sqlx::Error> 
         "UPDATE fulfilment_lines SET reserved_milli = $1, delivered_milli = $2 WHERE fulfilment_id = $3 AND line_no = $4")
         .bind(l.reserved_milli).bind(l.delivered_milli).bind(l.fulfilment_id).bind(l.line_no)
         .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Writes the reserved and delivered quantities of `lines`: one statement on PostgreSQL
+/// whatever their number (an accept or a delivery writes every line of its part).
+pub async fn save_lines(tx: &mut Tx, lines: &[PartLineRow]) -> Result<(), sqlx::Error> {
+    if lines.len() > 1
+        && let TxInner::Pg(c) = tx.inner_mut()
+    {
+        let ids: Vec<Uuid> = lines.iter().map(|l| l.fulfilment_id).collect();
+        let nos: Vec<i32> = lines.iter().map(|l| l.line_no).collect();
+        let reserved: Vec<i64> = lines.iter().map(|l| l.reserved_milli).collect();
+        let delivered: Vec<Option<i64>> = lines.iter().map(|l| l.delivered_milli).collect();
+        sqlx::query(
+            "UPDATE fulfilment_lines l SET reserved_milli = v.r, delivered_milli = v.d \
+             FROM unnest($1::uuid[], $2::integer[], $3::bigint[], $4::bigint[]) AS v(f, n, r, d) \
+             WHERE l.fulfilment_id = v.f AND l.line_no = v.n",
+        )
+        .bind(ids)
+        .bind(nos)
+        .bind(reserved)
+        .bind(delivered)
+        .execute(&mut **c)
+        .await?;
+        return Ok(());
+    }
+    for l in lines {
+        save_line(tx, l).await?;
+    }
     Ok(())
 }
 

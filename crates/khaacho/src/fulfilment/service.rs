@@ -197,9 +197,7 @@ pub async fn act(
         }
         PartAction::Deliver(quantities) => {
             let delivered = delivered_amount(&mut lines, quantities)?;
-            for l in &lines {
-                repo::save_line(&mut tx, l).await?;
-            }
+            repo::save_lines(&mut tx, &lines).await?;
             let p = &mut parts[i];
             p.status = PartStatus::Delivered.as_str().into();
             p.delivered_at_ms = Some(now);
@@ -244,29 +242,41 @@ fn illegal(part: &PartRow, action: &str) -> FulfilmentError {
     ))
 }
 
-/// Takes each line's quantity from the vendor's stock, in product order (so concurrent
-/// accepts lock the offer rows in one order); refuses the whole accept when one is short.
+/// Takes each line's quantity from the vendor's stock (per product, in product order, so
+/// concurrent accepts lock the offer rows in one order) and records it on the lines;
+/// refuses the whole accept when one product is short.
 async fn reserve_stock(
     tx: &mut Tx,
     vendor: Uuid,
     lines: &mut [PartLineRow],
     now: i64,
 ) -> Result<(), FulfilmentError> {
-    let mut order: Vec<usize> = (0..lines.len()).collect();
-    order.sort_by_key(|&i| (lines[i].product_id, lines[i].line_no));
-    for i in order {
-        let l = &mut lines[i];
-        if !catalog::take_stock(tx, vendor, l.product_id, l.qty_milli, now).await? {
-            return Err(FulfilmentError::OutOfStock(format!(
-                "stock no longer covers line {} ({} {}); reject the offer instead",
-                l.line_no,
-                crate::base::domain::milli_to_qty(l.qty_milli),
-                l.unit
-            )));
+    let mut wants: Vec<(Uuid, i64)> = Vec::with_capacity(lines.len());
+    let mut by_product: Vec<&PartLineRow> = lines.iter().collect();
+    by_product.sort_by_key(|l| (l.product_id, l.line_no));
+    for l in by_product {
+        match wants.last_mut() {
+            Some((p, q)) if *p == l.product_id => *q += l.qty_milli,
+            _ => wants.push((l.product_id, l.qty_milli)),
         }
-        l.reserved_milli = l.qty_milli;
-        repo::save_line(tx, l).await?;
     }
+    let short = catalog::take_stocks(tx, vendor, &wants, now).await?;
+    if let Some(l) = lines
+        .iter()
+        .filter(|l| short.contains(&l.product_id))
+        .min_by_key(|l| l.line_no)
+    {
+        return Err(FulfilmentError::OutOfStock(format!(
+            "stock no longer covers line {} ({} {}); reject the offer instead",
+            l.line_no,
+            crate::base::domain::milli_to_qty(l.qty_milli),
+            l.unit
+        )));
+    }
+    for l in lines.iter_mut() {
+        l.reserved_milli = l.qty_milli;
+    }
+    repo::save_lines(tx, lines).await?;
     Ok(())
 }
 

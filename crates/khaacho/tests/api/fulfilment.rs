@@ -866,6 +866,84 @@ async fn concurrent_accepts_of_different_offers_never_oversell_stock() {
     assert_eq!(stock(&t, a, "CHINI-1").await, 0.0);
 }
 
+/// Parts of several products take their stock all or nothing, in one order whatever the
+/// order of their lines: concurrent accepts of orders sharing two products (half listing
+/// them the other way round) neither deadlock nor oversell, and an accept refused for the
+/// scarcer product leaves the other's stock untouched.
+#[tokio::test]
+async fn concurrent_accepts_sharing_products_take_stock_all_or_nothing() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "Small Shop", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 10.0).await;
+    offer(&t, a, "TEL-1", 200.0, 6.0).await;
+    let sugar = json!({ "sku": "CHINI-1", "qty": 2, "unit": "kg" });
+    let oil = json!({ "sku": "TEL-1", "qty": 2, "unit": "litre" });
+    for i in 0..8 {
+        let lines = if i % 2 == 0 {
+            json!([sugar, oil])
+        } else {
+            json!([oil, sugar])
+        };
+        let r = t
+            .post_json(
+                "/api/v1/orders",
+                &json!({ "retailer_id": retailer, "lines": lines }),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    t.run_jobs().await;
+    let all = t.get_json("/api/v1/fulfilments?status=offered").await;
+    let part_ids: Vec<String> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(part_ids.len(), 8, "{all}");
+    let va = t.client_as(Role::Vendor, Some(a));
+    let tasks: Vec<_> = part_ids
+        .iter()
+        .map(|p| {
+            let (c, url) = (
+                va.clone(),
+                t.url(&format!("/api/v1/fulfilments/{p}/accept")),
+            );
+            tokio::spawn(async move {
+                let r = c.post(url).json(&json!({})).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let won = answers.iter().filter(|(c, _)| *c == 200).count();
+    assert_eq!(won, 3, "oil covers three: {answers:?}");
+    for (code, body) in answers.iter().filter(|(c, _)| *c != 200) {
+        assert_eq!(*code, 409, "{body}");
+        assert!(body.contains("stock no longer covers line"), "{body}");
+    }
+    assert_eq!(stock(&t, a, "TEL-1").await, 0.0);
+    assert_eq!(
+        stock(&t, a, "CHINI-1").await,
+        4.0,
+        "only the winners took sugar"
+    );
+    let accepted = t.get_json("/api/v1/fulfilments?status=accepted").await;
+    let accepted = accepted["items"].as_array().unwrap();
+    assert_eq!(accepted.len(), 3, "{accepted:?}");
+    for p in accepted {
+        let lines = p["lines"].as_array().unwrap();
+        assert_eq!(lines.len(), 2, "{p}");
+        for l in lines {
+            assert_eq!(l["reserved_quantity"], l["quantity"], "{p}");
+        }
+    }
+}
+
 /// A routing job that runs out of attempts holds its order for an operator with a critical
 /// alert (its credit stays reserved); retrying the dead job routes it.
 #[tokio::test]
