@@ -42,6 +42,9 @@ pub struct Db {
     wake: Arc<Wakes>,
     /// PostgreSQL: tells the other processes' queue consumers (see [`Announcer`]).
     announce: Option<Arc<Announcer>>,
+    /// PostgreSQL without autovacuum: dead rows stay until someone vacuums (see
+    /// [`Db::needs_own_vacuum`]).
+    own_vacuum: bool,
 }
 
 /// The `LISTEN`/`NOTIFY` channel on which job enqueues are announced to other processes.
@@ -278,11 +281,13 @@ macro_rules! with_tx {
 impl Db {
     /// Connects to `url` (`postgres://…` or `sqlite:…`), creating a SQLite file when missing.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let mut own_vacuum = false;
         let backend = if url.starts_with("postgres") {
             let opts = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
             let (opts, mode, reason) = super::pg_tls::apply(url, opts);
             tracing::info!(sslmode = ?mode, why = reason.as_str(), "PostgreSQL TLS mode");
-            let opts = plan_per_call(url, opts);
+            let (opts, refreshes) = plan_mode(url, opts).await;
+            own_vacuum = !refreshes;
             Backend::Pg(pg_pool(opts, max_connections).await?)
         } else {
             let opts = SqliteConnectOptions::from_str(url)
@@ -317,7 +322,15 @@ impl Db {
             backend,
             wake,
             announce,
+            own_vacuum,
         })
+    }
+
+    /// Whether this is a PostgreSQL server without autovacuum (or without the statistics it
+    /// works from): nothing there removes the dead rows the queue leaves behind, so the
+    /// worker runtime vacuums `jobs` itself (`queue.vacuum_interval_ms`).
+    pub fn needs_own_vacuum(&self) -> bool {
+        self.own_vacuum
     }
 
     /// The pools behind this handle.
@@ -397,22 +410,57 @@ impl Db {
     }
 }
 
-/// Every statement is planned for its own parameters (`plan_cache_mode=force_custom_plan`),
-/// unless the URL sets `plan_cache_mode` itself.
+/// How PostgreSQL plans our prepared statements: per call (`plan_cache_mode=
+/// force_custom_plan`) on a server whose statistics never refresh by themselves (autovacuum
+/// or `track_counts` off), the server's own choice (`auto`) where they do; a
+/// `plan_cache_mode` in the URL wins. Also returns whether they refresh.
 ///
 /// Our statements are prepared once per connection and run for the life of the process,
-/// while the tables under them grow from empty. PostgreSQL's default (`auto`) switches a
-/// prepared statement to one generic plan after five runs and keeps it until the table's
-/// statistics change; on a server without autovacuum (or before its first ANALYZE) they
-/// never do, and a plan made on a near-empty table (a sequential scan) stays while the table
-/// grows: batch lookups by key went from microseconds to 7 ms each (`bench/README.md`,
-/// "Plans"). Custom plans cost a plan per call (tens of microseconds for our key lookups,
-/// which carry whole batches) and always see the table as it is now.
-fn plan_per_call(url: &str, opts: PgConnectOptions) -> PgConnectOptions {
+/// while the tables under them grow from empty. Under `auto` a prepared statement switches
+/// to one generic plan after five runs and keeps it until the table's statistics change;
+/// without autovacuum they never do, and a plan made on a near-empty table (a sequential
+/// scan) stays while the table grows: batch lookups by key went from microseconds to 7 ms
+/// each (`bench/README.md`, "Plans"). Custom plans always see the table as it is, but cost a
+/// plan per call: about 40% of PostgreSQL's statement time when vendors and retailers act
+/// on single rows. Where autovacuum runs, its ANALYZE replaces stale generic plans, and
+/// `auto` keeps the cheap ones (the whole order life carried ~1.4× the work in the same CPU).
+async fn plan_mode(url: &str, opts: PgConnectOptions) -> (PgConnectOptions, bool) {
+    let refreshes = match <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts).await {
+        Ok(mut c) => {
+            let on: Result<bool, _> = sqlx::query_scalar(
+                "SELECT current_setting('autovacuum') = 'on' AND current_setting('track_counts') = 'on'",
+            )
+            .fetch_one(&mut c)
+            .await;
+            let _ = sqlx::Connection::close(c).await;
+            on.unwrap_or(false)
+        }
+        // The pool's own connect reports the error.
+        Err(_) => false,
+    };
     if url.contains("plan_cache_mode") {
-        opts
+        return (opts, refreshes);
+    }
+    let mode = plan_cache_mode(refreshes);
+    tracing::info!(
+        plan_cache_mode = mode,
+        autovacuum = refreshes,
+        "PostgreSQL plan cache mode"
+    );
+    if mode == "auto" {
+        (opts, refreshes)
     } else {
-        opts.options([("plan_cache_mode", "force_custom_plan")])
+        (opts.options([("plan_cache_mode", mode)]), refreshes)
+    }
+}
+
+/// The plan cache mode for a server whose statistics do (`true`) or do not refresh by
+/// themselves.
+fn plan_cache_mode(statistics_refresh: bool) -> &'static str {
+    if statistics_refresh {
+        "auto"
+    } else {
+        "force_custom_plan"
     }
 }
 
@@ -652,22 +700,11 @@ mod wake_tests {
 
 #[cfg(test)]
 mod plan_tests {
-    use std::str::FromStr;
-
-    use sqlx::postgres::PgConnectOptions;
-
-    use super::plan_per_call;
+    use super::plan_cache_mode;
 
     #[test]
-    fn statements_are_planned_per_call_unless_the_url_says_otherwise() {
-        let url = "postgres://u@h/db?options=-c%20search_path%3Ds1";
-        let opts = plan_per_call(url, PgConnectOptions::from_str(url).unwrap());
-        let set = opts.get_options().unwrap_or_default();
-        assert!(set.contains("search_path=s1"), "{set}");
-        assert!(set.contains("plan_cache_mode=force_custom_plan"), "{set}");
-
-        let url = "postgres://u@h/db?options=-c%20plan_cache_mode%3Dauto";
-        let opts = plan_per_call(url, PgConnectOptions::from_str(url).unwrap());
-        assert_eq!(opts.get_options(), Some("-c plan_cache_mode=auto"));
+    fn statements_are_planned_per_call_where_statistics_never_refresh() {
+        assert_eq!(plan_cache_mode(false), "force_custom_plan");
+        assert_eq!(plan_cache_mode(true), "auto");
     }
 }

@@ -132,6 +132,10 @@ pub struct QueueSettings {
     pub backoff_cap_ms: i64,
     /// On SIGTERM, how long in-flight jobs may run before they are released.
     pub shutdown_grace_ms: u64,
+    /// PostgreSQL without autovacuum: how often each worker process vacuums `jobs` (0:
+    /// never). Every step inserts and deletes job rows; unvacuumed, their dead index
+    /// entries slow every claim (measured: capacity 805/s instead of 1,224/s).
+    pub vacuum_interval_ms: u64,
 }
 
 impl Default for QueueSettings {
@@ -148,6 +152,7 @@ impl Default for QueueSettings {
             backoff_base_ms: 1_000,
             backoff_cap_ms: 600_000,
             shutdown_grace_ms: 10_000,
+            vacuum_interval_ms: 5_000,
         }
     }
 }
@@ -231,9 +236,10 @@ impl<H> JobContext<H> {
     /// in the transaction (early keeps it out of any row locks the handler takes later); if
     /// the transaction rolls back the jobs stay leased and run again. Scheduled jobs (with a dedupe key) are left to the runtime, which marks their tick.
     pub async fn complete_in(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
-        // Planned per call like every statement (`base::db::plan_per_call`): a generic plan
-        // made while `jobs` was nearly empty would scan the whole table on every completion
-        // once a backlog had built up.
+        // A generic plan made while `jobs` was nearly empty would scan the whole table on
+        // every completion once a backlog had built up: hence statements planned per call
+        // on a server without autovacuum (`base::db::plan_mode`); with it, its ANALYZE of
+        // the busy `jobs` table replaces the plan.
         let deleted = with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
             qb.push_bind(&self.worker_id).push(" AND dedupe_key IS NULL AND");

@@ -15,7 +15,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use uuid::Uuid;
 
 use super::{Handler, JobContext, JobError, NOTIFY_CHANNEL, QueueHost, Registry, backoff_ms};
-use crate::base::db::Backend;
+use crate::base::db::{Backend, Db};
 use crate::base::time::now_ms;
 use crate::base::trace;
 use crate::with_write;
@@ -89,6 +89,13 @@ impl<H: QueueHost> Workers<H> {
             self.registry.clone(),
             shutdown.clone(),
         )));
+        if self.app.db().needs_own_vacuum() && settings.vacuum_interval_ms > 0 {
+            loops.push(tokio::spawn(vacuum(
+                self.app.db().clone(),
+                Duration::from_millis(settings.vacuum_interval_ms),
+                shutdown.clone(),
+            )));
+        }
         for queue in self.registry.queues() {
             let consumer = Consumer {
                 app: self.app.clone(),
@@ -572,6 +579,33 @@ async fn reaper<H: QueueHost>(app: H, registry: Arc<Registry<H>>, shutdown: Canc
             Err(e) => error!(error = %e, "reaper failed"),
         }
     }
+}
+
+/// On a PostgreSQL server without autovacuum, vacuums `jobs` every `every`: each step
+/// inserts and deletes job rows, and nothing else would clear their dead index entries,
+/// which every claim then walks. `SKIP_LOCKED`: when another worker is vacuuming it, this
+/// pass is skipped rather than queued behind it.
+async fn vacuum(db: Db, every: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! { _ = tokio::time::sleep(every) => {}, _ = shutdown.cancelled() => return }
+        if let Err(e) = vacuum_jobs(&db).await {
+            warn!(error = %e, "vacuuming jobs failed");
+        }
+    }
+}
+
+/// One pass of the vacuum (PostgreSQL; nothing on SQLite, whose deleted pages are reused).
+pub async fn vacuum_jobs(db: &Db) -> Result<(), sqlx::Error> {
+    if let Backend::Pg(pool) = db.backend() {
+        // VACUUM cannot run in a transaction block: the simple protocol, one statement.
+        // TRUNCATE false: giving the table's empty end back to the filesystem needs an
+        // exclusive lock, which stops every claim while it is held and, when busy workers
+        // keep it from being taken, is retried for 5 s per pass; the queue reuses the space.
+        sqlx::raw_sql("VACUUM (SKIP_LOCKED, TRUNCATE false) jobs")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 /// One pass of the reaper; returns how many jobs it took back: first the jobs of worker

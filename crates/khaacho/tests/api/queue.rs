@@ -461,3 +461,39 @@ async fn an_enqueue_is_announced_to_other_processes_after_commit() {
         "announced after commit: {heard:?}"
     );
 }
+
+/// PostgreSQL plans our prepared statements per call where its statistics never refresh by
+/// themselves (autovacuum off, as on the test machines), and by its own choice where they
+/// do: every pooled connection says which. Where they never refresh, the workers vacuum
+/// `jobs` themselves.
+#[tokio::test]
+async fn postgres_plans_and_vacuums_by_whether_statistics_refresh() {
+    let t = TestApp::spawn().await;
+    if !t.app.db().is_postgres() {
+        return;
+    }
+    let (mode, refreshes): (String, bool) = khaacho::with_latest!(t.app.db(), c => sqlx::query_as(
+        "SELECT current_setting('plan_cache_mode'), \
+         current_setting('autovacuum') = 'on' AND current_setting('track_counts') = 'on'")
+        .fetch_one(c)
+        .await)
+    .unwrap();
+    let want = if refreshes {
+        "auto"
+    } else {
+        "force_custom_plan"
+    };
+    assert_eq!(mode, want, "autovacuum and track_counts on: {refreshes}");
+    // Without autovacuum the workers vacuum the queue's table themselves.
+    assert_eq!(t.app.db().needs_own_vacuum(), !refreshes);
+    khaacho::queue::runtime::vacuum_jobs(t.app.db())
+        .await
+        .unwrap();
+    let vacuumed: bool = khaacho::with_latest!(t.app.db(), c => sqlx::query_scalar(
+        "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables \
+         WHERE relname = 'jobs' AND schemaname = current_schema()")
+        .fetch_one(c)
+        .await)
+    .unwrap();
+    assert!(vacuumed, "jobs vacuumed");
+}
