@@ -7,6 +7,7 @@
 # RETAILERS (default 2000, as many as the load generator spreads its orders over) grows the
 # market to that many retailers first (`--retailers`), so each shop orders a few times in the
 # run rather than several times a second.
+# BIN=path runs that binary instead of building one.
 # Results go to bench/results/simulate-<backend>.{json,rss}. The simulator's vendors get a
 # large daily capacity (--vendor-capacity) so routing is not refused for capacity.
 set -euo pipefail
@@ -16,10 +17,12 @@ RATE=${2:-300}
 DURATION=${3:-60s}
 RETAILERS=${RETAILERS:-2000}
 PORT=${PORT:-18080}
-BIN=target/release/khaacho
 OUT=bench/results
 mkdir -p "$OUT"
-cargo build --release -p khaacho >/dev/null
+if [ -z "${BIN:-}" ]; then
+  BIN=target/release/khaacho
+  cargo build --release -p khaacho >/dev/null
+fi
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh

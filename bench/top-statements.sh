@@ -3,7 +3,9 @@
 # demo data, RATE orders/s (default 400) for DUR seconds (default 30), then `pg_stat_statements`' top
 # statements by planning + execution time, and the CPU seconds of the server and of PostgreSQL over the
 # run. MODE=auto|force_custom_plan sets `plan_cache_mode` in the URL (default: the server's own choice,
-# force_custom_plan). KEEP=1 keeps the schema for EXPLAIN.
+# force_custom_plan). KEEP=1 keeps the schema for EXPLAIN. SIMULATE=1 runs `khaacho simulate` (the whole
+# life of each order, as bench/simulate.sh: 2,000 retailers, parties acting within 1 s) instead of the
+# load generator.
 #
 # Needs pg_stat_statements loaded (a restart), e.g. as root:
 #   psql -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
@@ -28,7 +30,12 @@ start_server top "$url" serve
 sleep 2
 psql "$PG_URL" -qAtc "select pg_stat_statements_reset()" >/dev/null
 s0=$(ticks $server_pid); p0=$(pg_ticks)
-"$BIN" loadtest --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "${DUR}s" --warmup 0s --e2e-sample 20 --json > $OUT/load.json 2>$OUT/load.err || true
+if [ -n "${SIMULATE:-}" ]; then
+  "$BIN" simulate --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "${DUR}s" --vendor-capacity 1000000 \
+    --retailers 2000 --respond-within 1s --ship-within 1s --json > $OUT/load.json 2>$OUT/load.err || true
+else
+  "$BIN" loadtest --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "${DUR}s" --warmup 0s --e2e-sample 20 --json > $OUT/load.json 2>$OUT/load.err || true
+fi
 s1=$(ticks $server_pid); p1=$(pg_ticks)
 echo "CPU over the run: server $(( (s1-s0) ))/100 s, PostgreSQL $(( (p1-p0) ))/100 s"
 grep -E '"(accepted|p95|p99)"' $OUT/load.json || true

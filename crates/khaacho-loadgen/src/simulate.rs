@@ -115,7 +115,8 @@ pub struct SimulateArgs {
 pub struct SimReport {
     /// Actions by name (`accept`, `reject`, `ignore`, `dispatch`, `deliver`, `deliver_short`,
     /// `confirm`, `pay`), and how often the server shed a request that was then tried again
-    /// (`retried_after_503_or_429`) or given up after three tries (`gave_up_after_retries`).
+    /// (`retried_after_503_or_429`) or given up after three tries (`gave_up_after_retries`),
+    /// and the rounds whose lists the server failed (`list_rounds_failed`).
     pub actions: std::collections::BTreeMap<String, u64>,
     /// Refused or failed actions by `action:status`.
     pub refused: std::collections::BTreeMap<String, u64>,
@@ -777,13 +778,19 @@ where
     };
     let end = tokio::time::Instant::now() + args.duration;
     let mut tasks = JoinSet::new();
-    let mut errors = 0u32;
+    // A round whose lists the server shed (503 under overload) is counted and the next one
+    // tried; only a server that fails every round for a while ends the run.
+    let mut failing = 0u32;
     while !stop.load(Ordering::SeqCst) && tokio::time::Instant::now() < end {
-        if let Err(e) = sim.round(&mut tasks).await {
-            errors += 1;
-            tracing_free_warn(&format!("simulation round failed: {e:#}"));
-            if errors > 50 {
-                bail!("the server keeps failing the simulation's lists: {e:#}");
+        match sim.round(&mut tasks).await {
+            Ok(()) => failing = 0,
+            Err(e) => {
+                failing += 1;
+                sim.count("list_rounds_failed");
+                tracing_free_warn(&format!("simulation round failed: {e:#}"));
+                if failing > 50 {
+                    bail!("the server failed the simulation's lists 50 rounds in a row: {e:#}");
+                }
             }
         }
         while tasks.try_join_next().is_some() {}
