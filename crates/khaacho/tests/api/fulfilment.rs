@@ -70,6 +70,13 @@ async fn stock(t: &TestApp, vendor: Uuid, sku: &str) -> f64 {
 
 /// Places an order (credit unless `cash`), runs the pipeline, returns its id.
 pub(crate) async fn place(t: &TestApp, retailer: Uuid, lines: Value) -> String {
+    let id = submit(t, retailer, lines).await;
+    t.run_jobs().await;
+    id
+}
+
+/// Places an order and returns its id, leaving the pipeline to the caller.
+async fn submit(t: &TestApp, retailer: Uuid, lines: Value) -> String {
     let r = t
         .post_json(
             "/api/v1/orders",
@@ -77,12 +84,10 @@ pub(crate) async fn place(t: &TestApp, retailer: Uuid, lines: Value) -> String {
         )
         .await;
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["order_id"]
+    r.json::<Value>().await.unwrap()["order_id"]
         .as_str()
         .unwrap()
-        .to_string();
-    t.run_jobs().await;
-    id
+        .to_string()
 }
 
 pub(crate) async fn order(t: &TestApp, id: &str) -> Value {
@@ -814,6 +819,40 @@ async fn twenty_concurrent_accepts_of_one_offer_have_one_winner() {
     );
 }
 
+/// Ids of the parts now offered.
+async fn offered_parts(t: &TestApp) -> Vec<String> {
+    let all = t.get_json("/api/v1/fulfilments?status=offered").await;
+    all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `vendor` accepts every one of `parts` at once; the answers' statuses and bodies.
+async fn accept_at_once(t: &TestApp, vendor: Uuid, parts: &[String]) -> Vec<(u16, String)> {
+    let client = t.client_as(Role::Vendor, Some(vendor));
+    let tasks: Vec<_> = parts
+        .iter()
+        .map(|p| {
+            let (c, url) = (
+                client.clone(),
+                t.url(&format!("/api/v1/fulfilments/{p}/accept")),
+            );
+            tokio::spawn(async move {
+                let r = c.post(url).json(&json!({})).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
 #[tokio::test]
 async fn concurrent_accepts_of_different_offers_never_oversell_stock() {
     let t = TestApp::spawn().await;
@@ -822,45 +861,22 @@ async fn concurrent_accepts_of_different_offers_never_oversell_stock() {
     offer(&t, a, "CHINI-1", 100.0, 10.0).await;
     // Eight orders of 2 kg each against 10 kg: every one is routed (each fits alone), at most
     // five can be accepted.
-    let mut part_ids = Vec::new();
     for _ in 0..8 {
-        let r = t
-            .post_json(
-                "/api/v1/orders",
-                &json!({ "retailer_id": retailer, "lines": [{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }] }),
-            )
-            .await;
-        assert_eq!(r.status(), 202);
+        submit(
+            &t,
+            retailer,
+            json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
+        )
+        .await;
     }
     t.run_jobs().await;
-    let all = t.get_json("/api/v1/fulfilments?status=offered").await;
-    for p in all["items"].as_array().unwrap() {
-        part_ids.push(p["id"].as_str().unwrap().to_string());
-    }
+    let part_ids = offered_parts(&t).await;
     assert_eq!(part_ids.len(), 8);
-    let va = t.client_as(Role::Vendor, Some(a));
-    let tasks: Vec<_> = part_ids
-        .iter()
-        .map(|p| {
-            let (c, url) = (
-                va.clone(),
-                t.url(&format!("/api/v1/fulfilments/{p}/accept")),
-            );
-            tokio::spawn(async move {
-                c.post(url)
-                    .json(&json!({}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-        })
+    let codes: Vec<u16> = accept_at_once(&t, a, &part_ids)
+        .await
+        .into_iter()
+        .map(|(code, _)| code)
         .collect();
-    let mut codes = Vec::new();
-    for task in tasks {
-        codes.push(task.await.unwrap());
-    }
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 5, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 409).count(), 3, "{codes:?}");
     assert_eq!(stock(&t, a, "CHINI-1").await, 0.0);
@@ -885,41 +901,12 @@ async fn concurrent_accepts_sharing_products_take_stock_all_or_nothing() {
         } else {
             json!([oil, sugar])
         };
-        let r = t
-            .post_json(
-                "/api/v1/orders",
-                &json!({ "retailer_id": retailer, "lines": lines }),
-            )
-            .await;
-        assert_eq!(r.status(), 202);
+        submit(&t, retailer, lines).await;
     }
     t.run_jobs().await;
-    let all = t.get_json("/api/v1/fulfilments?status=offered").await;
-    let part_ids: Vec<String> = all["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(part_ids.len(), 8, "{all}");
-    let va = t.client_as(Role::Vendor, Some(a));
-    let tasks: Vec<_> = part_ids
-        .iter()
-        .map(|p| {
-            let (c, url) = (
-                va.clone(),
-                t.url(&format!("/api/v1/fulfilments/{p}/accept")),
-            );
-            tokio::spawn(async move {
-                let r = c.post(url).json(&json!({})).send().await.unwrap();
-                (r.status().as_u16(), r.text().await.unwrap())
-            })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(task.await.unwrap());
-    }
+    let part_ids = offered_parts(&t).await;
+    assert_eq!(part_ids.len(), 8);
+    let answers = accept_at_once(&t, a, &part_ids).await;
     let won = answers.iter().filter(|(c, _)| *c == 200).count();
     assert_eq!(won, 3, "oil covers three: {answers:?}");
     for (code, body) in answers.iter().filter(|(c, _)| *c != 200) {
@@ -1019,21 +1006,6 @@ async fn a_dead_routing_job_holds_the_order_and_its_retry_routes_it() {
     assert_eq!(parts(&o)[0].2, "offered");
 }
 
-/// Places an order without running its jobs.
-async fn submit(t: &TestApp, retailer: Uuid) -> String {
-    let r = t
-        .post_json(
-            "/api/v1/orders",
-            &json!({ "retailer_id": retailer, "lines": [{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }] }),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn heal(t: &TestApp) -> khaacho::orders::pipeline::heal::Healed {
     let now = t.app.clock().now_ms();
     khaacho::orders::pipeline::heal::heal(&t.app, now)
@@ -1059,7 +1031,12 @@ async fn stuck_orders_are_retried_once_then_reported() {
     offer(&t, v, "CHINI-1", 95.0, 100.0).await;
 
     // Waiting behind a slow queue is not stuck.
-    let a = submit(&t, retailer).await;
+    let a = submit(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
     t.app.clock().advance(6 * MINUTE);
     assert_eq!(heal(&t).await, Healed::default());
     // Its job lost (a dead letter discarded): the step is retried and the order moves on.
@@ -1075,7 +1052,12 @@ async fn stuck_orders_are_retried_once_then_reported() {
     assert_eq!(order(&t, &a).await["status"], "routed");
 
     // Validated, its routing job lost twice: retried once, then operators hear of it, once.
-    let b = submit(&t, retailer).await;
+    let b = submit(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
     let without_routing: khaacho::queue::Registry<khaacho::app::App> =
         khaacho::queue::Registry::default()
             .register_batch::<khaacho::orders::pipeline::ProcessOrders>()
