@@ -286,7 +286,12 @@ impl Db {
             let opts = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
             let (opts, mode, reason) = super::pg_tls::apply(url, opts);
             tracing::info!(sslmode = ?mode, why = reason.as_str(), "PostgreSQL TLS mode");
-            let (opts, refreshes) = plan_mode(url, opts).await;
+            let refreshes = statistics_refresh(&opts).await;
+            tracing::info!(
+                autovacuum = refreshes,
+                "PostgreSQL statistics refresh by themselves"
+            );
+            let opts = plan_mode(url, opts, refreshes);
             own_vacuum = !refreshes;
             Backend::Pg(pg_pool(opts, max_connections).await?)
         } else {
@@ -410,10 +415,26 @@ impl Db {
     }
 }
 
+/// Whether the server's statistics refresh by themselves (autovacuum and `track_counts`
+/// on), asked on a connection of its own at start-up; `false` when it cannot be asked (the
+/// pool's own connect then reports the error).
+async fn statistics_refresh(opts: &PgConnectOptions) -> bool {
+    let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect_with(opts).await else {
+        return false;
+    };
+    let on: Result<bool, _> = sqlx::query_scalar(
+        "SELECT current_setting('autovacuum') = 'on' AND current_setting('track_counts') = 'on'",
+    )
+    .fetch_one(&mut c)
+    .await;
+    let _ = sqlx::Connection::close(c).await;
+    on.unwrap_or(false)
+}
+
 /// How PostgreSQL plans our prepared statements: per call (`plan_cache_mode=
 /// force_custom_plan`) on a server whose statistics never refresh by themselves (autovacuum
 /// or `track_counts` off), the server's own choice (`auto`) where they do; a
-/// `plan_cache_mode` in the URL wins. Also returns whether they refresh.
+/// `plan_cache_mode` in the URL wins.
 ///
 /// Our statements are prepared once per connection and run for the life of the process,
 /// while the tables under them grow from empty. Under `auto` a prepared statement switches
@@ -423,45 +444,12 @@ impl Db {
 /// each (`bench/README.md`, "Plans"). Custom plans always see the table as it is, but cost a
 /// plan per call: about 40% of PostgreSQL's statement time when vendors and retailers act
 /// on single rows. Where autovacuum runs, its ANALYZE replaces stale generic plans, and
-/// `auto` keeps the cheap ones (the whole order life carried ~1.4× the work in the same CPU).
-async fn plan_mode(url: &str, opts: PgConnectOptions) -> (PgConnectOptions, bool) {
-    let refreshes = match <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts).await {
-        Ok(mut c) => {
-            let on: Result<bool, _> = sqlx::query_scalar(
-                "SELECT current_setting('autovacuum') = 'on' AND current_setting('track_counts') = 'on'",
-            )
-            .fetch_one(&mut c)
-            .await;
-            let _ = sqlx::Connection::close(c).await;
-            on.unwrap_or(false)
-        }
-        // The pool's own connect reports the error.
-        Err(_) => false,
-    };
-    if url.contains("plan_cache_mode") {
-        return (opts, refreshes);
+/// `auto` keeps the cheap ones (the whole order life carried more work in the same CPU).
+fn plan_mode(url: &str, opts: PgConnectOptions, statistics_refresh: bool) -> PgConnectOptions {
+    if url.contains("plan_cache_mode") || statistics_refresh {
+        return opts;
     }
-    let mode = plan_cache_mode(refreshes);
-    tracing::info!(
-        plan_cache_mode = mode,
-        autovacuum = refreshes,
-        "PostgreSQL plan cache mode"
-    );
-    if mode == "auto" {
-        (opts, refreshes)
-    } else {
-        (opts.options([("plan_cache_mode", mode)]), refreshes)
-    }
-}
-
-/// The plan cache mode for a server whose statistics do (`true`) or do not refresh by
-/// themselves.
-fn plan_cache_mode(statistics_refresh: bool) -> &'static str {
-    if statistics_refresh {
-        "auto"
-    } else {
-        "force_custom_plan"
-    }
+    opts.options([("plan_cache_mode", "force_custom_plan")])
 }
 
 async fn pg_pool(opts: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
@@ -700,11 +688,25 @@ mod wake_tests {
 
 #[cfg(test)]
 mod plan_tests {
-    use super::plan_cache_mode;
+    use std::str::FromStr;
+
+    use sqlx::postgres::PgConnectOptions;
+
+    use super::plan_mode;
 
     #[test]
-    fn statements_are_planned_per_call_where_statistics_never_refresh() {
-        assert_eq!(plan_cache_mode(false), "force_custom_plan");
-        assert_eq!(plan_cache_mode(true), "auto");
+    fn statements_are_planned_per_call_where_statistics_never_refresh_unless_the_url_says() {
+        let url = "postgres://u@h/db?options=-c%20search_path%3Ds1";
+        let opts = plan_mode(url, PgConnectOptions::from_str(url).unwrap(), false);
+        let set = opts.get_options().unwrap_or_default();
+        assert!(set.contains("search_path=s1"), "{set}");
+        assert!(set.contains("plan_cache_mode=force_custom_plan"), "{set}");
+
+        let opts = plan_mode(url, PgConnectOptions::from_str(url).unwrap(), true);
+        assert_eq!(opts.get_options(), Some("-c search_path=s1"));
+
+        let url = "postgres://u@h/db?options=-c%20plan_cache_mode%3Dauto";
+        let opts = plan_mode(url, PgConnectOptions::from_str(url).unwrap(), false);
+        assert_eq!(opts.get_options(), Some("-c plan_cache_mode=auto"));
     }
 }
