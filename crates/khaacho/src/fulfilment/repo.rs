@@ -345,7 +345,8 @@ pub async fn save_line(tx: &mut Tx, l: &PartLineRow) -> Result<(), sqlx::Error> 
 }
 
 /// Writes the reserved and delivered quantities of `lines`: one statement on PostgreSQL
-/// whatever their number (an accept or a delivery writes every line of its part).
+/// whatever their number (an accept, a delivery or a cancellation writes every line of its
+/// part).
 pub async fn save_lines(tx: &mut Tx, lines: &[PartLineRow]) -> Result<(), sqlx::Error> {
     if lines.len() > 1
         && let TxInner::Pg(c) = tx.inner_mut()

@@ -572,6 +572,7 @@ pub async fn cancel_parts(
     let ids: Vec<Uuid> = parts.iter().map(|p| p.id).collect();
     let mut lines = repo::lines_tx(tx, &ids).await?;
     let mut released = Vec::new();
+    let mut freed = Vec::new();
     let mut cancelled = 0;
     for p in parts.iter_mut() {
         let status = p.status();
@@ -591,7 +592,7 @@ pub async fn cancel_parts(
                 catalog::return_stock(tx, vendor, l.product_id, l.reserved_milli, now).await?;
                 released.push(json!({ "vendor_id": vendor, "product_id": l.product_id, "qty_milli": l.reserved_milli }));
                 l.reserved_milli = 0;
-                repo::save_line(tx, l).await?;
+                freed.push(l.clone());
             }
         }
         p.status = PartStatus::Cancelled.as_str().into();
@@ -600,6 +601,7 @@ pub async fn cancel_parts(
         repo::save_part(tx, p).await?;
         cancelled += 1;
     }
+    repo::save_lines(tx, &freed).await?;
     Ok(json!({ "fulfilments_cancelled": cancelled, "stock_released": released }))
 }
 
