@@ -30,7 +30,7 @@ server_pid=""
 start_server() {
   local name=$1 url=$2 role=$3
   DATABASE_URL="$url" "$BIN" seed --demo >/dev/null
-  DATABASE_URL="$url" KHAACHO_LISTEN="127.0.0.1:$PORT" KHAACHO_LOG_LEVEL=warn \
+  env DATABASE_URL="$url" KHAACHO_LISTEN="127.0.0.1:$PORT" KHAACHO_LOG_LEVEL=warn \
     ${DB_CONNS:+KHAACHO_DB_MAX_CONNECTIONS=$DB_CONNS} "$BIN" "$role" >"$OUT/$name-server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do

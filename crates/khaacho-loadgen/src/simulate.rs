@@ -173,7 +173,8 @@ struct Sim {
     retailers: HashMap<String, String>,
     report: Mutex<SimReport>,
     seen: Mutex<Seen>,
-    /// Rounds so far: every [`Sim::SWEEP_EVERY`]th reads the lists whole.
+    /// Rounds so far: every [`Sim::SWEEP_EVERY`]th looks at every list, every
+    /// `SWEEP_EVERY²`th reads them whole.
     rounds: std::sync::atomic::AtomicU64,
 }
 
@@ -273,9 +274,10 @@ impl Sim {
         }
     }
 
-    /// How often (in rounds) the lists are read whole, for parts and orders that changed
-    /// outside the simulation (an operator acting in the console) or whose offer was
-    /// reassigned to another vendor further down the list.
+    /// How often (in rounds) the accepted, dispatched and delivered lists are looked at, for
+    /// parts and orders that changed outside the simulation (an operator acting in the
+    /// console) or whose offer was reassigned to another vendor further down the list; every
+    /// `SWEEP_EVERY`-th such look reads them whole.
     const SWEEP_EVERY: u64 = 8;
 
     /// Posts an action as `auth` and counts it under `name`, done or refused (an unreachable
@@ -404,13 +406,18 @@ impl Sim {
     ///
     /// New offers are found on the newest pages of the offered parts; what follows an
     /// accepted offer is carried by the same task ([`Sim::carry`]). Every
-    /// [`Sim::SWEEP_EVERY`]th round reads every list whole and picks up what the simulation
-    /// did not start.
+    /// [`Sim::SWEEP_EVERY`]th round also looks at the accepted, dispatched and delivered lists
+    /// and picks up what the simulation did not start; every `SWEEP_EVERY`th of those reads
+    /// every list whole.
     async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
-        let sweep = self
-            .rounds
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(Self::SWEEP_EVERY);
+        let round = self.rounds.fetch_add(1, Ordering::Relaxed);
+        let sweep = round.is_multiple_of(Self::SWEEP_EVERY);
+        // Lists are newest first: most rounds stop after a page the simulation handled
+        // whole. Every SWEEP_EVERY-th sweep reads them whole, for what changed further down
+        // (an operator's action, an older order delivered late). Read whole at every sweep,
+        // the delivered orders alone (a fifth of them wait 48 h to complete on their own)
+        // grew to 2,000 orders with their lines every two seconds.
+        let whole = round.is_multiple_of(Self::SWEEP_EVERY * Self::SWEEP_EVERY);
         let offer_of = |part: &Value| -> String {
             let id = part["id"].as_str().unwrap_or_default();
             let offer = part["offers"]
@@ -420,10 +427,12 @@ impl Sim {
                 .unwrap_or(id);
             format!("offer:{offer}")
         };
-        let known: Option<&(dyn Fn(&Value) -> String + Sync)> =
-            if sweep { None } else { Some(&offer_of) };
         for part in self
-            .list("api/v1/fulfilments?status=offered", 10, known)
+            .list(
+                "api/v1/fulfilments?status=offered",
+                10,
+                if whole { None } else { Some(&offer_of) },
+            )
             .await?
         {
             // One decision per offer (a reassigned part is a new offer to a new vendor).
@@ -453,16 +462,28 @@ impl Sim {
         if !sweep {
             return Ok(());
         }
-        for status in ["accepted", "dispatched"] {
+        for (status, step) in [("accepted", "dispatch"), ("dispatched", "deliver")] {
+            let handled =
+                move |part: &Value| format!("{step}:{}", part["id"].as_str().unwrap_or_default());
             for part in self
-                .list(&format!("api/v1/fulfilments?status={status}"), 10, None)
+                .list(
+                    &format!("api/v1/fulfilments?status={status}"),
+                    10,
+                    if whole { None } else { Some(&handled) },
+                )
                 .await?
             {
                 tasks.spawn(self.clone().carry(part, status));
             }
         }
+        let confirmed =
+            |order: &Value| format!("confirm:{}", order["id"].as_str().unwrap_or_default());
         for order in self
-            .list("api/v1/orders?status=delivered", 10, None)
+            .list(
+                "api/v1/orders?status=delivered",
+                10,
+                if whole { None } else { Some(&confirmed) },
+            )
             .await?
         {
             let sim = self.clone();

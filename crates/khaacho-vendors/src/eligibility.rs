@@ -4,8 +4,9 @@
 //! within [`RoutingSettings::max_distance_km`]; it is under capacity; it offers the product and
 //! holds stock for the line's quantity. Two rules give way rather than leave an order without
 //! a vendor:
-//! - **working hours**: only vendors open now are considered — unless none of the vendors that
-//!   pass the hard rules is open, then all of them are;
+//! - **working hours**, per line: a line some open vendor may supply goes only to vendors open
+//!   now; a line no open vendor may supply may go to a closed one too (it takes the offer when
+//!   it opens), rather than leave the line — and with it the order — with nobody;
 //! - **volume share**: a vendor that already sold more than
 //!   [`RoutingSettings::max_volume_share_pct`] of the product's 30-day volume is not given the
 //!   line — unless that would leave the line with nobody.
@@ -54,8 +55,9 @@ impl Ineligible {
 pub struct LineEligibility {
     /// `cells[v][l]`: empty when vendor `v` may supply line `l`, else every reason it may not.
     pub cells: Vec<Vec<Vec<Ineligible>>>,
-    /// No vendor that passes the hard rules is open now, so hours were not applied.
-    pub hours_relaxed: bool,
+    /// Lines (their `line_no`) no open vendor may supply, for which working hours were not
+    /// applied.
+    pub hours_relaxed: Vec<u32>,
     /// Lines (their `line_no`) for which the volume share was not applied.
     pub volume_relaxed: Vec<u32>,
 }
@@ -102,17 +104,20 @@ pub fn eligibility(
                 .collect()
         })
         .collect();
-    // Working hours, unless nobody who passes the hard rules is open.
-    let hard_ok = |cells: &[Vec<Vec<Ineligible>>], v: usize| cells[v].iter().any(Vec::is_empty);
-    let any_open = (0..vendors.len()).any(|v| hard_ok(&cells, v) && vendors[v].open_now);
-    let hours_relaxed = !any_open && (0..vendors.len()).any(|v| hard_ok(&cells, v));
-    if any_open {
-        for (v, vendor) in vendors.iter().enumerate() {
-            if !vendor.open_now {
-                for why in &mut cells[v] {
-                    why.push(Ineligible::Closed);
+    // Working hours, per line, unless no open vendor may supply the line. (Applied to the
+    // whole order, a late-hours vendor carrying some of its lines would leave the rest with
+    // nobody, and the order waiting for an operator, while closed vendors could take them.)
+    let mut hours_relaxed = Vec::new();
+    for (l, line) in lines.iter().enumerate() {
+        let open_ok = (0..vendors.len()).any(|v| cells[v][l].is_empty() && vendors[v].open_now);
+        if open_ok {
+            for (v, vendor) in vendors.iter().enumerate() {
+                if !vendor.open_now {
+                    cells[v][l].push(Ineligible::Closed);
                 }
             }
+        } else if (0..vendors.len()).any(|v| cells[v][l].is_empty()) {
+            hours_relaxed.push(line.line_no);
         }
     }
     // Volume share, per line, unless it would leave the line with nobody.
@@ -276,13 +281,28 @@ mod tests {
         );
         assert!(e.ok(0, 0));
         assert_eq!(e.cells[1][0], [Ineligible::Closed]);
-        assert!(!e.hours_relaxed);
+        assert!(e.hours_relaxed.is_empty());
         // The only open vendor cannot supply anything: hours give way.
-        let mut useless = open;
+        let mut useless = open.clone();
         useless.active = false;
-        let e = eligibility(&retailer(), &[line(1, 0)], &[useless, closed], &s);
+        let e = eligibility(&retailer(), &[line(1, 0)], &[useless, closed.clone()], &s);
         assert!(e.ok(1, 0));
-        assert!(e.hours_relaxed);
+        assert_eq!(e.hours_relaxed, [1]);
+        // Line by line: the open vendor keeps the line it carries, the closed one may take
+        // the line only it carries, instead of the order waiting for an operator.
+        let mut other = line(1, 0);
+        other.line_no = 2;
+        other.product_id = Uuid::from_u128(99);
+        let mut both = closed;
+        both.offers.push(Offer {
+            product_id: other.product_id,
+            ..both.offers[0].clone()
+        });
+        let e = eligibility(&retailer(), &[line(1, 0), other], &[open, both], &s);
+        assert!(e.ok(0, 0) && !e.ok(0, 1));
+        assert_eq!(e.cells[1][0], [Ineligible::Closed]);
+        assert!(e.ok(1, 1));
+        assert_eq!(e.hours_relaxed, [2]);
     }
 
     #[test]

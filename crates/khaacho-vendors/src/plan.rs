@@ -65,8 +65,8 @@ pub struct Decision {
     pub plan: Option<Plan>,
     /// Lines no vendor may supply.
     pub uncovered: Vec<u32>,
-    /// Working hours were not applied (no eligible vendor open).
-    pub hours_relaxed: bool,
+    /// Lines for which working hours were not applied (no open vendor may supply them).
+    pub hours_relaxed: Vec<u32>,
     /// Lines for which the volume share was not applied.
     pub volume_relaxed: Vec<u32>,
     /// For a person: what was chosen and why.
@@ -104,7 +104,7 @@ pub fn route(
         .filter(|&l| !(0..vendors.len()).any(|v| e.ok(v, l)))
         .map(|l| lines[l].line_no)
         .collect();
-    let relaxed = relaxations(e.hours_relaxed, &e.volume_relaxed);
+    let relaxed = relaxations(&e.hours_relaxed, &e.volume_relaxed);
     let (plan, reason) = if lines.is_empty() {
         (None, "the order has no lines to route".to_string())
     } else if !uncovered.is_empty() {
@@ -309,10 +309,15 @@ fn subsets(
     }
 }
 
-fn relaxations(hours: bool, volume: &[u32]) -> String {
+fn relaxations(hours: &[u32], volume: &[u32]) -> String {
     let mut notes = Vec::new();
-    if hours {
-        notes.push("no eligible vendor is open now, so working hours were not applied".to_string());
+    if !hours.is_empty() {
+        notes.push(format!(
+            "no vendor open now may supply line{} {}, so working hours were not applied to {}",
+            if hours.len() == 1 { "" } else { "s" },
+            join(hours),
+            if hours.len() == 1 { "it" } else { "them" }
+        ));
     }
     if !volume.is_empty() {
         notes.push(format!(

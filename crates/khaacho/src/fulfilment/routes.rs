@@ -602,8 +602,8 @@ pub struct RoutingView {
     pub plan: Option<PlanView>,
     /// Lines no vendor may supply.
     pub uncovered: Vec<u32>,
-    /// No eligible vendor is open now, so working hours were not applied.
-    pub hours_relaxed: bool,
+    /// Lines no vendor open now may supply, for which working hours were not applied.
+    pub hours_relaxed: Vec<u32>,
     /// Lines for which the 30-day volume share was not applied.
     pub volume_relaxed: Vec<u32>,
     /// Every vendor offering one of the order's products.

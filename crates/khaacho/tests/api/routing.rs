@@ -178,3 +178,84 @@ async fn routing_prefers_one_vendor_then_the_cheapest_split_and_says_why() {
         .await;
     assert_problem(r, 404).await;
 }
+
+/// Working hours give way line by line: a vendor open now keeps the lines it carries, and a
+/// line that only a closed vendor carries goes to that vendor (it answers when it opens)
+/// instead of the whole order waiting for an operator.
+#[tokio::test]
+async fn a_line_no_open_vendor_carries_goes_to_a_closed_one() {
+    let t = TestApp::spawn().await;
+    let csv = "sku,name,aliases,unit,pack_size,price_npr,category\n\
+               CHINI-1,Sugar,chini,kg,50,100,sugar_salt\nTEL-1,Oil,tel,litre,,200,oil\n";
+    t.import_catalog(csv).await;
+    let r = t
+        .post_json(
+            "/api/v1/retailers",
+            &json!({ "name": "Gita Kirana", "phone": "+9779800000001", "district": "Kathmandu" }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let retailer = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The clock moves on to 10:00 Nepal time (UTC+05:45): the late shop is open (00:00–23:59),
+    // the day shop is not (12:00–18:00).
+    let now = t.app.clock().now_ms();
+    let minute = (now / 60_000 + 345).rem_euclid(1440);
+    t.app
+        .clock()
+        .advance((600 - minute).rem_euclid(1440) * 60_000 - now.rem_euclid(60_000));
+    let mut ids = Vec::new();
+    for (name, phone, opens, closes) in [
+        ("Late Shop", "+9779800000011", "00:00", "23:59"),
+        ("Day Shop", "+9779800000012", "12:00", "18:00"),
+    ] {
+        let r = t
+            .post_json(
+                "/api/v1/vendors",
+                &json!({ "name": name, "phone": phone, "districts": ["Kathmandu"], "opens": opens, "closes": closes }),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "vendor {name}");
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let (late, day) = (ids[0].clone(), ids[1].clone());
+    offer(&t, &late, "CHINI-1", 100.0, 50.0).await;
+    offer(&t, &day, "CHINI-1", 90.0, 50.0).await;
+    offer(&t, &day, "TEL-1", 200.0, 50.0).await;
+    let r = t
+        .post_json(
+            "/api/v1/orders",
+            &json!({ "retailer_id": retailer, "payment_mode": "cash", "lines": [
+                { "sku": "CHINI-1", "qty": 5, "unit": "kg" }, { "sku": "TEL-1", "qty": 2, "unit": "litre" }] }),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.run_jobs().await;
+
+    let v = t.get_json(&format!("/api/v1/orders/{id}/routing")).await;
+    assert_eq!(parts(&v), [(late.clone(), vec![1]), (day.clone(), vec![2])]);
+    assert_eq!(v["hours_relaxed"], json!([2]));
+    assert_eq!(
+        candidate(&v, &day)["ineligible"],
+        json!([{ "line_no": 1, "reasons": ["closed"] }])
+    );
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("no vendor open now may supply line 2"),
+        "{reason}"
+    );
+    // The order went to both vendors rather than on hold.
+    let order = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(order["status"], "routed", "{order}");
+}
