@@ -261,6 +261,31 @@ macro_rules! with_write {
     };
 }
 
+/// Where a read that may take a moment-old copy runs: the pool, or the connection of a
+/// transaction the caller holds. Work that holds a transaction reads through it: waiting for
+/// a second connection from the pool while holding one stalls the process once every
+/// connection is held by such work (each waits for a connection only another can free, until
+/// the pool's acquire timeout). Read it with [`with_reader!`](crate::with_reader).
+pub enum Reader<'a> {
+    /// The pool, as [`with_replica!`](crate::with_replica) reads it.
+    Pool(&'a Db),
+    /// The caller's open transaction (sees what it wrote, and every commit before each
+    /// statement).
+    Tx(&'a mut Tx),
+}
+
+/// Runs `$body` with `$c` bound to the connection a [`Reader`](crate::base::db::Reader)
+/// names.
+#[macro_export]
+macro_rules! with_reader {
+    ($r:expr, $c:ident => $body:expr) => {
+        match $r {
+            $crate::base::db::Reader::Pool(db) => $crate::with_replica!(db, $c => $body),
+            $crate::base::db::Reader::Tx(tx) => $crate::with_tx!(tx, $c => $body),
+        }
+    };
+}
+
 /// Runs `$body` with `$c` bound to the connection of an open [`Tx`](crate::base::db::Tx).
 #[macro_export]
 macro_rules! with_tx {

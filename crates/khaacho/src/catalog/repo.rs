@@ -5,9 +5,9 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, TxInner, push_ids};
+use crate::base::db::{Db, Reader, Tx, TxInner, push_ids};
 use crate::base::time::now_ms;
-use crate::{with_latest, with_replica, with_tx};
+use crate::{with_latest, with_reader, with_replica, with_tx};
 
 /// A product row.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -201,14 +201,14 @@ pub async fn valid_offers(
 /// Offers of any vendor (active or not) for the given products that are valid at `at_ms`,
 /// read where a moment-old copy will do (routing decisions, previews).
 pub async fn valid_offers_any_vendor(
-    db: &Db,
+    r: &mut Reader<'_>,
     product_ids: &[Uuid],
     at_ms: i64,
 ) -> Result<Vec<OfferRow>, sqlx::Error> {
     if product_ids.is_empty() {
         return Ok(Vec::new());
     }
-    with_replica!(db, c => {
+    with_reader!(r, c => {
         let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM offers o WHERE o.valid_from_ms <= "));
         qb.push_bind(at_ms).push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(") AND");
         push_ids(&mut qb, "o.product_id", product_ids);

@@ -8,7 +8,7 @@ use khaacho_vendors::{GeoPoint, Line, Offer, Retailer, Vendor};
 use uuid::Uuid;
 
 use super::repo;
-use crate::base::db::Db;
+use crate::base::db::Reader;
 use crate::base::time::nepal;
 use crate::catalog::pricing::price_for;
 use crate::catalog::repo::{OfferRow, valid_offers_any_vendor};
@@ -50,9 +50,10 @@ pub struct Market {
 }
 
 impl Market {
-    /// Reads the market for `orders` (each with its lines) at `now_ms`.
+    /// Reads the market for `orders` (each with its lines) at `now_ms`, through `r` (the
+    /// caller's transaction when it holds one).
     pub async fn load(
-        db: &Db,
+        r: &mut Reader<'_>,
         volumes: &VolumeCache,
         orders: &[(&OrderRow, &[LineRow])],
         now_ms: i64,
@@ -66,22 +67,22 @@ impl Market {
             .collect();
         products.sort_unstable();
         products.dedup();
-        let retailers = parties::find_retailers(db, &retailer_ids)
+        let retailers = parties::find_retailers(r, &retailer_ids)
             .await?
             .into_iter()
             .map(|r| (r.id, r))
             .collect();
-        let offers = valid_offers_any_vendor(db, &products, now_ms).await?;
+        let offers = valid_offers_any_vendor(r, &products, now_ms).await?;
         let mut vendor_ids: Vec<Uuid> = offers.iter().map(|o| o.vendor_id).collect();
         vendor_ids.sort_unstable();
         vendor_ids.dedup();
-        let vendors = parties::find_vendors(db, &vendor_ids)
+        let vendors = parties::find_vendors(r, &vendor_ids)
             .await?
             .into_iter()
             .map(|v| (v.id, v))
             .collect();
-        let workload = repo::workloads(db, &vendor_ids).await?;
-        let volumes = volumes.get(db, &products, now_ms).await?;
+        let workload = repo::workloads(r, &vendor_ids).await?;
+        let volumes = volumes.get(r, &products, now_ms).await?;
         Ok(Self {
             retailers,
             offers,
@@ -185,13 +186,13 @@ impl Market {
 /// Reads the facts for routing `order` (with its `lines`) at `now_ms`. `None` when the
 /// retailer is gone.
 pub async fn load(
-    db: &Db,
+    db: &crate::base::db::Db,
     volumes: &VolumeCache,
     order: &OrderRow,
     lines: &[LineRow],
     now_ms: i64,
 ) -> Result<Option<Facts>, sqlx::Error> {
-    let market = Market::load(db, volumes, &[(order, lines)], now_ms).await?;
+    let market = Market::load(&mut Reader::Pool(db), volumes, &[(order, lines)], now_ms).await?;
     Ok(market.facts(order, lines))
 }
 
@@ -209,7 +210,7 @@ impl VolumeCache {
     /// The volumes of `products` at `now_ms`, reading those not fresh in the cache.
     pub async fn get(
         &self,
-        db: &Db,
+        r: &mut Reader<'_>,
         products: &[Uuid],
         now_ms: i64,
     ) -> Result<HashMap<(Uuid, Uuid), i64>, sqlx::Error> {
@@ -226,7 +227,7 @@ impl VolumeCache {
                 .collect()
         };
         if !stale.is_empty() {
-            let read = repo::volumes(db, &stale, now_ms - VOLUME_WINDOW_MS).await?;
+            let read = repo::volumes(r, &stale, now_ms - VOLUME_WINDOW_MS).await?;
             let mut cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
             for p in &stale {
                 cached.insert(*p, (now_ms, Vec::new()));

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, TxInner, push_ids};
-use crate::{with_latest, with_replica, with_tx};
+use crate::base::db::{Db, Reader, Tx, TxInner, push_ids};
+use crate::{with_latest, with_reader, with_replica, with_tx};
 
 /// Where a vendor part is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -165,11 +165,14 @@ const OFFER_COLS: &str = "id, fulfilment_id, order_id, vendor_id, status, offere
 const CHUNK: usize = 400;
 
 /// Open parts per vendor (what counts against its capacity).
-pub async fn workloads(db: &Db, vendors: &[Uuid]) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+pub async fn workloads(
+    r: &mut Reader<'_>,
+    vendors: &[Uuid],
+) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
     if vendors.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(Uuid, i64)> = with_latest!(db, c => {
+    let rows: Vec<(Uuid, i64)> = with_reader!(r, c => {
         let mut qb = sqlx::QueryBuilder::new(format!(
             "SELECT vendor_id, COUNT(*) FROM fulfilments WHERE status IN {OPEN_SQL} AND"));
         push_ids(&mut qb, "vendor_id", vendors);
@@ -182,14 +185,14 @@ pub async fn workloads(db: &Db, vendors: &[Uuid]) -> Result<HashMap<Uuid, i64>, 
 /// What each vendor was given of each of `products` since `from_ms` (parts not cancelled),
 /// base milli-units: `(vendor, product, quantity)`.
 pub async fn volumes(
-    db: &Db,
+    r: &mut Reader<'_>,
     products: &[Uuid],
     from_ms: i64,
 ) -> Result<Vec<(Uuid, Uuid, i64)>, sqlx::Error> {
     if products.is_empty() {
         return Ok(Vec::new());
     }
-    with_replica!(db, c => {
+    with_reader!(r, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT f.vendor_id, l.product_id, CAST(SUM(COALESCE(l.delivered_milli, l.qty_milli)) AS BIGINT) \
              FROM fulfilment_lines l JOIN fulfilments f ON f.id = l.fulfilment_id WHERE f.created_at_ms >= ");

@@ -20,7 +20,7 @@ use super::repo::{self, NewDecision, NewPart, PartLineRow, PartRow, PartStatus};
 use super::service::{self, alert_no_vendor, new_offer};
 use crate::app::{App, JobContext};
 use crate::base::alerts::{self, NewAlert};
-use crate::base::db::Tx;
+use crate::base::db::{Reader, Tx};
 use crate::orders::model::{Actor, LineRow, OrderRow, OrderStatus};
 use crate::orders::repo as orders;
 use crate::orders::transition::{self, Change, TransitionResult};
@@ -171,7 +171,9 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
         locked.iter().map(|o| (o, lines_of(o.id))).collect();
     let pairs: Vec<(&OrderRow, &[LineRow])> =
         per_order.iter().map(|(o, l)| (*o, l.as_slice())).collect();
-    let mut market = Market::load(app.db(), app.volumes(), &pairs, now)
+    // Through the transaction: a connection of its own per read would be a second one held
+    // while this one waits (see `Reader`).
+    let mut market = Market::load(&mut Reader::Tx(&mut tx), app.volumes(), &pairs, now)
         .await
         .map_err(|e| JobError::Retryable(e.into()))?;
     let mut plan = Written::default();

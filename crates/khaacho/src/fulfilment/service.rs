@@ -15,7 +15,7 @@ use super::facts::Market;
 use super::repo::{self, PartLineRow, PartOfferRow, PartRow, PartStatus};
 use crate::app::App;
 use crate::base::alerts::{self, NewAlert};
-use crate::base::db::Tx;
+use crate::base::db::{Reader, Tx};
 use crate::base::domain::{VAT_PERCENT, line_amount, vat};
 use crate::base::time::fmt_time;
 use crate::base::wire::error::FieldError;
@@ -359,7 +359,8 @@ pub(super) async fn reassign(
     let next = if part.reassignments >= settings.max_reassignments {
         None
     } else {
-        let market = Market::load(app.db(), app.volumes(), &[(order, &lines)], now).await?;
+        let mut reader = Reader::Tx(&mut *tx);
+        let market = Market::load(&mut reader, app.volumes(), &[(order, &lines)], now).await?;
         market.facts(order, &lines).and_then(|f| {
             khaacho_vendors::next_vendor(
                 &f.retailer,

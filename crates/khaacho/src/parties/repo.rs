@@ -5,9 +5,9 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, push_ids};
+use crate::base::db::{Db, Reader, Tx, push_ids};
 use crate::base::time::now_ms;
-use crate::{with_latest, with_replica, with_tx};
+use crate::{with_latest, with_reader, with_replica, with_tx};
 
 /// A retailer.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
@@ -181,11 +181,14 @@ pub async fn find_retailer(db: &Db, id: Uuid) -> Result<Option<Retailer>, sqlx::
 }
 
 /// Retailers by id (unknown ids are skipped), for decisions that may read a moment-old copy.
-pub async fn find_retailers(db: &Db, ids: &[Uuid]) -> Result<Vec<Retailer>, sqlx::Error> {
+pub async fn find_retailers(
+    r: &mut Reader<'_>,
+    ids: &[Uuid],
+) -> Result<Vec<Retailer>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    with_replica!(db, c => {
+    with_reader!(r, c => {
         let mut qb = sqlx::QueryBuilder::new(format!("SELECT {RETAILER_COLS} FROM retailers WHERE"));
         push_ids(&mut qb, "id", ids);
         qb.build_query_as::<Retailer>().fetch_all(c).await
@@ -217,11 +220,11 @@ pub async fn find_vendor(db: &Db, id: Uuid) -> Result<Option<Vendor>, sqlx::Erro
 }
 
 /// Vendors by id (unknown ids are skipped), for decisions that may read a moment-old copy.
-pub async fn find_vendors(db: &Db, ids: &[Uuid]) -> Result<Vec<Vendor>, sqlx::Error> {
+pub async fn find_vendors(r: &mut Reader<'_>, ids: &[Uuid]) -> Result<Vec<Vendor>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    with_replica!(db, c => {
+    with_reader!(r, c => {
         let mut qb = sqlx::QueryBuilder::new(format!("SELECT {VENDOR_COLS} FROM vendors WHERE"));
         push_ids(&mut qb, "id", ids);
         qb.push(" ORDER BY id");

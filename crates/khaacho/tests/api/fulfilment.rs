@@ -1142,3 +1142,60 @@ async fn stuck_orders_are_retried_once_then_reported() {
         "{alerts}"
     );
 }
+
+/// A rejection re-routes its part inside its transaction; its read of the market goes through
+/// that transaction. Eight rejections at once on the tests' four-connection pool all move on:
+/// had each taken a second connection for the market while holding its own, the four holding
+/// the pool would each wait for a fifth until the acquire timeout.
+#[tokio::test]
+async fn rejections_at_once_on_a_small_pool_all_move_on() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let cheap = vendor(&t, "Cheap Shop", 1).await;
+    let other = vendor(&t, "Other Shop", 2).await;
+    offer(&t, cheap, "CHINI-1", 90.0, 100.0).await;
+    offer(&t, other, "CHINI-1", 100.0, 100.0).await;
+    for _ in 0..8 {
+        submit(
+            &t,
+            retailer,
+            json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
+        )
+        .await;
+    }
+    t.run_jobs().await;
+    let all = t.get_json("/api/v1/fulfilments?status=offered").await;
+    let at_cheap: Vec<String> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["vendor_id"] == cheap.to_string())
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(at_cheap.len() >= 5, "{all}");
+    let client = t.client_as(Role::Vendor, Some(cheap));
+    let tasks: Vec<_> = at_cheap
+        .iter()
+        .map(|p| {
+            let (c, url) = (
+                client.clone(),
+                t.url(&format!("/api/v1/fulfilments/{p}/reject")),
+            );
+            tokio::spawn(async move {
+                let r = c
+                    .post(url)
+                    .json(&json!({ "reason": "no truck today" }))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (code, body) = task.await.unwrap();
+        assert_eq!(code, 200, "{body}");
+        let moved: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(moved["vendor_id"], other.to_string(), "{moved}");
+    }
+}
