@@ -846,16 +846,29 @@ async fn offered_parts(t: &TestApp) -> Vec<String> {
 
 /// `vendor` accepts every one of `parts` at once; the answers' statuses and bodies.
 async fn accept_at_once(t: &TestApp, vendor: Uuid, parts: &[String]) -> Vec<(u16, String)> {
+    act_at_once(t, vendor, parts, "accept", json!({})).await
+}
+
+/// `vendor` posts `action` with `body` on every one of `parts` at once; the answers'
+/// statuses and bodies.
+async fn act_at_once(
+    t: &TestApp,
+    vendor: Uuid,
+    parts: &[String],
+    action: &str,
+    body: Value,
+) -> Vec<(u16, String)> {
     let client = t.client_as(Role::Vendor, Some(vendor));
     let tasks: Vec<_> = parts
         .iter()
         .map(|p| {
-            let (c, url) = (
+            let (c, url, body) = (
                 client.clone(),
-                t.url(&format!("/api/v1/fulfilments/{p}/accept")),
+                t.url(&format!("/api/v1/fulfilments/{p}/{action}")),
+                body.clone(),
             );
             tokio::spawn(async move {
-                let r = c.post(url).json(&json!({})).send().await.unwrap();
+                let r = c.post(url).json(&body).send().await.unwrap();
                 (r.status().as_u16(), r.text().await.unwrap())
             })
         })
@@ -1173,27 +1186,15 @@ async fn rejections_at_once_on_a_small_pool_all_move_on() {
         .map(|p| p["id"].as_str().unwrap().to_string())
         .collect();
     assert!(at_cheap.len() >= 5, "{all}");
-    let client = t.client_as(Role::Vendor, Some(cheap));
-    let tasks: Vec<_> = at_cheap
-        .iter()
-        .map(|p| {
-            let (c, url) = (
-                client.clone(),
-                t.url(&format!("/api/v1/fulfilments/{p}/reject")),
-            );
-            tokio::spawn(async move {
-                let r = c
-                    .post(url)
-                    .json(&json!({ "reason": "no truck today" }))
-                    .send()
-                    .await
-                    .unwrap();
-                (r.status().as_u16(), r.text().await.unwrap())
-            })
-        })
-        .collect();
-    for task in tasks {
-        let (code, body) = task.await.unwrap();
+    let answers = act_at_once(
+        &t,
+        cheap,
+        &at_cheap,
+        "reject",
+        json!({ "reason": "no truck today" }),
+    )
+    .await;
+    for (code, body) in answers {
         assert_eq!(code, 200, "{body}");
         let moved: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(moved["vendor_id"], other.to_string(), "{moved}");

@@ -56,6 +56,22 @@ fn candidate<'a>(v: &'a Value, vendor: &str) -> &'a Value {
         .unwrap()
 }
 
+/// Places a cash order of 5 kg sugar (line 1) and 2 l oil (line 2); its id.
+async fn place(t: &TestApp, retailer: &str) -> String {
+    let r = t
+        .post_json(
+            "/api/v1/orders",
+            &json!({ "retailer_id": retailer, "payment_mode": "cash", "lines": [
+                { "sku": "CHINI-1", "qty": 5, "unit": "kg" }, { "sku": "TEL-1", "qty": 2, "unit": "litre" }] }),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test]
 async fn routing_prefers_one_vendor_then_the_cheapest_split_and_says_why() {
     let t = TestApp::spawn().await;
@@ -82,18 +98,7 @@ async fn routing_prefers_one_vendor_then_the_cheapest_split_and_says_why() {
     offer(&t, &b, "CHINI-1", 90.0, 50.0).await;
     offer(&t, &c, "TEL-1", 250.0, 50.0).await;
     offer(&t, &far, "CHINI-1", 50.0, 500.0).await;
-    let r = t
-        .post_json(
-            "/api/v1/orders",
-            &json!({ "retailer_id": retailer, "payment_mode": "cash", "lines": [
-                { "sku": "CHINI-1", "qty": 5, "unit": "kg" }, { "sku": "TEL-1", "qty": 2, "unit": "litre" }] }),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = place(&t, &retailer).await;
     t.run_jobs().await;
     let path = format!("/api/v1/orders/{id}/routing");
 
@@ -185,20 +190,7 @@ async fn routing_prefers_one_vendor_then_the_cheapest_split_and_says_why() {
 #[tokio::test]
 async fn a_line_no_open_vendor_carries_goes_to_a_closed_one() {
     let t = TestApp::spawn().await;
-    let csv = "sku,name,aliases,unit,pack_size,price_npr,category\n\
-               CHINI-1,Sugar,chini,kg,50,100,sugar_salt\nTEL-1,Oil,tel,litre,,200,oil\n";
-    t.import_catalog(csv).await;
-    let r = t
-        .post_json(
-            "/api/v1/retailers",
-            &json!({ "name": "Gita Kirana", "phone": "+9779800000001", "district": "Kathmandu" }),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let retailer = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let retailer = crate::fulfilment::world(&t).await.to_string();
     // The clock moves on to 10:00 Nepal time (UTC+05:45): the late shop is open (00:00–23:59),
     // the day shop is not (12:00–18:00).
     let now = t.app.clock().now_ms();
@@ -229,18 +221,7 @@ async fn a_line_no_open_vendor_carries_goes_to_a_closed_one() {
     offer(&t, &late, "CHINI-1", 100.0, 50.0).await;
     offer(&t, &day, "CHINI-1", 90.0, 50.0).await;
     offer(&t, &day, "TEL-1", 200.0, 50.0).await;
-    let r = t
-        .post_json(
-            "/api/v1/orders",
-            &json!({ "retailer_id": retailer, "payment_mode": "cash", "lines": [
-                { "sku": "CHINI-1", "qty": 5, "unit": "kg" }, { "sku": "TEL-1", "qty": 2, "unit": "litre" }] }),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = place(&t, &retailer).await;
     t.run_jobs().await;
 
     let v = t.get_json(&format!("/api/v1/orders/{id}/routing")).await;
