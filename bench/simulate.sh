@@ -7,6 +7,9 @@
 # RETAILERS (default 2000, as many as the load generator spreads its orders over) grows the
 # market to that many retailers first (`--retailers`), so each shop orders a few times in the
 # run rather than several times a second.
+# VENDOR_HOURS (default 00:00-23:59) sets every vendor's working hours first: routing prefers
+# the vendors open now, so with the demo's own hours (VENDOR_HOURS=keep) the run depends on the
+# hour it is made (in the evening one or two late shops get nearly every order).
 # BIN=path runs that binary instead of building one.
 # Results go to bench/results/simulate-<backend>.{json,rss}. The simulator's vendors get a
 # large daily capacity (--vendor-capacity) so routing is not refused for capacity.
@@ -16,6 +19,9 @@ backend=${1:-postgres}
 RATE=${2:-300}
 DURATION=${3:-60s}
 RETAILERS=${RETAILERS:-2000}
+VENDOR_HOURS=${VENDOR_HOURS:-00:00-23:59}
+hours=()
+[ "$VENDOR_HOURS" != keep ] && hours=(--vendor-hours "$VENDOR_HOURS")
 PORT=${PORT:-18080}
 OUT=bench/results
 mkdir -p "$OUT"
@@ -32,7 +38,7 @@ url=$(fresh_db "$backend")
 start_server "simulate-$backend" "$url" serve
 echo "== $backend: simulate at $RATE orders/s for $DURATION"
 "$BIN" simulate --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "$DURATION" \
-  --vendor-capacity 1000000 --retailers "$RETAILERS" --respond-within 1s --ship-within 1s --json | tee "$OUT/simulate-$backend.json"
+  --vendor-capacity 1000000 "${hours[@]}" --retailers "$RETAILERS" --respond-within 1s --ship-within 1s --json | tee "$OUT/simulate-$backend.json"
 echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/simulate-$backend.rss"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^khaacho_(orders\{|queue_|jobs_)' \
   | tee "$OUT/simulate-$backend.metrics" || true

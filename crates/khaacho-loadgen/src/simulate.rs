@@ -29,7 +29,7 @@ use reqwest::{Client, StatusCode, Url};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::validate::{ensure_loopback, parse_duration};
+use crate::validate::{ensure_loopback, parse_duration, parse_hours};
 
 /// Options of `khaacho simulate`.
 #[derive(clap::Args, Debug, Clone)]
@@ -82,6 +82,13 @@ pub struct SimulateArgs {
     /// load test far above the demo's ten orders per vendor
     #[arg(long, value_name = "N")]
     pub vendor_capacity: Option<u32>,
+
+    /// Set every vendor's working hours before starting, `HH:MM-HH:MM` Nepal time. Routing
+    /// prefers the vendors open now, so by default which vendors get the orders depends on
+    /// the hour the run starts (in the evening one or two late shops get nearly all of
+    /// them); `00:00-23:59` opens every vendor, so runs compare whenever they are made
+    #[arg(long, value_name = "HH:MM-HH:MM", value_parser = parse_hours)]
+    pub vendor_hours: Option<(String, String)>,
 
     /// Grow the market to at least this many retailers before starting, registering the
     /// missing ones through `POST /api/v1/retailers` (phones +9779700000000 upwards, spread
@@ -713,15 +720,26 @@ where
     minted.push(id);
     let mut vendors = HashMap::new();
     for v in ids(&client, &base, &staff, "api/v1/vendors").await? {
+        let mut change = serde_json::Map::new();
         if let Some(cap) = args.vendor_capacity {
+            change.insert("max_active".into(), json!(cap));
+        }
+        if let Some((opens, closes)) = &args.vendor_hours {
+            change.insert("opens".into(), json!(opens));
+            change.insert("closes".into(), json!(closes));
+        }
+        if !change.is_empty() {
             let resp = client
                 .patch(base.join(&format!("api/v1/vendors/{v}"))?)
                 .header("authorization", &staff)
-                .json(&json!({ "max_active": cap }))
+                .json(&change)
                 .send()
                 .await?;
             if !resp.status().is_success() {
-                bail!("setting vendor {v}'s capacity failed: {}", resp.status());
+                bail!(
+                    "setting vendor {v}'s capacity and hours failed: {}",
+                    resp.status()
+                );
             }
         }
         let (id, auth) = mint(

@@ -59,6 +59,29 @@ pub(crate) fn parse_rate(input: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// Parses working hours `HH:MM-HH:MM` (Nepal time, as the vendors' `opens` and `closes`)
+/// for `khaacho simulate --vendor-hours`; returns the two times as written.
+pub(crate) fn parse_hours(input: &str) -> Result<(String, String), String> {
+    let bad = || format!("invalid hours {input:?} (expected HH:MM-HH:MM, e.g. 00:00-23:59)");
+    let (opens, closes) = input.trim().split_once('-').ok_or_else(bad)?;
+    let minute = |t: &str| -> Option<u32> {
+        let (h, m) = t.split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    let (o, c) = (opens.trim(), closes.trim());
+    match (minute(o), minute(c)) {
+        (Some(a), Some(b)) if a < b => Ok((o.to_owned(), c.to_owned())),
+        (Some(_), Some(_)) => Err(format!(
+            "hours {input:?}: the vendors must open before they close"
+        )),
+        _ => Err(bad()),
+    }
+}
+
 /// Returns true when `host` (as found in a URL: a name, an IPv4 address or a
 /// bracketed IPv6 address) is the loopback interface.
 ///
@@ -145,6 +168,25 @@ mod tests {
         assert_eq!(parse_rate("2.5"), Ok(2.5));
         for bad in ["0", "-3", "abc", "NaN", "inf", "1e12"] {
             assert!(parse_rate(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn parses_working_hours() {
+        let hours = |a: &str, b: &str| Ok((a.to_owned(), b.to_owned()));
+        assert_eq!(parse_hours("00:00-23:59"), hours("00:00", "23:59"));
+        assert_eq!(parse_hours(" 09:30 - 18:00 "), hours("09:30", "18:00"));
+        for bad in [
+            "",
+            "09:00",
+            "9:00-18:00",
+            "09:00-24:00",
+            "09:60-18:00",
+            "18:00-09:00",
+            "09:00-09:00",
+            "a-b",
+        ] {
+            assert!(parse_hours(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 

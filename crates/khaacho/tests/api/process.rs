@@ -735,7 +735,8 @@ async fn loadtest_find_capacity_reports_a_rate() {
 /// `khaacho simulate` against a running `serve` on the demo data: it grows the market to the
 /// retailers asked for, mints the parties' keys, places orders, and plays the vendors and
 /// retailers until orders complete their life (accepted, dispatched, delivered, confirmed,
-/// paid), then revokes the keys it minted.
+/// paid), then revokes the keys it minted; it sets every vendor's capacity and working hours
+/// when asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_carries_orders_through_their_whole_life() {
     let env = Env::new().await;
@@ -771,6 +772,10 @@ async fn simulate_carries_orders_through_their_whole_life() {
                 "100ms",
                 "--retailers",
                 "70",
+                "--vendor-capacity",
+                "50",
+                "--vendor-hours",
+                "00:00-23:59",
                 "--json",
             ],
             None,
@@ -828,6 +833,17 @@ async fn simulate_carries_orders_through_their_whole_life() {
         ]
     );
     assert!(registered.iter().all(|(_, d)| !d.is_empty()));
+    // Every vendor was given the capacity and the working hours asked for.
+    let db = env.db().await;
+    let vendors: Vec<(i32, i32, i32)> = khaacho::with_latest!(db, c => sqlx::query_as(
+        "SELECT max_active, opens_at_min, closes_at_min FROM vendors").fetch_all(c).await)
+    .unwrap();
+    db.close().await;
+    assert_eq!(vendors.len(), 14);
+    assert!(
+        vendors.iter().all(|v| *v == (50, 0, 23 * 60 + 59)),
+        "{vendors:?}"
+    );
     terminate(&serve);
     assert!(serve.wait().unwrap().success());
 }
