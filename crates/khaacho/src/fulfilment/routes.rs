@@ -334,28 +334,22 @@ async fn act(
         id: principal.actor(),
         role: principal.role.as_str(),
     };
-    let acting = Acting {
-        vendor: (principal.role == Role::Vendor).then(|| principal.vendor().unwrap_or(Uuid::nil())),
-        actor: &actor,
-        reason,
-    };
     let verb = match &action {
         PartAction::Accept => "fulfilment.accept",
         PartAction::Reject => "fulfilment.reject",
         PartAction::Dispatch => "fulfilment.dispatch",
         PartAction::Deliver(_) => "fulfilment.deliver",
     };
+    let acting = Acting {
+        vendor: (principal.role == Role::Vendor).then(|| principal.vendor().unwrap_or(Uuid::nil())),
+        actor: &actor,
+        reason,
+        audit: principal.is_staff().then(|| principal.audit(verb)),
+    };
     let acted = service::act(app, &found, &acting, action)
         .await
         .map_err(fulfilment_error)?;
     let part = acted.part;
-    if principal.is_staff() {
-        let entry = principal
-            .audit(verb)
-            .on("fulfilment", id)
-            .summary(serde_json::json!({ "status": part.status, "reason": reason }));
-        crate::base::audit::record(app.db(), &entry).await?;
-    }
     let mut v = render(app, principal, vec![part], acted.lines).await?;
     v.pop()
         .map(axum::Json)

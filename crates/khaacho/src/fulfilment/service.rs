@@ -15,6 +15,7 @@ use super::facts::Market;
 use super::repo::{self, PartLineRow, PartOfferRow, PartRow, PartStatus};
 use crate::app::App;
 use crate::base::alerts::{self, NewAlert};
+use crate::base::audit::{self, Entry};
 use crate::base::db::{Reader, Tx};
 use crate::base::domain::{VAT_PERCENT, line_amount, vat};
 use crate::base::time::fmt_time;
@@ -91,6 +92,10 @@ pub struct Acting<'a> {
     pub actor: &'a Actor,
     /// Why (required of staff, and of a rejection).
     pub reason: Option<&'a str>,
+    /// The audit entry of a staff member acting for the vendor: completed with the part's
+    /// new status and the reason, and written in the action's transaction (an action that
+    /// takes effect is never left unaudited, and a refused one writes nothing).
+    pub audit: Option<Entry>,
 }
 
 /// A part as an action left it, with its lines.
@@ -219,6 +224,13 @@ pub async fn act(
         PartAction::Deliver(_) => "delivered",
     });
     sync_order(&mut tx, &mut order, &parts, acting.actor, why, detail, now).await?;
+    if let Some(entry) = &acting.audit {
+        let entry = entry
+            .clone()
+            .on("fulfilment", id)
+            .summary(json!({ "status": parts[i].status, "reason": reason }));
+        audit::record_tx(&mut tx, &entry).await?;
+    }
     tx.commit().await?;
     let part = parts.swap_remove(i);
     metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name()).increment(1);

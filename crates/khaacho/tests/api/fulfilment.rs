@@ -9,7 +9,7 @@ use khaacho::auth::Role;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, audit_rows};
 
 const MINUTE: i64 = 60_000;
 
@@ -831,6 +831,25 @@ async fn twenty_concurrent_accepts_of_one_offer_have_one_winner() {
         o["events"].as_array().unwrap().last().unwrap()["role"],
         "operator"
     );
+    // Audited once, with the new status and the reason; the refused attempts (no reason,
+    // and dispatching what is already dispatched) left no row.
+    assert_problem(
+        act(
+            &t,
+            &t.client,
+            &part,
+            "dispatch",
+            json!({ "reason": "again" }),
+        )
+        .await,
+        409,
+    )
+    .await;
+    let rows = audit_rows(&t, "action=fulfilment.dispatch").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["entity_id"], part.as_str());
+    assert_eq!(rows[0]["summary"]["status"], "dispatched");
+    assert_eq!(rows[0]["summary"]["reason"], "vendor phoned it in");
 }
 
 /// Ids of the parts now offered.

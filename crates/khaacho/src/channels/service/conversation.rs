@@ -516,6 +516,7 @@ async fn vendor(
         vendor: Some(v.id),
         actor: &actor,
         reason: why.as_deref(),
+        audit: None,
     };
     let accepted = matches!(action, PartAction::Accept);
     match act(app, part, &acting, action).await {
