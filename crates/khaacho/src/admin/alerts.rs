@@ -122,10 +122,12 @@ async fn acknowledge_alert(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(STAFF)?;
-    if !alerts::acknowledge(app.db(), id, &principal.actor(), now_ms()).await? {
+    let mut tx = app.db().begin().await?;
+    if !alerts::acknowledge(&mut tx, id, &principal.actor(), now_ms()).await? {
         return Err(ApiError::NotFound("alert"));
     }
     let entry = principal.audit("alert.acknowledge").on("alert", id);
-    audit::record(app.db(), &entry).await?;
+    audit::record_tx(&mut tx, &entry).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

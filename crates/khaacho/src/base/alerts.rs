@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::base::db::{Db, Tx};
-use crate::{with_replica, with_tx, with_write};
+use crate::{with_replica, with_tx};
 
 /// An alert to raise.
 #[derive(Clone, Debug)]
@@ -99,12 +99,12 @@ pub async fn list(
         .fetch_all(c).await)
 }
 
-/// Acknowledges an alert; `false` when there is no such alert. Acknowledging twice keeps the
-/// first acknowledgement.
-pub async fn acknowledge(db: &Db, id: Uuid, by: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let found: Option<(Uuid,)> = with_write!(db, c => sqlx::query_as(
+/// Acknowledges an alert in `tx` (with its audit entry); `false` when there is no such
+/// alert. Acknowledging twice keeps the first acknowledgement.
+pub async fn acknowledge(tx: &mut Tx, id: Uuid, by: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let found: Option<(Uuid,)> = with_tx!(tx, c => sqlx::query_as(
         "UPDATE alerts SET acknowledged_by = COALESCE(acknowledged_by, $1), \
          acknowledged_at_ms = COALESCE(acknowledged_at_ms, $2) WHERE id = $3 RETURNING id")
-        .bind(by).bind(now).bind(id).fetch_optional(c).await)?;
+        .bind(by).bind(now).bind(id).fetch_optional(&mut *c).await)?;
     Ok(found.is_some())
 }

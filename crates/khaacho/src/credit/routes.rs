@@ -680,17 +680,14 @@ async fn acknowledge_alert(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(STAFF)?;
-    if !super::alerts::acknowledge(
-        app.db(),
-        id,
-        &principal.actor(),
-        crate::base::time::now_ms(),
-    )
-    .await?
+    let mut tx = app.db().begin().await?;
+    if !super::alerts::acknowledge(&mut tx, id, &principal.actor(), crate::base::time::now_ms())
+        .await?
     {
         return Err(ApiError::NotFound("alert"));
     }
     let entry = principal.audit("credit.alert_ack").on("risk_alert", id);
-    audit::record(app.db(), &entry).await?;
+    audit::record_tx(&mut tx, &entry).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

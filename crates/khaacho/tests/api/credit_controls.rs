@@ -10,7 +10,7 @@ use khaacho::credit::{repo, scoring};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, audit_rows};
 
 const DAY_MS: i64 = 86_400_000;
 const T0: i64 = 1_800_000_000_000;
@@ -179,6 +179,10 @@ async fn overdue_debits_warn_at_15_days_and_block_at_30() {
         404,
     )
     .await;
+    // Audited with the acknowledgement, once: the unknown alert left no row.
+    let rows = audit_rows(&t, "action=credit.alert_ack").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["entity_id"], id);
 }
 
 #[tokio::test]

@@ -722,6 +722,9 @@ async fn rejections_and_expiries_move_a_part_three_times_then_hold_the_order() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(t.get_json("/api/v1/alerts").await["items"], json!([]));
+    let rows = audit_rows(&t, "action=alert.acknowledge").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["entity_id"], alert);
 
     // An operator approves: every vendor may be asked again.
     let r = t
