@@ -484,18 +484,23 @@ async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AdminCommand::RetryJob { id } => {
-            anyhow::ensure!(
-                admin::retry_dead(app.db(), id).await?,
-                "no dead job has id {id}"
-            );
+            let mut tx = app.db().begin().await?;
+            let queue = admin::retry_dead(&mut tx, id).await?;
+            let Some(queue) = queue else {
+                anyhow::bail!("no dead job has id {id}");
+            };
+            tx.commit().await?;
+            admin::wake_queue(app.db(), &queue).await?;
             println!("job {id} re-queued");
             Ok(())
         }
         AdminCommand::DiscardJob { id } => {
+            let mut tx = app.db().begin().await?;
             anyhow::ensure!(
-                admin::discard_dead(app.db(), id).await?,
+                admin::discard_dead(&mut tx, id).await?,
                 "no dead job has id {id}"
             );
+            tx.commit().await?;
             println!("job {id} discarded");
             Ok(())
         }

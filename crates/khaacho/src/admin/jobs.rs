@@ -94,10 +94,13 @@ async fn retry_job(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<JobView>, ApiError> {
     principal.require(STAFF)?;
-    if !admin::retry_dead(app.db(), id).await? {
+    let mut tx = app.db().begin().await?;
+    let Some(queue) = admin::retry_dead(&mut tx, id).await? else {
         return Err(ApiError::NotFound("dead job"));
-    }
-    crate::base::audit::record(app.db(), &principal.audit("job.retry").on("job", id)).await?;
+    };
+    crate::base::audit::record_tx(&mut tx, &principal.audit("job.retry").on("job", id)).await?;
+    tx.commit().await?;
+    admin::wake_queue(app.db(), &queue).await?;
     admin::get(app.db(), id)
         .await?
         .map(axum::Json)
@@ -113,9 +116,11 @@ async fn discard_job(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(STAFF)?;
-    if !admin::discard_dead(app.db(), id).await? {
+    let mut tx = app.db().begin().await?;
+    if !admin::discard_dead(&mut tx, id).await? {
         return Err(ApiError::NotFound("dead job"));
     }
-    crate::base::audit::record(app.db(), &principal.audit("job.discard").on("job", id)).await?;
+    crate::base::audit::record_tx(&mut tx, &principal.audit("job.discard").on("job", id)).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,9 +6,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Priority;
-use crate::base::db::Db;
+use crate::base::db::{Db, Tx};
 use crate::base::time::now_ms;
-use crate::{with_latest, with_replica, with_write};
+use crate::{with_latest, with_replica, with_tx};
 
 /// A job as the admin API shows it.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -86,42 +86,38 @@ pub async fn get(db: &Db, id: Uuid) -> Result<Option<JobView>, sqlx::Error> {
         .await)
 }
 
-/// Puts a dead job back in its queue with fresh attempts (its error history is kept).
-/// Returns false when no dead job has that id.
-pub async fn retry_dead(db: &Db, id: Uuid) -> Result<bool, sqlx::Error> {
+/// Puts a dead job back in its queue with fresh attempts (its error history is kept), in
+/// `tx`; returns its queue, whose consumers the caller wakes with [`wake_queue`] once `tx`
+/// has committed, or `None` when no dead job has that id.
+pub async fn retry_dead(tx: &mut Tx, id: Uuid) -> Result<Option<String>, sqlx::Error> {
     let now = now_ms();
-    let r = with_write!(db, c => sqlx::query(
+    with_tx!(tx, c => sqlx::query_scalar(
         "UPDATE jobs SET status = 'queued', attempts = 0, run_at_ms = $1, updated_at_ms = $1 \
-         WHERE id = $2 AND status = 'dead'")
+         WHERE id = $2 AND status = 'dead' RETURNING queue")
         .bind(now)
         .bind(id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
-    if r == 1 {
-        let queue: Option<String> = with_latest!(db, c => sqlx::query_scalar("SELECT queue FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(c)
-            .await)?;
-        if let Some(q) = queue {
-            db.wake().wake(&q);
-            if let crate::base::db::Backend::Pg(pool) = db.backend() {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(super::NOTIFY_CHANNEL)
-                    .bind(db.wake().payload(&[q.as_str()]))
-                    .execute(pool)
-                    .await?;
-            }
-        }
-    }
-    Ok(r == 1)
+        .fetch_optional(&mut *c)
+        .await)
 }
 
-/// Deletes a dead job for good. Returns false when no dead job has that id.
-pub async fn discard_dead(db: &Db, id: Uuid) -> Result<bool, sqlx::Error> {
-    let r = with_write!(db, c => sqlx::query("DELETE FROM jobs WHERE id = $1 AND status = 'dead'")
+/// Wakes `queue`'s consumers in this process and, on PostgreSQL, in every other one.
+pub async fn wake_queue(db: &Db, queue: &str) -> Result<(), sqlx::Error> {
+    db.wake().wake(queue);
+    if let crate::base::db::Backend::Pg(pool) = db.backend() {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::NOTIFY_CHANNEL)
+            .bind(db.wake().payload(&[queue]))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes a dead job for good, in `tx`. Returns false when no dead job has that id.
+pub async fn discard_dead(tx: &mut Tx, id: Uuid) -> Result<bool, sqlx::Error> {
+    let r = with_tx!(tx, c => sqlx::query("DELETE FROM jobs WHERE id = $1 AND status = 'dead'")
         .bind(id)
-        .execute(c)
+        .execute(&mut *c)
         .await
         .map(|r| r.rows_affected()))?;
     Ok(r == 1)

@@ -847,3 +847,43 @@ async fn simulate_carries_orders_through_their_whole_life() {
     terminate(&serve);
     assert!(serve.wait().unwrap().success());
 }
+
+/// `khaacho admin retry-job` re-queues a dead job with fresh attempts and `discard-job`
+/// deletes one; on a job that is not dead (any more) each fails and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_retries_and_discards_dead_jobs() {
+    let env = Env::new().await;
+    let db = env.db().await;
+    let (retried, discarded) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    for id in [retried, discarded] {
+        khaacho::with_write!(db, c => sqlx::query(
+            "INSERT INTO jobs (id, queue, kind, payload, run_at_ms, max_attempts, status, attempts, \
+             created_at_ms, updated_at_ms) VALUES ($1, 'maintenance', 'test.dead', $2, 0, 3, 'dead', 3, 0, 0)")
+            .bind(id).bind(sqlx::types::Json(json!({}))).execute(c).await.map(|_| ()))
+        .unwrap();
+    }
+    let run = |args: &[&str]| {
+        env.command(args, None)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    for (verb, id) in [("retry-job", retried), ("discard-job", discarded)] {
+        let id = id.to_string();
+        let out = run(&["admin", verb, &id]);
+        assert!(
+            out.status.success(),
+            "{verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let again = run(&["admin", verb, &id]);
+        assert!(!again.status.success(), "{verb} twice");
+        let said = String::from_utf8_lossy(&again.stderr);
+        assert!(said.contains(&format!("no dead job has id {id}")), "{said}");
+    }
+    let left: Vec<(String, i32)> = khaacho::with_latest!(db, c => sqlx::query_as(
+        "SELECT status, attempts FROM jobs WHERE kind = 'test.dead'").fetch_all(c).await)
+    .unwrap();
+    db.close().await;
+    assert_eq!(left, [("queued".to_string(), 0)]);
+}

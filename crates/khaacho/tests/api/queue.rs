@@ -14,7 +14,7 @@ use khaacho::queue::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, audit_rows};
 
 #[derive(Serialize, Deserialize)]
 struct AlwaysFails {}
@@ -146,6 +146,12 @@ async fn failing_job_goes_dead_with_every_error_and_can_be_retried_or_discarded(
         .unwrap();
     assert_problem(r, 404).await;
     assert_problem(t.get("/api/v1/admin/jobs?status=bogus").await, 400).await;
+    // Each change audited once, in its own transaction; the refused retry left nothing.
+    for action in ["job.retry", "job.discard"] {
+        let rows = audit_rows(&t, &format!("action={action}")).await;
+        assert_eq!(rows.len(), 1, "{action}: {rows:?}");
+        assert_eq!(rows[0]["entity_id"], id.to_string());
+    }
 }
 
 #[tokio::test]
