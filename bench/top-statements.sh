@@ -4,7 +4,7 @@
 # statements by planning + execution time, and the CPU seconds of the server and of PostgreSQL over the
 # run. MODE=auto|force_custom_plan sets `plan_cache_mode` in the URL (default: the server's own choice,
 # force_custom_plan). KEEP=1 keeps the schema for EXPLAIN. SIMULATE=1 runs `khaacho simulate` (the whole
-# life of each order, as bench/simulate.sh: 2,000 retailers, parties acting within 1 s) instead of the
+# life of each order, as bench/simulate.sh: 2,000 retailers, every vendor open, parties acting within 1 s) instead of the
 # load generator.
 #
 # Needs pg_stat_statements loaded (a restart), e.g. as root:
@@ -31,7 +31,7 @@ sleep 2
 psql "$PG_URL" -qAtc "select pg_stat_statements_reset()" >/dev/null
 s0=$(ticks $server_pid); p0=$(pg_ticks)
 if [ -n "${SIMULATE:-}" ]; then
-  "$BIN" simulate --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "${DUR}s" --vendor-capacity 1000000 \
+  "$BIN" simulate --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "${DUR}s" --vendor-capacity 1000000 --vendor-hours 00:00-23:59 \
     --retailers 2000 --respond-within 1s --ship-within 1s --json > $OUT/load.json 2>$OUT/load.err || true
 else
   "$BIN" loadtest --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "${DUR}s" --warmup 0s --e2e-sample 20 --json > $OUT/load.json 2>$OUT/load.err || true
