@@ -205,14 +205,15 @@ impl Sim {
             .first(key)
     }
 
-    /// Every item of a list route, newest first, up to `pages` pages of 200. With `known`,
-    /// the reading stops after a page whose every item it names was handled already: the
-    /// lists are newest first, so what follows is older still.
+    /// Every item of a list route, newest first, up to `pages` pages of 200. Unless `whole`,
+    /// the reading stops after a page whose every item was handled already (by the name
+    /// `known` gives it): the lists are newest first, so what follows is older still.
     async fn list(
         &self,
         path: &str,
         pages: usize,
-        known: Option<&(dyn Fn(&Value) -> String + Sync)>,
+        known: &(dyn Fn(&Value) -> String + Sync),
+        whole: bool,
     ) -> anyhow::Result<Vec<Value>> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
@@ -233,10 +234,10 @@ impl Sim {
             }
             let page: Value = resp.json().await?;
             let items = page["items"].as_array().cloned().unwrap_or_default();
-            let all_known = known.is_some_and(|key| {
+            let all_known = !whole && {
                 let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-                items.iter().all(|i| seen.contains(&key(i)))
-            });
+                items.iter().all(|i| seen.contains(&known(i)))
+            };
             out.extend(items);
             match page["next_cursor"].as_str() {
                 Some(c) if !all_known => cursor = Some(c.to_string()),
@@ -435,11 +436,7 @@ impl Sim {
             format!("offer:{offer}")
         };
         for part in self
-            .list(
-                "api/v1/fulfilments?status=offered",
-                10,
-                if whole { None } else { Some(&offer_of) },
-            )
+            .list("api/v1/fulfilments?status=offered", 10, &offer_of, whole)
             .await?
         {
             // One decision per offer (a reassigned part is a new offer to a new vendor).
@@ -476,7 +473,8 @@ impl Sim {
                 .list(
                     &format!("api/v1/fulfilments?status={status}"),
                     10,
-                    if whole { None } else { Some(&handled) },
+                    &handled,
+                    whole,
                 )
                 .await?
             {
@@ -486,11 +484,7 @@ impl Sim {
         let confirmed =
             |order: &Value| format!("confirm:{}", order["id"].as_str().unwrap_or_default());
         for order in self
-            .list(
-                "api/v1/orders?status=delivered",
-                10,
-                if whole { None } else { Some(&confirmed) },
-            )
+            .list("api/v1/orders?status=delivered", 10, &confirmed, whole)
             .await?
         {
             let sim = self.clone();

@@ -99,8 +99,8 @@ pub async fn list(
         .fetch_all(c).await)
 }
 
-/// Acknowledges an alert in `tx` (with its audit entry); `false` when there is no such
-/// alert. Acknowledging twice keeps the first acknowledgement.
+/// Acknowledges an alert in `tx` (where the caller also writes its audit entry); `false`
+/// when there is no such alert. Acknowledging twice keeps the first acknowledgement.
 pub async fn acknowledge(tx: &mut Tx, id: Uuid, by: &str, now: i64) -> Result<bool, sqlx::Error> {
     let found: Option<(Uuid,)> = with_tx!(tx, c => sqlx::query_as(
         "UPDATE alerts SET acknowledged_by = COALESCE(acknowledged_by, $1), \

@@ -142,8 +142,8 @@ pub async fn list(
         .bind(open_only).bind(retailer).bind(before).bind(limit).fetch_all(c).await)
 }
 
-/// Acknowledges an alert in `tx` (with its audit entry); `false` when there is no such
-/// alert. Acknowledging twice keeps the first acknowledgement.
+/// Acknowledges an alert in `tx` (where the caller also writes its audit entry); `false`
+/// when there is no such alert. Acknowledging twice keeps the first acknowledgement.
 pub async fn acknowledge(tx: &mut Tx, id: Uuid, by: &str, now: i64) -> Result<bool, sqlx::Error> {
     let found: Option<(Uuid,)> = with_tx!(tx, c => sqlx::query_as(
         "UPDATE risk_alerts SET acknowledged_by = COALESCE(acknowledged_by, $1), \

@@ -8,7 +8,7 @@ use khaacho_vendors::{GeoPoint, Line, Offer, Retailer, Vendor};
 use uuid::Uuid;
 
 use super::repo;
-use crate::base::db::Reader;
+use crate::base::db::{Db, Reader};
 use crate::base::time::nepal;
 use crate::catalog::pricing::price_for;
 use crate::catalog::repo::{OfferRow, valid_offers_any_vendor};
@@ -186,7 +186,7 @@ impl Market {
 /// Reads the facts for routing `order` (with its `lines`) at `now_ms`. `None` when the
 /// retailer is gone.
 pub async fn load(
-    db: &crate::base::db::Db,
+    db: &Db,
     volumes: &VolumeCache,
     order: &OrderRow,
     lines: &[LineRow],
