@@ -77,17 +77,21 @@ pub(crate) async fn place(t: &TestApp, retailer: Uuid, lines: Value) -> String {
 
 /// Places an order and returns its id, leaving the pipeline to the caller.
 async fn submit(t: &TestApp, retailer: Uuid, lines: Value) -> String {
-    let r = t
-        .post_json(
-            "/api/v1/orders",
-            &json!({ "retailer_id": retailer, "lines": lines }),
+    t.place(&json!({ "retailer_id": retailer, "lines": lines }))
+        .await
+}
+
+/// Places `n` orders of 2 kg sugar from `retailer` and runs the pipeline.
+async fn sugar_orders(t: &TestApp, retailer: Uuid, n: usize) {
+    for _ in 0..n {
+        submit(
+            t,
+            retailer,
+            json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
         )
         .await;
-    assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    }
+    t.run_jobs().await;
 }
 
 pub(crate) async fn order(t: &TestApp, id: &str) -> Value {
@@ -910,15 +914,7 @@ async fn concurrent_accepts_of_different_offers_never_oversell_stock() {
     offer(&t, a, "CHINI-1", 100.0, 10.0).await;
     // Eight orders of 2 kg each against 10 kg: every one is routed (each fits alone), at most
     // five can be accepted.
-    for _ in 0..8 {
-        submit(
-            &t,
-            retailer,
-            json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
-        )
-        .await;
-    }
-    t.run_jobs().await;
+    sugar_orders(&t, retailer, 8).await;
     let part_ids = offered_parts(&t).await;
     assert_eq!(part_ids.len(), 8);
     let codes: Vec<u16> = accept_at_once(&t, a, &part_ids)
@@ -1190,15 +1186,7 @@ async fn rejections_at_once_on_a_small_pool_all_move_on() {
     let other = vendor(&t, "Other Shop", 2).await;
     offer(&t, cheap, "CHINI-1", 90.0, 100.0).await;
     offer(&t, other, "CHINI-1", 100.0, 100.0).await;
-    for _ in 0..8 {
-        submit(
-            &t,
-            retailer,
-            json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
-        )
-        .await;
-    }
-    t.run_jobs().await;
+    sugar_orders(&t, retailer, 8).await;
     let all = t.get_json("/api/v1/fulfilments?status=offered").await;
     let at_cheap: Vec<String> = all["items"]
         .as_array()

@@ -205,12 +205,21 @@ impl TestApp {
 
     /// Creates an order; returns the 202 body.
     pub async fn order(&self, retailer: &str, lines: Value) -> Value {
-        let r = self
-            .post_json(
-                "/api/v1/orders",
-                &serde_json::json!({ "retailer_id": retailer, "lines": lines }),
-            )
-            .await;
+        self.place_body(&serde_json::json!({ "retailer_id": retailer, "lines": lines }))
+            .await
+    }
+
+    /// Places the order `body` (any form `POST /api/v1/orders` takes); returns its id,
+    /// leaving the pipeline to the caller.
+    pub async fn place(&self, body: &Value) -> String {
+        self.place_body(body).await["order_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn place_body(&self, body: &Value) -> Value {
+        let r = self.post_json("/api/v1/orders", body).await;
         assert_eq!(r.status(), 202, "order accepted");
         r.json().await.unwrap()
     }

@@ -58,18 +58,9 @@ fn candidate<'a>(v: &'a Value, vendor: &str) -> &'a Value {
 
 /// Places a cash order of 5 kg sugar (line 1) and 2 l oil (line 2); its id.
 async fn place(t: &TestApp, retailer: &str) -> String {
-    let r = t
-        .post_json(
-            "/api/v1/orders",
-            &json!({ "retailer_id": retailer, "payment_mode": "cash", "lines": [
-                { "sku": "CHINI-1", "qty": 5, "unit": "kg" }, { "sku": "TEL-1", "qty": 2, "unit": "litre" }] }),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    t.place(&json!({ "retailer_id": retailer, "payment_mode": "cash", "lines": [
+        { "sku": "CHINI-1", "qty": 5, "unit": "kg" }, { "sku": "TEL-1", "qty": 2, "unit": "litre" }] }))
+        .await
 }
 
 #[tokio::test]

@@ -6,17 +6,8 @@ use crate::helpers::{TestApp, assert_problem};
 
 async fn text_order(t: &TestApp, text: &str) -> String {
     let retailer = t.retailer().await;
-    let r = t
-        .post_json(
-            "/api/v1/orders",
-            &json!({ "retailer_id": retailer, "text": text }),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    t.place(&json!({ "retailer_id": retailer, "text": text }))
+        .await
 }
 
 #[tokio::test]
