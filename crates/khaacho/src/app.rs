@@ -9,6 +9,7 @@ use crate::base::group_commit::GroupCommit;
 use crate::catalog::cache::CatalogCache;
 use crate::channels::inbound::InboundWriter;
 use crate::config::Settings;
+use crate::fulfilment::batch::PartActionWriter;
 use crate::orders::backpressure::Backpressure;
 use crate::orders::intake::{Intake, IntakeWriter};
 use crate::queue::{QueueHost, QueueSettings};
@@ -26,6 +27,7 @@ struct Inner {
     catalog: CatalogCache,
     intake_writer: OnceLock<GroupCommit<IntakeWriter>>,
     inbound_writer: OnceLock<GroupCommit<InboundWriter>>,
+    part_actions: OnceLock<GroupCommit<PartActionWriter>>,
     backpressure: Backpressure,
     agents: khaacho_agents::AgentChain,
     auth: Auth,
@@ -59,6 +61,7 @@ impl App {
                 catalog,
                 intake_writer: OnceLock::new(),
                 inbound_writer: OnceLock::new(),
+                part_actions: OnceLock::new(),
                 backpressure,
                 agents,
                 auth,
@@ -116,6 +119,14 @@ impl App {
         self.inner
             .inbound_writer
             .get_or_init(|| GroupCommit::start(InboundWriter::new(self.inner.db.clone())))
+    }
+
+    /// The group commit of vendors' accepts, dispatches and deliveries (started on first
+    /// use, inside the runtime; `fulfilment::batch`).
+    pub fn part_actions(&self) -> &GroupCommit<PartActionWriter> {
+        self.inner
+            .part_actions
+            .get_or_init(|| GroupCommit::start(PartActionWriter))
     }
 
     /// The order-text parser chain (LLM providers, then the local parser).

@@ -1,7 +1,8 @@
 //! Group commit: concurrent writers hand their items to one collector, which writes them
 //! together, many per transaction, because write throughput is bound by commits
-//! (DESIGN §10). Generic over what it batches ([`BatchWriter`]); the order intake is its
-//! first user.
+//! (DESIGN §10). Generic over what it batches ([`BatchWriter`]) and over what each caller
+//! gets back ([`BatchWriter::Output`]); the order intake, the inbound messages and the
+//! vendors' part actions use it.
 //!
 //! Each caller waits for the outcome of the transaction that carried its item, so it can
 //! answer only after that commit. While a batch commits, the next items queue up and form
@@ -19,8 +20,17 @@ pub trait BatchWriter: Send + Sync + 'static {
     /// One caller's item.
     type Item: Send + 'static;
 
-    /// Writes `items` in one transaction; all or nothing.
-    fn write(&self, items: &[Self::Item]) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// What each caller gets back once the transaction that carried its item committed
+    /// (`()` when the commit is all there is to say; a per-item outcome when the writer may
+    /// refuse one item and write the others).
+    type Output: Send + 'static;
+
+    /// Writes `items` in one transaction and returns one output per item, in order; `Err`
+    /// means nothing was written.
+    fn write(
+        &self,
+        items: &[Self::Item],
+    ) -> impl Future<Output = Result<Vec<Self::Output>, sqlx::Error>> + Send;
 
     /// How many batches may commit at once (1 for a single-writer database).
     fn max_in_flight(&self) -> usize;
@@ -32,11 +42,11 @@ pub trait BatchWriter: Send + Sync + 'static {
 /// Most items in one transaction.
 const MAX_BATCH: usize = 256;
 
-type Reply = oneshot::Sender<Result<(), sqlx::Error>>;
+type Reply<O> = oneshot::Sender<Result<O, sqlx::Error>>;
 
 /// Handle of the collector task.
 pub struct GroupCommit<W: BatchWriter> {
-    tx: mpsc::Sender<(W::Item, Reply)>,
+    tx: mpsc::Sender<(W::Item, Reply<W::Output>)>,
 }
 
 impl<W: BatchWriter> Clone for GroupCommit<W> {
@@ -66,8 +76,9 @@ impl<W: BatchWriter> GroupCommit<W> {
         Self { tx }
     }
 
-    /// Writes `item` in the next batch and returns once that transaction committed.
-    pub async fn write(&self, item: W::Item) -> Result<(), sqlx::Error> {
+    /// Writes `item` in the next batch and returns its output once that transaction
+    /// committed.
+    pub async fn write(&self, item: W::Item) -> Result<W::Output, sqlx::Error> {
         let (reply, outcome) = oneshot::channel();
         self.tx
             .send((item, reply))
@@ -79,7 +90,7 @@ impl<W: BatchWriter> GroupCommit<W> {
 
 async fn collect<W: BatchWriter>(
     writer: Arc<W>,
-    mut rx: mpsc::Receiver<(W::Item, Reply)>,
+    mut rx: mpsc::Receiver<(W::Item, Reply<W::Output>)>,
     in_flight: Arc<Semaphore>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -102,14 +113,15 @@ async fn collect<W: BatchWriter>(
     }
 }
 
-async fn commit<W: BatchWriter>(writer: &W, batch: Vec<(W::Item, Reply)>) {
+async fn commit<W: BatchWriter>(writer: &W, batch: Vec<(W::Item, Reply<W::Output>)>) {
     metrics::histogram!("khaacho_group_commit_batch_size", "writer" => writer.name())
         .record(batch.len() as f64);
     let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     match writer.write(&items).await {
-        Ok(()) => {
-            for r in replies {
-                let _ = r.send(Ok(()));
+        Ok(outputs) => {
+            debug_assert_eq!(outputs.len(), replies.len(), "one output per item");
+            for (r, out) in replies.into_iter().zip(outputs) {
+                let _ = r.send(Ok(out));
             }
         }
         Err(e) if items.len() == 1 => {
@@ -122,7 +134,10 @@ async fn commit<W: BatchWriter>(writer: &W, batch: Vec<(W::Item, Reply)>) {
                 .increment(1);
             for (item, reply) in items.into_iter().zip(replies) {
                 let result = writer.write(std::slice::from_ref(&item)).await;
-                let _ = reply.send(result);
+                let _ = reply.send(result.and_then(|mut out| {
+                    out.pop()
+                        .ok_or(sqlx::Error::Protocol("no output for the item".into()))
+                }));
             }
         }
     }

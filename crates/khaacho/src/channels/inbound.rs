@@ -38,8 +38,9 @@ impl InboundWriter {
 
 impl BatchWriter for InboundWriter {
     type Item = Received;
+    type Output = ();
 
-    async fn write(&self, items: &[Received]) -> Result<(), sqlx::Error> {
+    async fn write(&self, items: &[Received]) -> Result<Vec<()>, sqlx::Error> {
         let rows: Vec<&NewInbound> = items.iter().map(|r| &r.message).collect();
         let mut tx = self.db.begin().await?;
         let stored: HashSet<Uuid> = repo::insert_inbound(&mut tx, &rows)
@@ -71,7 +72,7 @@ impl BatchWriter for InboundWriter {
             metrics::counter!("khaacho_messages_received_total", "channel" => r.message.channel)
                 .increment(1);
         }
-        Ok(())
+        Ok(vec![(); items.len()])
     }
 
     fn max_in_flight(&self) -> usize {

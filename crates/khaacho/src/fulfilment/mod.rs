@@ -25,6 +25,7 @@
 //! `parties`. The order pipeline hands validated orders here by enqueueing
 //! [`routing::RouteOrders`]; order actions call [`service::cancel_parts`].
 
+pub mod batch;
 pub mod facts;
 pub mod jobs;
 pub mod repo;

@@ -280,6 +280,38 @@ pub async fn close_offer(
     Ok(n == 1)
 }
 
+/// Closes the open offers `offers` (id, the vendor's words) as `accepted`: one statement on
+/// PostgreSQL whatever their number. Conditional on each still being open: returns how many
+/// were.
+pub async fn accept_offers(
+    tx: &mut Tx,
+    offers: &[(Uuid, Option<&str>)],
+    at_ms: i64,
+) -> Result<usize, sqlx::Error> {
+    if offers.len() > 1
+        && let TxInner::Pg(c) = tx.inner_mut()
+    {
+        let ids: Vec<Uuid> = offers.iter().map(|o| o.0).collect();
+        let reasons: Vec<Option<&str>> = offers.iter().map(|o| o.1).collect();
+        let n = sqlx::query(
+            "UPDATE fulfilment_offers f SET status = 'accepted', responded_at_ms = $1, reason = v.reason \
+             FROM unnest($2::uuid[], $3::text[]) AS v(id, reason) WHERE f.id = v.id AND f.status = 'offered'",
+        )
+        .bind(at_ms)
+        .bind(ids)
+        .bind(reasons)
+        .execute(&mut **c)
+        .await?
+        .rows_affected();
+        return Ok(n as usize);
+    }
+    let mut n = 0;
+    for (offer, reason) in offers {
+        n += usize::from(close_offer(tx, *offer, "accepted", at_ms, *reason).await?);
+    }
+    Ok(n)
+}
+
 /// The parts of `orders`, locked for update on PostgreSQL, by order and creation.
 pub async fn parts_for_update(tx: &mut Tx, orders: &[Uuid]) -> Result<Vec<PartRow>, sqlx::Error> {
     if orders.is_empty() {
@@ -305,6 +337,39 @@ pub async fn save_part(tx: &mut Tx, p: &PartRow) -> Result<(), sqlx::Error> {
         .bind(p.tried.clone()).bind(p.delivered_paisa).bind(p.accepted_at_ms).bind(p.dispatched_at_ms)
         .bind(p.delivered_at_ms).bind(p.updated_at_ms).bind(p.id)
         .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Writes how `parts` moved along their vendor's work (status, deadline, delivered amount,
+/// the times): one statement on PostgreSQL whatever their number. Their vendor, offer and
+/// history are left as they are (an accept, a dispatch or a delivery changes none of them).
+pub async fn save_progress(tx: &mut Tx, parts: &[&PartRow]) -> Result<(), sqlx::Error> {
+    if parts.len() > 1
+        && let TxInner::Pg(c) = tx.inner_mut()
+    {
+        let col = |f: fn(&PartRow) -> Option<i64>| parts.iter().map(|p| f(p)).collect::<Vec<_>>();
+        sqlx::query(
+            "UPDATE fulfilments f SET status = v.status, deadline_ms = v.deadline, delivered_paisa = v.delivered, \
+             accepted_at_ms = v.accepted, dispatched_at_ms = v.dispatched, delivered_at_ms = v.delivered_at, \
+             updated_at_ms = v.updated \
+             FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
+             AS v(id, status, deadline, delivered, accepted, dispatched, delivered_at, updated) WHERE f.id = v.id",
+        )
+        .bind(parts.iter().map(|p| p.id).collect::<Vec<_>>())
+        .bind(parts.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
+        .bind(col(|p| p.deadline_ms))
+        .bind(col(|p| p.delivered_paisa))
+        .bind(col(|p| p.accepted_at_ms))
+        .bind(col(|p| p.dispatched_at_ms))
+        .bind(col(|p| p.delivered_at_ms))
+        .bind(parts.iter().map(|p| p.updated_at_ms).collect::<Vec<_>>())
+        .execute(&mut **c)
+        .await?;
+        return Ok(());
+    }
+    for p in parts {
+        save_part(tx, p).await?;
+    }
     Ok(())
 }
 

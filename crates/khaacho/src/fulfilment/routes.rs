@@ -346,7 +346,7 @@ async fn act(
         reason,
         audit: principal.is_staff().then(|| principal.audit(verb)),
     };
-    let acted = service::act(app, &found, &acting, action)
+    let acted = super::batch::submit(app, &found, &acting, action)
         .await
         .map_err(fulfilment_error)?;
     let part = acted.part;

@@ -64,12 +64,22 @@ pub enum PartAction {
 }
 
 impl PartAction {
-    fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         match self {
             PartAction::Accept => "accept",
             PartAction::Reject => "reject",
             PartAction::Dispatch => "dispatch",
             PartAction::Deliver(_) => "deliver",
+        }
+    }
+
+    /// The order event's reason when the actor gave none.
+    pub(super) fn done(&self) -> &'static str {
+        match self {
+            PartAction::Accept => "accepted by the vendor",
+            PartAction::Reject => "rejected by the vendor",
+            PartAction::Dispatch => "dispatched",
+            PartAction::Deliver(_) => "delivered",
         }
     }
 }
@@ -116,19 +126,7 @@ pub async fn act(
     action: PartAction,
 ) -> Result<Acted, FulfilmentError> {
     let id = found.id;
-    let reason = acting.reason.map(str::trim).filter(|r| !r.is_empty());
-    if reason.is_some_and(|r| r.chars().count() > 500) {
-        return Err(invalid("reason", "reason must be at most 500 characters"));
-    }
-    if acting.vendor.is_none() && reason.is_none() {
-        return Err(invalid(
-            "reason",
-            "an operator acting for a vendor must give a reason",
-        ));
-    }
-    if matches!(action, PartAction::Reject) && reason.is_none() {
-        return Err(invalid("reason", "a rejection needs a reason"));
-    }
+    let reason = checked_reason(acting, &action)?;
     let mut tx = app.db().begin().await?;
     let mut order = orders::find_for_update(&mut tx, found.order_id)
         .await?
@@ -138,41 +136,19 @@ pub async fn act(
         .iter()
         .position(|p| p.id == id)
         .ok_or(FulfilmentError::NotFound)?;
-    if acting.vendor.is_some() && parts[i].vendor_id != acting.vendor {
-        // Another vendor's part, or one that moved on from this vendor.
-        return Err(FulfilmentError::NotFound);
-    }
-    let status = parts[i].status();
     let now = app.clock().now_ms();
-    let wants = match action {
-        PartAction::Accept | PartAction::Reject => PartStatus::Offered,
-        PartAction::Dispatch => PartStatus::Accepted,
-        PartAction::Deliver(_) => PartStatus::Dispatched,
-    };
-    if status != wants {
-        return Err(illegal(&parts[i], action.name()));
-    }
+    judge(&parts[i], acting.vendor, &action, now)?;
     let mut lines = repo::lines_tx(&mut tx, &[id]).await?;
     let detail;
     match &action {
         PartAction::Accept => {
-            if parts[i].deadline_ms.is_some_and(|d| d <= now) {
-                return Err(FulfilmentError::Illegal(format!(
-                    "the offer expired at {}; it goes to another vendor",
-                    fmt_time(parts[i].deadline_ms.unwrap_or(now))
-                )));
-            }
             let offer = parts[i].offer_id.unwrap_or_default();
             if !repo::close_offer(&mut tx, offer, "accepted", now, reason).await? {
                 return Err(illegal(&parts[i], "accept"));
             }
             let vendor = parts[i].vendor_id.unwrap_or_default();
             reserve_stock(&mut tx, vendor, &mut lines, now).await?;
-            let p = &mut parts[i];
-            p.status = PartStatus::Accepted.as_str().into();
-            p.accepted_at_ms = Some(now);
-            p.deadline_ms = None;
-            detail = json!({ "fulfilment_id": id, "vendor_id": vendor });
+            detail = advance(&mut parts[i], &lines, &action, 0, now);
         }
         PartAction::Reject => {
             let rejected_by = parts[i].vendor_id;
@@ -194,35 +170,16 @@ pub async fn act(
             detail = json!({ "fulfilment_id": id, "rejected_by": rejected_by, "reason": reason,
                 "now_offered_to": parts[i].vendor_id });
         }
-        PartAction::Dispatch => {
-            let p = &mut parts[i];
-            p.status = PartStatus::Dispatched.as_str().into();
-            p.dispatched_at_ms = Some(now);
-            detail = json!({ "fulfilment_id": id });
-        }
+        PartAction::Dispatch => detail = advance(&mut parts[i], &lines, &action, 0, now),
         PartAction::Deliver(quantities) => {
             let delivered = delivered_amount(&mut lines, quantities)?;
             repo::save_lines(&mut tx, &lines).await?;
-            let p = &mut parts[i];
-            p.status = PartStatus::Delivered.as_str().into();
-            p.delivered_at_ms = Some(now);
-            p.delivered_paisa = Some(delivered);
-            let short: Vec<_> = lines
-                .iter()
-                .filter(|l| l.delivered_milli.is_some_and(|d| d < l.qty_milli))
-                .map(|l| json!({ "line_no": l.line_no, "ordered_milli": l.qty_milli, "delivered_milli": l.delivered_milli }))
-                .collect();
-            detail = json!({ "fulfilment_id": id, "delivered_paisa": delivered, "short": short });
+            detail = advance(&mut parts[i], &lines, &action, delivered, now);
         }
     }
     parts[i].updated_at_ms = now;
     repo::save_part(&mut tx, &parts[i]).await?;
-    let why = reason.unwrap_or(match action {
-        PartAction::Accept => "accepted by the vendor",
-        PartAction::Reject => "rejected by the vendor",
-        PartAction::Dispatch => "dispatched",
-        PartAction::Deliver(_) => "delivered",
-    });
+    let why = reason.unwrap_or(action.done());
     sync_order(&mut tx, &mut order, &parts, acting.actor, why, detail, now).await?;
     if let Some(entry) = &acting.audit {
         let entry = entry
@@ -241,7 +198,7 @@ fn invalid(field: &str, message: &str) -> FulfilmentError {
     FulfilmentError::Invalid(vec![FieldError::new(field, message)])
 }
 
-fn illegal(part: &PartRow, action: &str) -> FulfilmentError {
+pub(super) fn illegal(part: &PartRow, action: &str) -> FulfilmentError {
     let allowed = allowed(part.status());
     let now = if allowed.is_empty() {
         "nothing".to_string()
@@ -254,6 +211,97 @@ fn illegal(part: &PartRow, action: &str) -> FulfilmentError {
     ))
 }
 
+/// The request's reason, trimmed, when the request is well formed: at most 500 characters,
+/// required of staff acting for a vendor and of a rejection.
+pub(super) fn checked_reason<'a>(
+    acting: &Acting<'a>,
+    action: &PartAction,
+) -> Result<Option<&'a str>, FulfilmentError> {
+    let reason = acting.reason.map(str::trim).filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err(invalid("reason", "reason must be at most 500 characters"));
+    }
+    if acting.vendor.is_none() && reason.is_none() {
+        return Err(invalid(
+            "reason",
+            "an operator acting for a vendor must give a reason",
+        ));
+    }
+    if matches!(action, PartAction::Reject) && reason.is_none() {
+        return Err(invalid("reason", "a rejection needs a reason"));
+    }
+    Ok(reason)
+}
+
+/// Whether `action` may be taken on `part` (read under its order's lock) by `vendor` (`None`
+/// for staff) at `now`: the part is that vendor's, in the state the action needs, and an
+/// offer is accepted before its deadline.
+pub(super) fn judge(
+    part: &PartRow,
+    vendor: Option<Uuid>,
+    action: &PartAction,
+    now: i64,
+) -> Result<(), FulfilmentError> {
+    if vendor.is_some() && part.vendor_id != vendor {
+        // Another vendor's part, or one that moved on from this vendor.
+        return Err(FulfilmentError::NotFound);
+    }
+    let wants = match action {
+        PartAction::Accept | PartAction::Reject => PartStatus::Offered,
+        PartAction::Dispatch => PartStatus::Accepted,
+        PartAction::Deliver(_) => PartStatus::Dispatched,
+    };
+    if part.status() != wants {
+        return Err(illegal(part, action.name()));
+    }
+    if matches!(action, PartAction::Accept)
+        && let Some(deadline) = part.deadline_ms.filter(|d| *d <= now)
+    {
+        return Err(FulfilmentError::Illegal(format!(
+            "the offer expired at {}; it goes to another vendor",
+            fmt_time(deadline)
+        )));
+    }
+    Ok(())
+}
+
+/// Moves `part` as an accept, a dispatch or a delivery (judged, its stock taken or its
+/// `lines` holding the delivered quantities worth `delivered` paisa) and returns the detail
+/// of the order's event.
+pub(super) fn advance(
+    part: &mut PartRow,
+    lines: &[PartLineRow],
+    action: &PartAction,
+    delivered: i64,
+    now: i64,
+) -> serde_json::Value {
+    match action {
+        PartAction::Accept => {
+            part.status = PartStatus::Accepted.as_str().into();
+            part.accepted_at_ms = Some(now);
+            part.deadline_ms = None;
+            json!({ "fulfilment_id": part.id, "vendor_id": part.vendor_id })
+        }
+        PartAction::Dispatch => {
+            part.status = PartStatus::Dispatched.as_str().into();
+            part.dispatched_at_ms = Some(now);
+            json!({ "fulfilment_id": part.id })
+        }
+        PartAction::Deliver(_) => {
+            part.status = PartStatus::Delivered.as_str().into();
+            part.delivered_at_ms = Some(now);
+            part.delivered_paisa = Some(delivered);
+            let short: Vec<_> = lines
+                .iter()
+                .filter(|l| l.delivered_milli.is_some_and(|d| d < l.qty_milli))
+                .map(|l| json!({ "line_no": l.line_no, "ordered_milli": l.qty_milli, "delivered_milli": l.delivered_milli }))
+                .collect();
+            json!({ "fulfilment_id": part.id, "delivered_paisa": delivered, "short": short })
+        }
+        PartAction::Reject => unreachable!("a rejection moves the part with `reassign`"),
+    }
+}
+
 /// Takes each line's quantity from the vendor's stock (per product, in product order, so
 /// concurrent accepts lock the offer rows in one order) and records it on the lines;
 /// refuses the whole accept when one product is short.
@@ -263,6 +311,19 @@ async fn reserve_stock(
     lines: &mut [PartLineRow],
     now: i64,
 ) -> Result<(), FulfilmentError> {
+    let short = catalog::take_stocks(tx, vendor, &stock_wanted(lines), now).await?;
+    if let Some(refusal) = out_of_stock(lines, &short) {
+        return Err(refusal);
+    }
+    for l in lines.iter_mut() {
+        l.reserved_milli = l.qty_milli;
+    }
+    repo::save_lines(tx, lines).await?;
+    Ok(())
+}
+
+/// The quantity of each product `lines` take from their vendor's stock, in product order.
+pub(super) fn stock_wanted(lines: &[PartLineRow]) -> Vec<(Uuid, i64)> {
     let mut wants: Vec<(Uuid, i64)> = Vec::with_capacity(lines.len());
     let mut by_product: Vec<&PartLineRow> = lines.iter().collect();
     by_product.sort_by_key(|l| (l.product_id, l.line_no));
@@ -272,29 +333,27 @@ async fn reserve_stock(
             _ => wants.push((l.product_id, l.qty_milli)),
         }
     }
-    let short = catalog::take_stocks(tx, vendor, &wants, now).await?;
-    if let Some(l) = lines
+    wants
+}
+
+/// The refusal of an accept whose `short` products the stock no longer covers (naming the
+/// first such line), if any.
+pub(super) fn out_of_stock(lines: &[PartLineRow], short: &[Uuid]) -> Option<FulfilmentError> {
+    let l = lines
         .iter()
         .filter(|l| short.contains(&l.product_id))
-        .min_by_key(|l| l.line_no)
-    {
-        return Err(FulfilmentError::OutOfStock(format!(
-            "stock no longer covers line {} ({} {}); reject the offer instead",
-            l.line_no,
-            crate::base::domain::milli_to_qty(l.qty_milli),
-            l.unit
-        )));
-    }
-    for l in lines.iter_mut() {
-        l.reserved_milli = l.qty_milli;
-    }
-    repo::save_lines(tx, lines).await?;
-    Ok(())
+        .min_by_key(|l| l.line_no)?;
+    Some(FulfilmentError::OutOfStock(format!(
+        "stock no longer covers line {} ({} {}); reject the offer instead",
+        l.line_no,
+        crate::base::domain::milli_to_qty(l.qty_milli),
+        l.unit
+    )))
 }
 
 /// Records the delivered quantities (lines not named: in full) and returns what was handed
 /// over at the order's prices, VAT included.
-fn delivered_amount(
+pub(super) fn delivered_amount(
     lines: &mut [PartLineRow],
     quantities: &[(i32, i64)],
 ) -> Result<i64, FulfilmentError> {
@@ -538,18 +597,57 @@ pub(super) async fn sync_order(
     detail: serde_json::Value,
     now: i64,
 ) -> Result<(), FulfilmentError> {
-    let Some(target) = derived_status(parts) else {
+    let Some(sync) = follow_parts(tx, order, parts, reason, detail, now).await? else {
         return Ok(());
+    };
+    let actor = if sync.by_system {
+        &Actor::system()
+    } else {
+        actor
+    };
+    let (to, reason, detail) = (sync.to, Some(sync.reason), Some(sync.detail));
+    match transition::apply(tx, order, to, actor, reason, detail).await? {
+        TransitionResult::Done => Ok(()),
+        other => Err(FulfilmentError::Illegal(format!(
+            "the order changed while its fulfilment did ({other:?}); try again"
+        ))),
+    }
+}
+
+/// The change an order's parts call for (see [`sync_order`]).
+pub(super) struct Follow<'a> {
+    /// The new status.
+    pub to: OrderStatus,
+    /// The event's reason.
+    pub reason: &'a str,
+    /// Made by the system (a part without a vendor holds the order), not the actor.
+    pub by_system: bool,
+    /// The event's detail (with the delivered and posted amounts at `delivered`).
+    pub detail: serde_json::Value,
+}
+
+/// What `order` must become for its `parts` (`None`: nothing), with the credit posting that
+/// reaching `delivered` makes, written in `tx`; the caller applies the transition.
+pub(super) async fn follow_parts<'a>(
+    tx: &mut Tx,
+    order: &OrderRow,
+    parts: &[PartRow],
+    reason: &'a str,
+    detail: serde_json::Value,
+    now: i64,
+) -> Result<Option<Follow<'a>>, FulfilmentError> {
+    let Some(target) = derived_status(parts) else {
+        return Ok(None);
     };
     let from = order.status();
     if from == target || from == OrderStatus::OnHold || from.is_terminal() {
-        return Ok(());
+        return Ok(None);
     }
     let mut detail = detail;
-    let (reason, actor) = if target == OrderStatus::OnHold {
-        ("vendor_unavailable", &Actor::system())
+    let (reason, by_system) = if target == OrderStatus::OnHold {
+        ("vendor_unavailable", true)
     } else {
-        (reason, actor)
+        (reason, false)
     };
     if target == OrderStatus::Delivered {
         let delivered: i64 = parts.iter().filter_map(|p| p.delivered_paisa).sum();
@@ -565,12 +663,12 @@ pub(super) async fn sync_order(
             }
         }
     }
-    match transition::apply(tx, order, target, actor, Some(reason), Some(detail)).await? {
-        TransitionResult::Done => Ok(()),
-        other => Err(FulfilmentError::Illegal(format!(
-            "the order changed while its fulfilment did ({other:?}); try again"
-        ))),
-    }
+    Ok(Some(Follow {
+        to: target,
+        reason,
+        by_system,
+        detail,
+    }))
 }
 
 /// Withdraws `order`'s parts that are not yet delivered (the order is being cancelled or

@@ -463,8 +463,9 @@ impl IntakeWriter {
 
 impl BatchWriter for IntakeWriter {
     type Item = Prepared;
+    type Output = ();
 
-    async fn write(&self, orders: &[Prepared]) -> Result<(), sqlx::Error> {
+    async fn write(&self, orders: &[Prepared]) -> Result<Vec<()>, sqlx::Error> {
         let rows: Vec<NewOrder<'_>> = orders
             .iter()
             .map(|o| NewOrder {
@@ -514,7 +515,8 @@ impl BatchWriter for IntakeWriter {
             for (scope, key, hash, answer) in orders.iter().filter_map(|o| o.idempotency.as_ref()) {
                 store_key(&mut tx, scope, key, hash, answer).await?;
             }
-            tx.commit().await
+            tx.commit().await?;
+            Ok(vec![(); orders.len()])
         })
         .await
     }

@@ -177,6 +177,18 @@ pub async fn apply_many(
     changes: &mut [(&mut OrderRow, Change<'_>)],
     actor: &Actor,
 ) -> Result<TransitionResult, sqlx::Error> {
+    let actors = vec![actor; changes.len()];
+    apply_each(tx, changes, &actors).await
+}
+
+/// [`apply_many`] with each change's own actor (`actors[i]` made `changes[i]`): the vendors'
+/// actions that one transaction carries for many vendors.
+pub async fn apply_each(
+    tx: &mut Tx,
+    changes: &mut [(&mut OrderRow, Change<'_>)],
+    actors: &[&Actor],
+) -> Result<TransitionResult, sqlx::Error> {
+    assert_eq!(changes.len(), actors.len(), "one actor per change");
     if changes.iter().any(|(o, c)| !o.status().can_become(c.to)) {
         return Ok(TransitionResult::Illegal);
     }
@@ -188,7 +200,7 @@ pub async fn apply_many(
     if update_statuses(tx, &rows).await? != rows.len() as u64 {
         return Ok(TransitionResult::Stale);
     }
-    insert_events(tx, &rows, changes, actor).await?;
+    insert_events(tx, &rows, changes, actors).await?;
     let correlation = changes.iter().find_map(|(o, _)| o.correlation_id.clone());
     let records = rows
         .iter()
@@ -359,12 +371,12 @@ async fn insert_events(
     tx: &mut Tx,
     rows: &[Row<'_>],
     changes: &[(&mut OrderRow, Change<'_>)],
-    actor: &Actor,
+    actors: &[&Actor],
 ) -> Result<(), sqlx::Error> {
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, reason, detail, at_ms) ");
-        qb.push_values(rows.iter().zip(changes.iter()), |mut b, (r, (_, ch))| {
+        qb.push_values(rows.iter().zip(changes.iter()).zip(actors), |mut b, ((r, (_, ch)), actor)| {
             b.push_bind(r.event_id).push_bind(r.id).push_bind(r.created).push_bind(r.from.as_str())
                 .push_bind(r.to.as_str()).push_bind(&actor.id).push_bind(actor.role).push_bind(ch.reason)
                 .push_bind(ch.detail.clone().map(Json)).push_bind(r.at);

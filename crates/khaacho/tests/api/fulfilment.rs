@@ -1210,3 +1210,168 @@ async fn rejections_at_once_on_a_small_pool_all_move_on() {
         assert_eq!(moved["vendor_id"], other.to_string(), "{moved}");
     }
 }
+
+/// `order.changed` jobs waiting: one per transaction that changed orders.
+async fn change_jobs(t: &TestApp) -> i64 {
+    khaacho::with_latest!(t.app.db(), c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'order.changed'").fetch_one(c).await)
+    .unwrap()
+}
+
+/// Writes `requests` (part id, vendor, action) as one batch of the part actions' group
+/// commit, as concurrent requests would arrive; each request's outcome.
+async fn batch(
+    t: &TestApp,
+    requests: Vec<(&str, Uuid, khaacho::fulfilment::service::PartAction)>,
+) -> Vec<Result<String, String>> {
+    use khaacho::base::group_commit::BatchWriter;
+    use khaacho::fulfilment::batch::{PartActionWriter, PartRequest};
+    let mut items = Vec::new();
+    for (part, vendor, action) in requests {
+        let found = khaacho::fulfilment::repo::find(t.app.db(), part.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let actor = khaacho::orders::model::Actor {
+            id: format!("vendor:{vendor}"),
+            role: "vendor",
+        };
+        items.push(PartRequest::new(
+            t.app.clone(),
+            found,
+            vendor,
+            actor,
+            None,
+            action,
+        ));
+    }
+    PartActionWriter
+        .write(&items)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.map(|a| a.part.status).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Vendors' actions that arrive together are written in one transaction (one
+/// `order.changed` for the lot), each judged on its own: an accept the stock no longer
+/// covers is refused alone and gives back what it took, another vendor's part is not
+/// found, a delivery above the ordered quantity is refused, and the orders that reach
+/// `delivered` post their credit at the delivered amount. Two actions on one order in a
+/// batch are written one by one, with the answers they would get alone.
+#[tokio::test]
+async fn actions_arriving_together_are_written_in_one_transaction_each_judged_alone() {
+    use khaacho::fulfilment::service::PartAction::{Accept, Deliver, Dispatch};
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "Small Shop", 1).await;
+    let b = vendor(&t, "Other Shop", 2).await;
+    offer(&t, a, "CHINI-1", 100.0, 7.0).await;
+    sugar_orders(&t, retailer, 5).await;
+    let ids = offered_parts(&t).await;
+    assert_eq!(ids.len(), 5);
+
+    // Four accepts of 2 kg against 7 kg, and vendor b acting on a's fifth part.
+    let jobs = change_jobs(&t).await;
+    let mut requests: Vec<_> = ids[..4].iter().map(|p| (p.as_str(), a, Accept)).collect();
+    requests.push((ids[4].as_str(), b, Accept));
+    let answers = batch(&t, requests).await;
+    assert_eq!(
+        change_jobs(&t).await,
+        jobs + 1,
+        "one transaction: {answers:?}"
+    );
+    let won: Vec<&str> = answers.iter().filter_map(|r| r.as_deref().ok()).collect();
+    assert_eq!(won, ["accepted"; 3], "{answers:?}");
+    let refused: Vec<&str> = answers
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(String::as_str)
+        .collect();
+    assert_eq!(refused.len(), 2, "{answers:?}");
+    assert!(
+        refused[0].starts_with("stock no longer covers line 1"),
+        "{refused:?}"
+    );
+    assert_eq!(refused[1], "fulfilment not found");
+    assert_eq!(
+        stock(&t, a, "CHINI-1").await,
+        1.0,
+        "the short accept gave back nothing it took"
+    );
+    let accepted: Vec<&str> = ids[..4]
+        .iter()
+        .zip(&answers)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(p, _)| p.as_str())
+        .collect();
+
+    // Three dispatches: one transaction.
+    let jobs = change_jobs(&t).await;
+    let answers = batch(&t, accepted.iter().map(|p| (*p, a, Dispatch)).collect()).await;
+    assert_eq!(answers, vec![Ok("dispatched".to_string()); 3]);
+    assert_eq!(change_jobs(&t).await, jobs + 1);
+
+    // Three deliveries: in full, 1 kg of 2, and 3 kg of 2 (refused).
+    let jobs = change_jobs(&t).await;
+    let answers = batch(
+        &t,
+        vec![
+            (accepted[0], a, Deliver(vec![])),
+            (accepted[1], a, Deliver(vec![(1, 1000)])),
+            (accepted[2], a, Deliver(vec![(1, 3000)])),
+        ],
+    )
+    .await;
+    assert_eq!(answers[0], Ok("delivered".to_string()));
+    assert_eq!(answers[1], Ok("delivered".to_string()));
+    assert_eq!(answers[2], Err("invalid request".to_string()));
+    assert_eq!(change_jobs(&t).await, jobs + 1);
+    // 226 (2 kg with VAT) + 113 (1 kg with VAT).
+    assert_eq!(account(&t, retailer).await["outstanding_npr"], 339.0);
+
+    // Two actions on one order: written one by one, the second finds the first done.
+    let answers = batch(
+        &t,
+        vec![
+            (accepted[2], a, Deliver(vec![])),
+            (accepted[2], a, Deliver(vec![])),
+        ],
+    )
+    .await;
+    assert_eq!(answers[0], Ok("delivered".to_string()));
+    let second = answers[1].as_ref().unwrap_err();
+    assert!(
+        second.starts_with("cannot deliver a fulfilment that is delivered"),
+        "{second}"
+    );
+    assert_eq!(account(&t, retailer).await["outstanding_npr"], 565.0);
+
+    t.run_jobs().await;
+    for (part, short) in accepted.iter().zip([false, true, false]) {
+        let p = t.get_json(&format!("/api/v1/fulfilments/{part}")).await;
+        let o = order(&t, p["order_id"].as_str().unwrap()).await;
+        assert_eq!(o["status"], "delivered", "{o}");
+        assert_eq!(
+            path(&o),
+            [
+                "received",
+                "validated",
+                "routed",
+                "accepted",
+                "dispatched",
+                "delivered"
+            ],
+            "{o}"
+        );
+        let last = o["events"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["role"], "vendor", "{last}");
+        assert_eq!(
+            last["detail"]["short"].as_array().unwrap().len(),
+            usize::from(short),
+            "{last}"
+        );
+    }
+    reconciled(&t).await;
+}

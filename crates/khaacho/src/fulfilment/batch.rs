@@ -1,0 +1,361 @@
+//! The vendors' accept, dispatch and deliver, many per transaction: the part actions' group
+//! commit (`base/group_commit.rs`, as the order intake's).
+//!
+//! One action alone ([`service::act`]) is a transaction of about twelve statements: lock the
+//! order, read its parts and the part's lines, close the offer, take the stock, save the
+//! lines and the part, the status UPDATE, the event, the `order.changed` job, the commit. At
+//! a few hundred orders a second, with four party actions per order, those were most of the
+//! database's work. Here the actions that arrive while a batch commits form the next batch,
+//! which does the same work with one statement per step for all of them:
+//!
+//! 1. lock the batch's orders in id order, then their parts, and read the acted parts' lines;
+//! 2. judge every action in memory with the rules `act` uses ([`service::judge`], the
+//!    delivered quantities): a refused one is answered with its refusal and touches nothing;
+//! 3. take the accepts' stock vendor by vendor, in vendor order (so concurrent batches lock
+//!    offer rows in one order); an accept the stock no longer covers gives back what it took,
+//!    in the same transaction, and is refused alone (409);
+//! 4. close the accepted offers, save the lines and the parts, post the credit of the orders
+//!    that reach `delivered` (in retailer order, as the pipeline's credit step locks
+//!    accounts), and change the orders with one [`transition::apply_each`] (one UPDATE, one
+//!    event INSERT, one `order.changed` for the batch);
+//! 5. commit, and answer each request.
+//!
+//! Whatever it cannot carry together — two actions on one order in one batch (twenty
+//! concurrent accepts of one offer), a ledger refusal, a storage error, an order changed
+//! underneath — rolls the batch back and runs each action alone through `act`, which is also
+//! the path of a batch of one; the outcome a caller sees is the same either way. A
+//! rejection (it re-routes the part), a staff member acting for a vendor (audited) and the
+//! chat's ACCEPT go through `act` directly.
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+
+use super::repo::{self, PartLineRow, PartRow};
+use super::service::{self, Acted, Acting, Follow, FulfilmentError, PartAction};
+use crate::app::App;
+use crate::base::group_commit::BatchWriter;
+use crate::catalog::repo as catalog;
+use crate::orders::model::{Actor, OrderRow};
+use crate::orders::repo as orders;
+use crate::orders::transition::{self, Change, TransitionResult};
+
+/// Applies a part action as [`service::act`] does: a vendor's own accept, dispatch or
+/// delivery through the part actions' group commit, anything else alone.
+pub async fn submit(
+    app: &App,
+    found: &PartRow,
+    acting: &Acting<'_>,
+    action: PartAction,
+) -> Result<Acted, FulfilmentError> {
+    match (acting.vendor, &acting.audit, &action) {
+        (
+            Some(vendor),
+            None,
+            PartAction::Accept | PartAction::Dispatch | PartAction::Deliver(_),
+        ) => {
+            let request = PartRequest::new(
+                app.clone(),
+                found.clone(),
+                vendor,
+                acting.actor.clone(),
+                acting.reason.map(str::to_string),
+                action,
+            );
+            app.part_actions().write(request).await?
+        }
+        _ => service::act(app, found, acting, action).await,
+    }
+}
+
+/// One vendor's action on one of its parts, waiting for its batch.
+pub struct PartRequest {
+    /// The application (each request carries it, so the writer holds none: the writer's
+    /// task ends with the last `App`).
+    app: App,
+    /// The part as the caller found it (its id and order; the rest is read again locked).
+    found: PartRow,
+    /// The vendor acting.
+    vendor: Uuid,
+    /// For the order's history.
+    actor: Actor,
+    /// The vendor's words, if any.
+    reason: Option<String>,
+    /// Accept, dispatch or deliver.
+    action: PartAction,
+}
+
+/// The vendor's words, trimmed, if any.
+fn reason(r: &PartRequest) -> Option<&str> {
+    r.reason.as_deref().map(str::trim).filter(|r| !r.is_empty())
+}
+
+impl PartRequest {
+    /// `vendor`'s `action` on the part it `found`, as `actor`.
+    pub fn new(
+        app: App,
+        found: PartRow,
+        vendor: Uuid,
+        actor: Actor,
+        reason: Option<String>,
+        action: PartAction,
+    ) -> Self {
+        Self {
+            app,
+            found,
+            vendor,
+            actor,
+            reason,
+            action,
+        }
+    }
+
+    fn acting(&self) -> Acting<'_> {
+        Acting {
+            vendor: Some(self.vendor),
+            actor: &self.actor,
+            reason: self.reason.as_deref(),
+            audit: None,
+        }
+    }
+}
+
+/// Writes batches of [`PartRequest`]s (see the module's documentation).
+pub struct PartActionWriter;
+
+impl BatchWriter for PartActionWriter {
+    type Item = PartRequest;
+    type Output = Result<Acted, FulfilmentError>;
+
+    async fn write(&self, items: &[PartRequest]) -> Result<Vec<Self::Output>, sqlx::Error> {
+        if items.len() > 1 {
+            match together(items).await {
+                Ok(out) => return Ok(out),
+                Err(why) => {
+                    metrics::counter!("khaacho_part_action_batches_split_total").increment(1);
+                    tracing::debug!(batch = items.len(), %why, "part actions written one by one");
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for r in items {
+            out.push(service::act(&r.app, &r.found, &r.acting(), r.action.clone()).await);
+        }
+        Ok(out)
+    }
+
+    fn max_in_flight(&self) -> usize {
+        // One batch committing while the next gathers, as the intake's.
+        1
+    }
+
+    fn name(&self) -> &'static str {
+        "part_actions"
+    }
+}
+
+/// Why a batch went back to one action per transaction.
+#[derive(Debug, thiserror::Error)]
+enum Split {
+    #[error("two actions on one order")]
+    SameOrder,
+    #[error("refused after the batch had written: {0}")]
+    Refused(FulfilmentError),
+    #[error("an order changed underneath ({0:?})")]
+    Changed(TransitionResult),
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+impl From<FulfilmentError> for Split {
+    fn from(e: FulfilmentError) -> Self {
+        match e {
+            FulfilmentError::Storage(e) => Split::Storage(e),
+            other => Split::Refused(other),
+        }
+    }
+}
+
+/// An action judged good, on its way to the commit.
+struct Going {
+    /// The request's index in the batch.
+    k: usize,
+    /// Its part's index in the batch's parts.
+    part: usize,
+    /// The part's lines (reserved or delivered quantities as the action leaves them).
+    lines: Vec<PartLineRow>,
+    /// A delivery's amount, VAT included.
+    delivered: i64,
+    /// Refused after all (its accept's stock was short).
+    refused: bool,
+}
+
+/// Writes `items` (more than one) in one transaction; `Err` when they must go one by one.
+async fn together(items: &[PartRequest]) -> Result<Vec<Result<Acted, FulfilmentError>>, Split> {
+    let app = &items[0].app;
+    let now = app.clock().now_ms();
+    let mut out: Vec<Option<Result<Acted, FulfilmentError>>> = items.iter().map(|_| None).collect();
+    let mut live = Vec::with_capacity(items.len());
+    let mut orders_named = HashSet::new();
+    for (k, r) in items.iter().enumerate() {
+        match service::checked_reason(&r.acting(), &r.action) {
+            Err(e) => out[k] = Some(Err(e)),
+            Ok(_) if !orders_named.insert(r.found.order_id) => return Err(Split::SameOrder),
+            Ok(_) => live.push(k),
+        }
+    }
+    let order_ids: Vec<Uuid> = live.iter().map(|&k| items[k].found.order_id).collect();
+    let part_ids: Vec<Uuid> = live.iter().map(|&k| items[k].found.id).collect();
+    let mut tx = app.db().begin().await?;
+    let mut locked = orders::find_many_for_update(&mut tx, &order_ids).await?;
+    let mut parts = repo::parts_for_update(&mut tx, &order_ids).await?;
+    let mut lines = repo::lines_tx(&mut tx, &part_ids).await?;
+
+    // 2. Judge in memory.
+    let mut going: Vec<Going> = Vec::with_capacity(live.len());
+    for &k in &live {
+        let r = &items[k];
+        let part = parts.iter().position(|p| p.id == r.found.id);
+        let Some(part) = part.filter(|_| locked.iter().any(|o| o.id == r.found.order_id)) else {
+            out[k] = Some(Err(FulfilmentError::NotFound));
+            continue;
+        };
+        if let Err(e) = service::judge(&parts[part], Some(r.vendor), &r.action, now) {
+            out[k] = Some(Err(e));
+            continue;
+        }
+        let mut mine: Vec<PartLineRow> = lines
+            .extract_if(.., |l| l.fulfilment_id == r.found.id)
+            .collect();
+        let delivered = match &r.action {
+            PartAction::Deliver(quantities) => {
+                match service::delivered_amount(&mut mine, quantities) {
+                    Ok(amount) => amount,
+                    Err(e) => {
+                        out[k] = Some(Err(e));
+                        continue;
+                    }
+                }
+            }
+            _ => 0,
+        };
+        going.push(Going {
+            k,
+            part,
+            lines: mine,
+            delivered,
+            refused: false,
+        });
+    }
+
+    // 3. The accepts' stock, vendor by vendor.
+    let mut accepts: Vec<usize> = (0..going.len())
+        .filter(|&g| matches!(items[going[g].k].action, PartAction::Accept))
+        .collect();
+    accepts.sort_by_key(|&g| (parts[going[g].part].vendor_id, parts[going[g].part].id));
+    for g in accepts {
+        let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
+        let wants = service::stock_wanted(&going[g].lines);
+        let short = catalog::take_stocks(&mut tx, vendor, &wants, now).await?;
+        if let Some(refusal) = service::out_of_stock(&going[g].lines, &short) {
+            for (product, qty) in wants.iter().filter(|(p, _)| !short.contains(p)) {
+                catalog::return_stock(&mut tx, vendor, *product, *qty, now).await?;
+            }
+            out[going[g].k] = Some(Err(refusal));
+            going[g].refused = true;
+            continue;
+        }
+        for l in going[g].lines.iter_mut() {
+            l.reserved_milli = l.qty_milli;
+        }
+    }
+    going.retain(|g| !g.refused);
+
+    // 4. Offers, lines, parts, credit, orders.
+    let offers: Vec<(Uuid, Option<&str>)> = going
+        .iter()
+        .filter(|g| matches!(items[g.k].action, PartAction::Accept))
+        .map(|g| {
+            (
+                parts[g.part].offer_id.unwrap_or_default(),
+                reason(&items[g.k]),
+            )
+        })
+        .collect();
+    if repo::accept_offers(&mut tx, &offers, now).await? != offers.len() {
+        return Err(Split::Changed(TransitionResult::Stale));
+    }
+    let mut acted_on = HashMap::with_capacity(going.len());
+    for g in &going {
+        let part = &mut parts[g.part];
+        let detail = service::advance(part, &g.lines, &items[g.k].action, g.delivered, now);
+        part.updated_at_ms = now;
+        acted_on.insert(part.order_id, (g.k, detail));
+    }
+    let written: Vec<PartLineRow> = going
+        .iter()
+        .filter(|g| !matches!(items[g.k].action, PartAction::Dispatch))
+        .flat_map(|g| g.lines.iter().cloned())
+        .collect();
+    repo::save_lines(&mut tx, &written).await?;
+    let moved: Vec<&PartRow> = going.iter().map(|g| &parts[g.part]).collect();
+    repo::save_progress(&mut tx, &moved).await?;
+
+    // The orders their parts move, in retailer order (a delivery posts to the account).
+    locked.sort_by_key(|o| (o.retailer_id, o.id));
+    let mut follows: HashMap<Uuid, (usize, Follow<'_>)> = HashMap::new();
+    for order in &locked {
+        let Some((k, detail)) = acted_on.remove(&order.id) else {
+            continue;
+        };
+        let theirs: Vec<PartRow> = parts
+            .iter()
+            .filter(|p| p.order_id == order.id)
+            .cloned()
+            .collect();
+        let why = reason(&items[k]).unwrap_or(items[k].action.done());
+        if let Some(follow) =
+            service::follow_parts(&mut tx, order, &theirs, why, detail, now).await?
+        {
+            follows.insert(order.id, (k, follow));
+        }
+    }
+    let system = Actor::system();
+    let mut changes: Vec<(&mut OrderRow, Change<'_>)> = Vec::with_capacity(follows.len());
+    let mut actors: Vec<&Actor> = Vec::with_capacity(follows.len());
+    for order in locked.iter_mut() {
+        if let Some((k, f)) = follows.get(&order.id) {
+            actors.push(if f.by_system {
+                &system
+            } else {
+                &items[*k].actor
+            });
+            let change = Change {
+                to: f.to,
+                reason: Some(f.reason),
+                detail: Some(f.detail.clone()),
+            };
+            changes.push((order, change));
+        }
+    }
+    match transition::apply_each(&mut tx, &mut changes, &actors).await? {
+        TransitionResult::Done => {}
+        other => return Err(Split::Changed(other)),
+    }
+    tx.commit().await?;
+
+    // 5. Answer.
+    for g in going {
+        let action = &items[g.k].action;
+        metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name())
+            .increment(1);
+        out[g.k] = Some(Ok(Acted {
+            part: parts[g.part].clone(),
+            lines: g.lines,
+        }));
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.unwrap_or(Err(FulfilmentError::NotFound)))
+        .collect())
+}
