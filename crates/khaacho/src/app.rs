@@ -124,9 +124,11 @@ impl App {
     /// The group commit of vendors' accepts, dispatches and deliveries (started on first
     /// use, inside the runtime; `fulfilment::batch`).
     pub fn part_actions(&self) -> &GroupCommit<PartActionWriter> {
-        self.inner
-            .part_actions
-            .get_or_init(|| GroupCommit::start(PartActionWriter))
+        self.inner.part_actions.get_or_init(|| {
+            GroupCommit::start(PartActionWriter {
+                postgres: self.inner.db.is_postgres(),
+            })
+        })
     }
 
     /// The order-text parser chain (LLM providers, then the local parser).

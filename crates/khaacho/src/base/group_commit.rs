@@ -35,11 +35,16 @@ pub trait BatchWriter: Send + Sync + 'static {
     /// How many batches may commit at once (1 for a single-writer database).
     fn max_in_flight(&self) -> usize;
 
+    /// Most items in one batch: a larger batch holds its locks, and its callers, longer.
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
     /// A metrics label naming what is written.
     fn name(&self) -> &'static str;
 }
 
-/// Most items in one transaction.
+/// Most items in one transaction (a writer may ask for fewer).
 const MAX_BATCH: usize = 256;
 
 type Reply<O> = oneshot::Sender<Result<O, sqlx::Error>>;
@@ -99,7 +104,8 @@ async fn collect<W: BatchWriter>(
         };
         // Everything that arrived while we waited for a commit slot joins this batch.
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let most = writer.max_batch().clamp(1, MAX_BATCH);
+        while batch.len() < most {
             match rx.try_recv() {
                 Ok(item) => batch.push(item),
                 Err(_) => break,
@@ -117,7 +123,11 @@ async fn commit<W: BatchWriter>(writer: &W, batch: Vec<(W::Item, Reply<W::Output
     metrics::histogram!("khaacho_group_commit_batch_size", "writer" => writer.name())
         .record(batch.len() as f64);
     let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-    match writer.write(&items).await {
+    let started = std::time::Instant::now();
+    let written = writer.write(&items).await;
+    metrics::histogram!("khaacho_group_commit_seconds", "writer" => writer.name())
+        .record(started.elapsed().as_secs_f64());
+    match written {
         Ok(outputs) => {
             debug_assert_eq!(outputs.len(), replies.len(), "one output per item");
             for (r, out) in replies.into_iter().zip(outputs) {

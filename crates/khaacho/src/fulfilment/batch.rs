@@ -20,10 +20,13 @@
 //!    event INSERT, one `order.changed` for the batch);
 //! 5. commit, and answer each request.
 //!
-//! Whatever it cannot carry together — two actions on one order in one batch (twenty
-//! concurrent accepts of one offer), a ledger refusal, a storage error, an order changed
-//! underneath — rolls the batch back and runs each action alone through `act`, which is also
-//! the path of a batch of one; the outcome a caller sees is the same either way. A
+//! A second action on an order already in the batch (two vendors of a split order, twenty
+//! concurrent accepts of one offer) waits for the batch's commit and then runs alone through
+//! `act`, which is also the path of a batch of one. Whatever the batch cannot carry together
+//! — a ledger refusal, a storage error, an order changed underneath — rolls it back and runs
+//! its actions alone, side by side, as before the batching
+//! (`khaacho_part_action_batches_split_total{why}` counts it); the outcome a caller sees is
+//! the same either way. A
 //! rejection (it re-routes the part), a staff member acting for a vendor (audited) and the
 //! chat's ACCEPT go through `act` directly.
 
@@ -121,32 +124,65 @@ impl PartRequest {
 }
 
 /// Writes batches of [`PartRequest`]s (see the module's documentation).
-pub struct PartActionWriter;
+pub struct PartActionWriter {
+    /// On PostgreSQL (row locks: batches may overlap) rather than SQLite (one writer).
+    pub postgres: bool,
+}
 
 impl BatchWriter for PartActionWriter {
     type Item = PartRequest;
     type Output = Result<Acted, FulfilmentError>;
 
     async fn write(&self, items: &[PartRequest]) -> Result<Vec<Self::Output>, sqlx::Error> {
-        if items.len() > 1 {
-            match together(items).await {
-                Ok(out) => return Ok(out),
-                Err(why) => {
-                    metrics::counter!("khaacho_part_action_batches_split_total").increment(1);
-                    tracing::debug!(batch = items.len(), %why, "part actions written one by one");
+        if items.len() == 1 {
+            return Ok(vec![alone(&items[0]).await]);
+        }
+        // The first action on each order goes in the batch; a later one on the same order
+        // (two vendors of a split order, twenty accepts of one offer) waits for the batch's
+        // commit and then runs alone, in arrival order, so it sees the first one's effect.
+        let mut orders_named = HashSet::new();
+        let (first, later): (Vec<usize>, Vec<usize>) =
+            (0..items.len()).partition(|&k| orders_named.insert(items[k].found.order_id));
+        let batch: Vec<&PartRequest> = first.iter().map(|&k| &items[k]).collect();
+        let mut out: Vec<Option<Self::Output>> = items.iter().map(|_| None).collect();
+        match together(&batch).await {
+            Ok(answers) => {
+                for (k, answer) in first.into_iter().zip(answers) {
+                    out[k] = Some(answer);
+                }
+            }
+            Err(why) => {
+                metrics::counter!("khaacho_part_action_batches_split_total", "why" => why.label())
+                    .increment(1);
+                tracing::debug!(batch = batch.len(), %why, "part actions written one by one");
+                // As before the batching: each action in its own transaction, side by side.
+                let answers = futures::future::join_all(batch.iter().map(|r| alone(r))).await;
+                for (k, answer) in first.into_iter().zip(answers) {
+                    out[k] = Some(answer);
                 }
             }
         }
-        let mut out = Vec::with_capacity(items.len());
-        for r in items {
-            out.push(service::act(&r.app, &r.found, &r.acting(), r.action.clone()).await);
+        for k in later {
+            out[k] = Some(alone(&items[k]).await);
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or(Err(FulfilmentError::NotFound)))
+            .collect())
     }
 
     fn max_in_flight(&self) -> usize {
-        // One batch committing while the next gathers, as the intake's.
-        1
+        // Two batches side by side on PostgreSQL: an action waits for the batch before its
+        // own, and a batch's per-item statements (a delivery's credit posting) make it long.
+        // They lock in one order (orders by id, their parts, offer rows by vendor and
+        // product, accounts by retailer), so they queue on a shared row, never deadlock.
+        if self.postgres { 2 } else { 1 }
+    }
+
+    fn max_batch(&self) -> usize {
+        // Short enough that a burst of actions is answered in several commits rather than
+        // all after one long one.
+        64
     }
 
     fn name(&self) -> &'static str {
@@ -154,17 +190,31 @@ impl BatchWriter for PartActionWriter {
     }
 }
 
+/// One action in its own transaction.
+async fn alone(r: &PartRequest) -> Result<Acted, FulfilmentError> {
+    service::act(&r.app, &r.found, &r.acting(), r.action.clone()).await
+}
+
 /// Why a batch went back to one action per transaction.
 #[derive(Debug, thiserror::Error)]
 enum Split {
-    #[error("two actions on one order")]
-    SameOrder,
     #[error("refused after the batch had written: {0}")]
     Refused(FulfilmentError),
     #[error("an order changed underneath ({0:?})")]
     Changed(TransitionResult),
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
+}
+
+impl Split {
+    /// The metric's label.
+    fn label(&self) -> &'static str {
+        match self {
+            Split::Refused(_) => "refused",
+            Split::Changed(_) => "changed",
+            Split::Storage(_) => "storage",
+        }
+    }
 }
 
 impl From<FulfilmentError> for Split {
@@ -190,17 +240,16 @@ struct Going {
     refused: bool,
 }
 
-/// Writes `items` (more than one) in one transaction; `Err` when they must go one by one.
-async fn together(items: &[PartRequest]) -> Result<Vec<Result<Acted, FulfilmentError>>, Split> {
+/// Writes `items` (more than one, each on its own order) in one transaction; `Err` when
+/// they must go one by one.
+async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, FulfilmentError>>, Split> {
     let app = &items[0].app;
     let now = app.clock().now_ms();
     let mut out: Vec<Option<Result<Acted, FulfilmentError>>> = items.iter().map(|_| None).collect();
     let mut live = Vec::with_capacity(items.len());
-    let mut orders_named = HashSet::new();
     for (k, r) in items.iter().enumerate() {
         match service::checked_reason(&r.acting(), &r.action) {
             Err(e) => out[k] = Some(Err(e)),
-            Ok(_) if !orders_named.insert(r.found.order_id) => return Err(Split::SameOrder),
             Ok(_) => live.push(k),
         }
     }
@@ -278,7 +327,7 @@ async fn together(items: &[PartRequest]) -> Result<Vec<Result<Acted, FulfilmentE
         .map(|g| {
             (
                 parts[g.part].offer_id.unwrap_or_default(),
-                reason(&items[g.k]),
+                reason(items[g.k]),
             )
         })
         .collect();
@@ -313,7 +362,7 @@ async fn together(items: &[PartRequest]) -> Result<Vec<Result<Acted, FulfilmentE
             .filter(|p| p.order_id == order.id)
             .cloned()
             .collect();
-        let why = reason(&items[k]).unwrap_or(items[k].action.done());
+        let why = reason(items[k]).unwrap_or(items[k].action.done());
         if let Some(follow) =
             service::follow_parts(&mut tx, order, &theirs, why, detail, now).await?
         {
