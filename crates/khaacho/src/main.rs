@@ -453,6 +453,7 @@ async fn catalog(app: &App, command: CatalogCommand) -> anyhow::Result<()> {
 }
 
 async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<()> {
+    use khaacho::base::audit::Entry;
     use khaacho::queue::admin;
     match command {
         AdminCommand::Jobs {
@@ -489,6 +490,8 @@ async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<()> {
             let Some(queue) = queue else {
                 anyhow::bail!("no dead job has id {id}");
             };
+            let entry = Entry::new("cli", Some("admin"), "job.retry").on("job", id);
+            khaacho::base::audit::record_tx(&mut tx, &entry).await?;
             tx.commit().await?;
             admin::wake_queue(app.db(), &queue).await?;
             println!("job {id} re-queued");
@@ -500,6 +503,8 @@ async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<()> {
                 admin::discard_dead(&mut tx, id).await?,
                 "no dead job has id {id}"
             );
+            let entry = Entry::new("cli", Some("admin"), "job.discard").on("job", id);
+            khaacho::base::audit::record_tx(&mut tx, &entry).await?;
             tx.commit().await?;
             println!("job {id} discarded");
             Ok(())

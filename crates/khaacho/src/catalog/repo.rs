@@ -380,6 +380,29 @@ pub async fn take_stocks(
     Ok(short)
 }
 
+/// Locks the offer rows of `pairs` (vendor, product) in vendor and product order, on
+/// PostgreSQL (SQLite's transaction already holds the write lock): a batch that then takes
+/// the stock of several accepts, one [`take_stocks`] each, holds every row it needs in the
+/// one order all takers use, so it never waits in a cycle with another.
+pub async fn lock_offer_rows(tx: &mut Tx, pairs: &[(Uuid, Uuid)]) -> Result<(), sqlx::Error> {
+    if let TxInner::Pg(c) = tx.inner_mut()
+        && !pairs.is_empty()
+    {
+        let vendors: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
+        let products: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
+        sqlx::query(
+            "SELECT 1 FROM offers o JOIN unnest($1::uuid[], $2::uuid[]) AS v(vendor_id, product_id) \
+             ON o.vendor_id = v.vendor_id AND o.product_id = v.product_id \
+             ORDER BY o.vendor_id, o.product_id FOR UPDATE OF o",
+        )
+        .bind(vendors)
+        .bind(products)
+        .execute(&mut **c)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Gives `qty_milli` back to `vendor`'s stock of `product` (a released reservation).
 pub async fn return_stock(
     tx: &mut Tx,

@@ -11,9 +11,10 @@
 //! 1. lock the batch's orders in id order, then their parts, and read the acted parts' lines;
 //! 2. judge every action in memory with the rules `act` uses ([`service::judge`], the
 //!    delivered quantities): a refused one is answered with its refusal and touches nothing;
-//! 3. take the accepts' stock vendor by vendor, in vendor order (so concurrent batches lock
-//!    offer rows in one order); an accept the stock no longer covers gives back what it took,
-//!    in the same transaction, and is refused alone (409);
+//! 3. lock the accepts' offer rows at once in vendor and product order (the order every
+//!    stock taker uses, so concurrent batches never wait in a cycle), then take each accept's
+//!    stock; an accept the stock no longer covers gives back what it took, in the same
+//!    transaction, and is refused alone (409);
 //! 4. close the accepted offers, save the lines and the parts, post the credit of the orders
 //!    that reach `delivered` (in retailer order, as the pipeline's credit step locks
 //!    accounts), and change the orders with one [`transition::apply_each`] (one UPDATE, one
@@ -302,6 +303,19 @@ async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, Fulfilment
         .filter(|&g| matches!(items[going[g].k].action, PartAction::Accept))
         .collect();
     accepts.sort_by_key(|&g| (parts[going[g].part].vendor_id, parts[going[g].part].id));
+    if accepts.len() > 1 {
+        // Every row first, in the one order: the accepts' products interleave otherwise.
+        let mut rows: Vec<(Uuid, Uuid)> = accepts
+            .iter()
+            .flat_map(|&g| {
+                let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
+                going[g].lines.iter().map(move |l| (vendor, l.product_id))
+            })
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        catalog::lock_offer_rows(&mut tx, &rows).await?;
+    }
     for g in accepts {
         let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
         let wants = service::stock_wanted(&going[g].lines);

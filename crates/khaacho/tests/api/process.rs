@@ -849,7 +849,8 @@ async fn simulate_carries_orders_through_their_whole_life() {
 }
 
 /// `khaacho admin retry-job` re-queues a dead job with fresh attempts and `discard-job`
-/// deletes one; on a job that is not dead (any more) each fails and says so.
+/// deletes one, each audited (actor `cli`) in its transaction; on a job that is not dead
+/// (any more) each fails, says so and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_cli_retries_and_discards_dead_jobs() {
     let env = Env::new().await;
@@ -884,6 +885,26 @@ async fn admin_cli_retries_and_discards_dead_jobs() {
     let left: Vec<(String, i32)> = khaacho::with_latest!(db, c => sqlx::query_as(
         "SELECT status, attempts FROM jobs WHERE kind = 'test.dead'").fetch_all(c).await)
     .unwrap();
+    // One audit entry each, none for the refused second attempts.
+    let audited: Vec<(String, String, Option<String>)> = khaacho::with_latest!(db, c => sqlx::query_as(
+        "SELECT actor, action, entity_id FROM audit_log WHERE entity = 'job' ORDER BY at_ms, action DESC")
+        .fetch_all(c).await)
+    .unwrap();
     db.close().await;
     assert_eq!(left, [("queued".to_string(), 0)]);
+    assert_eq!(
+        audited,
+        [
+            (
+                "cli".to_string(),
+                "job.retry".to_string(),
+                Some(retried.to_string())
+            ),
+            (
+                "cli".to_string(),
+                "job.discard".to_string(),
+                Some(discarded.to_string())
+            ),
+        ]
+    );
 }
