@@ -6,7 +6,8 @@
 //! lines and the part, the status UPDATE, the event, the `order.changed` job, the commit. At
 //! a few hundred orders a second, with four party actions per order, those were most of the
 //! database's work. Here the actions that arrive while a batch commits form the next batch,
-//! which does the same work with one statement per step for all of them:
+//! which does the same work with one statement per step for all of them (but an accept's
+//! stock and a delivery's credit posting, which are per action):
 //!
 //! 1. lock the batch's orders in id order, then their parts, and read the acted parts' lines;
 //! 2. judge every action in memory with the rules `act` uses ([`service::judge`], the
@@ -27,9 +28,8 @@
 //! — a ledger refusal, a storage error, an order changed underneath — rolls it back and runs
 //! its actions alone, side by side, as before the batching
 //! (`khaacho_part_action_batches_split_total{why}` counts it); the outcome a caller sees is
-//! the same either way. A
-//! rejection (it re-routes the part), a staff member acting for a vendor (audited) and the
-//! chat's ACCEPT go through `act` directly.
+//! the same either way. A rejection (it re-routes the part), a staff member acting for a
+//! vendor (audited) and the chat's ACCEPT go through `act` directly.
 
 use std::collections::{HashMap, HashSet};
 
