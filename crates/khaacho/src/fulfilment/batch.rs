@@ -89,11 +89,6 @@ pub struct PartRequest {
     action: PartAction,
 }
 
-/// The vendor's words, trimmed, if any.
-fn reason(r: &PartRequest) -> Option<&str> {
-    r.reason.as_deref().map(str::trim).filter(|r| !r.is_empty())
-}
-
 impl PartRequest {
     /// `vendor`'s `action` on the part it `found`, as `actor`.
     pub fn new(
@@ -248,10 +243,15 @@ async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, Fulfilment
     let now = app.clock().now_ms();
     let mut out: Vec<Option<Result<Acted, FulfilmentError>>> = items.iter().map(|_| None).collect();
     let mut live = Vec::with_capacity(items.len());
+    // Each request's words as `act` takes them (trimmed), by its place in the batch.
+    let mut reasons: Vec<Option<&str>> = vec![None; items.len()];
     for (k, r) in items.iter().enumerate() {
         match service::checked_reason(&r.acting(), &r.action) {
             Err(e) => out[k] = Some(Err(e)),
-            Ok(_) => live.push(k),
+            Ok(reason) => {
+                reasons[k] = reason;
+                live.push(k);
+            }
         }
     }
     let order_ids: Vec<Uuid> = live.iter().map(|&k| items[k].found.order_id).collect();
@@ -338,12 +338,7 @@ async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, Fulfilment
     let offers: Vec<(Uuid, Option<&str>)> = going
         .iter()
         .filter(|g| matches!(items[g.k].action, PartAction::Accept))
-        .map(|g| {
-            (
-                parts[g.part].offer_id.unwrap_or_default(),
-                reason(items[g.k]),
-            )
-        })
+        .map(|g| (parts[g.part].offer_id.unwrap_or_default(), reasons[g.k]))
         .collect();
     if repo::accept_offers(&mut tx, &offers, now).await? != offers.len() {
         return Err(Split::Changed(TransitionResult::Stale));
@@ -376,7 +371,7 @@ async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, Fulfilment
             .filter(|p| p.order_id == order.id)
             .cloned()
             .collect();
-        let why = reason(items[k]).unwrap_or(items[k].action.done());
+        let why = reasons[k].unwrap_or(items[k].action.done());
         if let Some(follow) =
             service::follow_parts(&mut tx, order, &theirs, why, detail, now).await?
         {
