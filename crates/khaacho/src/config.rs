@@ -317,6 +317,13 @@ pub struct HttpSettings {
     /// `Retry-After` at once, so memory does not grow with the number of waiting clients.
     /// `/health`, `/ready` and `/metrics` are never turned away.
     pub max_in_flight: usize,
+    /// Share of `max_in_flight`, in percent, that reads (`GET`) may take; they are shed first.
+    pub read_share_percent: u8,
+    /// Share that writes other than the actions that carry accepted orders and money forward
+    /// (new orders among them) may take; the rest is kept for those actions (a vendor's
+    /// accept, reject, dispatch and delivery, confirm, cancel, report, approve, reject, a
+    /// payment), so past capacity orders already taken keep moving.
+    pub write_share_percent: u8,
 }
 
 /// Cron expressions (seconds field first) of the recurring jobs.
@@ -473,6 +480,8 @@ impl Default for HttpSettings {
             behind_tls: false,
             cors_allow_origins: Vec::new(),
             max_in_flight: 256,
+            read_share_percent: 50,
+            write_share_percent: 75,
         }
     }
 }
@@ -551,6 +560,13 @@ impl Settings {
         }
         if self.http.max_in_flight == 0 {
             bail!("http.max_in_flight must be at least 1");
+        }
+        let (read, write) = (self.http.read_share_percent, self.http.write_share_percent);
+        if !(1..=100).contains(&read) || !(1..=100).contains(&write) || read > write {
+            bail!(
+                "http.read_share_percent and http.write_share_percent must be 1–100, reads no \
+                 more than writes (got {read} and {write})"
+            );
         }
         if self.queue.concurrency == 0 {
             bail!("queue.concurrency must be at least 1");
@@ -667,5 +683,19 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn request_shares_are_percentages_with_reads_below_writes() {
+        let mut s = Settings::default();
+        s.validate().expect("the defaults hold");
+        for (read, write) in [(0, 75), (50, 101), (80, 60)] {
+            s.http.read_share_percent = read;
+            s.http.write_share_percent = write;
+            let e = s.validate().expect_err("refused").to_string();
+            assert!(e.contains("http.read_share_percent"), "{e}");
+        }
+        (s.http.read_share_percent, s.http.write_share_percent) = (100, 100);
+        s.validate().expect("one budget for every request, as before the shares");
     }
 }

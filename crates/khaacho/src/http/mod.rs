@@ -1,6 +1,7 @@
 //! The HTTP API: one router merged from the features, and the middleware stack. The wire
 //! helpers the features build their handlers from live in the floor (`crate::base::wire`).
 
+pub mod admission;
 pub mod openapi;
 pub mod ops;
 
@@ -114,7 +115,11 @@ pub fn router(app: App) -> Router {
         .layer(middleware::from_fn_with_state(timeout, time_limit))
         .layer(middleware::map_response(ensure_problem))
         .layer(middleware::from_fn_with_state(
-            Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
+            admission::Admission::new(
+                settings.max_in_flight,
+                settings.read_share_percent,
+                settings.write_share_percent,
+            ),
             shed,
         ))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
@@ -202,12 +207,14 @@ async fn method_not_allowed() -> Response {
 /// if the handler was waiting for more of the request body when time ran out, the client
 /// did not send it in time (408, and the connection is closed); otherwise the server was
 /// too slow (503).
-/// Turns a request away with `503` + `Retry-After` when the process already works on
-/// `http.max_in_flight` requests: past capacity, waiting clients would otherwise each hold a
-/// task, buffers and a connection's worth of memory while the backlog grows. The probes and
-/// the metrics always get through, so operators still see the process, and Twilio's webhooks.
+/// Turns a request away with `503` + `Retry-After` when the slots its class may use are all
+/// taken (`http.max_in_flight`, shared out by [`admission`]: reads first, then writes, the
+/// actions that carry accepted orders and money forward last): past capacity, waiting clients
+/// would otherwise each hold a task, buffers and a connection's worth of memory while the
+/// backlog grows. The probes and the metrics always get through, so operators still see the
+/// process, and Twilio's webhooks.
 async fn shed(
-    State(slots): State<Arc<tokio::sync::Semaphore>>,
+    State(slots): State<Arc<admission::Admission>>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -224,10 +231,11 @@ async fn shed(
     ) {
         return next.run(req).await;
     }
-    match slots.try_acquire_owned() {
-        Ok(_permit) => next.run(req).await,
-        Err(_) => {
-            metrics::counter!("khaacho_http_shed_total").increment(1);
+    let class = admission::Class::of(req.method(), req.uri().path());
+    match slots.admit(class) {
+        Some(_slot) => next.run(req).await,
+        None => {
+            metrics::counter!("khaacho_http_shed_total", "class" => class.as_str()).increment(1);
             crate::base::wire::error::ApiError::Overloaded {
                 detail: "the server is working on as many requests as it takes at once; try again shortly"
                     .into(),

@@ -597,6 +597,65 @@ async fn the_document_lists_the_common_problems_by_what_each_operation_has() {
     assert_eq!(problem, "#/components/schemas/Problem");
 }
 
+/// A full process shares its slots out by what a request does: with four slots, three held
+/// by writes, a read (half the slots) and a new order (three quarters) are turned away, while
+/// the actions that carry accepted orders forward still get in, each counted by class.
+#[tokio::test]
+async fn a_full_process_keeps_its_last_slots_for_the_actions_that_finish_orders() {
+    let t = TestApp::spawn_with(|s| s.http.max_in_flight = 4).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(unfinished_post(&t).await);
+    }
+    // The held requests reach the server at their own pace: wait until all three hold a slot.
+    let mut in_flight = String::new();
+    for _ in 0..500 {
+        let text = t.get("/metrics").await.text().await.unwrap();
+        in_flight = text
+            .lines()
+            .find(|l| l.starts_with("khaacho_http_in_flight "))
+            .unwrap_or_default()
+            .to_string();
+        if in_flight == "khaacho_http_in_flight 3" {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(in_flight, "khaacho_http_in_flight 3");
+    let admin = t.client_as(Role::Admin, None);
+    let read = admin.get(t.url("/api/v1/retailers")).send().await.unwrap();
+    let p = assert_problem(read, 503).await;
+    assert_eq!(p["type"], "urn:khaacho:problem:overloaded");
+    let order = json!({ "retailer_id": uuid::Uuid::new_v4(), "payment_mode": "credit",
+        "lines": [{ "sku": "X", "quantity": 1 }] });
+    let new_order = admin
+        .post(t.url("/api/v1/orders"))
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(new_order, 503).await;
+    // Admitted (the fourth slot): answered by the handler, which finds no such order.
+    let id = uuid::Uuid::new_v4();
+    let cancel = admin
+        .post(t.url(&format!("/api/v1/orders/{id}/cancel")))
+        .json(&json!({ "reason": "changed my mind" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(cancel, 404).await;
+    let metrics = t.get("/metrics").await.text().await.unwrap();
+    for class in ["read", "write"] {
+        let line = format!("khaacho_http_shed_total{{class=\"{class}\"}} 1");
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("class=\"progress\""),
+        "no action was shed"
+    );
+    drop(held);
+}
+
 /// Past `http.max_in_flight` requests at once, a request is turned away at once with a `503`
 /// problem and `Retry-After` (memory does not follow the number of waiting clients); the
 /// probes still answer; once a slot frees, requests get through again.
