@@ -40,5 +40,5 @@ echo "== $backend: simulate at $RATE orders/s for $DURATION"
 "$BIN" simulate --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "$DURATION" \
   --vendor-capacity 1000000 "${hours[@]}" --retailers "$RETAILERS" --respond-within 1s --ship-within 1s --json | tee "$OUT/simulate-$backend.json"
 echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/simulate-$backend.rss"
-curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^khaacho_(orders\{|queue_|jobs_|http_shed)' \
+curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^khaacho_(orders\{|queue_|jobs_|http_shed|degraded_refusals|degradation_level|mode_changes|intake_backpressure_total)' \
   | tee "$OUT/simulate-$backend.metrics" || true

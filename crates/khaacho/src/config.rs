@@ -372,7 +372,8 @@ pub struct OpsSettings {
     pub degraded_queue_age_secs: i64,
     /// …or the 5-minute p95 exceeds this (ms)…
     pub degraded_p95_ms: f64,
-    /// …or this share of requests answered 5xx.
+    /// …or this share of requests answered 5xx (the server's own `503` refusals — full,
+    /// behind, `critical` — are not counted: they would hold the level up by themselves).
     pub degraded_error_rate: f64,
     /// Critical at these.
     pub critical_queue_age_secs: i64,
@@ -696,6 +697,7 @@ mod tests {
             assert!(e.contains("http.read_share_percent"), "{e}");
         }
         (s.http.read_share_percent, s.http.write_share_percent) = (100, 100);
-        s.validate().expect("one budget for every request, as before the shares");
+        s.validate()
+            .expect("one budget for every request, as before the shares");
     }
 }

@@ -140,7 +140,8 @@ pub struct Signals {
     pub queue_age_ms: i64,
     /// 5-minute p95, ms (none without traffic).
     pub p95_ms: Option<f64>,
-    /// 5-minute share of 5xx.
+    /// 5-minute share of 5xx, the server's own refusals (`503` when full, behind or
+    /// `critical`) left out.
     pub error_rate: f64,
 }
 

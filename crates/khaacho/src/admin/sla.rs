@@ -187,7 +187,8 @@ async fn findings(app: &App, now: i64) -> anyhow::Result<Vec<NewAlert<'static>>>
     let mut out = Vec::new();
     let service = Uuid::nil();
     let (name, secs) = WINDOWS[0];
-    let w = judge(name, &app.sla().window(now, secs));
+    let stats = app.sla().window(now, secs);
+    let w = judge(name, &stats);
     if !(w.error_rate.met && w.p99_ms.met && w.availability.met) {
         out.push(NewAlert {
             kind: "sla_violation",
@@ -301,9 +302,10 @@ pub async fn check(app: &App, now: i64) -> anyhow::Result<usize> {
 /// What the degradation level is judged on at `now` (see `admin::mode`).
 async fn signals(app: &App, now: i64) -> anyhow::Result<super::mode::Signals> {
     let (name, secs) = WINDOWS[0];
-    let w = judge(name, &app.sla().window(now, secs));
-    let stats = crate::queue::admin::stats(app.db()).await?;
-    let queue_age_ms = stats
+    let stats = app.sla().window(now, secs);
+    let w = judge(name, &stats);
+    let queue = crate::queue::admin::stats(app.db()).await?;
+    let queue_age_ms = queue
         .ready
         .iter()
         .filter(|r| !app.mode().paused(&r.0))
@@ -313,6 +315,8 @@ async fn signals(app: &App, now: i64) -> anyhow::Result<super::mode::Signals> {
     Ok(super::mode::Signals {
         queue_age_ms,
         p95_ms: w.p95_ms.value,
-        error_rate: w.error_rate.value.unwrap_or(0.0),
+        // The server's own refusals are not failures: counted, the refusals of `critical`
+        // mode would hold it there while customers keep asking.
+        error_rate: stats.failure_rate(),
     })
 }

@@ -54,22 +54,28 @@ pub fn route_class(method: &Method, path: &str) -> RouteClass {
 const CRITICAL_RETRY_AFTER_SECS: u64 = 30;
 
 /// What customers (and anonymous callers) are still served at the `critical` level: placing
-/// orders, their status, signing in, and the providers' webhooks (a message is an order).
+/// orders, their status, the actions on orders already taken (a vendor's accept, reject,
+/// dispatch, delivery; the retailer's confirm, cancel, report), signing in, and the
+/// providers' webhooks (a message is an order).
 /// Staff keep every route, to run the platform out of it.
 fn served_when_critical(method: &Method, path: &str) -> bool {
-    matches!(
-        (method.as_str(), path),
-        ("POST", "/api/v1/orders")
-            | ("GET", "/api/v1/orders/{id}/status")
-            | (
-                "POST",
-                "/api/v1/auth/login" | "/api/v1/auth/refresh" | "/api/v1/auth/logout"
-            )
-            | (
-                "POST",
-                "/api/v1/channels/twilio/messages" | "/api/v1/channels/twilio/status"
-            )
-    )
+    // The actions that carry orders already taken forward: refusing them would stall the
+    // work in progress while new orders keep coming (and the vendors' refused accepts would
+    // expire into reassignments, more work).
+    crate::http::admission::Class::of(method, path) == crate::http::admission::Class::Progress
+        || matches!(
+            (method.as_str(), path),
+            ("POST", "/api/v1/orders")
+                | ("GET", "/api/v1/orders/{id}/status")
+                | (
+                    "POST",
+                    "/api/v1/auth/login" | "/api/v1/auth/refresh" | "/api/v1/auth/logout"
+                )
+                | (
+                    "POST",
+                    "/api/v1/channels/twilio/messages" | "/api/v1/channels/twilio/status"
+                )
+        )
 }
 
 /// Reads the presented credential: `Authorization: Bearer …` or `X-Api-Key: …`.
@@ -253,8 +259,8 @@ pub async fn security(State(app): State<App>, mut req: Request, next: Next) -> R
             StatusCode::SERVICE_UNAVAILABLE,
             "degraded",
             "Service degraded",
-            "the platform is under heavy load: only placing orders and reading their status are \
-             served now; retry after the time in Retry-After"
+            "the platform is under heavy load: only placing orders, reading their status and \
+             acting on orders already taken are served now; retry after the time in Retry-After"
                 .to_string(),
             vec![],
         );
@@ -262,6 +268,8 @@ pub async fn security(State(app): State<App>, mut req: Request, next: Next) -> R
             header::RETRY_AFTER,
             HeaderValue::from(CRITICAL_RETRY_AFTER_SECS),
         );
+        resp.extensions_mut()
+            .insert(crate::base::wire::error::Refused);
         return resp;
     }
     let method = req.method().clone();

@@ -22,6 +22,7 @@ struct Slot {
     second: i64,
     total: u64,
     errors: u64,
+    refused: u64,
     buckets: [u64; BUCKETS],
 }
 
@@ -52,6 +53,10 @@ pub struct WindowStats {
     pub total: u64,
     /// Of them answered 5xx.
     pub errors: u64,
+    /// Of the 5xx, the server's own refusals: a request turned away because the process was
+    /// full, new orders pushed back while the pipeline is behind, a customer's request refused
+    /// in `critical` mode (`503` + `Retry-After`).
+    pub refused: u64,
     /// Minutes of the window (whole minutes, the current one included).
     pub minutes: u64,
     /// Minutes in which more than 1% of the requests were answered 5xx.
@@ -86,6 +91,18 @@ impl WindowStats {
         }
     }
 
+    /// Share of requests that failed (5xx) other than by the server's own refusals (0 without
+    /// traffic): what the degradation level is judged on. A refusal is the server protecting
+    /// itself; counted as a failure, the refusals of `critical` mode would keep the level
+    /// `critical` for as long as customers keep asking.
+    pub fn failure_rate(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.errors.saturating_sub(self.refused) as f64 / self.total as f64
+        }
+    }
+
     /// Share of the window's minutes that were good (no traffic, or at most 1% 5xx).
     pub fn availability(&self) -> f64 {
         if self.minutes == 0 {
@@ -106,6 +123,16 @@ fn bucket_of(ms: u64) -> usize {
 impl SlaRecorder {
     /// Records one answered request at `now_ms` that took `duration_ms` with `status`.
     pub fn record(&self, now_ms: i64, duration_ms: u64, status: u16) {
+        self.add(now_ms, duration_ms, status, false);
+    }
+
+    /// Records one request the server refused itself (`503`: full, behind, or `critical`):
+    /// an error for availability, not a failure for the degradation level.
+    pub fn record_refused(&self, now_ms: i64, duration_ms: u64) {
+        self.add(now_ms, duration_ms, 503, true);
+    }
+
+    fn add(&self, now_ms: i64, duration_ms: u64, status: u16, refused: bool) {
         let second = now_ms.div_euclid(1000);
         let Some(slot) = self.slots.get(second.rem_euclid(KEPT_SECS) as usize) else {
             return;
@@ -122,6 +149,9 @@ impl SlaRecorder {
         s.total += 1;
         if status >= 500 {
             s.errors += 1;
+        }
+        if refused {
+            s.refused += 1;
         }
         if let Some(b) = s.buckets.get_mut(bucket_of(duration_ms)) {
             *b += 1;
@@ -148,6 +178,7 @@ impl SlaRecorder {
             }
             w.total += s.total;
             w.errors += s.errors;
+            w.refused += s.refused;
             for (acc, n) in w.buckets.iter_mut().zip(s.buckets) {
                 *acc += n;
             }

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
@@ -134,7 +134,11 @@ pub fn router(app: App) -> Router {
                     crate::base::trace::continue_from(&span, header("traceparent"), header("tracestate"));
                     span
                 })
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                // Failures are logged by `record_metrics`, which can tell the server's own
+                // refusals (metered, not logged: an overloaded process would otherwise spend
+                // its time writing an error line for each request it turns away).
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -339,11 +343,22 @@ async fn record_metrics(State(app): State<App>, req: Request, next: Next) -> Res
     let resp = next.run(req).await;
     let code = resp.status().as_u16();
     let elapsed = started.elapsed();
-    app.sla().record(
+    let (now, ms) = (
         app.clock().now_ms(),
         u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-        code,
     );
+    if resp
+        .extensions()
+        .get::<crate::base::wire::error::Refused>()
+        .is_some()
+    {
+        app.sla().record_refused(now, ms);
+    } else {
+        if code >= 500 {
+            tracing::error!(status = code, latency_ms = ms, "response failed");
+        }
+        app.sla().record(now, ms, code);
+    }
     let status = code.to_string();
     metrics::counter!("khaacho_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);

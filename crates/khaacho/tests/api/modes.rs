@@ -246,6 +246,37 @@ async fn degradation_rises_at_once_falls_after_calm_checks_and_sheds_load() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Work already taken keeps moving: the retailer's confirm and a vendor's accept reach
+    // their handlers (this order is not delivered yet; that part does not exist).
+    let r = shop
+        .post(t.url(&format!("/api/v1/orders/{id}/confirm")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(r, 409).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("delivered"),
+        "{body}"
+    );
+    let wholesaler = t.client_as(Role::Vendor, Some(Uuid::now_v7()));
+    let r = wholesaler
+        .post(t.url(&format!("/api/v1/fulfilments/{}/accept", Uuid::now_v7())))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404).await;
+    assert_eq!(
+        wholesaler
+            .get(t.url("/api/v1/fulfilments"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503,
+        "a vendor's lists wait"
+    );
     assert_eq!(
         t.get("/api/v1/products").await.status(),
         200,
@@ -275,4 +306,34 @@ async fn degradation_rises_at_once_falls_after_calm_checks_and_sheds_load() {
         metrics.contains("khaacho_mode_changes_total{to=\"critical\"}"),
         "{metrics}"
     );
+}
+
+/// The server's own refusals — requests turned away because the process is full, new orders
+/// pushed back, customers refused at `critical` — count against availability but are not
+/// failures for the degradation level: counted, `critical`'s own refusals would hold it at
+/// `critical` for as long as customers keep asking.
+#[tokio::test]
+async fn the_servers_own_refusals_do_not_raise_the_degradation_level() {
+    use khaacho::base::mode::Level;
+    // No request slot at all: every request but the probes is turned away.
+    let t = TestApp::spawn_with(|s| s.http.max_in_flight = 0).await;
+    for _ in 0..100 {
+        assert_problem(t.get("/api/v1/products").await, 503).await;
+    }
+    let now = t.app.clock().now_ms();
+    let w = t.app.sla().window(now, 300);
+    assert_eq!((w.total, w.errors, w.refused), (100, 100, 100));
+    assert_eq!(
+        w.error_rate(),
+        1.0,
+        "customers saw 503s: availability counts them"
+    );
+    check(&t).await;
+    assert_eq!(t.app.mode().level(), Level::Normal);
+    // Real failures do raise it.
+    for _ in 0..20 {
+        t.app.sla().record(now, 50, 500);
+    }
+    check(&t).await;
+    assert_eq!(t.app.mode().level(), Level::Critical);
 }

@@ -199,6 +199,8 @@ impl IntoResponse for ApiError {
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            // Only `Overloaded` asks to be tried again: the server refused it to protect itself.
+            resp.extensions_mut().insert(Refused);
         }
         if let Some(d) = denied {
             resp.extensions_mut().insert(d);
@@ -206,6 +208,12 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// Marks a `503` the server chose to give — the process full, the pipeline behind, a
+/// customer's request at the `critical` level — so the HTTP record counts it as a refusal,
+/// not a failure (`SlaRecorder::record_refused`).
+#[derive(Clone, Copy, Debug)]
+pub struct Refused;
 
 /// Marks a 403 answer so the security middleware writes the `authz.denied` audit row.
 #[derive(Clone, Debug)]
