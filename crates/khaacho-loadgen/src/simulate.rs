@@ -247,28 +247,24 @@ impl Sim {
         Ok(out)
     }
 
-    /// Posts as a party's app would: a `503` (the server shedding load) or `429` is tried
+    /// Sends as a party's app would: a `503` (the server shedding load) or `429` is tried
     /// again after its `Retry-After`, up to three times, before it counts as refused.
-    async fn post(&self, auth: &str, path: &str, body: Value) -> anyhow::Result<StatusCode> {
+    async fn send(
+        &self,
+        request: impl Fn() -> anyhow::Result<reqwest::RequestBuilder>,
+    ) -> anyhow::Result<reqwest::Response> {
         let mut tries = 0;
         loop {
-            let resp = self
-                .client
-                .post(self.base.join(path)?)
-                .header("authorization", auth)
-                .json(&body)
-                .send()
-                .await?;
-            let status = resp.status();
+            let resp = request()?.send().await?;
             let again = matches!(
-                status,
+                resp.status(),
                 StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
             );
             if !again || tries == 3 {
                 if again {
                     self.count("gave_up_after_retries");
                 }
-                return Ok(status);
+                return Ok(resp);
             }
             tries += 1;
             self.count("retried_after_503_or_429");
@@ -280,6 +276,21 @@ impl Sim {
                 .unwrap_or(1);
             tokio::time::sleep(Duration::from_secs(wait.min(10))).await;
         }
+    }
+
+    /// Posts `body` as `auth` (see [`Sim::send`]); the final status.
+    async fn post(&self, auth: &str, path: &str, body: Value) -> anyhow::Result<StatusCode> {
+        let url = self.base.join(path)?;
+        let resp = self
+            .send(|| {
+                Ok(self
+                    .client
+                    .post(url.clone())
+                    .header("authorization", auth)
+                    .json(&body))
+            })
+            .await?;
+        Ok(resp.status())
     }
 
     /// How often (in rounds) the accepted, dispatched and delivered lists are looked at, for
@@ -364,11 +375,14 @@ impl Sim {
         let Ok(url) = self.base.join(&format!("api/v1/orders/{order_id}")) else {
             return;
         };
+        // The retailer's app reads the order as any client would: a shed read is asked again.
         let order = match self
-            .client
-            .get(url)
-            .header("authorization", &self.staff)
-            .send()
+            .send(|| {
+                Ok(self
+                    .client
+                    .get(url.clone())
+                    .header("authorization", &self.staff))
+            })
             .await
         {
             Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
