@@ -207,10 +207,6 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-/// Answers a request that takes longer than `limit`. Whose fault it is decides the answer:
-/// if the handler was waiting for more of the request body when time ran out, the client
-/// did not send it in time (408, and the connection is closed); otherwise the server was
-/// too slow (503).
 /// Turns a request away with `503` + `Retry-After` when the slots its class may use are all
 /// taken (`http.max_in_flight`, shared out by [`admission`]: reads first, then writes, the
 /// actions that carry accepted orders and money forward last): past capacity, waiting clients
@@ -250,6 +246,10 @@ async fn shed(
     }
 }
 
+/// Answers a request that takes longer than `limit`. Whose fault it is decides the answer:
+/// if the handler was waiting for more of the request body when time ran out, the client
+/// did not send it in time (408, and the connection is closed); otherwise the server was
+/// too slow (503).
 async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     let waiting = Arc::new(AtomicBool::new(false));
     let http1 = req.version() <= Version::HTTP_11;

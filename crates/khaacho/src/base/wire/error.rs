@@ -179,6 +179,7 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let unauthorized = matches!(self, ApiError::Unauthorized(_));
+        let refused = matches!(self, ApiError::Overloaded { .. });
         let retry_after = match &self {
             ApiError::Overloaded {
                 retry_after_secs, ..
@@ -199,7 +200,9 @@ impl IntoResponse for ApiError {
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            // Only `Overloaded` asks to be tried again: the server refused it to protect itself.
+        }
+        if refused {
+            // The server turned it away to protect itself (`record_metrics` tells).
             resp.extensions_mut().insert(Refused);
         }
         if let Some(d) = denied {
