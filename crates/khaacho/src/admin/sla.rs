@@ -67,6 +67,10 @@ pub struct SlaWindow {
     pub requests: u64,
     /// Of them answered 5xx.
     pub server_errors: u64,
+    /// Of the 5xx, the server's own refusals (`503` + `Retry-After` when the process was
+    /// full, new orders pushed back, customers refused at `critical`); the degradation level
+    /// is judged on the other 5xx.
+    pub refused: u64,
     /// Share of the window's minutes with at most 1% 5xx (≥ objective).
     pub availability: Measure,
     /// p95 latency, ms: the upper bound of its histogram bucket (< objective).
@@ -117,6 +121,7 @@ pub fn judge(name: &str, w: &WindowStats) -> SlaWindow {
         window: name.to_string(),
         requests: w.total,
         server_errors: w.errors,
+        refused: w.refused,
         availability,
         p95_ms,
         p99_ms,

@@ -328,6 +328,9 @@ async fn the_servers_own_refusals_do_not_raise_the_degradation_level() {
         1.0,
         "customers saw 503s: availability counts them"
     );
+    let report = khaacho::admin::sla::report(&t.app, now);
+    let five = &report.windows[0];
+    assert_eq!((five.server_errors, five.refused), (100, 100));
     check(&t).await;
     assert_eq!(t.app.mode().level(), Level::Normal);
     // Real failures do raise it.

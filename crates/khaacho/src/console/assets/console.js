@@ -26,7 +26,7 @@ const DICT = {
     queued_jobs: 'Queued jobs', running_jobs: 'Running jobs', dead_messages: 'Dead messages',
     llm: 'LLM parsing', enabled: 'On', disabled: 'Off', turn_on: 'Turn on', turn_off: 'Turn off',
     breaker: 'Breaker', provider: 'Provider', window: 'Window', requests: 'Requests',
-    server_errors: 'Server errors', availability: 'Availability', p95: 'p95', p99: 'p99',
+    server_errors: 'Server errors', refused: 'Of them turned away', availability: 'Availability', p95: 'p95', p99: 'p99',
     error_rate: 'Error rate', met: 'Met', not_met: 'Not met', alerts: 'Alerts',
     severity: 'Severity', message: 'Message', open_only: 'Open only', show_all: 'Show all',
     acknowledged: 'Acknowledged', level: 'Level', since: 'Since', safe_mode: 'Safe mode',
@@ -71,7 +71,7 @@ const DICT = {
     dead_jobs: 'मरेका काम', queued_jobs: 'लाइनमा रहेका काम', running_jobs: 'चलिरहेका काम',
     dead_messages: 'नपुगेका सन्देश', llm: 'एलएलएम पार्सिङ', enabled: 'खुला', disabled: 'बन्द',
     turn_on: 'खोल्नुहोस्', turn_off: 'बन्द गर्नुहोस्', breaker: 'ब्रेकर', provider: 'प्रदायक',
-    window: 'अवधि', requests: 'अनुरोध', server_errors: 'सर्भर त्रुटि', availability: 'उपलब्धता',
+    window: 'अवधि', requests: 'अनुरोध', server_errors: 'सर्भर त्रुटि', refused: 'जसमध्ये फर्काइएका', availability: 'उपलब्धता',
     p95: 'पी९५', p99: 'पी९९', error_rate: 'त्रुटि दर', met: 'पूरा', not_met: 'पूरा भएन',
     alerts: 'सतर्कता', severity: 'गम्भीरता', message: 'सन्देश', open_only: 'खुला मात्र',
     show_all: 'सबै देखाउनुहोस्', acknowledged: 'थाहा पाइएको', level: 'स्तर', since: 'देखि',
@@ -820,11 +820,13 @@ async function slaPage(_arg, query, ctx) {
   const sla = await api('GET', '/sla');
   const rows = (sla.windows || []).map((w) => h('tr', {},
     h('td', {}, w.window), h('td', { class: 'num' }, fmtNum(w.requests, 0)), h('td', { class: 'num' }, fmtNum(w.server_errors, 0)),
+    h('td', { class: 'num' }, fmtNum(w.refused, 0)),
     h('td', {}, measure(w.availability, '%')), h('td', {}, measure(w.p95_ms, 'ms')), h('td', {}, measure(w.p99_ms, 'ms')),
     h('td', {}, measure(w.error_rate, '%')), h('td', {}, flag(w.met, w.met ? t('met') : t('not_met')))));
   return h('section', {}, h('h1', {}, t('sla')),
     h('p', { class: 'muted' }, sla.at),
-    table([t('window'), { label: t('requests'), cls: 'num' }, { label: t('server_errors'), cls: 'num' }, t('availability'),
+    table([t('window'), { label: t('requests'), cls: 'num' }, { label: t('server_errors'), cls: 'num' },
+      { label: t('refused'), cls: 'num' }, t('availability'),
       t('p95'), t('p99'), t('error_rate'), t('status')], rows),
     h('h2', {}, t('alerts')), await alertsSection(null, query, ctx, 'sla'));
 }
