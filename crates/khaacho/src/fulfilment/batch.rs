@@ -44,32 +44,39 @@ use crate::orders::model::{Actor, OrderRow};
 use crate::orders::repo as orders;
 use crate::orders::transition::{self, Change, TransitionResult};
 
-/// Applies a part action as [`service::act`] does: a vendor's own accept, dispatch or
-/// delivery through the part actions' group commit, anything else alone.
+/// Whether `action` as `acting` goes through the part actions' group commit: a vendor's own
+/// accept, dispatch or delivery. Anything else (a rejection, staff acting for a vendor) is
+/// applied alone by [`service::act`].
+pub fn batched(acting: &Acting<'_>, action: &PartAction) -> bool {
+    acting.vendor.is_some()
+        && acting.audit.is_none()
+        && matches!(
+            action,
+            PartAction::Accept | PartAction::Dispatch | PartAction::Deliver(_)
+        )
+}
+
+/// Applies `vendor`'s `action` on its part `part` as [`service::act`] does, through the part
+/// actions' group commit (see [`batched`]). The writer finds the part (one statement for the
+/// batch): a part that does not exist or is not `vendor`'s is `NotFound`, as a vendor acting
+/// on another's part learns nothing about it.
 pub async fn submit(
     app: &App,
-    found: &PartRow,
-    acting: &Acting<'_>,
+    part: Uuid,
+    vendor: Uuid,
+    actor: &Actor,
+    reason: Option<&str>,
     action: PartAction,
 ) -> Result<Acted, FulfilmentError> {
-    match (acting.vendor, &acting.audit, &action) {
-        (
-            Some(vendor),
-            None,
-            PartAction::Accept | PartAction::Dispatch | PartAction::Deliver(_),
-        ) => {
-            let request = PartRequest::new(
-                app.clone(),
-                found.clone(),
-                vendor,
-                acting.actor.clone(),
-                acting.reason.map(str::to_string),
-                action,
-            );
-            app.part_actions().write(request).await?
-        }
-        _ => service::act(app, found, acting, action).await,
-    }
+    let request = PartRequest::new(
+        app.clone(),
+        part,
+        vendor,
+        actor.clone(),
+        reason.map(str::to_string),
+        action,
+    );
+    app.part_actions().write(request).await?
 }
 
 /// One vendor's action on one of its parts, waiting for its batch.
@@ -77,8 +84,8 @@ pub struct PartRequest {
     /// The application (each request carries it, so the writer holds none: the writer's
     /// task ends with the last `App`).
     app: App,
-    /// The part as the caller found it (its id and order; the rest is read again locked).
-    found: PartRow,
+    /// The part acted on.
+    part: Uuid,
     /// The vendor acting.
     vendor: Uuid,
     /// For the order's history.
@@ -90,10 +97,10 @@ pub struct PartRequest {
 }
 
 impl PartRequest {
-    /// `vendor`'s `action` on the part it `found`, as `actor`.
+    /// `vendor`'s `action` on its part `part`, as `actor`.
     pub fn new(
         app: App,
-        found: PartRow,
+        part: Uuid,
         vendor: Uuid,
         actor: Actor,
         reason: Option<String>,
@@ -101,7 +108,7 @@ impl PartRequest {
     ) -> Self {
         Self {
             app,
-            found,
+            part,
             vendor,
             actor,
             reason,
@@ -130,20 +137,53 @@ impl BatchWriter for PartActionWriter {
     type Output = Result<Acted, FulfilmentError>;
 
     async fn write(&self, items: &[PartRequest]) -> Result<Vec<Self::Output>, sqlx::Error> {
-        if items.len() == 1 {
-            return Ok(vec![alone(&items[0]).await]);
+        // The parts as last committed, in one statement (their order never changes; the rest
+        // is read again under the order's lock). Not found, or not the acting vendor's:
+        // `NotFound`, whatever the action.
+        let db = items[0].app.db();
+        let rows = if let [one] = items {
+            repo::find(db, one.part).await?.into_iter().collect()
+        } else {
+            let ids: Vec<Uuid> = items.iter().map(|r| r.part).collect();
+            repo::find_many(db, &ids).await?
+        };
+        let found: Vec<Option<PartRow>> = items
+            .iter()
+            .map(|r| {
+                rows.iter()
+                    .find(|p| p.id == r.part && p.vendor_id == Some(r.vendor))
+                    .cloned()
+            })
+            .collect();
+        let mut out: Vec<Option<Self::Output>> = found
+            .iter()
+            .map(|f| f.is_none().then_some(Err(FulfilmentError::NotFound)))
+            .collect();
+        let known: Vec<(usize, &PartRow)> = found
+            .iter()
+            .enumerate()
+            .filter_map(|(k, f)| f.as_ref().map(|p| (k, p)))
+            .collect();
+        match known[..] {
+            [] => return Ok(finish(out)),
+            [(k, p)] => {
+                out[k] = Some(alone(&items[k], p).await);
+                return Ok(finish(out));
+            }
+            _ => {}
         }
         // The first action on each order goes in the batch; a later one on the same order
         // (two vendors of a split order, twenty accepts of one offer) waits for the batch's
         // commit and then runs alone, in arrival order, so it sees the first one's effect.
         let mut orders_named = HashSet::new();
-        let (first, later): (Vec<usize>, Vec<usize>) =
-            (0..items.len()).partition(|&k| orders_named.insert(items[k].found.order_id));
-        let batch: Vec<&PartRequest> = first.iter().map(|&k| &items[k]).collect();
-        let mut out: Vec<Option<Self::Output>> = items.iter().map(|_| None).collect();
-        match together(&batch).await {
+        let (first, later): (Vec<_>, Vec<_>) = known
+            .into_iter()
+            .partition(|(_, p)| orders_named.insert(p.order_id));
+        let batch: Vec<&PartRequest> = first.iter().map(|&(k, _)| &items[k]).collect();
+        let parts: Vec<&PartRow> = first.iter().map(|&(_, p)| p).collect();
+        match together(&batch, &parts).await {
             Ok(answers) => {
-                for (k, answer) in first.into_iter().zip(answers) {
+                for ((k, _), answer) in first.into_iter().zip(answers) {
                     out[k] = Some(answer);
                 }
             }
@@ -152,19 +192,18 @@ impl BatchWriter for PartActionWriter {
                     .increment(1);
                 tracing::debug!(batch = batch.len(), %why, "part actions written one by one");
                 // As before the batching: each action in its own transaction, side by side.
-                let answers = futures::future::join_all(batch.iter().map(|r| alone(r))).await;
-                for (k, answer) in first.into_iter().zip(answers) {
+                let answers =
+                    futures::future::join_all(batch.iter().zip(&parts).map(|(r, p)| alone(r, p)))
+                        .await;
+                for ((k, _), answer) in first.into_iter().zip(answers) {
                     out[k] = Some(answer);
                 }
             }
         }
-        for k in later {
-            out[k] = Some(alone(&items[k]).await);
+        for (k, p) in later {
+            out[k] = Some(alone(&items[k], p).await);
         }
-        Ok(out
-            .into_iter()
-            .map(|o| o.unwrap_or(Err(FulfilmentError::NotFound)))
-            .collect())
+        Ok(finish(out))
     }
 
     fn max_in_flight(&self) -> usize {
@@ -186,9 +225,17 @@ impl BatchWriter for PartActionWriter {
     }
 }
 
-/// One action in its own transaction.
-async fn alone(r: &PartRequest) -> Result<Acted, FulfilmentError> {
-    service::act(&r.app, &r.found, &r.acting(), r.action.clone()).await
+/// One action in its own transaction, on the part as `found`.
+async fn alone(r: &PartRequest, found: &PartRow) -> Result<Acted, FulfilmentError> {
+    service::act(&r.app, found, &r.acting(), r.action.clone()).await
+}
+
+/// Every request's answer (each slot is filled by `write`; an empty one would be a part
+/// nobody found).
+fn finish(out: Vec<Option<Result<Acted, FulfilmentError>>>) -> Vec<Result<Acted, FulfilmentError>> {
+    out.into_iter()
+        .map(|o| o.unwrap_or(Err(FulfilmentError::NotFound)))
+        .collect()
 }
 
 /// Why a batch went back to one action per transaction.
@@ -238,7 +285,10 @@ struct Going {
 
 /// Writes `items` (more than one, each on its own order) in one transaction; `Err` when
 /// they must go one by one.
-async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, FulfilmentError>>, Split> {
+async fn together(
+    items: &[&PartRequest],
+    found: &[&PartRow],
+) -> Result<Vec<Result<Acted, FulfilmentError>>, Split> {
     let app = &items[0].app;
     let now = app.clock().now_ms();
     let mut out: Vec<Option<Result<Acted, FulfilmentError>>> = items.iter().map(|_| None).collect();
@@ -254,8 +304,8 @@ async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, Fulfilment
             }
         }
     }
-    let order_ids: Vec<Uuid> = live.iter().map(|&k| items[k].found.order_id).collect();
-    let part_ids: Vec<Uuid> = live.iter().map(|&k| items[k].found.id).collect();
+    let order_ids: Vec<Uuid> = live.iter().map(|&k| found[k].order_id).collect();
+    let part_ids: Vec<Uuid> = live.iter().map(|&k| found[k].id).collect();
     let mut tx = app.db().begin().await?;
     let mut locked = orders::find_many_for_update(&mut tx, &order_ids).await?;
     let mut parts = repo::parts_for_update(&mut tx, &order_ids).await?;
@@ -265,8 +315,8 @@ async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, Fulfilment
     let mut going: Vec<Going> = Vec::with_capacity(live.len());
     for &k in &live {
         let r = &items[k];
-        let part = parts.iter().position(|p| p.id == r.found.id);
-        let Some(part) = part.filter(|_| locked.iter().any(|o| o.id == r.found.order_id)) else {
+        let part = parts.iter().position(|p| p.id == found[k].id);
+        let Some(part) = part.filter(|_| locked.iter().any(|o| o.id == found[k].order_id)) else {
             out[k] = Some(Err(FulfilmentError::NotFound));
             continue;
         };
@@ -275,7 +325,7 @@ async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, Fulfilment
             continue;
         }
         let mut mine: Vec<PartLineRow> = lines
-            .extract_if(.., |l| l.fulfilment_id == r.found.id)
+            .extract_if(.., |l| l.fulfilment_id == found[k].id)
             .collect();
         let delivered = match &r.action {
             PartAction::Deliver(quantities) => {
@@ -400,6 +450,9 @@ async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, Fulfilment
         TransitionResult::Done => {}
         other => return Err(Split::Changed(other)),
     }
+    // The answers show each part's offers: one read for the batch.
+    let acted: Vec<Uuid> = going.iter().map(|g| parts[g.part].id).collect();
+    let mut offers = repo::offers_tx(&mut tx, &acted).await?;
     tx.commit().await?;
 
     // 5. Answer.
@@ -407,13 +460,12 @@ async fn together(items: &[&PartRequest]) -> Result<Vec<Result<Acted, Fulfilment
         let action = &items[g.k].action;
         metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name())
             .increment(1);
+        let id = parts[g.part].id;
         out[g.k] = Some(Ok(Acted {
             part: parts[g.part].clone(),
             lines: g.lines,
+            offers: Some(offers.extract_if(.., |o| o.fulfilment_id == id).collect()),
         }));
     }
-    Ok(out
-        .into_iter()
-        .map(|o| o.unwrap_or(Err(FulfilmentError::NotFound)))
-        .collect())
+    Ok(finish(out))
 }

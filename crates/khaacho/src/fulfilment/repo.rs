@@ -455,6 +455,31 @@ pub async fn offers(db: &Db, parts: &[Uuid]) -> Result<Vec<PartOfferRow>, sqlx::
     })
 }
 
+/// Offers of `parts`, oldest first, in `tx` (as this transaction leaves them).
+pub async fn offers_tx(tx: &mut Tx, parts: &[Uuid]) -> Result<Vec<PartOfferRow>, sqlx::Error> {
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM fulfilment_offers WHERE"));
+        push_ids(&mut qb, "fulfilment_id", parts);
+        qb.push(" ORDER BY fulfilment_id, offered_at_ms, id");
+        qb.build_query_as::<PartOfferRow>().fetch_all(c).await
+    })
+}
+
+/// Parts by id as last committed (ids not found are left out; any order).
+pub async fn find_many(db: &Db, ids: &[Uuid]) -> Result<Vec<PartRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_latest!(db, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {PART_COLS} FROM fulfilments WHERE"));
+        push_ids(&mut qb, "id", ids);
+        qb.build_query_as::<PartRow>().fetch_all(c).await
+    })
+}
+
 /// One part as last committed.
 pub async fn find(db: &Db, id: Uuid) -> Result<Option<PartRow>, sqlx::Error> {
     let sql = format!("SELECT {PART_COLS} FROM fulfilments WHERE id = $1");

@@ -172,24 +172,34 @@ async fn render(
     app: &App,
     principal: &Principal,
     rows: Vec<PartRow>,
-    mut lines: Vec<parts::PartLineRow>,
+    lines: Vec<parts::PartLineRow>,
 ) -> Result<Vec<FulfilmentView>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
-    let mut offers = parts::offers(app.db(), &ids).await?;
+    let offers = parts::offers(app.db(), &ids).await?;
+    Ok(shown(principal, rows, lines, offers))
+}
+
+/// Renders `rows` with their `lines` and `offers` (both already read): a vendor sees only
+/// its own offers.
+fn shown(
+    principal: &Principal,
+    rows: Vec<PartRow>,
+    mut lines: Vec<parts::PartLineRow>,
+    mut offers: Vec<parts::PartOfferRow>,
+) -> Vec<FulfilmentView> {
     if let Some(v) = principal
         .vendor()
         .filter(|_| principal.role == Role::Vendor)
     {
         offers.retain(|o| o.vendor_id == v);
     }
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|p| {
             let mine = lines.extract_if(.., |l| l.fulfilment_id == p.id).collect();
             let offered = offers.extract_if(.., |o| o.fulfilment_id == p.id).collect();
             FulfilmentView::new(p, mine, offered)
         })
-        .collect())
+        .collect()
 }
 
 /// The parts of `order` that `principal` may see (a vendor: its own).
@@ -328,8 +338,6 @@ async fn act(
     reason: Option<&str>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
     principal.require(PART_ROLES)?;
-    // A vendor acting on a part not its own learns nothing about it.
-    let found = visible(app, principal, id).await?;
     let actor = Actor {
         id: principal.actor(),
         role: principal.role.as_str(),
@@ -346,11 +354,22 @@ async fn act(
         reason,
         audit: principal.is_staff().then(|| principal.audit(verb)),
     };
-    let acted = super::batch::submit(app, &found, &acting, action)
-        .await
-        .map_err(fulfilment_error)?;
-    let part = acted.part;
-    let mut v = render(app, principal, vec![part], acted.lines).await?;
+    let acted = match acting.vendor {
+        // A vendor's own accept, dispatch or delivery: the group commit finds the part (a
+        // vendor acting on a part not its own learns nothing about it).
+        Some(vendor) if super::batch::batched(&acting, &action) => {
+            super::batch::submit(app, id, vendor, &actor, reason, action).await
+        }
+        _ => {
+            let found = visible(app, principal, id).await?;
+            service::act(app, &found, &acting, action).await
+        }
+    }
+    .map_err(fulfilment_error)?;
+    let mut v = match acted.offers {
+        Some(offers) => shown(principal, vec![acted.part], acted.lines, offers),
+        None => render(app, principal, vec![acted.part], acted.lines).await?,
+    };
     v.pop()
         .map(axum::Json)
         .ok_or(ApiError::NotFound("fulfilment"))

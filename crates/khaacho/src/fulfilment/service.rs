@@ -114,6 +114,9 @@ pub struct Acted {
     pub part: PartRow,
     /// Its lines (reserved and delivered quantities as the action wrote them).
     pub lines: Vec<PartLineRow>,
+    /// Its offers when the writer read them (a batch reads all its parts' offers in one
+    /// statement); `None`: the caller reads them if it shows them.
+    pub offers: Option<Vec<PartOfferRow>>,
 }
 
 /// Applies `action` to `found` (a read of the part: only its id and order are used, the
@@ -191,7 +194,11 @@ pub async fn act(
     tx.commit().await?;
     let part = parts.swap_remove(i);
     metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name()).increment(1);
-    Ok(Acted { part, lines })
+    Ok(Acted {
+        part,
+        lines,
+        offers: None,
+    })
 }
 
 fn invalid(field: &str, message: &str) -> FulfilmentError {

@@ -1228,17 +1228,13 @@ async fn batch(
     use khaacho::fulfilment::batch::{PartActionWriter, PartRequest};
     let mut items = Vec::new();
     for (part, vendor, action) in requests {
-        let found = khaacho::fulfilment::repo::find(t.app.db(), part.parse().unwrap())
-            .await
-            .unwrap()
-            .unwrap();
         let actor = khaacho::orders::model::Actor {
             id: format!("vendor:{vendor}"),
             role: "vendor",
         };
         items.push(PartRequest::new(
             t.app.clone(),
-            found,
+            part.parse().unwrap(),
             vendor,
             actor,
             None,
@@ -1253,7 +1249,22 @@ async fn batch(
         .await
         .unwrap()
         .into_iter()
-        .map(|r| r.map(|a| a.part.status).map_err(|e| e.to_string()))
+        .map(|r| {
+            r.map(|a| {
+                // The answer carries the part's offers (read once for a batch): its own
+                // current offer among them.
+                if let Some(offers) = &a.offers {
+                    assert!(offers.iter().all(|o| o.fulfilment_id == a.part.id));
+                    assert!(
+                        a.part.offer_id.is_none()
+                            || offers.iter().any(|o| Some(o.id) == a.part.offer_id),
+                        "{offers:?}"
+                    );
+                }
+                a.part.status
+            })
+            .map_err(|e| e.to_string())
+        })
         .collect()
 }
 
@@ -1275,10 +1286,13 @@ async fn actions_arriving_together_are_written_in_one_transaction_each_judged_al
     let ids = offered_parts(&t).await;
     assert_eq!(ids.len(), 5);
 
-    // Four accepts of 2 kg against 7 kg, and vendor b acting on a's fifth part.
+    // Four accepts of 2 kg against 7 kg, vendor b acting on a's fifth part, and an accept of
+    // a part that does not exist.
     let jobs = change_jobs(&t).await;
+    let nowhere = Uuid::now_v7().to_string();
     let mut requests: Vec<_> = ids[..4].iter().map(|p| (p.as_str(), a, Accept)).collect();
     requests.push((ids[4].as_str(), b, Accept));
+    requests.push((nowhere.as_str(), a, Accept));
     let answers = batch(&t, requests).await;
     assert_eq!(
         change_jobs(&t).await,
@@ -1292,12 +1306,12 @@ async fn actions_arriving_together_are_written_in_one_transaction_each_judged_al
         .filter_map(|r| r.as_ref().err())
         .map(String::as_str)
         .collect();
-    assert_eq!(refused.len(), 2, "{answers:?}");
+    assert_eq!(refused.len(), 3, "{answers:?}");
     assert!(
         refused[0].starts_with("stock no longer covers line 1"),
         "{refused:?}"
     );
-    assert_eq!(refused[1], "fulfilment not found");
+    assert_eq!(refused[1..], ["fulfilment not found"; 2]);
     assert_eq!(
         stock(&t, a, "CHINI-1").await,
         1.0,
