@@ -9,6 +9,8 @@
 //! which does the same work with one statement per step for all of them (but an accept's
 //! stock and a delivery's credit posting, which are per action):
 //!
+//! 0. find the parts (one read for the batch; a part not found or not the acting vendor's is
+//!    `NotFound`, so the handler reads nothing first);
 //! 1. lock the batch's orders in id order, then their parts, and read the acted parts' lines;
 //! 2. judge every action in memory with the rules `act` uses ([`service::judge`], the
 //!    delivered quantities): a refused one is answered with its refusal and touches nothing;
@@ -20,7 +22,8 @@
 //!    that reach `delivered` (in retailer order, as the pipeline's credit step locks
 //!    accounts), and change the orders with one [`transition::apply_each`] (one UPDATE, one
 //!    event INSERT, one `order.changed` for the batch);
-//! 5. commit, and answer each request.
+//! 5. read the acted parts' offers (one read, for the answers), commit, and answer each
+//!    request.
 //!
 //! A second action on an order already in the batch (two vendors of a split order, twenty
 //! concurrent accepts of one offer) waits for the batch's commit and then runs alone through
