@@ -66,12 +66,15 @@ pub struct WindowStats {
 
 impl WindowStats {
     /// Latency at quantile `q` (0–1) in ms: the upper bound of the bucket holding it, so a
-    /// conservative figure. `None` without traffic.
+    /// conservative figure, over the requests served (refusals left out). `None` without any.
     pub fn quantile_ms(&self, q: f64) -> Option<u64> {
-        if self.total == 0 {
+        // Over the requests served: a refusal is answered at once, and counting it would
+        // make a shedding server's latency look better the more it turns away.
+        let served = self.total.saturating_sub(self.refused);
+        if served == 0 {
             return None;
         }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let rank = ((q * served as f64).ceil() as u64).clamp(1, served);
         let mut seen = 0;
         for (i, n) in self.buckets.iter().enumerate() {
             seen += n;
@@ -127,7 +130,8 @@ impl SlaRecorder {
     }
 
     /// Records one request the server refused itself (`503`: full, behind, or `critical`):
-    /// an error for availability, not a failure for the degradation level.
+    /// an error for availability, not a failure for the degradation level, and no latency
+    /// (the quantiles are of the requests served).
     pub fn record_refused(&self, now_ms: i64, duration_ms: u64) {
         self.add(now_ms, duration_ms, 503, true);
     }
@@ -152,8 +156,7 @@ impl SlaRecorder {
         }
         if refused {
             s.refused += 1;
-        }
-        if let Some(b) = s.buckets.get_mut(bucket_of(duration_ms)) {
+        } else if let Some(b) = s.buckets.get_mut(bucket_of(duration_ms)) {
             *b += 1;
         }
     }

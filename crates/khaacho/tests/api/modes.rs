@@ -331,6 +331,18 @@ async fn the_servers_own_refusals_do_not_raise_the_degradation_level() {
     let report = khaacho::admin::sla::report(&t.app, now);
     let five = &report.windows[0];
     assert_eq!((five.server_errors, five.refused), (100, 100));
+    assert_eq!(
+        five.p95_ms.value, None,
+        "a refusal has no latency: none was served"
+    );
+    t.app.sla().record(now, 700, 200);
+    assert_eq!(
+        khaacho::admin::sla::report(&t.app, now).windows[0]
+            .p95_ms
+            .value,
+        Some(750.0),
+        "the quantiles are of the requests served"
+    );
     check(&t).await;
     assert_eq!(t.app.mode().level(), Level::Normal);
     // Real failures do raise it.
