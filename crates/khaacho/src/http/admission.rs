@@ -44,8 +44,17 @@ impl Class {
         let Some(rest) = path.strip_prefix("/api/v1/") else {
             return Class::Write;
         };
-        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        match segments.as_slice() {
+        // Every request passes here: the segments go into a small array, not a new Vec.
+        let mut segments = [""; 5];
+        let mut n = 0;
+        for segment in rest.trim_end_matches('/').split('/') {
+            let Some(slot) = segments.get_mut(n) else {
+                return Class::Write; // deeper than any action's path
+            };
+            *slot = segment;
+            n += 1;
+        }
+        match &segments[..n] {
             [
                 "fulfilments",
                 _,
@@ -72,12 +81,25 @@ impl Class {
 }
 
 /// The request slots of one process.
-#[derive(Debug)]
 pub struct Admission {
     in_flight: AtomicUsize,
     read_limit: usize,
     write_limit: usize,
     all: usize,
+    /// `khaacho_http_in_flight`, looked up once (`App::new` installs the recorder before
+    /// any router exists) rather than on each request.
+    gauge: metrics::Gauge,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("in_flight", &self.in_flight)
+            .field("read_limit", &self.read_limit)
+            .field("write_limit", &self.write_limit)
+            .field("all", &self.all)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A taken slot; dropping it frees the slot.
@@ -87,7 +109,7 @@ pub struct Slot(Arc<Admission>);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!("khaacho_http_in_flight").decrement(1.0);
+        self.0.gauge.decrement(1.0);
     }
 }
 
@@ -101,6 +123,7 @@ impl Admission {
             read_limit: share(read_percent),
             write_limit: share(write_percent),
             all: max,
+            gauge: metrics::gauge!("khaacho_http_in_flight"),
         })
     }
 
@@ -121,7 +144,7 @@ impl Admission {
                 (n < limit).then_some(n + 1)
             })
             .ok()?;
-        metrics::gauge!("khaacho_http_in_flight").increment(1.0);
+        self.gauge.increment(1.0);
         Some(Slot(self.clone()))
     }
 
@@ -160,6 +183,7 @@ mod tests {
             "/api/v1/credit/accounts/0b4c/limit",
             "/api/v1/fulfilments/0b4c",
             "/api/v1/fulfilments/0b4c/accept/more",
+            "/api/v1/credit/accounts/0b4c/payments/x/y/z",
             "/orders/0b4c/confirm",
         ] {
             assert_eq!(Class::of(&Method::POST, path), Class::Write, "{path}");
