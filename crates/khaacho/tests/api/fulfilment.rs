@@ -18,10 +18,15 @@ pub(crate) async fn world(t: &TestApp) -> Uuid {
     let csv = "sku,name,aliases,unit,pack_size,price_npr,category\n\
                CHINI-1,Sugar,chini,kg,50,100,sugar_salt\nTEL-1,Oil,tel,litre,,200,oil\n";
     t.import_catalog(csv).await;
+    add_retailer(t, "Gita Kirana", "+9779800000001").await
+}
+
+/// A retailer in Kathmandu, registered by staff.
+async fn add_retailer(t: &TestApp, name: &str, phone: &str) -> Uuid {
     let r = t
         .post_json(
             "/api/v1/retailers",
-            &json!({ "name": "Gita Kirana", "phone": "+9779800000001", "district": "Kathmandu" }),
+            &json!({ "name": name, "phone": phone, "district": "Kathmandu" }),
         )
         .await;
     assert_eq!(r.status(), 201);
@@ -1395,18 +1400,7 @@ async fn actions_arriving_together_are_written_in_one_transaction_each_judged_al
 
 /// A retailer in Kathmandu besides `world`'s (phone `+97798000002{n}`).
 async fn another_retailer(t: &TestApp, n: u32) -> Uuid {
-    let r = t
-        .post_json(
-            "/api/v1/retailers",
-            &json!({ "name": format!("Pasal {n}"), "phone": format!("+97798000002{n:02}"), "district": "Kathmandu" }),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    add_retailer(t, &format!("Pasal {n}"), &format!("+97798000002{n:02}")).await
 }
 
 /// Deliveries of many orders of several retailers at once — written in batches side by
