@@ -143,6 +143,13 @@ impl<H: QueueHost> Consumer<H> {
     async fn run(self, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.app.queue_settings().poll_interval_ms);
         let wake = self.app.db().wake().of(self.queue);
+        // Only a queue whose runs carry several jobs gains from waiting for more.
+        let linger = Some(Duration::from_millis(self.app.queue_settings().linger_ms))
+            .filter(|l| !l.is_zero() && self.registry.batch_size(self.queue) > 1);
+        // The last claim took every ready job: the next jobs arrive one by one, as work
+        // trickles in, rather than from a backlog. So at start too (a backlog found then
+        // waits one linger).
+        let mut caught_up = true;
         while !shutdown.is_cancelled() {
             // Register for a wake-up before claiming so a commit in between is not missed.
             let notified = wake.notified();
@@ -156,6 +163,11 @@ impl<H: QueueHost> Consumer<H> {
                 permit = self.slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
                 _ = shutdown.cancelled() => return,
             };
+            if let Some(linger) = linger.filter(|_| caught_up) {
+                // Let the jobs arriving about now gather into one run (see
+                // `QueueSettings::linger_ms`).
+                tokio::select! { _ = tokio::time::sleep(linger) => {}, _ = shutdown.cancelled() => return }
+            }
             let free = self.slots.available_permits() + 1;
             let batch = self.registry.batch_size(self.queue);
             let claimed = match claim(
@@ -175,6 +187,7 @@ impl<H: QueueHost> Consumer<H> {
                 }
             };
             let drained = claimed.len() < free * batch;
+            caught_up = drained;
             let mut first = Some(first);
             for unit in group(claimed, batch) {
                 let permit = match first.take() {

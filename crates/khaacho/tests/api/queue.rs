@@ -503,3 +503,49 @@ async fn postgres_plans_and_vacuums_by_whether_statistics_refresh() {
     .unwrap();
     assert!(vacuumed, "jobs vacuumed");
 }
+
+/// Orders placed one after another, while the validation queue has nothing else to do, are
+/// validated together: the consumer woken by the first waits `queue.linger_ms` for the
+/// others and runs them as one batch (without it, each would be claimed, and its statements
+/// paid, alone).
+#[tokio::test]
+async fn jobs_arriving_together_on_an_idle_queue_run_as_one_batch() {
+    // Long enough that three requests in a row fit in it on a busy test machine.
+    let t = TestApp::spawn_working(|s| s.queue.linger_ms = 2_000).await;
+    t.seed().await;
+    let retailer = t.retailer().await;
+    let mut ids = Vec::new();
+    for sku in ["SUGAR-50", "MAIDA-50", "SUGAR-50"] {
+        let placed = t
+            .order(&retailer, json!([{ "sku": sku, "qty": 2, "unit": "kg" }]))
+            .await;
+        ids.push(placed["order_id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let mut status = Value::Null;
+        for _ in 0..300 {
+            status = t.get_json(&format!("/api/v1/orders/{id}/status")).await["status"].clone();
+            if status != "received" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_ne!(status, "received", "order {id} was never validated");
+    }
+    let metrics = t.get("/metrics").await.text().await.unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{kind=\"order.validate\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse::<f64>().unwrap())
+    };
+    assert_eq!(
+        (
+            value("khaacho_job_batch_size_count"),
+            value("khaacho_job_batch_size_sum")
+        ),
+        (Some(1.0), Some(3.0)),
+        "one validation batch of the three orders"
+    );
+}
