@@ -12,6 +12,8 @@
 //! 0. find the parts (one read for the batch; a part not found or not the acting vendor's is
 //!    `NotFound`, so the handler reads nothing first);
 //! 1. lock the batch's orders in id order, then their parts, and read the acted parts' lines;
+//!    an order another transaction holds (the other batch in flight, a confirmation) is
+//!    skipped, not waited for: its action runs alone after the batch;
 //! 2. judge every action in memory with the rules `act` uses ([`service::judge`], the
 //!    delivered quantities): a refused one is answered with its refusal and touches nothing;
 //! 3. lock the accepts' offer rows at once in vendor and product order (the order every
@@ -186,7 +188,23 @@ impl BatchWriter for PartActionWriter {
         let parts: Vec<&PartRow> = first.iter().map(|&(_, p)| p).collect();
         match together(&batch, &parts).await {
             Ok(answers) => {
-                for ((k, _), answer) in first.into_iter().zip(answers) {
+                let mut busy = Vec::new();
+                for ((k, p), answer) in first.into_iter().zip(answers) {
+                    match answer {
+                        Some(answer) => out[k] = Some(answer),
+                        None => busy.push((k, p)),
+                    }
+                }
+                // Their orders were held by another transaction (the other batch in flight,
+                // a retailer's confirmation): each alone now, side by side (one order each),
+                // waiting for its order's lock as `act` does.
+                if !busy.is_empty() {
+                    metrics::counter!("khaacho_part_actions_left_for_after_batch_total")
+                        .increment(busy.len() as u64);
+                }
+                let answers =
+                    futures::future::join_all(busy.iter().map(|&(k, p)| alone(&items[k], p))).await;
+                for ((k, _), answer) in busy.into_iter().zip(answers) {
                     out[k] = Some(answer);
                 }
             }
@@ -287,11 +305,14 @@ struct Going {
 }
 
 /// Writes `items` (more than one, each on its own order) in one transaction; `Err` when
-/// they must go one by one.
+/// they must go one by one. An item whose order another transaction holds is left out of the
+/// batch (`None`) for the caller to run alone after it: waiting for that lock inside the batch
+/// would hold every other order of the batch as long (two batches in flight that share an
+/// order — the parts of a split order accepted at once — went one after the other).
 async fn together(
     items: &[&PartRequest],
     found: &[&PartRow],
-) -> Result<Vec<Result<Acted, FulfilmentError>>, Split> {
+) -> Result<Vec<Option<Result<Acted, FulfilmentError>>>, Split> {
     let app = &items[0].app;
     let now = app.clock().now_ms();
     let mut out: Vec<Option<Result<Acted, FulfilmentError>>> = items.iter().map(|_| None).collect();
@@ -308,9 +329,12 @@ async fn together(
         }
     }
     let order_ids: Vec<Uuid> = live.iter().map(|&k| found[k].order_id).collect();
-    let part_ids: Vec<Uuid> = live.iter().map(|&k| found[k].id).collect();
     let mut tx = app.db().begin().await?;
-    let mut locked = orders::find_many_for_update(&mut tx, &order_ids).await?;
+    let mut locked = orders::find_many_for_update_skip_locked(&mut tx, &order_ids).await?;
+    // The actions on orders held elsewhere stay unanswered here (see above).
+    live.retain(|&k| locked.iter().any(|o| o.id == found[k].order_id));
+    let order_ids: Vec<Uuid> = locked.iter().map(|o| o.id).collect();
+    let part_ids: Vec<Uuid> = live.iter().map(|&k| found[k].id).collect();
     let mut parts = repo::parts_for_update(&mut tx, &order_ids).await?;
     let mut lines = repo::lines_tx(&mut tx, &part_ids).await?;
 
@@ -470,5 +494,5 @@ async fn together(
             offers: Some(offers.extract_if(.., |o| o.fulfilment_id == id).collect()),
         }));
     }
-    Ok(finish(out))
+    Ok(out)
 }

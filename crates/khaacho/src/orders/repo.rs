@@ -113,6 +113,25 @@ pub async fn find_for_update(tx: &mut Tx, id: Uuid) -> Result<Option<OrderRow>, 
 /// Several orders inside a transaction, locked in id order (so concurrent batches cannot
 /// deadlock) on PostgreSQL.
 pub async fn find_many_for_update(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<OrderRow>, sqlx::Error> {
+    lock_many(tx, ids, " ORDER BY id FOR UPDATE").await
+}
+
+/// Like [`find_many_for_update`], but the orders another transaction holds are left out
+/// (PostgreSQL's `SKIP LOCKED`) rather than waited for, so a batch can work on the rest and
+/// leave those for after. On SQLite the transaction holds the whole database: none is left
+/// out.
+pub async fn find_many_for_update_skip_locked(
+    tx: &mut Tx,
+    ids: &[Uuid],
+) -> Result<Vec<OrderRow>, sqlx::Error> {
+    lock_many(tx, ids, " ORDER BY id FOR UPDATE SKIP LOCKED").await
+}
+
+async fn lock_many(
+    tx: &mut Tx,
+    ids: &[Uuid],
+    lock: &'static str,
+) -> Result<Vec<OrderRow>, sqlx::Error> {
     let mut keys: Vec<(Uuid, i64)> = ids
         .iter()
         .filter_map(|id| Some((*id, created_at_of(*id)?)))
@@ -123,7 +142,7 @@ pub async fn find_many_for_update(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<Order
         return Ok(Vec::new());
     }
     let lock = if tx.is_postgres() {
-        " ORDER BY id FOR UPDATE"
+        lock
     } else {
         " ORDER BY id"
     };

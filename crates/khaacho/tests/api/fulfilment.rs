@@ -1273,6 +1273,64 @@ async fn batch(
         .collect()
 }
 
+/// PostgreSQL: an order another transaction holds (the other batch in flight, a retailer's
+/// confirmation) does not hold up the rest of a batch: the batch writes the other orders'
+/// actions and commits, and the held order's action runs alone afterwards, once its order is
+/// free, with the answer it would have had in the batch.
+#[tokio::test]
+async fn an_order_held_elsewhere_does_not_hold_up_the_rest_of_its_batch() {
+    use khaacho::fulfilment::service::PartAction::Accept;
+    let t = TestApp::spawn().await;
+    if !t.app.db().is_postgres() {
+        return; // SQLite: one writer holds the whole database; nothing is held elsewhere.
+    }
+    let retailer = world(&t).await;
+    let a = vendor(&t, "Small Shop", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 100.0).await;
+    sugar_orders(&t, retailer, 3).await;
+    let ids = offered_parts(&t).await;
+    assert_eq!(ids.len(), 3);
+    let part = async |id: &str| t.get_json(&format!("/api/v1/fulfilments/{id}")).await;
+    let held: Uuid = part(&ids[0]).await["order_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut holder = t.app.db().begin().await.unwrap();
+    khaacho::orders::repo::find_for_update(&mut holder, held)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let requests = ids.iter().map(|p| (p.as_str(), a, Accept)).collect();
+    // The other two are accepted while the first one's order is still held; then it is let go.
+    let check = async {
+        for id in &ids[1..] {
+            let mut status = Value::Null;
+            for _ in 0..500 {
+                status = part(id).await["status"].clone();
+                if status == "accepted" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(
+                status, "accepted",
+                "part {id} waited for another order's lock"
+            );
+        }
+        assert_eq!(part(&ids[0]).await["status"], "offered");
+        holder.rollback().await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(batch(&t, requests), check);
+    assert_eq!(answers, vec![Ok("accepted".to_string()); 3]);
+    let metrics = t.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("khaacho_part_actions_left_for_after_batch_total 1"),
+        "{metrics}"
+    );
+}
+
 /// Vendors' actions that arrive together are written in one transaction (one
 /// `order.changed` for the lot), each judged on its own: an accept the stock no longer
 /// covers is refused alone and gives back what it took, another vendor's part is not
