@@ -380,6 +380,39 @@ pub async fn take_stocks(
     Ok(short)
 }
 
+/// The stock of each `(vendor, product)` of `pairs` that has an offer row, as committed (no
+/// lock): what a batch of accepts judges its accepts by before it takes the stock, at its end,
+/// with [`take_stocks`].
+pub async fn stocks(
+    tx: &mut Tx,
+    pairs: &[(Uuid, Uuid)],
+) -> Result<Vec<(Uuid, Uuid, i64)>, sqlx::Error> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let TxInner::Pg(c) = tx.inner_mut() {
+        let vendors: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
+        let products: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
+        return sqlx::query_as(
+            "SELECT o.vendor_id, o.product_id, o.stock_milli FROM offers o \
+             JOIN unnest($1::uuid[], $2::uuid[]) AS v(vendor_id, product_id) \
+             ON o.vendor_id = v.vendor_id AND o.product_id = v.product_id",
+        )
+        .bind(vendors)
+        .bind(products)
+        .fetch_all(&mut **c)
+        .await;
+    }
+    let mut out = Vec::with_capacity(pairs.len());
+    for &(vendor, product) in pairs {
+        let stock: Option<i64> = with_tx!(tx, c => sqlx::query_scalar(
+            "SELECT stock_milli FROM offers WHERE vendor_id = $1 AND product_id = $2")
+            .bind(vendor).bind(product).fetch_optional(c).await)?;
+        out.extend(stock.map(|s| (vendor, product, s)));
+    }
+    Ok(out)
+}
+
 /// Locks the offer rows of `pairs` (vendor, product) in vendor and product order, on
 /// PostgreSQL (SQLite's transaction already holds the write lock): a batch that then takes
 /// the stock of several accepts, one [`take_stocks`] each, holds every row it needs in the

@@ -16,16 +16,19 @@
 //!    skipped, not waited for: its action runs alone after the batch;
 //! 2. judge every action in memory with the rules `act` uses ([`service::judge`], the
 //!    delivered quantities): a refused one is answered with its refusal and touches nothing;
-//! 3. lock the accepts' offer rows at once in vendor and product order (the order every
-//!    stock taker uses, so concurrent batches never wait in a cycle), then take each accept's
-//!    stock; an accept the stock no longer covers gives back what it took, in the same
-//!    transaction, and is refused alone (409);
+//! 3. judge the accepts' stock on the stock as committed (one read), in vendor and part
+//!    order: an accept it no longer covers is refused alone (409) and takes nothing;
 //! 4. close the accepted offers, save the lines and the parts, post the credit of the orders
 //!    that reach `delivered` (in retailer order, as the pipeline's credit step locks
 //!    accounts), and change the orders with one [`transition::apply_each`] (one UPDATE, one
 //!    event INSERT, one `order.changed` for the batch);
-//! 5. read the acted parts' offers (one read, for the answers), commit, and answer each
-//!    request.
+//! 5. read the acted parts' offers (one read, for the answers);
+//! 6. take the accepts' stock, last, so the offer rows (every accept of a vendor's product
+//!    wants the same one) are held only until the commit: the rows at once in vendor and
+//!    product order (the order every stock taker uses, so concurrent batches never wait in a
+//!    cycle; and after the accounts, as a cancellation takes them), then each accept's.
+//!    Stock another transaction took since step 3 sends the batch back to one by one (below).
+//!    Commit, and answer each request.
 //!
 //! A second action on an order already in the batch (two vendors of a split order, twenty
 //! concurrent accepts of one offer) waits for the batch's commit and then runs alone through
@@ -375,40 +378,59 @@ async fn together(
         });
     }
 
-    // 3. The accepts' stock, vendor by vendor.
+    // 3. The accepts' stock, judged on the stock as committed, in vendor and part order: an
+    //    accept it does not cover is refused here and takes nothing. The stock is taken at the
+    //    end (6.), so the offer rows — every accept of a vendor's product wants the same
+    //    one — are held from there to the commit only.
     let mut accepts: Vec<usize> = (0..going.len())
         .filter(|&g| matches!(items[going[g].k].action, PartAction::Accept))
         .collect();
     accepts.sort_by_key(|&g| (parts[going[g].part].vendor_id, parts[going[g].part].id));
-    if accepts.len() > 1 {
-        // Every row first, in the one order: the accepts' products interleave otherwise.
-        let mut rows: Vec<(Uuid, Uuid)> = accepts
-            .iter()
-            .flat_map(|&g| {
-                let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
-                going[g].lines.iter().map(move |l| (vendor, l.product_id))
-            })
-            .collect();
-        rows.sort_unstable();
-        rows.dedup();
-        catalog::lock_offer_rows(&mut tx, &rows).await?;
-    }
-    for g in accepts {
+    let mut rows: Vec<(Uuid, Uuid)> = accepts
+        .iter()
+        .flat_map(|&g| {
+            let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
+            going[g].lines.iter().map(move |l| (vendor, l.product_id))
+        })
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let mut left: HashMap<(Uuid, Uuid), i64> = catalog::stocks(&mut tx, &rows)
+        .await?
+        .into_iter()
+        .map(|(v, p, stock)| ((v, p), stock))
+        .collect();
+    for &g in &accepts {
         let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
         let wants = service::stock_wanted(&going[g].lines);
-        let short = catalog::take_stocks(&mut tx, vendor, &wants, now).await?;
+        let short: Vec<Uuid> = wants
+            .iter()
+            .filter(|(p, q)| left.get(&(vendor, *p)).is_none_or(|s| s < q))
+            .map(|(p, _)| *p)
+            .collect();
         if let Some(refusal) = service::out_of_stock(&going[g].lines, &short) {
-            for (product, qty) in wants.iter().filter(|(p, _)| !short.contains(p)) {
-                catalog::return_stock(&mut tx, vendor, *product, *qty, now).await?;
-            }
             out[going[g].k] = Some(Err(refusal));
             going[g].refused = true;
             continue;
+        }
+        for (p, q) in &wants {
+            if let Some(s) = left.get_mut(&(vendor, *p)) {
+                *s -= q;
+            }
         }
         for l in going[g].lines.iter_mut() {
             l.reserved_milli = l.qty_milli;
         }
     }
+    // What the accepts judged good take at the end, by vendor and product.
+    let takes: Vec<(Uuid, Vec<(Uuid, i64)>)> = accepts
+        .iter()
+        .filter(|&&g| !going[g].refused)
+        .map(|&g| {
+            let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
+            (vendor, service::stock_wanted(&going[g].lines))
+        })
+        .collect();
     going.retain(|g| !g.refused);
 
     // 4. Offers, lines, parts, credit, orders.
@@ -480,6 +502,22 @@ async fn together(
     // The answers show each part's offers: one read for the batch.
     let acted: Vec<Uuid> = going.iter().map(|g| parts[g.part].id).collect();
     let mut offers = repo::offers_tx(&mut tx, &acted).await?;
+
+    // 6. The accepts' stock, last: every row first in one order when there are several
+    //    accepts (their products interleave otherwise; and after the accounts, as a
+    //    cancellation takes them), then each accept's. Stock another transaction took since
+    //    it was judged is a refusal after the batch wrote: back to one by one.
+    if takes.len() > 1 {
+        catalog::lock_offer_rows(&mut tx, &rows).await?;
+    }
+    for (vendor, wants) in &takes {
+        let short = catalog::take_stocks(&mut tx, *vendor, wants, now).await?;
+        if !short.is_empty() {
+            return Err(Split::Refused(FulfilmentError::OutOfStock(
+                "stock taken meanwhile".into(),
+            )));
+        }
+    }
     tx.commit().await?;
 
     // 5. Answer.

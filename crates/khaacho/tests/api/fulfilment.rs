@@ -1331,6 +1331,75 @@ async fn an_order_held_elsewhere_does_not_hold_up_the_rest_of_its_batch() {
     );
 }
 
+/// PostgreSQL: a batch judges its accepts on the stock as committed and takes it at its end.
+/// Stock another transaction took in between (here: this test, holding the offer row and
+/// emptying it while the batch waits for the row) sends the batch back to one action per
+/// transaction, where each accept is refused for the stock it no longer has: nothing is
+/// taken twice, the stock is never below zero, no part is accepted.
+#[tokio::test]
+async fn stock_taken_while_a_batch_was_writing_sends_it_back_to_one_by_one() {
+    use khaacho::fulfilment::service::PartAction::Accept;
+    let t = TestApp::spawn().await;
+    let khaacho::base::db::Backend::Pg(pool) = t.app.db().backend() else {
+        return; // SQLite: one writer; nobody takes stock while a batch writes.
+    };
+    let retailer = world(&t).await;
+    let a = vendor(&t, "Small Shop", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 7.0).await;
+    sugar_orders(&t, retailer, 2).await;
+    let ids = offered_parts(&t).await;
+    assert_eq!(ids.len(), 2);
+
+    let mut holder = pool.begin().await.unwrap();
+    let me: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1 FROM offers WHERE vendor_id = $1 FOR UPDATE")
+        .bind(a)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let requests = ids.iter().map(|p| (p.as_str(), a, Accept)).collect();
+    // Once the batch waits for the offer row (it judged the 7 kg enough for both), the row
+    // is emptied and let go.
+    let empty_it = async {
+        let mut waiting = 0i64;
+        for _ in 0..500 {
+            waiting = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            )
+            .bind(me)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(waiting, 1, "the batch never reached the stock");
+        sqlx::query("UPDATE offers SET stock_milli = 1000 WHERE vendor_id = $1")
+            .bind(a)
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        holder.commit().await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(batch(&t, requests), empty_it);
+    for answer in &answers {
+        let refusal = answer.as_ref().unwrap_err();
+        assert!(refusal.contains("stock no longer covers"), "{answers:?}");
+    }
+    assert_eq!(stock(&t, a, "CHINI-1").await, 1.0);
+    assert_eq!(offered_parts(&t).await.len(), 2, "none accepted");
+    let metrics = t.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("khaacho_part_action_batches_split_total{why=\"refused\"} 1"),
+        "{metrics}"
+    );
+}
+
 /// Vendors' actions that arrive together are written in one transaction (one
 /// `order.changed` for the lot), each judged on its own: an accept the stock no longer
 /// covers is refused alone and gives back what it took, another vendor's part is not
