@@ -1402,7 +1402,7 @@ async fn stock_taken_while_a_batch_was_writing_sends_it_back_to_one_by_one() {
 
 /// Vendors' actions that arrive together are written in one transaction (one
 /// `order.changed` for the lot), each judged on its own: an accept the stock no longer
-/// covers is refused alone and gives back what it took, another vendor's part is not
+/// covers is refused alone and takes nothing, another vendor's part is not
 /// found, a delivery above the ordered quantity is refused, and the orders that reach
 /// `delivered` post their credit at the delivered amount. Two actions on one order in a
 /// batch are written one by one, with the answers they would get alone.
