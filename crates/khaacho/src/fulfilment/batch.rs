@@ -336,6 +336,9 @@ async fn together(
     let mut locked = orders::find_many_for_update_skip_locked(&mut tx, &order_ids).await?;
     // The actions on orders held elsewhere stay unanswered here (see above).
     live.retain(|&k| locked.iter().any(|o| o.id == found[k].order_id));
+    if live.is_empty() {
+        return Ok(out);
+    }
     let order_ids: Vec<Uuid> = locked.iter().map(|o| o.id).collect();
     let part_ids: Vec<Uuid> = live.iter().map(|&k| found[k].id).collect();
     let mut parts = repo::parts_for_update(&mut tx, &order_ids).await?;
@@ -520,7 +523,7 @@ async fn together(
     }
     tx.commit().await?;
 
-    // 5. Answer.
+    // Answer.
     for g in going {
         let action = &items[g.k].action;
         metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name())
