@@ -403,6 +403,8 @@ async fn together(
         .into_iter()
         .map(|(v, p, stock)| ((v, p), stock))
         .collect();
+    // What the accepts judged good take at the end, by vendor and product.
+    let mut takes: Vec<(Uuid, Vec<(Uuid, i64)>)> = Vec::with_capacity(accepts.len());
     for &g in &accepts {
         let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
         let wants = service::stock_wanted(&going[g].lines);
@@ -424,16 +426,8 @@ async fn together(
         for l in going[g].lines.iter_mut() {
             l.reserved_milli = l.qty_milli;
         }
+        takes.push((vendor, wants));
     }
-    // What the accepts judged good take at the end, by vendor and product.
-    let takes: Vec<(Uuid, Vec<(Uuid, i64)>)> = accepts
-        .iter()
-        .filter(|&&g| !going[g].refused)
-        .map(|&g| {
-            let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
-            (vendor, service::stock_wanted(&going[g].lines))
-        })
-        .collect();
     going.retain(|g| !g.refused);
 
     // 4. Offers, lines, parts, credit, orders.
