@@ -332,49 +332,70 @@ pub async fn take_stock(
 }
 
 /// Takes each `(product, qty_milli)` of `wants` (distinct products, sorted by product) from
-/// `vendor`'s stock, each only if that much is there; returns the products it could not take
-/// (when any, the caller rolls the transaction back). On PostgreSQL one statement for the
-/// lot: it locks the offer rows in product order first (`FOR UPDATE` under the sort), as
-/// one UPDATE per product in that order would, so concurrent takers of overlapping products
-/// queue instead of deadlocking, and the stock condition is checked on the row as locked.
+/// `vendor`'s stock; see [`take_stocks_of`]. Returns the products it could not take.
 pub async fn take_stocks(
     tx: &mut Tx,
     vendor: Uuid,
     wants: &[(Uuid, i64)],
     at_ms: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    let wants: Vec<(Uuid, Uuid, i64)> = wants.iter().map(|&(p, q)| (vendor, p, q)).collect();
+    Ok(take_stocks_of(tx, &wants, at_ms)
+        .await?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// Takes each `(vendor, product, qty_milli)` of `wants` (distinct pairs, sorted by vendor and
+/// product) from the vendor's stock, each only if that much is there; returns the pairs it
+/// could not take (when any, the caller rolls the transaction back). On PostgreSQL one
+/// statement for the lot: it locks the offer rows in vendor and product order first
+/// (`FOR UPDATE` under the sort), as one UPDATE per row in that order would, so concurrent
+/// takers of overlapping rows queue instead of deadlocking, and the stock condition is checked
+/// on the row as locked. SQLite's transaction already holds the write lock: one UPDATE a row.
+pub async fn take_stocks_of(
+    tx: &mut Tx,
+    wants: &[(Uuid, Uuid, i64)],
+    at_ms: i64,
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
     debug_assert!(
-        wants.windows(2).all(|w| w[0].0 < w[1].0),
+        wants
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
         "distinct and sorted"
     );
     if wants.len() > 1
         && let TxInner::Pg(c) = tx.inner_mut()
     {
-        let products: Vec<Uuid> = wants.iter().map(|w| w.0).collect();
-        let qtys: Vec<i64> = wants.iter().map(|w| w.1).collect();
-        let taken: Vec<Uuid> = sqlx::query_scalar(
+        let vendors: Vec<Uuid> = wants.iter().map(|w| w.0).collect();
+        let products: Vec<Uuid> = wants.iter().map(|w| w.1).collect();
+        let qtys: Vec<i64> = wants.iter().map(|w| w.2).collect();
+        let taken: Vec<(Uuid, Uuid)> = sqlx::query_as(
             "UPDATE offers o SET stock_milli = o.stock_milli - w.qty, updated_at_ms = $1 \
-             FROM (SELECT x.product_id, v.qty FROM offers x \
-                   JOIN unnest($3::uuid[], $4::bigint[]) AS v(product_id, qty) ON v.product_id = x.product_id \
-                   WHERE x.vendor_id = $2 ORDER BY x.product_id FOR UPDATE OF x) w \
-             WHERE o.vendor_id = $2 AND o.product_id = w.product_id AND o.stock_milli >= w.qty \
-             RETURNING o.product_id",
+             FROM (SELECT x.vendor_id, x.product_id, v.qty FROM offers x \
+                   JOIN unnest($2::uuid[], $3::uuid[], $4::bigint[]) AS v(vendor_id, product_id, qty) \
+                   ON v.vendor_id = x.vendor_id AND v.product_id = x.product_id \
+                   ORDER BY x.vendor_id, x.product_id FOR UPDATE OF x) w \
+             WHERE o.vendor_id = w.vendor_id AND o.product_id = w.product_id AND o.stock_milli >= w.qty \
+             RETURNING o.vendor_id, o.product_id",
         )
         .bind(at_ms)
-        .bind(vendor)
+        .bind(&vendors)
         .bind(&products)
         .bind(&qtys)
         .fetch_all(&mut **c)
         .await?;
-        return Ok(products
-            .into_iter()
-            .filter(|p| !taken.contains(p))
+        return Ok(wants
+            .iter()
+            .map(|&(v, p, _)| (v, p))
+            .filter(|pair| !taken.contains(pair))
             .collect());
     }
     let mut short = Vec::new();
-    for &(product, qty) in wants {
+    for &(vendor, product, qty) in wants {
         if !take_stock(tx, vendor, product, qty, at_ms).await? {
-            short.push(product);
+            short.push((vendor, product));
         }
     }
     Ok(short)
@@ -382,7 +403,7 @@ pub async fn take_stocks(
 
 /// The stock of each `(vendor, product)` of `pairs` that has an offer row, as committed (no
 /// lock): what a batch of accepts judges its accepts by before it takes the stock, at its end,
-/// with [`take_stocks`].
+/// with [`take_stocks_of`].
 pub async fn stocks(
     tx: &mut Tx,
     pairs: &[(Uuid, Uuid)],
@@ -411,29 +432,6 @@ pub async fn stocks(
         out.extend(stock.map(|s| (vendor, product, s)));
     }
     Ok(out)
-}
-
-/// Locks the offer rows of `pairs` (vendor, product) in vendor and product order, on
-/// PostgreSQL (SQLite's transaction already holds the write lock): a batch that then takes
-/// the stock of several accepts, one [`take_stocks`] each, holds every row it needs in the
-/// one order all takers use, so it never waits in a cycle with another.
-pub async fn lock_offer_rows(tx: &mut Tx, pairs: &[(Uuid, Uuid)]) -> Result<(), sqlx::Error> {
-    if let TxInner::Pg(c) = tx.inner_mut()
-        && !pairs.is_empty()
-    {
-        let vendors: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
-        let products: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
-        sqlx::query(
-            "SELECT 1 FROM offers o JOIN unnest($1::uuid[], $2::uuid[]) AS v(vendor_id, product_id) \
-             ON o.vendor_id = v.vendor_id AND o.product_id = v.product_id \
-             ORDER BY o.vendor_id, o.product_id FOR UPDATE OF o",
-        )
-        .bind(vendors)
-        .bind(products)
-        .execute(&mut **c)
-        .await?;
-    }
-    Ok(())
 }
 
 /// Gives `qty_milli` back to `vendor`'s stock of `product` (a released reservation).

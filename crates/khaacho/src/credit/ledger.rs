@@ -211,54 +211,160 @@ pub struct Posted {
 /// Posts `order`'s hold at delivery: the delivered amount becomes a debit due `terms_days`
 /// after `delivered_at_ms`, and the rest of the hold is released. A credit balance (paid in
 /// advance) settles the debit first. Idempotent: a second call returns the first debit.
+/// [`post_deliveries`] for one order.
 pub async fn post_delivery(
     tx: &mut Tx,
     order: Uuid,
     delivered: i64,
     delivered_at_ms: i64,
 ) -> Result<Posted, LedgerError> {
-    if let Some(entry) = repo::entry_for_order(tx, order, "order_debit").await? {
-        return Ok(Posted { entry, new: false });
+    let mut posted = post_deliveries(tx, &[(order, delivered)], delivered_at_ms).await?;
+    posted.pop().ok_or(LedgerError::NoHold)
+}
+
+/// Posts many orders' holds at delivery (`(order, delivered amount)`, each order once), as
+/// [`post_delivery`] would one after the other in the order given, with one statement per
+/// step for all of them (the part actions' batch delivers many orders in one transaction):
+/// read the holds; move them to `posted`; lock the accounts in retailer order (as every
+/// account locker does); work out each debit against its account as the earlier ones left it
+/// (sequence, running balance, credit balance settled first); then one UPDATE of the accounts
+/// and one INSERT of the entries. All or nothing: the first order refused (no hold, a hold
+/// no longer pending, a non-positive amount or more than was reserved) fails the whole call,
+/// and the caller rolls back. An order already posted returns its debit (`new: false`).
+pub async fn post_deliveries(
+    tx: &mut Tx,
+    deliveries: &[(Uuid, i64)],
+    delivered_at_ms: i64,
+) -> Result<Vec<Posted>, LedgerError> {
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
     }
-    let hold = repo::hold(tx, order).await?.ok_or(LedgerError::NoHold)?;
-    if hold.status != "pending" {
-        return Err(LedgerError::HoldState(hold.status));
+    let orders: Vec<Uuid> = deliveries.iter().map(|d| d.0).collect();
+    let holds: std::collections::HashMap<Uuid, repo::HoldRow> = repo::holds_tx(tx, &orders)
+        .await?
+        .into_iter()
+        .map(|h| (h.order_id, h))
+        .collect();
+    // A hold no longer pending may have been posted before (a repeated call): its debit.
+    let settled: Vec<Uuid> = holds
+        .values()
+        .filter(|h| h.status != "pending")
+        .map(|h| h.order_id)
+        .collect();
+    let earlier: std::collections::HashMap<Uuid, LedgerRow> =
+        repo::entries_for_orders(tx, &settled, "order_debit")
+            .await?
+            .into_iter()
+            .filter_map(|e| e.order_id.map(|o| (o, e)))
+            .collect();
+    // Judge every order before anything is written.
+    let mut todo: Vec<(usize, &repo::HoldRow, i64)> = Vec::with_capacity(deliveries.len());
+    let mut named = std::collections::HashSet::with_capacity(deliveries.len());
+    for (i, &(order, delivered)) in deliveries.iter().enumerate() {
+        // An order named twice is posted once (the second is a repeat, as a second call).
+        if earlier.contains_key(&order) || !named.insert(order) {
+            continue;
+        }
+        let hold = holds.get(&order).ok_or(LedgerError::NoHold)?;
+        if hold.status != "pending" {
+            return Err(LedgerError::HoldState(hold.status.clone()));
+        }
+        if delivered <= 0 {
+            return Err(LedgerError::NonPositive);
+        }
+        if delivered > hold.amount_paisa {
+            return Err(LedgerError::TooMuch(format!(
+                "delivered {delivered} paisa is more than the {} paisa reserved",
+                hold.amount_paisa
+            )));
+        }
+        todo.push((i, hold, delivered));
     }
-    if delivered <= 0 {
-        return Err(LedgerError::NonPositive);
+    let mut out: Vec<Option<Posted>> = deliveries
+        .iter()
+        .map(|(order, _)| {
+            earlier.get(order).map(|entry| Posted {
+                entry: entry.clone(),
+                new: false,
+            })
+        })
+        .collect();
+    if todo.is_empty() {
+        return Ok(out.into_iter().flatten().collect());
     }
-    if delivered > hold.amount_paisa {
-        return Err(LedgerError::TooMuch(format!(
-            "delivered {delivered} paisa is more than the {} paisa reserved",
-            hold.amount_paisa
-        )));
-    }
-    repo::set_hold_status(tx, order, "posted", Some(delivered)).await?;
-    move_held(tx, hold.retailer_id, -hold.amount_paisa).await?;
-    let account = repo::account_for_update(tx, hold.retailer_id).await?;
-    // Money paid in advance settles the new debit first.
-    let settled = account.credit_balance_paisa.min(delivered);
-    let open = delivered - settled;
-    let due = delivered_at_ms + i64::from(account.terms_days) * DAY_MS;
-    let entry = append(
+    repo::post_holds(
         tx,
-        &account,
-        Entry {
-            kind: "order_debit",
-            amount: delivered,
-            outstanding_delta: open,
-            credit_delta: -settled,
-            order_id: Some(order),
-            payment_id: None,
-            due_at_ms: Some(due),
-            open_paisa: Some(open),
-            paid_at_ms: (open == 0).then_some(delivered_at_ms),
-            note: None,
-            at_ms: delivered_at_ms,
-        },
+        &todo
+            .iter()
+            .map(|(_, h, d)| (h.order_id, *d))
+            .collect::<Vec<_>>(),
     )
     .await?;
-    Ok(Posted { entry, new: true })
+    let mut retailers: Vec<Uuid> = todo.iter().map(|(_, h, _)| h.retailer_id).collect();
+    retailers.sort_unstable();
+    retailers.dedup();
+    let mut accounts: std::collections::HashMap<Uuid, (AccountRow, i64)> =
+        repo::accounts_for_update(tx, &retailers)
+            .await?
+            .into_iter()
+            .map(|a| (a.retailer_id, (a, 0)))
+            .collect();
+    let mut entries = Vec::with_capacity(todo.len());
+    for &(i, hold, delivered) in &todo {
+        let (account, released) = accounts
+            .get_mut(&hold.retailer_id)
+            .ok_or(LedgerError::Storage(sqlx::Error::RowNotFound))?;
+        *released += hold.amount_paisa;
+        // Money paid in advance settles the new debit first.
+        let settled = account.credit_balance_paisa.min(delivered);
+        let open = delivered - settled;
+        let due = delivered_at_ms + i64::from(account.terms_days) * DAY_MS;
+        let entry = next_entry(
+            account,
+            Entry {
+                kind: "order_debit",
+                amount: delivered,
+                outstanding_delta: open,
+                credit_delta: -settled,
+                order_id: Some(hold.order_id),
+                payment_id: None,
+                due_at_ms: Some(due),
+                open_paisa: Some(open),
+                paid_at_ms: (open == 0).then_some(delivered_at_ms),
+                note: None,
+                at_ms: delivered_at_ms,
+            },
+        );
+        out[i] = Some(Posted {
+            entry: entry.clone(),
+            new: true,
+        });
+        entries.push(entry);
+    }
+    let moved: Vec<(&AccountRow, i64)> = retailers
+        .iter()
+        .filter_map(|r| accounts.get(r).map(|(a, released)| (a, *released)))
+        .collect();
+    if repo::save_counters(tx, &moved).await? != moved.len() as u64 {
+        return Err(LedgerError::Storage(sqlx::Error::RowNotFound));
+    }
+    repo::insert_entries(tx, &entries).await?;
+    deliveries
+        .iter()
+        .zip(out)
+        .map(|((order, _), posted)| match posted {
+            Some(p) => Ok(p),
+            // A repeat of an order posted earlier in this call.
+            None => entries
+                .iter()
+                .find(|e| e.order_id == Some(*order))
+                .map(|e| Posted {
+                    entry: e.clone(),
+                    new: false,
+                })
+                .ok_or(LedgerError::NoHold),
+        })
+        .collect()
 }
 
 /// Reverses `amount` of a delivered order (cancelled or returned after delivery): a refund
@@ -335,22 +441,31 @@ pub(super) async fn append(
     account: &AccountRow,
     e: Entry<'_>,
 ) -> Result<LedgerRow, LedgerError> {
-    let seq = account.last_seq + 1;
-    let outstanding = account.outstanding_paisa + e.outstanding_delta;
-    let credit = account.credit_balance_paisa + e.credit_delta;
-    let balance = outstanding - credit;
+    let mut after = account.clone();
+    let row = next_entry(&mut after, e);
     with_tx!(tx, c => sqlx::query(
         "UPDATE credit_accounts SET outstanding_paisa = $1, credit_balance_paisa = $2, last_seq = $3, updated_at_ms = $4 \
          WHERE retailer_id = $5")
-        .bind(outstanding).bind(credit).bind(seq).bind(now_ms()).bind(account.retailer_id)
+        .bind(after.outstanding_paisa).bind(after.credit_balance_paisa).bind(after.last_seq).bind(now_ms())
+        .bind(account.retailer_id)
         .execute(&mut *c).await.map(|r| r.rows_affected()))?;
-    let row = LedgerRow {
+    repo::insert_entry(tx, &row).await?;
+    Ok(row)
+}
+
+/// The entry `e` makes on `account` (next sequence number, running balance), with the
+/// account's counters moved in memory to match; writing both is the caller's.
+fn next_entry(account: &mut AccountRow, e: Entry<'_>) -> LedgerRow {
+    account.last_seq += 1;
+    account.outstanding_paisa += e.outstanding_delta;
+    account.credit_balance_paisa += e.credit_delta;
+    LedgerRow {
         id: Uuid::now_v7(),
         retailer_id: account.retailer_id,
-        seq,
+        seq: account.last_seq,
         kind: e.kind.to_string(),
         amount_paisa: e.amount,
-        balance_paisa: balance,
+        balance_paisa: account.outstanding_paisa - account.credit_balance_paisa,
         order_id: e.order_id,
         payment_id: e.payment_id,
         due_at_ms: e.due_at_ms,
@@ -358,9 +473,7 @@ pub(super) async fn append(
         paid_at_ms: e.paid_at_ms,
         note: e.note.map(str::to_string),
         at_ms: e.at_ms,
-    };
-    repo::insert_entry(tx, &row).await?;
-    Ok(row)
+    }
 }
 
 async fn move_held(tx: &mut Tx, retailer: Uuid, delta: i64) -> Result<(), sqlx::Error> {

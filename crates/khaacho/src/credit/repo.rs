@@ -475,3 +475,92 @@ pub async fn add_held(tx: &mut Tx, deltas: &[(Uuid, i64, i64, i64)]) -> Result<u
         qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
     })
 }
+
+/// The holds of `orders` inside a transaction.
+pub async fn holds_tx(tx: &mut Tx, orders: &[Uuid]) -> Result<Vec<HoldRow>, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT order_id, retailer_id, amount_paisa, status, override_by, posted_paisa FROM credit_holds WHERE");
+        push_ids(&mut qb, "order_id", orders);
+        qb.build_query_as::<HoldRow>().fetch_all(c).await
+    })
+}
+
+/// The entries of `kind` for `orders` (those posted).
+pub async fn entries_for_orders(
+    tx: &mut Tx,
+    orders: &[Uuid],
+    kind: &str,
+) -> Result<Vec<LedgerRow>, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE kind = "));
+        qb.push_bind(kind).push(" AND");
+        push_ids(&mut qb, "order_id", orders);
+        qb.build_query_as::<LedgerRow>().fetch_all(c).await
+    })
+}
+
+/// Moves the holds `(order, delivered)` to `posted` at their delivered amounts, with one
+/// statement.
+pub async fn post_holds(tx: &mut Tx, posted: &[(Uuid, i64)]) -> Result<u64, sqlx::Error> {
+    if posted.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("WITH v(order_id, posted) AS (");
+        qb.push_values(posted, |mut b, (o, p)| {
+            b.push_bind(*o).push_bind(*p);
+        });
+        qb.push(") UPDATE credit_holds SET status = 'posted', posted_paisa = v.posted, updated_at_ms = ")
+            .push_bind(now)
+            .push(" FROM v WHERE credit_holds.order_id = v.order_id");
+        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+    })
+}
+
+/// Writes the counters of accounts read `FOR UPDATE` and moved in memory (`(account as it
+/// now is, held released)`: outstanding, credit balance and sequence as given, held lowered
+/// by the amount released), with one statement; returns the accounts written.
+pub async fn save_counters(tx: &mut Tx, moved: &[(&AccountRow, i64)]) -> Result<u64, sqlx::Error> {
+    if moved.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "WITH v(retailer_id, released, outstanding, credit, last_seq) AS (");
+        qb.push_values(moved, |mut b, (a, released)| {
+            b.push_bind(a.retailer_id).push_bind(*released).push_bind(a.outstanding_paisa)
+                .push_bind(a.credit_balance_paisa).push_bind(a.last_seq);
+        });
+        qb.push(") UPDATE credit_accounts SET held_paisa = credit_accounts.held_paisa - v.released, \
+                 outstanding_paisa = v.outstanding, credit_balance_paisa = v.credit, last_seq = v.last_seq, \
+                 updated_at_ms = ").push_bind(now).push(" FROM v WHERE credit_accounts.retailer_id = v.retailer_id");
+        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+    })
+}
+
+/// Writes ledger entries with one statement.
+pub async fn insert_entries(tx: &mut Tx, entries: &[LedgerRow]) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!("INSERT INTO ledger_entries ({ENTRY_COLS}) "));
+        qb.push_values(entries, |mut b, e| {
+            b.push_bind(e.id).push_bind(e.retailer_id).push_bind(e.seq).push_bind(&e.kind)
+                .push_bind(e.amount_paisa).push_bind(e.balance_paisa).push_bind(e.order_id)
+                .push_bind(e.payment_id).push_bind(e.due_at_ms).push_bind(e.open_paisa)
+                .push_bind(e.paid_at_ms).push_bind(e.note.as_deref()).push_bind(e.at_ms);
+        });
+        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}

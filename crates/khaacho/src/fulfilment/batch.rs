@@ -7,7 +7,7 @@
 //! a few hundred orders a second, with four party actions per order, those were most of the
 //! database's work. Here the actions that arrive while a batch commits form the next batch,
 //! which does the same work with one statement per step for all of them (but an accept's
-//! stock and a delivery's credit posting, which are per action):
+//! stock, which is per action):
 //!
 //! 0. find the parts (one read for the batch; a part not found or not the acting vendor's is
 //!    `NotFound`, so the handler reads nothing first);
@@ -19,14 +19,16 @@
 //! 3. judge the accepts' stock on the stock as committed (one read), in vendor and part
 //!    order: an accept it no longer covers is refused alone (409) and takes nothing;
 //! 4. close the accepted offers, save the lines and the parts, post the credit of the orders
-//!    that reach `delivered` (in retailer order, as the pipeline's credit step locks
-//!    accounts), and change the orders with one [`transition::apply_each`] (one UPDATE, one
+//!    that reach `delivered` together ([`crate::credit::ledger::post_deliveries`]: five statements for the
+//!    batch; accounts locked in retailer order, as the pipeline's credit step locks them),
+//!    and change the orders with one [`transition::apply_each`] (one UPDATE, one
 //!    event INSERT, one `order.changed` for the batch);
 //! 5. read the acted parts' offers (one read, for the answers);
 //! 6. take the accepts' stock, last, so the offer rows (every accept of a vendor's product
-//!    wants the same one) are held only until the commit: the rows at once in vendor and
-//!    product order (the order every stock taker uses, so concurrent batches never wait in a
-//!    cycle; and after the accounts, as a cancellation takes them), then each accept's.
+//!    wants the same one) are held only until the commit: one statement for the batch, which
+//!    locks the rows in vendor and product order (the order every stock taker uses, so
+//!    concurrent batches never wait in a cycle; and after the accounts, as a cancellation
+//!    takes them) and takes what the batch's accepts want of each.
 //!    Stock another transaction took since step 3 sends the batch back to one by one (below).
 //!    Commit, and answer each request.
 //!
@@ -232,7 +234,7 @@ impl BatchWriter for PartActionWriter {
 
     fn max_in_flight(&self) -> usize {
         // Two batches side by side on PostgreSQL: an action waits for the batch before its
-        // own, and a batch's per-item statements (a delivery's credit posting) make it long.
+        // own, and a batch's per-item statements (an accept's stock) make it long.
         // They lock in one order (orders by id, their parts, offer rows by vendor and
         // product, accounts by retailer), so they queue on a shared row, never deadlock.
         if self.postgres { 2 } else { 1 }
@@ -457,7 +459,7 @@ async fn together(
 
     // The orders their parts move, in retailer order (a delivery posts to the account).
     locked.sort_by_key(|o| (o.retailer_id, o.id));
-    let mut follows: HashMap<Uuid, (usize, Follow<'_>)> = HashMap::new();
+    let mut follows: Vec<(Uuid, usize, Follow<'_>)> = Vec::new();
     for order in &locked {
         let Some((k, detail)) = acted_on.remove(&order.id) else {
             continue;
@@ -468,17 +470,18 @@ async fn together(
             .cloned()
             .collect();
         let why = reasons[k].unwrap_or(items[k].action.done());
-        if let Some(follow) =
-            service::follow_parts(&mut tx, order, &theirs, why, detail, now).await?
-        {
-            follows.insert(order.id, (k, follow));
+        if let Some(follow) = service::follow(order, &theirs, why, detail) {
+            follows.push((order.id, k, follow));
         }
     }
+    // The deliveries' credit, posted together, in retailer order (as `locked` is).
+    let mut posting: Vec<&mut Follow<'_>> = follows.iter_mut().map(|(_, _, f)| f).collect();
+    service::settle(&mut tx, &mut posting, now).await?;
     let system = Actor::system();
     let mut changes: Vec<(&mut OrderRow, Change<'_>)> = Vec::with_capacity(follows.len());
     let mut actors: Vec<&Actor> = Vec::with_capacity(follows.len());
     for order in locked.iter_mut() {
-        if let Some((k, f)) = follows.get(&order.id) {
+        if let Some((_, k, f)) = follows.iter().find(|(id, _, _)| *id == order.id) {
             actors.push(if f.by_system {
                 &system
             } else {
@@ -500,20 +503,25 @@ async fn together(
     let acted: Vec<Uuid> = going.iter().map(|g| parts[g.part].id).collect();
     let mut offers = repo::offers_tx(&mut tx, &acted).await?;
 
-    // 6. The accepts' stock, last: every row first in one order when there are several
-    //    accepts (their products interleave otherwise; and after the accounts, as a
-    //    cancellation takes them), then each accept's. Stock another transaction took since
-    //    it was judged is a refusal after the batch wrote: back to one by one.
-    if takes.len() > 1 {
-        catalog::lock_offer_rows(&mut tx, &rows).await?;
-    }
+    // 6. The accepts' stock, last, with one statement for them all: the rows locked in
+    //    vendor and product order (as every stock taker takes them, and after the accounts,
+    //    as a cancellation takes them), each taken by what the batch's accepts want of it.
+    //    Stock another transaction took since it was judged is a refusal after the batch
+    //    wrote: back to one by one.
+    let mut wanted: std::collections::BTreeMap<(Uuid, Uuid), i64> = Default::default();
     for (vendor, wants) in &takes {
-        let short = catalog::take_stocks(&mut tx, *vendor, wants, now).await?;
-        if !short.is_empty() {
-            return Err(Split::Refused(FulfilmentError::OutOfStock(
-                "stock taken meanwhile".into(),
-            )));
+        for &(product, qty) in wants {
+            *wanted.entry((*vendor, product)).or_default() += qty;
         }
+    }
+    let wanted: Vec<(Uuid, Uuid, i64)> = wanted.into_iter().map(|((v, p), q)| (v, p, q)).collect();
+    if !catalog::take_stocks_of(&mut tx, &wanted, now)
+        .await?
+        .is_empty()
+    {
+        return Err(Split::Refused(FulfilmentError::OutOfStock(
+            "stock taken meanwhile".into(),
+        )));
     }
     tx.commit().await?;
 

@@ -631,6 +631,9 @@ pub(super) struct Follow<'a> {
     pub by_system: bool,
     /// The event's detail (with the delivered and posted amounts at `delivered`).
     pub detail: serde_json::Value,
+    /// A credit order reaching `delivered`: the order, its retailer and the amount
+    /// delivered, to post (0: the hold is released) by [`settle`].
+    pub post: Option<(Uuid, Uuid, i64)>,
 }
 
 /// What `order` must become for its `parts` (`None`: nothing), with the credit posting that
@@ -643,12 +646,25 @@ pub(super) async fn follow_parts<'a>(
     detail: serde_json::Value,
     now: i64,
 ) -> Result<Option<Follow<'a>>, FulfilmentError> {
-    let Some(target) = derived_status(parts) else {
+    let Some(mut follow) = follow(order, parts, reason, detail) else {
         return Ok(None);
     };
+    settle(tx, &mut [&mut follow], now).await?;
+    Ok(Some(follow))
+}
+
+/// [`follow_parts`] without the posting: what `order` must become for its `parts`, and
+/// what [`settle`] must post for it.
+pub(super) fn follow<'a>(
+    order: &OrderRow,
+    parts: &[PartRow],
+    reason: &'a str,
+    detail: serde_json::Value,
+) -> Option<Follow<'a>> {
+    let target = derived_status(parts)?;
     let from = order.status();
     if from == target || from == OrderStatus::OnHold || from.is_terminal() {
-        return Ok(None);
+        return None;
     }
     let mut detail = detail;
     let (reason, by_system) = if target == OrderStatus::OnHold {
@@ -656,26 +672,63 @@ pub(super) async fn follow_parts<'a>(
     } else {
         (reason, false)
     };
+    let mut post = None;
     if target == OrderStatus::Delivered {
         let delivered: i64 = parts.iter().filter_map(|p| p.delivered_paisa).sum();
         detail["delivered_paisa"] = json!(delivered);
         if order.payment_mode == PaymentMode::Credit.as_str() {
-            if delivered > 0 {
-                let posted = ledger::post_delivery(tx, order.id, delivered, now).await?;
-                detail["posted_paisa"] = json!(posted.entry.amount_paisa);
-                detail["due_at_ms"] = json!(posted.entry.due_at_ms);
-            } else {
-                ledger::void(tx, order.id).await?;
-                detail["posted_paisa"] = json!(0);
-            }
+            post = Some((order.id, order.retailer_id, delivered));
         }
     }
-    Ok(Some(Follow {
+    Some(Follow {
         to: target,
         reason,
         by_system,
         detail,
-    }))
+        post,
+    })
+}
+
+/// Writes the credit postings `follows` call for in `tx`: the delivered orders' holds posted
+/// together ([`ledger::post_deliveries`], in the order given: the caller's retailer order), a
+/// hold of nothing delivered released; each posting's amount and due date go in its event's
+/// detail. When holds are released as well, every account concerned is locked first, at
+/// once in retailer order, so this transaction takes them in the order every other does.
+pub(super) async fn settle(
+    tx: &mut Tx,
+    follows: &mut [&mut Follow<'_>],
+    now: i64,
+) -> Result<(), FulfilmentError> {
+    let (voids, posts): (Vec<_>, Vec<_>) = follows
+        .iter()
+        .filter_map(|f| f.post)
+        .partition(|&(_, _, delivered)| delivered <= 0);
+    if !voids.is_empty() && (voids.len() > 1 || !posts.is_empty()) {
+        let mut retailers: Vec<Uuid> = voids.iter().chain(&posts).map(|p| p.1).collect();
+        retailers.sort_unstable();
+        retailers.dedup();
+        crate::credit::repo::accounts_for_update(tx, &retailers).await?;
+    }
+    for &(order, _, _) in &voids {
+        ledger::void(tx, order).await?;
+    }
+    let posting: Vec<(Uuid, i64)> = posts.iter().map(|&(o, _, d)| (o, d)).collect();
+    let mut posted = ledger::post_deliveries(tx, &posting, now)
+        .await?
+        .into_iter();
+    for f in follows.iter_mut() {
+        match f.post {
+            Some((_, _, delivered)) if delivered <= 0 => f.detail["posted_paisa"] = json!(0),
+            Some(_) => {
+                if let Some(p) = posted.next() {
+                    f.detail["posted_paisa"] = json!(p.entry.amount_paisa);
+                    f.detail["due_at_ms"] = json!(p.entry.due_at_ms);
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// Withdraws `order`'s parts that are not yet delivered (the order is being cancelled or

@@ -247,6 +247,154 @@ async fn postings_are_idempotent_and_payments_go_to_the_oldest_debit_first() {
     reconciled(&t).await;
 }
 
+/// Many deliveries posted in one call (the part actions' batch) come out as posting them one
+/// after another would: each account's entries numbered on from its last, running balances
+/// chained, a credit balance settling the first debits, an order named twice posted once, and
+/// one refused order refusing the whole call.
+#[tokio::test]
+async fn many_deliveries_posted_at_once_chain_like_one_by_one() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    let list = t.get_json("/api/v1/retailers?limit=2").await;
+    let (ra, rb): (Uuid, Uuid) = (
+        list["items"][0]["id"].as_str().unwrap().parse().unwrap(),
+        list["items"][1]["id"].as_str().unwrap().parse().unwrap(),
+    );
+    let rules = khaacho_credit::CreditSettings::default();
+    let (a1, a2, b1, b2) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let day0 = 1_800_000_000_000;
+    let mut tx = t.app.db().begin().await.unwrap();
+    repo::ensure_accounts(&mut tx, &[ra, rb], 1_000_000)
+        .await
+        .unwrap();
+    // B paid 30,000 in advance.
+    payments::record(&mut tx, rb, 30_000, Method::Cash, "adv", "test", &rules)
+        .await
+        .unwrap();
+    for (r, o, amount) in [
+        (ra, a1, 10_000),
+        (ra, a2, 5_000),
+        (rb, b1, 20_000),
+        (rb, b2, 40_000),
+    ] {
+        assert_eq!(
+            ledger::reserve(&mut tx, r, o, amount).await.unwrap(),
+            Reserve::Reserved
+        );
+    }
+    let before_a = repo::account_tx(&mut tx, ra).await.unwrap().unwrap();
+    let before_b = repo::account_tx(&mut tx, rb).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+
+    // One refused order (no hold) refuses the call: nothing is written.
+    let mut tx = t.app.db().begin().await.unwrap();
+    let refused =
+        ledger::post_deliveries(&mut tx, &[(a1, 10_000), (Uuid::now_v7(), 1)], day0).await;
+    assert!(
+        matches!(refused, Err(ledger::LedgerError::NoHold)),
+        "{refused:?}"
+    );
+    drop(tx);
+    let mut tx = t.app.db().begin().await.unwrap();
+    assert!(
+        repo::entry_for_order(&mut tx, a1, "order_debit")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let too_much = ledger::post_deliveries(&mut tx, &[(a1, 10_000), (b1, 20_001)], day0).await;
+    assert!(
+        matches!(too_much, Err(ledger::LedgerError::TooMuch(_))),
+        "{too_much:?}"
+    );
+    drop(tx);
+
+    let mut tx = t.app.db().begin().await.unwrap();
+    let posted = ledger::post_deliveries(
+        &mut tx,
+        &[
+            (a1, 8_000),
+            (b1, 20_000),
+            (a2, 5_000),
+            (b2, 40_000),
+            (a1, 8_000),
+        ],
+        day0,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        posted.iter().map(|p| p.new).collect::<Vec<_>>(),
+        [true, true, true, true, false]
+    );
+    assert_eq!(posted[4].entry.id, posted[0].entry.id, "a1 posted once");
+    let (pa1, pb1, pa2, pb2) = (
+        &posted[0].entry,
+        &posted[1].entry,
+        &posted[2].entry,
+        &posted[3].entry,
+    );
+    assert_eq!(
+        (pa1.seq, pa2.seq),
+        (before_a.last_seq + 1, before_a.last_seq + 2)
+    );
+    assert_eq!(
+        (pb1.seq, pb2.seq),
+        (before_b.last_seq + 1, before_b.last_seq + 2)
+    );
+    let balance_a = before_a.outstanding_paisa - before_a.credit_balance_paisa;
+    assert_eq!(
+        (pa1.balance_paisa, pa2.balance_paisa),
+        (balance_a + 8_000, balance_a + 13_000)
+    );
+    // B's 30,000 in advance settles b1 whole and 10,000 of b2.
+    assert_eq!((pb1.open_paisa, pb1.paid_at_ms), (Some(0), Some(day0)));
+    assert_eq!((pb2.open_paisa, pb2.paid_at_ms), (Some(30_000), None));
+    assert_eq!(
+        pa1.due_at_ms,
+        Some(day0 + i64::from(before_a.terms_days) * DAY_MS)
+    );
+    let mut tx = t.app.db().begin().await.unwrap();
+    let after_a = repo::account_tx(&mut tx, ra).await.unwrap().unwrap();
+    let after_b = repo::account_tx(&mut tx, rb).await.unwrap().unwrap();
+    // The holds are released whole (a1's short delivery included).
+    assert_eq!(after_a.held_paisa, before_a.held_paisa - 15_000);
+    assert_eq!(
+        after_a.outstanding_paisa,
+        before_a.outstanding_paisa + 13_000
+    );
+    assert_eq!(after_b.held_paisa, before_b.held_paisa - 60_000);
+    assert_eq!(
+        (after_b.outstanding_paisa, after_b.credit_balance_paisa),
+        (
+            before_b.outstanding_paisa + 30_000,
+            before_b.credit_balance_paisa - 30_000
+        )
+    );
+    assert_eq!(
+        (after_a.last_seq, after_b.last_seq),
+        (before_a.last_seq + 2, before_b.last_seq + 2)
+    );
+    assert_eq!(
+        repo::hold(&mut tx, a1).await.unwrap().unwrap().posted_paisa,
+        Some(8_000)
+    );
+    // Again: every order already posted, nothing new.
+    let again = ledger::post_deliveries(&mut tx, &[(b2, 40_000), (a2, 5_000)], day0)
+        .await
+        .unwrap();
+    assert!(again.iter().all(|p| !p.new));
+    assert_eq!((again[0].entry.id, again[1].entry.id), (pb2.id, pa2.id));
+    tx.commit().await.unwrap();
+    reconciled(&t).await;
+}
+
 /// One random history: orders reserved (or refused), delivered in full or short, voided,
 /// reversed, paid partly or more than owed, limits changed. After every step the account
 /// is checked against a reference model and, at the end, against its own ledger.
