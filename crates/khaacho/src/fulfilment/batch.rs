@@ -6,8 +6,7 @@
 //! lines and the part, the status UPDATE, the event, the `order.changed` job, the commit. At
 //! a few hundred orders a second, with four party actions per order, those were most of the
 //! database's work. Here the actions that arrive while a batch commits form the next batch,
-//! which does the same work with one statement per step for all of them (but an accept's
-//! stock, which is per action):
+//! which does the same work with one statement per step for all of them:
 //!
 //! 0. find the parts (one read for the batch; a part not found or not the acting vendor's is
 //!    `NotFound`, so the handler reads nothing first);
@@ -19,10 +18,11 @@
 //! 3. judge the accepts' stock on the stock as committed (one read), in vendor and part
 //!    order: an accept it no longer covers is refused alone (409) and takes nothing;
 //! 4. close the accepted offers, save the lines and the parts, post the credit of the orders
-//!    that reach `delivered` together ([`crate::credit::ledger::post_deliveries`]: five statements for the
-//!    batch; accounts locked in retailer order, as the pipeline's credit step locks them),
-//!    and change the orders with one [`transition::apply_each`] (one UPDATE, one
-//!    event INSERT, one `order.changed` for the batch);
+//!    that reach `delivered` together ([`crate::credit::ledger::post_deliveries`]: five
+//!    statements for the batch; the accounts locked at once in retailer order, as the
+//!    pipeline's credit step locks them), and change the orders with one
+//!    [`transition::apply_each`] (one UPDATE, one event INSERT, one `order.changed` for the
+//!    batch);
 //! 5. read the acted parts' offers (one read, for the answers);
 //! 6. take the accepts' stock, last, so the offer rows (every accept of a vendor's product
 //!    wants the same one) are held only until the commit: one statement for the batch, which
@@ -234,7 +234,7 @@ impl BatchWriter for PartActionWriter {
 
     fn max_in_flight(&self) -> usize {
         // Two batches side by side on PostgreSQL: an action waits for the batch before its
-        // own, and a batch's per-item statements (an accept's stock) make it long.
+        // own, and a batch is a dozen statements and a commit long.
         // They lock in one order (orders by id, their parts, offer rows by vendor and
         // product, accounts by retailer), so they queue on a shared row, never deadlock.
         if self.postgres { 2 } else { 1 }
