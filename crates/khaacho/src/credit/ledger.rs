@@ -258,9 +258,9 @@ pub async fn post_deliveries(
             .filter_map(|e| e.order_id.map(|o| (o, e)))
             .collect();
     // Judge every order before anything is written.
-    let mut todo: Vec<(usize, &repo::HoldRow, i64)> = Vec::with_capacity(deliveries.len());
+    let mut todo: Vec<(&repo::HoldRow, i64)> = Vec::with_capacity(deliveries.len());
     let mut named = std::collections::HashSet::with_capacity(deliveries.len());
-    for (i, &(order, delivered)) in deliveries.iter().enumerate() {
+    for &(order, delivered) in deliveries {
         // An order named twice is posted once (the second is a repeat, as a second call).
         if earlier.contains_key(&order) || !named.insert(order) {
             continue;
@@ -278,29 +278,48 @@ pub async fn post_deliveries(
                 hold.amount_paisa
             )));
         }
-        todo.push((i, hold, delivered));
+        todo.push((hold, delivered));
     }
-    let mut out: Vec<Option<Posted>> = deliveries
+    let entries = post_pending(tx, &todo, delivered_at_ms).await?;
+    // Each order's debit: posted before, or now (a repeat in this call is not new).
+    let mut answered = std::collections::HashSet::with_capacity(deliveries.len());
+    deliveries
         .iter()
         .map(|(order, _)| {
-            earlier.get(order).map(|entry| Posted {
+            if let Some(entry) = earlier.get(order) {
+                return Ok(Posted {
+                    entry: entry.clone(),
+                    new: false,
+                });
+            }
+            let entry = entries
+                .iter()
+                .find(|e| e.order_id == Some(*order))
+                .ok_or(LedgerError::NoHold)?;
+            Ok(Posted {
                 entry: entry.clone(),
-                new: false,
+                new: answered.insert(*order),
             })
         })
-        .collect();
-    if todo.is_empty() {
-        return Ok(out.into_iter().flatten().collect());
-    }
+        .collect()
+}
+
+/// Writes the postings [`post_deliveries`] judged good (`(pending hold, delivered amount)`,
+/// each order once) and returns their debits, in that order. Nothing to post: no statement.
+async fn post_pending(
+    tx: &mut Tx,
+    todo: &[(&repo::HoldRow, i64)],
+    delivered_at_ms: i64,
+) -> Result<Vec<LedgerRow>, LedgerError> {
     repo::post_holds(
         tx,
         &todo
             .iter()
-            .map(|(_, h, d)| (h.order_id, *d))
+            .map(|(h, d)| (h.order_id, *d))
             .collect::<Vec<_>>(),
     )
     .await?;
-    let mut retailers: Vec<Uuid> = todo.iter().map(|(_, h, _)| h.retailer_id).collect();
+    let mut retailers: Vec<Uuid> = todo.iter().map(|(h, _)| h.retailer_id).collect();
     retailers.sort_unstable();
     retailers.dedup();
     let mut accounts: std::collections::HashMap<Uuid, (AccountRow, i64)> =
@@ -310,7 +329,7 @@ pub async fn post_deliveries(
             .map(|a| (a.retailer_id, (a, 0)))
             .collect();
     let mut entries = Vec::with_capacity(todo.len());
-    for &(i, hold, delivered) in &todo {
+    for &(hold, delivered) in todo {
         let (account, released) = accounts
             .get_mut(&hold.retailer_id)
             .ok_or(LedgerError::Storage(sqlx::Error::RowNotFound))?;
@@ -335,10 +354,6 @@ pub async fn post_deliveries(
                 at_ms: delivered_at_ms,
             },
         );
-        out[i] = Some(Posted {
-            entry: entry.clone(),
-            new: true,
-        });
         entries.push(entry);
     }
     let moved: Vec<(&AccountRow, i64)> = retailers
@@ -349,22 +364,7 @@ pub async fn post_deliveries(
         return Err(LedgerError::Storage(sqlx::Error::RowNotFound));
     }
     repo::insert_entries(tx, &entries).await?;
-    deliveries
-        .iter()
-        .zip(out)
-        .map(|((order, _), posted)| match posted {
-            Some(p) => Ok(p),
-            // A repeat of an order posted earlier in this call.
-            None => entries
-                .iter()
-                .find(|e| e.order_id == Some(*order))
-                .map(|e| Posted {
-                    entry: e.clone(),
-                    new: false,
-                })
-                .ok_or(LedgerError::NoHold),
-        })
-        .collect()
+    Ok(entries)
 }
 
 /// Reverses `amount` of a delivered order (cancelled or returned after delivery): a refund

@@ -350,8 +350,8 @@ async fn together(
     let mut going: Vec<Going> = Vec::with_capacity(live.len());
     for &k in &live {
         let r = &items[k];
-        let part = parts.iter().position(|p| p.id == found[k].id);
-        let Some(part) = part.filter(|_| locked.iter().any(|o| o.id == found[k].order_id)) else {
+        // `live` holds only actions on orders this batch locked.
+        let Some(part) = parts.iter().position(|p| p.id == found[k].id) else {
             out[k] = Some(Err(FulfilmentError::NotFound));
             continue;
         };
@@ -405,8 +405,9 @@ async fn together(
         .into_iter()
         .map(|(v, p, stock)| ((v, p), stock))
         .collect();
-    // What the accepts judged good take at the end, by vendor and product.
-    let mut takes: Vec<(Uuid, Vec<(Uuid, i64)>)> = Vec::with_capacity(accepts.len());
+    // What the accepts judged good take at the end, summed by vendor and product (in that
+    // order, the order the rows are locked in).
+    let mut wanted: std::collections::BTreeMap<(Uuid, Uuid), i64> = Default::default();
     for &g in &accepts {
         let vendor = parts[going[g].part].vendor_id.unwrap_or_default();
         let wants = service::stock_wanted(&going[g].lines);
@@ -420,15 +421,15 @@ async fn together(
             going[g].refused = true;
             continue;
         }
-        for (p, q) in &wants {
-            if let Some(s) = left.get_mut(&(vendor, *p)) {
+        for (p, q) in wants {
+            if let Some(s) = left.get_mut(&(vendor, p)) {
                 *s -= q;
             }
+            *wanted.entry((vendor, p)).or_default() += q;
         }
         for l in going[g].lines.iter_mut() {
             l.reserved_milli = l.qty_milli;
         }
-        takes.push((vendor, wants));
     }
     going.retain(|g| !g.refused);
 
@@ -508,12 +509,6 @@ async fn together(
     //    as a cancellation takes them), each taken by what the batch's accepts want of it.
     //    Stock another transaction took since it was judged is a refusal after the batch
     //    wrote: back to one by one.
-    let mut wanted: std::collections::BTreeMap<(Uuid, Uuid), i64> = Default::default();
-    for (vendor, wants) in &takes {
-        for &(product, qty) in wants {
-            *wanted.entry((*vendor, product)).or_default() += qty;
-        }
-    }
     let wanted: Vec<(Uuid, Uuid, i64)> = wanted.into_iter().map(|((v, p), q)| (v, p, q)).collect();
     if !catalog::take_stocks_of(&mut tx, &wanted, now)
         .await?
