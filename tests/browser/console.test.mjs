@@ -403,9 +403,16 @@ async function main() {
     const offerRow = page.locator(`tr[data-fulfilment="${offer.id}"]`);
     await offerRow.waitFor({ timeout: STEP_MS });
     await screenshot('offers');
+    // The offer names the shop and its district; its phone only once the vendor accepts.
+    const shop = await op.call('GET', `/api/v1/retailers/${retailer}`);
+    const shopText = async () => offerRow.locator('td.shop').innerText();
+    const offered = await shopText();
+    if (!offered.includes(shop.name) || !offered.includes(shop.district)) fail(`the offer does not name the shop: ${offered}`);
+    if (offered.includes(shop.phone)) fail(`the offer shows the shop's phone before it is accepted: ${offered}`);
     await offerRow.locator('button[data-action=accept]').click();
     await page.waitForSelector(`tr[data-fulfilment="${offer.id}"][data-status=accepted]`, { timeout: STEP_MS })
       .catch(() => fail(`offer ${offer.id} was not shown accepted`));
+    await until(`the shop's phone on accepted part ${offer.id}`, async () => (await shopText()).includes(shop.phone));
     const part = await op.call('GET', `/api/v1/fulfilments/${offer.id}`);
     if (part.status !== 'accepted') fail(`offer ${offer.id} is ${part.status}, not accepted`);
     await screenshot('offers-accepted');

@@ -2,13 +2,14 @@
 //! orders move through every state — for the demo, and to load-test the whole lifecycle.
 //!
 //! It signs in as an admin, mints one API key per vendor and per retailer (revoked when it
-//! stops) and an operator key for the lists and the orders, then, every `--poll`:
+//! stops) and an operator key for the lists and the payments, then, every `--poll`:
 //! - vendors answer the new offers (the newest pages of the offered parts) — accept
 //!   (`--accept`), reject with a reason (`--reject`) or let the offer expire (the rest) —
 //!   each after a random delay up to `--respond-within`; a vendor then dispatches and
 //!   delivers what it accepted after random delays up to `--ship-within`, some short
 //!   (`--short`: half of the first line), as its app would, without looking it up again;
-//! - the retailer of an order whose last part was delivered confirms it (`--confirm`; the
+//! - the retailer of a delivered part (the shop the part names) reads its order with its
+//!   own key and, once the order's last part was delivered, confirms it (`--confirm`; the
 //!   rest complete automatically after 48 h) and pays some at once (`--pay`);
 //! - every eighth round reads every list whole (offered, accepted and dispatched parts,
 //!   delivered orders) for what the simulation did not start (an operator acting in the
@@ -375,14 +376,14 @@ impl Sim {
         let Ok(url) = self.base.join(&format!("api/v1/orders/{order_id}")) else {
             return;
         };
-        // The retailer's app reads the order as any client would: a shed read is asked again.
+        // The retailer's app reads its order as any client would (a shed read is asked
+        // again); the part names its shop. A shop the simulation has no key of is read as staff.
+        let auth = part["deliver_to"]["retailer_id"]
+            .as_str()
+            .and_then(|r| self.retailers.get(r))
+            .unwrap_or(&self.staff);
         let order = match self
-            .send(|| {
-                Ok(self
-                    .client
-                    .get(url.clone())
-                    .header("authorization", &self.staff))
-            })
+            .send(|| Ok(self.client.get(url.clone()).header("authorization", auth)))
             .await
         {
             Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),

@@ -214,11 +214,12 @@ async fn offers(
     if orders.is_empty() {
         return Ok(());
     }
-    type Part = (Uuid, Uuid, String, Option<String>, i64, i64);
+    type Part = (Uuid, Uuid, String, Option<String>, i64, i64, String, String);
     let parts: Vec<Part> = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
-            "SELECT f.id, o.id, v.phone, v.language, o.deadline_ms, f.total_paisa FROM fulfilments f \
-             JOIN fulfilment_offers o ON o.id = f.offer_id JOIN vendors v ON v.id = o.vendor_id \
+            "SELECT f.id, o.id, v.phone, v.language, o.deadline_ms, f.total_paisa, r.name, r.district \
+             FROM fulfilments f JOIN fulfilment_offers o ON o.id = f.offer_id \
+             JOIN vendors v ON v.id = o.vendor_id JOIN retailers r ON r.id = f.retailer_id \
              WHERE f.status = 'offered' AND o.status = 'offered' AND");
         push_ids(&mut qb, "f.order_id", orders);
         qb.push(" ORDER BY f.id");
@@ -243,7 +244,7 @@ async fn offers(
             .or_default()
             .push(format!("- {} {unit} {name}", qty_text(*qty)));
     }
-    for (part, offer, phone, language, deadline, total) in parts {
+    for (part, offer, phone, language, deadline, total, shop, district) in parts {
         let lines = by_part.remove(&part).unwrap_or_default();
         pending.push(Pending {
             phone,
@@ -254,6 +255,8 @@ async fn offers(
                 "lines": lines.join("\n"),
                 "total": khaacho_credit::npr(total),
                 "deadline": fmt_time(deadline),
+                "shop": shop,
+                "district": district,
             }),
             key: format!("{offer}:vendor:vendor_offer"),
         });

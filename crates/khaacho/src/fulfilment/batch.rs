@@ -23,7 +23,7 @@
 //!    pipeline's credit step locks them), and change the orders with one
 //!    [`transition::apply_each`] (one UPDATE, one event INSERT, one `order.changed` for the
 //!    batch);
-//! 5. read the acted parts' offers (one read, for the answers);
+//! 5. read the acted parts' offers and shops (one read of each, for the answers);
 //! 6. take the accepts' stock, last, so the offer rows (every accept of a vendor's product
 //!    wants the same one) are held only until the commit: one statement for the batch, which
 //!    locks the rows in vendor and product order (the order every stock taker uses, so
@@ -48,11 +48,13 @@ use uuid::Uuid;
 use super::repo::{self, PartLineRow, PartRow};
 use super::service::{self, Acted, Acting, Follow, FulfilmentError, PartAction};
 use crate::app::App;
+use crate::base::db::Reader;
 use crate::base::group_commit::BatchWriter;
 use crate::catalog::repo as catalog;
 use crate::orders::model::{Actor, OrderRow};
 use crate::orders::repo as orders;
 use crate::orders::transition::{self, Change, TransitionResult};
+use crate::parties::repo as parties;
 
 /// Whether `action` as `acting` goes through the part actions' group commit: a vendor's own
 /// accept, dispatch or delivery. Anything else (a rejection, staff acting for a vendor) is
@@ -500,9 +502,13 @@ async fn together(
         TransitionResult::Done => {}
         other => return Err(Split::Changed(other)),
     }
-    // The answers show each part's offers: one read for the batch.
+    // The answers show each part's offers and shop: one read of each for the batch.
     let acted: Vec<Uuid> = going.iter().map(|g| parts[g.part].id).collect();
     let mut offers = repo::offers_tx(&mut tx, &acted).await?;
+    let mut shop_ids: Vec<Uuid> = going.iter().map(|g| parts[g.part].retailer_id).collect();
+    shop_ids.sort_unstable();
+    shop_ids.dedup();
+    let shops = parties::find_retailers(&mut Reader::Tx(&mut tx), &shop_ids).await?;
 
     // 6. The accepts' stock, last, with one statement for them all: the rows locked in
     //    vendor and product order (as every stock taker takes them, and after the accounts,
@@ -525,11 +531,12 @@ async fn together(
         let action = &items[g.k].action;
         metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name())
             .increment(1);
-        let id = parts[g.part].id;
+        let (id, retailer) = (parts[g.part].id, parts[g.part].retailer_id);
         out[g.k] = Some(Ok(Acted {
             part: parts[g.part].clone(),
             lines: g.lines,
             offers: Some(offers.extract_if(.., |o| o.fulfilment_id == id).collect()),
+            shop: shops.iter().find(|s| s.id == retailer).cloned(),
         }));
     }
     Ok(out)

@@ -16,6 +16,7 @@ use super::facts;
 use super::repo::{self as parts, PartRow, PartStatus};
 use super::service::{self, Acting, FulfilmentError, PartAction};
 use crate::app::App;
+use crate::base::db::Reader;
 use crate::base::domain::{milli_to_qty, paisa_to_npr, qty_to_milli};
 use crate::base::principal::{Principal, Role, STAFF};
 use crate::base::time::fmt_time;
@@ -24,6 +25,7 @@ use crate::base::wire::extract::{Json, Path, Query};
 use crate::base::wire::{Page, page_limit, split_page};
 use crate::orders::model::Actor;
 use crate::orders::repo;
+use crate::parties::repo::{self as parties, Retailer};
 
 /// Who may see and act on parts (a vendor: its own).
 const PART_ROLES: &[Role] = &[Role::Admin, Role::Operator, Role::Vendor];
@@ -78,6 +80,44 @@ pub struct OfferView {
     pub reason: Option<String>,
 }
 
+/// Where a part goes: the retailer's shop. Its vendor sees the shop's name and district with
+/// the offer (to decide on it), and the address, phone and coordinates once it has accepted
+/// the part (to deliver it); staff see everything.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliverToView {
+    /// The retailer.
+    pub retailer_id: Uuid,
+    /// Shop name.
+    pub name: String,
+    /// District.
+    pub district: String,
+    /// Street address (once accepted).
+    pub address: Option<String>,
+    /// E.164 phone (once accepted).
+    pub phone: Option<String>,
+    /// Latitude (once accepted).
+    pub lat: Option<f64>,
+    /// Longitude (once accepted).
+    pub lng: Option<f64>,
+}
+
+impl DeliverToView {
+    /// `shop` as `principal` may see it on part `p`: a vendor sees its contact once it
+    /// accepted `p`; staff (and the retailer itself, reading its order) always.
+    fn of(shop: &Retailer, p: &PartRow, principal: &Principal) -> Self {
+        let contact = principal.role != Role::Vendor || p.accepted_at_ms.is_some();
+        DeliverToView {
+            retailer_id: shop.id,
+            name: shop.name.clone(),
+            district: shop.district.clone(),
+            address: shop.address.clone().filter(|_| contact),
+            phone: contact.then(|| shop.phone.clone()),
+            lat: shop.lat.filter(|_| contact),
+            lng: shop.lng.filter(|_| contact),
+        }
+    }
+}
+
 /// A vendor part of an order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FulfilmentView {
@@ -95,6 +135,8 @@ pub struct FulfilmentView {
     pub deadline: Option<String>,
     /// Times it moved to another vendor.
     pub reassignments: i32,
+    /// The shop it goes to (none if the retailer was removed).
+    pub deliver_to: Option<DeliverToView>,
     /// Its lines at the order's prices, VAT included, NPR.
     pub total_npr: f64,
     /// What was handed over, VAT included, NPR.
@@ -112,8 +154,14 @@ pub struct FulfilmentView {
 }
 
 impl FulfilmentView {
-    fn new(p: PartRow, lines: Vec<parts::PartLineRow>, offers: Vec<parts::PartOfferRow>) -> Self {
+    fn new(
+        p: PartRow,
+        lines: Vec<parts::PartLineRow>,
+        offers: Vec<parts::PartOfferRow>,
+        deliver_to: Option<DeliverToView>,
+    ) -> Self {
         FulfilmentView {
+            deliver_to,
             allowed_actions: service::allowed(p.status())
                 .iter()
                 .map(|a| a.to_string())
@@ -167,7 +215,7 @@ pub async fn views(
     render(app, principal, rows, lines).await
 }
 
-/// Renders `rows` with their `lines` (already read), reading their offers.
+/// Renders `rows` with their `lines` (already read), reading their offers and shops.
 async fn render(
     app: &App,
     principal: &Principal,
@@ -176,16 +224,26 @@ async fn render(
 ) -> Result<Vec<FulfilmentView>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
     let offers = parts::offers(app.db(), &ids).await?;
-    Ok(shown(principal, rows, lines, offers))
+    let shops = shops_of(app, &rows).await?;
+    Ok(shown(principal, rows, lines, offers, &shops))
 }
 
-/// Renders `rows` with their `lines` and `offers` (both already read): a vendor sees only
-/// its own offers.
+/// The shops `rows` go to (one read).
+async fn shops_of(app: &App, rows: &[PartRow]) -> Result<Vec<Retailer>, ApiError> {
+    let mut ids: Vec<Uuid> = rows.iter().map(|p| p.retailer_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(parties::find_retailers(&mut Reader::Pool(app.db()), &ids).await?)
+}
+
+/// Renders `rows` with their `lines`, `offers` and `shops` (all already read): a vendor sees
+/// only its own offers, and a shop's contact only on a part it accepted.
 fn shown(
     principal: &Principal,
     rows: Vec<PartRow>,
     mut lines: Vec<parts::PartLineRow>,
     mut offers: Vec<parts::PartOfferRow>,
+    shops: &[Retailer],
 ) -> Vec<FulfilmentView> {
     if let Some(v) = principal
         .vendor()
@@ -197,7 +255,11 @@ fn shown(
         .map(|p| {
             let mine = lines.extract_if(.., |l| l.fulfilment_id == p.id).collect();
             let offered = offers.extract_if(.., |o| o.fulfilment_id == p.id).collect();
-            FulfilmentView::new(p, mine, offered)
+            let shop = shops
+                .iter()
+                .find(|s| s.id == p.retailer_id)
+                .map(|s| DeliverToView::of(s, &p, principal));
+            FulfilmentView::new(p, mine, offered, shop)
         })
         .collect()
 }
@@ -366,9 +428,11 @@ async fn act(
         }
     }
     .map_err(fulfilment_error)?;
-    let mut v = match acted.offers {
-        Some(offers) => shown(principal, vec![acted.part], acted.lines, offers),
-        None => render(app, principal, vec![acted.part], acted.lines).await?,
+    let mut v = match (acted.offers, acted.shop) {
+        (Some(offers), Some(shop)) => {
+            shown(principal, vec![acted.part], acted.lines, offers, &[shop])
+        }
+        _ => render(app, principal, vec![acted.part], acted.lines).await?,
     };
     v.pop()
         .map(axum::Json)

@@ -117,6 +117,9 @@ pub struct Acted {
     /// Its offers when the writer read them (a batch reads all its parts' offers in one
     /// statement); `None`: the caller reads them if it shows them.
     pub offers: Option<Vec<PartOfferRow>>,
+    /// The shop the part goes to, when the writer read it (a batch reads its parts' shops in
+    /// one statement); `None`: the caller reads it if it shows it.
+    pub shop: Option<crate::parties::repo::Retailer>,
 }
 
 /// Applies `action` to `found` (a read of the part: only its id and order are used, the
@@ -198,6 +201,7 @@ pub async fn act(
         part,
         lines,
         offers: None,
+        shop: None,
     })
 }
 

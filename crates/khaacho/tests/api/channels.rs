@@ -584,7 +584,8 @@ async fn a_vendor_accepts_an_offer_by_message() {
     assert_eq!(
         r,
         [format!(
-            "Offer {reference} accepted. Please dispatch it on time."
+            "Offer {reference} accepted. Deliver to: Gita Kirana, Kathmandu, +9779800000001. \
+             Please dispatch it on time."
         )]
     );
     let o = t.get_json(&format!("/api/v1/orders/{id}")).await;

@@ -231,8 +231,34 @@ async fn an_order_goes_from_validated_to_completed_with_stock_credit_and_ledger(
         .await
         .unwrap();
     assert_eq!(inbox["items"][0]["id"], part.as_str());
+    // The offer says which shop it is for; the shop's contact comes with the accept.
+    assert_eq!(
+        inbox["items"][0]["deliver_to"],
+        json!({ "retailer_id": retailer, "name": "Gita Kirana", "district": "Kathmandu",
+                "address": null, "phone": null, "lat": null, "lng": null })
+    );
+    assert_eq!(
+        o["fulfilments"][0]["deliver_to"]["phone"], "+9779800000001",
+        "staff see the contact at once"
+    );
     let accepted = ok(act(&t, &va, &part, "accept", json!({})).await).await;
     assert_eq!(accepted["status"], "accepted");
+    assert_eq!(accepted["deliver_to"]["phone"], "+9779800000001");
+    let mine = va
+        .get(t.url(&format!("/api/v1/fulfilments/{part}")))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            mine["deliver_to"]["name"].as_str(),
+            mine["deliver_to"]["phone"].as_str()
+        ),
+        (Some("Gita Kirana"), Some("+9779800000001"))
+    );
     assert_eq!(accepted["lines"][0]["reserved_quantity"], 5.0);
     assert_eq!(stock(&t, a, "CHINI-1").await, 45.0);
     assert_eq!(stock(&t, a, "TEL-1").await, 48.0);

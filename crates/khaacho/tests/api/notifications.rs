@@ -106,7 +106,9 @@ async fn an_orders_life_tells_the_retailer_and_the_vendor_once_each() {
     assert_eq!(templates(&m), ["vendor_offer"], "{m:?}");
     let body = &m[0].3;
     assert!(
-        body.starts_with(&format!("New order {part_ref}:\n- 5 kg Sugar\n")),
+        body.starts_with(&format!(
+            "New order {part_ref} for Gita Kirana, Kathmandu:\n- 5 kg Sugar\n"
+        )),
         "{body}"
     );
     assert!(body.contains("\nTotal: NPR 565.00\n"), "{body}");

@@ -481,6 +481,15 @@ impl Retailer<'_> {
     }
 }
 
+/// Where an accepted part goes, for its vendor: the shop, its address and district, its phone.
+fn deliver_to(shop: &parties::Retailer) -> String {
+    let mut at = vec![shop.name.as_str()];
+    at.extend(shop.address.as_deref().filter(|a| !a.trim().is_empty()));
+    at.push(&shop.district);
+    at.push(&shop.phone);
+    at.join(", ")
+}
+
 /// A vendor's message: accept or reject an offer by its reference, or list the open ones.
 async fn vendor(
     app: &App,
@@ -520,7 +529,14 @@ async fn vendor(
     };
     let accepted = matches!(action, PartAction::Accept);
     match act(app, part, &acting, action).await {
-        Ok(_) if accepted => Ok(vec![reply("offer_accepted", json!({ "ref": r }))]),
+        Ok(acted) if accepted => {
+            let to = parties::find_retailer(app.db(), acted.part.retailer_id).await?;
+            let deliver_to = to.as_ref().map(deliver_to).unwrap_or_default();
+            Ok(vec![reply(
+                "offer_accepted",
+                json!({ "ref": r, "deliver_to": deliver_to }),
+            )])
+        }
         Ok(_) => Ok(vec![reply("offer_rejected", json!({ "ref": r }))]),
         Err(FulfilmentError::NotFound) => {
             Ok(vec![reply("ref_unknown", json!({ "ref": reference }))])

@@ -38,7 +38,7 @@ const DICT = {
     overdue_0_7: 'Overdue 0–7 days', overdue_8_15: 'Overdue 8–15 days',
     overdue_16_30: 'Overdue 16–30 days', overdue_30_plus: 'Overdue over 30 days',
     credit_alerts: 'Credit alerts', recipient: 'Recipient', template: 'Template',
-    deadline: 'Deadline', available: 'Available', balance: 'Balance', amount: 'Amount',
+    deadline: 'Deadline', deliver_to: 'Deliver to', available: 'Available', balance: 'Balance', amount: 'Amount',
     ledger: 'Ledger', terms: 'Terms (days)', band: 'Band', due: 'Due', note: 'Note', at: 'When',
     live_up: 'Live: connected', live_down: 'Live: reconnecting…', network: 'Network error',
     network_detail: 'The server could not be reached. Check the connection and try again.',
@@ -82,7 +82,7 @@ const DICT = {
     accounts: 'खाताहरू', limit: 'सीमा', held_amount: 'रोक्का', outstanding: 'बाँकी',
     not_due: 'म्याद नपुगेको', overdue_0_7: 'म्याद नाघेको ०–७ दिन', overdue_8_15: 'म्याद नाघेको ८–१५ दिन',
     overdue_16_30: 'म्याद नाघेको १६–३० दिन', overdue_30_plus: 'म्याद नाघेको ३० दिनभन्दा बढी',
-    credit_alerts: 'उधारो सतर्कता', recipient: 'प्रापक', template: 'ढाँचा', deadline: 'अन्तिम समय',
+    credit_alerts: 'उधारो सतर्कता', recipient: 'प्रापक', template: 'ढाँचा', deadline: 'अन्तिम समय', deliver_to: 'पठाउने ठेगाना',
     available: 'उपलब्ध', balance: 'मौज्दात', amount: 'रकम', ledger: 'खाता बही', terms: 'अवधि (दिन)',
     band: 'श्रेणी', due: 'तिर्नुपर्ने मिति', note: 'टिप्पणी', at: 'कहिले',
     live_up: 'प्रत्यक्ष: जोडिएको', live_down: 'प्रत्यक्ष: फेरि जोडिँदै…', network: 'सञ्जाल त्रुटि',
@@ -987,11 +987,19 @@ async function offersPage(_arg, _query, ctx) {
     });
     return h('tr', { data: { fulfilment: f.id, order: f.order_id, status: f.status } },
       h('td', {}, h('span', { class: 'mono' }, short(f.order_id)), h('div', { class: 'muted' }, `${f.lines.length} ${t('lines')}`)),
+      h('td', { class: 'shop' }, shopCell(f.deliver_to)),
       h('td', {}, badge(f.status)), h('td', { class: 'num' }, npr(f.total_npr)), h('td', {}, f.deadline ?? ''),
       h('td', {}, buttons.length ? h('div', { class: 'actions' }, reason, buttons) : null));
   });
   return h('section', {}, h('h1', {}, t('offers')),
-    table([t('order'), t('status'), { label: t('total'), cls: 'num' }, t('deadline'), ''], rows));
+    table([t('order'), t('deliver_to'), t('status'), { label: t('total'), cls: 'num' }, t('deadline'), ''], rows));
+}
+
+// The shop a part goes to: its name and district; its address and phone once accepted.
+function shopCell(to) {
+  if (!to) return '';
+  const contact = [to.address, to.phone].filter(Boolean).join(' · ');
+  return [h('div', {}, `${to.name}, ${to.district}`), contact ? h('div', { class: 'muted' }, contact) : null];
 }
 
 // --- retailer: its account and ledger -------------------------------------------------------------
