@@ -144,6 +144,18 @@ async fn act(
         .unwrap()
 }
 
+/// `GET path` as `client`, its JSON body.
+async fn read_as(t: &TestApp, client: &reqwest::Client, path: &str) -> Value {
+    client
+        .get(t.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn ok(r: reqwest::Response) -> Value {
     let status = r.status();
     let body: Value = r.json().await.unwrap();
@@ -222,14 +234,7 @@ async fn an_order_goes_from_validated_to_completed_with_stock_credit_and_ledger(
 
     // The vendor finds it in its inbox and accepts: stock is reserved.
     let va = t.client_as(Role::Vendor, Some(a));
-    let inbox: Value = va
-        .get(t.url("/api/v1/fulfilments?status=offered"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox: Value = read_as(&t, &va, "/api/v1/fulfilments?status=offered").await;
     assert_eq!(inbox["items"][0]["id"], part.as_str());
     // The offer says which shop it is for; the shop's contact comes with the accept.
     assert_eq!(
@@ -244,14 +249,7 @@ async fn an_order_goes_from_validated_to_completed_with_stock_credit_and_ledger(
     let accepted = ok(act(&t, &va, &part, "accept", json!({})).await).await;
     assert_eq!(accepted["status"], "accepted");
     assert_eq!(accepted["deliver_to"]["phone"], "+9779800000001");
-    let mine = va
-        .get(t.url(&format!("/api/v1/fulfilments/{part}")))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let mine = read_as(&t, &va, &format!("/api/v1/fulfilments/{part}")).await;
     assert_eq!(
         (
             mine["deliver_to"]["name"].as_str(),
@@ -375,14 +373,7 @@ async fn a_split_order_follows_its_slowest_part_and_posts_a_short_delivery() {
     );
 
     // Each vendor sees only its own part and its own lines.
-    let seen = vb
-        .get(t.url(&format!("/api/v1/orders/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let seen = read_as(&t, &vb, &format!("/api/v1/orders/{id}")).await;
     assert_eq!(parts(&seen).len(), 1);
     assert_eq!(seen["lines"].as_array().unwrap().len(), 1);
     assert!(seen.get("totals").is_none_or(Value::is_null), "{seen}");
