@@ -127,9 +127,36 @@ async fn openapi_documents_every_route() {
             "{m} {p} is not routed: {status}"
         );
     }
+    // Every schema the document refers to is in it (a view nested in another is listed too).
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(refs.len() > 50, "{refs:?}");
+    for r in &refs {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
+        assert!(
+            schemas.contains_key(name),
+            "{r} is referred to but not defined"
+        );
+    }
+    assert!(schemas.contains_key("DeliverToView"));
     let docs = t.get("/api/v1/docs/").await;
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+/// Every `$ref` in `v`.
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r.clone());
+            }
+            m.values().for_each(|x| collect_refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
 }
 
 #[tokio::test]
