@@ -8,6 +8,7 @@ use super::repo;
 use super::transition::{self, TransitionResult};
 use crate::app::App;
 use crate::base::audit::{self, Entry};
+use crate::base::scope::Scope;
 use crate::base::wire::error::FieldError;
 use crate::credit::ledger::{self, LedgerError, Reserve};
 use crate::fulfilment::service::cancel_parts;
@@ -160,10 +161,13 @@ impl Action {
 
 /// Applies `action` to order `id` and returns the order as it now is.
 /// `audit` (the caller's entry) is completed with the change and written in the same
-/// transaction. A retailer may cancel only before dispatch.
+/// transaction. A retailer may cancel only before dispatch. An order outside `scope` (a
+/// retailer's: its own orders) is `NotFound`, judged on the row read under the lock.
 #[tracing::instrument(skip(app, actor, reason, audit), fields(order_id = %id))]
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     app: &App,
+    scope: Scope,
     id: uuid::Uuid,
     action: Action,
     actor: &Actor,
@@ -200,6 +204,11 @@ pub async fn apply(
     let mut tx = app.db().begin().await?;
     let mut order = repo::find_for_update(&mut tx, id)
         .await?
+        .filter(|o| match scope {
+            Scope::All => true,
+            Scope::Retailer(r) => o.retailer_id == r,
+            Scope::Vendor(_) => false,
+        })
         .ok_or(ActionError::NotFound)?;
     let from = order.status();
     let to = match action {

@@ -671,13 +671,23 @@ async fn tenants_cannot_see_or_touch_each_others_data() {
         404,
     )
     .await;
-    let r = r1
-        .post(t.url(&format!("/api/v1/orders/{other}/cancel")))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(r, 404).await;
+    // Acting on the other's order answers as a made-up id would, and changes nothing.
+    let before = t.get_json(&format!("/api/v1/orders/{other}")).await["status"].clone();
+    for action in ["cancel", "confirm", "report-issue"] {
+        let body = json!({ "reason": "not mine" });
+        let post = |id: String| {
+            r1.post(t.url(&format!("/api/v1/orders/{id}/{action}")))
+                .json(&body)
+                .send()
+        };
+        let guessed = assert_problem(post(other.clone()).await.unwrap(), 404).await;
+        let unknown = assert_problem(post(Uuid::now_v7().to_string()).await.unwrap(), 404).await;
+        assert_eq!(guessed, unknown, "{action}");
+    }
+    assert_eq!(
+        t.get_json(&format!("/api/v1/orders/{other}")).await["status"],
+        before
+    );
     let list: Value = get(&r1, "/api/v1/orders?limit=200".into())
         .await
         .unwrap()

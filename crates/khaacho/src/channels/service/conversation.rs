@@ -453,7 +453,19 @@ impl Retailer<'_> {
             return Ok(vec![reply("ref_unknown", json!({ "ref": reference }))]);
         };
         let r = short_ref(order.id);
-        match actions::apply(self.app, order.id, action, &self.actor(), why, None, None).await {
+        let scope = Scope::Retailer(self.retailer.id);
+        match actions::apply(
+            self.app,
+            scope,
+            order.id,
+            action,
+            &self.actor(),
+            why,
+            None,
+            None,
+        )
+        .await
+        {
             Ok(_) if action == Action::Confirm => {
                 Ok(vec![reply("receipt_confirmed", json!({ "ref": r }))])
             }
