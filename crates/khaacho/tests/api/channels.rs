@@ -575,7 +575,12 @@ async fn a_vendor_accepts_an_offer_by_message() {
         r[0].starts_with("Offers waiting for your answer:\n"),
         "{r:?}"
     );
-    assert!(r[0].contains(&format!("{reference} - NPR 565.00")), "{r:?}");
+    assert!(
+        r[0].contains(&format!(
+            "{reference} - Gita Kirana, Kathmandu - NPR 565.00 - answer by"
+        )),
+        "{r:?}"
+    );
     let r = say(&t, phone, &format!("REJECT {reference}")).await;
     assert!(r[0].starts_with("Please give a reason"), "{r:?}");
     let r = say(&t, phone, "ACCEPT 000000").await;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::draft::{self, Draft, DraftLine, Question};
 use crate::app::{App, JobContext};
 use crate::base::alerts::{self, NewAlert};
+use crate::base::db::Reader;
 use crate::base::scope::Scope;
 use crate::base::time::fmt_time;
 use crate::channels::intents::{Intent, bare_number, classify, is_devanagari};
@@ -581,12 +582,21 @@ async fn open_offers(app: &App, v: &parties::Vendor, now: i64) -> Result<Vec<Rep
     if open.is_empty() {
         return Ok(vec![reply("vendor_no_offers", json!({}))]);
     }
+    let mut shops: Vec<Uuid> = open.iter().map(|p| p.retailer_id).collect();
+    shops.sort_unstable();
+    shops.dedup();
+    let shops = parties::find_retailers(&mut Reader::Pool(app.db()), &shops).await?;
     let lines: Vec<String> = open
         .iter()
         .map(|p| {
             let by = p.deadline_ms.map(fmt_time).unwrap_or_default();
+            let shop = shops
+                .iter()
+                .find(|s| s.id == p.retailer_id)
+                .map(|s| format!("{}, {} - ", s.name, s.district))
+                .unwrap_or_default();
             format!(
-                "{} - {} - answer by {by}",
+                "{} - {shop}{} - answer by {by}",
                 short_ref(p.id),
                 khaacho_credit::npr(p.total_paisa)
             )
