@@ -135,7 +135,8 @@ pub struct FulfilmentView {
     pub deadline: Option<String>,
     /// Times it moved to another vendor.
     pub reassignments: i32,
-    /// The shop it goes to (none if the retailer was removed).
+    /// The shop it goes to (absent only when its record could not be read, e.g. from a read
+    /// replica that has not yet seen a retailer registered moments ago).
     pub deliver_to: Option<DeliverToView>,
     /// Its lines at the order's prices, VAT included, NPR.
     pub total_npr: f64,

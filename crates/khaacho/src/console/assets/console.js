@@ -18,7 +18,7 @@ const DICT = {
     updated: 'Updated', reason: 'Reason', approve: 'Approve', reject: 'Reject', retry: 'Retry',
     discard: 'Discard', accept: 'Accept', dispatch: 'Dispatch', deliver: 'Deliver',
     acknowledge: 'Acknowledge', refresh: 'Refresh', load_more: 'Load more', none: 'Nothing here.',
-    timeline: 'Timeline', lines: 'Lines', product: 'Product', qty: 'Quantity', unit: 'Unit',
+    timeline: 'Timeline', lines: 'Lines', line_one: 'line', line_many: 'lines', product: 'Product', qty: 'Quantity', unit: 'Unit',
     price: 'Unit price', subtotal: 'Subtotal', vat: 'VAT', hold_reason: 'Held because',
     reject_reason: 'Rejected because', priority: 'Priority', payment_mode: 'Payment',
     risk: 'Risk', credit_hold: 'Credit hold', fulfilments: 'Vendor parts', kind: 'Kind',
@@ -63,7 +63,7 @@ const DICT = {
     updated: 'अद्यावधिक', reason: 'कारण', approve: 'स्वीकृत गर्नुहोस्', reject: 'अस्वीकार गर्नुहोस्',
     retry: 'फेरि प्रयास', discard: 'हटाउनुहोस्', accept: 'स्वीकार्नुहोस्', dispatch: 'पठाउनुहोस्',
     deliver: 'बुझाउनुहोस्', acknowledge: 'थाहा पाएँ', refresh: 'ताजा गर्नुहोस्',
-    load_more: 'थप हेर्नुहोस्', none: 'केही छैन।', timeline: 'समयरेखा', lines: 'सामानहरू',
+    load_more: 'थप हेर्नुहोस्', none: 'केही छैन।', timeline: 'समयरेखा', lines: 'सामानहरू', line_one: 'सामान', line_many: 'सामान',
     product: 'सामान', qty: 'परिमाण', unit: 'एकाइ', price: 'एकाइ मूल्य', subtotal: 'उपजम्मा',
     vat: 'भ्याट', hold_reason: 'रोकिनुको कारण', reject_reason: 'अस्वीकारको कारण',
     priority: 'प्राथमिकता', payment_mode: 'भुक्तानी', risk: 'जोखिम', credit_hold: 'उधारो रोक्का',
@@ -986,7 +986,7 @@ async function offersPage(_arg, _query, ctx) {
       return b;
     });
     return h('tr', { data: { fulfilment: f.id, order: f.order_id, status: f.status } },
-      h('td', {}, h('span', { class: 'mono' }, short(f.order_id)), h('div', { class: 'muted' }, `${f.lines.length} ${t('lines')}`)),
+      h('td', {}, h('span', { class: 'mono' }, short(f.order_id)), h('div', { class: 'muted' }, `${f.lines.length} ${t(f.lines.length === 1 ? 'line_one' : 'line_many')}`)),
       h('td', { class: 'shop' }, shopCell(f.deliver_to)),
       h('td', {}, badge(f.status)), h('td', { class: 'num' }, npr(f.total_npr)), h('td', {}, f.deadline ?? ''),
       h('td', {}, buttons.length ? h('div', { class: 'actions' }, reason, buttons) : null));
