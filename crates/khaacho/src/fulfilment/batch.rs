@@ -505,9 +505,7 @@ async fn together(
     // The answers show each part's offers and shop: one read of each for the batch.
     let acted: Vec<Uuid> = going.iter().map(|g| parts[g.part].id).collect();
     let mut offers = repo::offers_tx(&mut tx, &acted).await?;
-    let mut shop_ids: Vec<Uuid> = going.iter().map(|g| parts[g.part].retailer_id).collect();
-    shop_ids.sort_unstable();
-    shop_ids.dedup();
+    let shop_ids: Vec<Uuid> = going.iter().map(|g| parts[g.part].retailer_id).collect();
     let shops = parties::find_retailers(&mut Reader::Tx(&mut tx), &shop_ids).await?;
 
     // 6. The accepts' stock, last, with one statement for them all: the rows locked in

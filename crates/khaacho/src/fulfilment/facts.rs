@@ -58,9 +58,7 @@ impl Market {
         orders: &[(&OrderRow, &[LineRow])],
         now_ms: i64,
     ) -> Result<Self, sqlx::Error> {
-        let mut retailer_ids: Vec<Uuid> = orders.iter().map(|(o, _)| o.retailer_id).collect();
-        retailer_ids.sort_unstable();
-        retailer_ids.dedup();
+        let retailer_ids: Vec<Uuid> = orders.iter().map(|(o, _)| o.retailer_id).collect();
         let mut products: Vec<Uuid> = orders
             .iter()
             .flat_map(|(_, lines)| lines.iter().filter_map(|l| l.product_id))

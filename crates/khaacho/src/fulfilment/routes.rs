@@ -231,9 +231,7 @@ async fn render(
 
 /// The shops `rows` go to (one read).
 async fn shops_of(app: &App, rows: &[PartRow]) -> Result<Vec<Retailer>, ApiError> {
-    let mut ids: Vec<Uuid> = rows.iter().map(|p| p.retailer_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids: Vec<Uuid> = rows.iter().map(|p| p.retailer_id).collect();
     Ok(parties::find_retailers(&mut Reader::Pool(app.db()), &ids).await?)
 }
 

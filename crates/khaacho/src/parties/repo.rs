@@ -180,7 +180,8 @@ pub async fn find_retailer(db: &Db, id: Uuid) -> Result<Option<Retailer>, sqlx::
     with_latest!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
-/// Retailers by id (unknown ids are skipped), for decisions that may read a moment-old copy.
+/// Retailers by id (unknown ids are skipped; an id named more than once is read once), for
+/// decisions and views that may read a moment-old copy.
 pub async fn find_retailers(
     r: &mut Reader<'_>,
     ids: &[Uuid],
@@ -188,9 +189,12 @@ pub async fn find_retailers(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
     with_reader!(r, c => {
         let mut qb = sqlx::QueryBuilder::new(format!("SELECT {RETAILER_COLS} FROM retailers WHERE"));
-        push_ids(&mut qb, "id", ids);
+        push_ids(&mut qb, "id", &ids);
         qb.build_query_as::<Retailer>().fetch_all(c).await
     })
 }

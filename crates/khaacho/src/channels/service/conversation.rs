@@ -582,9 +582,7 @@ async fn open_offers(app: &App, v: &parties::Vendor, now: i64) -> Result<Vec<Rep
     if open.is_empty() {
         return Ok(vec![reply("vendor_no_offers", json!({}))]);
     }
-    let mut shops: Vec<Uuid> = open.iter().map(|p| p.retailer_id).collect();
-    shops.sort_unstable();
-    shops.dedup();
+    let shops: Vec<Uuid> = open.iter().map(|p| p.retailer_id).collect();
     let shops = parties::find_retailers(&mut Reader::Pool(app.db()), &shops).await?;
     let lines: Vec<String> = open
         .iter()
