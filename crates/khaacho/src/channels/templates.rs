@@ -121,6 +121,7 @@ pub const NAMES: &[&str] = &[
     "issue_reported",
     "vendor_offers",
     "vendor_no_offers",
+    "vendor_offer_line",
     "order_confirmed",
     "order_on_hold",
     "order_accepted",

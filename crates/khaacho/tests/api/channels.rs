@@ -581,6 +581,32 @@ async fn a_vendor_accepts_an_offer_by_message() {
         )),
         "{r:?}"
     );
+    // A vendor that asked for Nepali is answered in Nepali, each offer's line too, whatever
+    // it writes in; back to English after.
+    for (language, head, line) in [
+        (
+            "ne",
+            "जवाफ पर्खिरहेका प्रस्तावहरू:\n",
+            format!("{reference} - Gita Kirana, Kathmandu - NPR 565.00 - "),
+        ),
+        (
+            "en",
+            "Offers waiting for your answer:\n",
+            format!("{reference} - Gita Kirana, Kathmandu - NPR 565.00 - answer by "),
+        ),
+    ] {
+        let r = t
+            .client
+            .patch(t.url(&format!("/api/v1/vendors/{a}")))
+            .json(&json!({ "language": language }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = say(&t, phone, "status").await;
+        assert!(r[0].starts_with(head) && r[0].contains(&line), "{r:?}");
+        assert_eq!(r[0].contains("भित्र जवाफ दिनुहोस्"), language == "ne", "{r:?}");
+    }
     let r = say(&t, phone, &format!("REJECT {reference}")).await;
     assert!(r[0].starts_with("Please give a reason"), "{r:?}");
     let r = say(&t, phone, "ACCEPT 000000").await;

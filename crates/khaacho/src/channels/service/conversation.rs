@@ -108,6 +108,9 @@ async fn handle_one(ctx: &JobContext, msg: InboundRow, own: bool) -> Result<(), 
         .and_then(|s| serde_json::from_value(s.0.clone()).ok());
     let channel = MessageChannel::parse(&msg.channel).unwrap_or(MessageChannel::Sms);
     let mut alert = false;
+    // What the replies are written in: a party's own setting, else the language it writes in
+    // (as its notifications).
+    let mut lang = Language::parse(&conv.language);
     let replies = match who(app, &msg.from_phone).await? {
         Party::Unknown => {
             alert = conv.unknown_alerted_at_ms.is_none();
@@ -116,7 +119,7 @@ async fn handle_one(ctx: &JobContext, msg: InboundRow, own: bool) -> Result<(), 
         }
         Party::Retailer(r) => {
             // The retailer's own setting, else the language it writes in.
-            let lang = Language::parse(r.language.as_deref().unwrap_or(&conv.language));
+            lang = Language::parse(r.language.as_deref().unwrap_or(&conv.language));
             let mut talk = Retailer {
                 app,
                 retailer: &r,
@@ -128,7 +131,10 @@ async fn handle_one(ctx: &JobContext, msg: InboundRow, own: bool) -> Result<(), 
             };
             talk.answer(&mut state).await?
         }
-        Party::Vendor(v) => vendor(app, &v, &msg, now).await?,
+        Party::Vendor(v) => {
+            lang = Language::parse(v.language.as_deref().unwrap_or(&conv.language));
+            vendor(app, &v, &msg, lang, now).await?
+        }
     };
     let ttl = app.settings().channels.draft_ttl_minutes * 60_000;
     conv.expires_at_ms = state.as_ref().map(|_| now + ttl);
@@ -138,7 +144,6 @@ async fn handle_one(ctx: &JobContext, msg: InboundRow, own: bool) -> Result<(), 
     };
     // Strictly increasing, so the conditional save sees every change.
     conv.updated_at_ms = now.max(seen.map_or(now, |s| s + 1));
-    let lang = Language::parse(&conv.language);
     let mut tx = app.db().begin().await?;
     if !repo::mark_processed(&mut tx, id, now).await? {
         return Ok(());
@@ -508,6 +513,7 @@ async fn vendor(
     app: &App,
     v: &parties::Vendor,
     msg: &InboundRow,
+    lang: Language,
     now: i64,
 ) -> Result<Vec<Reply>, JobError> {
     let actor = Actor {
@@ -522,7 +528,7 @@ async fn vendor(
         Intent::Reject(r, Some(why)) => (r, PartAction::Reject, Some(why)),
         Intent::Greeting => return Ok(vec![reply("greeting", json!({ "name": v.name }))]),
         Intent::Thanks => return Ok(vec![reply("thanks", json!({ "name": v.name }))]),
-        Intent::Status(_) => return open_offers(app, v, now).await,
+        Intent::Status(_) => return open_offers(app, v, lang, now).await,
         _ => return Ok(vec![reply("help_vendor", json!({}))]),
     };
     let mine = parts::list(app.db(), Some(v.id), None, None, 500).await?;
@@ -573,7 +579,12 @@ async fn vendor(
     }
 }
 
-async fn open_offers(app: &App, v: &parties::Vendor, now: i64) -> Result<Vec<Reply>, JobError> {
+async fn open_offers(
+    app: &App,
+    v: &parties::Vendor,
+    lang: Language,
+    now: i64,
+) -> Result<Vec<Reply>, JobError> {
     let open = parts::list(app.db(), Some(v.id), Some("offered"), None, 20).await?;
     let open: Vec<_> = open
         .iter()
@@ -587,17 +598,18 @@ async fn open_offers(app: &App, v: &parties::Vendor, now: i64) -> Result<Vec<Rep
     let lines: Vec<String> = open
         .iter()
         .map(|p| {
-            let by = p.deadline_ms.map(fmt_time).unwrap_or_default();
             let shop = shops
                 .iter()
                 .find(|s| s.id == p.retailer_id)
                 .map(|s| format!("{}, {} - ", s.name, s.district))
                 .unwrap_or_default();
-            format!(
-                "{} - {shop}{} - answer by {by}",
-                short_ref(p.id),
-                khaacho_credit::npr(p.total_paisa)
-            )
+            let vars = json!({
+                "ref": short_ref(p.id),
+                "shop": shop,
+                "total": khaacho_credit::npr(p.total_paisa),
+                "by": p.deadline_ms.map(fmt_time).unwrap_or_default(),
+            });
+            render(lang, "vendor_offer_line", &vars)
         })
         .collect();
     Ok(vec![reply(
