@@ -122,7 +122,8 @@ pub struct WebhookSettings {
     pub send_timeout_ms: u64,
     /// Allow `http://` URLs and loopback/private/link-local addresses (development and
     /// tests only). Off: a subscriber URL must be `https://` to a public host name or
-    /// address, checked when it is created and again before each delivery.
+    /// address, checked when it is created, again before each delivery and by the sender's
+    /// resolver as it connects (no proxy then).
     pub allow_insecure_urls: bool,
 }
 

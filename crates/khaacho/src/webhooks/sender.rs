@@ -76,16 +76,20 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// A deliverer with the configured time budget. It follows no redirects (a redirect
-    /// could lead past the URL rule).
+    /// could lead past the URL rule), and unless insecure URLs are allowed it connects only
+    /// to the public addresses its own resolver found ([`urls::PublicOnly`]).
     pub fn new(settings: &WebhookSettings) -> Self {
         let timeout = Duration::from_millis(settings.send_timeout_ms);
+        let mut http = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("Khaacho-Webhooks/1");
+        if !settings.allow_insecure_urls {
+            // Directly: through a proxy, the proxy would resolve the name, past the rule.
+            http = http.dns_resolver(urls::PublicOnly).no_proxy();
+        }
         Self {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent("Khaacho-Webhooks/1")
-                .build()
-                .unwrap_or_default(),
+            http: http.build().unwrap_or_default(),
             timeout,
             stacks: Default::default(),
         }
@@ -296,5 +300,57 @@ impl Job for WebhookSweep {
         let now = ctx.app.clock().now_ms();
         sweep(&ctx.app, now).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener on loopback that counts the connections it accepts.
+    async fn listener() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    #[tokio::test]
+    async fn the_sender_connects_only_where_its_own_resolver_found_public_addresses() {
+        let (port, seen) = listener().await;
+        // A name that resolves inside — what a rebinding name answers after the check.
+        let url = format!("http://localhost:{port}/hook");
+        let strict = Deliverer::new(&WebhookSettings::default());
+        let err = strict.http.post(&url).send().await.unwrap_err();
+        let mut why = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            why.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        assert!(why.contains("non-public address"), "{why}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // With the rule lifted (development, tests), the same name is reached.
+        let open = Deliverer::new(&WebhookSettings {
+            allow_insecure_urls: true,
+            ..WebhookSettings::default()
+        });
+        let r = open.http.post(&url).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -2,11 +2,14 @@
 //! public host — no credentials in the URL, no `localhost`, no loopback, private, link-local
 //! (cloud metadata), carrier-grade-NAT, unspecified, multicast or documentation address,
 //! whether written literally or what the host name resolves to. Checked when a subscription
-//! is created (the literal form) and before every delivery (the resolved addresses, so a
-//! name that later points inside is refused then). `webhooks.allow_insecure_urls` lifts the
-//! rule for development and tests.
+//! is created (the literal form), before every delivery (the resolved addresses, so a name
+//! that later points inside is refused then, with a reason and no retry) and, the one check
+//! that cannot be raced, by the sender's own resolver as it connects ([`PublicOnly`]): a name
+//! whose answer changes between the check and the connection (DNS rebinding, a short TTL)
+//! still reaches only public addresses. `webhooks.allow_insecure_urls` lifts the rule for
+//! development and tests.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use reqwest::Url;
 
@@ -64,6 +67,31 @@ pub async fn check_resolved(url: &Url, allow_insecure: bool) -> Result<(), Refus
         }
     }
     Ok(())
+}
+
+/// The webhook client's resolver: a host name resolves to its addresses only when every one
+/// of them is public, so the connection goes where the rule allows whatever the name
+/// answered a moment before. (IP literals never reach a resolver; [`check`] refuses the
+/// non-public ones.)
+#[derive(Debug)]
+pub struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(inside) = addrs.iter().find(|a| !is_public(a.ip())) {
+                return Err(format!(
+                    "{host} resolves to a non-public address ({}); not connecting",
+                    inside.ip()
+                )
+                .into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// Whether `ip` is an ordinary public address.
