@@ -156,6 +156,10 @@ pub struct LiveSettings {
     /// The hub reads the feed at least this often (it is also woken by every commit of this
     /// process and, on PostgreSQL, by `NOTIFY` from the other processes).
     pub poll_ms: u64,
+    /// How long a socket can resume after an event (`after`): the maintenance job forgets
+    /// the feed's numbers older than this; resuming after one answers the `404` error frame
+    /// (read the orders over HTTP and subscribe afresh).
+    pub history_hours: i64,
 }
 
 impl Default for LiveSettings {
@@ -168,6 +172,7 @@ impl Default for LiveSettings {
             buffer: 256,
             slow_grace_ms: 1_000,
             poll_ms: 1_000,
+            history_hours: 24,
         }
     }
 }
@@ -590,10 +595,12 @@ impl Settings {
             || self.live.buffer == 0
             || self.live.poll_ms == 0
             || self.live.max_frame_bytes < 256
+            || self.live.history_hours < 1
         {
             bail!(
                 "live: ticket_ttl_ms, heartbeat_ms, buffer and poll_ms must be positive, \
-                 idle_timeout_ms longer than heartbeat_ms, max_frame_bytes at least 256"
+                 idle_timeout_ms longer than heartbeat_ms, max_frame_bytes at least 256, \
+                 history_hours at least 1"
             );
         }
         if !(0.0..=1.0).contains(&self.traces.sample_ratio) {

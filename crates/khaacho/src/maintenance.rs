@@ -1,5 +1,6 @@
 //! Housekeeping: monthly partitions ahead (PostgreSQL), retention of bookkeeping rows and of
-//! the audit log (`audit.retention_days`), expired refresh tokens and old failed logins.
+//! the audit log (`audit.retention_days`), expired refresh tokens and old failed logins, and
+//! the live feed's numbers past `live.history_hours`.
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -117,9 +118,12 @@ impl Job for MaintenanceJob {
         let lookback = ctx.app.auth().lockout.lookback().as_millis() as i64;
         let auth_removed =
             crate::auth::repo::purge_expired(ctx.app.db(), now, now - lookback).await?;
+        let history_ms = ctx.app.settings().live.history_hours * 3_600_000;
+        let feed_removed =
+            crate::live::feed::prune(ctx.app.db(), ctx.app.clock().now_ms() - history_ms).await?;
         info!(
             created,
-            removed, audit_removed, auth_removed, "maintenance done"
+            removed, audit_removed, auth_removed, feed_removed, "maintenance done"
         );
         Ok(())
     }

@@ -17,7 +17,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::base::db::{Db, Tx, push_pairs};
-use crate::{with_latest, with_tx};
+use crate::{with_latest, with_tx, with_write};
 
 /// The `LISTEN`/`NOTIFY` channel on which a commit to the feed is announced (PostgreSQL).
 pub const CHANNEL: &str = "khaacho_live";
@@ -157,4 +157,36 @@ pub async fn last_seq(db: &Db) -> Result<i64, sqlx::Error> {
 pub async fn seq_of(db: &Db, event_id: Uuid) -> Result<Option<i64>, sqlx::Error> {
     with_latest!(db, c => sqlx::query_scalar::<_, i64>("SELECT seq FROM order_event_feed WHERE event_id = $1")
         .bind(event_id).fetch_optional(c).await)
+}
+
+/// Rows one pruning statement deletes at most (a long delete would hold SQLite's one writer).
+const PRUNE_CHUNK: i64 = 10_000;
+
+/// Forgets the numbers of events numbered before `before_ms` (`live.history_hours`): the
+/// oldest rows in number order up to the first one numbered at or after it. A client that
+/// resumes after a forgotten event gets the `404` error frame and reads the orders over HTTP
+/// (the events themselves stay in `order_events`). Returns how many were forgotten.
+pub async fn prune(db: &Db, before_ms: i64) -> Result<u64, sqlx::Error> {
+    // Numbers follow commit order and each row's `at_ms` is the clock at its numbering, so
+    // the rows to forget are a prefix in `seq` order: found by walking the primary key from
+    // the oldest, never by a scan of the whole feed (rows of processes whose clocks disagree
+    // by a little at the edge wait for the next run).
+    let keep_from: Option<i64> = with_latest!(db, c => sqlx::query_scalar(
+        "SELECT seq FROM order_event_feed WHERE at_ms >= $1 ORDER BY seq LIMIT 1")
+        .bind(before_ms).fetch_optional(c).await)?;
+    let keep_from = match keep_from {
+        Some(seq) => seq,
+        None => last_seq(db).await? + 1,
+    };
+    let mut removed = 0;
+    loop {
+        let n = with_write!(db, c => sqlx::query(
+            "DELETE FROM order_event_feed WHERE seq < $1 \
+             AND seq < (SELECT MIN(seq) FROM order_event_feed) + $2")
+            .bind(keep_from).bind(PRUNE_CHUNK).execute(c).await.map(|r| r.rows_affected()))?;
+        removed += n;
+        if n == 0 {
+            return Ok(removed);
+        }
+    }
 }

@@ -484,7 +484,7 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
         .collect();
     // Within one batch, in the order the events were made (UUIDv7).
     numbered.sort_by_key(|(_, _, event)| *event);
-    live::feed::append(&mut tx, &numbered, now_ms()).await?;
+    live::feed::append(&mut tx, &numbered, now).await?;
     tx.commit().await?;
     ctx.app.live().committed();
     Ok(())

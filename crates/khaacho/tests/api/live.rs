@@ -624,3 +624,56 @@ async fn a_change_consumed_by_another_process_reaches_the_socket() {
             .any(|e| e["order_id"] == id.as_str() && e["to"] == "validated")
     );
 }
+
+#[tokio::test]
+async fn the_feed_forgets_past_its_history_and_a_late_resume_is_told_to_read_afresh() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    let retailer = t.retailer().await;
+    order(&t, &t.client, &retailer).await;
+    t.run_jobs().await;
+    let old = feed_after(&t.app, 0).await;
+    assert!(!old.is_empty());
+
+    // A day and an hour on (the default history is 24 h), more changes; then the
+    // maintenance job runs.
+    t.app.clock().advance(25 * 3_600_000);
+    order(&t, &t.client, &retailer).await;
+    t.run_jobs().await;
+    let all = feed_after(&t.app, 0).await;
+    let recent = all[old.len()..].to_vec();
+    assert!(recent.len() >= 2, "{recent:?}");
+    let mut tx = t.app.db().begin().await.unwrap();
+    khaacho::queue::enqueue(
+        &mut tx,
+        &khaacho::maintenance::MaintenanceJob::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(t.run_jobs().await >= 1);
+    assert_eq!(
+        feed_after(&t.app, 0).await,
+        recent,
+        "only the old ones forgotten"
+    );
+    assert_eq!(t.count("order_event_feed").await, recent.len() as i64);
+    // The events themselves stay in the order's history.
+    assert!(t.count("order_events").await >= all.len() as i64);
+
+    // Resuming after a forgotten event: the error frame that says to read afresh.
+    let mut ws = connect(&t, &t.client).await;
+    send(
+        &mut ws,
+        json!({ "type": "subscribe", "topics": ["orders"], "after": old.last().unwrap() }),
+    )
+    .await;
+    let e = next(&mut ws).await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["problem"]["status"], 404, "{e}");
+    // After a kept one: the rest of the kept ones, in order.
+    let mut ws = connect(&t, &t.client).await;
+    let replayed = subscribe(&mut ws, &["orders"], Some(&recent[0])).await;
+    assert_eq!(ids(&replayed), recent[1..].to_vec());
+}
