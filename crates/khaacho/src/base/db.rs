@@ -557,6 +557,18 @@ pub trait KeyFilter: sqlx::Database {
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]);
     /// ` col IN (texts)`.
     fn push_texts(qb: &mut sqlx::QueryBuilder<Self>, col: &str, texts: &[String]);
+    /// A FROM item named `alias`: the rows of `table` whose `col` — a column that is not
+    /// unique, such as the lines of parts or the parts of orders — is one of `ids` (each
+    /// once). With `lock_order`, the rows are locked `FOR UPDATE` (PostgreSQL) key by key in
+    /// key order, each key's rows in `lock_order`.
+    fn push_rows_by(
+        qb: &mut sqlx::QueryBuilder<Self>,
+        table: &str,
+        alias: &str,
+        col: &str,
+        ids: &[uuid::Uuid],
+        lock_order: Option<&str>,
+    );
 }
 
 impl KeyFilter for Postgres {
@@ -599,6 +611,40 @@ impl KeyFilter for Postgres {
             .push_bind(texts.to_vec())
             .push("::text[]))");
     }
+
+    /// Each key probes the index on `col` by itself: `unnest` of the sorted keys joined
+    /// `LATERAL` to the rows of one key. `col IN (SELECT unnest(…))` on a column that is not
+    /// unique is planned from the table's statistics, and without them (no autovacuum, no
+    /// ANALYZE yet) PostgreSQL guesses 1/200 of the table per key and scans the whole table
+    /// into a hash join: a cost that grew with the history (the parts' lines of 30 parts,
+    /// 4.8 ms at 23,000 lines against 0.2 ms probed). `OFFSET 0` (or the lock) keeps the
+    /// planner from folding the subquery back into that join.
+    fn push_rows_by(
+        qb: &mut sqlx::QueryBuilder<Self>,
+        table: &str,
+        alias: &str,
+        col: &str,
+        ids: &[uuid::Uuid],
+        lock_order: Option<&str>,
+    ) {
+        let tail = match lock_order {
+            Some(order) => format!(" ORDER BY {order} FOR UPDATE"),
+            None => " OFFSET 0".to_string(),
+        };
+        if let [id] = ids {
+            qb.push(format_args!(" (SELECT * FROM {table} WHERE {col} = "))
+                .push_bind(*id)
+                .push(format_args!("{tail}) AS {alias}"));
+            return;
+        }
+        let mut keys = ids.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        qb.push(" unnest(").push_bind(keys).push(format_args!(
+            "::uuid[]) AS {alias}_probe(probe_key) CROSS JOIN LATERAL \
+             (SELECT * FROM {table} WHERE {col} = {alias}_probe.probe_key{tail}) AS {alias}"
+        ));
+    }
 }
 
 impl KeyFilter for Sqlite {
@@ -632,6 +678,21 @@ impl KeyFilter for Sqlite {
             list.push_bind(t.clone());
         }
         qb.push(")");
+    }
+
+    /// SQLite plans an `IN` list on an indexed column as one probe per key; there is no row
+    /// lock (its one writer serializes the transactions).
+    fn push_rows_by(
+        qb: &mut sqlx::QueryBuilder<Self>,
+        table: &str,
+        alias: &str,
+        col: &str,
+        ids: &[uuid::Uuid],
+        _lock_order: Option<&str>,
+    ) {
+        qb.push(format_args!(" (SELECT * FROM {table} WHERE"));
+        Self::push_ids(qb, col, ids);
+        qb.push(format_args!(") AS {alias}"));
     }
 }
 
@@ -672,6 +733,18 @@ pub fn push_created_range<DB>(
         .push_bind(lo)
         .push(" AND ")
         .push_bind(hi);
+}
+
+/// [`KeyFilter::push_rows_by`] for the builder's backend.
+pub fn push_rows_by<DB: KeyFilter>(
+    qb: &mut sqlx::QueryBuilder<DB>,
+    table: &str,
+    alias: &str,
+    col: &str,
+    ids: &[uuid::Uuid],
+    lock_order: Option<&str>,
+) {
+    DB::push_rows_by(qb, table, alias, col, ids, lock_order);
 }
 
 /// [`KeyFilter::push_ids`] for the builder's backend.

@@ -27,7 +27,7 @@ use super::outbox::{self, Keyed, Reply};
 use super::phone::MessageChannel;
 use super::service::conversation::short_ref;
 use super::templates::Language;
-use crate::base::db::{Tx, push_ids, push_pairs, push_texts};
+use crate::base::db::{Tx, push_pairs, push_rows_by, push_texts};
 use crate::base::time::fmt_time;
 use crate::orders::model::{OrderStatus, created_at_of};
 use crate::with_tx;
@@ -217,12 +217,12 @@ async fn offers(
     type Part = (Uuid, Uuid, String, Option<String>, i64, i64, String, String);
     let parts: Vec<Part> = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
-            "SELECT f.id, o.id, v.phone, v.language, o.deadline_ms, f.total_paisa, r.name, r.district \
-             FROM fulfilments f JOIN fulfilment_offers o ON o.id = f.offer_id \
+            "SELECT f.id, o.id, v.phone, v.language, o.deadline_ms, f.total_paisa, r.name, r.district FROM");
+        push_rows_by(&mut qb, "fulfilments", "f", "order_id", orders, None);
+        qb.push(
+            " JOIN fulfilment_offers o ON o.id = f.offer_id \
              JOIN vendors v ON v.id = o.vendor_id JOIN retailers r ON r.id = f.retailer_id \
-             WHERE f.status = 'offered' AND o.status = 'offered' AND");
-        push_ids(&mut qb, "f.order_id", orders);
-        qb.push(" ORDER BY f.id");
+             WHERE f.status = 'offered' AND o.status = 'offered' ORDER BY f.id");
         qb.build_query_as::<Part>().fetch_all(&mut *c).await?
     });
     if parts.is_empty() {
@@ -231,10 +231,9 @@ async fn offers(
     let part_ids: Vec<Uuid> = parts.iter().map(|p| p.0).collect();
     let lines: Vec<(Uuid, String, i64, String)> = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
-            "SELECT l.fulfilment_id, p.name, l.qty_milli, l.unit FROM fulfilment_lines l \
-             JOIN products p ON p.id = l.product_id WHERE");
-        push_ids(&mut qb, "l.fulfilment_id", &part_ids);
-        qb.push(" ORDER BY l.fulfilment_id, l.line_no");
+            "SELECT l.fulfilment_id, p.name, l.qty_milli, l.unit FROM");
+        push_rows_by(&mut qb, "fulfilment_lines", "l", "fulfilment_id", &part_ids, None);
+        qb.push(" JOIN products p ON p.id = l.product_id ORDER BY l.fulfilment_id, l.line_no");
         qb.build_query_as::<(Uuid, String, i64, String)>().fetch_all(&mut *c).await?
     });
     let mut by_part: HashMap<Uuid, Vec<String>> = HashMap::new();
@@ -276,11 +275,10 @@ async fn cancelled_parts(
     }
     let ids = distinct(changes.iter());
     let rows: Vec<(Uuid, Uuid, String, Option<String>)> = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "SELECT f.order_id, f.id, v.phone, v.language FROM fulfilments f \
-             JOIN vendors v ON v.id = f.vendor_id WHERE");
-        push_ids(&mut qb, "f.order_id", &ids);
-        qb.push(" ORDER BY f.id");
+        let mut qb =
+            sqlx::QueryBuilder::new("SELECT f.order_id, f.id, v.phone, v.language FROM");
+        push_rows_by(&mut qb, "fulfilments", "f", "order_id", &ids, None);
+        qb.push(" JOIN vendors v ON v.id = f.vendor_id ORDER BY f.id");
         qb.build_query_as::<(Uuid, Uuid, String, Option<String>)>().fetch_all(&mut *c).await?
     });
     for ch in changes {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Reader, Tx, TxInner, push_ids};
+use crate::base::db::{Db, Reader, Tx, TxInner, push_ids, push_rows_by};
 use crate::{with_latest, with_reader, with_replica, with_tx};
 
 /// Where a vendor part is.
@@ -317,12 +317,10 @@ pub async fn parts_for_update(tx: &mut Tx, orders: &[Uuid]) -> Result<Vec<PartRo
     if orders.is_empty() {
         return Ok(Vec::new());
     }
-    let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
     with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {PART_COLS} FROM fulfilments WHERE"));
-        push_ids(&mut qb, "order_id", orders);
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {PART_COLS} FROM"));
+        push_rows_by(&mut qb, "fulfilments", "f", "order_id", orders, Some("id"));
         qb.push(" ORDER BY order_id, id");
-        qb.push(lock);
         qb.build_query_as::<PartRow>().fetch_all(c).await
     })
 }
@@ -381,8 +379,8 @@ pub async fn lines_tx(tx: &mut Tx, parts: &[Uuid]) -> Result<Vec<PartLineRow>, s
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, reserved_milli, delivered_milli \
-             FROM fulfilment_lines WHERE");
-        push_ids(&mut qb, "fulfilment_id", parts);
+             FROM");
+        push_rows_by(&mut qb, "fulfilment_lines", "l", "fulfilment_id", parts, None);
         qb.push(" ORDER BY fulfilment_id, line_no");
         qb.build_query_as::<PartLineRow>().fetch_all(c).await
     })
@@ -396,8 +394,8 @@ pub async fn lines(db: &Db, parts: &[Uuid]) -> Result<Vec<PartLineRow>, sqlx::Er
     with_latest!(db, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, reserved_milli, delivered_milli \
-             FROM fulfilment_lines WHERE");
-        push_ids(&mut qb, "fulfilment_id", parts);
+             FROM");
+        push_rows_by(&mut qb, "fulfilment_lines", "l", "fulfilment_id", parts, None);
         qb.push(" ORDER BY fulfilment_id, line_no");
         qb.build_query_as::<PartLineRow>().fetch_all(c).await
     })
@@ -448,8 +446,8 @@ pub async fn offers(db: &Db, parts: &[Uuid]) -> Result<Vec<PartOfferRow>, sqlx::
         return Ok(Vec::new());
     }
     with_latest!(db, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM fulfilment_offers WHERE"));
-        push_ids(&mut qb, "fulfilment_id", parts);
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM"));
+        push_rows_by(&mut qb, "fulfilment_offers", "o", "fulfilment_id", parts, None);
         qb.push(" ORDER BY fulfilment_id, offered_at_ms, id");
         qb.build_query_as::<PartOfferRow>().fetch_all(c).await
     })
@@ -461,8 +459,8 @@ pub async fn offers_tx(tx: &mut Tx, parts: &[Uuid]) -> Result<Vec<PartOfferRow>,
         return Ok(Vec::new());
     }
     with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM fulfilment_offers WHERE"));
-        push_ids(&mut qb, "fulfilment_id", parts);
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM"));
+        push_rows_by(&mut qb, "fulfilment_offers", "o", "fulfilment_id", parts, None);
         qb.push(" ORDER BY fulfilment_id, offered_at_ms, id");
         qb.build_query_as::<PartOfferRow>().fetch_all(c).await
     })

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::repo::{self, NewDelivery};
 use super::sender::DeliverWebhook;
-use crate::base::db::{Tx, push_ids, push_pairs};
+use crate::base::db::{Tx, push_pairs, push_rows_by};
 use crate::base::time::fmt_time;
 use crate::orders::model::{OrderStatus, created_at_of};
 use crate::orders::visibility::Visibility;
@@ -103,8 +103,8 @@ pub async fn on_order_changes(
         push_pairs(&mut qb, "o.id", "o.created_at_ms", &keys);
         let orders = qb.build_query_as::<OrderRow>().fetch_all(&mut *c).await?;
         let mut qb = sqlx::QueryBuilder::new(
-            "SELECT f.order_id, f.id, f.vendor_id, f.status, f.total_paisa FROM fulfilments f WHERE");
-        push_ids(&mut qb, "f.order_id", &ids);
+            "SELECT f.order_id, f.id, f.vendor_id, f.status, f.total_paisa FROM");
+        push_rows_by(&mut qb, "fulfilments", "f", "order_id", &ids, None);
         qb.push(" ORDER BY f.id");
         let parts = qb.build_query_as::<PartRow>().fetch_all(&mut *c).await?;
         (orders, parts)

@@ -504,6 +504,66 @@ async fn postgres_plans_and_vacuums_by_whether_statistics_refresh() {
     assert!(vacuumed, "jobs vacuumed");
 }
 
+/// A batch's rows by a column that is not unique (the lines of parts, the parts of orders)
+/// are found by one index probe per key whatever the table's statistics: on a table that was
+/// never analyzed (no autovacuum), `col IN (SELECT unnest(…))` was planned as a scan of the
+/// whole table, a cost that grew with the history.
+#[tokio::test]
+async fn rows_by_a_non_unique_key_are_probed_per_key_without_statistics() {
+    let t = TestApp::spawn().await;
+    if !t.app.db().is_postgres() {
+        return;
+    }
+    let khaacho::base::db::Backend::Pg(pool) = t.app.db().backend() else {
+        unreachable!()
+    };
+    for sql in [
+        "CREATE TABLE probe_rows (k uuid NOT NULL, n integer NOT NULL, v text NOT NULL, PRIMARY KEY (k, n))",
+        "INSERT INTO probe_rows SELECT md5(i::text)::uuid, n, repeat('x', 40) \
+         FROM generate_series(1, 6000) i, generate_series(1, 4) n",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    let mut keys: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT k FROM probe_rows ORDER BY k DESC LIMIT 60")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    keys.push(keys[0]); // a key named twice is read once
+    keys.push(uuid::Uuid::now_v7()); // a key with no rows
+    let build = |explain: bool| {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(if explain {
+            "EXPLAIN SELECT r.k, r.n FROM"
+        } else {
+            "SELECT r.k, r.n FROM"
+        });
+        khaacho::base::db::push_rows_by(&mut qb, "probe_rows", "r", "k", &keys, None);
+        qb.push(" ORDER BY r.k, r.n");
+        qb
+    };
+    let plan: Vec<String> = build(true)
+        .build_query_scalar()
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan on probe_rows"), "{plan}");
+    let rows: Vec<(uuid::Uuid, i32)> = build(false).build_query_as().fetch_all(pool).await.unwrap();
+    assert_eq!(rows.len(), 60 * 4, "each key's rows once");
+    let mut want = keys[..60].to_vec();
+    want.sort_unstable();
+    let got: Vec<uuid::Uuid> = rows.iter().step_by(4).map(|r| r.0).collect();
+    assert_eq!(got, want);
+    // Locked for update, key by key: the same rows.
+    let mut tx = pool.begin().await.unwrap();
+    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT r.k, r.n FROM");
+    khaacho::base::db::push_rows_by(&mut qb, "probe_rows", "r", "k", &keys, Some("n"));
+    qb.push(" ORDER BY r.k, r.n");
+    let locked: Vec<(uuid::Uuid, i32)> = qb.build_query_as().fetch_all(&mut *tx).await.unwrap();
+    assert_eq!(locked, rows);
+    tx.rollback().await.unwrap();
+}
+
 /// Orders placed one after another, while the validation queue has nothing else to do, are
 /// validated together: the consumer woken by the first waits `queue.linger_ms` for the
 /// others and runs them as one batch (without it, each would be claimed, and its statements
