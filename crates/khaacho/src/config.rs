@@ -216,6 +216,10 @@ pub struct ChannelsSettings {
     pub email_api_key: Option<String>,
     /// Sender address of e-mails, e.g. `orders@khaacho.example`; unset: nothing is sent.
     pub email_from: Option<String>,
+    /// Messages (inbound and the outbox: phones and what they said) finished this many days
+    /// ago are deleted by the maintenance job; one still waiting (not handled, not sent) is
+    /// kept whatever its age. 0 keeps all.
+    pub retention_days: u32,
 }
 
 impl Default for ChannelsSettings {
@@ -234,6 +238,7 @@ impl Default for ChannelsSettings {
             email_api_url: "https://api.sendgrid.com".into(),
             email_api_key: None,
             email_from: None,
+            retention_days: 400,
         }
     }
 }
@@ -257,6 +262,7 @@ impl fmt::Debug for ChannelsSettings {
             .field("email_api_url", &self.email_api_url)
             .field("email_api_key", &self.email_api_key.as_ref().map(|_| "***"))
             .field("email_from", &self.email_from)
+            .field("retention_days", &self.retention_days)
             .finish()
     }
 }

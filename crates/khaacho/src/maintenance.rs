@@ -1,6 +1,7 @@
 //! Housekeeping: monthly partitions ahead (PostgreSQL), retention of bookkeeping rows and of
 //! the audit log (`audit.retention_days`), expired refresh tokens and old failed logins, and
-//! the live feed's numbers past `live.history_hours`.
+//! the live feed's numbers past `live.history_hours`, and the messages finished more than
+//! `channels.retention_days` ago.
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -121,9 +122,21 @@ impl Job for MaintenanceJob {
         let history_ms = ctx.app.settings().live.history_hours * 3_600_000;
         let feed_removed =
             crate::live::feed::prune(ctx.app.db(), ctx.app.clock().now_ms() - history_ms).await?;
+        let days = i64::from(ctx.app.settings().channels.retention_days);
+        let messages_removed = if days > 0 {
+            let before = ctx.app.clock().now_ms() - days * 24 * 3_600_000;
+            crate::channels::repo::purge_messages(ctx.app.db(), before).await?
+        } else {
+            0
+        };
         info!(
             created,
-            removed, audit_removed, auth_removed, feed_removed, "maintenance done"
+            removed,
+            audit_removed,
+            auth_removed,
+            feed_removed,
+            messages_removed,
+            "maintenance done"
         );
         Ok(())
     }

@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::base::db::{Db, Tx};
-use crate::{with_latest, with_replica, with_tx};
+use crate::{with_latest, with_replica, with_tx, with_write};
 
 /// A raw inbound message as stored.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -411,4 +411,31 @@ pub async fn bury_stuck(db: &Db, before: i64, now_ms: i64) -> Result<u64, sqlx::
         "UPDATE outbound_messages SET status = 'dead', last_error = 'the attempt never finished; it may or may not have been sent', \
          updated_at_ms = $2 WHERE status = 'sending' AND last_attempt_at_ms < $1")
         .bind(before).bind(now_ms).execute(c).await.map(|r| r.rows_affected()))
+}
+
+/// Rows one retention statement deletes at most (a long delete would hold SQLite's one writer).
+const PURGE_CHUNK: i64 = 5_000;
+
+/// Deletes the messages finished before `before_ms` (`channels.retention_days`): inbound ones
+/// handled (or given up on) by then, outbox rows sent, delivered, failed or dead by then. A
+/// message still waiting — not handled yet, or not sent yet — stays whatever its age: nothing
+/// accepted is lost to the retention. Returns how many were deleted.
+pub async fn purge_messages(db: &Db, before_ms: i64) -> Result<u64, sqlx::Error> {
+    let mut removed = 0;
+    for sql in [
+        "DELETE FROM inbound_messages WHERE id IN (SELECT id FROM inbound_messages \
+         WHERE status <> 'received' AND COALESCE(processed_at_ms, received_at_ms) < $1 LIMIT $2)",
+        "DELETE FROM outbound_messages WHERE id IN (SELECT id FROM outbound_messages \
+         WHERE status NOT IN ('queued', 'sending') AND updated_at_ms < $1 LIMIT $2)",
+    ] {
+        loop {
+            let n = with_write!(db, c => sqlx::query(sql)
+                .bind(before_ms).bind(PURGE_CHUNK).execute(c).await.map(|r| r.rows_affected()))?;
+            removed += n;
+            if n < PURGE_CHUNK as u64 {
+                break;
+            }
+        }
+    }
+    Ok(removed)
 }

@@ -1442,3 +1442,66 @@ async fn twilio_webhooks_are_never_shed_when_the_process_is_full() {
     .unwrap();
     assert_eq!(stored, 1);
 }
+
+/// Messages finished more than `channels.retention_days` ago are deleted by the maintenance
+/// job; a message still waiting (not handled, not sent) is kept whatever its age.
+#[tokio::test]
+async fn messages_past_their_retention_are_deleted_unless_still_waiting() {
+    const DAY: i64 = 24 * 60 * MINUTE;
+    let server = twilio(201).await;
+    let t = spawn_sending_with(&server, |s| s.channels.retention_days = 30).await;
+    t.seed().await;
+    let (_, phone) = retailer_phone(&t).await;
+    // Handled and answered; the answer sent.
+    let r = say(&t, &phone, "Namaste").await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(messages(&t, &phone).await[0]["status"], "sent");
+    // Stored by the webhook, not handled yet.
+    say_as(&t, "SM-still-waiting", &phone, "help").await;
+    assert_eq!(t.count("inbound_messages").await, 2);
+
+    t.app.clock().advance(31 * DAY);
+    let cutoff = t.app.clock().now_ms() - 30 * DAY;
+    let removed = khaacho::channels::repo::purge_messages(t.app.db(), cutoff)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2, "the handled message and its sent answer");
+    assert_eq!(
+        t.count("inbound_messages").await,
+        1,
+        "the waiting one stays"
+    );
+    assert_eq!(t.count("outbound_messages").await, 0);
+
+    // The waiting one is handled now, as ever; a month on, the maintenance job deletes it
+    // and its answer.
+    t.run_jobs().await;
+    let answer = messages(&t, &phone).await;
+    assert_eq!(answer.len(), 1);
+    assert!(
+        answer[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("RECEIVED <ref>")
+    );
+    t.app.clock().advance(29 * DAY);
+    let maintain = || async {
+        let mut tx = t.app.db().begin().await.unwrap();
+        khaacho::queue::enqueue(
+            &mut tx,
+            &khaacho::maintenance::MaintenanceJob::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert!(t.run_jobs().await >= 1);
+    };
+    maintain().await;
+    assert_eq!(t.count("inbound_messages").await, 1, "29 days: kept");
+    assert_eq!(t.count("outbound_messages").await, 1);
+    t.app.clock().advance(2 * DAY);
+    maintain().await;
+    assert_eq!(t.count("inbound_messages").await, 0, "31 days: deleted");
+    assert_eq!(t.count("outbound_messages").await, 0);
+}
