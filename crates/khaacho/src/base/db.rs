@@ -560,13 +560,16 @@ pub trait KeyFilter: sqlx::Database {
     /// A FROM item named `alias`: the rows of `table` whose `col` — a column that is not
     /// unique, such as the lines of parts or the parts of orders — is one of `ids` (each
     /// once). With `lock_order`, the rows are locked `FOR UPDATE` (PostgreSQL) key by key in
-    /// key order, each key's rows in `lock_order`.
+    /// key order, each key's rows in `lock_order`. `filter` (SQL without parameters, or
+    /// empty) narrows each key's rows inside the probe, so a partial index on `col` that it
+    /// implies can serve it.
     fn push_rows_by(
         qb: &mut sqlx::QueryBuilder<Self>,
         table: &str,
         alias: &str,
         col: &str,
         ids: &[uuid::Uuid],
+        filter: &str,
         lock_order: Option<&str>,
     );
 }
@@ -625,8 +628,14 @@ impl KeyFilter for Postgres {
         alias: &str,
         col: &str,
         ids: &[uuid::Uuid],
+        filter: &str,
         lock_order: Option<&str>,
     ) {
+        let and = if filter.is_empty() {
+            String::new()
+        } else {
+            format!(" AND {filter}")
+        };
         let tail = match lock_order {
             Some(order) => format!(" ORDER BY {order} FOR UPDATE"),
             None => " OFFSET 0".to_string(),
@@ -634,7 +643,7 @@ impl KeyFilter for Postgres {
         if let [id] = ids {
             qb.push(format_args!(" (SELECT * FROM {table} WHERE {col} = "))
                 .push_bind(*id)
-                .push(format_args!("{tail}) AS {alias}"));
+                .push(format_args!("{and}{tail}) AS {alias}"));
             return;
         }
         let mut keys = ids.to_vec();
@@ -642,7 +651,7 @@ impl KeyFilter for Postgres {
         keys.dedup();
         qb.push(" unnest(").push_bind(keys).push(format_args!(
             "::uuid[]) AS {alias}_probe(probe_key) CROSS JOIN LATERAL \
-             (SELECT * FROM {table} WHERE {col} = {alias}_probe.probe_key{tail}) AS {alias}"
+             (SELECT * FROM {table} WHERE {col} = {alias}_probe.probe_key{and}{tail}) AS {alias}"
         ));
     }
 }
@@ -688,10 +697,14 @@ impl KeyFilter for Sqlite {
         alias: &str,
         col: &str,
         ids: &[uuid::Uuid],
+        filter: &str,
         _lock_order: Option<&str>,
     ) {
         qb.push(format_args!(" (SELECT * FROM {table} WHERE"));
         Self::push_ids(qb, col, ids);
+        if !filter.is_empty() {
+            qb.push(format_args!(" AND {filter}"));
+        }
         qb.push(format_args!(") AS {alias}"));
     }
 }
@@ -735,7 +748,7 @@ pub fn push_created_range<DB>(
         .push_bind(hi);
 }
 
-/// [`KeyFilter::push_rows_by`] for the builder's backend.
+/// [`KeyFilter::push_rows_by`] for the builder's backend, every row of each key.
 pub fn push_rows_by<DB: KeyFilter>(
     qb: &mut sqlx::QueryBuilder<DB>,
     table: &str,
@@ -744,7 +757,20 @@ pub fn push_rows_by<DB: KeyFilter>(
     ids: &[uuid::Uuid],
     lock_order: Option<&str>,
 ) {
-    DB::push_rows_by(qb, table, alias, col, ids, lock_order);
+    DB::push_rows_by(qb, table, alias, col, ids, "", lock_order);
+}
+
+/// [`KeyFilter::push_rows_by`] for the builder's backend, each key's rows that pass `filter`
+/// (SQL without parameters), read without a lock.
+pub fn push_rows_where<DB: KeyFilter>(
+    qb: &mut sqlx::QueryBuilder<DB>,
+    table: &str,
+    alias: &str,
+    col: &str,
+    ids: &[uuid::Uuid],
+    filter: &str,
+) {
+    DB::push_rows_by(qb, table, alias, col, ids, filter, None);
 }
 
 /// [`KeyFilter::push_ids`] for the builder's backend.

@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Reader, Tx, TxInner, push_ids};
+use crate::base::db::{Db, Reader, Tx, TxInner, push_rows_by};
 use crate::base::time::now_ms;
 use crate::{with_latest, with_reader, with_replica, with_tx};
 
@@ -189,11 +189,11 @@ pub async fn valid_offers(
         return Ok(Vec::new());
     }
     with_replica!(db, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!(
-            "SELECT {OFFER_COLS} FROM offers o JOIN vendors v ON v.id = o.vendor_id WHERE v.active = "));
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM"));
+        push_rows_by(&mut qb, "offers", "o", "product_id", product_ids, None);
+        qb.push(" JOIN vendors v ON v.id = o.vendor_id WHERE v.active = ");
         qb.push_bind(true).push(" AND o.valid_from_ms <= ").push_bind(at_ms);
-        qb.push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(") AND");
-        push_ids(&mut qb, "o.product_id", product_ids);
+        qb.push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(")");
         qb.build_query_as::<OfferRow>().fetch_all(c).await
     })
 }
@@ -209,9 +209,10 @@ pub async fn valid_offers_any_vendor(
         return Ok(Vec::new());
     }
     with_reader!(r, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM offers o WHERE o.valid_from_ms <= "));
-        qb.push_bind(at_ms).push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(") AND");
-        push_ids(&mut qb, "o.product_id", product_ids);
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM"));
+        push_rows_by(&mut qb, "offers", "o", "product_id", product_ids, None);
+        qb.push(" WHERE o.valid_from_ms <= ").push_bind(at_ms);
+        qb.push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(")");
         qb.push(" ORDER BY o.vendor_id, o.product_id");
         qb.build_query_as::<OfferRow>().fetch_all(c).await
     })

@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::repo::AccountRow;
-use crate::base::db::{Db, Tx, push_ids};
+use crate::base::db::{Db, Tx, push_rows_by, push_rows_where};
 use crate::base::time::nepal_day;
 use crate::{with_latest, with_tx};
 
@@ -47,10 +47,9 @@ pub async fn behaviour(
     // service keeps (`retailer_order_days`): a few rows per retailer however busy it is.
     let today = nepal_day(now);
     let counts: Vec<(Uuid, i64)> = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "SELECT retailer_id, CAST(SUM(n) AS BIGINT) FROM retailer_order_days WHERE day > ");
-        qb.push_bind((today - 7) as i32).push(" AND");
-        push_ids(&mut qb, "retailer_id", retailers);
+        let mut qb = sqlx::QueryBuilder::new("SELECT retailer_id, CAST(SUM(n) AS BIGINT) FROM");
+        push_rows_by(&mut qb, "retailer_order_days", "d", "retailer_id", retailers, None);
+        qb.push(" WHERE day > ").push_bind((today - 7) as i32);
         qb.push(" GROUP BY retailer_id");
         qb.build_query_as().fetch_all(c).await
     })?;
@@ -60,10 +59,10 @@ pub async fn behaviour(
         }
     }
     let debits: Vec<(Uuid, i64, Option<i64>, i64)> = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "SELECT retailer_id, due_at_ms, paid_at_ms, open_paisa FROM ledger_entries WHERE kind = 'order_debit' AND due_at_ms >= ");
-        qb.push_bind(now - HISTORY_DAYS * DAY_MS).push(" AND");
-        push_ids(&mut qb, "retailer_id", retailers);
+        let mut qb = sqlx::QueryBuilder::new("SELECT retailer_id, due_at_ms, paid_at_ms, open_paisa FROM");
+        // Inside the probe, the kind lets the debits' partial index serve each retailer.
+        push_rows_where(&mut qb, "ledger_entries", "e", "retailer_id", retailers, "kind = 'order_debit'");
+        qb.push(" WHERE due_at_ms >= ").push_bind(now - HISTORY_DAYS * DAY_MS);
         qb.build_query_as().fetch_all(c).await
     })?;
     for (r, due, paid, open) in debits {

@@ -562,6 +562,33 @@ async fn rows_by_a_non_unique_key_are_probed_per_key_without_statistics() {
     let locked: Vec<(uuid::Uuid, i32)> = qb.build_query_as().fetch_all(&mut *tx).await.unwrap();
     assert_eq!(locked, rows);
     tx.rollback().await.unwrap();
+    // Narrowed inside the probe: each key's rows that pass the filter, still probed.
+    let filtered = |explain: bool| {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(if explain {
+            "EXPLAIN SELECT r.k, r.n FROM"
+        } else {
+            "SELECT r.k, r.n FROM"
+        });
+        khaacho::base::db::push_rows_where(&mut qb, "probe_rows", "r", "k", &keys, "n = 2");
+        qb.push(" ORDER BY r.k");
+        qb
+    };
+    let plan: Vec<String> = filtered(true)
+        .build_query_scalar()
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert!(
+        !plan.join("\n").contains("Seq Scan on probe_rows"),
+        "{plan:?}"
+    );
+    let rows: Vec<(uuid::Uuid, i32)> = filtered(false)
+        .build_query_as()
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), want);
+    assert!(rows.iter().all(|r| r.1 == 2));
 }
 
 /// Orders placed one after another, while the validation queue has nothing else to do, are
