@@ -1485,23 +1485,11 @@ async fn messages_past_their_retention_are_deleted_unless_still_waiting() {
             .contains("RECEIVED <ref>")
     );
     t.app.clock().advance(29 * DAY);
-    let maintain = || async {
-        let mut tx = t.app.db().begin().await.unwrap();
-        khaacho::queue::enqueue(
-            &mut tx,
-            &khaacho::maintenance::MaintenanceJob::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        assert!(t.run_jobs().await >= 1);
-    };
-    maintain().await;
+    t.run_maintenance().await;
     assert_eq!(t.count("inbound_messages").await, 1, "29 days: kept");
     assert_eq!(t.count("outbound_messages").await, 1);
     t.app.clock().advance(2 * DAY);
-    maintain().await;
+    t.run_maintenance().await;
     assert_eq!(t.count("inbound_messages").await, 0, "31 days: deleted");
     assert_eq!(t.count("outbound_messages").await, 0);
 }

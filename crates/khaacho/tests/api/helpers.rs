@@ -195,6 +195,20 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Runs the maintenance job once (partitions, retention), as its schedule would.
+    pub async fn run_maintenance(&self) {
+        let mut tx = self.app.db().begin().await.unwrap();
+        khaacho::queue::enqueue(
+            &mut tx,
+            &khaacho::maintenance::MaintenanceJob::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert!(self.run_jobs().await >= 1);
+    }
+
     /// A demo retailer's id.
     pub async fn retailer(&self) -> String {
         self.get_json("/api/v1/retailers?limit=1").await["items"][0]["id"]

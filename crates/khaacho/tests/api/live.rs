@@ -643,16 +643,7 @@ async fn the_feed_forgets_past_its_history_and_a_late_resume_is_told_to_read_afr
     let all = feed_after(&t.app, 0).await;
     let recent = all[old.len()..].to_vec();
     assert!(recent.len() >= 2, "{recent:?}");
-    let mut tx = t.app.db().begin().await.unwrap();
-    khaacho::queue::enqueue(
-        &mut tx,
-        &khaacho::maintenance::MaintenanceJob::default(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    assert!(t.run_jobs().await >= 1);
+    t.run_maintenance().await;
     assert_eq!(
         feed_after(&t.app, 0).await,
         recent,
