@@ -62,7 +62,7 @@ async fn intake_pushes_back_while_the_pipeline_is_behind_and_recovers() {
         orders_before,
         "a refusal writes nothing"
     );
-    let metrics = t.get("/metrics").await.text().await.unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics
             .lines()

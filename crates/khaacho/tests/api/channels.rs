@@ -1282,7 +1282,7 @@ async fn twilio_webhooks_have_their_own_limit_not_the_anonymous_one() {
         sqlx::query_scalar("SELECT COUNT(*) FROM inbound_messages").fetch_one(c).await)
     .unwrap();
     assert_eq!(stored, 30);
-    let metrics = t.get("/metrics").await.text().await.unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains("khaacho_rate_limited_total{class=\"webhook\"}"),
         "{metrics}"

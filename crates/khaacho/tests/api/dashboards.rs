@@ -93,7 +93,7 @@ async fn dashboard_and_alert_rules_parse_and_name_only_exported_metrics() {
         .bind(uuid::Uuid::now_v7()).bind(now)
         .execute(c).await.map(|r| r.rows_affected()))
     .unwrap();
-    let text = t.get("/metrics").await.text().await.unwrap();
+    let text = t.metrics().await;
     let exported: BTreeSet<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#'))

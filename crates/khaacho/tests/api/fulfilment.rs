@@ -9,7 +9,7 @@ use khaacho::auth::Role;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem, audit_rows};
+use crate::helpers::{TestApp, assert_problem, audit_rows, sample};
 
 const MINUTE: i64 = 60_000;
 
@@ -332,12 +332,16 @@ async fn an_order_goes_from_validated_to_completed_with_stock_credit_and_ledger(
     );
     assert_eq!(o["events"][5]["detail"]["posted_paisa"], 101_700);
     // Every change reached the consumers: the per-status counts say one completed order.
-    let metrics = t.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("khaacho_orders{state=\"completed\"} 1"),
+    let metrics = t.metrics().await;
+    assert_eq!(
+        sample(&metrics, "khaacho_orders{state=\"completed\"}"),
+        Some(1.0),
         "{metrics}"
     );
-    assert!(metrics.contains("khaacho_orders{state=\"routed\"} 0"));
+    assert_eq!(
+        sample(&metrics, "khaacho_orders{state=\"routed\"}"),
+        Some(0.0)
+    );
     reconciled(&t).await;
 }
 
@@ -1341,9 +1345,10 @@ async fn an_order_held_elsewhere_does_not_hold_up_the_rest_of_its_batch() {
     };
     let (answers, ()) = tokio::join!(batch(&t, requests), check);
     assert_eq!(answers, vec![Ok("accepted".to_string()); 3]);
-    let metrics = t.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("khaacho_part_actions_left_for_after_batch_total 1"),
+    let metrics = t.metrics().await;
+    assert_eq!(
+        sample(&metrics, "khaacho_part_actions_left_for_after_batch_total"),
+        Some(1.0),
         "{metrics}"
     );
 }
@@ -1410,9 +1415,13 @@ async fn stock_taken_while_a_batch_was_writing_sends_it_back_to_one_by_one() {
     }
     assert_eq!(stock(&t, a, "CHINI-1").await, 1.0);
     assert_eq!(offered_parts(&t).await.len(), 2, "none accepted");
-    let metrics = t.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("khaacho_part_action_batches_split_total{why=\"refused\"} 1"),
+    let metrics = t.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "khaacho_part_action_batches_split_total{why=\"refused\"}"
+        ),
+        Some(1.0),
         "{metrics}"
     );
 }

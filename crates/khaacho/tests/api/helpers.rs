@@ -195,6 +195,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let r = self.get("/metrics").await;
+        assert_eq!(r.status(), 200, "GET /metrics");
+        r.text().await.unwrap()
+    }
+
+    /// The value of one series of `/metrics` ([`sample`]).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        sample(&self.metrics().await, series)
+    }
+
     /// Runs the maintenance job once (partitions, retention), as its schedule would.
     pub async fn run_maintenance(&self) {
         let mut tx = self.app.db().begin().await.unwrap();
@@ -243,6 +255,20 @@ impl TestApp {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         khaacho::with_latest!(self.app.db(), c => sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await).unwrap()
     }
+}
+
+/// The value of `series` — a metric's name with its labels, exactly as exported, e.g.
+/// `khaacho_orders{state="completed"}` — in the `/metrics` text `text`; `None` when no line
+/// is that series. A whole series is matched: `x` is never read off `x_total`, `x{a="b"}` or
+/// the `1` of `x 10`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 fn issue(app: &App, role: Role, tenant: Option<Uuid>) -> String {

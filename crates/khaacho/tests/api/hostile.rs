@@ -14,7 +14,7 @@ use khaacho::auth::Role;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, sample};
 
 /// Characters no body string may hold (tab, LF and CR are allowed in free text).
 const BODY_CONTROLS: &[char] = &['\u{0}', '\u{1}', '\u{1b}', '\u{7f}', '\u{85}'];
@@ -608,20 +608,15 @@ async fn a_full_process_keeps_its_last_slots_for_the_actions_that_finish_orders(
         held.push(unfinished_post(&t).await);
     }
     // The held requests reach the server at their own pace: wait until all three hold a slot.
-    let mut in_flight = String::new();
+    let mut in_flight = None;
     for _ in 0..500 {
-        let text = t.get("/metrics").await.text().await.unwrap();
-        in_flight = text
-            .lines()
-            .find(|l| l.starts_with("khaacho_http_in_flight "))
-            .unwrap_or_default()
-            .to_string();
-        if in_flight == "khaacho_http_in_flight 3" {
+        in_flight = t.metric("khaacho_http_in_flight").await;
+        if in_flight == Some(3.0) {
             break;
         }
         tokio::task::yield_now().await;
     }
-    assert_eq!(in_flight, "khaacho_http_in_flight 3");
+    assert_eq!(in_flight, Some(3.0));
     let admin = t.client_as(Role::Admin, None);
     let read = admin.get(t.url("/api/v1/retailers")).send().await.unwrap();
     let p = assert_problem(read, 503).await;
@@ -644,10 +639,14 @@ async fn a_full_process_keeps_its_last_slots_for_the_actions_that_finish_orders(
         .await
         .unwrap();
     assert_problem(cancel, 404).await;
-    let metrics = t.get("/metrics").await.text().await.unwrap();
+    let metrics = t.metrics().await;
     for class in ["read", "write"] {
-        let line = format!("khaacho_http_shed_total{{class=\"{class}\"}} 1");
-        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+        let series = format!("khaacho_http_shed_total{{class=\"{class}\"}}");
+        assert_eq!(
+            sample(&metrics, &series),
+            Some(1.0),
+            "{series} in\n{metrics}"
+        );
     }
     assert!(
         !metrics.contains("class=\"progress\""),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::channels::{messages, say_as, spawn};
 use crate::fulfilment::{offer, vendor, world};
-use crate::helpers::{TestApp, assert_problem, audit_rows};
+use crate::helpers::{TestApp, assert_problem, audit_rows, sample};
 
 const PHONE: &str = "+9779800000001";
 
@@ -134,8 +134,12 @@ async fn safe_mode_keeps_accepting_orders_and_resumes_them_in_order() {
         .await
         .unwrap();
     assert_eq!(healed, Default::default());
-    let metrics = t.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("khaacho_safe_mode 1"), "{metrics}");
+    let metrics = t.metrics().await;
+    assert_eq!(
+        sample(&metrics, "khaacho_safe_mode"),
+        Some(1.0),
+        "{metrics}"
+    );
 
     // Off: everything resumes, in the order it arrived.
     let r = put_safe_mode(
@@ -158,8 +162,12 @@ async fn safe_mode_keeps_accepting_orders_and_resumes_them_in_order() {
     arrived.sort();
     assert_eq!(validated, arrived, "validated in the order received");
     assert_eq!(audit_count(&t, "platform.safe_mode").await, 2);
-    let metrics = t.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("khaacho_safe_mode 0"), "{metrics}");
+    let metrics = t.metrics().await;
+    assert_eq!(
+        sample(&metrics, "khaacho_safe_mode"),
+        Some(0.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -300,8 +308,12 @@ async fn degradation_rises_at_once_falls_after_calm_checks_and_sheds_load() {
         200
     );
     assert_eq!(audit_count(&t, "platform.degradation").await, 4);
-    let metrics = t.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("khaacho_degradation_level 0"), "{metrics}");
+    let metrics = t.metrics().await;
+    assert_eq!(
+        sample(&metrics, "khaacho_degradation_level"),
+        Some(0.0),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("khaacho_mode_changes_total{to=\"critical\"}"),
         "{metrics}"

@@ -14,7 +14,7 @@ use khaacho::queue::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, audit_rows};
+use crate::helpers::{TestApp, assert_problem, audit_rows, sample};
 
 #[derive(Serialize, Deserialize)]
 struct AlwaysFails {}
@@ -437,7 +437,7 @@ async fn a_failing_batch_falls_back_to_one_job_at_a_time() {
         job["last_error"].as_str().unwrap().contains("do not exist"),
         "{job}"
     );
-    let metrics = t.get("/metrics").await.text().await.unwrap();
+    let metrics = t.metrics().await;
     assert!(metrics.contains("khaacho_job_batch_fallbacks_total{kind=\"order.validate\"}"));
 }
 
@@ -619,14 +619,8 @@ async fn jobs_arriving_together_on_an_idle_queue_run_as_one_batch() {
         }
         assert_ne!(status, "received", "order {id} was never validated");
     }
-    let metrics = t.get("/metrics").await.text().await.unwrap();
-    let value = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}{{kind=\"order.validate\"}}")))
-            .and_then(|l| l.rsplit(' ').next())
-            .map(|v| v.parse::<f64>().unwrap())
-    };
+    let metrics = t.metrics().await;
+    let value = |name: &str| sample(&metrics, &format!("{name}{{kind=\"order.validate\"}}"));
     assert_eq!(
         (
             value("khaacho_job_batch_size_count"),

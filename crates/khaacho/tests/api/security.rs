@@ -1221,7 +1221,7 @@ async fn five_failed_logins_lock_the_account() {
         6
     );
     assert_eq!(audit_rows(&t, "action=auth.login").await.len(), 0);
-    let metrics = t.get("/metrics").await.text().await.unwrap();
+    let metrics = t.metrics().await;
     assert!(metrics.contains("khaacho_account_locks_total"));
     assert!(metrics.contains("khaacho_login_failures_total"));
 }
@@ -1298,7 +1298,7 @@ async fn rate_limits_answer_429_with_headers() {
     let r = login(&t, "x", "y-password").await;
     assert!(r.headers().contains_key("retry-after"));
     assert_problem(r, 429).await;
-    let metrics = t.get("/metrics").await.text().await.unwrap();
+    let metrics = t.metrics().await;
     assert!(metrics.contains("khaacho_rate_limited_total{class=\"principal\"}"));
     assert!(metrics.contains("khaacho_rate_limited_total{class=\"login\"}"));
 }
@@ -1470,7 +1470,7 @@ async fn redis_failure_falls_back_to_the_local_limiter_and_is_counted() {
     }
     assert_eq!(got, [200, 200, 429], "the local limiter still limits");
     assert!(t.app.auth().limiter.fallbacks() > 0);
-    let metrics = t.get("/metrics").await.text().await.unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains("khaacho_rate_limit_fallbacks_total"),
         "fallbacks are exported"
