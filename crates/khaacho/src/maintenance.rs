@@ -119,12 +119,13 @@ impl Job for MaintenanceJob {
         let lookback = ctx.app.auth().lockout.lookback().as_millis() as i64;
         let auth_removed =
             crate::auth::repo::purge_expired(ctx.app.db(), now, now - lookback).await?;
+        // The feed's and the messages' times are the app's clock.
+        let at = ctx.app.clock().now_ms();
         let history_ms = ctx.app.settings().live.history_hours * 3_600_000;
-        let feed_removed =
-            crate::live::feed::prune(ctx.app.db(), ctx.app.clock().now_ms() - history_ms).await?;
+        let feed_removed = crate::live::feed::prune(ctx.app.db(), at - history_ms).await?;
         let days = i64::from(ctx.app.settings().channels.retention_days);
         let messages_removed = if days > 0 {
-            let before = ctx.app.clock().now_ms() - days * 24 * 3_600_000;
+            let before = at - days * 24 * 3_600_000;
             crate::channels::repo::purge_messages(ctx.app.db(), before).await?
         } else {
             0
