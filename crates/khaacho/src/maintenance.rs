@@ -1,7 +1,8 @@
 //! Housekeeping: monthly partitions ahead (PostgreSQL), retention of bookkeeping rows and of
 //! the audit log (`audit.retention_days`), expired refresh tokens and old failed logins, and
 //! the live feed's numbers past `live.history_hours`, and the messages finished more than
-//! `channels.retention_days` ago.
+//! `channels.retention_days` ago; and a recount of the vendors' kept workloads (a
+//! correction is a bug somewhere: logged and counted).
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -130,6 +131,12 @@ impl Job for MaintenanceJob {
         } else {
             0
         };
+        let corrected = crate::fulfilment::repo::recount_workloads(ctx.app.db()).await?;
+        for (vendor, kept, counted) in &corrected {
+            tracing::warn!(%vendor, kept, counted, "a vendor's kept count of open parts was wrong; corrected");
+        }
+        metrics::counter!("khaacho_vendor_workload_corrections_total")
+            .increment(corrected.len() as u64);
         info!(
             created,
             removed,

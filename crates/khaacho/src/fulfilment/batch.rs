@@ -45,7 +45,7 @@ use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
-use super::repo::{self, PartLineRow, PartRow};
+use super::repo::{self, PartLineRow, PartRow, Workloads};
 use super::service::{self, Acted, Acting, Follow, FulfilmentError, PartAction};
 use crate::app::App;
 use crate::base::db::Reader;
@@ -445,10 +445,13 @@ async fn together(
         return Err(Split::Changed(TransitionResult::Stale));
     }
     let mut acted_on = HashMap::with_capacity(going.len());
+    let mut load = Workloads::default();
     for g in &going {
         let part = &mut parts[g.part];
+        load.left(part);
         let detail = service::advance(part, &g.lines, &items[g.k].action, g.delivered, now);
         part.updated_at_ms = now;
+        load.entered(part);
         acted_on.insert(part.order_id, (g.k, detail));
     }
     let written: Vec<PartLineRow> = going
@@ -522,6 +525,8 @@ async fn together(
             "stock taken meanwhile".into(),
         )));
     }
+    // The vendors' open parts (a delivery closes one), after everything else it locks.
+    load.write(&mut tx).await?;
     tx.commit().await?;
 
     // Answer.

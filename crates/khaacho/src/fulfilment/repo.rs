@@ -164,7 +164,8 @@ const OFFER_COLS: &str = "id, fulfilment_id, order_id, vendor_id, status, offere
 /// Rows per multi-row statement, well under both backends' bound-parameter limits.
 const CHUNK: usize = 400;
 
-/// Open parts per vendor (what counts against its capacity).
+/// Open parts per vendor (what counts against its capacity), as the transactions that moved
+/// them left it (`vendor_workloads`, kept by [`Workloads`]); a vendor with none is absent.
 pub async fn workloads(
     r: &mut Reader<'_>,
     vendors: &[Uuid],
@@ -173,13 +174,96 @@ pub async fn workloads(
         return Ok(HashMap::new());
     }
     let rows: Vec<(Uuid, i64)> = with_reader!(r, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!(
-            "SELECT vendor_id, COUNT(*) FROM fulfilments WHERE status IN {OPEN_SQL} AND"));
+        let mut qb = sqlx::QueryBuilder::new("SELECT vendor_id, open_parts FROM vendor_workloads WHERE");
         push_ids(&mut qb, "vendor_id", vendors);
-        qb.push(" GROUP BY vendor_id");
         qb.build_query_as().fetch_all(c).await
     })?;
     Ok(rows.into_iter().collect())
+}
+
+/// How a transaction changes vendors' open parts: each part it moves is [`left`](Self::left)
+/// as it was read and [`entered`](Self::entered) as it is written, and [`write`](Self::write)
+/// adds the difference to `vendor_workloads` as the transaction's last statement — in vendor
+/// order, so concurrent transactions lock the counter rows in one order and hold them only
+/// until their commit. A count kept this way costs a row per vendor to read where counting
+/// the parts grew with every offer a vendor leaves open.
+#[derive(Debug, Default)]
+#[must_use = "a transaction that moves parts writes its workload change before it commits"]
+pub struct Workloads(std::collections::BTreeMap<Uuid, i64>);
+
+impl Workloads {
+    /// `part` as it was before this transaction moved it (nothing for a new part).
+    pub fn left(&mut self, part: &PartRow) {
+        self.add(part, -1);
+    }
+
+    /// `part` as this transaction writes it.
+    pub fn entered(&mut self, part: &PartRow) {
+        self.add(part, 1);
+    }
+
+    fn add(&mut self, part: &PartRow, n: i64) {
+        if let (Some(vendor), true) = (part.vendor_id, part.status().is_open()) {
+            *self.0.entry(vendor).or_default() += n;
+        }
+    }
+
+    /// Adds the change to the counts (nothing when the moves cancel out).
+    pub async fn write(mut self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        self.0.retain(|_, n| *n != 0);
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new("INSERT INTO vendor_workloads (vendor_id, open_parts) ");
+            qb.push_values(&self.0, |mut b, (vendor, n)| {
+                b.push_bind(*vendor).push_bind(*n);
+            });
+            qb.push(" ON CONFLICT (vendor_id) DO UPDATE SET open_parts = vendor_workloads.open_parts + excluded.open_parts");
+            qb.build().execute(&mut *c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// Recounts every vendor's open parts and corrects the kept counts that differ; returns the
+/// corrections, `(vendor, kept, counted)`. Writers of the counts wait for it (PostgreSQL:
+/// the table is locked against writes first; SQLite: one writer at a time), so a
+/// transaction that moves parts meanwhile either committed before the count, and is in it,
+/// or adds its change after the correction.
+pub async fn recount_workloads(db: &Db) -> Result<Vec<(Uuid, i64, i64)>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let lock = tx.is_postgres();
+    let fixes = with_tx!(tx, c => {
+        if lock {
+            sqlx::query("LOCK TABLE vendor_workloads IN SHARE ROW EXCLUSIVE MODE").execute(&mut *c).await?;
+        }
+        let kept: Vec<(Uuid, i64)> = sqlx::query_as("SELECT vendor_id, open_parts FROM vendor_workloads")
+            .fetch_all(&mut *c).await?;
+        let counted: Vec<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT vendor_id, COUNT(*) FROM fulfilments WHERE status IN {OPEN_SQL} AND vendor_id IS NOT NULL \
+             GROUP BY vendor_id")))
+            .fetch_all(&mut *c).await?;
+        let kept: HashMap<Uuid, i64> = kept.into_iter().collect();
+        let counted: HashMap<Uuid, i64> = counted.into_iter().collect();
+        let mut vendors: Vec<Uuid> = kept.keys().chain(counted.keys()).copied().collect();
+        vendors.sort_unstable();
+        vendors.dedup();
+        let fixes: Vec<(Uuid, i64, i64)> = vendors
+            .into_iter()
+            .map(|v| (v, kept.get(&v).copied().unwrap_or(0), counted.get(&v).copied().unwrap_or(0)))
+            .filter(|(_, k, n)| k != n)
+            .collect();
+        for (vendor, _, n) in &fixes {
+            sqlx::query(
+                "INSERT INTO vendor_workloads (vendor_id, open_parts) VALUES ($1, $2) \
+                 ON CONFLICT (vendor_id) DO UPDATE SET open_parts = excluded.open_parts")
+                .bind(vendor).bind(n).execute(&mut *c).await?;
+        }
+        fixes
+    });
+    tx.commit().await?;
+    Ok(fixes)
 }
 
 /// What each vendor was given of each of `products` since `from_ms` (parts not cancelled),

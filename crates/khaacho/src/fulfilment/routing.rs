@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::facts::{Facts, Market};
-use super::repo::{self, NewDecision, NewPart, PartLineRow, PartRow, PartStatus};
+use super::repo::{self, NewDecision, NewPart, PartLineRow, PartRow, PartStatus, Workloads};
 use super::service::{self, alert_no_vendor, new_offer};
 use crate::app::{App, JobContext};
 use crate::base::alerts::{self, NewAlert};
@@ -188,6 +188,10 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
         }
     }
     repo::insert_parts(&mut tx, &plan.parts).await?;
+    let mut load = Workloads::default();
+    for n in &plan.parts {
+        load.entered(&n.part);
+    }
     orders::address_lines_many(&mut tx, &plan.addressed).await?;
     for (order_id, reason, detail) in &plan.alerts {
         if let Some(order) = locked.iter().find(|o| o.id == *order_id) {
@@ -220,9 +224,10 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
     }
     for order in rest {
         if routed.contains(&order.id) {
-            reoffer(&mut tx, app, order, &lines_of(order.id), now).await?;
+            reoffer(&mut tx, app, order, &lines_of(order.id), now, &mut load).await?;
         }
     }
+    load.write(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -370,13 +375,14 @@ fn decide(
 
 /// Offers the unassigned parts of a routed order again (an operator approved its
 /// `vendor_unavailable` hold): every vendor may be asked again, with a fresh count of
-/// reassignments.
+/// reassignments. The parts' moves are added to `load`.
 async fn reoffer(
     tx: &mut Tx,
     app: &App,
     order: &mut OrderRow,
     lines: &[LineRow],
     now: i64,
+    load: &mut Workloads,
 ) -> Result<(), JobError> {
     let mut parts = repo::parts_for_update(tx, &[order.id]).await?;
     for p in parts
@@ -385,9 +391,11 @@ async fn reoffer(
     {
         p.reassignments = 0;
         p.tried.0.clear();
+        load.left(p);
         service::reassign(tx, app, order, lines, p, now, "approved by an operator")
             .await
             .map_err(|e| JobError::Retryable(anyhow::anyhow!(e)))?;
+        load.entered(p);
     }
     service::sync_order(
         tx,

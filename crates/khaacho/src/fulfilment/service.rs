@@ -12,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::facts::Market;
-use super::repo::{self, PartLineRow, PartOfferRow, PartRow, PartStatus};
+use super::repo::{self, PartLineRow, PartOfferRow, PartRow, PartStatus, Workloads};
 use crate::app::App;
 use crate::base::alerts::{self, NewAlert};
 use crate::base::audit::{self, Entry};
@@ -144,6 +144,8 @@ pub async fn act(
         .ok_or(FulfilmentError::NotFound)?;
     let now = app.clock().now_ms();
     judge(&parts[i], acting.vendor, &action, now)?;
+    let mut load = Workloads::default();
+    load.left(&parts[i]);
     let mut lines = repo::lines_tx(&mut tx, &[id]).await?;
     let detail;
     match &action {
@@ -185,6 +187,7 @@ pub async fn act(
     }
     parts[i].updated_at_ms = now;
     repo::save_part(&mut tx, &parts[i]).await?;
+    load.entered(&parts[i]);
     let why = reason.unwrap_or(action.done());
     sync_order(&mut tx, &mut order, &parts, acting.actor, why, detail, now).await?;
     if let Some(entry) = &acting.audit {
@@ -194,6 +197,7 @@ pub async fn act(
             .summary(json!({ "status": parts[i].status, "reason": reason }));
         audit::record_tx(&mut tx, &entry).await?;
     }
+    load.write(&mut tx).await?;
     tx.commit().await?;
     let part = parts.swap_remove(i);
     metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name()).increment(1);
@@ -736,7 +740,8 @@ pub(super) async fn settle(
 }
 
 /// Withdraws `order`'s parts that are not yet delivered (the order is being cancelled or
-/// rejected): open offers are closed, reserved stock goes back to the vendors. Returns what
+/// rejected): open offers are closed, reserved stock goes back to the vendors, the parts
+/// leave their vendors' workloads. Returns what
 /// was released, for the order's event.
 pub async fn cancel_parts(
     tx: &mut Tx,
@@ -749,6 +754,7 @@ pub async fn cancel_parts(
     let mut released = Vec::new();
     let mut freed = Vec::new();
     let mut cancelled = 0;
+    let mut load = Workloads::default();
     for p in parts.iter_mut() {
         let status = p.status();
         if matches!(status, PartStatus::Delivered | PartStatus::Cancelled) {
@@ -770,6 +776,7 @@ pub async fn cancel_parts(
                 freed.push(l.clone());
             }
         }
+        load.left(p);
         p.status = PartStatus::Cancelled.as_str().into();
         p.deadline_ms = None;
         p.updated_at_ms = now;
@@ -777,6 +784,8 @@ pub async fn cancel_parts(
         cancelled += 1;
     }
     repo::save_lines(tx, &freed).await?;
+    // The vendors' counts last: the caller locks no stock or account after this.
+    load.write(tx).await?;
     Ok(json!({ "fulfilments_cancelled": cancelled, "stock_released": released }))
 }
 
@@ -794,6 +803,7 @@ pub async fn expire_offers(app: &App, now: i64, limit: i64) -> anyhow::Result<us
         let mut parts = repo::parts_for_update(&mut tx, &[order_id]).await?;
         let order_lines = orders::lines_tx(&mut tx, &order).await?;
         let mut expired = Vec::new();
+        let mut load = Workloads::default();
         for p in parts.iter_mut() {
             let due = p.status() == PartStatus::Offered && p.deadline_ms.is_some_and(|d| d <= now);
             if !due {
@@ -802,7 +812,9 @@ pub async fn expire_offers(app: &App, now: i64, limit: i64) -> anyhow::Result<us
             let offer = p.offer_id.unwrap_or_default();
             repo::close_offer(&mut tx, offer, "expired", now, None).await?;
             expired.push(json!({ "fulfilment_id": p.id, "vendor_id": p.vendor_id }));
+            load.left(p);
             reassign(&mut tx, app, &order, &order_lines, p, now, "expired").await?;
+            load.entered(p);
             moved += 1;
         }
         let detail = json!({ "expired": expired });
@@ -816,6 +828,7 @@ pub async fn expire_offers(app: &App, now: i64, limit: i64) -> anyhow::Result<us
             now,
         )
         .await?;
+        load.write(&mut tx).await?;
         tx.commit().await?;
     }
     if moved > 0 {

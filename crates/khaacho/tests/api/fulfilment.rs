@@ -179,6 +179,11 @@ async fn reconciled(t: &TestApp) {
         .await
         .unwrap();
     assert_eq!(r["drift"], json!([]), "{r}");
+    // The vendors' kept counts of open parts agree with the parts (a recount corrects none).
+    let corrected = khaacho::fulfilment::repo::recount_workloads(t.app.db())
+        .await
+        .unwrap();
+    assert!(corrected.is_empty(), "(vendor, kept, counted): {corrected:?}");
 }
 
 async fn tick(t: &TestApp) -> khaacho::fulfilment::jobs::Ticked {
@@ -769,6 +774,76 @@ async fn rejections_and_expiries_move_a_part_three_times_then_hold_the_order() {
     assert_eq!(o["status"], "routed", "{o}");
     assert_eq!(o["fulfilments"][0]["status"], "offered");
     assert_eq!(o["fulfilments"][0]["reassignments"], 1);
+}
+
+/// A vendor whose open parts reach its capacity is passed over, and has room again once a
+/// part of its is delivered, moves to another vendor or is cancelled — each seen by the
+/// next order's routing (and the kept counts agree with the parts at the end).
+#[tokio::test]
+async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let small = vendor(&t, "Cheap but small", 1).await;
+    let large = vendor(&t, "Dear but large", 2).await;
+    let r = t
+        .client
+        .patch(t.url(&format!("/api/v1/vendors/{small}")))
+        .json(&json!({ "max_active": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    offer(&t, small, "CHINI-1", 90.0, 100.0).await;
+    offer(&t, large, "CHINI-1", 110.0, 100.0).await;
+    let sugar = json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]);
+    let vs = t.client_as(Role::Vendor, Some(small));
+    let rc = t.client_as(Role::Retailer, Some(retailer));
+    // `(part, vendor)` of a new order's one part, and why the small vendor was passed over.
+    let next = async || {
+        let o = order(&t, &place(&t, retailer, sugar.clone()).await).await;
+        let (part, to, _) = parts(&o)[0].clone();
+        let small_was = o["routing"][0]["decision"]["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["vendor_id"] == small.to_string())
+            .map(|c| c["ineligible"].clone());
+        (o["id"].as_str().unwrap().to_string(), part, to.unwrap(), small_was)
+    };
+    let full = Some(json!([{ "line_no": 1, "reasons": ["at_capacity"] }]));
+
+    // The cheaper vendor takes the first order; with it open, the next goes elsewhere.
+    let (_, first, to, _) = next().await;
+    assert_eq!(to, small.to_string());
+    let (_, _, to, why) = next().await;
+    assert_eq!((to, &why), (large.to_string(), &full));
+    // Accepted and on its way, the part still counts.
+    ok(act(&t, &vs, &first, "accept", json!({})).await).await;
+    ok(act(&t, &vs, &first, "dispatch", json!({})).await).await;
+    let (_, _, to, why) = next().await;
+    assert_eq!((to, &why), (large.to_string(), &full));
+    // Delivered, it no longer does.
+    ok(act(&t, &vs, &first, "deliver", json!({})).await).await;
+    let (_, rejected, to, _) = next().await;
+    assert_eq!(to, small.to_string());
+    // A rejection moves the part to the other vendor and frees the small one.
+    let moved = ok(act(&t, &vs, &rejected, "reject", json!({ "reason": "no van today" })).await).await;
+    assert_eq!(moved["vendor_id"], large.to_string());
+    let (cancelled, _, to, _) = next().await;
+    assert_eq!(to, small.to_string());
+    let (_, _, to, why) = next().await;
+    assert_eq!((to, &why), (large.to_string(), &full));
+    // So does the retailer's cancellation before dispatch.
+    let r = rc
+        .post(t.url(&format!("/api/v1/orders/{cancelled}/cancel")))
+        .json(&json!({ "reason": "ordered twice" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, _, to, _) = next().await;
+    assert_eq!(to, small.to_string());
+    reconciled(&t).await;
 }
 
 #[tokio::test]
