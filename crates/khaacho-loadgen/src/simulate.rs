@@ -79,8 +79,9 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
     pub poll: Duration,
 
-    /// Set every vendor's capacity (most open orders at once) before starting, e.g. for a
-    /// load test far above the demo's ten orders per vendor
+    /// Set every vendor's capacity (most open orders at once, and most offers left
+    /// unanswered at once) before starting, e.g. for a load test far above the demo's ten
+    /// orders and five unanswered offers per vendor
     #[arg(long, value_name = "N")]
     pub vendor_capacity: Option<u32>,
 
@@ -732,6 +733,7 @@ where
         let mut change = serde_json::Map::new();
         if let Some(cap) = args.vendor_capacity {
             change.insert("max_active".into(), json!(cap));
+            change.insert("max_awaiting".into(), json!(cap));
         }
         if let Some((opens, closes)) = &args.vendor_hours {
             change.insert("opens".into(), json!(opens));

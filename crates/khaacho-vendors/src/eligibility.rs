@@ -23,7 +23,7 @@ pub enum Ineligible {
     Inactive,
     /// Neither the retailer's district nor within the distance.
     OutOfArea,
-    /// Working on as many orders as it may.
+    /// Working on as many orders as it may, or leaving as many offers unanswered.
     AtCapacity,
     /// No valid offer for the product.
     NoOffer,
@@ -87,7 +87,8 @@ pub fn eligibility(
             if !serves(v, retailer, settings) {
                 vendor_level.push(Ineligible::OutOfArea);
             }
-            if v.capacity > 0 && v.active_orders >= v.capacity {
+            let full = |n: u32, most: u32| most > 0 && n >= most;
+            if full(v.active_orders, v.capacity) || full(v.awaiting_orders, v.awaiting_capacity) {
                 vendor_level.push(Ineligible::AtCapacity);
             }
             lines
@@ -188,6 +189,8 @@ mod tests {
             open_now: true,
             active_orders: 0,
             capacity: 10,
+            awaiting_orders: 0,
+            awaiting_capacity: 5,
             reliability: Some(80),
             offers: vec![Offer {
                 product_id: product(),
@@ -239,6 +242,16 @@ mod tests {
         v.capacity = 0; // no limit
         v.active_orders = 1_000;
         assert!(reasons(v, line(1_000, 0)).is_empty());
+        // Five offers unanswered: full, whatever room its open orders leave.
+        let mut v = vendor(1);
+        (v.active_orders, v.awaiting_orders) = (5, 5);
+        assert_eq!(reasons(v, line(1_000, 0)), [Ineligible::AtCapacity]);
+        let mut v = vendor(1);
+        (v.active_orders, v.awaiting_orders) = (5, 4);
+        assert!(reasons(v, line(1_000, 0)).is_empty());
+        let mut v = vendor(1);
+        (v.awaiting_capacity, v.active_orders, v.awaiting_orders) = (0, 9, 9);
+        assert!(reasons(v, line(1_000, 0)).is_empty(), "no limit on offers");
         assert_eq!(
             reasons(vendor(1), line(10_001, 0)),
             [Ineligible::ShortStock]

@@ -117,6 +117,10 @@ pub struct Vendor {
     pub active_orders: u32,
     /// Most orders it works on at once; 0 = no limit.
     pub capacity: u32,
+    /// Of those, the offers it has not answered yet.
+    pub awaiting_orders: u32,
+    /// Most offers it may leave unanswered at once; 0 = no limit.
+    pub awaiting_capacity: u32,
     /// Its vendor score 0–100; `None` for a new vendor.
     pub reliability: Option<u8>,
     /// Its valid offers.

@@ -380,6 +380,8 @@ mod tests {
             open_now: true,
             active_orders: 0,
             capacity: 0,
+            awaiting_orders: 0,
+            awaiting_capacity: 0,
             reliability: Some(80),
             offers: offers
                 .iter()

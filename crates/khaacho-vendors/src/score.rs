@@ -178,6 +178,8 @@ mod tests {
             open_now: true,
             active_orders: 5,
             capacity: 10,
+            awaiting_orders: 0,
+            awaiting_capacity: 5,
             reliability: None,
             offers: vec![Offer {
                 product_id: product,

@@ -133,7 +133,7 @@ impl Job for MaintenanceJob {
         };
         let corrected = crate::fulfilment::repo::recount_workloads(ctx.app.db()).await?;
         for (vendor, kept, counted) in &corrected {
-            tracing::warn!(%vendor, kept, counted, "a vendor's kept count of open parts was wrong; corrected");
+            tracing::warn!(%vendor, ?kept, ?counted, "a vendor's kept count of open parts was wrong; corrected");
         }
         metrics::counter!("khaacho_vendor_workload_corrections_total")
             .increment(corrected.len() as u64);

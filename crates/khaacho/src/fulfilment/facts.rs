@@ -7,7 +7,7 @@ use chrono::Timelike;
 use khaacho_vendors::{GeoPoint, Line, Offer, Retailer, Vendor};
 use uuid::Uuid;
 
-use super::repo;
+use super::repo::{self, Load};
 use crate::base::db::{Db, Reader};
 use crate::base::time::nepal;
 use crate::catalog::pricing::price_for;
@@ -44,7 +44,7 @@ pub struct Market {
     retailers: HashMap<Uuid, RetailerRow>,
     offers: Vec<OfferRow>,
     vendors: HashMap<Uuid, VendorRow>,
-    workload: HashMap<Uuid, i64>,
+    workload: HashMap<Uuid, Load>,
     volumes: HashMap<(Uuid, Uuid), i64>,
     now_ms: i64,
 }
@@ -91,9 +91,11 @@ impl Market {
         })
     }
 
-    /// A part of `vendor`'s was created (or reassigned to it) since the market was read.
+    /// A part was offered to `vendor` (new, or reassigned to it) since the market was read.
     pub fn took(&mut self, vendor: Uuid) {
-        *self.workload.entry(vendor).or_default() += 1;
+        let load = self.workload.entry(vendor).or_default();
+        load.open += 1;
+        load.awaiting += 1;
     }
 
     /// The facts of routing `order` with its `lines`; `None` when the retailer is gone.
@@ -143,6 +145,8 @@ impl Market {
             })
             .collect();
         let minute = minute_of_day(self.now_ms);
+        let load = |vendor: Uuid| self.workload.get(&vendor).copied().unwrap_or_default();
+        let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
         let vendors = vendor_ids
             .iter()
             .filter_map(|id| rows.get(id))
@@ -152,9 +156,10 @@ impl Market {
                 districts: v.districts.0.clone(),
                 location: point(v.lat, v.lng),
                 open_now: open_at(v.opens_at_min, v.closes_at_min, minute),
-                active_orders: u32::try_from(self.workload.get(&v.id).copied().unwrap_or(0))
-                    .unwrap_or(u32::MAX),
+                active_orders: count(load(v.id).open),
                 capacity: u32::try_from(v.max_active).unwrap_or(0),
+                awaiting_orders: count(load(v.id).awaiting),
+                awaiting_capacity: u32::try_from(v.max_awaiting).unwrap_or(0),
                 reliability: u8::try_from(v.score.clamp(0, 100)).ok(),
                 offers: offers
                     .iter()

@@ -164,32 +164,60 @@ const OFFER_COLS: &str = "id, fulfilment_id, order_id, vendor_id, status, offere
 /// Rows per multi-row statement, well under both backends' bound-parameter limits.
 const CHUNK: usize = 400;
 
-/// Open parts per vendor (what counts against its capacity), as the transactions that moved
-/// them left it (`vendor_workloads`, kept by [`Workloads`]); a vendor with none is absent.
+/// A vendor's parts that count against its capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Open parts: offered, accepted or dispatched (against `max_active`).
+    pub open: i64,
+    /// Of those, the offers not yet answered (against `max_awaiting`).
+    pub awaiting: i64,
+}
+
+impl Load {
+    /// What `part` adds to its vendor's load (nothing once it is closed or unassigned).
+    fn of(part: &PartRow) -> Option<(Uuid, Load)> {
+        let status = part.status();
+        let vendor = part.vendor_id.filter(|_| status.is_open())?;
+        Some((
+            vendor,
+            Load {
+                open: 1,
+                awaiting: i64::from(status == PartStatus::Offered),
+            },
+        ))
+    }
+}
+
+/// Each vendor's [`Load`], as the transactions that moved its parts left it
+/// (`vendor_workloads`, kept by [`Workloads`]); a vendor with none is absent.
 pub async fn workloads(
     r: &mut Reader<'_>,
     vendors: &[Uuid],
-) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+) -> Result<HashMap<Uuid, Load>, sqlx::Error> {
     if vendors.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(Uuid, i64)> = with_reader!(r, c => {
-        let mut qb = sqlx::QueryBuilder::new("SELECT vendor_id, open_parts FROM vendor_workloads WHERE");
+    let rows: Vec<(Uuid, i64, i64)> = with_reader!(r, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT vendor_id, open_parts, awaiting_parts FROM vendor_workloads WHERE");
         push_ids(&mut qb, "vendor_id", vendors);
         qb.build_query_as().fetch_all(c).await
     })?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(v, open, awaiting)| (v, Load { open, awaiting }))
+        .collect())
 }
 
-/// How a transaction changes vendors' open parts: each part it moves is [`left`](Self::left)
-/// as it was read and [`entered`](Self::entered) as it is written, and [`write`](Self::write)
+/// How a transaction changes vendors' loads: each part it moves is [`left`](Self::left) as
+/// it was read and [`entered`](Self::entered) as it is written, and [`write`](Self::write)
 /// adds the difference to `vendor_workloads` as the transaction's last statement — in vendor
 /// order, so concurrent transactions lock the counter rows in one order and hold them only
 /// until their commit. A count kept this way costs a row per vendor to read where counting
 /// the parts grew with every offer a vendor leaves open.
 #[derive(Debug, Default)]
 #[must_use = "a transaction that moves parts writes its workload change before it commits"]
-pub struct Workloads(std::collections::BTreeMap<Uuid, i64>);
+pub struct Workloads(std::collections::BTreeMap<Uuid, Load>);
 
 impl Workloads {
     /// `part` as it was before this transaction moved it (nothing for a new part).
@@ -202,63 +230,70 @@ impl Workloads {
         self.add(part, 1);
     }
 
-    fn add(&mut self, part: &PartRow, n: i64) {
-        if let (Some(vendor), true) = (part.vendor_id, part.status().is_open()) {
-            *self.0.entry(vendor).or_default() += n;
+    fn add(&mut self, part: &PartRow, sign: i64) {
+        if let Some((vendor, load)) = Load::of(part) {
+            let total = self.0.entry(vendor).or_default();
+            total.open += sign * load.open;
+            total.awaiting += sign * load.awaiting;
         }
     }
 
     /// Adds the change to the counts (nothing when the moves cancel out).
     pub async fn write(mut self, tx: &mut Tx) -> Result<(), sqlx::Error> {
-        self.0.retain(|_, n| *n != 0);
+        self.0.retain(|_, l| *l != Load::default());
         if self.0.is_empty() {
             return Ok(());
         }
         with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new("INSERT INTO vendor_workloads (vendor_id, open_parts) ");
-            qb.push_values(&self.0, |mut b, (vendor, n)| {
-                b.push_bind(*vendor).push_bind(*n);
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) ");
+            qb.push_values(&self.0, |mut b, (vendor, l)| {
+                b.push_bind(*vendor).push_bind(l.open).push_bind(l.awaiting);
             });
-            qb.push(" ON CONFLICT (vendor_id) DO UPDATE SET open_parts = vendor_workloads.open_parts + excluded.open_parts");
+            qb.push(" ON CONFLICT (vendor_id) DO UPDATE SET open_parts = vendor_workloads.open_parts + excluded.open_parts, \
+                      awaiting_parts = vendor_workloads.awaiting_parts + excluded.awaiting_parts");
             qb.build().execute(&mut *c).await?;
         });
         Ok(())
     }
 }
 
-/// Recounts every vendor's open parts and corrects the kept counts that differ; returns the
+/// Recounts every vendor's load and corrects the kept counts that differ; returns the
 /// corrections, `(vendor, kept, counted)`. Writers of the counts wait for it (PostgreSQL:
 /// the table is locked against writes first; SQLite: one writer at a time), so a
 /// transaction that moves parts meanwhile either committed before the count, and is in it,
 /// or adds its change after the correction.
-pub async fn recount_workloads(db: &Db) -> Result<Vec<(Uuid, i64, i64)>, sqlx::Error> {
+pub async fn recount_workloads(db: &Db) -> Result<Vec<(Uuid, Load, Load)>, sqlx::Error> {
     let mut tx = db.begin().await?;
     let lock = tx.is_postgres();
     let fixes = with_tx!(tx, c => {
         if lock {
             sqlx::query("LOCK TABLE vendor_workloads IN SHARE ROW EXCLUSIVE MODE").execute(&mut *c).await?;
         }
-        let kept: Vec<(Uuid, i64)> = sqlx::query_as("SELECT vendor_id, open_parts FROM vendor_workloads")
+        let kept: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+            "SELECT vendor_id, open_parts, awaiting_parts FROM vendor_workloads")
             .fetch_all(&mut *c).await?;
-        let counted: Vec<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT vendor_id, COUNT(*) FROM fulfilments WHERE status IN {OPEN_SQL} AND vendor_id IS NOT NULL \
-             GROUP BY vendor_id")))
+        let counted: Vec<(Uuid, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT vendor_id, COUNT(*), CAST(SUM(CASE WHEN status = 'offered' THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM fulfilments WHERE status IN {OPEN_SQL} AND vendor_id IS NOT NULL GROUP BY vendor_id")))
             .fetch_all(&mut *c).await?;
-        let kept: HashMap<Uuid, i64> = kept.into_iter().collect();
-        let counted: HashMap<Uuid, i64> = counted.into_iter().collect();
+        let load = |rows: Vec<(Uuid, i64, i64)>| -> HashMap<Uuid, Load> {
+            rows.into_iter().map(|(v, open, awaiting)| (v, Load { open, awaiting })).collect()
+        };
+        let (kept, counted) = (load(kept), load(counted));
         let mut vendors: Vec<Uuid> = kept.keys().chain(counted.keys()).copied().collect();
         vendors.sort_unstable();
         vendors.dedup();
-        let fixes: Vec<(Uuid, i64, i64)> = vendors
+        let fixes: Vec<(Uuid, Load, Load)> = vendors
             .into_iter()
-            .map(|v| (v, kept.get(&v).copied().unwrap_or(0), counted.get(&v).copied().unwrap_or(0)))
+            .map(|v| (v, kept.get(&v).copied().unwrap_or_default(), counted.get(&v).copied().unwrap_or_default()))
             .filter(|(_, k, n)| k != n)
             .collect();
         for (vendor, _, n) in &fixes {
             sqlx::query(
-                "INSERT INTO vendor_workloads (vendor_id, open_parts) VALUES ($1, $2) \
-                 ON CONFLICT (vendor_id) DO UPDATE SET open_parts = excluded.open_parts")
-                .bind(vendor).bind(n).execute(&mut *c).await?;
+                "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) VALUES ($1, $2, $3) \
+                 ON CONFLICT (vendor_id) DO UPDATE SET open_parts = excluded.open_parts, awaiting_parts = excluded.awaiting_parts")
+                .bind(vendor).bind(n.open).bind(n.awaiting).execute(&mut *c).await?;
         }
         fixes
     });

@@ -41,8 +41,10 @@ pub(crate) async fn vendor(t: &TestApp, name: &str, n: u32) -> Uuid {
     let r = t
         .post_json(
             "/api/v1/vendors",
+            // Room for as many unanswered offers as open orders (ten): the tests not about
+            // capacity give one vendor up to ten offers at once.
             &json!({ "name": name, "phone": format!("+97798000001{n:02}"), "districts": ["Kathmandu"],
-                     "opens": "00:00", "closes": "23:59" }),
+                     "opens": "00:00", "closes": "23:59", "max_awaiting": 10 }),
         )
         .await;
     assert_eq!(r.status(), 201, "vendor {name}");
@@ -183,7 +185,10 @@ async fn reconciled(t: &TestApp) {
     let corrected = khaacho::fulfilment::repo::recount_workloads(t.app.db())
         .await
         .unwrap();
-    assert!(corrected.is_empty(), "(vendor, kept, counted): {corrected:?}");
+    assert!(
+        corrected.is_empty(),
+        "(vendor, kept, counted): {corrected:?}"
+    );
 }
 
 async fn tick(t: &TestApp) -> khaacho::fulfilment::jobs::Ticked {
@@ -776,9 +781,10 @@ async fn rejections_and_expiries_move_a_part_three_times_then_hold_the_order() {
     assert_eq!(o["fulfilments"][0]["reassignments"], 1);
 }
 
-/// A vendor whose open parts reach its capacity is passed over, and has room again once a
-/// part of its is delivered, moves to another vendor or is cancelled — each seen by the
-/// next order's routing (and the kept counts agree with the parts at the end).
+/// A vendor whose open parts reach its capacity (`max_active`) is passed over, and has room
+/// again once a part of its is delivered, moves to another vendor or is cancelled; one whose
+/// unanswered offers reach `max_awaiting` likewise, until it answers. Each is seen by the
+/// next order's routing, and the kept counts agree with the parts at the end.
 #[tokio::test]
 async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
     let t = TestApp::spawn().await;
@@ -808,7 +814,12 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
             .iter()
             .find(|c| c["vendor_id"] == small.to_string())
             .map(|c| c["ineligible"].clone());
-        (o["id"].as_str().unwrap().to_string(), part, to.unwrap(), small_was)
+        (
+            o["id"].as_str().unwrap().to_string(),
+            part,
+            to.unwrap(),
+            small_was,
+        )
     };
     let full = Some(json!([{ "line_no": 1, "reasons": ["at_capacity"] }]));
 
@@ -827,7 +838,15 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
     let (_, rejected, to, _) = next().await;
     assert_eq!(to, small.to_string());
     // A rejection moves the part to the other vendor and frees the small one.
-    let moved = ok(act(&t, &vs, &rejected, "reject", json!({ "reason": "no van today" })).await).await;
+    let moved = ok(act(
+        &t,
+        &vs,
+        &rejected,
+        "reject",
+        json!({ "reason": "no van today" }),
+    )
+    .await)
+    .await;
     assert_eq!(moved["vendor_id"], large.to_string());
     let (cancelled, _, to, _) = next().await;
     assert_eq!(to, small.to_string());
@@ -841,6 +860,22 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let (_, waiting, to, _) = next().await;
+    assert_eq!(to, small.to_string());
+
+    // Room for ten orders but for one unanswered offer: the offer it has not answered keeps
+    // it from the next order; once accepted, it no longer does.
+    let r = t
+        .client
+        .patch(t.url(&format!("/api/v1/vendors/{small}")))
+        .json(&json!({ "max_active": 10, "max_awaiting": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, _, to, why) = next().await;
+    assert_eq!((to, &why), (large.to_string(), &full));
+    ok(act(&t, &vs, &waiting, "accept", json!({})).await).await;
     let (_, _, to, _) = next().await;
     assert_eq!(to, small.to_string());
     reconciled(&t).await;

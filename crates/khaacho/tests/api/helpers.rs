@@ -180,8 +180,10 @@ impl TestApp {
     /// are tested with vendors of their own (`khaacho-vendors`, `catalog`).
     pub async fn seed(&self) {
         khaacho::seed::demo(&self.app).await.unwrap();
+        // Every vendor open all day, with room for as many unanswered offers as open orders
+        // (the tests give one vendor several offers at once).
         khaacho::with_write!(self.app.db(), c => sqlx::query(
-            "UPDATE vendors SET opens_at_min = 0, closes_at_min = 0")
+            "UPDATE vendors SET opens_at_min = 0, closes_at_min = 0, max_awaiting = max_active")
             .execute(c)
             .await
             .map(|r| r.rows_affected()))

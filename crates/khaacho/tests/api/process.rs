@@ -835,13 +835,13 @@ async fn simulate_carries_orders_through_their_whole_life() {
     assert!(registered.iter().all(|(_, d)| !d.is_empty()));
     // Every vendor was given the capacity and the working hours asked for.
     let db = env.db().await;
-    let vendors: Vec<(i32, i32, i32)> = khaacho::with_latest!(db, c => sqlx::query_as(
-        "SELECT max_active, opens_at_min, closes_at_min FROM vendors").fetch_all(c).await)
+    let vendors: Vec<(i32, i32, i32, i32)> = khaacho::with_latest!(db, c => sqlx::query_as(
+        "SELECT max_active, max_awaiting, opens_at_min, closes_at_min FROM vendors").fetch_all(c).await)
     .unwrap();
     db.close().await;
     assert_eq!(vendors.len(), 14);
     assert!(
-        vendors.iter().all(|v| *v == (50, 0, 23 * 60 + 59)),
+        vendors.iter().all(|v| *v == (50, 50, 0, 23 * 60 + 59)),
         "{vendors:?}"
     );
     terminate(&serve);
