@@ -779,6 +779,7 @@ async fn rejections_and_expiries_move_a_part_three_times_then_hold_the_order() {
     assert_eq!(o["status"], "routed", "{o}");
     assert_eq!(o["fulfilments"][0]["status"], "offered");
     assert_eq!(o["fulfilments"][0]["reassignments"], 1);
+    reconciled(&t).await;
 }
 
 /// A vendor whose open parts reach its capacity (`max_active`) is passed over, and has room
@@ -791,14 +792,12 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
     let retailer = world(&t).await;
     let small = vendor(&t, "Cheap but small", 1).await;
     let large = vendor(&t, "Dear but large", 2).await;
-    let r = t
-        .client
-        .patch(t.url(&format!("/api/v1/vendors/{small}")))
-        .json(&json!({ "max_active": 1 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let limit = async |limits: Value| {
+        let url = t.url(&format!("/api/v1/vendors/{small}"));
+        let r = t.client.patch(url).json(&limits).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{limits}");
+    };
+    limit(json!({ "max_active": 1 })).await;
     offer(&t, small, "CHINI-1", 90.0, 100.0).await;
     offer(&t, large, "CHINI-1", 110.0, 100.0).await;
     let sugar = json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]);
@@ -865,14 +864,7 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
 
     // Room for ten orders but for one unanswered offer: the offer it has not answered keeps
     // it from the next order; once accepted, it no longer does.
-    let r = t
-        .client
-        .patch(t.url(&format!("/api/v1/vendors/{small}")))
-        .json(&json!({ "max_active": 10, "max_awaiting": 1 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    limit(json!({ "max_active": 10, "max_awaiting": 1 })).await;
     let (_, _, to, why) = next().await;
     assert_eq!((to, &why), (large.to_string(), &full));
     ok(act(&t, &vs, &waiting, "accept", json!({})).await).await;
@@ -1345,6 +1337,7 @@ async fn rejections_at_once_on_a_small_pool_all_move_on() {
         let moved: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(moved["vendor_id"], other.to_string(), "{moved}");
     }
+    reconciled(&t).await;
 }
 
 /// `order.changed` jobs waiting: one per transaction that changed orders.
