@@ -741,8 +741,7 @@ pub(super) async fn settle(
 
 /// Withdraws `order`'s parts that are not yet delivered (the order is being cancelled or
 /// rejected): open offers are closed, reserved stock goes back to the vendors, the parts
-/// leave their vendors' workloads. Returns what
-/// was released, for the order's event.
+/// leave their vendors' workloads. Returns what was released, for the order's event.
 pub async fn cancel_parts(
     tx: &mut Tx,
     order: Uuid,
