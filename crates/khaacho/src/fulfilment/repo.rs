@@ -203,10 +203,14 @@ pub async fn workloads(
         push_ids(&mut qb, "vendor_id", vendors);
         qb.build_query_as().fetch_all(c).await
     })?;
-    Ok(rows
-        .into_iter()
+    Ok(loads(rows))
+}
+
+/// `(vendor, open, awaiting)` rows as each vendor's [`Load`].
+fn loads(rows: Vec<(Uuid, i64, i64)>) -> HashMap<Uuid, Load> {
+    rows.into_iter()
         .map(|(v, open, awaiting)| (v, Load { open, awaiting }))
-        .collect())
+        .collect()
 }
 
 /// How a transaction changes vendors' loads: each part it moves is [`left`](Self::left) as
@@ -277,10 +281,7 @@ pub async fn recount_workloads(db: &Db) -> Result<Vec<(Uuid, Load, Load)>, sqlx:
             "SELECT vendor_id, COUNT(*), CAST(SUM(CASE WHEN status = 'offered' THEN 1 ELSE 0 END) AS BIGINT) \
              FROM fulfilments WHERE status IN {OPEN_SQL} AND vendor_id IS NOT NULL GROUP BY vendor_id")))
             .fetch_all(&mut *c).await?;
-        let load = |rows: Vec<(Uuid, i64, i64)>| -> HashMap<Uuid, Load> {
-            rows.into_iter().map(|(v, open, awaiting)| (v, Load { open, awaiting })).collect()
-        };
-        let (kept, counted) = (load(kept), load(counted));
+        let (kept, counted) = (loads(kept), loads(counted));
         let mut vendors: Vec<Uuid> = kept.keys().chain(counted.keys()).copied().collect();
         vendors.sort_unstable();
         vendors.dedup();

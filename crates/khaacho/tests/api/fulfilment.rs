@@ -146,6 +146,21 @@ async fn act(
         .unwrap()
 }
 
+/// `POST /api/v1/orders/{id}/cancel` as `client`, with `reason`.
+async fn cancel(
+    t: &TestApp,
+    client: &reqwest::Client,
+    id: &str,
+    reason: &str,
+) -> reqwest::Response {
+    client
+        .post(t.url(&format!("/api/v1/orders/{id}/cancel")))
+        .json(&json!({ "reason": reason }))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// `GET path` as `client`, its JSON body.
 async fn read_as(t: &TestApp, client: &reqwest::Client, path: &str) -> Value {
     client
@@ -490,28 +505,12 @@ async fn cancelling_at_each_stage_releases_stock_and_credit_or_refunds() {
     let va = t.client_as(Role::Vendor, Some(a));
     let rc = t.client_as(Role::Retailer, Some(retailer));
     let line = json!([{ "sku": "CHINI-1", "qty": 10, "unit": "kg" }]); // NPR 1,130
-    let cancel = |client: reqwest::Client, id: String, reason: &'static str| {
-        let url = t.url(&format!("/api/v1/orders/{id}/cancel"));
-        async move {
-            client
-                .post(url)
-                .json(&json!({ "reason": reason }))
-                .send()
-                .await
-                .unwrap()
-        }
-    };
     let part_of = |o: &Value| parts(o)[0].0.clone();
 
     // Routed: the offer is withdrawn, the hold released; no stock had moved.
     let id = place(&t, retailer, line.clone()).await;
     let part = part_of(&order(&t, &id).await);
-    assert_eq!(
-        cancel(rc.clone(), id.clone(), "changed my mind")
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(cancel(&t, &rc, &id, "changed my mind").await.status(), 200);
     let o = order(&t, &id).await;
     assert_eq!(o["status"], "cancelled");
     assert_eq!(o["credit_hold"]["status"], "voided");
@@ -528,12 +527,7 @@ async fn cancelling_at_each_stage_releases_stock_and_credit_or_refunds() {
     ok(act(&t, &va, &part, "accept", json!({})).await).await;
     assert_eq!(stock(&t, a, "CHINI-1").await, 90.0);
     assert_eq!(stock(&t, a, "TEL-1").await, 18.0);
-    assert_eq!(
-        cancel(rc.clone(), id.clone(), "found it cheaper")
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(cancel(&t, &rc, &id, "found it cheaper").await.status(), 200);
     let o = order(&t, &id).await;
     assert_eq!(
         (o["status"].as_str(), o["credit_hold"]["status"].as_str()),
@@ -560,13 +554,13 @@ async fn cancelling_at_each_stage_releases_stock_and_credit_or_refunds() {
     let part = part_of(&order(&t, &id).await);
     ok(act(&t, &va, &part, "accept", json!({})).await).await;
     ok(act(&t, &va, &part, "dispatch", json!({})).await).await;
-    let p = assert_problem(cancel(rc.clone(), id.clone(), "late").await, 409).await;
+    let p = assert_problem(cancel(&t, &rc, &id, "late").await, 409).await;
     assert!(
         p["detail"].as_str().unwrap().contains("before dispatch"),
         "{p}"
     );
     assert_eq!(
-        cancel(t.client.clone(), id.clone(), "truck broke down")
+        cancel(&t, &t.client, &id, "truck broke down")
             .await
             .status(),
         200
@@ -600,11 +594,9 @@ async fn cancelling_at_each_stage_releases_stock_and_credit_or_refunds() {
         (o["status"].as_str(), o["hold_reason"].as_str()),
         (Some("on_hold"), Some("retailer_issue"))
     );
-    assert_problem(cancel(rc.clone(), id.clone(), "refund me").await, 409).await;
+    assert_problem(cancel(&t, &rc, &id, "refund me").await, 409).await;
     assert_eq!(
-        cancel(t.client.clone(), id.clone(), "goods returned")
-            .await
-            .status(),
+        cancel(&t, &t.client, &id, "goods returned").await.status(),
         200
     );
     let o = order(&t, &id).await;
@@ -852,12 +844,7 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
     let (_, _, to, why) = next().await;
     assert_eq!((to, &why), (large.to_string(), &full));
     // So does the retailer's cancellation before dispatch.
-    let r = rc
-        .post(t.url(&format!("/api/v1/orders/{cancelled}/cancel")))
-        .json(&json!({ "reason": "ordered twice" }))
-        .send()
-        .await
-        .unwrap();
+    let r = cancel(&t, &rc, &cancelled, "ordered twice").await;
     assert_eq!(r.status(), 200);
     let (_, waiting, to, _) = next().await;
     assert_eq!(to, small.to_string());
