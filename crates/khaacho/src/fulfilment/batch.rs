@@ -526,6 +526,7 @@ async fn together(
         )));
     }
     // The vendors' open parts (a delivery closes one), after everything else it locks.
+    // Accepts, dispatches and deliveries give no vendor a part: none can be over a limit.
     load.write(&mut tx).await?;
     tx.commit().await?;
 

@@ -242,13 +242,27 @@ impl Workloads {
         }
     }
 
-    /// Adds the change to the counts (nothing when the moves cancel out).
-    pub async fn write(mut self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+    /// Adds the change to the counts (nothing when the moves cancel out) and returns the
+    /// vendors it gave more parts that are now over a limit (`max_active`, `max_awaiting`).
+    ///
+    /// Routing judges capacity on the counts as committed when it read them, without a lock
+    /// (the rows are hot): two transactions that read a vendor one part short of its limit
+    /// could each give it a part. This statement waits for the other's commit and adds to
+    /// its count, so the check after it sees every part: a caller handed any vendor back
+    /// rolls back and decides again on the new counts. Only a vendor given parts is checked
+    /// (a limit lowered below a vendor's open parts holds nothing else up).
+    pub async fn write(mut self, tx: &mut Tx) -> Result<Vec<Uuid>, sqlx::Error> {
         self.0.retain(|_, l| *l != Load::default());
         if self.0.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        with_tx!(tx, c => {
+        let grown: Vec<Uuid> = self
+            .0
+            .iter()
+            .filter(|(_, l)| l.open > 0 || l.awaiting > 0)
+            .map(|(v, _)| *v)
+            .collect();
+        let over = with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) ");
             qb.push_values(&self.0, |mut b, (vendor, l)| {
@@ -257,8 +271,17 @@ impl Workloads {
             qb.push(" ON CONFLICT (vendor_id) DO UPDATE SET open_parts = vendor_workloads.open_parts + excluded.open_parts, \
                       awaiting_parts = vendor_workloads.awaiting_parts + excluded.awaiting_parts");
             qb.build().execute(&mut *c).await?;
+            if grown.is_empty() {
+                Vec::new()
+            } else {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT w.vendor_id FROM vendor_workloads w JOIN vendors v ON v.id = w.vendor_id \
+                     WHERE (w.open_parts > v.max_active OR w.awaiting_parts > v.max_awaiting) AND");
+                push_ids(&mut qb, "w.vendor_id", &grown);
+                qb.build_query_scalar().fetch_all(&mut *c).await?
+            }
         });
-        Ok(())
+        Ok(over)
     }
 }
 

@@ -445,6 +445,7 @@ fn fulfilment_error(e: FulfilmentError) -> ApiError {
         FulfilmentError::Illegal(m) => ApiError::IllegalTransition(m),
         FulfilmentError::OutOfStock(m) => ApiError::Conflict(m),
         FulfilmentError::Ledger(e) => ApiError::Conflict(e.to_string()),
+        e @ FulfilmentError::Overbooked => ApiError::Conflict(e.to_string()),
         FulfilmentError::Storage(e) => e.into(),
     }
 }

@@ -38,8 +38,8 @@ impl Job for RouteOrders {
     const KIND: &'static str = "order.route";
     const QUEUE: &'static str = "route";
     const PRIORITY: Priority = Priority::Normal;
-    // One batch at a time per process: each batch counts the vendors' open parts, and two
-    // side by side would both see the same free capacity.
+    // One batch at a time per process: two side by side would read the same free capacity,
+    // and the one that commits second would be rolled back and decided again (`route`).
     const CONCURRENCY: usize = 1;
 
     fn policy() -> RetryPolicy {
@@ -144,9 +144,27 @@ impl BatchJob for RouteOrders {
 }
 
 /// Routes the validated orders of `ids` and re-offers the unassigned parts of the routed
-/// ones, in one transaction with the jobs' completion.
+/// ones, in one transaction with the jobs' completion. When a vendor it chose filled up under
+/// a concurrent transaction (another process's routing, a rejection's or an expiry's
+/// reassignment), the transaction is rolled back and the batch decided again on the new
+/// counts.
 #[tracing::instrument(skip_all, fields(orders = ids.len()))]
 pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
+    for _ in 0..service::REDECIDE {
+        let over = route_once(ctx, ids).await?;
+        if over.is_empty() {
+            return Ok(());
+        }
+        service::overbooked(&over, "routing");
+    }
+    Err(JobError::Retryable(anyhow::anyhow!(
+        "vendors kept filling up under concurrent routing"
+    )))
+}
+
+/// One try of [`route`]: the vendors it found over a limit at its end (rolled back), or none
+/// (committed).
+async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobError> {
     let app = &ctx.app;
     let now = app.clock().now_ms();
     let mut tx = app.db().begin().await?;
@@ -156,7 +174,7 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
     locked.retain(|o| matches!(o.status(), OrderStatus::Validated | OrderStatus::Routed));
     if locked.is_empty() {
         tx.commit().await?;
-        return Ok(());
+        return Ok(Vec::new());
     }
     let refs: Vec<&OrderRow> = locked.iter().collect();
     let all_lines = orders::lines_many_tx(&mut tx, &refs).await?;
@@ -227,9 +245,11 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
             reoffer(&mut tx, app, order, &lines_of(order.id), now, &mut load).await?;
         }
     }
-    load.write(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
+    let over = load.write(&mut tx).await?;
+    if over.is_empty() {
+        tx.commit().await?;
+    }
+    Ok(over)
 }
 
 /// What routing a batch writes.

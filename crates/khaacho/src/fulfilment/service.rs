@@ -44,6 +44,10 @@ pub enum FulfilmentError {
     /// The credit ledger refused the posting.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The vendors a rejected part could move to kept filling up under concurrent routing
+    /// (see [`repo::Workloads::write`]); asking again is safe.
+    #[error("the vendors this part could go to filled up meanwhile; try again")]
+    Overbooked,
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
@@ -122,10 +126,39 @@ pub struct Acted {
     pub shop: Option<crate::parties::repo::Retailer>,
 }
 
+/// How many times a transaction that gives vendors parts decides again after a vendor it
+/// chose filled up under a concurrent one ([`repo::Workloads::write`]).
+pub(super) const REDECIDE: usize = 3;
+
+/// Counts a transaction rolled back because a vendor it chose filled up meanwhile.
+pub(super) fn overbooked(vendors: &[Uuid], during: &'static str) {
+    metrics::counter!("khaacho_vendor_overbooked_total", "during" => during).increment(1);
+    tracing::info!(
+        ?vendors,
+        during,
+        "vendors filled up concurrently; deciding again"
+    );
+}
+
 /// Applies `action` to `found` (a read of the part: only its id and order are used, the
 /// rest is read again under the order's lock) and returns the part as it now is.
 #[tracing::instrument(skip(app, found, acting), fields(part = %found.id, action = action.name()))]
 pub async fn act(
+    app: &App,
+    found: &PartRow,
+    acting: &Acting<'_>,
+    action: PartAction,
+) -> Result<Acted, FulfilmentError> {
+    for _ in 1..REDECIDE {
+        match act_once(app, found, acting, action.clone()).await {
+            Err(FulfilmentError::Overbooked) => {}
+            done => return done,
+        }
+    }
+    act_once(app, found, acting, action).await
+}
+
+async fn act_once(
     app: &App,
     found: &PartRow,
     acting: &Acting<'_>,
@@ -197,7 +230,12 @@ pub async fn act(
             .summary(json!({ "status": parts[i].status, "reason": reason }));
         audit::record_tx(&mut tx, &entry).await?;
     }
-    load.write(&mut tx).await?;
+    let over = load.write(&mut tx).await?;
+    if !over.is_empty() {
+        // Rolled back: only a rejection gives a vendor a part, and it decides again.
+        overbooked(&over, "reassignment");
+        return Err(FulfilmentError::Overbooked);
+    }
     tx.commit().await?;
     let part = parts.swap_remove(i);
     metrics::counter!("khaacho_fulfilment_actions_total", "action" => action.name()).increment(1);
@@ -783,7 +821,8 @@ pub async fn cancel_parts(
         cancelled += 1;
     }
     repo::save_lines(tx, &freed).await?;
-    // The vendors' counts last: the caller locks no stock or account after this.
+    // The vendors' counts last: the caller locks no stock or account after this. Withdrawn
+    // parts give no vendor anything, so none can be over a limit for it.
     load.write(tx).await?;
     Ok(json!({ "fulfilments_cancelled": cancelled, "stock_released": released }))
 }
@@ -827,7 +866,13 @@ pub async fn expire_offers(app: &App, now: i64, limit: i64) -> anyhow::Result<us
             now,
         )
         .await?;
-        load.write(&mut tx).await?;
+        let over = load.write(&mut tx).await?;
+        if !over.is_empty() {
+            // Rolled back; the next sweep, a minute on, moves these parts on the new counts.
+            overbooked(&over, "expiry");
+            moved -= expired.len();
+            continue;
+        }
         tx.commit().await?;
     }
     if moved > 0 {

@@ -860,6 +860,49 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
     reconciled(&t).await;
 }
 
+/// Routing judges capacity on the counts it read, without a lock: rejections side by side
+/// (PostgreSQL runs them so; SQLite one after the other) that each move a part to the one
+/// vendor with room for one more give it that one part, and the others — finding it full when
+/// they write — decide again and go to the next vendor.
+#[tokio::test]
+async fn concurrent_reassignments_never_take_a_vendor_past_its_capacity() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let first = vendor(&t, "Cheapest", 1).await;
+    let small = vendor(&t, "Second, room for one", 2).await;
+    let last = vendor(&t, "Dearest", 3).await;
+    let r = t
+        .client
+        .patch(t.url(&format!("/api/v1/vendors/{small}")))
+        .json(&json!({ "max_active": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Only the first vendor has sugar in stock while the orders are routed.
+    offer(&t, first, "CHINI-1", 90.0, 1000.0).await;
+    offer(&t, small, "CHINI-1", 100.0, 0.0).await;
+    offer(&t, last, "CHINI-1", 110.0, 0.0).await;
+    sugar_orders(&t, retailer, 8).await;
+    let ids = offered_parts(&t).await;
+    assert_eq!(ids.len(), 8);
+    offer(&t, small, "CHINI-1", 100.0, 1000.0).await;
+    offer(&t, last, "CHINI-1", 110.0, 1000.0).await;
+
+    let answers = act_at_once(&t, first, &ids, "reject", json!({ "reason": "no van" })).await;
+    let to: Vec<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            let part: Value = serde_json::from_str(body).unwrap();
+            part["vendor_id"].as_str().unwrap_or("none").to_string()
+        })
+        .collect();
+    let given = |v: Uuid| to.iter().filter(|t| **t == v.to_string()).count();
+    assert_eq!((given(small), given(last)), (1, 7), "{to:?}");
+    reconciled(&t).await;
+}
+
 #[tokio::test]
 async fn an_order_no_vendor_can_supply_is_held_with_an_alert() {
     let t = TestApp::spawn().await;
