@@ -84,14 +84,41 @@ impl Env {
         c
     }
 
-    fn spawn(&self, args: &[&str], port: Option<u16>) -> Child {
-        self.command(args, port).spawn().unwrap()
+    fn spawn(&self, args: &[&str], port: Option<u16>) -> Proc {
+        Proc(self.command(args, port).spawn().unwrap())
     }
 
     async fn db(&self) -> khaacho::base::db::Db {
         khaacho::base::db::Db::connect(&self.database_url, 2)
             .await
             .unwrap()
+    }
+}
+
+/// A spawned `khaacho`, killed when dropped still running: a test that fails half-way leaves
+/// no server behind on the machine.
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // `try_wait` after a `wait` returns the kept status: a reaped process is not signalled.
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -347,10 +374,12 @@ async fn sigterm_mid_load_drains_and_leaves_nothing_stuck() {
 async fn a_recurring_job_fires_once_per_tick_with_two_workers() {
     let env = Env::new().await;
     let spawn = || {
-        env.command(&["worker"], None)
-            .env("KHAACHO_SCHEDULES__MAINTENANCE", "*/1 * * * * *")
-            .spawn()
-            .unwrap()
+        Proc(
+            env.command(&["worker"], None)
+                .env("KHAACHO_SCHEDULES__MAINTENANCE", "*/1 * * * * *")
+                .spawn()
+                .unwrap(),
+        )
     };
     let (mut a, mut b) = (spawn(), spawn());
     tokio::time::sleep(Duration::from_millis(4_500)).await;
@@ -400,6 +429,7 @@ async fn logs_contain_no_secrets_or_phone_numbers() {
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
+        .map(Proc)
         .unwrap();
     let anon = reqwest::Client::new();
     wait_healthy(&anon, port).await;
@@ -589,7 +619,7 @@ async fn a_killed_workers_jobs_are_taken_back_within_seconds() {
             .env("KHAACHO_QUEUE__LEASE_MS", "60000")
             .env("KHAACHO_QUEUE__HEARTBEAT_MS", "1000")
             .env("KHAACHO_QUEUE__REAPER_INTERVAL_MS", "500");
-        c.spawn().unwrap()
+        Proc(c.spawn().unwrap())
     };
     let mut api = env.spawn(&["api"], Some(port));
     wait_healthy(&client, port).await;
