@@ -23,8 +23,11 @@ pub enum Ineligible {
     Inactive,
     /// Neither the retailer's district nor within the distance.
     OutOfArea,
-    /// Working on as many orders as it may, or leaving as many offers unanswered.
+    /// Working on as many orders as it may (`max_active`).
     AtCapacity,
+    /// Leaving as many offers unanswered as it may (`max_awaiting`): it takes new ones once
+    /// it answers some.
+    UnansweredOffers,
     /// No valid offer for the product.
     NoOffer,
     /// Less stock than the quantity.
@@ -42,6 +45,7 @@ impl Ineligible {
             Ineligible::Inactive => "inactive",
             Ineligible::OutOfArea => "out_of_area",
             Ineligible::AtCapacity => "at_capacity",
+            Ineligible::UnansweredOffers => "unanswered_offers",
             Ineligible::NoOffer => "no_offer",
             Ineligible::ShortStock => "short_stock",
             Ineligible::Closed => "closed",
@@ -88,8 +92,11 @@ pub fn eligibility(
                 vendor_level.push(Ineligible::OutOfArea);
             }
             let full = |n: u32, most: u32| most > 0 && n >= most;
-            if full(v.active_orders, v.capacity) || full(v.awaiting_orders, v.awaiting_capacity) {
+            if full(v.active_orders, v.capacity) {
                 vendor_level.push(Ineligible::AtCapacity);
+            }
+            if full(v.awaiting_orders, v.awaiting_capacity) {
+                vendor_level.push(Ineligible::UnansweredOffers);
             }
             lines
                 .iter()
@@ -242,10 +249,16 @@ mod tests {
         v.capacity = 0; // no limit
         v.active_orders = 1_000;
         assert!(reasons(v, line(1_000, 0)).is_empty());
-        // Five offers unanswered: full, whatever room its open orders leave.
+        // Five offers unanswered: no more, whatever room its open orders leave.
         let mut v = vendor(1);
         (v.active_orders, v.awaiting_orders) = (5, 5);
-        assert_eq!(reasons(v, line(1_000, 0)), [Ineligible::AtCapacity]);
+        assert_eq!(reasons(v, line(1_000, 0)), [Ineligible::UnansweredOffers]);
+        let mut v = vendor(1);
+        (v.active_orders, v.awaiting_orders) = (10, 5);
+        assert_eq!(
+            reasons(v, line(1_000, 0)),
+            [Ineligible::AtCapacity, Ineligible::UnansweredOffers]
+        );
         let mut v = vendor(1);
         (v.active_orders, v.awaiting_orders) = (5, 4);
         assert!(reasons(v, line(1_000, 0)).is_empty());

@@ -154,6 +154,7 @@ mod tests {
                 I::Inactive,
                 I::OutOfArea,
                 I::AtCapacity,
+                I::UnansweredOffers,
                 I::NoOffer,
                 I::ShortStock,
                 I::Closed,

@@ -618,8 +618,9 @@ pub struct ComponentView {
 pub struct IneligibleView {
     /// Line number.
     pub line_no: u32,
-    /// `inactive`, `out_of_area`, `at_capacity`, `no_offer`, `short_stock`, `closed`,
-    /// `volume_share`.
+    /// `inactive`, `out_of_area`, `at_capacity` (open parts at `max_active`),
+    /// `unanswered_offers` (offers unanswered at `max_awaiting`), `no_offer`, `short_stock`,
+    /// `closed`, `volume_share`.
     pub reasons: Vec<String>,
 }
 

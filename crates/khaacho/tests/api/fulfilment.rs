@@ -853,7 +853,8 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
     // it from the next order; once accepted, it no longer does.
     limit(json!({ "max_active": 10, "max_awaiting": 1 })).await;
     let (_, _, to, why) = next().await;
-    assert_eq!((to, &why), (large.to_string(), &full));
+    let unanswered = Some(json!([{ "line_no": 1, "reasons": ["unanswered_offers"] }]));
+    assert_eq!((to, &why), (large.to_string(), &unanswered));
     ok(act(&t, &vs, &waiting, "accept", json!({})).await).await;
     let (_, _, to, _) = next().await;
     assert_eq!(to, small.to_string());
