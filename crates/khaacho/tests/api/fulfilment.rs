@@ -66,6 +66,13 @@ pub(crate) async fn offer(t: &TestApp, vendor: Uuid, sku: &str, price: f64, stoc
     assert_eq!(r.status(), 200, "offer {sku} of {vendor}");
 }
 
+/// Sets `vendor`'s capacity limits (`max_active`, `max_awaiting`) as staff.
+async fn set_limits(t: &TestApp, vendor: Uuid, limits: Value) {
+    let url = t.url(&format!("/api/v1/vendors/{vendor}"));
+    let r = t.client.patch(url).json(&limits).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{limits}");
+}
+
 /// Stock of `sku` at `vendor`, in base units.
 async fn stock(t: &TestApp, vendor: Uuid, sku: &str) -> f64 {
     let milli: i64 = khaacho::with_latest!(t.app.db(), c => sqlx::query_scalar(
@@ -784,11 +791,7 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
     let retailer = world(&t).await;
     let small = vendor(&t, "Cheap but small", 1).await;
     let large = vendor(&t, "Dear but large", 2).await;
-    let limit = async |limits: Value| {
-        let url = t.url(&format!("/api/v1/vendors/{small}"));
-        let r = t.client.patch(url).json(&limits).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{limits}");
-    };
+    let limit = async |limits: Value| set_limits(&t, small, limits).await;
     limit(json!({ "max_active": 1 })).await;
     offer(&t, small, "CHINI-1", 90.0, 100.0).await;
     offer(&t, large, "CHINI-1", 110.0, 100.0).await;
@@ -872,14 +875,7 @@ async fn concurrent_reassignments_never_take_a_vendor_past_its_capacity() {
     let first = vendor(&t, "Cheapest", 1).await;
     let small = vendor(&t, "Second, room for one", 2).await;
     let last = vendor(&t, "Dearest", 3).await;
-    let r = t
-        .client
-        .patch(t.url(&format!("/api/v1/vendors/{small}")))
-        .json(&json!({ "max_active": 1 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    set_limits(&t, small, json!({ "max_active": 1 })).await;
     // Only the first vendor has sugar in stock while the orders are routed.
     offer(&t, first, "CHINI-1", 90.0, 1000.0).await;
     offer(&t, small, "CHINI-1", 100.0, 0.0).await;
