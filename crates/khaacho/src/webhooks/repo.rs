@@ -3,7 +3,7 @@
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, push_ids};
+use crate::base::db::{Db, Tx, push_rows_by};
 use crate::{with_latest, with_replica, with_tx};
 
 /// A subscription as stored.
@@ -209,16 +209,17 @@ pub struct AttemptRow {
     pub error: Option<String>,
 }
 
-/// The attempts of `deliveries` (one read), in order.
+/// The attempts of `deliveries` (one read), in order. Each delivery's attempts are probed by
+/// its key (`push_rows_by`): a page of deliveries must not scan every attempt ever made.
 pub async fn attempts_of(db: &Db, deliveries: &[Uuid]) -> Result<Vec<AttemptRow>, sqlx::Error> {
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
     with_replica!(db, c => {
         let mut qb = sqlx::QueryBuilder::new(
-            "SELECT delivery_id, attempt, at_ms, status_code, latency_ms, error FROM webhook_attempts WHERE");
-        push_ids(&mut qb, "delivery_id", deliveries);
-        qb.push(" ORDER BY delivery_id, id");
+            "SELECT a.delivery_id, a.attempt, a.at_ms, a.status_code, a.latency_ms, a.error FROM");
+        push_rows_by(&mut qb, "webhook_attempts", "a", "delivery_id", deliveries, None);
+        qb.push(" ORDER BY a.delivery_id, a.id");
         qb.build_query_as::<AttemptRow>().fetch_all(c).await
     })
 }

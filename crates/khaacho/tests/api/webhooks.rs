@@ -194,6 +194,21 @@ async fn deliveries_are_signed_and_a_vendor_hears_only_of_its_own_parts_without_
     assert_eq!(d[0]["log"].as_array().unwrap().len(), 1);
     assert!(d[0]["log"][0]["error"].is_null());
     assert_eq!(d[0]["event_id"], d[0]["payload"]["id"]);
+    // Staff-wide, a page of several deliveries: each with its own one attempt.
+    let d = deliveries(&t, &admin, staff["id"].as_str().unwrap()).await;
+    assert_eq!(d.len(), 3);
+    for x in &d {
+        let log = x["log"].as_array().unwrap();
+        assert_eq!(
+            (
+                log.len(),
+                log[0]["attempt"].as_i64(),
+                log[0]["status_code"].as_i64()
+            ),
+            (1, Some(1), Some(200)),
+            "{x}"
+        );
+    }
 
     // Lists: the secret is never shown again; a vendor sees only its own.
     let list = vendor2
