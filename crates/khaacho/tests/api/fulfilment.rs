@@ -900,6 +900,97 @@ async fn concurrent_reassignments_never_take_a_vendor_past_its_capacity() {
     reconciled(&t).await;
 }
 
+/// PostgreSQL: routing that chose a vendor whose last free place another transaction took
+/// meanwhile (another process's routing batch; here a transaction the test holds open) finds
+/// it full when it writes, rolls back and decides again: the order goes to the next vendor,
+/// and its one stored decision names the first `at_capacity`.
+#[tokio::test]
+async fn routing_decides_again_when_its_vendor_filled_up_meanwhile() {
+    let t = TestApp::spawn().await;
+    if !t.app.db().is_postgres() {
+        return; // SQLite: routing holds the write lock from its read to its commit.
+    }
+    let retailer = world(&t).await;
+    let small = vendor(&t, "Cheap, room for one", 1).await;
+    let large = vendor(&t, "Dearer", 2).await;
+    set_limits(&t, small, json!({ "max_active": 1 })).await;
+    offer(&t, small, "CHINI-1", 90.0, 100.0).await;
+    offer(&t, large, "CHINI-1", 110.0, 100.0).await;
+    let id = submit(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
+    )
+    .await;
+
+    // The other transaction gives the small vendor its one place, and waits to commit until
+    // routing — which read the count as committed, 0 — waits for it at its own write.
+    let pool = sqlx::PgPool::connect(&t.database_url).await.unwrap();
+    let mut other = pool.begin().await.unwrap();
+    let pid: i32 = sqlx::query_scalar(
+        "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) VALUES ($1, 1, 1) \
+         ON CONFLICT (vendor_id) DO UPDATE SET open_parts = vendor_workloads.open_parts + 1, \
+         awaiting_parts = vendor_workloads.awaiting_parts + 1 RETURNING pg_backend_pid()",
+    )
+    .bind(small)
+    .fetch_one(&mut *other)
+    .await
+    .unwrap();
+    let let_go = async {
+        for _ in 0..1000 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = $1 \
+                 WHERE l.locktype = 'transactionid' AND NOT l.granted AND l.transactionid = a.backend_xid",
+            )
+            .bind(pid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                return other.commit().await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("routing never waited for the other transaction");
+    };
+    tokio::join!(t.run_jobs(), let_go);
+
+    let o = order(&t, &id).await;
+    assert_eq!(parts(&o)[0].1, Some(large.to_string()), "{o}");
+    let decisions = o["routing"].as_array().unwrap();
+    assert_eq!(
+        decisions.len(),
+        1,
+        "the rolled-back decision is not kept: {o}"
+    );
+    let small_was = decisions[0]["decision"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["vendor_id"] == small.to_string())
+        .map(|c| c["ineligible"].clone());
+    assert_eq!(
+        small_was,
+        Some(json!([{ "line_no": 1, "reasons": ["at_capacity"] }]))
+    );
+    assert_eq!(
+        t.metric("khaacho_vendor_overbooked_total{during=\"routing\"}")
+            .await,
+        Some(1.0)
+    );
+    // The place the other transaction took had no part behind it: give it back.
+    sqlx::query(
+        "UPDATE vendor_workloads SET open_parts = open_parts - 1, awaiting_parts = awaiting_parts - 1 \
+         WHERE vendor_id = $1",
+    )
+    .bind(small)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    reconciled(&t).await;
+}
+
 #[tokio::test]
 async fn an_order_no_vendor_can_supply_is_held_with_an_alert() {
     let t = TestApp::spawn().await;
