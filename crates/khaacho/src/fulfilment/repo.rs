@@ -250,7 +250,8 @@ impl Workloads {
     /// could each give it a part. This statement waits for the other's commit and adds to
     /// its count, so the check after it sees every part: a caller handed any vendor back
     /// rolls back and decides again on the new counts. Only a vendor given parts is checked
-    /// (a limit lowered below a vendor's open parts holds nothing else up).
+    /// (a limit lowered below a vendor's open parts holds nothing else up), by routing's own
+    /// rule: a limit of 0 is none (`khaacho_vendors::Vendor::capacity`).
     pub async fn write(mut self, tx: &mut Tx) -> Result<Vec<Uuid>, sqlx::Error> {
         self.0.retain(|_, l| *l != Load::default());
         if self.0.is_empty() {
@@ -276,7 +277,8 @@ impl Workloads {
             } else {
                 let mut qb = sqlx::QueryBuilder::new(
                     "SELECT w.vendor_id FROM vendor_workloads w JOIN vendors v ON v.id = w.vendor_id \
-                     WHERE (w.open_parts > v.max_active OR w.awaiting_parts > v.max_awaiting) AND");
+                     WHERE ((v.max_active > 0 AND w.open_parts > v.max_active) \
+                        OR (v.max_awaiting > 0 AND w.awaiting_parts > v.max_awaiting)) AND");
                 push_ids(&mut qb, "w.vendor_id", &grown);
                 qb.build_query_scalar().fetch_all(&mut *c).await?
             }

@@ -900,6 +900,29 @@ async fn concurrent_reassignments_never_take_a_vendor_past_its_capacity() {
     reconciled(&t).await;
 }
 
+/// A vendor stored with no limit (0, as a seed file may say; the API asks for at least 1)
+/// takes every order: the write's check applies routing's rule, where 0 is no limit.
+#[tokio::test]
+async fn a_vendor_without_limits_is_never_over_them() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "No limits", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 100.0).await;
+    khaacho::with_write!(t.app.db(), c => sqlx::query(
+        "UPDATE vendors SET max_active = 0, max_awaiting = 0 WHERE id = $1")
+        .bind(a).execute(c).await.map(|r| r.rows_affected()))
+    .unwrap();
+    sugar_orders(&t, retailer, 3).await;
+    assert_eq!(offered_parts(&t).await.len(), 3);
+    assert_eq!(
+        t.metric("khaacho_vendor_overbooked_total{during=\"routing\"}")
+            .await,
+        None,
+        "nothing decided again"
+    );
+    reconciled(&t).await;
+}
+
 /// PostgreSQL: routing that chose a vendor whose last free place another transaction took
 /// meanwhile (another process's routing batch; here a transaction the test holds open) finds
 /// it full when it writes, rolls back and decides again: the order goes to the next vendor,
