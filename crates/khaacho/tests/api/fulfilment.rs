@@ -137,6 +137,16 @@ fn parts(o: &Value) -> Vec<(String, Option<String>, String)> {
         .collect()
 }
 
+/// Why a stored routing `decision` passed `vendor` over: its candidate's `ineligible` lines
+/// with their reasons (`None` when it was no candidate).
+fn passed_over(decision: &Value, vendor: Uuid) -> Option<Value> {
+    decision["decision"]["candidates"]
+        .as_array()?
+        .iter()
+        .find(|c| c["vendor_id"] == vendor.to_string())
+        .map(|c| c["ineligible"].clone())
+}
+
 /// `POST /api/v1/fulfilments/{id}/{action}` as `client`.
 async fn act(
     t: &TestApp,
@@ -802,12 +812,7 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
     let next = async || {
         let o = order(&t, &place(&t, retailer, sugar.clone()).await).await;
         let (part, to, _) = parts(&o)[0].clone();
-        let small_was = o["routing"][0]["decision"]["candidates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["vendor_id"] == small.to_string())
-            .map(|c| c["ineligible"].clone());
+        let small_was = passed_over(&o["routing"][0], small);
         (
             o["id"].as_str().unwrap().to_string(),
             part,
@@ -986,14 +991,8 @@ async fn routing_decides_again_when_its_vendor_filled_up_meanwhile() {
         1,
         "the rolled-back decision is not kept: {o}"
     );
-    let small_was = decisions[0]["decision"]["candidates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["vendor_id"] == small.to_string())
-        .map(|c| c["ineligible"].clone());
     assert_eq!(
-        small_was,
+        passed_over(&decisions[0], small),
         Some(json!([{ "line_no": 1, "reasons": ["at_capacity"] }]))
     );
     assert_eq!(
