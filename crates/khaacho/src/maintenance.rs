@@ -1,8 +1,9 @@
 //! Housekeeping: monthly partitions ahead (PostgreSQL), retention of bookkeeping rows and of
 //! the audit log (`audit.retention_days`), expired refresh tokens and old failed logins, and
 //! the live feed's numbers past `live.history_hours`, and the messages finished more than
-//! `channels.retention_days` ago; and a recount of the vendors' kept workloads (a
-//! correction is a bug somewhere: logged and counted).
+//! `channels.retention_days` ago; and a recount of the vendors' kept workloads and of their
+//! kept volumes of the share rule's month, older days deleted (a correction is a bug
+//! somewhere: logged and counted).
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -137,6 +138,15 @@ impl Job for MaintenanceJob {
         }
         metrics::counter!("khaacho_vendor_workload_corrections_total")
             .increment(corrected.len() as u64);
+        // The month of volumes routing's share rule reads, recounted; older days deleted.
+        let from_day =
+            crate::fulfilment::repo::volume_day(at - crate::fulfilment::facts::VOLUME_WINDOW_MS);
+        let volumes = crate::fulfilment::repo::recount_volumes(ctx.app.db(), from_day).await?;
+        for ((product, day, vendor), kept, counted) in &volumes {
+            tracing::warn!(%product, day, %vendor, kept, counted, "a vendor's kept volume of a product was wrong; corrected");
+        }
+        metrics::counter!("khaacho_vendor_volume_corrections_total")
+            .increment(volumes.len() as u64);
         info!(
             created,
             removed,

@@ -305,6 +305,9 @@ struct Going {
     part: usize,
     /// The part's lines (reserved or delivered quantities as the action leaves them).
     lines: Vec<PartLineRow>,
+    /// A delivery's lines as read, before their delivered quantities (the vendor's volume
+    /// counts the delivered ones).
+    before: Option<Vec<PartLineRow>>,
     /// A delivery's amount, VAT included.
     delivered: i64,
     /// Refused after all (its accept's stock was short).
@@ -364,8 +367,10 @@ async fn together(
         let mut mine: Vec<PartLineRow> = lines
             .extract_if(.., |l| l.fulfilment_id == found[k].id)
             .collect();
+        let mut before = None;
         let delivered = match &r.action {
             PartAction::Deliver(quantities) => {
+                before = Some(mine.clone());
                 match service::delivered_amount(&mut mine, quantities) {
                     Ok(amount) => amount,
                     Err(e) => {
@@ -380,6 +385,7 @@ async fn together(
             k,
             part,
             lines: mine,
+            before,
             delivered,
             refused: false,
         });
@@ -448,10 +454,10 @@ async fn together(
     let mut load = Workloads::default();
     for g in &going {
         let part = &mut parts[g.part];
-        load.left(part);
+        load.left(part, g.before.as_deref().unwrap_or(&g.lines));
         let detail = service::advance(part, &g.lines, &items[g.k].action, g.delivered, now);
         part.updated_at_ms = now;
-        load.entered(part);
+        load.entered(part, &g.lines);
         acted_on.insert(part.order_id, (g.k, detail));
     }
     let written: Vec<PartLineRow> = going

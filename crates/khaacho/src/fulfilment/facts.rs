@@ -15,8 +15,9 @@ use crate::catalog::repo::{OfferRow, valid_offers_any_vendor};
 use crate::orders::model::{LineRow, OrderRow};
 use crate::parties::repo::{self as parties, Retailer as RetailerRow, Vendor as VendorRow};
 
-/// 30 days in milliseconds: the window of the volume-share rule.
-const VOLUME_WINDOW_MS: i64 = 30 * khaacho_credit::DAY_MS;
+/// 30 days in milliseconds: the window of the volume-share rule. Volumes are kept per UTC
+/// day, so the window starts at the beginning of the day 30 days ago.
+pub const VOLUME_WINDOW_MS: i64 = 30 * khaacho_credit::DAY_MS;
 
 /// How long a process reuses the 30-day volumes it read (the share rule looks at a month;
 /// a minute-old figure decides the same, and the sum is not read for every batch).
@@ -230,7 +231,8 @@ impl VolumeCache {
                 .collect()
         };
         if !stale.is_empty() {
-            let read = repo::volumes(r, &stale, now_ms - VOLUME_WINDOW_MS).await?;
+            let from_day = repo::volume_day(now_ms - VOLUME_WINDOW_MS);
+            let read = repo::volumes(r, &stale, from_day).await?;
             let mut cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
             for p in &stale {
                 cached.insert(*p, (now_ms, Vec::new()));

@@ -1,6 +1,6 @@
 //! SQL of fulfilments (vendor parts), their lines and offers, and routing decisions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -59,6 +59,11 @@ impl PartStatus {
             self,
             PartStatus::Offered | PartStatus::Accepted | PartStatus::Dispatched
         )
+    }
+
+    /// Whether the part counts in its vendor's volumes: given to it, not withdrawn.
+    pub fn counts_in_volume(self) -> bool {
+        !matches!(self, PartStatus::Unassigned | PartStatus::Cancelled)
     }
 }
 
@@ -213,32 +218,47 @@ fn loads(rows: Vec<(Uuid, i64, i64)>) -> HashMap<Uuid, Load> {
         .collect()
 }
 
-/// How a transaction changes vendors' loads: each part it moves is [`left`](Self::left) as
-/// it was read and [`entered`](Self::entered) as it is written, and [`write`](Self::write)
-/// adds the difference to `vendor_workloads` as the transaction's last statement — in vendor
-/// order, so concurrent transactions lock the counter rows in one order and hold them only
-/// until their commit. A count kept this way costs a row per vendor to read where counting
-/// the parts grew with every offer a vendor leaves open.
+/// How a transaction changes what is kept per vendor: its load (`vendor_workloads`) and its
+/// volume of each product per day (`vendor_volumes`). Each part it moves is
+/// [`left`](Self::left) as it was read and [`entered`](Self::entered) as it is written, each
+/// with its lines as they were and as they are written, and [`write`](Self::write) adds the
+/// difference as the transaction's last statements — in key order (vendor; product, day,
+/// vendor), so concurrent transactions lock the kept rows in one order and hold them only
+/// until their commit. A count kept this way costs a row per vendor (per vendor and day of a
+/// product) to read, where counting the parts grew with every offer a vendor leaves open
+/// and every part line of the month.
 #[derive(Debug, Default)]
 #[must_use = "a transaction that moves parts writes its workload change before it commits"]
-pub struct Workloads(std::collections::BTreeMap<Uuid, Load>);
+pub struct Workloads {
+    loads: BTreeMap<Uuid, Load>,
+    volumes: BTreeMap<(Uuid, i64, Uuid), i64>,
+}
 
 impl Workloads {
-    /// `part` as it was before this transaction moved it (nothing for a new part).
-    pub fn left(&mut self, part: &PartRow) {
-        self.add(part, -1);
+    /// `part` as it was before this transaction moved it (nothing for a new part), with its
+    /// lines as they were (lines of other parts are passed over).
+    pub fn left(&mut self, part: &PartRow, lines: &[PartLineRow]) {
+        self.add(part, lines, -1);
     }
 
-    /// `part` as this transaction writes it.
-    pub fn entered(&mut self, part: &PartRow) {
-        self.add(part, 1);
+    /// `part` as this transaction writes it, with its lines as written.
+    pub fn entered(&mut self, part: &PartRow, lines: &[PartLineRow]) {
+        self.add(part, lines, 1);
     }
 
-    fn add(&mut self, part: &PartRow, sign: i64) {
+    fn add(&mut self, part: &PartRow, lines: &[PartLineRow], sign: i64) {
         if let Some((vendor, load)) = Load::of(part) {
-            let total = self.0.entry(vendor).or_default();
+            let total = self.loads.entry(vendor).or_default();
             total.open += sign * load.open;
             total.awaiting += sign * load.awaiting;
+        }
+        let Some(vendor) = part.vendor_id.filter(|_| part.status().counts_in_volume()) else {
+            return;
+        };
+        let day = volume_day(part.created_at_ms);
+        for l in lines.iter().filter(|l| l.fulfilment_id == part.id) {
+            let given = l.delivered_milli.unwrap_or(l.qty_milli);
+            *self.volumes.entry((l.product_id, day, vendor)).or_default() += sign * given;
         }
     }
 
@@ -253,12 +273,22 @@ impl Workloads {
     /// (a limit lowered below a vendor's open parts holds nothing else up), by routing's own
     /// rule: a limit of 0 is none (`khaacho_vendors::Vendor::capacity`).
     pub async fn write(mut self, tx: &mut Tx) -> Result<Vec<Uuid>, sqlx::Error> {
-        self.0.retain(|_, l| *l != Load::default());
-        if self.0.is_empty() {
+        self.loads.retain(|_, l| *l != Load::default());
+        self.volumes.retain(|_, q| *q != 0);
+        let over = self.write_loads(tx).await?;
+        // A transaction sent back rolls back: its volumes need no statement.
+        if over.is_empty() && !self.volumes.is_empty() {
+            write_volumes(tx, &self.volumes).await?;
+        }
+        Ok(over)
+    }
+
+    async fn write_loads(&self, tx: &mut Tx) -> Result<Vec<Uuid>, sqlx::Error> {
+        if self.loads.is_empty() {
             return Ok(Vec::new());
         }
         let grown: Vec<Uuid> = self
-            .0
+            .loads
             .iter()
             .filter(|(_, l)| l.open > 0 || l.awaiting > 0)
             .map(|(v, _)| *v)
@@ -266,7 +296,7 @@ impl Workloads {
         let over = with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) ");
-            qb.push_values(&self.0, |mut b, (vendor, l)| {
+            qb.push_values(&self.loads, |mut b, (vendor, l)| {
                 b.push_bind(*vendor).push_bind(l.open).push_bind(l.awaiting);
             });
             qb.push(" ON CONFLICT (vendor_id) DO UPDATE SET open_parts = vendor_workloads.open_parts + excluded.open_parts, \
@@ -285,6 +315,81 @@ impl Workloads {
         });
         Ok(over)
     }
+}
+
+/// The day a part's volume counts on: whole UTC days since the epoch of its creation.
+pub fn volume_day(created_at_ms: i64) -> i64 {
+    created_at_ms.div_euclid(khaacho_credit::DAY_MS)
+}
+
+/// Adds `(product, day, vendor) → quantity` changes to `vendor_volumes`, in key order.
+async fn write_volumes(
+    tx: &mut Tx,
+    changes: &BTreeMap<(Uuid, i64, Uuid), i64>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<_> = changes.iter().collect();
+    for chunk in rows.chunks(CHUNK) {
+        with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO vendor_volumes (product_id, day, vendor_id, qty_milli) ");
+            qb.push_values(chunk, |mut b, ((product, day, vendor), qty)| {
+                b.push_bind(*product).push_bind(*day).push_bind(*vendor).push_bind(**qty);
+            });
+            qb.push(" ON CONFLICT (product_id, day, vendor_id) DO UPDATE SET qty_milli = vendor_volumes.qty_milli + excluded.qty_milli");
+            qb.build().execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// One kept volume that differed from the parts: `(product, day, vendor)`, kept, counted.
+pub type VolumeFix = ((Uuid, i64, Uuid), i64, i64);
+
+/// Recounts the vendors' volumes of the days from `from_day` on (the share rule's window)
+/// from the parts, corrects the kept ones that differ and deletes those of earlier days;
+/// returns the corrections. Writers wait for it as for [`recount_workloads`]. The count
+/// reads every part line of the window: the maintenance job runs it once a day.
+pub async fn recount_volumes(db: &Db, from_day: i64) -> Result<Vec<VolumeFix>, sqlx::Error> {
+    let from_ms = from_day.saturating_mul(khaacho_credit::DAY_MS);
+    let mut tx = db.begin().await?;
+    let lock = tx.is_postgres();
+    let fixes = with_tx!(tx, c => {
+        if lock {
+            sqlx::query("LOCK TABLE vendor_volumes IN SHARE ROW EXCLUSIVE MODE").execute(&mut *c).await?;
+        }
+        sqlx::query("DELETE FROM vendor_volumes WHERE day < $1").bind(from_day).execute(&mut *c).await?;
+        let kept: Vec<(Uuid, i64, Uuid, i64)> = sqlx::query_as(
+            "SELECT product_id, day, vendor_id, qty_milli FROM vendor_volumes")
+            .fetch_all(&mut *c).await?;
+        let counted: Vec<(Uuid, i64, Uuid, i64)> = sqlx::query_as(
+            "SELECT l.product_id, f.created_at_ms / 86400000, f.vendor_id, \
+                    CAST(SUM(COALESCE(l.delivered_milli, l.qty_milli)) AS BIGINT) \
+             FROM fulfilments f JOIN fulfilment_lines l ON l.fulfilment_id = f.id \
+             WHERE f.created_at_ms >= $1 AND f.vendor_id IS NOT NULL AND f.status NOT IN ('cancelled', 'unassigned') \
+             GROUP BY l.product_id, f.created_at_ms / 86400000, f.vendor_id")
+            .bind(from_ms)
+            .fetch_all(&mut *c).await?;
+        let as_map = |rows: Vec<(Uuid, i64, Uuid, i64)>| -> BTreeMap<(Uuid, i64, Uuid), i64> {
+            rows.into_iter().map(|(p, d, v, q)| ((p, d, v), q)).collect()
+        };
+        let (kept, counted) = (as_map(kept), as_map(counted));
+        let keys: std::collections::BTreeSet<(Uuid, i64, Uuid)> =
+            kept.keys().chain(counted.keys()).copied().collect();
+        let fixes: Vec<VolumeFix> = keys
+            .into_iter()
+            .map(|k| (k, kept.get(&k).copied().unwrap_or(0), counted.get(&k).copied().unwrap_or(0)))
+            .filter(|(_, k, n)| k != n)
+            .collect();
+        for ((product, day, vendor), _, n) in &fixes {
+            sqlx::query(
+                "INSERT INTO vendor_volumes (product_id, day, vendor_id, qty_milli) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (product_id, day, vendor_id) DO UPDATE SET qty_milli = excluded.qty_milli")
+                .bind(product).bind(day).bind(vendor).bind(n).execute(&mut *c).await?;
+        }
+        fixes
+    });
+    tx.commit().await?;
+    Ok(fixes)
 }
 
 /// Recounts every vendor's load and corrects the kept counts that differ; returns the
@@ -327,24 +432,24 @@ pub async fn recount_workloads(db: &Db) -> Result<Vec<(Uuid, Load, Load)>, sqlx:
     Ok(fixes)
 }
 
-/// What each vendor was given of each of `products` since `from_ms` (parts not cancelled),
-/// base milli-units: `(vendor, product, quantity)`.
+/// What each vendor was given of each of `products` from `from_day` on (parts not
+/// withdrawn; delivered quantities once delivered), base milli-units: `(vendor, product,
+/// quantity)` — from the kept daily volumes, a row per vendor and day of a product.
 pub async fn volumes(
     r: &mut Reader<'_>,
     products: &[Uuid],
-    from_ms: i64,
+    from_day: i64,
 ) -> Result<Vec<(Uuid, Uuid, i64)>, sqlx::Error> {
     if products.is_empty() {
         return Ok(Vec::new());
     }
     with_reader!(r, c => {
         let mut qb = sqlx::QueryBuilder::new(
-            "SELECT f.vendor_id, l.product_id, CAST(SUM(COALESCE(l.delivered_milli, l.qty_milli)) AS BIGINT) \
-             FROM fulfilment_lines l JOIN fulfilments f ON f.id = l.fulfilment_id WHERE f.created_at_ms >= ");
-        qb.push_bind(from_ms);
-        qb.push(" AND f.vendor_id IS NOT NULL AND f.status NOT IN ('cancelled', 'unassigned') AND");
-        push_ids(&mut qb, "l.product_id", products);
-        qb.push(" GROUP BY f.vendor_id, l.product_id");
+            "SELECT vendor_id, product_id, CAST(SUM(qty_milli) AS BIGINT) FROM vendor_volumes WHERE day >= ");
+        qb.push_bind(from_day);
+        qb.push(" AND");
+        push_ids(&mut qb, "product_id", products);
+        qb.push(" GROUP BY vendor_id, product_id");
         qb.build_query_as().fetch_all(c).await
     })
 }

@@ -208,7 +208,7 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
     repo::insert_parts(&mut tx, &plan.parts).await?;
     let mut load = Workloads::default();
     for n in &plan.parts {
-        load.entered(&n.part);
+        load.entered(&n.part, &n.lines);
     }
     orders::address_lines_many(&mut tx, &plan.addressed).await?;
     for (order_id, reason, detail) in &plan.alerts {
@@ -405,17 +405,32 @@ async fn reoffer(
     load: &mut Workloads,
 ) -> Result<(), JobError> {
     let mut parts = repo::parts_for_update(tx, &[order.id]).await?;
+    let unassigned: Vec<Uuid> = parts
+        .iter()
+        .filter(|p| p.status() == PartStatus::Unassigned)
+        .map(|p| p.id)
+        .collect();
+    let part_lines = repo::lines_tx(tx, &unassigned).await?;
     for p in parts
         .iter_mut()
         .filter(|p| p.status() == PartStatus::Unassigned)
     {
         p.reassignments = 0;
         p.tried.0.clear();
-        load.left(p);
-        service::reassign(tx, app, order, lines, p, now, "approved by an operator")
-            .await
-            .map_err(|e| JobError::Retryable(anyhow::anyhow!(e)))?;
-        load.entered(p);
+        load.left(p, &part_lines);
+        service::reassign(
+            tx,
+            app,
+            order,
+            lines,
+            &part_lines,
+            p,
+            now,
+            "approved by an operator",
+        )
+        .await
+        .map_err(|e| JobError::Retryable(anyhow::anyhow!(e)))?;
+        load.entered(p, &part_lines);
     }
     service::sync_order(
         tx,

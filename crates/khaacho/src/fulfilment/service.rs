@@ -177,9 +177,9 @@ async fn act_once(
         .ok_or(FulfilmentError::NotFound)?;
     let now = app.clock().now_ms();
     judge(&parts[i], acting.vendor, &action, now)?;
-    let mut load = Workloads::default();
-    load.left(&parts[i]);
     let mut lines = repo::lines_tx(&mut tx, &[id]).await?;
+    let mut load = Workloads::default();
+    load.left(&parts[i], &lines);
     let detail;
     match &action {
         PartAction::Accept => {
@@ -203,6 +203,7 @@ async fn act_once(
                 app,
                 &order,
                 &order_lines,
+                &lines,
                 &mut parts[i],
                 now,
                 "rejected",
@@ -220,7 +221,7 @@ async fn act_once(
     }
     parts[i].updated_at_ms = now;
     repo::save_part(&mut tx, &parts[i]).await?;
-    load.entered(&parts[i]);
+    load.entered(&parts[i], &lines);
     let why = reason.unwrap_or(action.done());
     sync_order(&mut tx, &mut order, &parts, acting.actor, why, detail, now).await?;
     if let Some(entry) = &acting.audit {
@@ -460,18 +461,20 @@ pub(super) fn delivered_amount(
 /// Moves `part` (whose offer was just rejected or expired) to the best vendor not yet tried,
 /// or, after `max_reassignments` moves or when none is left, leaves it unassigned and alerts
 /// the operators. Writes the part, its new offer, the decision and the lines' addressee.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn reassign(
     tx: &mut Tx,
     app: &App,
     order: &OrderRow,
     order_lines: &[LineRow],
+    part_lines: &[PartLineRow],
     part: &mut PartRow,
     now: i64,
     why: &str,
 ) -> Result<(), FulfilmentError> {
-    let part_lines: Vec<i32> = repo::lines_tx(tx, &[part.id])
-        .await?
+    let part_lines: Vec<i32> = part_lines
         .iter()
+        .filter(|l| l.fulfilment_id == part.id)
         .map(|l| l.line_no)
         .collect();
     let lines: Vec<LineRow> = order_lines
@@ -813,7 +816,7 @@ pub async fn cancel_parts(
                 freed.push(l.clone());
             }
         }
-        load.left(p);
+        load.left(p, &lines);
         p.status = PartStatus::Cancelled.as_str().into();
         p.deadline_ms = None;
         p.updated_at_ms = now;
@@ -840,19 +843,33 @@ pub async fn expire_offers(app: &App, now: i64, limit: i64) -> anyhow::Result<us
         };
         let mut parts = repo::parts_for_update(&mut tx, &[order_id]).await?;
         let order_lines = orders::lines_tx(&mut tx, &order).await?;
+        let is_due = |p: &PartRow| {
+            p.status() == PartStatus::Offered && p.deadline_ms.is_some_and(|d| d <= now)
+        };
+        let due: Vec<Uuid> = parts.iter().filter(|p| is_due(p)).map(|p| p.id).collect();
+        let part_lines = repo::lines_tx(&mut tx, &due).await?;
         let mut expired = Vec::new();
         let mut load = Workloads::default();
         for p in parts.iter_mut() {
-            let due = p.status() == PartStatus::Offered && p.deadline_ms.is_some_and(|d| d <= now);
-            if !due {
+            if !is_due(p) {
                 continue;
             }
             let offer = p.offer_id.unwrap_or_default();
             repo::close_offer(&mut tx, offer, "expired", now, None).await?;
             expired.push(json!({ "fulfilment_id": p.id, "vendor_id": p.vendor_id }));
-            load.left(p);
-            reassign(&mut tx, app, &order, &order_lines, p, now, "expired").await?;
-            load.entered(p);
+            load.left(p, &part_lines);
+            reassign(
+                &mut tx,
+                app,
+                &order,
+                &order_lines,
+                &part_lines,
+                p,
+                now,
+                "expired",
+            )
+            .await?;
+            load.entered(p, &part_lines);
             moved += 1;
         }
         let detail = json!({ "expired": expired });

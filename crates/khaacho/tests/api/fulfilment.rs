@@ -221,6 +221,14 @@ async fn reconciled(t: &TestApp) {
         corrected.is_empty(),
         "(vendor, kept, counted): {corrected:?}"
     );
+    // And their kept volumes of every day agree with the parts' lines.
+    let corrected = khaacho::fulfilment::repo::recount_volumes(t.app.db(), 0)
+        .await
+        .unwrap();
+    assert!(
+        corrected.is_empty(),
+        "((product, day, vendor), kept, counted): {corrected:?}"
+    );
 }
 
 async fn tick(t: &TestApp) -> khaacho::fulfilment::jobs::Ticked {
@@ -1874,4 +1882,91 @@ async fn concurrent_deliveries_post_every_order_once_and_reconcile() {
         assert_eq!(acct["outstanding_npr"].as_f64(), Some(owes), "{acct}");
     }
     reconciled(&t).await;
+}
+
+/// Kept volume rows: `(vendor, quantity in base milli-units)` of every day, in vendor order.
+async fn kept_volumes(t: &TestApp) -> Vec<(Uuid, i64)> {
+    khaacho::with_latest!(t.app.db(), c => sqlx::query_as(
+        "SELECT vendor_id, CAST(SUM(qty_milli) AS BIGINT) FROM vendor_volumes GROUP BY vendor_id ORDER BY vendor_id")
+        .fetch_all(c).await)
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_volume_share_rule_counts_what_vendors_were_given_and_not_what_was_withdrawn() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let cheap = vendor(&t, "Cheap Sugar", 1).await;
+    let dear = vendor(&t, "Dear Sugar", 2).await;
+    offer(&t, cheap, "CHINI-1", 90.0, 100.0).await;
+    offer(&t, dear, "CHINI-1", 100.0, 100.0).await;
+    let rc = t.client_as(Role::Retailer, Some(retailer));
+    let sugar = json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]);
+    let next = async || {
+        // Past the minute a process reuses the volumes it read.
+        t.app.clock().advance(2 * MINUTE);
+        let o = order(&t, &place(&t, retailer, sugar.clone()).await).await;
+        let to = parts(&o)[0].1.clone().unwrap();
+        (
+            o["id"].as_str().unwrap().to_string(),
+            to,
+            passed_over(&o["routing"][0], cheap),
+        )
+    };
+
+    // Nobody sold sugar yet: the cheaper vendor.
+    let (first, to, _) = next().await;
+    assert_eq!(to, cheap.to_string());
+    // It now holds all of the month's sugar, above the 40% share: the other vendor.
+    let (_, to, why) = next().await;
+    assert_eq!(to, dear.to_string());
+    assert_eq!(
+        why,
+        Some(json!([{ "line_no": 1, "reasons": ["volume_share"] }]))
+    );
+    let by_vendor = |mut v: Vec<(Uuid, i64)>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        kept_volumes(&t).await,
+        by_vendor(vec![(cheap, 2_000), (dear, 2_000)])
+    );
+    // Half each is above 40% too, but nobody would be left: the rule gives way.
+    let (third, to, _) = next().await;
+    assert_eq!(to, cheap.to_string());
+
+    // The cheap vendor's orders withdrawn, its share goes with them: it is asked again.
+    for id in [&first, &third] {
+        assert_eq!(cancel(&t, &rc, id, "ordered twice").await.status(), 200);
+    }
+    assert_eq!(
+        kept_volumes(&t).await,
+        by_vendor(vec![(cheap, 0), (dear, 2_000)])
+    );
+    let (_, to, _) = next().await;
+    assert_eq!(to, cheap.to_string());
+    reconciled(&t).await;
+
+    // The daily recount corrects a kept volume that went wrong and forgets days before the
+    // window.
+    let today = khaacho::fulfilment::repo::volume_day(t.app.clock().now_ms());
+    khaacho::with_write!(t.app.db(), c => sqlx::query(
+        "UPDATE vendor_volumes SET qty_milli = qty_milli + 500 WHERE vendor_id = $1")
+        .bind(dear).execute(c).await.map(|r| r.rows_affected()))
+    .unwrap();
+    khaacho::with_write!(t.app.db(), c => sqlx::query(
+        "INSERT INTO vendor_volumes (product_id, day, vendor_id, qty_milli) \
+         SELECT product_id, day - 40, vendor_id, 7000 FROM vendor_volumes WHERE vendor_id = $1")
+        .bind(dear).execute(c).await.map(|r| r.rows_affected()))
+    .unwrap();
+    let fixed = khaacho::fulfilment::repo::recount_volumes(t.app.db(), today - 30)
+        .await
+        .unwrap();
+    assert_eq!(fixed.len(), 1, "{fixed:?}");
+    assert_eq!((fixed[0].0.2, fixed[0].1, fixed[0].2), (dear, 2_500, 2_000));
+    assert_eq!(
+        kept_volumes(&t).await,
+        by_vendor(vec![(cheap, 2_000), (dear, 2_000)])
+    );
 }
