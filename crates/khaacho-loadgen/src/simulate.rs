@@ -717,6 +717,13 @@ where
         bail!("--rate must be zero or more orders per second");
     }
     let base = ensure_loopback(&args.url)?;
+    // The orders' load generator, judged before anything is set up: one it would refuse
+    // (a run longer than it allows) would place no order while the parties wait.
+    let load_args = if args.rate > 0.0 {
+        Some(load_args(&args, &base).context("--rate places orders with `khaacho loadtest`")?)
+    } else {
+        None
+    };
     let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
     let admin = login(&client, &base, &args.username, &args.password).await?;
     let mut minted = Vec::new();
@@ -797,21 +804,8 @@ where
     });
     let stop = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let load = (args.rate > 0.0).then(|| {
-        let key = staff.trim_start_matches("Bearer ").to_string();
-        let mut l = <LoadWrap as clap::Parser>::parse_from([
-            "loadtest",
-            "--url",
-            base.as_str(),
-            "--rate",
-            &args.rate.to_string(),
-            "--duration",
-            &format!("{}ms", args.duration.as_millis()),
-            "--e2e-sample",
-            "10",
-        ])
-        .args;
-        l.api_key = Some(key);
+    let load = load_args.map(|mut l| {
+        l.api_key = Some(staff.trim_start_matches("Bearer ").to_string());
         l.e2e_waiting = vec!["received".into(), "validated".into()];
         let mut rx = stop_rx.clone();
         tokio::spawn(crate::run_until(l, async move {
@@ -874,6 +868,54 @@ where
     Ok(report)
 }
 
+/// The load generator's options for placing `args.rate` orders a second for the run.
+fn load_args(args: &SimulateArgs, base: &Url) -> anyhow::Result<crate::LoadtestArgs> {
+    let l = <LoadWrap as clap::Parser>::try_parse_from([
+        "loadtest",
+        "--url",
+        base.as_str(),
+        "--rate",
+        &args.rate.to_string(),
+        "--duration",
+        &format!("{}ms", args.duration.as_millis()),
+        "--e2e-sample",
+        "10",
+    ])?
+    .args;
+    crate::plan(&l)?;
+    Ok(l)
+}
+
+/// The simulation `serve --demo --simulate` runs against `url` in the background, at a pace a
+/// person can follow: an order every five seconds, vendors answering within twenty seconds
+/// and shipping within thirty; each run lasts the longest the order generator allows (a
+/// day), and the caller starts the next.
+pub fn demo_args(url: &str) -> Result<SimulateArgs, clap::Error> {
+    <SimWrap as clap::Parser>::try_parse_from([
+        "simulate",
+        "--url",
+        url,
+        "--duration",
+        "24h",
+        "--rate",
+        "0.2",
+        "--respond-within",
+        "20s",
+        "--ship-within",
+        "30s",
+        "--poll",
+        "2s",
+    ])
+    .map(|w| w.args)
+}
+
+/// `clap` wrapper to build [`SimulateArgs`] with their defaults.
+#[derive(clap::Parser)]
+struct SimWrap {
+    #[command(flatten)]
+    args: SimulateArgs,
+}
+
 /// `clap` wrapper to build [`crate::LoadtestArgs`] with its defaults.
 #[derive(clap::Parser)]
 struct LoadWrap {
@@ -931,4 +973,28 @@ pub fn print_sim_report(report: &SimReport, as_json: bool) -> anyhow::Result<()>
         crate::print_report(load, false)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_simulation_parses_and_places_orders_a_day_per_run() {
+        let args = demo_args("http://127.0.0.1:8080").expect("the demo options parse");
+        assert_eq!(args.duration, Duration::from_secs(24 * 3600));
+        let base = Url::parse(&args.url).expect("a URL");
+        load_args(&args, &base).expect("the generator takes the demo run");
+        assert_eq!(args.rate, 0.2);
+        assert_eq!(args.respond_within, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_run_the_order_generator_would_refuse_is_refused_up_front() {
+        let mut args = demo_args("http://127.0.0.1:8080").expect("the demo options parse");
+        args.duration = Duration::from_secs(48 * 3600);
+        let base = Url::parse(&args.url).expect("a URL");
+        let e = load_args(&args, &base).expect_err("two days is longer than it allows");
+        assert!(format!("{e:#}").contains("at most 24h"), "{e:#}");
+    }
 }

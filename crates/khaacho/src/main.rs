@@ -362,7 +362,7 @@ fn parse_files(
 }
 
 /// Runs `khaacho simulate` against this process in the background at a pace a person can
-/// follow: an order every five seconds, vendors answering within twenty.
+/// follow ([`khaacho_loadgen::simulate::demo_args`]), run after run until the process stops.
 fn demo_simulation(listen: std::net::SocketAddr) {
     let host = if listen.ip().is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
@@ -370,40 +370,25 @@ fn demo_simulation(listen: std::net::SocketAddr) {
         listen.ip()
     };
     let url = format!("http://{}", std::net::SocketAddr::new(host, listen.port()));
-    let parsed = <SimCli as clap::Parser>::try_parse_from([
-        "simulate",
-        "--url",
-        &url,
-        "--duration",
-        "100000h",
-        "--rate",
-        "0.2",
-        "--respond-within",
-        "20s",
-        "--ship-within",
-        "30s",
-        "--poll",
-        "2s",
-    ]);
-    let Ok(SimCli { args }) = parsed else {
-        tracing::warn!("the demo simulation's options did not parse");
-        return;
+    let args = match khaacho_loadgen::simulate::demo_args(&url) {
+        Ok(args) => args,
+        Err(e) => {
+            tracing::warn!(error = %e, "the demo simulation's options did not parse");
+            return;
+        }
     };
     tokio::spawn(async move {
         // Let the listener come up first.
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        tracing::info!(%url, "demo simulation playing vendors and retailers");
-        if let Err(e) = khaacho_loadgen::simulate::run_until(args, std::future::pending()).await {
-            tracing::warn!(error = format!("{e:#}"), "demo simulation stopped");
+        loop {
+            tracing::info!(%url, "demo simulation playing vendors and retailers");
+            let run = khaacho_loadgen::simulate::run_until(args.clone(), std::future::pending());
+            if let Err(e) = run.await {
+                tracing::warn!(error = format!("{e:#}"), "demo simulation stopped");
+                return;
+            }
         }
     });
-}
-
-/// `clap` wrapper to build the simulation's options with their defaults.
-#[derive(Parser)]
-struct SimCli {
-    #[command(flatten)]
-    args: khaacho_loadgen::simulate::SimulateArgs,
 }
 
 async fn serve(app: App, roles: Roles) -> anyhow::Result<()> {

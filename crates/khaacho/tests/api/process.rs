@@ -762,6 +762,38 @@ async fn loadtest_find_capacity_reports_a_rate() {
     assert!(serve.wait().unwrap().success());
 }
 
+/// `serve --demo --simulate` plays the demo's parties by itself: orders are placed and the
+/// vendors answer their offers, with nobody else acting (a first order comes within a few
+/// seconds, its vendor answers within twenty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_simulate_plays_vendors_and_retailers_by_itself() {
+    let env = Env::new().await;
+    let port = free_port();
+    let serve = env.spawn(&["serve", "--demo", "--simulate"], Some(port));
+    wait_healthy(&reqwest::Client::new(), port).await;
+    let db = env.db().await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let answered = loop {
+        let n: i64 = khaacho::with_latest!(db, c => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM fulfilment_offers WHERE status IN ('accepted', 'rejected')").fetch_one(c).await)
+        .unwrap();
+        if n > 0 || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let placed: i64 = khaacho::with_latest!(db, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM orders").fetch_one(c).await)
+    .unwrap();
+    db.close().await;
+    assert!(placed > 0, "the simulation placed no order");
+    assert!(
+        answered > 0,
+        "no vendor answered an offer in 90 s ({placed} orders placed)"
+    );
+    terminate(&serve);
+}
+
 /// `khaacho simulate` against a running `serve` on the demo data: it grows the market to the
 /// retailers asked for, mints the parties' keys, places orders, and plays the vendors and
 /// retailers until orders complete their life (accepted, dispatched, delivered, confirmed,
