@@ -29,6 +29,16 @@ pub fn fmt_time(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Formats epoch milliseconds for a person reading a phone message, in Nepal time: the day,
+/// the month's short name and the time of day, e.g. `6 Dec 14:05`.
+pub fn fmt_short(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&nepal())
+        .format("%-d %b %H:%M")
+        .to_string()
+}
+
 /// The application's clock: wall time plus an offset that only tests move. Everything that
 /// judges deadlines (vendor offers, automatic completion) reads it, so a test can jump past a
 /// deadline instead of sleeping.

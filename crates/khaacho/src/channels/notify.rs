@@ -28,7 +28,7 @@ use super::phone::MessageChannel;
 use super::service::conversation::short_ref;
 use super::templates::Language;
 use crate::base::db::{Tx, push_pairs, push_rows_by, push_texts};
-use crate::base::time::fmt_time;
+use crate::base::time::fmt_short;
 use crate::orders::model::{OrderStatus, created_at_of};
 use crate::with_tx;
 
@@ -253,7 +253,7 @@ async fn offers(
                 "ref": short_ref(part),
                 "lines": lines.join("\n"),
                 "total": khaacho_credit::npr(total),
-                "deadline": fmt_time(deadline),
+                "deadline": fmt_short(deadline),
                 "shop": shop,
                 "district": district,
             }),

@@ -70,7 +70,9 @@ fn templates(lang: Language) -> &'static HashMap<&'static str, String> {
 
 /// Renders template `name` in `lang` with `vars` (`{key}` → value). A template missing in
 /// Nepali falls back to English; a name missing in both renders as the name itself (a unit
-/// test keeps every name the code uses present in both files).
+/// test keeps every name the code uses present in both files). A `reason` that is one of
+/// the orders' reason codes ([`REASONS`]) is written out in `lang` (`reason.<code>`); any
+/// other reason (a person's own words) is kept as written.
 pub fn render(lang: Language, name: &str, vars: &serde_json::Value) -> String {
     let text = templates(lang)
         .get(name)
@@ -81,6 +83,9 @@ pub fn render(lang: Language, name: &str, vars: &serde_json::Value) -> String {
     if let Some(map) = vars.as_object() {
         for (k, v) in map {
             let value = match v {
+                serde_json::Value::String(s) if k == "reason" && REASONS.contains(&s.as_str()) => {
+                    render(lang, &format!("reason.{s}"), &serde_json::Value::Null)
+                }
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
@@ -88,6 +93,31 @@ pub fn render(lang: Language, name: &str, vars: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+/// The reason codes orders carry when held or rejected (`reason.<code>` in the files).
+pub const REASONS: &[&str] = &[
+    "credit_approval",
+    "credit_limit",
+    "credit_band_cap",
+    "large_order_review",
+    "risk_review",
+    "parse_review",
+    "vendor_unavailable",
+    "retailer_issue",
+    "credit_blocked",
+    "cash_only_band",
+    "risk_rejected",
+    "lines_rejected",
+];
+
+/// An order's state as a phone reads it (`status.<state>` in the files).
+pub fn status_word(lang: Language, status: crate::orders::model::OrderStatus) -> String {
+    render(
+        lang,
+        &format!("status.{}", status.as_str()),
+        &serde_json::Value::Null,
+    )
 }
 
 /// Every template name the conversations use.
@@ -148,12 +178,26 @@ mod tests {
     fn both_languages_have_every_template() {
         for lang in [Language::En, Language::Ne] {
             let t = templates(lang);
-            for name in NAMES {
-                assert!(t.contains_key(name), "{name} missing in {}", lang.as_str());
+            let reasons = REASONS.iter().map(|r| format!("reason.{r}"));
+            let states = crate::orders::model::OrderStatus::ALL
+                .iter()
+                .map(|s| format!("status.{}", s.as_str()));
+            let all: Vec<String> = NAMES
+                .iter()
+                .map(|n| n.to_string())
+                .chain(reasons)
+                .chain(states)
+                .collect();
+            for name in &all {
+                assert!(
+                    t.contains_key(name.as_str()),
+                    "{name} missing in {}",
+                    lang.as_str()
+                );
             }
             assert_eq!(
                 t.len(),
-                NAMES.len(),
+                all.len(),
                 "{} has templates nobody uses",
                 lang.as_str()
             );
@@ -172,5 +216,34 @@ mod tests {
             "{s}"
         );
         assert!(render(Language::Ne, "draft_expired", &json!({})).contains("म्याद"));
+    }
+
+    #[test]
+    fn a_reason_code_is_written_out_and_a_persons_words_are_kept() {
+        let held = |lang, reason| {
+            render(
+                lang,
+                "order_on_hold",
+                &json!({ "ref": "AB12CD", "reason": reason }),
+            )
+        };
+        assert_eq!(
+            held(Language::En, "credit_approval"),
+            "Your order AB12CD is on hold: it waits for a credit approval. Our team will look at it soon."
+        );
+        assert!(
+            held(Language::Ne, "vendor_unavailable").contains("अहिले कुनै विक्रेताले लिन सकेनन्"),
+            "{}",
+            held(Language::Ne, "vendor_unavailable")
+        );
+        let cancelled = render(
+            Language::En,
+            "order_cancelled",
+            &json!({ "ref": "AB12CD", "reason": "truck broke down" }),
+        );
+        assert_eq!(
+            cancelled,
+            "Your order AB12CD is cancelled: truck broke down"
+        );
     }
 }

@@ -529,13 +529,18 @@ async fn pleasantries_help_and_status_questions_are_answered_without_ordering() 
     let r = say(&t, &phone, "STATUS").await;
     assert!(r[0].starts_with("Your latest orders:\n"), "{r:?}");
     assert!(r[0].contains(&format!("{reference} - ")), "{r:?}");
-    let status = orders_of(&t, &retailer).await[0]["status"]
-        .as_str()
+    // Its state in words, and when it was placed as a person reads it.
+    let placed = &orders_of(&t, &retailer).await[0];
+    assert_eq!(placed["status"], "routed");
+    let at = chrono::DateTime::parse_from_rfc3339(placed["created_at"].as_str().unwrap())
         .unwrap()
-        .replace('_', " ");
+        .timestamp_millis();
     let r = say(&t, &phone, &format!("status {}", reference.to_lowercase())).await;
     assert!(
-        r[0].contains(&format!("{reference} - {status} - ")),
+        r[0].ends_with(&format!(
+            "{reference} - sent to vendors - NPR 509.40 ({})",
+            khaacho::base::time::fmt_short(at)
+        )),
         "{r:?}"
     );
     let r = say(&t, &phone, "mero order kaha pugyo?").await;

@@ -118,7 +118,13 @@ async fn an_orders_life_tells_the_retailer_and_the_vendor_once_each() {
         )),
         "{body}"
     );
-    assert!(body.contains("Please answer by 20"), "{body}");
+    // The deadline as a person reads it, in Nepal time.
+    let deadline = o["fulfilments"][0]["deadline"].as_str().unwrap();
+    let deadline = chrono::DateTime::parse_from_rfc3339(deadline)
+        .unwrap()
+        .timestamp_millis();
+    let by = khaacho::base::time::fmt_short(deadline);
+    assert!(body.contains(&format!("Please answer by {by}. ")), "{body}");
 
     // Its life: accepted, dispatched, delivered with the request to confirm receipt.
     act(&t, v, &part, "accept").await;
@@ -355,4 +361,75 @@ async fn a_party_language_setting_wins_and_a_moved_offer_tells_the_next_vendor()
     let before = t.count("outbound_messages").await;
     rerun_changes(&t, &id).await;
     assert_eq!(t.count("outbound_messages").await, before);
+}
+
+/// A held order tells its retailer why in words of its language, not the code the order
+/// carries.
+#[tokio::test]
+async fn a_held_order_tells_the_retailer_why_in_its_words() {
+    let t = spawn().await;
+    let retailer = world(&t).await;
+    // Its one vendor serves another district: priced, but routing finds nobody to send it to.
+    let far: Uuid = t
+        .post_json(
+            "/api/v1/vendors",
+            &json!({ "name": "Pokhara Traders", "phone": "+9779800000199", "districts": ["Kaski"] }),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    offer(&t, far, "CHINI-1", 90.0, 50.0).await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(
+        (o["status"].as_str(), o["hold_reason"].as_str()),
+        (Some("on_hold"), Some("vendor_unavailable")),
+        "{o}"
+    );
+    let r = outbox(&t, RETAILER_PHONE).await;
+    assert_eq!(templates(&r), ["order_confirmed", "order_on_hold"], "{r:?}");
+    assert_eq!(
+        r[1].3,
+        format!(
+            "Your order {} is on hold: no vendor can take it right now. Our team will look at it soon.",
+            reference(&id)
+        )
+    );
+
+    // The same in Nepali once the retailer asks for it.
+    let path = format!("/api/v1/retailers/{retailer}");
+    let (status, _) = patch(
+        &t,
+        Role::Retailer,
+        Some(retailer),
+        &path,
+        json!({ "language": "ne" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
+    )
+    .await;
+    let r = outbox(&t, RETAILER_PHONE).await;
+    let held: Vec<&str> = r
+        .iter()
+        .filter(|m| m.0 == "order_on_hold" && m.3.contains(&reference(&id)))
+        .map(|m| m.3.as_str())
+        .collect();
+    assert_eq!(held.len(), 1, "{r:?}");
+    assert!(held[0].contains("अहिले कुनै विक्रेताले लिन सकेनन्"), "{}", held[0]);
+    assert!(!held[0].contains("vendor_unavailable"), "{}", held[0]);
 }

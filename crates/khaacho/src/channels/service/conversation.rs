@@ -20,12 +20,12 @@ use crate::app::{App, JobContext};
 use crate::base::alerts::{self, NewAlert};
 use crate::base::db::Reader;
 use crate::base::scope::Scope;
-use crate::base::time::fmt_time;
+use crate::base::time::fmt_short;
 use crate::channels::intents::{Intent, bare_number, classify, is_devanagari};
 use crate::channels::outbox::{self, Reply};
 use crate::channels::phone::MessageChannel;
 use crate::channels::repo::{self, ConversationRow, InboundRow};
-use crate::channels::templates::{Language, render};
+use crate::channels::templates::{Language, render, status_word};
 use crate::fulfilment::repo as parts;
 use crate::fulfilment::service::{Acting, FulfilmentError, PartAction, act};
 use crate::orders::actions::{self, Action, ActionError};
@@ -437,8 +437,8 @@ impl Retailer<'_> {
                 format!(
                     "{} - {} - {total} ({})",
                     short_ref(o.id),
-                    o.status().as_str().replace('_', " "),
-                    fmt_time(o.created_at_ms)
+                    status_word(self.lang, o.status()),
+                    fmt_short(o.created_at_ms)
                 )
             })
             .collect();
@@ -607,7 +607,7 @@ async fn open_offers(
                 "ref": short_ref(p.id),
                 "shop": shop,
                 "total": khaacho_credit::npr(p.total_paisa),
-                "by": p.deadline_ms.map(fmt_time).unwrap_or_default(),
+                "by": p.deadline_ms.map(fmt_short).unwrap_or_default(),
             });
             render(lang, "vendor_offer_line", &vars)
         })
