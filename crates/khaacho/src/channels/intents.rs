@@ -23,6 +23,9 @@ pub enum Intent {
     Accept(String),
     /// A vendor refuses an offer (a reason is required by the rules; `None` when missing).
     Reject(String, Option<String>),
+    /// "CANCEL <ref> [why]": a retailer cancels an order before dispatch; a vendor gives back
+    /// a part it accepted and cannot deliver (a reason is required of it).
+    Cancel(String, Option<String>),
     /// A retailer confirms receipt of a delivered order.
     Received(String),
     /// A retailer reports a problem with a delivered order.
@@ -121,6 +124,13 @@ const RECEIVED: &[&str] = &[
     "पाएँ",
 ];
 const ISSUE: &[&str] = &["issue", "problem", "samasya", "समस्या"];
+const CANCEL: &[&str] = &["cancel", "radda", "rad", "रद्द"];
+
+/// Whether `word` reads as an order or part reference (4 to 6 hexadecimal digits, the
+/// messages show the last six): "cancel it" is no command.
+fn is_reference(word: &str) -> bool {
+    (4..=6).contains(&word.len()) && word.chars().all(|c| c.is_ascii_hexdigit())
+}
 
 /// The words of a message, lower-cased, without surrounding punctuation.
 fn words(text: &str) -> Vec<String> {
@@ -169,6 +179,9 @@ pub fn classify(text: &str) -> Intent {
         }
         if is(first, ISSUE) {
             return Intent::Issue(reference, rest(2));
+        }
+        if is(first, CANCEL) && is_reference(&w[1]) {
+            return Intent::Cancel(reference, rest(2));
         }
     }
     if is(first, STATUS) || (first == "order" && w.get(1).is_some_and(|s| is(s, STATUS))) {
@@ -258,6 +271,16 @@ mod tests {
             classify("reject 3F9A2C"),
             Intent::Reject("3F9A2C".into(), None)
         );
+        assert_eq!(
+            classify("CANCEL 3f9a2c truck broke down"),
+            Intent::Cancel("3F9A2C".into(), Some("truck broke down".into()))
+        );
+        assert_eq!(
+            classify("रद्द 3F9A2C"),
+            Intent::Cancel("3F9A2C".into(), None)
+        );
+        assert_eq!(classify("cancel"), Intent::No);
+        assert_eq!(classify("cancel that order please"), Intent::Text);
         assert_eq!(
             classify("RECEIVED ab12cd"),
             Intent::Received("AB12CD".into())

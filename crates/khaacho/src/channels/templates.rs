@@ -109,6 +109,7 @@ pub const REASONS: &[&str] = &[
     "cash_only_band",
     "risk_rejected",
     "lines_rejected",
+    "retailer_cancelled",
 ];
 
 /// An order's state as a phone reads it (`status.<state>` in the files).
@@ -145,6 +146,8 @@ pub const NAMES: &[&str] = &[
     "offer_accepted",
     "offer_rejected",
     "reject_needs_reason",
+    "cancel_needs_reason",
+    "part_given_back",
     "issue_needs_reason",
     "action_refused",
     "receipt_confirmed",

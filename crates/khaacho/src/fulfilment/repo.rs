@@ -530,6 +530,21 @@ pub async fn close_offer(
     Ok(n == 1)
 }
 
+/// Marks the accepted offer `offer` as given back by its vendor (`cancelled_by_vendor`, with
+/// the vendor's words; the time it was accepted stays). Conditional on its still being
+/// accepted: false when it is not.
+pub async fn cancel_accepted_offer(
+    tx: &mut Tx,
+    offer: Uuid,
+    reason: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let n = with_tx!(tx, c => sqlx::query(
+        "UPDATE fulfilment_offers SET status = 'cancelled_by_vendor', reason = $1 WHERE id = $2 AND status = 'accepted'")
+        .bind(reason).bind(offer)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
 /// Closes the open offers `offers` (id, the vendor's words) as `accepted`: one statement on
 /// PostgreSQL whatever their number. Conditional on each still being open: returns how many
 /// were.

@@ -38,6 +38,7 @@ pub fn router() -> OpenApiRouter<App> {
         .routes(routes!(get_fulfilment))
         .routes(routes!(accept_fulfilment))
         .routes(routes!(reject_fulfilment))
+        .routes(routes!(cancel_fulfilment))
         .routes(routes!(dispatch_fulfilment))
         .routes(routes!(deliver_fulfilment))
         .routes(routes!(order_routing_decisions))
@@ -68,7 +69,8 @@ pub struct OfferView {
     pub id: Uuid,
     /// The vendor asked.
     pub vendor_id: Uuid,
-    /// `offered`, `accepted`, `rejected`, `expired`, `cancelled`.
+    /// `offered`, `accepted`, `rejected`, `expired`, `cancelled` (its order withdrawn),
+    /// `cancelled_by_vendor` (accepted, then given back).
     pub status: String,
     /// Sent (Nepal time).
     pub offered_at: String,
@@ -129,7 +131,7 @@ pub struct FulfilmentView {
     pub vendor_id: Option<Uuid>,
     /// `offered`, `accepted`, `dispatched`, `delivered`, `unassigned`, `cancelled`.
     pub status: String,
-    /// What may be done now: `accept`, `reject`, `dispatch`, `deliver`.
+    /// What may be done now: `accept`, `reject`, `dispatch`, `cancel`, `deliver`.
     pub allowed_actions: Vec<String>,
     /// Answer the open offer by (Nepal time).
     pub deadline: Option<String>,
@@ -364,7 +366,7 @@ async fn get_fulfilment(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartActionBody {
-    /// Why (required to reject, and of an operator acting for a vendor).
+    /// Why (required to reject or cancel, and of an operator acting for a vendor).
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -406,6 +408,7 @@ async fn act(
     let verb = match &action {
         PartAction::Accept => "fulfilment.accept",
         PartAction::Reject => "fulfilment.reject",
+        PartAction::Cancel => "fulfilment.cancel",
         PartAction::Dispatch => "fulfilment.dispatch",
         PartAction::Deliver(_) => "fulfilment.deliver",
     };
@@ -482,6 +485,25 @@ async fn reject_fulfilment(
     body: Result<Json<PartActionBody>, ApiError>,
 ) -> Result<axum::Json<FulfilmentView>, ApiError> {
     simple_action(&app, &principal, id, body, PartAction::Reject).await
+}
+
+/// Give back an accepted part that cannot be delivered, before dispatch (a reason is
+/// required): its reserved stock goes back, and the part is offered to the next best vendor
+/// not yet asked, or, after the last reassignment, the order waits for an operator. It
+/// counts against the vendor's cancellation rate.
+#[utoipa::path(post, path = "/fulfilments/{id}/cancel", tag = "fulfilment", request_body = PartActionBody,
+    params(("id" = Uuid, Path, description = "Fulfilment id")),
+    responses((status = 200, body = FulfilmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn cancel_fulfilment(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: Result<Json<PartActionBody>, ApiError>,
+) -> Result<axum::Json<FulfilmentView>, ApiError> {
+    simple_action(&app, &principal, id, body, PartAction::Cancel).await
 }
 
 /// The goods of an accepted part left the vendor.

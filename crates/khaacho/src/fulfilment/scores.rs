@@ -96,24 +96,27 @@ pub async fn score_vendors(app: &App, now: i64) -> anyhow::Result<usize> {
 
 /// Every vendor's activity in the window ending at `now` (vendors without any are absent).
 ///
-/// `cancelled_by_vendor` stays 0: there is no vendor-side cancel of an accepted part yet (a
-/// vendor can only reject an offer, which counts against its acceptance rate). Parts
-/// cancelled after the accept — today only when the order itself is withdrawn — count as
-/// finished and not delivered.
+/// An offer the vendor accepted and then gave back (`cancelled_by_vendor`) counts as
+/// accepted and as cancelled by the vendor (its cancellation rate). Parts withdrawn with
+/// their order after the accept count as finished and not delivered.
 async fn activities(db: &Db, now: i64) -> Result<HashMap<Uuid, VendorActivity>, sqlx::Error> {
     let from = now - WINDOW_MS;
     let mut out: HashMap<Uuid, VendorActivity> = HashMap::new();
 
     let offers: Vec<(Uuid, String, i64, Option<i64>)> = with_latest!(db, c => sqlx::query_as(
         "SELECT vendor_id, status, offered_at_ms, responded_at_ms FROM fulfilment_offers \
-         WHERE offered_at_ms > $1 AND offered_at_ms <= $2 AND status IN ('accepted', 'rejected', 'expired') \
+         WHERE offered_at_ms > $1 AND offered_at_ms <= $2 \
+         AND status IN ('accepted', 'rejected', 'expired', 'cancelled_by_vendor') \
          ORDER BY offered_at_ms, id")
         .bind(from).bind(now).fetch_all(c).await)?;
     for (vendor, status, offered, responded) in offers {
         let a = out.entry(vendor).or_default();
         a.offers += 1;
-        if status == "accepted" {
+        if status == "accepted" || status == "cancelled_by_vendor" {
             a.accepted += 1;
+        }
+        if status == "cancelled_by_vendor" {
+            a.cancelled_by_vendor += 1;
         }
         if status != "expired"
             && let Some(at) = responded

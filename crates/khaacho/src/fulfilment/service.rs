@@ -60,6 +60,10 @@ pub enum PartAction {
     Accept,
     /// Refuse the offer: the part moves to the next vendor.
     Reject,
+    /// Give back an accepted part not yet dispatched (a reason is required): its stock goes
+    /// back and the part moves to the next vendor, as a rejection does; it counts against
+    /// the vendor's cancellation rate.
+    Cancel,
     /// The goods left.
     Dispatch,
     /// The goods arrived: delivered quantities per line (`line_no`, base milli-units); lines
@@ -72,6 +76,7 @@ impl PartAction {
         match self {
             PartAction::Accept => "accept",
             PartAction::Reject => "reject",
+            PartAction::Cancel => "cancel",
             PartAction::Dispatch => "dispatch",
             PartAction::Deliver(_) => "deliver",
         }
@@ -82,6 +87,7 @@ impl PartAction {
         match self {
             PartAction::Accept => "accepted by the vendor",
             PartAction::Reject => "rejected by the vendor",
+            PartAction::Cancel => "cancelled by the vendor",
             PartAction::Dispatch => "dispatched",
             PartAction::Deliver(_) => "delivered",
         }
@@ -92,7 +98,7 @@ impl PartAction {
 pub fn allowed(status: PartStatus) -> &'static [&'static str] {
     match status {
         PartStatus::Offered => &["accept", "reject"],
-        PartStatus::Accepted => &["dispatch"],
+        PartStatus::Accepted => &["dispatch", "cancel"],
         PartStatus::Dispatched => &["deliver"],
         PartStatus::Unassigned | PartStatus::Delivered | PartStatus::Cancelled => &[],
     }
@@ -212,6 +218,31 @@ async fn act_once(
             detail = json!({ "fulfilment_id": id, "rejected_by": rejected_by, "reason": reason,
                 "now_offered_to": parts[i].vendor_id });
         }
+        PartAction::Cancel => {
+            let cancelled_by = parts[i].vendor_id;
+            let offer = parts[i].offer_id.unwrap_or_default();
+            if !repo::cancel_accepted_offer(&mut tx, offer, reason).await? {
+                return Err(illegal(&parts[i], "cancel"));
+            }
+            let vendor = cancelled_by.unwrap_or_default();
+            let returned = return_reserved(&mut tx, vendor, lines.iter_mut(), now).await?;
+            repo::save_lines(&mut tx, &lines).await?;
+            parts[i].accepted_at_ms = None;
+            let order_lines = orders::lines_tx(&mut tx, &order).await?;
+            reassign(
+                &mut tx,
+                app,
+                &order,
+                &order_lines,
+                &lines,
+                &mut parts[i],
+                now,
+                "cancelled",
+            )
+            .await?;
+            detail = json!({ "fulfilment_id": id, "cancelled_by": cancelled_by, "reason": reason,
+                "stock_released": returned, "now_offered_to": parts[i].vendor_id });
+        }
         PartAction::Dispatch => detail = advance(&mut parts[i], &lines, &action, 0, now),
         PartAction::Deliver(quantities) => {
             let delivered = delivered_amount(&mut lines, quantities)?;
@@ -233,7 +264,8 @@ async fn act_once(
     }
     let over = load.write(&mut tx).await?;
     if !over.is_empty() {
-        // Rolled back: only a rejection gives a vendor a part, and it decides again.
+        // Rolled back: only a rejection or a cancellation gives a vendor a part, and it
+        // decides again.
         overbooked(&over, "reassignment");
         return Err(FulfilmentError::Overbooked);
     }
@@ -284,6 +316,12 @@ pub(super) fn checked_reason<'a>(
     if matches!(action, PartAction::Reject) && reason.is_none() {
         return Err(invalid("reason", "a rejection needs a reason"));
     }
+    if matches!(action, PartAction::Cancel) && reason.is_none() {
+        return Err(invalid(
+            "reason",
+            "say why the accepted part cannot be delivered",
+        ));
+    }
     Ok(reason)
 }
 
@@ -302,7 +340,7 @@ pub(super) fn judge(
     }
     let wants = match action {
         PartAction::Accept | PartAction::Reject => PartStatus::Offered,
-        PartAction::Dispatch => PartStatus::Accepted,
+        PartAction::Dispatch | PartAction::Cancel => PartStatus::Accepted,
         PartAction::Deliver(_) => PartStatus::Dispatched,
     };
     if part.status() != wants {
@@ -352,8 +390,31 @@ pub(super) fn advance(
                 .collect();
             json!({ "fulfilment_id": part.id, "delivered_paisa": delivered, "short": short })
         }
-        PartAction::Reject => unreachable!("a rejection moves the part with `reassign`"),
+        PartAction::Reject | PartAction::Cancel => {
+            unreachable!("a rejection or a cancellation moves the part with `reassign`")
+        }
     }
+}
+
+/// Gives the stock `lines` (of one part of `vendor`) reserved back to the vendor, in product
+/// order as every stock change locks the offer rows, and clears their reservations; returns
+/// what went back, for the order's event.
+async fn return_reserved<'l>(
+    tx: &mut Tx,
+    vendor: Uuid,
+    lines: impl IntoIterator<Item = &'l mut PartLineRow>,
+    now: i64,
+) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+    let mut mine: Vec<&mut PartLineRow> =
+        lines.into_iter().filter(|l| l.reserved_milli > 0).collect();
+    mine.sort_by_key(|l| l.product_id);
+    let mut released = Vec::with_capacity(mine.len());
+    for l in mine {
+        catalog::return_stock(tx, vendor, l.product_id, l.reserved_milli, now).await?;
+        released.push(json!({ "vendor_id": vendor, "product_id": l.product_id, "qty_milli": l.reserved_milli }));
+        l.reserved_milli = 0;
+    }
+    Ok(released)
 }
 
 /// Takes each line's quantity from the vendor's stock (per product, in product order, so
@@ -804,17 +865,12 @@ pub async fn cancel_parts(
             repo::close_offer(tx, offer, "cancelled", now, Some("order withdrawn")).await?;
         }
         if let Some(vendor) = p.vendor_id {
-            let mut mine: Vec<&mut PartLineRow> = lines
+            let mine: Vec<&mut PartLineRow> = lines
                 .iter_mut()
                 .filter(|l| l.fulfilment_id == p.id && l.reserved_milli > 0)
                 .collect();
-            mine.sort_by_key(|l| l.product_id);
-            for l in mine {
-                catalog::return_stock(tx, vendor, l.product_id, l.reserved_milli, now).await?;
-                released.push(json!({ "vendor_id": vendor, "product_id": l.product_id, "qty_milli": l.reserved_milli }));
-                l.reserved_milli = 0;
-                freed.push(l.clone());
-            }
+            freed.extend(mine.iter().map(|l| (l.fulfilment_id, l.line_no)));
+            released.extend(return_reserved(tx, vendor, mine, now).await?);
         }
         load.left(p, &lines);
         p.status = PartStatus::Cancelled.as_str().into();
@@ -823,6 +879,10 @@ pub async fn cancel_parts(
         repo::save_part(tx, p).await?;
         cancelled += 1;
     }
+    let freed: Vec<PartLineRow> = lines
+        .into_iter()
+        .filter(|l| freed.contains(&(l.fulfilment_id, l.line_no)))
+        .collect();
     repo::save_lines(tx, &freed).await?;
     // The vendors' counts last: the caller locks no stock or account after this. Withdrawn
     // parts give no vendor anything, so none can be over a limit for it.

@@ -98,6 +98,9 @@ impl OrderStatus {
             (OnHold, Received | Validated | Routed | Delivered | Rejected | Failed) => true,
             (Routed, Accepted | OnHold | Failed) => true,
             (Accepted, Dispatched) => true,
+            // A vendor gave its accepted part back: it is offered to the next vendor, or
+            // waits for an operator when none is left.
+            (Accepted, Routed | OnHold) => true,
             (Dispatched, Delivered) => true,
             // The retailer confirms receipt, or reports an issue an operator settles.
             (Delivered, Completed | OnHold) => true,
@@ -333,6 +336,8 @@ mod tests {
         assert!(OnHold.can_become(Delivered));
         assert!(!Delivered.can_become(Routed));
         assert!(!Accepted.can_become(Delivered));
+        assert!(Accepted.can_become(Routed));
+        assert!(!Dispatched.can_become(Routed));
         assert!(!Failed.can_become(Validated));
         for s in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));

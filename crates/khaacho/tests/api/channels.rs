@@ -634,6 +634,72 @@ async fn a_vendor_accepts_an_offer_by_message() {
     assert_eq!(r, ["No offers are waiting for your answer."]);
 }
 
+/// CANCEL by message: a vendor gives back a part it accepted (with a reason) and the next
+/// vendor is offered it; a retailer cancels its order before dispatch and hears so.
+#[tokio::test]
+async fn cancel_by_message_gives_a_part_back_or_cancels_an_order() {
+    let t = spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "Bhandari Traders", 1).await;
+    let b = vendor(&t, "Shrestha Suppliers", 2).await;
+    offer(&t, a, "CHINI-1", 100.0, 50.0).await;
+    offer(&t, b, "CHINI-1", 104.0, 50.0).await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    let part = o["fulfilments"][0]["id"].as_str().unwrap().to_string();
+    let part_ref = part.replace('-', "")[26..].to_uppercase();
+    let order_ref = id.replace('-', "")[26..].to_uppercase();
+    let phone = "+9779800000101";
+
+    say(&t, phone, &format!("ACCEPT {part_ref}")).await;
+    let r = say(&t, phone, &format!("cancel {part_ref}")).await;
+    assert!(r[0].starts_with("Please give a reason: CANCEL"), "{r:?}");
+    let r = say(&t, phone, &format!("CANCEL {part_ref} truck broke down")).await;
+    assert_eq!(
+        r,
+        [format!(
+            "Order {part_ref} given back. Thank you for telling us; we will find it another vendor."
+        )]
+    );
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["fulfilments"][0]["vendor_id"].as_str()
+        ),
+        (Some("routed"), Some(b.to_string().as_str())),
+        "{o}"
+    );
+    let last = o["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["reason"], "truck broke down");
+    // The next vendor hears of its offer.
+    let offered: Vec<Value> = messages(&t, "+9779800000102")
+        .await
+        .into_iter()
+        .filter(|m| m["template"] == "vendor_offer")
+        .collect();
+    assert_eq!(offered.len(), 1, "{offered:?}");
+    assert!(offered[0]["body"].as_str().unwrap().contains(&part_ref));
+
+    // The retailer cancels before dispatch; the order's message says so in its words.
+    let shop = "+9779800000001";
+    let r = say(&t, shop, &format!("CANCEL {}", order_ref.to_lowercase())).await;
+    assert_eq!(
+        r,
+        [format!("Your order {order_ref} is cancelled: as you asked")]
+    );
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(o["status"], "cancelled", "{o}");
+    // Once cancelled, a second CANCEL is refused by the order's rules.
+    let r = say(&t, shop, &format!("CANCEL {order_ref}")).await;
+    assert!(r[0].starts_with(&format!("{order_ref}: ")), "{r:?}");
+}
+
 #[tokio::test]
 async fn an_unknown_number_gets_a_polite_reply_and_one_alert() {
     let t = spawn().await;

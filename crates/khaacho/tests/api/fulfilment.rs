@@ -1970,3 +1970,120 @@ async fn the_volume_share_rule_counts_what_vendors_were_given_and_not_what_was_w
         by_vendor(vec![(cheap, 2_000), (dear, 2_000)])
     );
 }
+
+#[tokio::test]
+async fn a_vendor_gives_back_an_accepted_part_before_dispatch_and_it_moves_on() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "First Choice", 1).await;
+    let b = vendor(&t, "Second Choice", 2).await;
+    offer(&t, a, "CHINI-1", 100.0, 50.0).await;
+    offer(&t, b, "CHINI-1", 101.0, 50.0).await;
+    let (va, vb) = (
+        t.client_as(Role::Vendor, Some(a)),
+        t.client_as(Role::Vendor, Some(b)),
+    );
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let (part, to, _) = parts(&order(&t, &id).await)[0].clone();
+    assert_eq!(to, Some(a.to_string()));
+
+    // Only an accepted part can be given back, with a reason, by its own vendor.
+    let p = assert_problem(
+        act(&t, &va, &part, "cancel", json!({ "reason": "x" })).await,
+        409,
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("accept, reject"),
+        "{p}"
+    );
+    let accepted = ok(act(&t, &va, &part, "accept", json!({})).await).await;
+    assert_eq!(accepted["allowed_actions"], json!(["dispatch", "cancel"]));
+    assert_eq!(stock(&t, a, "CHINI-1").await, 45.0);
+    assert_eq!(order(&t, &id).await["status"], "accepted");
+    let p = assert_problem(act(&t, &va, &part, "cancel", json!({})).await, 422).await;
+    assert_eq!(p["errors"][0]["field"], "reason", "{p}");
+    assert_problem(
+        act(&t, &vb, &part, "cancel", json!({ "reason": "not mine" })).await,
+        404,
+    )
+    .await;
+
+    // Given back: the stock returns, the next vendor is offered the part, the order waits
+    // for it again.
+    let moved = ok(act(
+        &t,
+        &va,
+        &part,
+        "cancel",
+        json!({ "reason": "the sugar got wet in the store" }),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        (
+            moved["vendor_id"].as_str(),
+            moved["status"].as_str(),
+            &moved["reassignments"]
+        ),
+        (Some(b.to_string().as_str()), Some("offered"), &json!(1)),
+        "{moved}"
+    );
+    assert_eq!(stock(&t, a, "CHINI-1").await, 50.0);
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "routed");
+    assert_eq!(path(&o)[path(&o).len() - 2..], ["accepted", "routed"]);
+    let last = o["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["reason"], "the sugar got wet in the store", "{last}");
+    assert_eq!(last["detail"]["cancelled_by"], a.to_string(), "{last}");
+    let offers = o["fulfilments"][0]["offers"].as_array().unwrap().clone();
+    let statuses: Vec<(&str, &str)> = offers
+        .iter()
+        .map(|f| {
+            (
+                f["vendor_id"].as_str().unwrap(),
+                f["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&(a.to_string().as_str(), "cancelled_by_vendor"))
+            && statuses.contains(&(b.to_string().as_str(), "offered")),
+        "{statuses:?}"
+    );
+    assert_problem(act(&t, &va, &part, "dispatch", json!({})).await, 404).await;
+
+    // The next vendor carries it; once dispatched it can no longer be given back.
+    ok(act(&t, &vb, &part, "accept", json!({})).await).await;
+    ok(act(&t, &vb, &part, "dispatch", json!({})).await).await;
+    let p = assert_problem(
+        act(&t, &vb, &part, "cancel", json!({ "reason": "late" })).await,
+        409,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("deliver"), "{p}");
+    assert_eq!(stock(&t, b, "CHINI-1").await, 45.0);
+    reconciled(&t).await;
+
+    // The first vendor's score counts the accepted offer it gave back.
+    let now = t.app.clock().now_ms();
+    khaacho::fulfilment::scores::score_vendors(&t.app, now)
+        .await
+        .unwrap();
+    let s = t.get_json(&format!("/api/v1/vendors/{a}/score")).await;
+    let activity = &s["current"]["factors"]["activity"];
+    assert_eq!(
+        (
+            &activity["offers"],
+            &activity["accepted"],
+            &activity["cancelled_by_vendor"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{s}"
+    );
+}

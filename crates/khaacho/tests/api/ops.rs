@@ -68,6 +68,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/fulfilments/{id}"),
     ("post", "/api/v1/fulfilments/{id}/accept"),
     ("post", "/api/v1/fulfilments/{id}/reject"),
+    ("post", "/api/v1/fulfilments/{id}/cancel"),
     ("post", "/api/v1/fulfilments/{id}/dispatch"),
     ("post", "/api/v1/fulfilments/{id}/deliver"),
     ("post", "/api/v1/channels/twilio/messages"),

@@ -118,6 +118,12 @@ const MATRIX: &[(&str, &str, [Access; 4], &str)] = &[
     ),
     (
         "POST",
+        "/api/v1/fulfilments/{id}/cancel",
+        [Yes, Yes, Own, No],
+        "vendor: its own accepted part, before dispatch; a reason is required",
+    ),
+    (
+        "POST",
         "/api/v1/fulfilments/{id}/dispatch",
         [Yes, Yes, Own, No],
         "vendor: its own accepted part",

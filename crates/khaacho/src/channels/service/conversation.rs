@@ -270,6 +270,7 @@ impl Retailer<'_> {
             Intent::Issue(r, Some(why)) => {
                 self.act_on_order(&r, Action::ReportIssue, Some(&why)).await
             }
+            Intent::Cancel(r, why) => self.act_on_order(&r, Action::Cancel, why.as_deref()).await,
             Intent::Accept(_) | Intent::Reject(..) => Ok(vec![reply("help_retailer", json!({}))]),
             Intent::Text => self.new_order(state).await,
         }
@@ -475,6 +476,8 @@ impl Retailer<'_> {
             Ok(_) if action == Action::Confirm => {
                 Ok(vec![reply("receipt_confirmed", json!({ "ref": r }))])
             }
+            // The order's own message (`order_cancelled`) tells the retailer.
+            Ok(_) if action == Action::Cancel => Ok(Vec::new()),
             Ok(_) => Ok(vec![reply("issue_reported", json!({ "ref": r }))]),
             Err(ActionError::NotFound) => {
                 Ok(vec![reply("ref_unknown", json!({ "ref": reference }))])
@@ -508,7 +511,8 @@ fn deliver_to(shop: &parties::Retailer) -> String {
     at.join(", ")
 }
 
-/// A vendor's message: accept or reject an offer by its reference, or list the open ones.
+/// A vendor's message: accept or reject an offer by its reference, give back an accepted part
+/// (CANCEL), or list the open offers.
 async fn vendor(
     app: &App,
     v: &parties::Vendor,
@@ -526,6 +530,10 @@ async fn vendor(
             return Ok(vec![reply("reject_needs_reason", json!({ "ref": r }))]);
         }
         Intent::Reject(r, Some(why)) => (r, PartAction::Reject, Some(why)),
+        Intent::Cancel(r, None) => {
+            return Ok(vec![reply("cancel_needs_reason", json!({ "ref": r }))]);
+        }
+        Intent::Cancel(r, Some(why)) => (r, PartAction::Cancel, Some(why)),
         Intent::Greeting => return Ok(vec![reply("greeting", json!({ "name": v.name }))]),
         Intent::Thanks => return Ok(vec![reply("thanks", json!({ "name": v.name }))]),
         Intent::Status(_) => return open_offers(app, v, lang, now).await,
@@ -547,6 +555,7 @@ async fn vendor(
         audit: None,
     };
     let accepted = matches!(action, PartAction::Accept);
+    let given_back = matches!(action, PartAction::Cancel);
     match act(app, part, &acting, action).await {
         Ok(acted) if accepted => {
             let to = parties::find_retailer(app.db(), acted.part.retailer_id).await?;
@@ -556,6 +565,7 @@ async fn vendor(
                 json!({ "ref": r, "deliver_to": deliver_to }),
             )])
         }
+        Ok(_) if given_back => Ok(vec![reply("part_given_back", json!({ "ref": r }))]),
         Ok(_) => Ok(vec![reply("offer_rejected", json!({ "ref": r }))]),
         Err(FulfilmentError::NotFound) => {
             Ok(vec![reply("ref_unknown", json!({ "ref": reference }))])

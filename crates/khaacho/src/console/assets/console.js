@@ -16,7 +16,7 @@ const DICT = {
     account: 'My account', order: 'Order', orders: 'Orders', status: 'Status', retailer: 'Retailer',
     vendor: 'Vendor', all: 'All', total: 'Total', channel: 'Channel', created: 'Created',
     updated: 'Updated', reason: 'Reason', approve: 'Approve', reject: 'Reject', retry: 'Retry',
-    discard: 'Discard', accept: 'Accept', dispatch: 'Dispatch', deliver: 'Deliver',
+    discard: 'Discard', accept: 'Accept', dispatch: 'Dispatch', deliver: 'Deliver', cancel: 'Cancel',
     acknowledge: 'Acknowledge', refresh: 'Refresh', load_more: 'Load more', none: 'Nothing here.',
     timeline: 'Timeline', lines: 'Lines', line_one: 'line', line_many: 'lines', product: 'Product', qty: 'Quantity', unit: 'Unit',
     price: 'Unit price', subtotal: 'Subtotal', vat: 'VAT', hold_reason: 'Held because',
@@ -62,7 +62,7 @@ const DICT = {
     vendor: 'विक्रेता', all: 'सबै', total: 'जम्मा', channel: 'माध्यम', created: 'बनेको',
     updated: 'अद्यावधिक', reason: 'कारण', approve: 'स्वीकृत गर्नुहोस्', reject: 'अस्वीकार गर्नुहोस्',
     retry: 'फेरि प्रयास', discard: 'हटाउनुहोस्', accept: 'स्वीकार्नुहोस्', dispatch: 'पठाउनुहोस्',
-    deliver: 'बुझाउनुहोस्', acknowledge: 'थाहा पाएँ', refresh: 'ताजा गर्नुहोस्',
+    deliver: 'बुझाउनुहोस्', cancel: 'रद्द गर्नुहोस्', acknowledge: 'थाहा पाएँ', refresh: 'ताजा गर्नुहोस्',
     load_more: 'थप हेर्नुहोस्', none: 'केही छैन।', timeline: 'समयरेखा', lines: 'सामानहरू', line_one: 'सामान', line_many: 'सामान',
     product: 'सामान', qty: 'परिमाण', unit: 'एकाइ', price: 'एकाइ मूल्य', subtotal: 'उपजम्मा',
     vat: 'भ्याट', hold_reason: 'रोकिनुको कारण', reject_reason: 'अस्वीकारको कारण',
@@ -971,10 +971,10 @@ async function offersPage(_arg, _query, ctx) {
     const reason = reasonInput(t('reasons_optional'));
     const buttons = (f.allowed_actions || []).map((a) => {
       const b = h('button', {
-        class: a === 'reject' ? 'danger' : '', data: { action: a },
+        class: a === 'reject' || a === 'cancel' ? 'danger' : '', data: { action: a },
         onclick: () => act(b, () => {
           const r = reason.value.trim();
-          if (a === 'reject') return api('POST', `/fulfilments/${f.id}/reject`, { reason: needReason(reason) });
+          if (a === 'reject' || a === 'cancel') return api('POST', `/fulfilments/${f.id}/${a}`, { reason: needReason(reason) });
           if (a === 'deliver') {
             return api('POST', `/fulfilments/${f.id}/deliver`, {
               lines: f.lines.map((l) => ({ line_no: l.line_no, quantity: l.quantity })), ...(r ? { reason: r } : {}),
