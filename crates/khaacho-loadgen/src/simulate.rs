@@ -7,7 +7,8 @@
 //!   (`--accept`), reject with a reason (`--reject`) or let the offer expire (the rest) —
 //!   each after a random delay up to `--respond-within`; a vendor then dispatches and
 //!   delivers what it accepted after random delays up to `--ship-within`, some short
-//!   (`--short`: half of the first line), as its app would, without looking it up again;
+//!   (`--short`: half of the first line), as its app would, without looking it up again,
+//!   or gives a few back before dispatch (`--give-back`: the next vendor is offered them);
 //! - the retailer of a delivered part (the shop the part names) reads its order with its
 //!   own key and, once the order's last part was delivered, confirms it (`--confirm`; the
 //!   rest complete automatically after 48 h) and pays some at once (`--pay`);
@@ -54,6 +55,11 @@ pub struct SimulateArgs {
     /// Share of offers a vendor rejects (the rest it ignores until they expire)
     #[arg(long, value_name = "P", default_value_t = 0.05)]
     pub reject: f64,
+
+    /// Share of accepted parts a vendor gives back before dispatch (it cannot deliver after
+    /// all); the part goes to the next vendor
+    #[arg(long, value_name = "P", default_value_t = 0.02)]
+    pub give_back: f64,
 
     /// Share of deliveries that are short (half of the first line arrives)
     #[arg(long, value_name = "P", default_value_t = 0.1)]
@@ -348,12 +354,18 @@ impl Sim {
     /// order if that was its last part. `from` is the part's status (`accepted`, or
     /// `dispatched` to deliver only).
     async fn carry(self: Arc<Self>, part: Value, from: &'static str) {
-        let id = part["id"].as_str().unwrap_or_default().to_string();
+        // By the offer: a part given back is carried again by its next vendor.
+        let id = offer_of(&part).to_string();
         if from == "accepted" {
             if !self.first(format!("dispatch:{id}")) {
                 return;
             }
             tokio::time::sleep(self.delay(self.args.ship_within)).await;
+            if rand::rng().random::<f64>() < self.args.give_back {
+                let body = json!({ "reason": "simulated: the truck broke down" });
+                self.vendor_act(&part, "cancel", body).await;
+                return;
+            }
             if !self.vendor_act(&part, "dispatch", json!({})).await {
                 return;
             }
@@ -442,21 +454,13 @@ impl Sim {
         // the delivered orders alone (a fifth of them wait 48 h to complete on their own)
         // grew to 2,000 orders with their lines every two seconds.
         let whole = round.is_multiple_of(Self::SWEEP_EVERY * Self::SWEEP_EVERY);
-        let offer_of = |part: &Value| -> String {
-            let id = part["id"].as_str().unwrap_or_default();
-            let offer = part["offers"]
-                .as_array()
-                .and_then(|o| o.last())
-                .and_then(|o| o["id"].as_str())
-                .unwrap_or(id);
-            format!("offer:{offer}")
-        };
+        let offered = |part: &Value| format!("offer:{}", offer_of(part));
         for part in self
-            .list("api/v1/fulfilments?status=offered", 10, &offer_of, whole)
+            .list("api/v1/fulfilments?status=offered", 10, &offered, whole)
             .await?
         {
             // One decision per offer (a reassigned part is a new offer to a new vendor).
-            if !self.first(offer_of(&part)) {
+            if !self.first(offered(&part)) {
                 continue;
             }
             let r: f64 = rand::rng().random();
@@ -483,8 +487,7 @@ impl Sim {
             return Ok(());
         }
         for (status, step) in [("accepted", "dispatch"), ("dispatched", "deliver")] {
-            let handled =
-                move |part: &Value| format!("{step}:{}", part["id"].as_str().unwrap_or_default());
+            let handled = move |part: &Value| format!("{step}:{}", offer_of(part));
             for part in self
                 .list(
                     &format!("api/v1/fulfilments?status={status}"),
@@ -508,6 +511,17 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+/// The id of `part`'s latest offer (its own id when it has none): what the simulation keys
+/// its decisions by, as a part given back or rejected is a new offer to another vendor.
+fn offer_of(part: &Value) -> &str {
+    let id = part["id"].as_str().unwrap_or_default();
+    part["offers"]
+        .as_array()
+        .and_then(|o| o.last())
+        .and_then(|o| o["id"].as_str())
+        .unwrap_or(id)
 }
 
 /// Signs in and returns the access token.
@@ -703,6 +717,7 @@ where
         ("accept", args.accept),
         ("reject", args.reject),
         ("short", args.short),
+        ("give-back", args.give_back),
         ("confirm", args.confirm),
         ("pay", args.pay),
     ] {

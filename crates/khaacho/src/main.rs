@@ -66,7 +66,7 @@ enum Command {
     /// Load-test a running server (loopback only).
     Loadtest(khaacho_loadgen::LoadtestArgs),
     /// Play vendors and retailers against a running server (loopback only): accept, reject
-    /// or ignore offers, dispatch, deliver (some short), confirm and pay, while placing
+    /// or ignore offers, give a few back, dispatch, deliver (some short), confirm and pay, while placing
     /// orders; reports what happened and 202 → routed.
     Simulate(khaacho_loadgen::simulate::SimulateArgs),
     /// Talk to a local server as a phone through WhatsApp: each line of stdin is posted as a

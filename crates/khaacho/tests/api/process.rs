@@ -796,8 +796,8 @@ async fn serve_demo_simulate_plays_vendors_and_retailers_by_itself() {
 
 /// `khaacho simulate` against a running `serve` on the demo data: it grows the market to the
 /// retailers asked for, mints the parties' keys, places orders, and plays the vendors and
-/// retailers until orders complete their life (accepted, dispatched, delivered, confirmed,
-/// paid), then revokes the keys it minted; it sets every vendor's capacity and working hours
+/// retailers until orders complete their life (accepted — some given back and carried by the
+/// next vendor —, dispatched, delivered, confirmed, paid), then revokes the keys it minted; it sets every vendor's capacity and working hours
 /// when asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_carries_orders_through_their_whole_life() {
@@ -822,6 +822,8 @@ async fn simulate_carries_orders_through_their_whole_life() {
                 "0",
                 "--short",
                 "0",
+                "--give-back",
+                "0.5",
                 "--confirm",
                 "1",
                 "--pay",
@@ -852,7 +854,7 @@ async fn simulate_carries_orders_through_their_whole_life() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for action in ["accept", "dispatch", "deliver", "confirm"] {
+    for action in ["accept", "cancel", "dispatch", "deliver", "confirm"] {
         assert!(
             report["actions"][action].as_u64().unwrap_or(0) > 0,
             "no {action}: {report}"
