@@ -519,9 +519,10 @@ pub(super) fn delivered_amount(
     Ok(total)
 }
 
-/// Moves `part` (whose offer was just rejected or expired) to the best vendor not yet tried,
-/// or, after `max_reassignments` moves or when none is left, leaves it unassigned and alerts
-/// the operators. Writes the part, its new offer, the decision and the lines' addressee.
+/// Moves `part` (whose offer was just rejected, expired or given back; `part_lines` holds
+/// its lines) to the best vendor not yet tried, or, after `max_reassignments` moves or when
+/// none is left, leaves it unassigned and alerts the operators. Writes the part, its new
+/// offer, the decision and the lines' addressee.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn reassign(
     tx: &mut Tx,
