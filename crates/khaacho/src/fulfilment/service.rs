@@ -203,18 +203,7 @@ async fn act_once(
             if !repo::close_offer(&mut tx, offer, "rejected", now, reason).await? {
                 return Err(illegal(&parts[i], "reject"));
             }
-            let order_lines = orders::lines_tx(&mut tx, &order).await?;
-            reassign(
-                &mut tx,
-                app,
-                &order,
-                &order_lines,
-                &lines,
-                &mut parts[i],
-                now,
-                "rejected",
-            )
-            .await?;
+            move_on(&mut tx, app, &order, &lines, &mut parts[i], now, "rejected").await?;
             detail = json!({ "fulfilment_id": id, "rejected_by": rejected_by, "reason": reason,
                 "now_offered_to": parts[i].vendor_id });
         }
@@ -228,12 +217,10 @@ async fn act_once(
             let returned = return_reserved(&mut tx, vendor, lines.iter_mut(), now).await?;
             repo::save_lines(&mut tx, &lines).await?;
             parts[i].accepted_at_ms = None;
-            let order_lines = orders::lines_tx(&mut tx, &order).await?;
-            reassign(
+            move_on(
                 &mut tx,
                 app,
                 &order,
-                &order_lines,
                 &lines,
                 &mut parts[i],
                 now,
@@ -517,6 +504,20 @@ pub(super) fn delivered_amount(
         total += subtotal + vat(subtotal, VAT_PERCENT);
     }
     Ok(total)
+}
+
+/// [`reassign`] with `order`'s lines read in `tx`: a part its vendor refused or gave back.
+async fn move_on(
+    tx: &mut Tx,
+    app: &App,
+    order: &OrderRow,
+    part_lines: &[PartLineRow],
+    part: &mut PartRow,
+    now: i64,
+    why: &str,
+) -> Result<(), FulfilmentError> {
+    let order_lines = orders::lines_tx(tx, order).await?;
+    reassign(tx, app, order, &order_lines, part_lines, part, now, why).await
 }
 
 /// Moves `part` (whose offer was just rejected, expired or given back; `part_lines` holds

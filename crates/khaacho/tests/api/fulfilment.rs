@@ -55,6 +55,22 @@ pub(crate) async fn vendor(t: &TestApp, name: &str, n: u32) -> Uuid {
         .unwrap()
 }
 
+/// A vendor serving only Kaski: none of the world's Kathmandu retailers' orders can go to it.
+pub(crate) async fn far_vendor(t: &TestApp) -> Uuid {
+    t.post_json(
+        "/api/v1/vendors",
+        &json!({ "name": "Pokhara Traders", "phone": "+9779800000199", "districts": ["Kaski"] }),
+    )
+    .await
+    .json::<Value>()
+    .await
+    .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 pub(crate) async fn offer(t: &TestApp, vendor: Uuid, sku: &str, price: f64, stock: f64) {
     let r = t
         .client
@@ -1025,19 +1041,7 @@ async fn routing_decides_again_when_its_vendor_filled_up_meanwhile() {
 async fn an_order_no_vendor_can_supply_is_held_with_an_alert() {
     let t = TestApp::spawn().await;
     let retailer = world(&t).await;
-    let far = t
-        .post_json(
-            "/api/v1/vendors",
-            &json!({ "name": "Pokhara Traders", "phone": "+9779800000199", "districts": ["Kaski"] }),
-        )
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let far = far_vendor(&t).await;
     offer(&t, far, "CHINI-1", 90.0, 50.0).await;
     let id = place(
         &t,

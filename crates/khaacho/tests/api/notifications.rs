@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::channels::{say_as, spawn};
-use crate::fulfilment::{offer, place, vendor, world};
+use crate::fulfilment::{far_vendor, offer, place, vendor, world};
 use crate::helpers::TestApp;
 
 const RETAILER_PHONE: &str = "+9779800000001";
@@ -370,19 +370,7 @@ async fn a_held_order_tells_the_retailer_why_in_its_words() {
     let t = spawn().await;
     let retailer = world(&t).await;
     // Its one vendor serves another district: priced, but routing finds nobody to send it to.
-    let far: Uuid = t
-        .post_json(
-            "/api/v1/vendors",
-            &json!({ "name": "Pokhara Traders", "phone": "+9779800000199", "districts": ["Kaski"] }),
-        )
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let far = far_vendor(&t).await;
     offer(&t, far, "CHINI-1", 90.0, 50.0).await;
     let id = place(
         &t,
