@@ -218,11 +218,13 @@ pub async fn apply(
                 from.as_str()
             )));
         }
-        Action::Approve => order
-            .held_from
-            .as_deref()
-            .and_then(OrderStatus::parse)
-            .unwrap_or(OrderStatus::Validated),
+        Action::Approve => match order.held_from.as_deref().and_then(OrderStatus::parse) {
+            // Held when a part given back after the accept found no vendor: routing offers
+            // the part again, and the order follows its parts from `routed`.
+            Some(OrderStatus::Accepted) => OrderStatus::Routed,
+            Some(held_from) => held_from,
+            None => OrderStatus::Validated,
+        },
         Action::Reject => OrderStatus::Rejected,
         Action::Cancel
             if actor.role == "retailer"

@@ -2091,3 +2091,64 @@ async fn a_vendor_gives_back_an_accepted_part_before_dispatch_and_it_moves_on() 
         "{s}"
     );
 }
+
+#[tokio::test]
+async fn a_part_given_back_with_no_vendor_left_waits_for_an_operator_who_offers_it_again() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let only = vendor(&t, "Only Sugar", 1).await;
+    offer(&t, only, "CHINI-1", 100.0, 50.0).await;
+    let vc = t.client_as(Role::Vendor, Some(only));
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let (part, _, _) = parts(&order(&t, &id).await)[0].clone();
+    ok(act(&t, &vc, &part, "accept", json!({})).await).await;
+    let back = ok(act(
+        &t,
+        &vc,
+        &part,
+        "cancel",
+        json!({ "reason": "the scale is broken" }),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        (back["status"].as_str(), back["vendor_id"].as_str()),
+        (Some("unassigned"), None),
+        "{back}"
+    );
+    assert_eq!(stock(&t, only, "CHINI-1").await, 50.0);
+    let o = order(&t, &id).await;
+    assert_eq!(
+        (o["status"].as_str(), o["hold_reason"].as_str()),
+        (Some("on_hold"), Some("vendor_unavailable")),
+        "{o}"
+    );
+    let alerts = t.get_json("/api/v1/alerts?kind=vendor_unavailable").await;
+    assert_eq!(alerts["items"].as_array().unwrap().len(), 1, "{alerts}");
+
+    // The scale is mended: the operator approves, the part is offered again, and taken.
+    let r = t
+        .post_json(
+            &format!("/api/v1/orders/{id}/approve"),
+            &json!({ "reason": "the vendor can weigh again" }),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    t.run_jobs().await;
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "routed", "{o}");
+    let (_, to, status) = parts(&o)[0].clone();
+    assert_eq!(
+        (to.as_deref(), status.as_str()),
+        (Some(only.to_string().as_str()), "offered")
+    );
+    ok(act(&t, &vc, &part, "accept", json!({})).await).await;
+    assert_eq!(order(&t, &id).await["status"], "accepted");
+    assert_eq!(stock(&t, only, "CHINI-1").await, 45.0);
+    reconciled(&t).await;
+}
