@@ -62,6 +62,10 @@ impl OrderChange {
             OrderStatus::Validated => "order_confirmed",
             OrderStatus::OnHold => "order_on_hold",
             OrderStatus::Accepted => "order_accepted",
+            // A part given back after the accept: the retailer was told "accepted".
+            OrderStatus::Routed if self.from == Some(OrderStatus::Accepted) => {
+                "order_vendor_changed"
+            }
             OrderStatus::Dispatched => "order_dispatched",
             OrderStatus::Delivered => "order_delivered",
             OrderStatus::Rejected => "order_rejected",

@@ -158,6 +158,7 @@ pub const NAMES: &[&str] = &[
     "order_confirmed",
     "order_on_hold",
     "order_accepted",
+    "order_vendor_changed",
     "order_dispatched",
     "order_delivered",
     "order_rejected",

@@ -685,6 +685,19 @@ async fn cancel_by_message_gives_a_part_back_or_cancels_an_order() {
         .collect();
     assert_eq!(offered.len(), 1, "{offered:?}");
     assert!(offered[0]["body"].as_str().unwrap().contains(&part_ref));
+    // The retailer, told "accepted" before, hears that another vendor is being asked.
+    let changed: Vec<String> = messages(&t, "+9779800000001")
+        .await
+        .iter()
+        .filter(|m| m["template"] == "order_vendor_changed")
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        changed,
+        [format!(
+            "Your order {order_ref}: the vendor who accepted it cannot deliver after all. We are asking another vendor now."
+        )]
+    );
 
     // The retailer cancels before dispatch; the order's message says so in its words.
     let shop = "+9779800000001";
