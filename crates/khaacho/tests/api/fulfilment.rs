@@ -2152,3 +2152,61 @@ async fn a_part_given_back_with_no_vendor_left_waits_for_an_operator_who_offers_
     assert_eq!(stock(&t, only, "CHINI-1").await, 45.0);
     reconciled(&t).await;
 }
+
+#[tokio::test]
+async fn concurrent_give_backs_and_a_dispatch_of_one_part_leave_one_outcome() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let a = vendor(&t, "First Choice", 1).await;
+    let b = vendor(&t, "Second Choice", 2).await;
+    offer(&t, a, "CHINI-1", 100.0, 50.0).await;
+    offer(&t, b, "CHINI-1", 101.0, 50.0).await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let part = parts(&order(&t, &id).await)[0].0.clone();
+    let va = t.client_as(Role::Vendor, Some(a));
+    ok(act(&t, &va, &part, "accept", json!({})).await).await;
+    // Ten give-backs and a dispatch at once (a double-tapping vendor, two of its staff).
+    let tasks: Vec<_> = (0..11)
+        .map(|k| {
+            let (action, body) = if k == 5 {
+                ("dispatch", json!({}))
+            } else {
+                ("cancel", json!({ "reason": "cannot deliver" }))
+            };
+            let c = va.clone();
+            let url = t.url(&format!("/api/v1/fulfilments/{part}/{action}"));
+            tokio::spawn(async move {
+                let status = c.post(url).json(&body).send().await.unwrap().status();
+                (action, status.as_u16())
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        let (action, code) = task.await.unwrap();
+        assert!([200, 404, 409].contains(&code), "{action}: {code}");
+        if code == 200 {
+            won.push(action);
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one of them: {won:?}");
+    let o = order(&t, &id).await;
+    let (_, to, status) = parts(&o)[0].clone();
+    if won[0] == "cancel" {
+        // Given back once: the stock returned once, the part offered to the next vendor.
+        assert_eq!(stock(&t, a, "CHINI-1").await, 50.0);
+        assert_eq!(
+            (to.as_deref(), status.as_str()),
+            (Some(b.to_string().as_str()), "offered")
+        );
+    } else {
+        assert_eq!(stock(&t, a, "CHINI-1").await, 45.0);
+        assert_eq!(status, "dispatched");
+    }
+    reconciled(&t).await;
+}
