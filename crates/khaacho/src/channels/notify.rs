@@ -117,16 +117,11 @@ pub async fn on_order_changes(
             continue;
         };
         if let Some(template) = ch.retailer_template(order) {
-            let mut reason = order
+            let reason = order
                 .reject_reason
                 .clone()
                 .or(order.hold_reason.clone())
                 .unwrap_or_default();
-            // A cancellation without words (its event says only "cancelled") is the
-            // retailer's own: staff give a reason.
-            if ch.to == OrderStatus::Cancelled && matches!(reason.as_str(), "" | "cancelled") {
-                reason = "retailer_cancelled".into();
-            }
             pending.push(Pending {
                 phone: order.retailer_phone.clone(),
                 language: order.retailer_language.clone(),

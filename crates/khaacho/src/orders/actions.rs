@@ -267,6 +267,10 @@ pub async fn apply(
             "retailer_issue",
             Some(merge(detail, serde_json::json!({ "issue": reason }))),
         ),
+        // A retailer's own cancellation without words: a code its message writes out.
+        Action::Cancel if reason.is_none() && actor.role == "retailer" => {
+            ("retailer_cancelled", detail)
+        }
         _ => (reason.unwrap_or(action.verb()), detail),
     };
     match transition::apply(&mut tx, &mut order, to, actor, Some(reason), detail).await? {

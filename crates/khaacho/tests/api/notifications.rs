@@ -421,3 +421,35 @@ async fn a_held_order_tells_the_retailer_why_in_its_words() {
     assert!(held[0].contains("अहिले कुनै विक्रेताले लिन सकेनन्"), "{}", held[0]);
     assert!(!held[0].contains("vendor_unavailable"), "{}", held[0]);
 }
+
+/// "As you asked" is said only to a retailer that cancelled its own order without words; an
+/// operator's cancellation is not passed off as the retailer's.
+#[tokio::test]
+async fn only_the_retailers_own_cancellation_reads_as_you_asked() {
+    let t = spawn().await;
+    let retailer = world(&t).await;
+    let v = vendor(&t, "Bhandari Traders", 1).await;
+    offer(&t, v, "CHINI-1", 100.0, 50.0).await;
+    let sugar = json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]);
+    let cancelled = async |client: &reqwest::Client| {
+        let id = place(&t, retailer, sugar.clone()).await;
+        let r = client
+            .post(t.url(&format!("/api/v1/orders/{id}/cancel")))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        t.run_jobs().await;
+        outbox(&t, RETAILER_PHONE)
+            .await
+            .into_iter()
+            .find(|m| m.0 == "order_cancelled" && m.3.contains(&reference(&id)))
+            .unwrap()
+            .3
+    };
+    let own = cancelled(&t.client_as(Role::Retailer, Some(retailer))).await;
+    assert!(own.ends_with("is cancelled: as you asked"), "{own}");
+    let staff = cancelled(&t.client).await;
+    assert!(!staff.contains("as you asked"), "{staff}");
+}
