@@ -71,7 +71,9 @@ fn templates(lang: Language) -> &'static HashMap<&'static str, String> {
 /// Renders template `name` in `lang` with `vars` (`{key}` → value). A template missing in
 /// Nepali falls back to English; a name missing in both renders as the name itself (a unit
 /// test keeps every name the code uses present in both files). A `reason` that is one of
-/// the orders' reason codes ([`REASONS`]) is written out in `lang` (`reason.<code>`); any
+/// the orders' reason codes ([`REASONS`]) is written out in `lang` for its reader: a
+/// retailer's (`reason.<code>`), or, in a vendor's templates (`vendor_*`), a vendor's
+/// (`reason.<code>.vendor`, [`VENDOR_REASONS`]; a code without one stays as written). Any
 /// other reason (a person's own words) is kept as written.
 pub fn render(lang: Language, name: &str, vars: &serde_json::Value) -> String {
     let text = templates(lang)
@@ -84,7 +86,7 @@ pub fn render(lang: Language, name: &str, vars: &serde_json::Value) -> String {
         for (k, v) in map {
             let value = match v {
                 serde_json::Value::String(s) if k == "reason" && REASONS.contains(&s.as_str()) => {
-                    render(lang, &format!("reason.{s}"), &serde_json::Value::Null)
+                    reason_text(lang, name, s)
                 }
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -111,6 +113,21 @@ pub const REASONS: &[&str] = &[
     "lines_rejected",
     "retailer_cancelled",
 ];
+
+/// The codes a vendor's message may carry, written for a vendor (`reason.<code>.vendor`).
+pub const VENDOR_REASONS: &[&str] = &["retailer_cancelled"];
+
+/// Reason `code` in template `name`, written for that template's reader (see [`render`]).
+fn reason_text(lang: Language, name: &str, code: &str) -> String {
+    let key = if !name.starts_with("vendor_") {
+        format!("reason.{code}")
+    } else if VENDOR_REASONS.contains(&code) {
+        format!("reason.{code}.vendor")
+    } else {
+        return code.to_string();
+    };
+    render(lang, &key, &serde_json::Value::Null)
+}
 
 /// An order's state as a phone reads it (`status.<state>` in the files).
 pub fn status_word(lang: Language, status: crate::orders::model::OrderStatus) -> String {
@@ -182,7 +199,10 @@ mod tests {
     fn both_languages_have_every_template() {
         for lang in [Language::En, Language::Ne] {
             let t = templates(lang);
-            let reasons = REASONS.iter().map(|r| format!("reason.{r}"));
+            let reasons = REASONS
+                .iter()
+                .map(|r| format!("reason.{r}"))
+                .chain(VENDOR_REASONS.iter().map(|r| format!("reason.{r}.vendor")));
             let states = crate::orders::model::OrderStatus::ALL
                 .iter()
                 .map(|s| format!("status.{}", s.as_str()));
@@ -249,5 +269,18 @@ mod tests {
             cancelled,
             "Your order AB12CD is cancelled: truck broke down"
         );
+        // Written for the vendor in a vendor's message; a code it has no words for is kept.
+        let to_vendor = |reason| {
+            render(
+                Language::En,
+                "vendor_part_cancelled",
+                &json!({ "ref": "AB12CD", "reason": reason }),
+            )
+        };
+        assert_eq!(
+            to_vendor("retailer_cancelled"),
+            "Order AB12CD is cancelled, please do not send it: the shop cancelled it"
+        );
+        assert!(to_vendor("credit_blocked").ends_with(": credit_blocked"));
     }
 }

@@ -708,6 +708,19 @@ async fn cancel_by_message_gives_a_part_back_or_cancels_an_order() {
     );
     let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(o["status"], "cancelled", "{o}");
+    // The vendor offered the part hears it in a vendor's words.
+    let told: Vec<String> = messages(&t, "+9779800000102")
+        .await
+        .iter()
+        .filter(|m| m["template"] == "vendor_part_cancelled")
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        told,
+        [format!(
+            "Order {part_ref} is cancelled, please do not send it: the shop cancelled it"
+        )]
+    );
     // Once cancelled, a second CANCEL is refused by the order's rules.
     let r = say(&t, shop, &format!("CANCEL {order_ref}")).await;
     assert!(r[0].starts_with(&format!("{order_ref}: ")), "{r:?}");
