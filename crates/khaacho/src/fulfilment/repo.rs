@@ -70,6 +70,9 @@ impl PartStatus {
 /// The statuses that count against a vendor's capacity, as SQL.
 const OPEN_SQL: &str = "('offered', 'accepted', 'dispatched')";
 
+/// The statuses that count in no vendor's volume ([`PartStatus::counts_in_volume`]), as SQL.
+const WITHDRAWN_SQL: &str = "('unassigned', 'cancelled')";
+
 /// A vendor part.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct PartRow {
@@ -342,6 +345,26 @@ async fn write_volumes(
     Ok(())
 }
 
+/// The keys whose kept value differs from the counted one, in key order: `(key, kept,
+/// counted)`, a key missing on one side counting as the default there.
+fn differences<K, V>(kept: &HashMap<K, V>, counted: &HashMap<K, V>) -> Vec<(K, V, V)>
+where
+    K: Copy + Ord + std::hash::Hash,
+    V: Copy + Default + PartialEq,
+{
+    let keys: std::collections::BTreeSet<K> = kept.keys().chain(counted.keys()).copied().collect();
+    keys.into_iter()
+        .map(|k| {
+            (
+                k,
+                kept.get(&k).copied().unwrap_or_default(),
+                counted.get(&k).copied().unwrap_or_default(),
+            )
+        })
+        .filter(|(_, k, n)| k != n)
+        .collect()
+}
+
 /// One kept volume that differed from the parts: `(product, day, vendor)`, kept, counted.
 pub type VolumeFix = ((Uuid, i64, Uuid), i64, i64);
 
@@ -361,25 +384,18 @@ pub async fn recount_volumes(db: &Db, from_day: i64) -> Result<Vec<VolumeFix>, s
         let kept: Vec<(Uuid, i64, Uuid, i64)> = sqlx::query_as(
             "SELECT product_id, day, vendor_id, qty_milli FROM vendor_volumes")
             .fetch_all(&mut *c).await?;
-        let counted: Vec<(Uuid, i64, Uuid, i64)> = sqlx::query_as(
+        let counted: Vec<(Uuid, i64, Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT l.product_id, f.created_at_ms / 86400000, f.vendor_id, \
                     CAST(SUM(COALESCE(l.delivered_milli, l.qty_milli)) AS BIGINT) \
              FROM fulfilments f JOIN fulfilment_lines l ON l.fulfilment_id = f.id \
-             WHERE f.created_at_ms >= $1 AND f.vendor_id IS NOT NULL AND f.status NOT IN ('cancelled', 'unassigned') \
-             GROUP BY l.product_id, f.created_at_ms / 86400000, f.vendor_id")
+             WHERE f.created_at_ms >= $1 AND f.vendor_id IS NOT NULL AND f.status NOT IN {WITHDRAWN_SQL} \
+             GROUP BY l.product_id, f.created_at_ms / 86400000, f.vendor_id")))
             .bind(from_ms)
             .fetch_all(&mut *c).await?;
-        let as_map = |rows: Vec<(Uuid, i64, Uuid, i64)>| -> BTreeMap<(Uuid, i64, Uuid), i64> {
+        let by_key = |rows: Vec<(Uuid, i64, Uuid, i64)>| -> HashMap<(Uuid, i64, Uuid), i64> {
             rows.into_iter().map(|(p, d, v, q)| ((p, d, v), q)).collect()
         };
-        let (kept, counted) = (as_map(kept), as_map(counted));
-        let keys: std::collections::BTreeSet<(Uuid, i64, Uuid)> =
-            kept.keys().chain(counted.keys()).copied().collect();
-        let fixes: Vec<VolumeFix> = keys
-            .into_iter()
-            .map(|k| (k, kept.get(&k).copied().unwrap_or(0), counted.get(&k).copied().unwrap_or(0)))
-            .filter(|(_, k, n)| k != n)
-            .collect();
+        let fixes = differences(&by_key(kept), &by_key(counted));
         for ((product, day, vendor), _, n) in &fixes {
             sqlx::query(
                 "INSERT INTO vendor_volumes (product_id, day, vendor_id, qty_milli) VALUES ($1, $2, $3, $4) \
@@ -411,15 +427,7 @@ pub async fn recount_workloads(db: &Db) -> Result<Vec<(Uuid, Load, Load)>, sqlx:
             "SELECT vendor_id, COUNT(*), CAST(SUM(CASE WHEN status = 'offered' THEN 1 ELSE 0 END) AS BIGINT) \
              FROM fulfilments WHERE status IN {OPEN_SQL} AND vendor_id IS NOT NULL GROUP BY vendor_id")))
             .fetch_all(&mut *c).await?;
-        let (kept, counted) = (loads(kept), loads(counted));
-        let mut vendors: Vec<Uuid> = kept.keys().chain(counted.keys()).copied().collect();
-        vendors.sort_unstable();
-        vendors.dedup();
-        let fixes: Vec<(Uuid, Load, Load)> = vendors
-            .into_iter()
-            .map(|v| (v, kept.get(&v).copied().unwrap_or_default(), counted.get(&v).copied().unwrap_or_default()))
-            .filter(|(_, k, n)| k != n)
-            .collect();
+        let fixes = differences(&loads(kept), &loads(counted));
         for (vendor, _, n) in &fixes {
             sqlx::query(
                 "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) VALUES ($1, $2, $3) \
@@ -840,4 +848,23 @@ pub async fn decisions(db: &Db, order: Uuid) -> Result<Vec<DecisionRow>, sqlx::E
     with_latest!(db, c => sqlx::query_as::<_, DecisionRow>(
         "SELECT fulfilment_id, outcome, reason, decision, at_ms FROM routing_decisions WHERE order_id = $1 ORDER BY at_ms, id")
         .bind(order).fetch_all(c).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_status_lists_follow_the_rules() {
+        let sql = |rule: fn(PartStatus) -> bool| {
+            let names: Vec<String> = PartStatus::ALL
+                .into_iter()
+                .filter(|s| rule(*s))
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            format!("({})", names.join(", "))
+        };
+        assert_eq!(OPEN_SQL, sql(PartStatus::is_open));
+        assert_eq!(WITHDRAWN_SQL, sql(|s| !s.counts_in_volume()));
+    }
 }
