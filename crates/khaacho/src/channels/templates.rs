@@ -165,6 +165,7 @@ pub const NAMES: &[&str] = &[
     "reject_needs_reason",
     "cancel_needs_reason",
     "part_given_back",
+    "part_given_back_held",
     "issue_needs_reason",
     "action_refused",
     "receipt_confirmed",

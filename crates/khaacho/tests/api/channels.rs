@@ -727,6 +727,43 @@ async fn cancel_by_message_gives_a_part_back_or_cancels_an_order() {
 }
 
 #[tokio::test]
+async fn a_vendor_giving_back_a_part_nobody_else_can_take_is_not_promised_another_vendor() {
+    let t = spawn().await;
+    let retailer = world(&t).await;
+    let only = vendor(&t, "Bhandari Traders", 1).await;
+    offer(&t, only, "CHINI-1", 100.0, 50.0).await;
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    let part = o["fulfilments"][0]["id"].as_str().unwrap().to_string();
+    let part_ref = part.replace('-', "")[26..].to_uppercase();
+    let phone = "+9779800000101";
+
+    say(&t, phone, &format!("ACCEPT {part_ref}")).await;
+    let r = say(&t, phone, &format!("CANCEL {part_ref} stock spoiled")).await;
+    assert_eq!(
+        r,
+        [format!(
+            "Order {part_ref} given back. Thank you for telling us; no other vendor can take it now, so our team will arrange it."
+        )]
+    );
+    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["fulfilments"][0]["status"].as_str(),
+            o["fulfilments"][0]["vendor_id"].as_str()
+        ),
+        (Some("on_hold"), Some("unassigned"), None),
+        "{o}"
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_number_gets_a_polite_reply_and_one_alert() {
     let t = spawn().await;
     t.seed().await;

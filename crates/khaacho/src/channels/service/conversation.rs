@@ -26,7 +26,7 @@ use crate::channels::outbox::{self, Reply};
 use crate::channels::phone::MessageChannel;
 use crate::channels::repo::{self, ConversationRow, InboundRow};
 use crate::channels::templates::{Language, render, status_word};
-use crate::fulfilment::repo as parts;
+use crate::fulfilment::repo::{self as parts, PartStatus};
 use crate::fulfilment::service::{Acting, FulfilmentError, PartAction, act};
 use crate::orders::actions::{self, Action, ActionError};
 use crate::orders::intake::{CreateOrder, IntakeError, OrderRequest};
@@ -565,7 +565,16 @@ async fn vendor(
                 json!({ "ref": r, "deliver_to": deliver_to }),
             )])
         }
-        Ok(_) if given_back => Ok(vec![reply("part_given_back", json!({ "ref": r }))]),
+        Ok(acted) if given_back => {
+            // No vendor left to ask: the part waits for an operator (who is alerted), and
+            // the vendor is not promised another vendor.
+            let key = if acted.part.status == PartStatus::Unassigned.as_str() {
+                "part_given_back_held"
+            } else {
+                "part_given_back"
+            };
+            Ok(vec![reply(key, json!({ "ref": r }))])
+        }
         Ok(_) => Ok(vec![reply("offer_rejected", json!({ "ref": r }))]),
         Err(FulfilmentError::NotFound) => {
             Ok(vec![reply("ref_unknown", json!({ "ref": reference }))])
