@@ -16,7 +16,8 @@ fresh_db() {
     echo "$schema" >>"$BENCH_SCHEMAS"
     # No sslmode: the server picks `disable` for loopback and Unix sockets by itself.
     # PLAN_MODE=auto|force_custom_plan sets `plan_cache_mode` (default: the server's choice).
-    echo "$PG_URL?options=${PLAN_MODE:+-c%20plan_cache_mode%3D$PLAN_MODE%20}-c%20search_path%3D$schema"
+    # URL_PARAMS (e.g. statement-cache-capacity=400) adds connection parameters.
+    echo "$PG_URL?${URL_PARAMS:+$URL_PARAMS&}options=${PLAN_MODE:+-c%20plan_cache_mode%3D$PLAN_MODE%20}-c%20search_path%3D$schema"
   else
     echo "sqlite://$(mktemp -d)/bench.db"
   fi
