@@ -558,14 +558,15 @@ async fn pleasantries_help_and_status_questions_are_answered_without_ordering() 
     );
 }
 
-#[tokio::test]
-async fn a_vendor_accepts_an_offer_by_message() {
-    let t = spawn().await;
-    let retailer = world(&t).await;
-    let a = vendor(&t, "Bhandari Traders", 1).await;
-    offer(&t, a, "CHINI-1", 100.0, 50.0).await;
+/// The demo world with one vendor (Bhandari Traders, phone +9779800000101) offering sugar,
+/// and an order of 5 kg from it, routed: the vendor, the order's id and its part's chat
+/// reference.
+async fn sugar_from_one_vendor(t: &TestApp) -> (uuid::Uuid, String, String) {
+    let retailer = world(t).await;
+    let a = vendor(t, "Bhandari Traders", 1).await;
+    offer(t, a, "CHINI-1", 100.0, 50.0).await;
     let id = place(
-        &t,
+        t,
         retailer,
         json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
     )
@@ -573,6 +574,13 @@ async fn a_vendor_accepts_an_offer_by_message() {
     let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
     let part = o["fulfilments"][0]["id"].as_str().unwrap().to_string();
     let reference = part.replace('-', "")[26..].to_uppercase();
+    (a, id, reference)
+}
+
+#[tokio::test]
+async fn a_vendor_accepts_an_offer_by_message() {
+    let t = spawn().await;
+    let (a, id, reference) = sugar_from_one_vendor(&t).await;
     let phone = "+9779800000101";
 
     let r = say(&t, phone, "status").await;
@@ -729,18 +737,7 @@ async fn cancel_by_message_gives_a_part_back_or_cancels_an_order() {
 #[tokio::test]
 async fn a_vendor_giving_back_a_part_nobody_else_can_take_is_not_promised_another_vendor() {
     let t = spawn().await;
-    let retailer = world(&t).await;
-    let only = vendor(&t, "Bhandari Traders", 1).await;
-    offer(&t, only, "CHINI-1", 100.0, 50.0).await;
-    let id = place(
-        &t,
-        retailer,
-        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
-    )
-    .await;
-    let o = t.get_json(&format!("/api/v1/orders/{id}")).await;
-    let part = o["fulfilments"][0]["id"].as_str().unwrap().to_string();
-    let part_ref = part.replace('-', "")[26..].to_uppercase();
+    let (_, id, part_ref) = sugar_from_one_vendor(&t).await;
     let phone = "+9779800000101";
 
     say(&t, phone, &format!("ACCEPT {part_ref}")).await;
