@@ -45,6 +45,8 @@ pub struct Db {
     /// PostgreSQL without autovacuum: dead rows stay until someone vacuums (see
     /// [`Db::needs_own_vacuum`]).
     own_vacuum: bool,
+    /// PostgreSQL: a few connections that plan each statement once (see [`Db::keyed_pool`]).
+    keyed: Option<PgPool>,
 }
 
 /// The `LISTEN`/`NOTIFY` channel on which job enqueues are announced to other processes.
@@ -233,6 +235,23 @@ macro_rules! with_latest {
     };
 }
 
+/// Runs `$body` with `$c` bound to a connection for a read of **one row by its whole primary
+/// key** (an order by id and creation time): on PostgreSQL the keyed-read pool, whose
+/// statements are planned once ([`Db::keyed_pool`]); elsewhere as [`with_latest!`]. The
+/// statement must not filter on anything an index on the key would not decide.
+#[macro_export]
+macro_rules! with_keyed {
+    ($db:expr, $c:ident => $body:expr) => {
+        match $db.keyed_pool() {
+            Some(pool) => {
+                let $c = pool;
+                $body
+            }
+            None => $crate::with_latest!($db, $c => $body),
+        }
+    };
+}
+
 /// Runs `$body` with `$c` bound to a read connection that may be slightly stale: lists,
 /// counts, reports and dashboards, where a change a moment old may be missing. See
 /// [`with_latest!`].
@@ -307,6 +326,7 @@ impl Db {
     /// Connects to `url` (`postgres://…` or `sqlite:…`), creating a SQLite file when missing.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let mut own_vacuum = false;
+        let mut keyed = None;
         let backend = if url.starts_with("postgres") {
             let opts = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
             let (opts, mode, reason) = super::pg_tls::apply(url, opts);
@@ -318,6 +338,7 @@ impl Db {
             );
             let opts = plan_mode(url, opts, refreshes);
             own_vacuum = !refreshes;
+            keyed = Some(keyed_pool(&opts, max_connections));
             Backend::Pg(pg_pool(opts, max_connections).await?)
         } else {
             let opts = SqliteConnectOptions::from_str(url)
@@ -353,7 +374,14 @@ impl Db {
             wake,
             announce,
             own_vacuum,
+            keyed,
         })
+    }
+
+    /// PostgreSQL: the pool for reads of one row by its whole primary key (see
+    /// [`with_keyed!`](crate::with_keyed)); `None` on SQLite.
+    pub fn keyed_pool(&self) -> Option<&PgPool> {
+        self.keyed.as_ref()
     }
 
     /// Whether this is a PostgreSQL server without autovacuum (or without the statistics it
@@ -431,7 +459,12 @@ impl Db {
     /// Closes every pool.
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Pg(pool) => pool.close().await,
+            Backend::Pg(pool) => {
+                if let Some(keyed) = &self.keyed {
+                    keyed.close().await;
+                }
+                pool.close().await
+            }
             Backend::Sqlite { write, read } => {
                 read.close().await;
                 write.close().await;
@@ -475,6 +508,27 @@ fn plan_mode(url: &str, opts: PgConnectOptions, statistics_refresh: bool) -> PgC
         return opts;
     }
     opts.options([("plan_cache_mode", "force_custom_plan")])
+}
+
+/// The keyed-read pool: a sixth of the main pool's size (at least one connection), opened
+/// on first use, on connections that plan each prepared statement once
+/// (`plan_cache_mode=force_generic_plan`, after whatever the URL set).
+///
+/// Only reads of one row by its whole primary key go there ([`with_keyed!`](crate::with_keyed)):
+/// their one plan is an index scan at any table size, so it cannot go stale as tables grow,
+/// and on the partitioned `orders` it saves planning the partitioned table on every call
+/// (0.06–0.11 ms planning against 0.006 ms, `bench/README.md`, "Keyed reads"). Statements
+/// with optional filters or ranges stay on the main pool, planned per call: a generic plan
+/// cannot drop an `$1 IS NULL OR …` branch and would scan.
+fn keyed_pool(opts: &PgConnectOptions, max_connections: u32) -> PgPool {
+    let opts = opts
+        .clone()
+        .options([("plan_cache_mode", "force_generic_plan")]);
+    PgPoolOptions::new()
+        .max_connections((max_connections / 6).max(1))
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(opts)
 }
 
 async fn pg_pool(opts: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
