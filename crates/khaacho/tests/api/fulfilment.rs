@@ -1975,26 +1975,33 @@ async fn the_volume_share_rule_counts_what_vendors_were_given_and_not_what_was_w
     );
 }
 
-#[tokio::test]
-async fn a_vendor_gives_back_an_accepted_part_before_dispatch_and_it_moves_on() {
-    let t = TestApp::spawn().await;
-    let retailer = world(&t).await;
-    let a = vendor(&t, "First Choice", 1).await;
-    let b = vendor(&t, "Second Choice", 2).await;
-    offer(&t, a, "CHINI-1", 100.0, 50.0).await;
-    offer(&t, b, "CHINI-1", 101.0, 50.0).await;
-    let (va, vb) = (
-        t.client_as(Role::Vendor, Some(a)),
-        t.client_as(Role::Vendor, Some(b)),
-    );
+/// Two vendors offering sugar (First Choice at 100, Second Choice at 101) and an order of
+/// 5 kg, routed to the first: `(first, second, order id, part id)`.
+async fn sugar_first_choice_of_two(t: &TestApp) -> (Uuid, Uuid, String, String) {
+    let retailer = world(t).await;
+    let a = vendor(t, "First Choice", 1).await;
+    let b = vendor(t, "Second Choice", 2).await;
+    offer(t, a, "CHINI-1", 100.0, 50.0).await;
+    offer(t, b, "CHINI-1", 101.0, 50.0).await;
     let id = place(
-        &t,
+        t,
         retailer,
         json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
     )
     .await;
-    let (part, to, _) = parts(&order(&t, &id).await)[0].clone();
+    let (part, to, _) = parts(&order(t, &id).await)[0].clone();
     assert_eq!(to, Some(a.to_string()));
+    (a, b, id, part)
+}
+
+#[tokio::test]
+async fn a_vendor_gives_back_an_accepted_part_before_dispatch_and_it_moves_on() {
+    let t = TestApp::spawn().await;
+    let (a, b, id, part) = sugar_first_choice_of_two(&t).await;
+    let (va, vb) = (
+        t.client_as(Role::Vendor, Some(a)),
+        t.client_as(Role::Vendor, Some(b)),
+    );
 
     // Only an accepted part can be given back, with a reason, by its own vendor.
     let p = assert_problem(
@@ -2156,18 +2163,7 @@ async fn a_part_given_back_with_no_vendor_left_waits_for_an_operator_who_offers_
 #[tokio::test]
 async fn concurrent_give_backs_and_a_dispatch_of_one_part_leave_one_outcome() {
     let t = TestApp::spawn().await;
-    let retailer = world(&t).await;
-    let a = vendor(&t, "First Choice", 1).await;
-    let b = vendor(&t, "Second Choice", 2).await;
-    offer(&t, a, "CHINI-1", 100.0, 50.0).await;
-    offer(&t, b, "CHINI-1", 101.0, 50.0).await;
-    let id = place(
-        &t,
-        retailer,
-        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
-    )
-    .await;
-    let part = parts(&order(&t, &id).await)[0].0.clone();
+    let (a, b, id, part) = sugar_first_choice_of_two(&t).await;
     let va = t.client_as(Role::Vendor, Some(a));
     ok(act(&t, &va, &part, "accept", json!({})).await).await;
     // Ten give-backs and a dispatch at once (a double-tapping vendor, two of its staff).
