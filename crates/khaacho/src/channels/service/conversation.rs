@@ -568,7 +568,7 @@ async fn vendor(
         Ok(acted) if given_back => {
             // No vendor left to ask: the part waits for an operator (who is alerted), and
             // the vendor is not promised another vendor.
-            let key = if acted.part.status == PartStatus::Unassigned.as_str() {
+            let key = if acted.part.status() == PartStatus::Unassigned {
                 "part_given_back_held"
             } else {
                 "part_given_back"
