@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::base::db::{Db, Tx};
 use crate::base::time::now_ms;
-use crate::{with_latest, with_replica, with_tx, with_write};
+use crate::{with_keyed, with_latest, with_replica, with_tx, with_write};
 
 /// A user row (the password hash never leaves the auth module).
 #[derive(Clone, sqlx::FromRow)]
@@ -158,7 +158,7 @@ pub async fn insert_api_key(tx: &mut Tx, k: &ApiKeyRow) -> Result<(), sqlx::Erro
 pub async fn find_live_api_key(db: &Db, prefix: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
     let sql =
         format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1 AND revoked_at_ms IS NULL");
-    with_latest!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(prefix).fetch_optional(c).await)
+    with_keyed!(db, c => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql)).bind(prefix).fetch_optional(c).await)
 }
 
 /// Keys, newest first.

@@ -235,14 +235,23 @@ macro_rules! with_latest {
     };
 }
 
-/// Runs `$body` with `$c` bound to a connection for a read of **one row by its whole primary
-/// key** (an order by id and creation time): on PostgreSQL the keyed-read pool, whose
-/// statements are planned once ([`Db::keyed_pool`]); elsewhere as [`with_latest!`]. The
-/// statement must not filter on anything an index on the key would not decide.
+/// Runs `$body` with `$c` bound to a connection for a read of **the rows of one key**: one row
+/// by its whole primary key (an order by id and creation time), or the rows an index finds by
+/// equality on its leading columns (an order's lines and events, a part's offers; several
+/// keys only as `KeyFilter::push_rows_by`'s probe, one index lookup per key). On PostgreSQL
+/// that is the keyed-read pool, whose statements are planned once and never as a scan
+/// ([`Db::keyed_pool`]); elsewhere as [`with_latest!`]. The statement may filter the rows the
+/// key found, nothing else: no ranges, no optional (`$1 IS NULL OR …`) filters, no
+/// `IN (SELECT unnest(…))` of a list, no ORDER BY that an index other than the key's could
+/// serve (sort those few rows in Rust). `with_keyed!(db, if cond, c => …)` takes the keyed
+/// pool only when `cond` holds (a read whose statement is a key lookup only for some inputs).
 #[macro_export]
 macro_rules! with_keyed {
     ($db:expr, $c:ident => $body:expr) => {
-        match $db.keyed_pool() {
+        $crate::with_keyed!($db, if true, $c => $body)
+    };
+    ($db:expr, if $keyed:expr, $c:ident => $body:expr) => {
+        match $db.keyed_pool().filter(|_| $keyed) {
             Some(pool) => {
                 let $c = pool;
                 $body
@@ -378,7 +387,7 @@ impl Db {
         })
     }
 
-    /// PostgreSQL: the pool for reads of one row by its whole primary key (see
+    /// PostgreSQL: the pool for reads of the rows of one key (see
     /// [`with_keyed!`](crate::with_keyed)); `None` on SQLite.
     pub fn keyed_pool(&self) -> Option<&PgPool> {
         self.keyed.as_ref()
@@ -512,18 +521,24 @@ fn plan_mode(url: &str, opts: PgConnectOptions, statistics_refresh: bool) -> PgC
 
 /// The keyed-read pool: a sixth of the main pool's size (at least one connection), opened
 /// on first use, on connections that plan each prepared statement once
-/// (`plan_cache_mode=force_generic_plan`, after whatever the URL set).
+/// (`plan_cache_mode=force_generic_plan`, after whatever the URL set) and never as a
+/// sequential scan (`enable_seqscan=off`).
 ///
-/// Only reads of one row by its whole primary key go there ([`with_keyed!`](crate::with_keyed)):
-/// their one plan is an index scan at any table size, so it cannot go stale as tables grow,
-/// and on the partitioned `orders` it saves planning the partitioned table on every call
-/// (0.06–0.11 ms planning against 0.006 ms, `bench/README.md`, "Keyed reads"). Statements
-/// with optional filters or ranges stay on the main pool, planned per call: a generic plan
-/// cannot drop an `$1 IS NULL OR …` branch and would scan.
+/// Only reads of the rows of one key go there ([`with_keyed!`](crate::with_keyed)): a
+/// lookup's one plan is made once per connection and saves planning on every call (on the
+/// partitioned `orders`, 0.06–0.11 ms against 0.006 ms: `bench/README.md`, "Keyed reads").
+/// A plan made once must suit the table at any size: made on tables whose statistics say
+/// they are nearly empty (an ANALYZE soon after set-up, with no autovacuum to refresh it),
+/// PostgreSQL chose a sequential scan even for a primary key and would keep it while the
+/// table grew; with sequential scans off it is the key's index lookup whatever the
+/// statistics (tested: `keyed_reads_plan_index_lookups_whatever_the_statistics`).
+/// Statements with optional filters or ranges stay on the main pool, planned per call: a
+/// generic plan cannot drop an `$1 IS NULL OR …` branch and would scan.
 fn keyed_pool(opts: &PgConnectOptions, max_connections: u32) -> PgPool {
-    let opts = opts
-        .clone()
-        .options([("plan_cache_mode", "force_generic_plan")]);
+    let opts = opts.clone().options([
+        ("plan_cache_mode", "force_generic_plan"),
+        ("enable_seqscan", "off"),
+    ]);
     PgPoolOptions::new()
         .max_connections((max_connections / 6).max(1))
         .min_connections(0)

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::base::db::{Db, Tx, push_ids};
 use crate::base::time::now_ms;
-use crate::{with_latest, with_replica, with_tx};
+use crate::{with_keyed, with_latest, with_replica, with_tx};
 
 /// A credit account row.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -209,9 +209,9 @@ pub async fn hold(tx: &mut Tx, order: Uuid) -> Result<Option<HoldRow>, sqlx::Err
         .bind(order).fetch_optional(c).await)
 }
 
-/// The hold of `order` as last committed (for the order detail).
+/// The hold of `order` as last committed (for the order detail; by key: planned once).
 pub async fn hold_of(db: &Db, order: Uuid) -> Result<Option<HoldRow>, sqlx::Error> {
-    with_latest!(db, c => sqlx::query_as::<_, HoldRow>(
+    with_keyed!(db, c => sqlx::query_as::<_, HoldRow>(
         "SELECT order_id, retailer_id, amount_paisa, status, override_by, posted_paisa FROM credit_holds WHERE order_id = $1")
         .bind(order).fetch_optional(c).await)
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::repo::AccountRow;
 use crate::base::db::{Db, Tx, push_rows_by, push_rows_where};
 use crate::base::time::nepal_day;
-use crate::{with_latest, with_tx};
+use crate::{with_keyed, with_tx};
 
 const DAY_MS: i64 = 86_400_000;
 /// History an account needs before its order rate is a baseline for spikes.
@@ -162,9 +162,9 @@ pub struct AssessmentRow {
     pub reasons: Json<serde_json::Value>,
 }
 
-/// The assessment of `order`, if any.
+/// The assessment of `order`, if any (by key: planned once).
 pub async fn assessment(db: &Db, order: Uuid) -> Result<Option<AssessmentRow>, sqlx::Error> {
-    with_latest!(db, c => sqlx::query_as::<_, AssessmentRow>(
+    with_keyed!(db, c => sqlx::query_as::<_, AssessmentRow>(
         "SELECT score, decision, components, reasons FROM risk_assessments WHERE order_id = $1")
         .bind(order).fetch_optional(c).await)
 }

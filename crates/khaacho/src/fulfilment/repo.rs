@@ -6,7 +6,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::base::db::{Db, Reader, Tx, TxInner, push_ids, push_rows_by};
-use crate::{with_latest, with_reader, with_replica, with_tx};
+use crate::{with_keyed, with_latest, with_reader, with_replica, with_tx};
 
 /// Where a vendor part is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -659,12 +659,12 @@ pub async fn lines_tx(tx: &mut Tx, parts: &[Uuid]) -> Result<Vec<PartLineRow>, s
     })
 }
 
-/// Lines of `parts` as last committed.
+/// Lines of `parts` as last committed (one index probe per part: planned once).
 pub async fn lines(db: &Db, parts: &[Uuid]) -> Result<Vec<PartLineRow>, sqlx::Error> {
     if parts.is_empty() {
         return Ok(Vec::new());
     }
-    with_latest!(db, c => {
+    with_keyed!(db, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, reserved_milli, delivered_milli \
              FROM");
@@ -718,7 +718,7 @@ pub async fn offers(db: &Db, parts: &[Uuid]) -> Result<Vec<PartOfferRow>, sqlx::
     if parts.is_empty() {
         return Ok(Vec::new());
     }
-    with_latest!(db, c => {
+    with_keyed!(db, c => {
         let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM"));
         push_rows_by(&mut qb, "fulfilment_offers", "o", "fulfilment_id", parts, None);
         qb.push(" ORDER BY fulfilment_id, offered_at_ms, id");
@@ -751,16 +751,20 @@ pub async fn find_many(db: &Db, ids: &[Uuid]) -> Result<Vec<PartRow>, sqlx::Erro
     })
 }
 
-/// One part as last committed.
+/// One part as last committed (by key: planned once).
 pub async fn find(db: &Db, id: Uuid) -> Result<Option<PartRow>, sqlx::Error> {
     let sql = format!("SELECT {PART_COLS} FROM fulfilments WHERE id = $1");
-    with_latest!(db, c => sqlx::query_as::<_, PartRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
+    with_keyed!(db, c => sqlx::query_as::<_, PartRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
-/// The parts of one order as last committed.
+/// The parts of one order as last committed, by id (by the order's key: planned once; the
+/// few parts are sorted here, as an `ORDER BY id` could be planned as a walk of the whole
+/// primary key).
 pub async fn of_order(db: &Db, order: Uuid) -> Result<Vec<PartRow>, sqlx::Error> {
-    let sql = format!("SELECT {PART_COLS} FROM fulfilments WHERE order_id = $1 ORDER BY id");
-    with_latest!(db, c => sqlx::query_as::<_, PartRow>(sqlx::AssertSqlSafe(sql)).bind(order).fetch_all(c).await)
+    let sql = format!("SELECT {PART_COLS} FROM fulfilments WHERE order_id = $1");
+    let mut parts = with_keyed!(db, c => sqlx::query_as::<_, PartRow>(sqlx::AssertSqlSafe(sql)).bind(order).fetch_all(c).await)?;
+    parts.sort_unstable_by_key(|p| p.id);
+    Ok(parts)
 }
 
 /// A page of parts, newest first: a vendor's own (`vendor`), or all; optionally one status.

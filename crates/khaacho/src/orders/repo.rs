@@ -193,9 +193,9 @@ pub async fn lines_many_tx(
     Ok(rows.into_iter().map(|r| (r.order_id, r.line)).collect())
 }
 
-/// Lines of an order, by line number.
+/// Lines of an order, by line number (by the order's key: planned once).
 pub async fn lines(db: &Db, order: &OrderRow) -> Result<Vec<LineRow>, sqlx::Error> {
-    with_latest!(db, c => sqlx::query_as::<_, LineRow>(LINES_SQL)
+    with_keyed!(db, c => sqlx::query_as::<_, LineRow>(LINES_SQL)
         .bind(order.id)
         .bind(order.created_at_ms)
         .fetch_all(c)
@@ -215,9 +215,9 @@ const LINES_SQL: &str = "SELECT line_no, sku, qty_milli, unit, product_id, produ
      unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, vendor_id, price_reason, reject_code, \
      reject_detail FROM order_lines WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY line_no";
 
-/// Event history of an order, oldest first.
+/// Event history of an order, oldest first (by the order's key: planned once).
 pub async fn events(db: &Db, order: &OrderRow) -> Result<Vec<EventRow>, sqlx::Error> {
-    with_latest!(db, c => sqlx::query_as::<_, EventRow>(
+    with_keyed!(db, c => sqlx::query_as::<_, EventRow>(
         "SELECT id, from_status, to_status, actor, role, reason, detail, at_ms FROM order_events \
          WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY at_ms, id")
         .bind(order.id)

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::base::db::{Db, Reader, Tx, push_ids};
 use crate::base::time::now_ms;
-use crate::{with_latest, with_reader, with_replica, with_tx};
+use crate::{with_keyed, with_latest, with_reader, with_replica, with_tx};
 
 /// A retailer.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
@@ -174,10 +174,10 @@ pub async fn list_retailers(
     with_replica!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(c).await)
 }
 
-/// One retailer.
+/// One retailer (by key: planned once).
 pub async fn find_retailer(db: &Db, id: Uuid) -> Result<Option<Retailer>, sqlx::Error> {
     let sql = format!("SELECT {RETAILER_COLS} FROM retailers WHERE id = $1");
-    with_latest!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
+    with_keyed!(db, c => sqlx::query_as::<_, Retailer>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
 /// Retailers by id (unknown ids are skipped; an id named more than once is read once), for
@@ -192,6 +192,10 @@ pub async fn find_retailers(
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
+    if let (Reader::Pool(db), [id]) = (&*r, ids.as_slice()) {
+        // One shop (every part of one order goes to the same): a key lookup.
+        return Ok(find_retailer(db, *id).await?.into_iter().collect());
+    }
     with_reader!(r, c => {
         let mut qb = sqlx::QueryBuilder::new(format!("SELECT {RETAILER_COLS} FROM retailers WHERE"));
         push_ids(&mut qb, "id", &ids);

@@ -2206,3 +2206,145 @@ async fn concurrent_give_backs_and_a_dispatch_of_one_part_leave_one_outcome() {
     }
     reconciled(&t).await;
 }
+
+/// The reads of one key (an order and its lines, events, hold, risk assessment and parts; a
+/// part's lines and offers; a shop; an API key) run on PostgreSQL's keyed-read pool, whose
+/// statements are planned once per connection, whatever the statistics say at that moment.
+/// Planned just after an ANALYZE of near-empty tables (and nothing to refresh it without
+/// autovacuum), PostgreSQL chose a sequential scan even for a primary key, a plan the
+/// connection would have kept while the table grew. Every statement the pool prepared while
+/// an order's life was read is an index lookup by its key.
+#[tokio::test]
+async fn keyed_reads_plan_index_lookups_whatever_the_statistics() {
+    let t = TestApp::spawn().await;
+    let Some(keyed) = t.app.db().keyed_pool().cloned() else {
+        return; // SQLite plans each statement itself.
+    };
+    let retailer = world(&t).await;
+    let b = vendor(&t, "Sugar House", 2).await;
+    let c = vendor(&t, "Oil Depot", 3).await;
+    offer(&t, b, "CHINI-1", 100.0, 50.0).await;
+    offer(&t, c, "TEL-1", 200.0, 50.0).await;
+    // The statistics now say every table is (nearly) empty.
+    let tables: Vec<String> = khaacho::with_latest!(t.app.db(), c => sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()")
+        .fetch_all(c).await)
+    .unwrap();
+    for table in &tables {
+        khaacho::with_latest!(t.app.db(), c => sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
+            .execute(c).await.map(|_| ()))
+        .unwrap();
+    }
+
+    // An order split between the two vendors, read as its retailer would: through an API
+    // key, the order with everything in it, its status, a part.
+    let id = place(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }, { "sku": "TEL-1", "qty": 2, "unit": "litre" }]),
+    )
+    .await;
+    let admin = t.client_as(Role::Admin, None);
+    let created: Value = admin
+        .post(t.url("/api/v1/auth/api-keys"))
+        .json(&json!({ "name": "shop app", "role": "retailer", "retailer_id": retailer }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shop = crate::helpers::bearer_client(created["key"].as_str().unwrap());
+    let seen = read_as(&t, &shop, &format!("/api/v1/orders/{id}")).await;
+    assert_eq!(parts(&seen).len(), 2, "{seen}");
+    assert_eq!(seen["lines"].as_array().unwrap().len(), 2, "{seen}");
+    let status = read_as(&t, &shop, &format!("/api/v1/orders/{id}/status")).await;
+    assert_eq!(status["status"], "routed");
+    let part = &parts(&seen)[0].0;
+    read_as(&t, &t.client, &format!("/api/v1/fulfilments/{part}")).await;
+
+    // Every connection of the keyed pool, and what each prepared.
+    let mut conns = Vec::new();
+    for _ in 0..keyed.size() {
+        conns.push(keyed.acquire().await.unwrap());
+    }
+    let mut seen_tables = std::collections::BTreeSet::new();
+    let mut scans = Vec::new();
+    for conn in &mut conns {
+        let prepared: Vec<(String, String, i32)> = sqlx::query_as(
+            "SELECT name, statement, coalesce(cardinality(parameter_types), 0) \
+             FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'",
+        )
+        .fetch_all(&mut **conn)
+        .await
+        .unwrap();
+        for (name, statement, params) in prepared {
+            let args = vec!["NULL"; params as usize].join(", ");
+            let sql = if params == 0 {
+                format!("EXPLAIN EXECUTE {name}")
+            } else {
+                format!("EXPLAIN EXECUTE {name}({args})")
+            };
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut **conn)
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|r| sqlx::Row::get::<String, _>(r, 0))
+                .collect();
+            for table in &tables {
+                if statement.contains(&format!(" {table} ")) {
+                    seen_tables.insert(table.clone());
+                }
+            }
+            if let Some(bad) = scan_in(&plan) {
+                scans.push(format!("{statement}\n  {bad}\n{}", plan.join("\n")));
+            }
+        }
+    }
+    assert!(
+        scans.is_empty(),
+        "keyed reads planned as scans:\n{}",
+        scans.join("\n\n")
+    );
+    for table in [
+        "orders",
+        "order_lines",
+        "order_events",
+        "credit_holds",
+        "risk_assessments",
+        "fulfilments",
+        "fulfilment_lines",
+        "fulfilment_offers",
+        "retailers",
+        "api_keys",
+    ] {
+        assert!(
+            seen_tables.contains(table),
+            "no keyed read of {table}: {seen_tables:?}"
+        );
+    }
+}
+
+/// The first node of `plan` (EXPLAIN's lines) that reads a table other than by an index
+/// condition: a sequential scan, or an index walked whole with a filter.
+fn scan_in(plan: &[String]) -> Option<String> {
+    let nodes: Vec<(usize, &String)> = plan
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.trim_start().starts_with("->"))
+        .collect();
+    for (k, (i, line)) in nodes.iter().enumerate() {
+        if line.contains("Seq Scan") {
+            return Some(line.trim().to_string());
+        }
+        if line.contains("Index Scan") || line.contains("Index Only Scan") {
+            let end = nodes.get(k + 1).map_or(plan.len(), |(j, _)| *j);
+            if !plan[i + 1..end].iter().any(|l| l.contains("Index Cond:")) {
+                return Some(line.trim().to_string());
+            }
+        }
+    }
+    None
+}
