@@ -2245,15 +2245,14 @@ async fn keyed_reads_plan_index_lookups_whatever_the_statistics() {
     )
     .await;
     let admin = t.client_as(Role::Admin, None);
-    let created: Value = admin
+    let r = admin
         .post(t.url("/api/v1/auth/api-keys"))
         .json(&json!({ "name": "shop app", "role": "retailer", "retailer_id": retailer }))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
     let shop = crate::helpers::bearer_client(created["key"].as_str().unwrap());
     let seen = read_as(&t, &shop, &format!("/api/v1/orders/{id}")).await;
     assert_eq!(parts(&seen).len(), 2, "{seen}");
