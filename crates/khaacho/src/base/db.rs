@@ -243,15 +243,11 @@ macro_rules! with_latest {
 /// ([`Db::keyed_pool`]); elsewhere as [`with_latest!`]. The statement may filter the rows the
 /// key found, nothing else: no ranges, no optional (`$1 IS NULL OR …`) filters, no
 /// `IN (SELECT unnest(…))` of a list, no ORDER BY that an index other than the key's could
-/// serve (sort those few rows in Rust). `with_keyed!(db, if cond, c => …)` takes the keyed
-/// pool only when `cond` holds (a read whose statement is a key lookup only for some inputs).
+/// serve (sort those few rows in Rust).
 #[macro_export]
 macro_rules! with_keyed {
     ($db:expr, $c:ident => $body:expr) => {
-        $crate::with_keyed!($db, if true, $c => $body)
-    };
-    ($db:expr, if $keyed:expr, $c:ident => $body:expr) => {
-        match $db.keyed_pool().filter(|_| $keyed) {
+        match $db.keyed_pool() {
             Some(pool) => {
                 let $c = pool;
                 $body
