@@ -138,7 +138,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 }
 
 /// Updates gauges that are read from the database: queue depth and age, dead jobs, orders
-/// by state (kept by the `order.changed` consumer, so they may lag by its queue). Called on
+/// by state (kept by the `order.changed` consumer, so they may lag by its queue); and this
+/// process's connection pools (open, idle and the most each may open: a pool whose open
+/// connections stay at the most with none idle is what requests and jobs wait for). Called on
 /// each scrape, so their freshness follows the scrape interval.
 pub async fn refresh_gauges(app: &App) {
     if let Ok(stats) = crate::queue::admin::stats(app.db()).await {
@@ -161,6 +163,13 @@ pub async fn refresh_gauges(app: &App) {
     }
     metrics::counter!("khaacho_rate_limit_fallbacks_total")
         .absolute(app.auth().limiter.fallbacks());
+    for (pool, open, idle, max) in app.db().pool_use() {
+        metrics::gauge!("khaacho_db_connections", "pool" => pool, "state" => "open")
+            .set(f64::from(open));
+        metrics::gauge!("khaacho_db_connections", "pool" => pool, "state" => "idle")
+            .set(idle as f64);
+        metrics::gauge!("khaacho_db_connections_max", "pool" => pool).set(f64::from(max));
+    }
     if let Ok(counts) = crate::orders::counts::all(app.db()).await {
         for (status, n) in counts {
             metrics::gauge!("khaacho_orders", "state" => status.as_str()).set(n as f64);

@@ -389,6 +389,30 @@ impl Db {
         self.keyed.as_ref()
     }
 
+    /// This process's connection pools as `(name, open, idle, most)`: on PostgreSQL `main`
+    /// and `keyed` ([`Db::keyed_pool`]), on SQLite `write` and `read`.
+    pub fn pool_use(&self) -> Vec<(&'static str, u32, usize, u32)> {
+        fn of<DB: sqlx::Database>(
+            name: &'static str,
+            p: &sqlx::Pool<DB>,
+        ) -> (&'static str, u32, usize, u32) {
+            (
+                name,
+                p.size(),
+                p.num_idle(),
+                p.options().get_max_connections(),
+            )
+        }
+        match &self.backend {
+            Backend::Pg(main) => {
+                let mut pools = vec![of("main", main)];
+                pools.extend(self.keyed.as_ref().map(|k| of("keyed", k)));
+                pools
+            }
+            Backend::Sqlite { write, read } => vec![of("write", write), of("read", read)],
+        }
+    }
+
     /// Whether this is a PostgreSQL server without autovacuum (or without the statistics it
     /// works from): nothing there removes the dead rows the queue leaves behind, so the
     /// worker runtime vacuums `jobs` itself (`queue.vacuum_interval_ms`).

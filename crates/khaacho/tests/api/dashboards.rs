@@ -55,7 +55,7 @@ async fn dashboard_and_alert_rules_parse_and_name_only_exported_metrics() {
             alerts += 1;
         }
     }
-    assert_eq!(alerts, 6);
+    assert_eq!(alerts, 7);
 
     // Traffic that makes every metric appear: an open LLM breaker, an order through the
     // pipeline, a dead job.

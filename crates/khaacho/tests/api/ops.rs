@@ -170,12 +170,36 @@ async fn health_ready_and_metrics() {
     assert_eq!(ready["checks"]["queue"], "ok");
     t.seed().await;
     let retailer = t.retailer().await;
-    t.order(
-        &retailer,
-        json!([{ "sku": "RICE-JEERA-25", "qty": 1, "unit": "kg" }]),
-    )
-    .await;
+    let placed = t
+        .order(
+            &retailer,
+            json!([{ "sku": "RICE-JEERA-25", "qty": 1, "unit": "kg" }]),
+        )
+        .await;
+    let status = format!(
+        "/api/v1/orders/{}/status",
+        placed["order_id"].as_str().unwrap()
+    );
+    assert_eq!(t.get_json(&status).await["status"], "received");
     let text = t.metrics().await;
+    // This process's connection pools: the most each may open (`db_max_connections` is 4
+    // here), and how many it holds open. The status poll above read on the keyed pool.
+    let pools: &[(&str, f64)] = if t.app.db().is_postgres() {
+        &[("main", 4.0), ("keyed", 1.0)]
+    } else {
+        &[("write", 1.0), ("read", 4.0)]
+    };
+    for (pool, most) in pools {
+        let max = format!("khaacho_db_connections_max{{pool=\"{pool}\"}}");
+        assert_eq!(sample(&text, &max), Some(*most), "{max}");
+        let open = format!("khaacho_db_connections{{pool=\"{pool}\",state=\"open\"}}");
+        let idle = format!("khaacho_db_connections{{pool=\"{pool}\",state=\"idle\"}}");
+        let (open, idle) = (sample(&text, &open).unwrap(), sample(&text, &idle).unwrap());
+        assert!(
+            open >= 1.0 && open <= *most && idle <= open,
+            "{pool}: {open} open, {idle} idle"
+        );
+    }
     for needle in [
         "khaacho_http_requests_total{method=\"POST\",route=\"/api/v1/orders\",status=\"202\"}",
         "khaacho_http_request_duration_seconds_bucket",
