@@ -470,8 +470,8 @@ async fn an_enqueue_is_announced_to_other_processes_after_commit() {
 
 /// PostgreSQL plans our prepared statements per call where its statistics never refresh by
 /// themselves (autovacuum off, as on the test machines), and by its own choice where they
-/// do: every pooled connection says which; reads by a whole key are planned once, on their
-/// own connections. Where statistics never refresh, the workers vacuum `jobs` themselves.
+/// do: every pooled connection says which; reads by a key are planned once, on their own
+/// connections. Where statistics never refresh, the workers vacuum `jobs` themselves.
 #[tokio::test]
 async fn postgres_plans_and_vacuums_by_whether_statistics_refresh() {
     let t = TestApp::spawn().await;
@@ -490,11 +490,11 @@ async fn postgres_plans_and_vacuums_by_whether_statistics_refresh() {
         "force_custom_plan"
     };
     assert_eq!(mode, want, "autovacuum and track_counts on: {refreshes}");
-    // Reads of one row by its whole key go to a few connections of their own, in the same
-    // schema, that plan each statement once.
-    let (keyed_mode, keyed_schema): (String, String) =
+    // Reads by a key go to a few connections of their own, in the same schema, that plan
+    // each statement once and never as a sequential scan.
+    let (keyed_mode, seqscan, keyed_schema): (String, String, String) =
         khaacho::with_keyed!(t.app.db(), c => sqlx::query_as(
-        "SELECT current_setting('plan_cache_mode'), current_schema()")
+        "SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan'), current_schema()")
         .fetch_one(c)
         .await)
         .unwrap();
@@ -502,8 +502,8 @@ async fn postgres_plans_and_vacuums_by_whether_statistics_refresh() {
         "SELECT current_schema()").fetch_one(c).await)
     .unwrap();
     assert_eq!(
-        (keyed_mode.as_str(), keyed_schema.as_str()),
-        ("force_generic_plan", schema.as_str())
+        (keyed_mode.as_str(), seqscan.as_str(), keyed_schema.as_str()),
+        ("force_generic_plan", "off", schema.as_str())
     );
     // Without autovacuum the workers vacuum the queue's table themselves.
     assert_eq!(t.app.db().needs_own_vacuum(), !refreshes);
