@@ -329,10 +329,11 @@ pub struct HttpSettings {
     /// `Retry-After` at once, so memory does not grow with the number of waiting clients.
     /// `/health`, `/ready` and `/metrics` are never turned away.
     pub max_in_flight: usize,
-    /// Share of `max_in_flight`, in percent, that reads (`GET`) may take; they are shed first.
+    /// Share of `max_in_flight`, in percent, that reads (`GET`) may take; they are shed first
+    /// (apart from the status poll after a `202`, which takes the writes' share).
     pub read_share_percent: u8,
     /// Share that writes other than the actions that carry accepted orders and money forward
-    /// (new orders among them) may take; the rest is kept for those actions (a vendor's
+    /// (new orders among them), and status polls, may take; the rest is kept for those actions (a vendor's
     /// accept, reject, dispatch and delivery, confirm, cancel, report, approve, reject, a
     /// payment), so past capacity orders already taken keep moving.
     pub write_share_percent: u8,

@@ -2,13 +2,18 @@
 //! shared out by what a request does, so that past capacity the work already accepted keeps
 //! moving while new work waits.
 //!
-//! Three classes, shed in this order (as Stripe's load shedder orders its traffic: reads
+//! Four classes, shed in this order (as Stripe's load shedder orders its traffic: reads
 //! first, then ordinary writes, critical requests last):
 //! - **reads** (`GET`, `HEAD`, `OPTIONS`) may take up to `http.read_share_percent` of the
-//!   slots — a status poll or a list turned away is asked again a moment later and loses
+//!   slots — a list or an order view turned away is asked again a moment later and loses
 //!   nothing;
-//! - **writes** (new orders, catalogue and party changes, logins) up to
-//!   `http.write_share_percent`;
+//! - **status polls** (`GET /api/v1/orders/{id}/status`) and **writes** (new orders,
+//!   catalogue and party changes, logins) up to `http.write_share_percent`. A poll is one
+//!   keyed row, the cheapest request there is, and the way every client follows an order
+//!   after its `202`: shed with the other reads, it was turned away whenever the slots were
+//!   half held — at the lifecycle benchmark's 300 orders/s mostly by vendors' actions
+//!   waiting for their group commit — and the client saw its order late although the
+//!   pipeline had already moved it;
 //! - **progress** — the actions that carry an accepted order or money forward: a vendor's
 //!   accept, reject, dispatch and delivery, the retailer's confirm, cancel and report, an
 //!   operator's approve and reject, a payment — may take every slot. Without the reserve,
@@ -29,6 +34,8 @@ use axum::http::Method;
 pub enum Class {
     /// Reads: shed first.
     Read,
+    /// The status poll after a `202`: shed with the writes.
+    Poll,
     /// New orders and every other change.
     Write,
     /// The actions that carry accepted orders and money forward: shed last.
@@ -38,12 +45,21 @@ pub enum Class {
 impl Class {
     /// Classifies a request by its method and path.
     pub fn of(method: &Method, path: &str) -> Class {
-        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-            return Class::Read;
-        }
+        let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         let Some(rest) = path.strip_prefix("/api/v1/") else {
-            return Class::Write;
+            return if read { Class::Read } else { Class::Write };
         };
+        if read {
+            return match rest
+                .strip_prefix("orders/")
+                .and_then(|r| r.strip_suffix("/status"))
+            {
+                Some(id) if *method == Method::GET && !id.is_empty() && !id.contains('/') => {
+                    Class::Poll
+                }
+                _ => Class::Read,
+            };
+        }
         // Every request passes here: the segments go into a small array, not a new Vec.
         let mut segments = [""; 5];
         let mut n = 0;
@@ -74,6 +90,7 @@ impl Class {
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Read => "read",
+            Class::Poll => "poll",
             Class::Write => "write",
             Class::Progress => "progress",
         }
@@ -130,7 +147,7 @@ impl Admission {
     fn limit(&self, class: Class) -> usize {
         match class {
             Class::Read => self.read_limit,
-            Class::Write => self.write_limit,
+            Class::Poll | Class::Write => self.write_limit,
             Class::Progress => self.all,
         }
     }
@@ -193,6 +210,24 @@ mod tests {
             Class::Write
         );
         assert_eq!(Class::of(&Method::HEAD, "/api/v1/orders"), Class::Read);
+        assert_eq!(
+            Class::of(&Method::GET, "/api/v1/orders/0b4c/status"),
+            Class::Poll
+        );
+        for path in [
+            "/api/v1/orders/0b4c",
+            "/api/v1/orders/status",
+            "/api/v1/orders//status",
+            "/api/v1/orders/0b4c/x/status",
+            "/api/v1/fulfilments/0b4c/status",
+            "/orders/0b4c/status",
+        ] {
+            assert_eq!(Class::of(&Method::GET, path), Class::Read, "{path}");
+        }
+        assert_eq!(
+            Class::of(&Method::HEAD, "/api/v1/orders/0b4c/status"),
+            Class::Read
+        );
     }
 
     #[test]
@@ -203,12 +238,16 @@ mod tests {
             held.push(a.admit(Class::Read).expect("reads take half"));
         }
         assert!(a.admit(Class::Read).is_none(), "a fifth read is shed");
-        held.push(a.admit(Class::Write).expect("writes take three quarters"));
+        held.push(
+            a.admit(Class::Poll)
+                .expect("a status poll takes the writes' share"),
+        );
         held.push(a.admit(Class::Write).expect("writes take three quarters"));
         assert!(
             a.admit(Class::Write).is_none(),
             "a seventh request that writes is shed"
         );
+        assert!(a.admit(Class::Poll).is_none(), "and a seventh status poll");
         held.push(a.admit(Class::Progress).expect("progress takes the rest"));
         held.push(a.admit(Class::Progress).expect("progress takes the rest"));
         assert!(a.admit(Class::Progress).is_none(), "every slot is taken");
@@ -238,7 +277,7 @@ mod tests {
             for t in 0..8 {
                 let (a, admitted, peak) = (&a, &admitted, &peak);
                 s.spawn(move || {
-                    let class = [Class::Read, Class::Write, Class::Progress][t % 3];
+                    let class = [Class::Read, Class::Poll, Class::Write, Class::Progress][t % 4];
                     for _ in 0..2_000 {
                         if let Some(slot) = a.admit(class) {
                             peak.fetch_max(a.in_flight(), Ordering::AcqRel);

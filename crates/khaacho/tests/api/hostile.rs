@@ -597,30 +597,45 @@ async fn the_document_lists_the_common_problems_by_what_each_operation_has() {
     assert_eq!(problem, "#/components/schemas/Problem");
 }
 
-/// A full process shares its slots out by what a request does: with four slots, three held
-/// by writes, a read (half the slots) and a new order (three quarters) are turned away, while
-/// the actions that carry accepted orders forward still get in, each counted by class.
+/// A full process shares its slots out by what a request does: with four slots, two held,
+/// a read (half the slots) is turned away while a status poll (the writes' three quarters)
+/// still gets in; with three held, a new order and a status poll are turned away, while the
+/// actions that carry accepted orders forward still get in, each counted by class.
 #[tokio::test]
 async fn a_full_process_keeps_its_last_slots_for_the_actions_that_finish_orders() {
     let t = TestApp::spawn_with(|s| s.http.max_in_flight = 4).await;
     let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(unfinished_post(&t).await);
-    }
-    // The held requests reach the server at their own pace: wait until all three hold a slot.
-    let mut in_flight = None;
-    for _ in 0..500 {
-        in_flight = t.metric("khaacho_http_in_flight").await;
-        if in_flight == Some(3.0) {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(in_flight, Some(3.0));
     let admin = t.client_as(Role::Admin, None);
-    let read = admin.get(t.url("/api/v1/retailers")).send().await.unwrap();
-    let p = assert_problem(read, 503).await;
-    assert_eq!(p["type"], "urn:khaacho:problem:overloaded");
+    let id = uuid::Uuid::new_v4();
+    let poll = || async {
+        admin
+            .get(t.url(&format!("/api/v1/orders/{id}/status")))
+            .send()
+            .await
+            .unwrap()
+    };
+    for holding in [2, 3] {
+        while held.len() < holding {
+            held.push(unfinished_post(&t).await);
+        }
+        // The held requests reach the server at their own pace: wait until all hold a slot.
+        let mut in_flight = None;
+        for _ in 0..500 {
+            in_flight = t.metric("khaacho_http_in_flight").await;
+            if in_flight == Some(holding as f64) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(in_flight, Some(holding as f64));
+        if holding == 2 {
+            let read = admin.get(t.url("/api/v1/retailers")).send().await.unwrap();
+            let p = assert_problem(read, 503).await;
+            assert_eq!(p["type"], "urn:khaacho:problem:overloaded");
+            // Admitted: answered by the handler, which finds no such order.
+            assert_problem(poll().await, 404).await;
+        }
+    }
     let order = json!({ "retailer_id": uuid::Uuid::new_v4(), "payment_mode": "credit",
         "lines": [{ "sku": "X", "quantity": 1 }] });
     let new_order = admin
@@ -630,8 +645,8 @@ async fn a_full_process_keeps_its_last_slots_for_the_actions_that_finish_orders(
         .await
         .unwrap();
     assert_problem(new_order, 503).await;
+    assert_problem(poll().await, 503).await;
     // Admitted (the fourth slot): answered by the handler, which finds no such order.
-    let id = uuid::Uuid::new_v4();
     let cancel = admin
         .post(t.url(&format!("/api/v1/orders/{id}/cancel")))
         .json(&json!({ "reason": "changed my mind" }))
@@ -640,7 +655,7 @@ async fn a_full_process_keeps_its_last_slots_for_the_actions_that_finish_orders(
         .unwrap();
     assert_problem(cancel, 404).await;
     let metrics = t.metrics().await;
-    for class in ["read", "write"] {
+    for class in ["read", "write", "poll"] {
         let series = format!("khaacho_http_shed_total{{class=\"{class}\"}}");
         assert_eq!(
             sample(&metrics, &series),
