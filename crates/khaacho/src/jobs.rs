@@ -61,3 +61,21 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<Schedule>> {
         Schedule::new::<WebhookSweep>("webhooks", &s.webhooks)?,
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::registry;
+
+    /// The steps fed one order at a time (new orders; their changes) wait `queue.linger_ms`
+    /// to run as batches; routing, whose jobs the validation batch enqueues together, and the
+    /// queues of single jobs do not.
+    #[test]
+    fn only_the_batch_queues_fed_one_job_at_a_time_linger() {
+        let r = registry();
+        assert!(r.lingers("validate"));
+        assert!(r.lingers("events"));
+        assert!(!r.lingers("route"));
+        assert!(!r.lingers("maintenance"));
+        assert!(!r.lingers("no-such-queue"));
+    }
+}

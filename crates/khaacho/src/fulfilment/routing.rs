@@ -140,6 +140,10 @@ async fn resume_retried(tx: &mut Tx, locked: &mut [OrderRow]) -> Result<(), JobE
 
 impl BatchJob for RouteOrders {
     const MAX_BATCH: usize = 128;
+    // Its jobs are enqueued together, by the validation batch that priced their orders:
+    // lingering would add `queue.linger_ms` to every order's way to `routed` for no bigger
+    // batches (bench/README.md, "Status polls shed with the writes").
+    const LINGER: bool = false;
 
     async fn run_batch(jobs: Vec<Self>, ctx: JobContext) -> Result<(), JobError> {
         let ids: Vec<Uuid> = jobs.iter().map(|j| j.order_id).collect();

@@ -211,6 +211,12 @@ pub trait BatchJob: Job {
     /// Most jobs per call.
     const MAX_BATCH: usize;
 
+    /// Whether the queue's consumer, woken after it caught up, waits `queue.linger_ms` for
+    /// more jobs before claiming (see `QueueSettings::linger_ms`). `false` for a step whose
+    /// jobs are enqueued together by the batch of the step before it: they arrive as a
+    /// batch already, and waiting would only add the linger to every order's way.
+    const LINGER: bool = true;
+
     /// Runs `jobs` (all of this kind); like `run`, it must be idempotent and should end with
     /// [`JobContext::complete_in`].
     fn run_batch(
@@ -360,6 +366,9 @@ pub struct Handler<H> {
     pub(crate) batch: Option<(usize, BatchFn<H>)>,
     /// Most runs of this kind at once in one process ([`Job::CONCURRENCY`]).
     pub(crate) concurrency: usize,
+    /// Whether its queue may linger before claiming ([`BatchJob::LINGER`]; single jobs do
+    /// not batch, so they never ask to).
+    pub(crate) linger: bool,
 }
 
 impl<H> Clone for Handler<H> {
@@ -371,6 +380,7 @@ impl<H> Clone for Handler<H> {
             on_dead: self.on_dead.clone(),
             batch: self.batch.clone(),
             concurrency: self.concurrency,
+            linger: self.linger,
         }
     }
 }
@@ -424,6 +434,7 @@ impl<H: QueueHost> Registry<H> {
                 on_dead,
                 batch: None,
                 concurrency: J::CONCURRENCY.max(1),
+                linger: false,
             },
         );
         self
@@ -446,6 +457,7 @@ impl<H: QueueHost> Registry<H> {
         });
         if let Some(h) = self.handlers.get_mut(J::KIND) {
             h.batch = Some((J::MAX_BATCH.max(1), batch));
+            h.linger = J::LINGER;
         }
         self
     }
@@ -459,6 +471,17 @@ impl<H: QueueHost> Registry<H> {
             .map(|h| h.batch.as_ref().map_or(1, |b| b.0))
             .min()
             .unwrap_or(1)
+    }
+
+    /// Whether `queue`'s consumer lingers before claiming: every kind of it runs in batches
+    /// and asks to ([`BatchJob::LINGER`]).
+    pub fn lingers(&self, queue: &str) -> bool {
+        let mut kinds = self
+            .handlers
+            .values()
+            .filter(|h| h.queue == queue)
+            .peekable();
+        kinds.peek().is_some() && kinds.all(|h| h.linger)
     }
 
     /// How many runs of `queue` one process may have going at once: `configured`, or less

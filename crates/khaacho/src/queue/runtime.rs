@@ -143,9 +143,13 @@ impl<H: QueueHost> Consumer<H> {
     async fn run(self, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.app.queue_settings().poll_interval_ms);
         let wake = self.app.db().wake().of(self.queue);
-        // Only a queue whose runs carry several jobs gains from waiting for more.
-        let linger = Some(Duration::from_millis(self.app.queue_settings().linger_ms))
-            .filter(|l| !l.is_zero() && self.registry.batch_size(self.queue) > 1);
+        // Only a queue whose runs carry several jobs, arriving one by one, gains from waiting
+        // for more.
+        let linger = Some(Duration::from_millis(self.app.queue_settings().linger_ms)).filter(|l| {
+            !l.is_zero()
+                && self.registry.batch_size(self.queue) > 1
+                && self.registry.lingers(self.queue)
+        });
         // The last claim took every ready job: the next jobs arrive one by one, as work
         // trickles in, rather than from a backlog. So at start too (a backlog found then
         // waits one linger).
