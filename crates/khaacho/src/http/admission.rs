@@ -205,29 +205,23 @@ mod tests {
         ] {
             assert_eq!(Class::of(&Method::POST, path), Class::Write, "{path}");
         }
-        assert_eq!(
-            Class::of(&Method::PUT, "/api/v1/vendors/0b4c"),
-            Class::Write
-        );
-        assert_eq!(Class::of(&Method::HEAD, "/api/v1/orders"), Class::Read);
-        assert_eq!(
-            Class::of(&Method::GET, "/api/v1/orders/0b4c/status"),
-            Class::Poll
-        );
-        for path in [
-            "/api/v1/orders/0b4c",
-            "/api/v1/orders/status",
-            "/api/v1/orders//status",
-            "/api/v1/orders/0b4c/x/status",
-            "/api/v1/fulfilments/0b4c/status",
-            "/orders/0b4c/status",
+        let (get, head) = (Method::GET, Method::HEAD);
+        for (method, path, class) in [
+            (&Method::PUT, "/api/v1/vendors/0b4c", Class::Write),
+            (&head, "/api/v1/orders", Class::Read),
+            // The status poll, and only it: not the order, another resource's status, a
+            // deeper path, a path outside the API or a HEAD.
+            (&get, "/api/v1/orders/0b4c/status", Class::Poll),
+            (&get, "/api/v1/orders/0b4c", Class::Read),
+            (&get, "/api/v1/orders/status", Class::Read),
+            (&get, "/api/v1/orders//status", Class::Read),
+            (&get, "/api/v1/orders/0b4c/x/status", Class::Read),
+            (&get, "/api/v1/fulfilments/0b4c/status", Class::Read),
+            (&get, "/orders/0b4c/status", Class::Read),
+            (&head, "/api/v1/orders/0b4c/status", Class::Read),
         ] {
-            assert_eq!(Class::of(&Method::GET, path), Class::Read, "{path}");
+            assert_eq!(Class::of(method, path), class, "{method} {path}");
         }
-        assert_eq!(
-            Class::of(&Method::HEAD, "/api/v1/orders/0b4c/status"),
-            Class::Read
-        );
     }
 
     #[test]
