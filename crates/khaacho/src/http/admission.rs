@@ -46,43 +46,39 @@ impl Class {
     /// Classifies a request by its method and path.
     pub fn of(method: &Method, path: &str) -> Class {
         let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let other = if read { Class::Read } else { Class::Write };
         let Some(rest) = path.strip_prefix("/api/v1/") else {
-            return if read { Class::Read } else { Class::Write };
+            return other;
         };
-        if read {
-            return match rest
-                .strip_prefix("orders/")
-                .and_then(|r| r.strip_suffix("/status"))
-            {
-                Some(id) if *method == Method::GET && !id.is_empty() && !id.contains('/') => {
-                    Class::Poll
-                }
-                _ => Class::Read,
-            };
-        }
         // Every request passes here: the segments go into a small array, not a new Vec.
         let mut segments = [""; 5];
         let mut n = 0;
         for segment in rest.trim_end_matches('/').split('/') {
             let Some(slot) = segments.get_mut(n) else {
-                return Class::Write; // deeper than any action's path
+                return other; // deeper than any poll's or action's path
             };
             *slot = segment;
             n += 1;
         }
-        match &segments[..n] {
-            [
-                "fulfilments",
-                _,
-                "accept" | "reject" | "dispatch" | "deliver",
-            ]
-            | [
-                "orders",
-                _,
-                "approve" | "cancel" | "confirm" | "reject" | "report-issue",
-            ]
-            | ["credit", "accounts", _, "payments"] => Class::Progress,
-            _ => Class::Write,
+        match (read, &segments[..n]) {
+            (true, ["orders", id, "status"]) if *method == Method::GET && !id.is_empty() => {
+                Class::Poll
+            }
+            (
+                false,
+                [
+                    "fulfilments",
+                    _,
+                    "accept" | "reject" | "dispatch" | "deliver",
+                ]
+                | [
+                    "orders",
+                    _,
+                    "approve" | "cancel" | "confirm" | "reject" | "report-issue",
+                ]
+                | ["credit", "accounts", _, "payments"],
+            ) => Class::Progress,
+            _ => other,
         }
     }
 
