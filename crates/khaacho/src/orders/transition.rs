@@ -444,7 +444,11 @@ impl BatchJob for OrderChanged {
 /// Every consumer of order changes, in one transaction with the jobs' completion, so each
 /// change takes effect exactly once.
 async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError> {
-    let changes: Vec<&ChangeRecord> = jobs.iter().flat_map(|j| &j.changes).collect();
+    let mut changes: Vec<&ChangeRecord> = jobs.iter().flat_map(|j| &j.changes).collect();
+    // In the order the events were made (UUIDv7), whatever order the claim returned the jobs
+    // in: an order's validation and its routing commit together, and its retailer, the
+    // webhooks and the live feed hear of them in that order.
+    changes.sort_by_key(|c| c.event_id);
     let mut tx = ctx.app.db().begin().await?;
     super::counts::apply(&mut tx, &changes).await?;
     let notes: Vec<OrderChange> = changes
@@ -472,7 +476,7 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
     ctx.complete_in(&mut tx).await?;
     // Last: numbering the changes for live updates locks the feed's one counter row until
     // the commit (that is what makes the numbers commit-ordered; see live/feed.rs).
-    let mut numbered: Vec<live::feed::Committed> = changes
+    let numbered: Vec<live::feed::Committed> = changes
         .iter()
         .map(|c| {
             (
@@ -482,8 +486,6 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
             )
         })
         .collect();
-    // Within one batch, in the order the events were made (UUIDv7).
-    numbered.sort_by_key(|(_, _, event)| *event);
     live::feed::append(&mut tx, &numbered, now).await?;
     tx.commit().await?;
     ctx.app.live().committed();
