@@ -5,7 +5,7 @@
 # data and drives it with `khaacho loadtest` (loopback only). Results go to bench/results/.
 # First and foremost the capacity: `khaacho serve` with default settings (as a user runs it),
 # `khaacho loadtest --find-capacity` (open-loop steps of rising rate; the highest rate with a
-# flat queue and 202 → validated p95 < 250 ms). ONLY_CAPACITY=1 skips the other runs;
+# flat queue and 202 → past `received` p95 < 250 ms: `routed`, which the validation run reaches). ONLY_CAPACITY=1 skips the other runs;
 # ONLY_E2E=1 runs only the end-to-end run at RATE (default 1,000/s) for E2E_DURATION.
 # PostgreSQL: KHAACHO_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test); a
 # fresh schema per run, TLS chosen by the server's defaults (none on loopback). Everything

@@ -94,8 +94,9 @@ pub struct LoadtestArgs {
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub e2e_sample: u64,
 
-    /// Statuses the e2e sample waits through (comma-separated): the default times 202 →
-    /// validated (or held/rejected); `received,validated` times 202 → routed
+    /// Statuses the e2e sample waits through (comma-separated): the default times 202 → the
+    /// order's first state past `received` (`routed` when the validation run routes it, else
+    /// `validated`; or held/rejected); `received,validated` times 202 → routed either way
     #[arg(
         long,
         value_name = "STATUSES",

@@ -1,6 +1,10 @@
 //! The routing step: a validated order is split into vendor parts, each offered to its
-//! vendor with a deadline. Runs as its own batched job (`order.route`), after the credit and
-//! risk steps committed, so the accounts' locks are never held while vendors are chosen.
+//! vendor with a deadline. It runs in the validation run's transaction, right after the
+//! credit and risk steps, for the orders that run validates ([`route_locked`], called by
+//! `crate::orders::pipeline::process` when its worker runs routing too); and as its own
+//! batched job (`order.route`) for the rest: an order approved into `validated` or `routed`
+//! by an operator, one healed, one whose in-run routing failed, or every order when the
+//! validating worker does not run routing.
 //!
 //! For a batch of orders, one read of the market (retailers, offers, vendors with their
 //! workload, 30-day volumes: [`Market`]), then per order the pure decision
@@ -174,18 +178,40 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
 /// (committed).
 async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobError> {
     let app = &ctx.app;
-    let now = app.clock().now_ms();
     let mut tx = app.db().begin().await?;
-    let mut locked = orders::find_many_for_update(&mut tx, ids).await?;
+    let mut rows = orders::find_many_for_update(&mut tx, ids).await?;
     ctx.complete_in(&mut tx).await?;
-    resume_retried(&mut tx, &mut locked).await?;
-    locked.retain(|o| matches!(o.status(), OrderStatus::Validated | OrderStatus::Routed));
-    if locked.is_empty() {
+    resume_retried(&mut tx, &mut rows).await?;
+    let mut locked: Vec<&mut OrderRow> = rows.iter_mut().collect();
+    let over = route_locked(&mut tx, app, &mut locked).await?;
+    if over.is_empty() {
         tx.commit().await?;
+    }
+    Ok(over)
+}
+
+/// Routes the `validated` orders among `orders` (locked in `tx`) and offers the unassigned
+/// parts of the `routed` ones anew; leaves the others alone. Returns the vendors found over a
+/// limit at the end: the caller must then roll back and decide again instead of committing.
+/// The validation step calls it in its own transaction for the orders it just validated
+/// (`crate::orders::pipeline::process`).
+#[tracing::instrument(name = "route", skip_all, fields(orders = orders.len()))]
+pub(crate) async fn route_locked(
+    tx: &mut Tx,
+    app: &App,
+    orders: &mut [&mut OrderRow],
+) -> Result<Vec<Uuid>, JobError> {
+    let now = app.clock().now_ms();
+    let mut locked: Vec<&mut OrderRow> = orders
+        .iter_mut()
+        .filter(|o| matches!(o.status(), OrderStatus::Validated | OrderStatus::Routed))
+        .map(|o| &mut **o)
+        .collect();
+    if locked.is_empty() {
         return Ok(Vec::new());
     }
-    let refs: Vec<&OrderRow> = locked.iter().collect();
-    let all_lines = orders::lines_many_tx(&mut tx, &refs).await?;
+    let refs: Vec<&OrderRow> = locked.iter().map(|o| &**o).collect();
+    let all_lines = orders::lines_many_tx(tx, &refs).await?;
     let lines_of = |id: Uuid| -> Vec<LineRow> {
         all_lines
             .iter()
@@ -194,12 +220,12 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
             .collect()
     };
     let per_order: Vec<(&OrderRow, Vec<LineRow>)> =
-        locked.iter().map(|o| (o, lines_of(o.id))).collect();
+        locked.iter().map(|o| (&**o, lines_of(o.id))).collect();
     let pairs: Vec<(&OrderRow, &[LineRow])> =
         per_order.iter().map(|(o, l)| (*o, l.as_slice())).collect();
     // Through the transaction: a connection of its own per read would be a second one held
     // while this one waits (see `Reader`).
-    let mut market = Market::load(&mut Reader::Tx(&mut tx), app.volumes(), &pairs, now)
+    let mut market = Market::load(&mut Reader::Tx(tx), app.volumes(), &pairs, now)
         .await
         .map_err(|e| JobError::Retryable(e.into()))?;
     let mut plan = Written::default();
@@ -213,18 +239,18 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
             decide(app, &mut market, order, lines, now, &mut plan);
         }
     }
-    repo::insert_parts(&mut tx, &plan.parts).await?;
+    repo::insert_parts(tx, &plan.parts).await?;
     let mut load = Workloads::default();
     for n in &plan.parts {
         load.entered(&n.part, &n.lines);
     }
-    orders::address_lines_many(&mut tx, &plan.addressed).await?;
+    orders::address_lines_many(tx, &plan.addressed).await?;
     for (order_id, reason, detail) in &plan.alerts {
         if let Some(order) = locked.iter().find(|o| o.id == *order_id) {
-            alert_no_vendor(&mut tx, order, reason, detail.clone(), now).await?;
+            alert_no_vendor(tx, order, reason, detail.clone(), now).await?;
         }
     }
-    repo::insert_decisions(&mut tx, &plan.decisions).await?;
+    repo::insert_decisions(tx, &plan.decisions).await?;
     let mut changes: Vec<(&mut OrderRow, Change<'_>)> = Vec::new();
     let mut rest: Vec<&mut OrderRow> = Vec::new();
     for o in locked.iter_mut() {
@@ -240,7 +266,7 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
             None => rest.push(o),
         }
     }
-    match transition::apply_many(&mut tx, &mut changes, &Actor::system()).await? {
+    match transition::apply_many(tx, &mut changes, &Actor::system()).await? {
         TransitionResult::Done => {}
         other => {
             return Err(JobError::Retryable(anyhow::anyhow!(
@@ -250,14 +276,10 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
     }
     for order in rest {
         if routed.contains(&order.id) {
-            reoffer(&mut tx, app, order, &lines_of(order.id), now, &mut load).await?;
+            reoffer(tx, app, order, &lines_of(order.id), now, &mut load).await?;
         }
     }
-    let over = load.write(&mut tx).await?;
-    if over.is_empty() {
-        tx.commit().await?;
-    }
-    Ok(over)
+    Ok(load.write(tx).await?)
 }
 
 /// What routing a batch writes.

@@ -134,10 +134,10 @@ pub struct Acted {
 
 /// How many times a transaction that gives vendors parts decides again after a vendor it
 /// chose filled up under a concurrent one ([`repo::Workloads::write`]).
-pub(super) const REDECIDE: usize = 3;
+pub(crate) const REDECIDE: usize = 3;
 
 /// Counts a transaction rolled back because a vendor it chose filled up meanwhile.
-pub(super) fn overbooked(vendors: &[Uuid], during: &'static str) {
+pub(crate) fn overbooked(vendors: &[Uuid], during: &'static str) {
     metrics::counter!("khaacho_vendor_overbooked_total", "during" => during).increment(1);
     tracing::info!(
         ?vendors,

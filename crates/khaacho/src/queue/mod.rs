@@ -242,9 +242,21 @@ pub struct JobContext<H> {
     pub(crate) worker_id: String,
     /// Set once the job row was deleted inside the handler's own transaction.
     pub(crate) completed: Arc<std::sync::atomic::AtomicBool>,
+    /// The kinds the running worker runs (none for a dead-letter hook): see [`Self::runs`].
+    pub(crate) registry: Option<Arc<Registry<H>>>,
 }
 
 impl<H> JobContext<H> {
+    /// Whether the worker running this job runs jobs of kind `J` too. A step whose next step
+    /// needs no outside call may then do that step's work itself, in its own transaction,
+    /// instead of enqueuing it for a later run; a worker without `J` (a deployment that
+    /// runs it elsewhere, a test that stops before it) gets the job enqueued as before.
+    pub fn runs<J: Job<Host = H>>(&self) -> bool {
+        self.registry
+            .as_ref()
+            .is_some_and(|r| r.handlers.contains_key(J::KIND))
+    }
+
     /// Deletes this run's jobs inside the handler's transaction, so the step's effect and the
     /// end of the job commit together (one commit per step instead of two). Call it anywhere
     /// in the transaction (early keeps it out of any row locks the handler takes later); if

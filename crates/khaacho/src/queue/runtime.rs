@@ -307,6 +307,7 @@ async fn run_unit<H: QueueHost>(
         attempt: unit.iter().map(|j| j.attempts).max().unwrap_or(1),
         worker_id: worker_id.clone(),
         completed: completed.clone(),
+        registry: Some(registry.clone()),
     };
     metrics::counter!("khaacho_jobs_started_total", "kind" => kind.clone())
         .increment(unit.len() as u64);
@@ -433,6 +434,7 @@ async fn execute<H: QueueHost>(
             attempt: job.attempts,
             worker_id: worker_id.clone(),
             completed: Arc::default(),
+            registry: Some(registry.clone()),
         };
         let started = Instant::now();
         let heartbeat = tokio::spawn(heartbeat(app.clone(), worker_id.clone(), vec![job.id]));
@@ -578,6 +580,7 @@ async fn run_on_dead<H: QueueHost>(app: &H, handler: &Handler<H>, job: &Claimed,
         attempt: job.attempts,
         worker_id: String::new(),
         completed: Arc::default(),
+        registry: None,
     };
     if let Err(e) = (handler.on_dead)(ctx, job.payload.0.clone(), message).await {
         error!(error = %e, "dead-letter hook failed");

@@ -1331,6 +1331,64 @@ async fn a_dead_routing_job_holds_the_order_and_its_retry_routes_it() {
     assert_eq!(parts(&o)[0].2, "offered");
 }
 
+/// The validation run routes the orders it validates in its own transaction; when that
+/// routing fails, the run is done again without it and the order's routing job carries it on
+/// from `validated` — the order is neither failed nor lost, and its credit stays reserved.
+#[tokio::test]
+async fn routing_that_fails_in_the_validation_run_is_left_to_the_routing_job() {
+    let t = TestApp::spawn().await;
+    let retailer = world(&t).await;
+    let v = vendor(&t, "Bishnu Traders", 1).await;
+    offer(&t, v, "CHINI-1", 95.0, 100.0).await;
+    let id = submit(
+        &t,
+        retailer,
+        json!([{ "sku": "CHINI-1", "qty": 5, "unit": "kg" }]),
+    )
+    .await;
+    async fn run(t: &TestApp, sql: &'static str) {
+        khaacho::with_write!(t.app.db(), c => sqlx::query(sql).execute(c).await.map(|_| ()))
+            .unwrap();
+    }
+    // Routing cannot read or count the vendors' open parts, wherever it runs.
+    run(
+        &t,
+        "ALTER TABLE vendor_workloads RENAME TO vendor_workloads_away",
+    )
+    .await;
+    t.run_jobs().await;
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "validated", "{o}");
+    assert_eq!(path(&o), ["received", "validated"]);
+    assert_eq!(account(&t, retailer).await["held_npr"], 536.75);
+    let jobs = t.get_json("/api/v1/admin/jobs?kind=order.route").await;
+    let items = jobs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{jobs}");
+    assert!(
+        items[0]["attempts"].as_i64().unwrap() >= 1,
+        "its own tries failed too, and it waits for the next: {jobs}"
+    );
+    let dead = t.get_json("/api/v1/admin/jobs?status=dead").await;
+    assert_eq!(dead["items"].as_array().unwrap().len(), 0, "{dead}");
+
+    // Mended, the routing job's next try routes it.
+    run(
+        &t,
+        "ALTER TABLE vendor_workloads_away RENAME TO vendor_workloads",
+    )
+    .await;
+    run(
+        &t,
+        "UPDATE jobs SET run_at_ms = 0 WHERE kind = 'order.route'",
+    )
+    .await;
+    t.run_jobs().await;
+    let o = order(&t, &id).await;
+    assert_eq!(o["status"], "routed", "{o}");
+    assert_eq!(path(&o), ["received", "validated", "routed"]);
+    assert_eq!(parts(&o)[0].1, Some(v.to_string()));
+}
+
 async fn heal(t: &TestApp) -> khaacho::orders::pipeline::heal::Healed {
     let now = t.app.clock().now_ms();
     khaacho::orders::pipeline::heal::heal(&t.app, now)

@@ -218,7 +218,6 @@ async fn health_ready_and_metrics() {
         "khaacho_jobs_started_total{kind=\"order.validate\"}",
         "khaacho_jobs_succeeded_total{kind=\"order.validate\"}",
         "khaacho_job_duration_seconds_bucket{kind=\"order.validate\"",
-        "khaacho_jobs_succeeded_total{kind=\"order.route\"}",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}");
     }

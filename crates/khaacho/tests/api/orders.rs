@@ -62,9 +62,9 @@ async fn accepted_order_is_validated_priced_and_traced() {
         "request id follows the order into its job"
     );
 
-    // The validation and the routing, and the order.changed jobs of the intake, the
-    // validation and the routing.
-    assert_eq!(t.run_jobs().await, 5);
+    // The validation, which routes the order in its own run (no routing job), and the
+    // order.changed jobs of the intake, the validation and the routing.
+    assert_eq!(t.run_jobs().await, 4);
     let order = t.get_json(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(order["status"], "routed");
     assert_eq!(order["progress_percent"], 45);

@@ -15,10 +15,11 @@
 //!    stored), then the large-order review; what they decide is settled together in
 //!    [`settle`]: a rejection voids the hold, holds put the order `on_hold` with the first
 //!    reason (all reasons in the event);
-//! 3. routing to vendors ([`RouteOrders`], job `order.route`, batched, in the fulfilment
-//!    feature: it calls out to nothing but reads the whole market, so it runs after the
-//!    credit step's account locks are released), enqueued by [`continue_after`] once an
-//!    order is `validated`.
+//! 3. routing to vendors (`crate::fulfilment::routing`): in the same run and transaction, for
+//!    the orders step 2 validated, when the worker runs routing too (it calls out to
+//!    nothing); otherwise, and for an order that becomes `validated` later (an operator's
+//!    approval), its own batched job ([`RouteOrders`], `order.route`), enqueued by
+//!    [`continue_after`].
 //!
 //! [`continue_after`] is the one place that decides what follows a state; an operator's
 //! approval of a hold continues through it too.
@@ -40,7 +41,8 @@ use crate::app::{App, JobContext};
 use crate::base::db::Tx;
 use crate::base::time::now_ms;
 use crate::credit::ledger;
-use crate::fulfilment::routing::RouteOrders;
+use crate::fulfilment::routing::{self, RouteOrders};
+use crate::fulfilment::service;
 use crate::queue::{BatchJob, EnqueueOptions, Job, JobError, Priority, RetryPolicy, enqueue_batch};
 
 /// Job: run the in-process steps (validation and what follows it) for one order. Workers
@@ -93,10 +95,49 @@ impl BatchJob for ProcessOrders {
     }
 }
 
-/// Runs the in-process steps, in order, for `ids` in one transaction, then enqueues what
-/// follows each order and completes the jobs in that same transaction.
+/// Runs the in-process steps, in order, for `ids` in one transaction, with the routing of
+/// the orders they validate when this worker runs routing too ([`JobContext::runs`]); then
+/// enqueues what follows each order and completes the jobs in that same transaction.
+///
+/// Routing in the same run saves each order a second claim, transaction and wait in the
+/// `route` queue (bench/README.md, "Routing in the validation run"). When a vendor it chose
+/// filled up under a concurrent transaction, the whole run is rolled back and done again on
+/// the new counts; when routing fails otherwise, or vendors keep filling up, the run is done
+/// again without it and the orders' routing jobs carry on from `validated` (with their own
+/// retries and, out of attempts, the `routing_failed` hold), so a routing fault never fails an
+/// order.
 #[tracing::instrument(skip_all, fields(orders = ids.len()))]
 pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
+    let mut route = ctx.runs::<RouteOrders>();
+    for _ in 0..service::REDECIDE {
+        if !route {
+            break;
+        }
+        match process_once(ctx, ids, true).await? {
+            Routing::Done => return Ok(()),
+            Routing::Over(vendors) => service::overbooked(&vendors, "routing"),
+            Routing::Failed(e) => {
+                tracing::warn!(error = %e, "routing in the validation run failed; left to the routing job");
+                route = false;
+            }
+        }
+    }
+    // Without routing, a try commits or fails.
+    process_once(ctx, ids, false).await.map(|_| ())
+}
+
+/// How routing went in one try of [`process`].
+enum Routing {
+    /// Committed (routed, or left to the routing jobs).
+    Done,
+    /// Rolled back: these vendors filled up meanwhile.
+    Over(Vec<Uuid>),
+    /// Rolled back: routing failed.
+    Failed(JobError),
+}
+
+/// One try of [`process`]; `route`: route the orders it validates in its transaction.
+async fn process_once(ctx: &JobContext, ids: &[Uuid], route: bool) -> Result<Routing, JobError> {
     let mut tx = ctx.app.db().begin().await?;
     let mut orders = lock_orders(&mut tx, ids).await?;
     let mut todo: Vec<&mut OrderRow> = orders
@@ -114,10 +155,29 @@ pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
         .map(|(o, _)| &mut **o)
         .collect();
     decide(&mut tx, &ctx.app, &mut priced).await?;
-    let done: Vec<&OrderRow> = todo.iter().map(|o| &**o).collect();
+    // What routing here takes on needs no routing job.
+    let mut routed_here = Vec::new();
+    if route {
+        let mut ready: Vec<&mut OrderRow> = todo
+            .iter_mut()
+            .filter(|o| o.status() == OrderStatus::Validated)
+            .map(|o| &mut **o)
+            .collect();
+        routed_here = ready.iter().map(|o| o.id).collect();
+        match routing::route_locked(&mut tx, &ctx.app, &mut ready).await {
+            Ok(over) if !over.is_empty() => return Ok(Routing::Over(over)),
+            Ok(_) => {}
+            Err(e) => return Ok(Routing::Failed(e)),
+        }
+    }
+    let done: Vec<&OrderRow> = todo
+        .iter()
+        .map(|o| &**o)
+        .filter(|o| !routed_here.contains(&o.id))
+        .collect();
     continue_after_many(&mut tx, &done).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(Routing::Done)
 }
 
 /// What a step decided for one order.
