@@ -110,17 +110,15 @@ impl BatchJob for ProcessOrders {
 /// order.
 #[tracing::instrument(skip_all, fields(orders = ids.len()))]
 pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
-    let mut route = ctx.runs::<RouteOrders>();
-    for _ in 0..service::REDECIDE {
-        if !route {
-            break;
-        }
-        match process_once(ctx, ids, true).await? {
-            Routing::Done => return Ok(()),
-            Routing::Over(vendors) => service::overbooked(&vendors, "routing"),
-            Routing::Failed(e) => {
-                tracing::warn!(error = %e, "routing in the validation run failed; left to the routing job");
-                route = false;
+    if ctx.runs::<RouteOrders>() {
+        for _ in 0..service::REDECIDE {
+            match process_once(ctx, ids, true).await? {
+                Routing::Done => return Ok(()),
+                Routing::Over(vendors) => service::overbooked(&vendors, "routing"),
+                Routing::Failed(e) => {
+                    tracing::warn!(error = %e, "routing in the validation run failed; left to the routing job");
+                    break;
+                }
             }
         }
     }
