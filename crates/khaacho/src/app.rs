@@ -11,6 +11,7 @@ use crate::channels::inbound::InboundWriter;
 use crate::config::Settings;
 use crate::fulfilment::batch::PartActionWriter;
 use crate::orders::backpressure::Backpressure;
+use crate::orders::confirmations::ConfirmationWriter;
 use crate::orders::intake::{Intake, IntakeWriter};
 use crate::queue::{QueueHost, QueueSettings};
 
@@ -28,6 +29,7 @@ struct Inner {
     intake_writer: OnceLock<GroupCommit<IntakeWriter>>,
     inbound_writer: OnceLock<GroupCommit<InboundWriter>>,
     part_actions: OnceLock<GroupCommit<PartActionWriter>>,
+    confirmations: OnceLock<GroupCommit<ConfirmationWriter>>,
     backpressure: Backpressure,
     agents: khaacho_agents::AgentChain,
     auth: Auth,
@@ -62,6 +64,7 @@ impl App {
                 intake_writer: OnceLock::new(),
                 inbound_writer: OnceLock::new(),
                 part_actions: OnceLock::new(),
+                confirmations: OnceLock::new(),
                 backpressure,
                 agents,
                 auth,
@@ -126,6 +129,16 @@ impl App {
     pub fn part_actions(&self) -> &GroupCommit<PartActionWriter> {
         self.inner.part_actions.get_or_init(|| {
             GroupCommit::start(PartActionWriter {
+                postgres: self.inner.db.is_postgres(),
+            })
+        })
+    }
+
+    /// The group commit of retailers' confirmations of receipt (started on first use, inside
+    /// the runtime; `orders::confirmations`).
+    pub fn confirmations(&self) -> &GroupCommit<ConfirmationWriter> {
+        self.inner.confirmations.get_or_init(|| {
+            GroupCommit::start(ConfirmationWriter {
                 postgres: self.inner.db.is_postgres(),
             })
         })

@@ -78,6 +78,28 @@ pub async fn record_tx(tx: &mut Tx, e: &Entry) -> Result<(), sqlx::Error> {
         .execute(c).await.map(|_| ()))
 }
 
+/// Writes `entries` inside the transaction of the changes they describe, with one statement
+/// (a batch of changes, e.g. the retailers' confirmations written together).
+pub async fn record_many_tx(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::Error> {
+    if let [one] = entries {
+        return record_tx(tx, one).await;
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_log (id, at_ms, actor, role, action, entity, entity_id, summary, request_id) ");
+        qb.push_values(entries, |mut b, e| {
+            b.push_bind(Uuid::now_v7()).push_bind(now).push_bind(&e.actor).push_bind(e.role.as_deref())
+                .push_bind(&e.action).push_bind(e.entity.as_deref()).push_bind(e.entity_id.as_deref())
+                .push_bind(Json(&e.summary)).push_bind(e.request_id.as_deref());
+        });
+        qb.build().execute(&mut *c).await.map(|_| ())
+    })
+}
+
 /// Writes `e` on its own (events that change nothing else).
 pub async fn record(db: &Db, e: &Entry) -> Result<(), sqlx::Error> {
     with_write!(db, c => sqlx::query(INSERT)

@@ -148,7 +148,7 @@ pub enum Action {
 }
 
 impl Action {
-    fn verb(self) -> &'static str {
+    pub(crate) fn verb(self) -> &'static str {
         match self {
             Action::Approve => "approved",
             Action::Reject => "rejected",
@@ -156,6 +156,63 @@ impl Action {
             Action::Confirm => "confirmed",
             Action::ReportIssue => "reported",
         }
+    }
+}
+
+/// `reason` as `action` takes it: trimmed, empty as none, required to reject or to report an
+/// issue, at most 500 characters.
+pub(crate) fn checked_reason(
+    action: Action,
+    reason: Option<&str>,
+) -> Result<Option<&str>, ActionError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if matches!(action, Action::Reject | Action::ReportIssue) && reason.is_none() {
+        let message = if action == Action::Reject {
+            "a rejection needs a reason"
+        } else {
+            "say what is wrong with the delivery"
+        };
+        return Err(ActionError::field("reason", message));
+    }
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err(ActionError::field(
+            "reason",
+            "reason must be at most 500 characters",
+        ));
+    }
+    Ok(reason)
+}
+
+/// Why `order` (as read under its lock) cannot be confirmed or reported on: only a delivered
+/// order can.
+pub(crate) fn not_delivered(action: Action, order: &OrderRow) -> Option<ActionError> {
+    let from = order.status();
+    (from != OrderStatus::Delivered).then(|| {
+        ActionError::Illegal(format!(
+            "only a delivered order can be {}; this order is {}",
+            action.verb(),
+            from.as_str()
+        ))
+    })
+}
+
+/// The audit name of `action`.
+pub(crate) fn audit_verb(action: Action) -> &'static str {
+    match action {
+        Action::Approve => "order.approve",
+        Action::Reject => "order.reject",
+        Action::Cancel => "order.cancel",
+        Action::Confirm => "order.confirm",
+        Action::ReportIssue => "order.report_issue",
+    }
+}
+
+/// Whether `scope` may act on `order` (another tenant's order is "not found").
+pub(crate) fn in_scope(scope: Scope, order: &OrderRow) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Retailer(r) => order.retailer_id == r,
+        Scope::Vendor(_) => false,
     }
 }
 
@@ -175,21 +232,7 @@ pub async fn apply(
     corrected_lines: Option<&[LineInput]>,
     audit: Option<Entry>,
 ) -> Result<OrderRow, ActionError> {
-    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-    if matches!(action, Action::Reject | Action::ReportIssue) && reason.is_none() {
-        let message = if action == Action::Reject {
-            "a rejection needs a reason"
-        } else {
-            "say what is wrong with the delivery"
-        };
-        return Err(ActionError::field("reason", message));
-    }
-    if reason.is_some_and(|r| r.chars().count() > 500) {
-        return Err(ActionError::field(
-            "reason",
-            "reason must be at most 500 characters",
-        ));
-    }
+    let reason = checked_reason(action, reason)?;
     if corrected_lines.is_some() && action != Action::Approve {
         return Err(ActionError::field(
             "lines",
@@ -204,11 +247,7 @@ pub async fn apply(
     let mut tx = app.db().begin().await?;
     let mut order = repo::find_for_update(&mut tx, id)
         .await?
-        .filter(|o| match scope {
-            Scope::All => true,
-            Scope::Retailer(r) => o.retailer_id == r,
-            Scope::Vendor(_) => false,
-        })
+        .filter(|o| in_scope(scope, o))
         .ok_or(ActionError::NotFound)?;
     let from = order.status();
     let to = match action {
@@ -239,15 +278,16 @@ pub async fn apply(
             )));
         }
         Action::Cancel => OrderStatus::Cancelled,
-        Action::Confirm | Action::ReportIssue if from != OrderStatus::Delivered => {
-            return Err(ActionError::Illegal(format!(
-                "only a delivered order can be {}; this order is {}",
-                action.verb(),
-                from.as_str()
-            )));
+        Action::Confirm | Action::ReportIssue => {
+            if let Some(refusal) = not_delivered(action, &order) {
+                return Err(refusal);
+            }
+            if action == Action::Confirm {
+                OrderStatus::Completed
+            } else {
+                OrderStatus::OnHold
+            }
         }
-        Action::Confirm => OrderStatus::Completed,
-        Action::ReportIssue => OrderStatus::OnHold,
     };
     if corrected.is_some() && to != OrderStatus::Received {
         return Err(ActionError::field(
@@ -296,15 +336,8 @@ pub async fn apply(
         continue_after(&mut tx, &order).await?;
     }
     if let Some(entry) = audit {
-        let verb = match action {
-            Action::Approve => "order.approve",
-            Action::Reject => "order.reject",
-            Action::Cancel => "order.cancel",
-            Action::Confirm => "order.confirm",
-            Action::ReportIssue => "order.report_issue",
-        };
         let entry = entry
-            .action(verb)
+            .action(audit_verb(action))
             .on("order", order.id)
             .summary(serde_json::json!({
             "from": from.as_str(), "to": to.as_str(), "reason": reason }));

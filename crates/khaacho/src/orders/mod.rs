@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod backpressure;
+pub mod confirmations;
 pub mod counts;
 pub mod intake;
 pub mod model;

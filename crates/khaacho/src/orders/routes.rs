@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::actions::{self, Action, ActionError};
+use super::confirmations;
 use super::intake::{Accepted, Channel, CreateOrder, IntakeError, LineInput, OrderRequest};
 use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus};
 use super::pipeline::parse::{self, ParseRequest, ParseResult, PreviewError};
@@ -539,17 +540,30 @@ async fn act(
     body: ActionBody,
 ) -> Result<axum::Json<OrderView>, ApiError> {
     let audit = Some(principal.audit("order"));
-    let order = actions::apply(
-        app,
-        principal.order_scope(),
-        id,
-        action,
-        &actor_of(principal),
-        body.reason.as_deref(),
-        body.lines.as_deref(),
-        audit,
-    )
-    .await
+    let order = if action == Action::Confirm && body.lines.is_none() {
+        // Many confirmations per transaction (`orders::confirmations`).
+        confirmations::submit(
+            app,
+            principal.order_scope(),
+            id,
+            &actor_of(principal),
+            body.reason.as_deref(),
+            audit,
+        )
+        .await
+    } else {
+        actions::apply(
+            app,
+            principal.order_scope(),
+            id,
+            action,
+            &actor_of(principal),
+            body.reason.as_deref(),
+            body.lines.as_deref(),
+            audit,
+        )
+        .await
+    }
     .map_err(action_error)?;
     Ok(axum::Json(OrderView::new(
         order,

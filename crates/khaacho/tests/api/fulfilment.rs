@@ -1946,6 +1946,168 @@ async fn concurrent_deliveries_post_every_order_once_and_reconcile() {
     reconciled(&t).await;
 }
 
+/// Retailers' confirmations arriving together are written in one transaction (one
+/// `order.changed` job for the batch), each judged as it would be alone: another shop's
+/// order is not found, an order not yet delivered is refused with its state named, a second
+/// confirmation of the same order in the batch runs after it and is refused; and concurrent
+/// confirmations of one order over HTTP have exactly one winner.
+#[tokio::test]
+async fn confirmations_arriving_together_are_written_in_one_transaction_each_judged_alone() {
+    use khaacho::base::audit::Entry;
+    use khaacho::base::group_commit::BatchWriter;
+    use khaacho::base::scope::Scope;
+    use khaacho::orders::confirmations::{Confirmation, ConfirmationWriter};
+    let t = TestApp::spawn().await;
+    let first = world(&t).await;
+    let a = vendor(&t, "Big Shop", 1).await;
+    offer(&t, a, "CHINI-1", 100.0, 1000.0).await;
+    let mut retailers = vec![first];
+    for n in 1..4 {
+        retailers.push(another_retailer(&t, n).await);
+    }
+    for r in &retailers {
+        for _ in 0..2 {
+            submit(
+                &t,
+                *r,
+                json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
+            )
+            .await;
+        }
+    }
+    t.run_jobs().await;
+    let parts = offered_parts(&t).await;
+    assert!(parts.len() >= 7, "{parts:?}");
+    for action in ["accept", "dispatch"] {
+        let answers = act_at_once(&t, a, &parts, action, json!({})).await;
+        assert!(answers.iter().all(|(c, _)| *c == 200), "{answers:?}");
+    }
+    // One part stays dispatched; the rest are delivered.
+    let (dispatched, delivered) = parts.split_first().unwrap();
+    let answers = act_at_once(&t, a, delivered, "deliver", json!({})).await;
+    assert!(answers.iter().all(|(c, _)| *c == 200), "{answers:?}");
+    t.run_jobs().await;
+    let order_of = async |part: &str| -> (Uuid, Uuid) {
+        let p = t.get_json(&format!("/api/v1/fulfilments/{part}")).await;
+        let o = order(&t, p["order_id"].as_str().unwrap()).await;
+        (
+            o["id"].as_str().unwrap().parse().unwrap(),
+            o["retailer_id"].as_str().unwrap().parse().unwrap(),
+        )
+    };
+    let (waiting, waiting_shop) = order_of(dispatched).await;
+    let mut done = Vec::new();
+    for p in delivered {
+        done.push(order_of(p).await);
+    }
+    // The last delivered order is left for the race over HTTP.
+    let (raced, raced_shop) = done.pop().unwrap();
+    let stranger = retailers.iter().copied().find(|r| *r != done[0].1).unwrap();
+
+    let request = |order: Uuid, shop: Uuid| {
+        Confirmation::new(
+            t.app.clone(),
+            Scope::Retailer(shop),
+            order,
+            khaacho::orders::model::Actor {
+                id: format!("retailer:{shop}"),
+                role: "retailer",
+            },
+            None,
+            Some(Entry::new(
+                format!("retailer:{shop}"),
+                Some("retailer"),
+                "order",
+            )),
+        )
+    };
+    // Another shop's confirmation of the first order (not found), every delivered order by
+    // its shop, the first again (after the batch: already completed), the dispatched one.
+    let mut items = vec![request(done[0].0, stranger)];
+    items.extend(done.iter().map(|&(o, shop)| request(o, shop)));
+    items.push(request(done[1].0, done[1].1));
+    items.push(request(waiting, waiting_shop));
+    let jobs = change_jobs(&t).await;
+    let writer = ConfirmationWriter {
+        postgres: t.app.db().is_postgres(),
+    };
+    let answers: Vec<Result<String, String>> = writer
+        .write(&items)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.map(|o| o.status).map_err(|e| e.to_string()))
+        .collect();
+    let n = done.len();
+    assert_eq!(answers[0], Err("order not found".to_string()));
+    assert_eq!(answers[1..=n], vec![Ok("completed".to_string()); n]);
+    assert_eq!(
+        answers[n + 1],
+        Err("only a delivered order can be confirmed; this order is completed".to_string())
+    );
+    assert_eq!(
+        answers[n + 2],
+        Err("only a delivered order can be confirmed; this order is dispatched".to_string())
+    );
+    // The first order was named twice in the batch (the stranger's, then its own shop's):
+    // the second ran alone after it. So: the batch's transaction and that one.
+    assert_eq!(change_jobs(&t).await, jobs + 2, "{answers:?}");
+    t.run_jobs().await;
+    for &(o, _) in &done {
+        let o = order(&t, &o.to_string()).await;
+        assert_eq!(o["status"], "completed", "{o}");
+        let last = o["events"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(
+            (
+                last["to"].as_str(),
+                last["role"].as_str(),
+                last["reason"].as_str()
+            ),
+            (Some("completed"), Some("retailer"), Some("confirmed")),
+            "{o}"
+        );
+        let rows = audit_rows(&t, &format!("entity_id={}", o["id"].as_str().unwrap())).await;
+        let confirms: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["action"] == "order.confirm")
+            .collect();
+        assert_eq!(confirms.len(), 1, "{rows:?}");
+        assert_eq!(confirms[0]["summary"]["to"], "completed");
+    }
+    assert_eq!(
+        order(&t, &waiting.to_string()).await["status"],
+        "dispatched"
+    );
+
+    // Ten confirmations of one order at once, over HTTP: one 200, nine 409.
+    let rc = t.client_as(Role::Retailer, Some(raced_shop));
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (c, url) = (
+                rc.clone(),
+                t.url(&format!("/api/v1/orders/{raced}/confirm")),
+            );
+            tokio::spawn(async move {
+                let r = c.post(url).json(&json!({})).send().await.unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for task in tasks {
+        codes.push(task.await.unwrap());
+    }
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
+    t.run_jobs().await;
+    let o = order(&t, &raced.to_string()).await;
+    assert_eq!(
+        path(&o).iter().filter(|s| *s == "completed").count(),
+        1,
+        "{o}"
+    );
+}
+
 /// Kept volume rows: `(vendor, quantity in base milli-units)` of every day, in vendor order.
 async fn kept_volumes(t: &TestApp) -> Vec<(Uuid, i64)> {
     khaacho::with_latest!(t.app.db(), c => sqlx::query_as(
