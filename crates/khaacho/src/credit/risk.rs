@@ -8,7 +8,7 @@ use khaacho_credit::{OrderRiskInputs, RetailerRiskInputs, RiskAssessment, RiskIn
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::repo::AccountRow;
+use super::repo::{AccountRow, HoldRow};
 use crate::base::db::{Db, Tx, push_rows_by, push_rows_where};
 use crate::base::time::nepal_day;
 use crate::{with_keyed, with_tx};
@@ -162,9 +162,45 @@ pub struct AssessmentRow {
     pub reasons: Json<serde_json::Value>,
 }
 
-/// The assessment of `order`, if any (by key: planned once).
-pub async fn assessment(db: &Db, order: Uuid) -> Result<Option<AssessmentRow>, sqlx::Error> {
-    with_keyed!(db, c => sqlx::query_as::<_, AssessmentRow>(
-        "SELECT score, decision, components, reasons FROM risk_assessments WHERE order_id = $1")
-        .bind(order).fetch_optional(c).await)
+/// An assessment with the hold of its order, if any.
+#[derive(sqlx::FromRow)]
+struct AssessedRow {
+    #[sqlx(flatten)]
+    assessment: AssessmentRow,
+    hold_retailer_id: Option<Uuid>,
+    hold_amount_paisa: Option<i64>,
+    hold_status: Option<String>,
+    hold_override_by: Option<String>,
+    hold_posted_paisa: Option<i64>,
+}
+
+/// What the order view shows of `order`'s credit: its hold and its risk assessment, if any.
+/// One statement (by key: planned once) for an assessed order — every order past
+/// validation is assessed before its credit is reserved — and the hold alone for the rest
+/// (never assessed, or assessed under older rules and held by an operator's approval).
+pub async fn hold_and_assessment(
+    db: &Db,
+    order: Uuid,
+) -> Result<(Option<HoldRow>, Option<AssessmentRow>), sqlx::Error> {
+    let row: Option<AssessedRow> = with_keyed!(db, c => sqlx::query_as(
+        "SELECT a.score, a.decision, a.components, a.reasons, h.retailer_id AS hold_retailer_id, \
+         h.amount_paisa AS hold_amount_paisa, h.status AS hold_status, h.override_by AS hold_override_by, \
+         h.posted_paisa AS hold_posted_paisa \
+         FROM risk_assessments a LEFT JOIN credit_holds h ON h.order_id = a.order_id WHERE a.order_id = $1")
+        .bind(order).fetch_optional(c).await)?;
+    let Some(row) = row else {
+        return Ok((super::repo::hold_of(db, order).await?, None));
+    };
+    let hold = match (row.hold_retailer_id, row.hold_amount_paisa, row.hold_status) {
+        (Some(retailer_id), Some(amount_paisa), Some(status)) => Some(HoldRow {
+            order_id: order,
+            retailer_id,
+            amount_paisa,
+            status,
+            override_by: row.hold_override_by,
+            posted_paisa: row.hold_posted_paisa,
+        }),
+        _ => None,
+    };
+    Ok((hold, Some(row.assessment)))
 }

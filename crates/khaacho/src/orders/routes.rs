@@ -404,10 +404,7 @@ async fn get_order(
     let events = repo::events(app.db(), &order).await?;
     let visibility = Visibility::of(&principal);
     let (hold, risk) = if visibility.shows_totals() {
-        (
-            crate::credit::repo::hold_of(app.db(), order.id).await?,
-            crate::credit::risk::assessment(app.db(), order.id).await?,
-        )
+        crate::credit::risk::hold_and_assessment(app.db(), order.id).await?
     } else {
         (None, None)
     };

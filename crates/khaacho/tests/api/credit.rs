@@ -549,6 +549,15 @@ async fn blocked_accounts_refuse_credit_and_an_approval_overrides_the_limit() {
             .unwrap()
             .starts_with("user:")
     );
+    assert!(o["risk"]["score"].as_i64().is_some(), "{o}");
+    // A hold on an order without an assessment (assessed under older rules) is still shown.
+    let id: uuid::Uuid = held["order_id"].as_str().unwrap().parse().unwrap();
+    khaacho::with_write!(t.app.db(), c => sqlx::query("DELETE FROM risk_assessments WHERE order_id = $1")
+        .bind(id).execute(c).await.map(|_| ()))
+    .unwrap();
+    let o = t.get_json(&path).await;
+    assert_eq!(o["credit_hold"]["status"], "pending", "{o}");
+    assert!(o.get("risk").is_none(), "{o}");
     // Rejecting releases it.
     let r = t
         .post_json(
