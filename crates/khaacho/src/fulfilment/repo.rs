@@ -757,14 +757,75 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<PartRow>, sqlx::Error> {
     with_keyed!(db, c => sqlx::query_as::<_, PartRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
-/// The parts of one order as last committed, by id (by the order's key: planned once; the
-/// few parts are sorted here, as an `ORDER BY id` could be planned as a walk of the whole
-/// primary key).
-pub async fn of_order(db: &Db, order: Uuid) -> Result<Vec<PartRow>, sqlx::Error> {
-    let sql = format!("SELECT {PART_COLS} FROM fulfilments WHERE order_id = $1");
-    let mut parts = with_keyed!(db, c => sqlx::query_as::<_, PartRow>(sqlx::AssertSqlSafe(sql)).bind(order).fetch_all(c).await)?;
+/// A part with one of its lines (none for a part without lines).
+#[derive(sqlx::FromRow)]
+struct PartWithLine {
+    #[sqlx(flatten)]
+    part: PartRow,
+    l_line_no: Option<i32>,
+    l_product_id: Option<Uuid>,
+    l_qty_milli: Option<i64>,
+    l_unit: Option<String>,
+    l_unit_price_paisa: Option<i64>,
+    l_reserved_milli: Option<i64>,
+    l_delivered_milli: Option<i64>,
+}
+
+/// The parts of one order as last committed, by id, with their lines by part and line
+/// number: one statement (by the order's key: planned once; the few rows are sorted here,
+/// as an `ORDER BY` could be planned as a walk of a whole index).
+pub async fn of_order_with_lines(
+    db: &Db,
+    order: Uuid,
+) -> Result<(Vec<PartRow>, Vec<PartLineRow>), sqlx::Error> {
+    let cols: Vec<String> = PART_COLS
+        .split(", ")
+        .map(|c| format!("f.{}", c.trim()))
+        .collect();
+    let sql = format!(
+        "SELECT {}, l.line_no AS l_line_no, l.product_id AS l_product_id, l.qty_milli AS l_qty_milli, \
+         l.unit AS l_unit, l.unit_price_paisa AS l_unit_price_paisa, l.reserved_milli AS l_reserved_milli, \
+         l.delivered_milli AS l_delivered_milli \
+         FROM fulfilments f LEFT JOIN fulfilment_lines l ON l.fulfilment_id = f.id WHERE f.order_id = $1",
+        cols.join(", ")
+    );
+    let rows = with_keyed!(db, c => sqlx::query_as::<_, PartWithLine>(sqlx::AssertSqlSafe(sql)).bind(order).fetch_all(c).await)?;
+    let mut parts: Vec<PartRow> = Vec::new();
+    let mut lines = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let (
+            Some(line_no),
+            Some(product_id),
+            Some(qty_milli),
+            Some(unit),
+            Some(unit_price_paisa),
+            Some(reserved_milli),
+        ) = (
+            r.l_line_no,
+            r.l_product_id,
+            r.l_qty_milli,
+            r.l_unit,
+            r.l_unit_price_paisa,
+            r.l_reserved_milli,
+        ) {
+            lines.push(PartLineRow {
+                fulfilment_id: r.part.id,
+                line_no,
+                product_id,
+                qty_milli,
+                unit,
+                unit_price_paisa,
+                reserved_milli,
+                delivered_milli: r.l_delivered_milli,
+            });
+        }
+        if !parts.iter().any(|p| p.id == r.part.id) {
+            parts.push(r.part);
+        }
+    }
     parts.sort_unstable_by_key(|p| p.id);
-    Ok(parts)
+    lines.sort_unstable_by_key(|l| (l.fulfilment_id, l.line_no));
+    Ok((parts, lines))
 }
 
 /// A page of parts, newest first: a vendor's own (`vendor`), or all; optionally one status.

@@ -271,11 +271,12 @@ pub async fn visible_parts(
     principal: &Principal,
     order: Uuid,
 ) -> Result<Vec<FulfilmentView>, ApiError> {
-    let mut rows = parts::of_order(app.db(), order).await?;
+    let (mut rows, mut lines) = parts::of_order_with_lines(app.db(), order).await?;
     if principal.role == Role::Vendor {
         rows.retain(|p| p.vendor_id.is_some() && p.vendor_id == principal.vendor());
+        lines.retain(|l| rows.iter().any(|p| p.id == l.fulfilment_id));
     }
-    views(app, principal, rows).await
+    render(app, principal, rows, lines).await
 }
 
 /// Filters of the parts list.

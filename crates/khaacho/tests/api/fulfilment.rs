@@ -446,6 +446,33 @@ async fn a_split_order_follows_its_slowest_part_and_posts_a_short_delivery() {
     let seen = read_as(&t, &vb, &format!("/api/v1/orders/{id}")).await;
     assert_eq!(parts(&seen).len(), 1);
     assert_eq!(seen["lines"].as_array().unwrap().len(), 1);
+    let own = &seen["fulfilments"][0]["lines"];
+    assert_eq!(own.as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(
+        (own[0]["line_no"].as_i64(), own[0]["quantity"].as_f64()),
+        (Some(1), Some(5.0)),
+        "{seen}"
+    );
+    // Staff see both parts, each with its own line.
+    for (k, (line_no, quantity)) in o["fulfilments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let l = &p["lines"];
+            assert_eq!(l.as_array().unwrap().len(), 1, "{o}");
+            (
+                l[0]["line_no"].as_i64().unwrap(),
+                l[0]["quantity"].as_f64().unwrap(),
+            )
+        })
+        .enumerate()
+    {
+        assert!(
+            matches!((line_no, quantity), (1, 5.0) | (2, 2.0)),
+            "part {k}: {o}"
+        );
+    }
     assert!(seen.get("totals").is_none_or(Value::is_null), "{seen}");
     assert_problem(
         vb.get(t.url(&format!("/api/v1/fulfilments/{pc}")))
