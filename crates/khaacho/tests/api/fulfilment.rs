@@ -1896,33 +1896,33 @@ async fn another_retailer(t: &TestApp, n: u32) -> Uuid {
     add_retailer(t, &format!("Pasal {n}"), &format!("+97798000002{n:02}")).await
 }
 
+/// One vendor ("Big Shop", 1,000 kg of sugar) and four shops, each placing `each` orders of
+/// 2 kg, processed: the vendor, the shops, and the parts offered. Some orders may be held by
+/// the risk rules (new shops ordering several times at once); the rest are offered.
+async fn four_shops_ordering(t: &TestApp, each: usize) -> (Uuid, Vec<Uuid>, Vec<String>) {
+    let first = world(t).await;
+    let a = vendor(t, "Big Shop", 1).await;
+    offer(t, a, "CHINI-1", 100.0, 1000.0).await;
+    let mut retailers = vec![first];
+    for n in 1..4 {
+        retailers.push(another_retailer(t, n).await);
+    }
+    for r in &retailers {
+        for _ in 0..each {
+            submit(t, *r, json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }])).await;
+        }
+    }
+    t.run_jobs().await;
+    (a, retailers, offered_parts(t).await)
+}
+
 /// Deliveries of many orders of several retailers at once — written in batches side by
 /// side on PostgreSQL, each locking its retailers' accounts — post every order once, at its
 /// delivered amount, and leave the ledger reconciled.
 #[tokio::test]
 async fn concurrent_deliveries_post_every_order_once_and_reconcile() {
     let t = TestApp::spawn().await;
-    let first = world(&t).await;
-    let a = vendor(&t, "Big Shop", 1).await;
-    offer(&t, a, "CHINI-1", 100.0, 1000.0).await;
-    let mut retailers = vec![first];
-    for n in 1..4 {
-        retailers.push(another_retailer(&t, n).await);
-    }
-    for r in &retailers {
-        for _ in 0..4 {
-            submit(
-                &t,
-                *r,
-                json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
-            )
-            .await;
-        }
-    }
-    t.run_jobs().await;
-    // Some may be held by the risk rules (new shops ordering four times at once); the rest
-    // are offered.
-    let ids = offered_parts(&t).await;
+    let (a, retailers, ids) = four_shops_ordering(&t, 4).await;
     assert!(ids.len() >= 8, "{ids:?}");
     for (action, body) in [("accept", json!({})), ("dispatch", json!({}))] {
         let answers = act_at_once(&t, a, &ids, action, body).await;
@@ -1985,25 +1985,7 @@ async fn confirmations_arriving_together_are_written_in_one_transaction_each_jud
     use khaacho::base::scope::Scope;
     use khaacho::orders::confirmations::{Confirmation, ConfirmationWriter};
     let t = TestApp::spawn().await;
-    let first = world(&t).await;
-    let a = vendor(&t, "Big Shop", 1).await;
-    offer(&t, a, "CHINI-1", 100.0, 1000.0).await;
-    let mut retailers = vec![first];
-    for n in 1..4 {
-        retailers.push(another_retailer(&t, n).await);
-    }
-    for r in &retailers {
-        for _ in 0..2 {
-            submit(
-                &t,
-                *r,
-                json!([{ "sku": "CHINI-1", "qty": 2, "unit": "kg" }]),
-            )
-            .await;
-        }
-    }
-    t.run_jobs().await;
-    let parts = offered_parts(&t).await;
+    let (a, retailers, parts) = four_shops_ordering(&t, 2).await;
     assert!(parts.len() >= 7, "{parts:?}");
     for action in ["accept", "dispatch"] {
         let answers = act_at_once(&t, a, &parts, action, json!({})).await;
