@@ -1363,7 +1363,14 @@ async fn a_dead_routing_job_holds_the_order_and_its_retry_routes_it() {
 /// from `validated` — the order is neither failed nor lost, and its credit stays reserved.
 #[tokio::test]
 async fn routing_that_fails_in_the_validation_run_is_left_to_the_routing_job() {
-    let t = TestApp::spawn().await;
+    // A failed try waits up to an hour here (the tests' own backoff is 1–5 ms of wall time:
+    // on a slow machine the drain would try the routing job again and again, as long as the
+    // table is away, until it is out of attempts).
+    let t = TestApp::spawn_with(|s| {
+        s.queue.backoff_base_ms = 3_600_000;
+        s.queue.backoff_cap_ms = 3_600_000;
+    })
+    .await;
     let retailer = world(&t).await;
     let v = vendor(&t, "Bishnu Traders", 1).await;
     offer(&t, v, "CHINI-1", 95.0, 100.0).await;
