@@ -230,22 +230,22 @@ async fn together(items: &[Confirmation], batch: &[usize]) -> Result<Vec<Option<
             );
         }
     }
-    let actors: Vec<&Actor> = going.iter().map(|&(i, _)| &items[batch[i]].actor).collect();
+    // The changes in the order the rows were locked, each with its confirmation's actor.
+    let mut actors: Vec<&Actor> = Vec::with_capacity(going.len());
     let mut changes: Vec<(&mut OrderRow, Change<'_>)> = Vec::with_capacity(going.len());
-    // `going` lists each locked order once; hand out the rows in `going`'s order.
-    let mut rows: Vec<Option<&mut OrderRow>> = locked.iter_mut().map(Some).collect();
-    for &(i, o) in &going {
-        let order = rows[o]
-            .take()
-            .ok_or(Split::Changed(TransitionResult::Stale))?;
-        changes.push((
-            order,
-            Change {
-                to: OrderStatus::Completed,
-                reason: Some(items[batch[i]].why()),
-                detail: None,
-            },
-        ));
+    for (o, order) in locked.iter_mut().enumerate() {
+        if let Some(&(i, _)) = going.iter().find(|&&(_, g)| g == o) {
+            let r = &items[batch[i]];
+            actors.push(&r.actor);
+            changes.push((
+                order,
+                Change {
+                    to: OrderStatus::Completed,
+                    reason: Some(r.why()),
+                    detail: None,
+                },
+            ));
+        }
     }
     match transition::apply_each(&mut tx, &mut changes, &actors).await? {
         TransitionResult::Done => {}
