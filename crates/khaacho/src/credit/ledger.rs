@@ -391,7 +391,7 @@ pub async fn reverse_after_delivery(
             debit.amount_paisa
         )));
     }
-    let account = repo::account_for_update(tx, debit.retailer_id).await?;
+    let mut account = repo::account_for_update(tx, debit.retailer_id).await?;
     let applied = debit.open_paisa.unwrap_or(0).min(amount);
     let now = now_ms();
     if applied > 0 {
@@ -399,7 +399,7 @@ pub async fn reverse_after_delivery(
     }
     let entry = append(
         tx,
-        &account,
+        &mut account,
         Entry {
             kind: "refund_credit",
             amount: -amount,
@@ -435,19 +435,21 @@ pub(super) struct Entry<'a> {
 }
 
 /// Appends `e` with the next sequence number and running balance, and moves the account's
-/// counters in the same transaction. `account` must have been read `FOR UPDATE`.
+/// counters in the same transaction — with its late-payment streak as `account` holds it, so
+/// a payment that changed the streak writes it in the same statement. `account` must have
+/// been read `FOR UPDATE`; it is left as written.
 pub(super) async fn append(
     tx: &mut Tx,
-    account: &AccountRow,
+    account: &mut AccountRow,
     e: Entry<'_>,
 ) -> Result<LedgerRow, LedgerError> {
-    let mut after = account.clone();
-    let row = next_entry(&mut after, e);
+    let row = next_entry(account, e);
+    account.updated_at_ms = now_ms();
     with_tx!(tx, c => sqlx::query(
-        "UPDATE credit_accounts SET outstanding_paisa = $1, credit_balance_paisa = $2, last_seq = $3, updated_at_ms = $4 \
-         WHERE retailer_id = $5")
-        .bind(after.outstanding_paisa).bind(after.credit_balance_paisa).bind(after.last_seq).bind(now_ms())
-        .bind(account.retailer_id)
+        "UPDATE credit_accounts SET outstanding_paisa = $1, credit_balance_paisa = $2, last_seq = $3, late_streak = $4, \
+         updated_at_ms = $5 WHERE retailer_id = $6")
+        .bind(account.outstanding_paisa).bind(account.credit_balance_paisa).bind(account.last_seq)
+        .bind(account.late_streak).bind(account.updated_at_ms).bind(account.retailer_id)
         .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     repo::insert_entry(tx, &row).await?;
     Ok(row)

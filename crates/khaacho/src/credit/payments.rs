@@ -74,6 +74,9 @@ pub struct Recorded {
     pub unapplied: i64,
     /// False when the same reference and amount were recorded before (a replay).
     pub new: bool,
+    /// The account as the payment left it (locked until the commit); `None` for a replay,
+    /// which reads nothing of the account.
+    pub account: Option<AccountRow>,
 }
 
 /// Records a payment of `amount` paisa and allocates it FIFO to open debits. The reference is
@@ -130,6 +133,7 @@ pub async fn record_at(
             applied: Vec::new(),
             unapplied: 0,
             new: false,
+            account: None,
         });
     }
     let account = repo::account_for_update_opt(tx, retailer)
@@ -183,13 +187,14 @@ pub async fn record_at(
         applied.push((*id, *paid));
     }
     let paid_total: i64 = applied.iter().map(|a| a.1).sum();
-    repo::set_late_streak(tx, retailer, late).await?;
+    // The streak is written with the counters, in `append`'s one UPDATE of the account.
+    let mut account = AccountRow {
+        late_streak: late,
+        ..account
+    };
     let entry = append(
         tx,
-        &AccountRow {
-            late_streak: late,
-            ..account
-        },
+        &mut account,
         Entry {
             kind: "payment_credit",
             amount: -amount,
@@ -211,6 +216,7 @@ pub async fn record_at(
         applied,
         unapplied: allocation.unapplied_credit_paisa,
         new: true,
+        account: Some(account),
     })
 }
 

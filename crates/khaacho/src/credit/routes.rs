@@ -318,21 +318,23 @@ async fn record_payment(
     let Some(amount) = amount.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    retailer_exists(&app, id).await?;
     let rules = &app.settings().credit;
     let mut tx = app.db().begin().await?;
-    repo::ensure_accounts(&mut tx, &[id], rules.default_limit_paisa()).await?;
     let actor = principal.actor();
-    let recorded = payments::record(
-        &mut tx,
-        id,
-        amount,
-        body.method,
-        reference.trim(),
-        &actor,
-        &rules.rules,
-    )
-    .await
+    let record = async |tx: &mut crate::base::db::Tx| {
+        let reference = reference.trim();
+        payments::record(tx, id, amount, body.method, reference, &actor, &rules.rules).await
+    };
+    // Nearly every retailer who pays has an account (opened with its first order): the
+    // shop is looked up and an account opened only when the payment finds none.
+    let recorded = match record(&mut tx).await {
+        Err(PaymentError::NoAccount) => {
+            retailer_exists(&app, id).await?;
+            repo::ensure_accounts(&mut tx, &[id], rules.default_limit_paisa()).await?;
+            record(&mut tx).await
+        }
+        other => other,
+    }
     .map_err(payment_error)?;
     if recorded.new {
         // The score follows payments (DOMAIN: recomputed daily and on payment).
@@ -347,9 +349,12 @@ async fn record_payment(
             "payment_id": recorded.payment_id, "amount_paisa": amount, "method": body.method.as_str(), "reference": reference.trim() }));
         audit::record_tx(&mut tx, &entry).await?;
     }
-    let account = repo::account_tx(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("credit account"))?;
+    let account = match recorded.account.clone() {
+        Some(a) => a,
+        None => repo::account_tx(&mut tx, id)
+            .await?
+            .ok_or(ApiError::NotFound("credit account"))?,
+    };
     tx.commit().await?;
     let status = if recorded.new {
         StatusCode::CREATED

@@ -637,16 +637,52 @@ async fn credit_routes_refuse_bad_input_and_write_nothing() {
         404,
     )
     .await;
+    // A shop that never ordered on credit has no account: its first payment opens one at
+    // the default limit and is kept as credit balance.
+    let new_shop: Value = t
+        .post_json(
+            "/api/v1/retailers",
+            &json!({ "name": "Naya Pasal", "phone": "+9779800000077", "district": "Kathmandu" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_shop = new_shop["id"].as_str().unwrap();
+    let path = format!("/api/v1/credit/accounts/{new_shop}");
+    assert_problem(t.get(&path).await, 404).await;
+    let paid = t
+        .post_json(
+            &format!("{path}/payments"),
+            &json!({ "amount_npr": 250, "method": "wallet", "reference": "esewa-1" }),
+        )
+        .await;
+    assert_eq!(paid.status(), 201);
+    let paid: Value = paid.json().await.unwrap();
+    assert_eq!(paid["unapplied_npr"], 250.0);
+    assert_eq!(paid["account"]["credit_balance_npr"], 250.0);
+    assert_eq!(paid["account"], t.get_json(&path).await);
+    assert_eq!(t.count("payments").await, 1);
+
     let first = pay(json!({ "amount_npr": 100, "method": "bank", "reference": "r-7" })).await;
     assert_eq!(first.status(), 201);
+    // The answer's account is the one the payment wrote, as a read after the commit sees it.
+    let first: Value = first.json().await.unwrap();
+    let account = t
+        .get_json(&format!("/api/v1/credit/accounts/{retailer}"))
+        .await;
+    assert_eq!(first["account"], account);
     let replay = pay(json!({ "amount_npr": 100, "method": "bank", "reference": "r-7" })).await;
     assert_eq!(replay.status(), 200);
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["account"], account);
+    assert_eq!(replay["payment_id"], first["payment_id"]);
     assert_problem(
         pay(json!({ "amount_npr": 90, "method": "bank", "reference": "r-7" })).await,
         409,
     )
     .await;
-    assert_eq!(t.count("payments").await, 1);
+    assert_eq!(t.count("payments").await, 2);
 
     // A limit below 1.2 × outstanding is refused.
     let rid: Uuid = retailer.parse().unwrap();
