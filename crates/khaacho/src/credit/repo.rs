@@ -341,6 +341,25 @@ pub async fn set_late_streak(tx: &mut Tx, retailer: Uuid, streak: i32) -> Result
     Ok(())
 }
 
+/// Sets the score and band of `retailer`'s account (the band `None` while unrated) and
+/// returns the account as updated: the UPDATE takes the row's lock, so what it returns stays
+/// as it is until the commit.
+pub async fn set_score(
+    tx: &mut Tx,
+    retailer: Uuid,
+    score: u16,
+    band: Option<&str>,
+    now: i64,
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE credit_accounts SET score = $1, band = $2, updated_at_ms = $3 WHERE retailer_id = $4 \
+         RETURNING {ACCOUNT_COLS}"
+    );
+    with_tx!(tx, c => sqlx::query_as::<_, AccountRow>(sqlx::AssertSqlSafe(sql))
+        .bind(i32::from(score)).bind(band).bind(now).bind(retailer)
+        .fetch_optional(c).await)
+}
+
 /// Sets the limit.
 pub async fn set_limit(tx: &mut Tx, retailer: Uuid, limit: i64) -> Result<(), sqlx::Error> {
     with_tx!(tx, c => sqlx::query("UPDATE credit_accounts SET limit_paisa = $1, updated_at_ms = $2 WHERE retailer_id = $3")

@@ -163,10 +163,15 @@ pub async fn score_one(
     now: i64,
 ) -> Result<(), JobError> {
     let mut tx = db.begin().await?;
-    let Some(account) = repo::account_for_update_opt(&mut tx, retailer).await? else {
+    // The history is read without locking the account: the account row is the one the
+    // validation runs, deliveries and payments of this shop lock, so it is held only from
+    // the score's UPDATE to the commit (a rescore after every payment held it through the
+    // reads, ~20 ms under load). A score is a reading of the history as of now; the limit
+    // change below is judged on the account as locked.
+    let Some(seen) = repo::account_tx(&mut tx, retailer).await? else {
         return Ok(());
     };
-    let inputs = score_inputs(&mut tx, &account, now).await?;
+    let inputs = score_inputs(&mut tx, &seen, now).await?;
     let score = khaacho_credit::compute_score(&inputs, &cfg.rules);
     let band = khaacho_credit::Band::from_score(score.score, &cfg.rules);
     with_tx!(tx, c => sqlx::query(
@@ -177,9 +182,9 @@ pub async fn score_one(
     // Without history the score is the neutral base, which is no judgement of the retailer:
     // the account stays unrated (no band rules) until it has some.
     let rated = score.has_history.then_some(band.as_str());
-    with_tx!(tx, c => sqlx::query("UPDATE credit_accounts SET score = $1, band = $2, updated_at_ms = $3 WHERE retailer_id = $4")
-        .bind(i32::from(score.score)).bind(rated).bind(now).bind(retailer)
-        .execute(c).await.map(|r| r.rows_affected()))?;
+    let Some(account) = repo::set_score(&mut tx, retailer, score.score, rated, now).await? else {
+        return Ok(());
+    };
     // A retailer without history scores the neutral base, which must not move its limit.
     if score.has_history
         && let Some(change) = khaacho_credit::automatic_limit_change(
