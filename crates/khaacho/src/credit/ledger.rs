@@ -82,7 +82,7 @@ pub async fn reserve(
 }
 
 /// One order's reservation in [`reserve_many`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Wanted {
     /// The order.
     pub order: Uuid,
@@ -94,18 +94,40 @@ pub struct Wanted {
 
 /// Reserves many orders at once (the pipeline's batch): the caller has locked the accounts
 /// (`repo::accounts_for_update`, in retailer order) and passes them in; each order is judged
-/// against its account as the earlier orders of the batch left it, then every hold is written
-/// with one INSERT and every account moved with one UPDATE, which re-checks the limit as a
-/// guard. Returns, per order, what happened and the credit still available at that moment.
+/// against its account as the earlier orders of the batch left it ([`plan_reservations`]),
+/// then every hold is written with one INSERT and every account moved with one UPDATE, which
+/// re-checks the limit as a guard ([`write_reservations`]). Returns, per order, what happened
+/// and the credit still available at that moment.
 pub async fn reserve_many(
     tx: &mut Tx,
     accounts: &std::collections::HashMap<Uuid, AccountRow>,
     wanted: &[Wanted],
 ) -> Result<Vec<(Reserve, i64)>, LedgerError> {
+    let existing = repo::holds_of(tx, &wanted.iter().map(|w| w.order).collect::<Vec<_>>()).await?;
+    let (out, plan) = plan_reservations(accounts, wanted, &existing)?;
+    write_reservations(tx, &plan).await?;
+    Ok(out)
+}
+
+/// The holds a batch's reservations write and what they add to each account.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reservations {
+    holds: Vec<Wanted>,
+    /// `(retailer, held delta, orders, value)`, in retailer order.
+    deltas: Vec<(Uuid, i64, i64, i64)>,
+}
+
+/// Judges `wanted` in order against `accounts` as the batch's earlier orders left them
+/// (`existing`: the orders that already hold credit), writing nothing: per order, what would
+/// happen and the credit available at that moment, and the writes that make it so.
+pub fn plan_reservations(
+    accounts: &std::collections::HashMap<Uuid, AccountRow>,
+    wanted: &[Wanted],
+    existing: &std::collections::HashSet<Uuid>,
+) -> Result<(Vec<(Reserve, i64)>, Reservations), LedgerError> {
     if wanted.iter().any(|w| w.amount <= 0) {
         return Err(LedgerError::NonPositive);
     }
-    let existing = repo::holds_of(tx, &wanted.iter().map(|w| w.order).collect::<Vec<_>>()).await?;
     // (held delta, orders, value) per retailer, in retailer order.
     let mut deltas: std::collections::BTreeMap<Uuid, (i64, i64, i64)> = Default::default();
     let mut out = Vec::with_capacity(wanted.len());
@@ -129,33 +151,37 @@ pub async fn reserve_many(
         };
         out.push((outcome, available.max(0)));
     }
-    deltas.retain(|_, d| d.1 > 0);
-    if deltas.is_empty() {
-        return Ok(out);
+    let deltas = deltas
+        .into_iter()
+        .filter(|(_, d)| d.1 > 0)
+        .map(|(r, d)| (r, d.0, d.1, d.2))
+        .collect();
+    Ok((out, Reservations { holds, deltas }))
+}
+
+/// Writes what [`plan_reservations`] planned, on accounts the caller has locked: the holds
+/// with one INSERT, the accounts moved with one UPDATE whose guard re-checks each limit.
+pub async fn write_reservations(tx: &mut Tx, plan: &Reservations) -> Result<(), LedgerError> {
+    if plan.deltas.is_empty() {
+        return Ok(());
     }
     repo::insert_holds(
         tx,
-        &holds
+        &plan
+            .holds
             .iter()
             .map(|w| (w.order, w.retailer, w.amount))
             .collect::<Vec<_>>(),
     )
     .await?;
-    let moved = repo::add_held(
-        tx,
-        &deltas
-            .iter()
-            .map(|(r, d)| (*r, d.0, d.1, d.2))
-            .collect::<Vec<_>>(),
-    )
-    .await?;
-    if moved != deltas.len() as u64 {
+    let moved = repo::add_held(tx, &plan.deltas).await?;
+    if moved != plan.deltas.len() as u64 {
         // The guard refused: an account changed without the caller's lock. Nothing may stand.
         return Err(LedgerError::HoldState(
             "an account changed during the reservation".into(),
         ));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Reserves past the limit because a person approved it (`actor`, recorded on the hold).

@@ -183,7 +183,10 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
     ctx.complete_in(&mut tx).await?;
     resume_retried(&mut tx, &mut rows).await?;
     let mut locked: Vec<&mut OrderRow> = rows.iter_mut().collect();
-    let over = route_locked(&mut tx, app, &mut locked).await?;
+    let over = route_locked(&mut tx, app, &mut locked)
+        .await?
+        .write(&mut tx)
+        .await?;
     if over.is_empty() {
         tx.commit().await?;
     }
@@ -191,8 +194,10 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
 }
 
 /// Routes the `validated` orders among `orders` (locked in `tx`) and offers the unassigned
-/// parts of the `routed` ones anew; leaves the others alone. Returns the vendors found over a
-/// limit at the end: the caller must then roll back and decide again instead of committing.
+/// parts of the `routed` ones anew; leaves the others alone. Returns the vendors' counters
+/// the parts moved, unwritten: the caller writes them ([`Workloads::write`]) once it has
+/// taken every other hot row its transaction needs (they are the hottest rows, taken last),
+/// and on vendors found over a limit must roll back and decide again instead of committing.
 /// The validation step calls it in its own transaction for the orders it just validated
 /// (`crate::orders::pipeline::process`).
 #[tracing::instrument(name = "route", skip_all, fields(orders = orders.len()))]
@@ -200,7 +205,7 @@ pub(crate) async fn route_locked(
     tx: &mut Tx,
     app: &App,
     orders: &mut [&mut OrderRow],
-) -> Result<Vec<Uuid>, JobError> {
+) -> Result<Workloads, JobError> {
     let now = app.clock().now_ms();
     let mut locked: Vec<&mut OrderRow> = orders
         .iter_mut()
@@ -208,7 +213,7 @@ pub(crate) async fn route_locked(
         .map(|o| &mut **o)
         .collect();
     if locked.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Workloads::default());
     }
     let refs: Vec<&OrderRow> = locked.iter().map(|o| &**o).collect();
     let all_lines = orders::lines_many_tx(tx, &refs).await?;
@@ -279,7 +284,7 @@ pub(crate) async fn route_locked(
             reoffer(tx, app, order, &lines_of(order.id), now, &mut load).await?;
         }
     }
-    Ok(load.write(tx).await?)
+    Ok(load)
 }
 
 /// What routing a batch writes.

@@ -121,6 +121,111 @@ async fn fifty_parallel_orders_against_an_account_that_fits_ten() {
     reconciled(&t).await;
 }
 
+/// PostgreSQL: the validation run judges credit on the accounts as it first reads them,
+/// unlocked, and locks them only at its end, after routing. An account changed meanwhile by
+/// another transaction (here one the test holds open, which the run's lock waits for) is
+/// judged again as locked: an order that did not fit but now does is reserved and routed, an
+/// order that fitted but no longer does is held and reserves nothing — each as if the account
+/// had been locked from the start, nothing of the first judgement kept.
+#[tokio::test]
+async fn credit_is_judged_again_on_accounts_that_changed_before_the_run_locked_them() {
+    let t = TestApp::spawn().await;
+    if !t.app.db().is_postgres() {
+        return; // SQLite: the run holds the write lock from its first write to its commit.
+    }
+    t.seed().await;
+    let retailer = t.retailer().await;
+    let lines = json!([{ "sku": "SUGAR-50", "qty": 5, "unit": "kg" }]);
+    let total = order_total(&t, &retailer, &lines).await;
+    let rid: Uuid = retailer.parse().unwrap();
+    let pool = sqlx::PgPool::connect(&t.database_url).await.unwrap();
+    let committed = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT held_paisa + outstanding_paisa FROM credit_accounts WHERE retailer_id = $1",
+        )
+        .bind(rid)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let set = async |limit: i64| {
+        sqlx::query("UPDATE credit_accounts SET limit_paisa = $1 WHERE retailer_id = $2")
+            .bind(limit)
+            .bind(rid)
+            .execute(&pool)
+            .await
+            .unwrap();
+    };
+    // Runs the order's validation while another transaction, holding the account, changes
+    // its limit to `limit`; that transaction commits once the run waits for the account.
+    let run_while_the_limit_becomes = async |limit: i64| {
+        let mut other = pool.begin().await.unwrap();
+        let pid: i32 = sqlx::query_scalar(
+            "UPDATE credit_accounts SET limit_paisa = $1 WHERE retailer_id = $2 RETURNING pg_backend_pid()",
+        )
+        .bind(limit)
+        .bind(rid)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+        let let_go = async {
+            for _ in 0..1000 {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = $1 \
+                     WHERE l.locktype = 'transactionid' AND NOT l.granted AND l.transactionid = a.backend_xid",
+                )
+                .bind(pid)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                if waiting > 0 {
+                    return other.commit().await.unwrap();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the run never waited for the account");
+        };
+        tokio::join!(t.run_jobs(), let_go);
+    };
+    let place = async || {
+        let placed = t.order(&retailer, lines.clone()).await;
+        placed["order_id"].as_str().unwrap().to_string()
+    };
+
+    // Does not fit as first read; the limit rises before the run locks the account.
+    let before = committed().await;
+    set(before + total / 2).await;
+    let first = place().await;
+    run_while_the_limit_becomes(before + 2 * total).await;
+    let o = t.get_json(&format!("/api/v1/orders/{first}")).await;
+    assert_eq!(o["status"], "routed", "{o}");
+    assert_eq!(o["credit_hold"]["status"], "pending", "{o}");
+    let path: Vec<&str> = o["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(path, ["received", "validated", "routed"], "{o}");
+    assert_eq!(committed().await, before + total);
+
+    // Fits as first read; the limit falls before the run locks the account.
+    let second = place().await;
+    run_while_the_limit_becomes(before + total + total / 2).await;
+    let o = t.get_json(&format!("/api/v1/orders/{second}")).await;
+    assert_eq!(o["status"], "on_hold", "{o}");
+    assert_eq!(o["hold_reason"], "credit_limit", "{o}");
+    assert!(o.get("credit_hold").is_none(), "{o}");
+    assert!(
+        o["fulfilments"].as_array().unwrap().is_empty(),
+        "nothing routed on the first judgement is kept: {o}"
+    );
+    assert_eq!(committed().await, before + total, "nothing more reserved");
+    assert_eq!(t.metric("khaacho_credit_redecided_total").await, Some(2.0));
+    pool.close().await;
+    reconciled(&t).await;
+}
+
 #[tokio::test]
 async fn postings_are_idempotent_and_payments_go_to_the_oldest_debit_first() {
     let t = TestApp::spawn().await;

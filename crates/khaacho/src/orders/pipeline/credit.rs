@@ -7,7 +7,7 @@
 //! cash-only band refuses credit orders, a band's order cap holds a larger order for a
 //! person, a band that needs approval holds every credit order (its hold already placed).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use khaacho_credit::Band;
 use serde_json::json;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::Verdict;
 use crate::base::db::Tx;
 use crate::credit::CreditConfig;
-use crate::credit::ledger::{self, Reserve, Wanted};
+use crate::credit::ledger::{self, Reservations, Reserve, Wanted};
 use crate::credit::repo::{self, AccountRow};
 use crate::credit::risk::{self, Behaviour};
 use crate::orders::model::{OrderRow, PaymentMode};
@@ -64,26 +64,110 @@ impl Facts {
     }
 }
 
-/// Decides and reserves credit for each of `orders` (validated, priced), in order: the
-/// rules that need no reservation first, then every reservation of the batch at once.
-/// Orders marked in `skip` (already rejected by an earlier step) reserve nothing. Returns the
-/// verdicts and, per order, whether it now holds credit.
+/// What the credit step decided for a batch: per order its verdict and whether it holds
+/// credit after the step, and the reservations that make it so.
+#[derive(Debug, PartialEq)]
+pub struct Judged {
+    /// Per order.
+    pub verdicts: Vec<Verdict>,
+    /// Per order: holds credit once the step's writes are made.
+    pub held: Vec<bool>,
+    /// Per order: held credit before the step (a retried run); the rest of `held` is written
+    /// by [`write`] or [`confirm`].
+    pub held_before: Vec<bool>,
+    reservations: Reservations,
+}
+
+/// Decides and reserves credit for each of `orders` (validated, priced), in order, on their
+/// accounts locked first: the rules that need no reservation, then every reservation of the
+/// batch at once. Orders marked in `skip` (already rejected by an earlier step) reserve
+/// nothing. Returns what it decided, written.
 pub async fn run(
     tx: &mut Tx,
     cfg: &CreditConfig,
     orders: &[&OrderRow],
     facts: &Facts,
     skip: &[bool],
-) -> Result<(Vec<Verdict>, Vec<bool>), JobError> {
-    // Lock the accounts in retailer order, so concurrent batches that share retailers queue
-    // behind each other instead of deadlocking.
+) -> Result<Judged, JobError> {
+    let locked = lock(tx, facts).await?;
+    let existing = existing_holds(tx, orders).await?;
+    let judged = judge(cfg, orders, facts, &locked, &existing, skip)?;
+    write(tx, &judged).await?;
+    Ok(judged)
+}
+
+/// The first half of the credit step taken last in its transaction: what it decides on the
+/// accounts as `facts` read them, unlocked, writing nothing. [`confirm`] then locks the
+/// accounts at the end of the transaction and writes it if the locked accounts decide the
+/// same (see `pipeline::process`).
+pub async fn judge_unlocked(
+    tx: &mut Tx,
+    cfg: &CreditConfig,
+    orders: &[&OrderRow],
+    facts: &Facts,
+    skip: &[bool],
+) -> Result<(Judged, HashSet<Uuid>), JobError> {
+    // The orders are locked by the run, so their holds stay as read.
+    let existing = existing_holds(tx, orders).await?;
+    let judged = judge(cfg, orders, facts, &facts.accounts, &existing, skip)?;
+    Ok((judged, existing))
+}
+
+/// The second half of [`judge_unlocked`]: locks the accounts in retailer order, decides
+/// again on them, and writes the reservations if every verdict is the one `judged` holds
+/// (true); otherwise writes nothing and answers false, and the caller rolls its transaction
+/// back — what was settled on the snapshot does not stand.
+#[allow(clippy::too_many_arguments)]
+pub async fn confirm(
+    tx: &mut Tx,
+    cfg: &CreditConfig,
+    orders: &[&OrderRow],
+    facts: &Facts,
+    skip: &[bool],
+    judged: &Judged,
+    existing: &HashSet<Uuid>,
+) -> Result<bool, JobError> {
+    let locked = lock(tx, facts).await?;
+    let again = judge(cfg, orders, facts, &locked, existing, skip)?;
+    if again != *judged {
+        return Ok(false);
+    }
+    write(tx, &again).await?;
+    Ok(true)
+}
+
+/// The batch's accounts, locked in retailer order, so concurrent batches that share
+/// retailers queue behind each other instead of deadlocking.
+async fn lock(tx: &mut Tx, facts: &Facts) -> Result<HashMap<Uuid, AccountRow>, JobError> {
     let mut retailers: Vec<Uuid> = facts.accounts.keys().copied().collect();
     retailers.sort_unstable();
-    let locked: HashMap<Uuid, AccountRow> = repo::accounts_for_update(tx, &retailers)
+    Ok(repo::accounts_for_update(tx, &retailers)
         .await?
         .into_iter()
         .map(|a| (a.retailer_id, a))
-        .collect();
+        .collect())
+}
+
+async fn existing_holds(tx: &mut Tx, orders: &[&OrderRow]) -> Result<HashSet<Uuid>, JobError> {
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    Ok(repo::holds_of(tx, &ids).await?)
+}
+
+async fn write(tx: &mut Tx, judged: &Judged) -> Result<(), JobError> {
+    ledger::write_reservations(tx, &judged.reservations)
+        .await
+        .map_err(|e| JobError::Retryable(e.into()))
+}
+
+/// The credit step's decisions on `accounts`, in order, writing nothing.
+fn judge(
+    cfg: &CreditConfig,
+    orders: &[&OrderRow],
+    facts: &Facts,
+    accounts: &HashMap<Uuid, AccountRow>,
+    existing: &HashSet<Uuid>,
+    skip: &[bool],
+) -> Result<Judged, JobError> {
     let mut out: Vec<Option<Verdict>> = orders
         .iter()
         .zip(skip)
@@ -91,11 +175,12 @@ pub async fn run(
             if *skip {
                 Some(Verdict::Pass)
             } else {
-                precheck(cfg, o, facts, &locked)
+                precheck(cfg, o, facts, accounts)
             }
         })
         .collect();
     let mut held = vec![false; orders.len()];
+    let mut held_before = vec![false; orders.len()];
     let wanted: Vec<(usize, Wanted)> = orders
         .iter()
         .enumerate()
@@ -112,12 +197,12 @@ pub async fn run(
         })
         .collect();
     let batch: Vec<Wanted> = wanted.iter().map(|(_, w)| *w).collect();
-    let results = ledger::reserve_many(tx, &locked, &batch)
-        .await
+    let (results, reservations) = ledger::plan_reservations(accounts, &batch, existing)
         .map_err(|e| JobError::Retryable(e.into()))?;
     for ((i, w), (outcome, available)) in wanted.iter().zip(results) {
         let band = facts.band(w.retailer);
         held[*i] = matches!(outcome, Reserve::Reserved | Reserve::AlreadyHeld);
+        held_before[*i] = outcome == Reserve::AlreadyHeld;
         out[*i] = Some(match outcome {
             Reserve::Reserved | Reserve::AlreadyHeld => {
                 match band.filter(|b| b.requires_approval()) {
@@ -126,7 +211,7 @@ pub async fn run(
                 }
             }
             Reserve::OverLimit => {
-                let limit = locked.get(&w.retailer).map_or(0, |a| a.limit_paisa);
+                let limit = accounts.get(&w.retailer).map_or(0, |a| a.limit_paisa);
                 Verdict::Hold(
                     "credit_limit",
                     json!({ "total_paisa": w.amount, "available_paisa": available, "limit_paisa": limit }),
@@ -142,7 +227,12 @@ pub async fn run(
         .into_iter()
         .map(|v| v.unwrap_or(Verdict::Pass))
         .collect();
-    Ok((verdicts, held))
+    Ok(Judged {
+        verdicts,
+        held,
+        held_before,
+        reservations,
+    })
 }
 
 /// The verdict of the rules that need no reservation, or `None` when the order is to be
@@ -151,13 +241,13 @@ fn precheck(
     cfg: &CreditConfig,
     o: &OrderRow,
     facts: &Facts,
-    locked: &HashMap<Uuid, AccountRow>,
+    accounts: &HashMap<Uuid, AccountRow>,
 ) -> Option<Verdict> {
     if o.payment_mode == PaymentMode::Cash.as_str() {
         return Some(Verdict::Pass);
     }
     let total = o.total_paisa.unwrap_or(0);
-    let account = locked.get(&o.retailer_id)?;
+    let account = accounts.get(&o.retailer_id)?;
     if account.status == "blocked" {
         return Some(Verdict::Reject(
             "credit_blocked",

@@ -108,13 +108,24 @@ impl BatchJob for ProcessOrders {
 /// again without it and the orders' routing jobs carry on from `validated` (with their own
 /// retries and, out of attempts, the `routing_failed` hold), so a routing fault never fails an
 /// order.
+///
+/// With routing, the credit step takes its accounts' locks last ([`Credit::Last`]): the
+/// accounts are the rows concurrent runs, deliveries and payments of the same shops wait
+/// on, and held from the credit step they were held through routing too. When the locked
+/// accounts decide otherwise than their unlocked reading did, the run is rolled back and done
+/// again with the locks taken first.
 #[tracing::instrument(skip_all, fields(orders = ids.len()))]
 pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
     if ctx.runs::<RouteOrders>() {
+        let mut credit = Credit::Last;
         for _ in 0..service::REDECIDE {
-            match process_once(ctx, ids, true).await? {
+            match process_once(ctx, ids, true, credit).await? {
                 Routing::Done => return Ok(()),
                 Routing::Over(vendors) => service::overbooked(&vendors, "routing"),
+                Routing::Stale => {
+                    metrics::counter!("khaacho_credit_redecided_total").increment(1);
+                    credit = Credit::First;
+                }
                 Routing::Failed(e) => {
                     tracing::warn!(error = %e, "routing in the validation run failed; left to the routing job");
                     break;
@@ -123,7 +134,9 @@ pub async fn process(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
         }
     }
     // Without routing, a try commits or fails.
-    process_once(ctx, ids, false).await.map(|_| ())
+    process_once(ctx, ids, false, Credit::First)
+        .await
+        .map(|_| ())
 }
 
 /// How routing went in one try of [`process`].
@@ -132,12 +145,29 @@ enum Routing {
     Done,
     /// Rolled back: these vendors filled up meanwhile.
     Over(Vec<Uuid>),
+    /// Rolled back: the accounts, locked last, decided otherwise than as first read.
+    Stale,
     /// Rolled back: routing failed.
     Failed(JobError),
 }
 
+/// When a run locks its retailers' accounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Credit {
+    /// At the credit step, held to the commit: the reservations judged on the locked rows.
+    First,
+    /// Judged on the unlocked reading, settled and routed on it; locked at the end of the
+    /// run, judged again and written only if nothing differs.
+    Last,
+}
+
 /// One try of [`process`]; `route`: route the orders it validates in its transaction.
-async fn process_once(ctx: &JobContext, ids: &[Uuid], route: bool) -> Result<Routing, JobError> {
+async fn process_once(
+    ctx: &JobContext,
+    ids: &[Uuid],
+    route: bool,
+    credit: Credit,
+) -> Result<Routing, JobError> {
     let mut tx = ctx.app.db().begin().await?;
     let mut orders = lock_orders(&mut tx, ids).await?;
     let mut todo: Vec<&mut OrderRow> = orders
@@ -154,9 +184,14 @@ async fn process_once(ctx: &JobContext, ids: &[Uuid], route: bool) -> Result<Rou
         .filter(|(_, ok)| **ok)
         .map(|(o, _)| &mut **o)
         .collect();
-    decide(&mut tx, &ctx.app, &mut priced).await?;
+    let pending = match decide(&mut tx, &ctx.app, &mut priced, credit).await? {
+        Decided::Written => None,
+        Decided::Pending(p) => Some(p),
+        Decided::Redo => return Ok(Routing::Stale),
+    };
     // What routing here takes on needs no routing job.
     let mut routed_here = Vec::new();
+    let mut load = None;
     if route {
         let mut ready: Vec<&mut OrderRow> = todo
             .iter_mut()
@@ -165,9 +200,21 @@ async fn process_once(ctx: &JobContext, ids: &[Uuid], route: bool) -> Result<Rou
             .collect();
         routed_here = ready.iter().map(|o| o.id).collect();
         match routing::route_locked(&mut tx, &ctx.app, &mut ready).await {
-            Ok(over) if !over.is_empty() => return Ok(Routing::Over(over)),
-            Ok(_) => {}
+            Ok(l) => load = Some(l),
             Err(e) => return Ok(Routing::Failed(e)),
+        }
+    }
+    // The hot rows last, in the order every transaction takes them: the accounts, then the
+    // vendors' counters.
+    if let Some(p) = pending
+        && !p.confirm(&mut tx, &ctx.app).await?
+    {
+        return Ok(Routing::Stale);
+    }
+    if let Some(load) = load {
+        let over = load.write(&mut tx).await?;
+        if !over.is_empty() {
+            return Ok(Routing::Over(over));
         }
     }
     let done: Vec<&OrderRow> = todo
@@ -181,7 +228,7 @@ async fn process_once(ctx: &JobContext, ids: &[Uuid], route: bool) -> Result<Rou
 }
 
 /// What a step decided for one order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
     /// Nothing against it.
     Pass,
@@ -191,11 +238,58 @@ pub enum Verdict {
     Reject(&'static str, serde_json::Value),
 }
 
+/// What [`decide`] left to do.
+enum Decided {
+    /// The credit step's reservations are written.
+    Written,
+    /// Settled on the unlocked reading of the accounts; [`Pending::confirm`] locks them and
+    /// writes the reservations at the end of the run.
+    Pending(Box<Pending>),
+    /// An order that reserves credit is rejected by another step: not something to settle on
+    /// an unlocked reading (its hold would have to be voided); the run is done again with the
+    /// accounts locked first.
+    Redo,
+}
+
+/// The credit step's second half in a run that locks the accounts last.
+struct Pending {
+    /// The priced orders as the credit step judged them.
+    orders: Vec<OrderRow>,
+    facts: credit::Facts,
+    skip: Vec<bool>,
+    judged: credit::Judged,
+    existing: std::collections::HashSet<Uuid>,
+}
+
+impl Pending {
+    /// Locks the accounts, judges again and writes the reservations; false when the locked
+    /// accounts decide otherwise (nothing written: the caller rolls back).
+    async fn confirm(self, tx: &mut Tx, app: &App) -> Result<bool, JobError> {
+        let refs: Vec<&OrderRow> = self.orders.iter().collect();
+        let cfg = &app.settings().credit;
+        credit::confirm(
+            tx,
+            cfg,
+            &refs,
+            &self.facts,
+            &self.skip,
+            &self.judged,
+            &self.existing,
+        )
+        .await
+    }
+}
+
 /// Runs the steps after validation — credit, risk, large-order review — for the priced
 /// orders, then settles what they decided.
-async fn decide(tx: &mut Tx, app: &App, orders: &mut [&mut OrderRow]) -> Result<(), JobError> {
+async fn decide(
+    tx: &mut Tx,
+    app: &App,
+    orders: &mut [&mut OrderRow],
+    lock: Credit,
+) -> Result<Decided, JobError> {
     if orders.is_empty() {
-        return Ok(());
+        return Ok(Decided::Written);
     }
     let cfg = &app.settings().credit;
     let now = now_ms();
@@ -209,11 +303,17 @@ async fn decide(tx: &mut Tx, app: &App, orders: &mut [&mut OrderRow]) -> Result<
         .iter()
         .map(|v| matches!(v, Verdict::Reject(..)))
         .collect();
-    let (credit, held) = credit::run(tx, cfg, &refs, &facts, &rejected).await?;
+    let (judged, existing) = match lock {
+        Credit::First => (credit::run(tx, cfg, &refs, &facts, &rejected).await?, None),
+        Credit::Last => {
+            let (j, e) = credit::judge_unlocked(tx, cfg, &refs, &facts, &rejected).await?;
+            (j, Some(e))
+        }
+    };
     let review_above = app.settings().pipeline.review_above_npr.saturating_mul(100);
     let verdicts: Vec<Vec<Verdict>> = refs
         .iter()
-        .zip(credit.into_iter().zip(risk))
+        .zip(judged.verdicts.iter().cloned().zip(risk))
         .map(|(o, (c, r))| {
             let total = o.total_paisa.unwrap_or(0);
             let large = (total > review_above).then(|| {
@@ -223,7 +323,34 @@ async fn decide(tx: &mut Tx, app: &App, orders: &mut [&mut OrderRow]) -> Result<
             [Some(c), Some(r), large].into_iter().flatten().collect()
         })
         .collect();
-    settle(tx, orders, &verdicts, &held).await
+    let Some(existing) = existing else {
+        settle(tx, orders, &verdicts, &judged.held).await?;
+        return Ok(Decided::Written);
+    };
+    let reserves_and_rejected = verdicts
+        .iter()
+        .zip(judged.held.iter().zip(&judged.held_before))
+        .any(|(vs, (held, before))| {
+            *held && !*before && vs.iter().any(|v| matches!(v, Verdict::Reject(..)))
+        });
+    if reserves_and_rejected {
+        return Ok(Decided::Redo);
+    }
+    // Only holds placed before this run exist yet, and only they can need voiding.
+    settle(tx, orders, &verdicts, &judged.held_before).await?;
+    let pending = Pending {
+        orders: refs_owned(orders),
+        facts,
+        skip: rejected,
+        judged,
+        existing,
+    };
+    Ok(Decided::Pending(Box::new(pending)))
+}
+
+/// The orders as they are now (after `settle`).
+fn refs_owned(orders: &[&mut OrderRow]) -> Vec<OrderRow> {
+    orders.iter().map(|o| (**o).clone()).collect()
 }
 
 /// Applies the verdicts of the steps after validation: any rejection rejects the order (and
