@@ -400,30 +400,14 @@ async fn get_order(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
     let order = visible_order(&app, &principal, id).await?;
+    let lines = repo::lines(app.db(), &order).await?;
+    let events = repo::events(app.db(), &order).await?;
     let visibility = Visibility::of(&principal);
-    // The rest hangs off the order alone: read side by side, each on a keyed connection of
-    // its own, so the view waits for the slowest read rather than for their sum (and holds
-    // its admission slot that much shorter).
-    let credit = async {
-        if visibility.shows_totals() {
-            crate::credit::risk::hold_and_assessment(app.db(), order.id).await
-        } else {
-            Ok((None, None))
-        }
+    let (hold, risk) = if visibility.shows_totals() {
+        crate::credit::risk::hold_and_assessment(app.db(), order.id).await?
+    } else {
+        (None, None)
     };
-    let routing = async {
-        match principal.is_staff() {
-            true => fulfilment::decisions(&app, id).await.map(Some),
-            false => Ok(None),
-        }
-    };
-    let (lines, events, (hold, risk), parts, routing) = tokio::try_join!(
-        async { Ok::<_, ApiError>(repo::lines(app.db(), &order).await?) },
-        async { Ok(repo::events(app.db(), &order).await?) },
-        async { Ok(credit.await?) },
-        fulfilment::visible_parts(&app, &principal, id),
-        routing,
-    )?;
     let mut view = OrderView::new(order, Some(lines), Some(events), visibility);
     view.credit_hold = hold.map(|h| CreditHoldView {
         amount_npr: paisa_to_npr(h.amount_paisa),
@@ -437,8 +421,10 @@ async fn get_order(
         components: r.components.0,
         reasons: r.reasons.0,
     });
-    view.fulfilments = Some(parts);
-    view.routing = routing;
+    view.fulfilments = Some(fulfilment::visible_parts(&app, &principal, id).await?);
+    if principal.is_staff() {
+        view.routing = Some(fulfilment::decisions(&app, id).await?);
+    }
     Ok(axum::Json(view))
 }
 
