@@ -10,7 +10,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, commit_once_waited_for};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -168,23 +168,7 @@ async fn credit_is_judged_again_on_accounts_that_changed_before_the_run_locked_t
         .fetch_one(&mut *other)
         .await
         .unwrap();
-        let let_go = async {
-            for _ in 0..1000 {
-                let waiting: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = $1 \
-                     WHERE l.locktype = 'transactionid' AND NOT l.granted AND l.transactionid = a.backend_xid",
-                )
-                .bind(pid)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-                if waiting > 0 {
-                    return other.commit().await.unwrap();
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            panic!("the run never waited for the account");
-        };
+        let let_go = commit_once_waited_for(&pool, other, pid, "the validation run");
         tokio::join!(t.run_jobs(), let_go);
     };
     let place = async || {

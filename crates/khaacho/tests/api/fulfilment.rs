@@ -9,7 +9,7 @@ use khaacho::auth::Role;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem, audit_rows, sample};
+use crate::helpers::{TestApp, assert_problem, audit_rows, commit_once_waited_for, sample};
 
 const MINUTE: i64 = 60_000;
 
@@ -1015,23 +1015,7 @@ async fn routing_decides_again_when_its_vendor_filled_up_meanwhile() {
     .fetch_one(&mut *other)
     .await
     .unwrap();
-    let let_go = async {
-        for _ in 0..1000 {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = $1 \
-                 WHERE l.locktype = 'transactionid' AND NOT l.granted AND l.transactionid = a.backend_xid",
-            )
-            .bind(pid)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            if waiting > 0 {
-                return other.commit().await.unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("routing never waited for the other transaction");
-    };
+    let let_go = commit_once_waited_for(&pool, other, pid, "routing");
     tokio::join!(t.run_jobs(), let_go);
 
     let o = order(&t, &id).await;

@@ -371,3 +371,29 @@ pub async fn audit_rows(t: &TestApp, query: &str) -> Vec<Value> {
     let v: Value = r.json().await.unwrap();
     v["items"].as_array().unwrap().clone()
 }
+
+/// PostgreSQL: commits `other` (a transaction of backend `pid` holding a row lock) once
+/// another transaction waits for it, so the test knows the waiter read what was committed
+/// before and gets what `other` wrote. Panics if nothing waits within ten seconds.
+pub async fn commit_once_waited_for(
+    pool: &sqlx::PgPool,
+    other: sqlx::Transaction<'_, sqlx::Postgres>,
+    pid: i32,
+    waiter: &str,
+) {
+    for _ in 0..1000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = $1 \
+             WHERE l.locktype = 'transactionid' AND NOT l.granted AND l.transactionid = a.backend_xid",
+        )
+        .bind(pid)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return other.commit().await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{waiter} never waited for the other transaction");
+}
