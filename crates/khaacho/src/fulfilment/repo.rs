@@ -778,16 +778,12 @@ pub async fn of_order_with_lines(
     db: &Db,
     order: Uuid,
 ) -> Result<(Vec<PartRow>, Vec<PartLineRow>), sqlx::Error> {
-    let cols: Vec<String> = PART_COLS
-        .split(", ")
-        .map(|c| format!("f.{}", c.trim()))
-        .collect();
+    // The parts' columns and the lines' share no name, so the part's need no table prefix.
     let sql = format!(
-        "SELECT {}, l.line_no AS l_line_no, l.product_id AS l_product_id, l.qty_milli AS l_qty_milli, \
+        "SELECT {PART_COLS}, l.line_no AS l_line_no, l.product_id AS l_product_id, l.qty_milli AS l_qty_milli, \
          l.unit AS l_unit, l.unit_price_paisa AS l_unit_price_paisa, l.reserved_milli AS l_reserved_milli, \
          l.delivered_milli AS l_delivered_milli \
-         FROM fulfilments f LEFT JOIN fulfilment_lines l ON l.fulfilment_id = f.id WHERE f.order_id = $1",
-        cols.join(", ")
+         FROM fulfilments f LEFT JOIN fulfilment_lines l ON l.fulfilment_id = f.id WHERE f.order_id = $1"
     );
     let rows = with_keyed!(db, c => sqlx::query_as::<_, PartWithLine>(sqlx::AssertSqlSafe(sql)).bind(order).fetch_all(c).await)?;
     let mut parts: Vec<PartRow> = Vec::new();
