@@ -96,6 +96,16 @@ pub async fn run(
     Ok(judged)
 }
 
+/// What [`confirm`] needs to judge a batch again on its accounts once locked: the batch as
+/// [`judge_unlocked`] judged it.
+pub struct Unlocked {
+    orders: Vec<OrderRow>,
+    facts: Facts,
+    skip: Vec<bool>,
+    /// The orders that held credit before the step (locked by the run, so as read).
+    existing: HashSet<Uuid>,
+}
+
 /// The first half of the credit step taken last in its transaction: what it decides on the
 /// accounts as `facts` read them, unlocked, writing nothing. [`confirm`] then locks the
 /// accounts at the end of the transaction and writes it if the locked accounts decide the
@@ -104,31 +114,34 @@ pub async fn judge_unlocked(
     tx: &mut Tx,
     cfg: &CreditConfig,
     orders: &[&OrderRow],
-    facts: &Facts,
+    facts: Facts,
     skip: &[bool],
-) -> Result<(Judged, HashSet<Uuid>), JobError> {
-    // The orders are locked by the run, so their holds stay as read.
+) -> Result<(Judged, Unlocked), JobError> {
     let existing = existing_holds(tx, orders).await?;
-    let judged = judge(cfg, orders, facts, &facts.accounts, &existing, skip)?;
-    Ok((judged, existing))
+    let judged = judge(cfg, orders, &facts, &facts.accounts, &existing, skip)?;
+    let unlocked = Unlocked {
+        orders: orders.iter().map(|o| (*o).clone()).collect(),
+        facts,
+        skip: skip.to_vec(),
+        existing,
+    };
+    Ok((judged, unlocked))
 }
 
 /// The second half of [`judge_unlocked`]: locks the accounts in retailer order, decides
 /// again on them, and writes the reservations if every verdict is the one `judged` holds
 /// (true); otherwise writes nothing and answers false, and the caller rolls its transaction
 /// back — what was settled on the snapshot does not stand.
-#[allow(clippy::too_many_arguments)]
 pub async fn confirm(
     tx: &mut Tx,
     cfg: &CreditConfig,
-    orders: &[&OrderRow],
-    facts: &Facts,
-    skip: &[bool],
+    unlocked: &Unlocked,
     judged: &Judged,
-    existing: &HashSet<Uuid>,
 ) -> Result<bool, JobError> {
-    let locked = lock(tx, facts).await?;
-    let again = judge(cfg, orders, facts, &locked, existing, skip)?;
+    let u = unlocked;
+    let orders: Vec<&OrderRow> = u.orders.iter().collect();
+    let locked = lock(tx, &u.facts).await?;
+    let again = judge(cfg, &orders, &u.facts, &locked, &u.existing, &u.skip)?;
     if again != *judged {
         return Ok(false);
     }

@@ -207,7 +207,7 @@ async fn process_once(
     // The hot rows last, in the order every transaction takes them: the accounts, then the
     // vendors' counters.
     if let Some(p) = pending
-        && !p.confirm(&mut tx, &ctx.app).await?
+        && !credit::confirm(&mut tx, &ctx.app.settings().credit, &p.0, &p.1).await?
     {
         return Ok(Routing::Stale);
     }
@@ -242,42 +242,13 @@ pub enum Verdict {
 enum Decided {
     /// The credit step's reservations are written.
     Written,
-    /// Settled on the unlocked reading of the accounts; [`Pending::confirm`] locks them and
+    /// Settled on the unlocked reading of the accounts; `credit::confirm` locks them and
     /// writes the reservations at the end of the run.
-    Pending(Box<Pending>),
+    Pending(Box<(credit::Unlocked, credit::Judged)>),
     /// An order that reserves credit is rejected by another step: not something to settle on
     /// an unlocked reading (its hold would have to be voided); the run is done again with the
     /// accounts locked first.
     Redo,
-}
-
-/// The credit step's second half in a run that locks the accounts last.
-struct Pending {
-    /// The priced orders as the credit step judged them.
-    orders: Vec<OrderRow>,
-    facts: credit::Facts,
-    skip: Vec<bool>,
-    judged: credit::Judged,
-    existing: std::collections::HashSet<Uuid>,
-}
-
-impl Pending {
-    /// Locks the accounts, judges again and writes the reservations; false when the locked
-    /// accounts decide otherwise (nothing written: the caller rolls back).
-    async fn confirm(self, tx: &mut Tx, app: &App) -> Result<bool, JobError> {
-        let refs: Vec<&OrderRow> = self.orders.iter().collect();
-        let cfg = &app.settings().credit;
-        credit::confirm(
-            tx,
-            cfg,
-            &refs,
-            &self.facts,
-            &self.skip,
-            &self.judged,
-            &self.existing,
-        )
-        .await
-    }
 }
 
 /// Runs the steps after validation — credit, risk, large-order review — for the priced
@@ -303,11 +274,11 @@ async fn decide(
         .iter()
         .map(|v| matches!(v, Verdict::Reject(..)))
         .collect();
-    let (judged, existing) = match lock {
+    let (judged, unlocked) = match lock {
         Credit::First => (credit::run(tx, cfg, &refs, &facts, &rejected).await?, None),
         Credit::Last => {
-            let (j, e) = credit::judge_unlocked(tx, cfg, &refs, &facts, &rejected).await?;
-            (j, Some(e))
+            let (j, u) = credit::judge_unlocked(tx, cfg, &refs, facts, &rejected).await?;
+            (j, Some(u))
         }
     };
     let review_above = app.settings().pipeline.review_above_npr.saturating_mul(100);
@@ -323,7 +294,7 @@ async fn decide(
             [Some(c), Some(r), large].into_iter().flatten().collect()
         })
         .collect();
-    let Some(existing) = existing else {
+    let Some(unlocked) = unlocked else {
         settle(tx, orders, &verdicts, &judged.held).await?;
         return Ok(Decided::Written);
     };
@@ -338,19 +309,7 @@ async fn decide(
     }
     // Only holds placed before this run exist yet, and only they can need voiding.
     settle(tx, orders, &verdicts, &judged.held_before).await?;
-    let pending = Pending {
-        orders: refs_owned(orders),
-        facts,
-        skip: rejected,
-        judged,
-        existing,
-    };
-    Ok(Decided::Pending(Box::new(pending)))
-}
-
-/// The orders as they are now (after `settle`).
-fn refs_owned(orders: &[&mut OrderRow]) -> Vec<OrderRow> {
-    orders.iter().map(|o| (**o).clone()).collect()
+    Ok(Decided::Pending(Box::new((unlocked, judged))))
 }
 
 /// Applies the verdicts of the steps after validation: any rejection rejects the order (and
