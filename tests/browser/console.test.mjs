@@ -339,9 +339,13 @@ async function main() {
     });
     const sql = `UPDATE jobs SET status = 'running', attempts = max_attempts, locked_by = 'crashed-worker', `
       + `locked_until_ms = 0 WHERE kind = 'order.validate' AND status = 'queued' `
-      + `AND json_extract(payload, '$.order_id') = '${stuck.order_id}';`;
+      + `AND json_extract(payload, '$.order_id') = '${stuck.order_id}'; SELECT changes();`;
     const edit = spawnSync('sqlite3', ['-cmd', '.timeout 10000', path.join(tmp, 'khaacho.db'), sql], { encoding: 'utf8' });
     if (edit.status !== 0) fail(`sqlite3 could not mark the job as crashed: ${edit.stderr || edit.error}`);
+    if (edit.stdout.trim() !== '1') {
+      const now = await op.call('GET', `/api/v1/orders/${stuck.order_id}`);
+      fail(`job ${held.id} was no longer queued when marked as crashed (order ${now.status}): safe mode did not hold it`);
+    }
     const deadJob = await until(`the reaper to declare job ${held.id} dead`, async () => {
       const j = await op.call('GET', `/api/v1/admin/jobs/${held.id}`);
       return j.status === 'dead' && j;
@@ -460,5 +464,13 @@ async function main() {
 
 main().then(() => process.exit(0), (e) => {
   console.error(`[browser] FAILED: ${e instanceof Failure ? e.message : (e && e.stack) || e}`);
+  // The server's last words, for a failure seen only in CI's output.
+  try {
+    const lines = readFileSync(path.join(SHOTS, 'server.log'), 'utf8').trimEnd().split('\n');
+    console.error(`[browser] the server's log, last ${Math.min(lines.length, 40)} of ${lines.length} lines:`);
+    console.error(lines.slice(-40).join('\n'));
+  } catch (err) {
+    console.error(`[browser] no server log: ${err.message}`);
+  }
   process.exit(1);
 });

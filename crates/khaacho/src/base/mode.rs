@@ -10,8 +10,11 @@
 //!   `critical` — for customers (retailers, vendors) intake and status only.
 //!
 //! A process refreshes its copy every second (`refresh`); the process that changes the mode
-//! updates its copy at once.
+//! updates its copy at once, and a refresh whose read was under way meanwhile is not taken
+//! (it may have read the row from before the change, and would undo it here for a second:
+//! the queues would claim in safe mode).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +95,9 @@ pub struct ModeRow {
 pub struct Mode {
     safe: AtomicBool,
     level: AtomicU8,
+    /// Changes this process made (`set`): a refresh takes its read only if none came
+    /// while it read.
+    changes: Mutex<u64>,
 }
 
 impl Mode {
@@ -115,8 +121,15 @@ impl Mode {
         self.safe_mode() && PAUSED_IN_SAFE_MODE.contains(&queue)
     }
 
-    /// Takes the stored mode as this process's, with the gauges.
+    /// Takes `row`, just written by this process, as this process's mode.
     pub fn set(&self, row: &ModeRow) {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        *changes += 1;
+        self.apply(row);
+    }
+
+    /// Takes the stored mode as this process's, with the gauges.
+    fn apply(&self, row: &ModeRow) {
         let level = Level::parse(&row.level);
         self.safe.store(row.safe_mode, Ordering::Relaxed);
         self.level.store(level.as_u8(), Ordering::Relaxed);
@@ -126,8 +139,12 @@ impl Mode {
 
     /// Reads the stored mode into this process's copy.
     pub async fn refresh(&self, db: &Db) -> Result<ModeRow, sqlx::Error> {
+        let before = *self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let row = read(db).await?;
-        self.set(&row);
+        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        if *changes == before {
+            self.apply(&row);
+        }
         Ok(row)
     }
 }

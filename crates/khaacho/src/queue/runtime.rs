@@ -172,6 +172,13 @@ impl<H: QueueHost> Consumer<H> {
                 // `QueueSettings::linger_ms`).
                 tokio::select! { _ = tokio::time::sleep(linger) => {}, _ = shutdown.cancelled() => return }
             }
+            // Waiting for a slot or lingering, the queue may have been paused (safe mode
+            // switched on): a job enqueued since must wait, not be claimed on the word of the
+            // check above.
+            if self.app.paused(self.queue) {
+                drop(first);
+                continue;
+            }
             let free = self.slots.available_permits() + 1;
             let batch = self.registry.batch_size(self.queue);
             let claimed = match claim(

@@ -170,6 +170,37 @@ async fn safe_mode_keeps_accepting_orders_and_resumes_them_in_order() {
     );
 }
 
+/// The process that switches safe mode takes it at once. A refresh of its copy (every second,
+/// to follow other processes) that was reading the row meanwhile holds the row from before the
+/// switch: taking it would undo the switch here until the next refresh, and the pipeline's
+/// queues would claim jobs in safe mode meanwhile.
+#[tokio::test]
+async fn a_refresh_under_way_does_not_undo_a_switch_this_process_made() {
+    let t = TestApp::spawn().await;
+    let mode = t.app.mode();
+    let stored = khaacho::base::mode::read(t.app.db()).await.unwrap();
+    assert!(!stored.safe_mode);
+    let mut refresh = std::pin::pin!(mode.refresh(t.app.db()));
+    assert!(
+        futures::poll!(refresh.as_mut()).is_pending(),
+        "the refresh's read is under way"
+    );
+    mode.set(&khaacho::base::mode::ModeRow {
+        safe_mode: true,
+        ..stored.clone()
+    });
+    let read = refresh.await.unwrap();
+    assert!(
+        !read.safe_mode,
+        "the refresh read the row from before the switch"
+    );
+    assert!(mode.safe_mode(), "and did not undo the switch");
+    assert!(mode.paused("validate"));
+    // A refresh begun after the switch takes the stored row (here, as no switch was stored).
+    mode.refresh(t.app.db()).await.unwrap();
+    assert!(!mode.safe_mode());
+}
+
 #[tokio::test]
 async fn degradation_rises_at_once_falls_after_calm_checks_and_sheds_load() {
     let t = TestApp::spawn_with(|s| {
