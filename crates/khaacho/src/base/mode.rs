@@ -90,6 +90,10 @@ pub struct ModeRow {
     pub calm_checks: i32,
 }
 
+/// A refresh under way (see [`Mode::reading`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Reading(u64);
+
 /// This process's copy of the mode.
 #[derive(Debug, Default)]
 pub struct Mode {
@@ -139,13 +143,28 @@ impl Mode {
 
     /// Reads the stored mode into this process's copy.
     pub async fn refresh(&self, db: &Db) -> Result<ModeRow, sqlx::Error> {
-        let before = *self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let reading = self.reading();
         let row = read(db).await?;
-        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        if *changes == before {
-            self.apply(&row);
-        }
+        self.read_done(reading, &row);
         Ok(row)
+    }
+
+    /// A refresh begins: what [`Mode::read_done`] needs to tell whether this process
+    /// switched the mode while the row was read.
+    pub fn reading(&self) -> Reading {
+        Reading(*self.changes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A refresh's read returned `row`: taken as this process's mode unless this process
+    /// switched the mode since [`Mode::reading`] (the row may be from before the switch).
+    /// Returns whether it was taken.
+    pub fn read_done(&self, reading: Reading, row: &ModeRow) -> bool {
+        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = *changes == reading.0;
+        if taken {
+            self.apply(row);
+        }
+        taken
     }
 }
 

@@ -171,34 +171,33 @@ async fn safe_mode_keeps_accepting_orders_and_resumes_them_in_order() {
 }
 
 /// The process that switches safe mode takes it at once. A refresh of its copy (every second,
-/// to follow other processes) that was reading the row meanwhile holds the row from before the
-/// switch: taking it would undo the switch here until the next refresh, and the pipeline's
-/// queues would claim jobs in safe mode meanwhile.
+/// to follow other processes) whose read was under way meanwhile may hold the row from before
+/// the switch: taking it would undo the switch here until the next refresh, and the
+/// pipeline's queues would claim jobs in safe mode meanwhile. The refresh is played in its two
+/// halves around the switch, as the race interleaves them.
 #[tokio::test]
 async fn a_refresh_under_way_does_not_undo_a_switch_this_process_made() {
     let t = TestApp::spawn().await;
     let mode = t.app.mode();
-    let stored = khaacho::base::mode::read(t.app.db()).await.unwrap();
-    assert!(!stored.safe_mode);
-    let mut refresh = std::pin::pin!(mode.refresh(t.app.db()));
-    assert!(
-        futures::poll!(refresh.as_mut()).is_pending(),
-        "the refresh's read is under way"
-    );
+    let before = khaacho::base::mode::read(t.app.db()).await.unwrap();
+    assert!(!before.safe_mode);
+    let reading = mode.reading();
     mode.set(&khaacho::base::mode::ModeRow {
         safe_mode: true,
-        ..stored.clone()
+        ..before.clone()
     });
-    let read = refresh.await.unwrap();
     assert!(
-        !read.safe_mode,
-        "the refresh read the row from before the switch"
+        !mode.read_done(reading, &before),
+        "a row read across the switch is not taken"
     );
-    assert!(mode.safe_mode(), "and did not undo the switch");
+    assert!(mode.safe_mode(), "the switch stands");
     assert!(mode.paused("validate"));
-    // A refresh begun after the switch takes the stored row (here, as no switch was stored).
+    // A refresh begun after the switch takes what it reads (here the stored row, as the
+    // test switched this process's copy only).
     mode.refresh(t.app.db()).await.unwrap();
     assert!(!mode.safe_mode());
+    let reading = mode.reading();
+    assert!(mode.read_done(reading, &before));
 }
 
 #[tokio::test]
