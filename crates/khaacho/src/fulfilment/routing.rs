@@ -27,7 +27,7 @@ use crate::base::alerts::{self, NewAlert};
 use crate::base::db::{Reader, Tx};
 use crate::orders::model::{Actor, LineRow, OrderRow, OrderStatus};
 use crate::orders::repo as orders;
-use crate::orders::transition::{self, Change, TransitionResult};
+use crate::orders::transition::{self, Change, Deferred, TransitionResult};
 use crate::queue::{BatchJob, Job, JobError, Priority, RetryPolicy};
 
 /// Job: route one order (batched by the runtime).
@@ -183,10 +183,17 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
     ctx.complete_in(&mut tx).await?;
     resume_retried(&mut tx, &mut rows).await?;
     let mut locked: Vec<&mut OrderRow> = rows.iter_mut().collect();
-    let over = route_locked(&mut tx, app, &mut locked)
-        .await?
-        .write(&mut tx)
-        .await?;
+    let mut transitions = Deferred::default();
+    let load = route_locked(&mut tx, app, &mut locked, &mut transitions).await?;
+    match transitions.write(&mut tx).await? {
+        TransitionResult::Done => {}
+        other => {
+            return Err(JobError::Retryable(anyhow::anyhow!(
+                "order changed concurrently ({other:?})"
+            )));
+        }
+    }
+    let over = load.write(&mut tx).await?;
     if over.is_empty() {
         tx.commit().await?;
     }
@@ -198,6 +205,7 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
 /// the parts moved, unwritten: the caller writes them ([`Workloads::write`]) once it has
 /// taken every other hot row its transaction needs (they are the hottest rows, taken last),
 /// and on vendors found over a limit must roll back and decide again instead of committing.
+/// The orders' status changes are made in `transitions`, which the caller writes.
 /// The validation step calls it in its own transaction for the orders it just validated
 /// (`crate::orders::pipeline::process`).
 #[tracing::instrument(name = "route", skip_all, fields(orders = orders.len()))]
@@ -205,6 +213,7 @@ pub(crate) async fn route_locked(
     tx: &mut Tx,
     app: &App,
     orders: &mut [&mut OrderRow],
+    transitions: &mut Deferred,
 ) -> Result<Workloads, JobError> {
     let now = app.clock().now_ms();
     let mut locked: Vec<&mut OrderRow> = orders
@@ -271,7 +280,7 @@ pub(crate) async fn route_locked(
             None => rest.push(o),
         }
     }
-    match transition::apply_many(tx, &mut changes, &Actor::system()).await? {
+    match transitions.apply_many(&mut changes, &Actor::system()) {
         TransitionResult::Done => {}
         other => {
             return Err(JobError::Retryable(anyhow::anyhow!(

@@ -200,30 +200,172 @@ pub async fn apply_each(
     if update_statuses(tx, &rows).await? != rows.len() as u64 {
         return Ok(TransitionResult::Stale);
     }
-    insert_events(tx, &rows, changes, actors).await?;
-    let correlation = changes.iter().find_map(|(o, _)| o.correlation_id.clone());
-    let records = rows
+    let events: Vec<EventRow<'_>> = rows
         .iter()
-        .map(|r| ChangeRecord {
-            order_id: r.id,
-            event_id: r.event_id,
-            from: Some(r.from),
-            to: r.to,
-        })
+        .zip(changes.iter())
+        .zip(actors)
+        .map(|((r, (_, ch)), actor)| EventRow::of(r, actor, ch.reason, ch.detail.as_ref()))
         .collect();
+    insert_events(tx, &events).await?;
+    let correlation = changes.iter().find_map(|(o, _)| o.correlation_id.clone());
+    let records = rows.iter().map(Row::record).collect();
     for ((order, change), r) in changes.iter_mut().zip(&rows) {
-        order.status = change.to.as_str().to_string();
-        order.updated_at_ms = r.at;
-        order.hold_reason = r.hold_reason.map(str::to_string);
-        order.held_from = r.held_from.map(str::to_string);
-        if let Some(reason) = r.reject_reason {
-            order.reject_reason = Some(reason.to_string());
-        }
-        metrics::counter!("khaacho_order_transitions_total", "to" => change.to.as_str())
-            .increment(1);
+        remember(order, change.to, r);
+        counted(change.to);
     }
     announce(tx, records, correlation).await?;
     Ok(TransitionResult::Done)
+}
+
+/// Counts a written change.
+fn counted(to: OrderStatus) {
+    metrics::counter!("khaacho_order_transitions_total", "to" => to.as_str()).increment(1);
+}
+
+/// Takes a change, written or made in memory, into the order in memory.
+fn remember(order: &mut OrderRow, to: OrderStatus, r: &Row<'_>) {
+    order.status = to.as_str().to_string();
+    order.updated_at_ms = r.at;
+    order.hold_reason = r.hold_reason.map(str::to_string);
+    order.held_from = r.held_from.map(str::to_string);
+    if let Some(reason) = r.reject_reason {
+        order.reject_reason = Some(reason.to_string());
+    }
+}
+
+/// Changes made in memory and written together at the end of the transaction that makes
+/// them ([`Deferred::write`]). A run that moves orders through several states — the
+/// validation run takes an order `received` → `validated` → `routed` (or `on_hold`) — then
+/// writes each order's row once, every event in one INSERT and one [`OrderChanged`] for them
+/// all, instead of an UPDATE, an INSERT and a job per step: fewer statements in the run
+/// that decides how soon an order is routed, and one row version of the order instead of
+/// one per step.
+///
+/// For orders the transaction has locked (`FOR UPDATE`): nothing else can change them
+/// before the write, and nothing in the transaction may read their status from the database
+/// meanwhile (it is in memory). The state machine is checked as each change is made; the
+/// write's UPDATE is still conditional on each row's status as first read (`Stale`
+/// otherwise, and the caller rolls back). The events keep every step, in order.
+#[derive(Debug, Default)]
+pub struct Deferred {
+    made: Vec<Made>,
+}
+
+/// One change made in memory.
+#[derive(Debug)]
+struct Made {
+    id: Uuid,
+    event_id: Uuid,
+    created: i64,
+    from: OrderStatus,
+    to: OrderStatus,
+    at: i64,
+    hold_reason: Option<String>,
+    reject_reason: Option<String>,
+    held_from: Option<&'static str>,
+    actor: Actor,
+    reason: Option<String>,
+    detail: Option<serde_json::Value>,
+    correlation_id: Option<String>,
+}
+
+impl Made {
+    fn row(&self) -> Row<'_> {
+        Row {
+            id: self.id,
+            event_id: self.event_id,
+            created: self.created,
+            from: self.from,
+            to: self.to,
+            at: self.at,
+            hold_reason: self.hold_reason.as_deref(),
+            reject_reason: self.reject_reason.as_deref(),
+            held_from: self.held_from,
+        }
+    }
+}
+
+impl Deferred {
+    /// [`apply_many`], in memory: `Illegal` (and nothing made) if the state machine refuses
+    /// one of the changes; else the orders in memory move, and the changes wait for
+    /// [`Deferred::write`].
+    pub fn apply_many(
+        &mut self,
+        changes: &mut [(&mut OrderRow, Change<'_>)],
+        actor: &Actor,
+    ) -> TransitionResult {
+        if changes.iter().any(|(o, c)| !o.status().can_become(c.to)) {
+            return TransitionResult::Illegal;
+        }
+        let now = now_ms();
+        for (order, change) in changes.iter_mut() {
+            let r = Row::new(order, change, now);
+            self.made.push(Made {
+                id: r.id,
+                event_id: r.event_id,
+                created: r.created,
+                from: r.from,
+                to: r.to,
+                at: r.at,
+                hold_reason: r.hold_reason.map(str::to_string),
+                reject_reason: r.reject_reason.map(str::to_string),
+                held_from: r.held_from,
+                actor: actor.clone(),
+                reason: change.reason.map(str::to_string),
+                detail: change.detail.clone(),
+                correlation_id: order.correlation_id.clone(),
+            });
+            remember(order, change.to, &r);
+        }
+        TransitionResult::Done
+    }
+
+    /// Whether no change waits.
+    pub fn is_empty(&self) -> bool {
+        self.made.is_empty()
+    }
+
+    /// Writes the changes made: each order's row from its status before the first change
+    /// to its state after the last (one UPDATE for them all), every change's event, and one
+    /// [`OrderChanged`] carrying every change in the order they were made.
+    pub async fn write(self, tx: &mut Tx) -> Result<TransitionResult, sqlx::Error> {
+        if self.made.is_empty() {
+            return Ok(TransitionResult::Done);
+        }
+        // Per order, in the order first changed: from the first change's state, as the last
+        // change left it (a reason to reject, once given, stays: as `COALESCE` keeps it).
+        let mut rows: Vec<Row<'_>> = Vec::new();
+        for m in &self.made {
+            match rows.iter_mut().find(|r| r.id == m.id) {
+                Some(r) => {
+                    let reject = m.reject_reason.as_deref().or(r.reject_reason);
+                    *r = Row {
+                        from: r.from,
+                        reject_reason: reject,
+                        ..m.row()
+                    };
+                }
+                None => rows.push(m.row()),
+            }
+        }
+        if update_statuses(tx, &rows).await? != rows.len() as u64 {
+            return Ok(TransitionResult::Stale);
+        }
+        let written: Vec<Row<'_>> = self.made.iter().map(Made::row).collect();
+        let events: Vec<EventRow<'_>> = written
+            .iter()
+            .zip(&self.made)
+            .map(|(r, m)| EventRow::of(r, &m.actor, m.reason.as_deref(), m.detail.as_ref()))
+            .collect();
+        insert_events(tx, &events).await?;
+        for m in &self.made {
+            counted(m.to);
+        }
+        let correlation = self.made.iter().find_map(|m| m.correlation_id.clone());
+        let records = written.iter().map(Row::record).collect();
+        announce(tx, records, correlation).await?;
+        Ok(TransitionResult::Done)
+    }
 }
 
 /// Records something that happened to `order` without changing its status (an offer moved
@@ -268,6 +410,15 @@ struct Row<'r> {
 }
 
 impl<'r> Row<'r> {
+    fn record(&self) -> ChangeRecord {
+        ChangeRecord {
+            order_id: self.id,
+            event_id: self.event_id,
+            from: Some(self.from),
+            to: self.to,
+        }
+    }
+
     fn new(o: &OrderRow, c: &Change<'r>, now: i64) -> Self {
         let from = o.status();
         let held = c.to == OrderStatus::OnHold;
@@ -367,19 +518,39 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
     Ok(affected)
 }
 
-async fn insert_events(
-    tx: &mut Tx,
-    rows: &[Row<'_>],
-    changes: &[(&mut OrderRow, Change<'_>)],
-    actors: &[&Actor],
-) -> Result<(), sqlx::Error> {
+/// One event as written: a change's row, who made it, why.
+struct EventRow<'r> {
+    row: &'r Row<'r>,
+    actor: &'r Actor,
+    reason: Option<&'r str>,
+    detail: Option<&'r serde_json::Value>,
+}
+
+impl<'r> EventRow<'r> {
+    fn of(
+        row: &'r Row<'r>,
+        actor: &'r Actor,
+        reason: Option<&'r str>,
+        detail: Option<&'r serde_json::Value>,
+    ) -> Self {
+        Self {
+            row,
+            actor,
+            reason,
+            detail,
+        }
+    }
+}
+
+async fn insert_events(tx: &mut Tx, events: &[EventRow<'_>]) -> Result<(), sqlx::Error> {
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, reason, detail, at_ms) ");
-        qb.push_values(rows.iter().zip(changes.iter()).zip(actors), |mut b, ((r, (_, ch)), actor)| {
+        qb.push_values(events, |mut b, e| {
+            let r = e.row;
             b.push_bind(r.event_id).push_bind(r.id).push_bind(r.created).push_bind(r.from.as_str())
-                .push_bind(r.to.as_str()).push_bind(&actor.id).push_bind(actor.role).push_bind(ch.reason)
-                .push_bind(ch.detail.clone().map(Json)).push_bind(r.at);
+                .push_bind(r.to.as_str()).push_bind(&e.actor.id).push_bind(e.actor.role).push_bind(e.reason)
+                .push_bind(e.detail.map(Json)).push_bind(r.at);
         });
         qb.build().execute(&mut *c).await?;
     });

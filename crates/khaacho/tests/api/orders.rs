@@ -63,8 +63,9 @@ async fn accepted_order_is_validated_priced_and_traced() {
     );
 
     // The validation, which routes the order in its own run (no routing job), and the
-    // order.changed jobs of the intake, the validation and the routing.
-    assert_eq!(t.run_jobs().await, 4);
+    // order.changed jobs of the intake and of that run (its validation and routing, written
+    // together: one job, both events).
+    assert_eq!(t.run_jobs().await, 3);
     let order = t.get_json(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(order["status"], "routed");
     assert_eq!(order["progress_percent"], 45);

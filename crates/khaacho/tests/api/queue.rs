@@ -207,8 +207,8 @@ async fn exhausted_order_job_fails_the_order_and_a_retry_processes_it() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // The retried validation (routing in its run), and the order.changed of the intake, of
-    // the failure, of the retry (failed → received), of the validation and of the routing.
-    assert_eq!(t.run_jobs().await, 6);
+    // the failure and of that run (failed → received → validated → routed, written at once).
+    assert_eq!(t.run_jobs().await, 4);
     let order = t.get_json(&format!("/api/v1/orders/{order_id}")).await;
     assert_eq!(order["status"], "routed");
     let path: Vec<_> = order["events"]
@@ -271,8 +271,8 @@ async fn a_dead_workers_job_is_rerun_after_its_lease_and_the_order_processed_onc
     }
     assert_eq!(
         t.run_jobs().await,
-        3,
-        "the validation (routing in its run) and the order.changed of each"
+        2,
+        "the validation (routing in its run) and the one order.changed of its changes"
     );
     // The step's effect committed but the job row survived (e.g. the worker died between
     // commit and delete): running it again must change nothing.
@@ -421,8 +421,9 @@ async fn a_failing_batch_falls_back_to_one_job_at_a_time() {
     )
     .await;
     // Three validations (run alone after the batch failed, each routing its order), and the
-    // order.changed of two intakes, two validations and two routings.
-    assert_eq!(t.run_jobs().await, 9);
+    // order.changed of two intakes and of two validation runs (each run's validation and
+    // routing in one).
+    assert_eq!(t.run_jobs().await, 7);
     for a in [&a, &b] {
         let id = a["order_id"].as_str().unwrap();
         assert_eq!(

@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use super::model::{Actor, OrderRow, OrderStatus};
 use super::repo;
-use super::transition::{self, Change, TransitionResult};
+use super::transition::{self, Change, Deferred, TransitionResult};
 use crate::app::{App, JobContext};
 use crate::base::db::Tx;
 use crate::base::time::now_ms;
@@ -169,7 +169,10 @@ async fn process_once(
     credit: Credit,
 ) -> Result<Routing, JobError> {
     let mut tx = ctx.app.db().begin().await?;
-    let mut orders = lock_orders(&mut tx, ids).await?;
+    // The run's status changes, written together once routing made its own: each order's
+    // row once, however many steps it moved (`Deferred`).
+    let mut transitions = Deferred::default();
+    let mut orders = lock_orders(&mut tx, ids, &mut transitions).await?;
     let mut todo: Vec<&mut OrderRow> = orders
         .iter_mut()
         .filter(|o| o.status() == OrderStatus::Received)
@@ -177,14 +180,14 @@ async fn process_once(
     // Completed first (in this same transaction, so a rollback leaves the jobs to run again):
     // whatever follows the credit step's account locks is held up by them until the commit.
     ctx.complete_in(&mut tx).await?;
-    let validated = validate::run(&mut tx, &mut todo).await?;
+    let validated = validate::run(&mut tx, &mut todo, &mut transitions).await?;
     let mut priced: Vec<&mut OrderRow> = todo
         .iter_mut()
         .zip(&validated)
         .filter(|(_, ok)| **ok)
         .map(|(o, _)| &mut **o)
         .collect();
-    let pending = match decide(&mut tx, &ctx.app, &mut priced, credit).await? {
+    let pending = match decide(&mut tx, &ctx.app, &mut priced, credit, &mut transitions).await? {
         Decided::Written => None,
         Decided::Pending(p) => Some(p),
         Decided::Redo => return Ok(Routing::Stale),
@@ -199,11 +202,12 @@ async fn process_once(
             .map(|o| &mut **o)
             .collect();
         routed_here = ready.iter().map(|o| o.id).collect();
-        match routing::route_locked(&mut tx, &ctx.app, &mut ready).await {
+        match routing::route_locked(&mut tx, &ctx.app, &mut ready, &mut transitions).await {
             Ok(l) => load = Some(l),
             Err(e) => return Ok(Routing::Failed(e)),
         }
     }
+    ensure(transitions.write(&mut tx).await?)?;
     // The hot rows last, in the order every transaction takes them: the accounts, then the
     // vendors' counters.
     if let Some(p) = pending
@@ -258,6 +262,7 @@ async fn decide(
     app: &App,
     orders: &mut [&mut OrderRow],
     lock: Credit,
+    transitions: &mut Deferred,
 ) -> Result<Decided, JobError> {
     if orders.is_empty() {
         return Ok(Decided::Written);
@@ -295,7 +300,7 @@ async fn decide(
         })
         .collect();
     let Some(unlocked) = unlocked else {
-        settle(tx, orders, &verdicts, &judged.held).await?;
+        settle(tx, orders, &verdicts, &judged.held, transitions).await?;
         return Ok(Decided::Written);
     };
     let reserves_and_rejected = verdicts
@@ -308,7 +313,7 @@ async fn decide(
         return Ok(Decided::Redo);
     }
     // Only holds placed before this run exist yet, and only they can need voiding.
-    settle(tx, orders, &verdicts, &judged.held_before).await?;
+    settle(tx, orders, &verdicts, &judged.held_before, transitions).await?;
     Ok(Decided::Pending(Box::new((unlocked, judged))))
 }
 
@@ -320,6 +325,7 @@ async fn settle(
     orders: &mut [&mut OrderRow],
     verdicts: &[Vec<Verdict>],
     held: &[bool],
+    transitions: &mut Deferred,
 ) -> Result<(), JobError> {
     let mut changes: Vec<(&mut OrderRow, Change<'_>)> = Vec::new();
     for ((o, vs), held) in orders.iter_mut().zip(verdicts).zip(held) {
@@ -361,13 +367,17 @@ async fn settle(
             changes.push((&mut **o, change));
         }
     }
-    ensure(transition::apply_many(tx, &mut changes, &Actor::system()).await?)
+    ensure(transitions.apply_many(&mut changes, &Actor::system()))
 }
 
 /// Locks `ids` for the steps. A `failed` order whose job an operator retried from the
 /// dead-letter view is put back to `received` so the steps run again; orders in any other
 /// state are left alone by the steps (an earlier run did the work).
-async fn lock_orders(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<OrderRow>, JobError> {
+async fn lock_orders(
+    tx: &mut Tx,
+    ids: &[Uuid],
+    transitions: &mut Deferred,
+) -> Result<Vec<OrderRow>, JobError> {
     let mut orders = repo::find_many_for_update(tx, ids).await?;
     if orders.len() < ids.len() {
         let err = anyhow::anyhow!(
@@ -394,7 +404,7 @@ async fn lock_orders(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<OrderRow>, JobErro
             (o, change)
         })
         .collect();
-    ensure(transition::apply_many(tx, &mut retried, &Actor::system()).await?)?;
+    ensure(transitions.apply_many(&mut retried, &Actor::system()))?;
     Ok(orders)
 }
 

@@ -3,8 +3,9 @@
 //! or to `rejected` with a reason code per refused line.
 //!
 //! It runs inside [`super::process`]'s transaction for a batch of orders: one query for the
-//! lines, one for the products, one for the offers, one rewrite of the lines, one update of
-//! the totals and one transition, whatever the batch size.
+//! lines, one for the products, one for the offers, one rewrite of the lines and one update of
+//! the totals, whatever the batch size; its transitions are written with the run's others
+//! ([`Deferred`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use super::super::model::{Actor, LineRow, OrderRow, OrderStatus};
 use super::super::repo::{self, LineResolution};
-use super::super::transition::{self, Change};
+use super::super::transition::{Change, Deferred};
 use super::ensure;
 use crate::base::db::Tx;
 use crate::base::domain::{UnitRules, canonical_unit, line_amount, vat};
@@ -48,7 +49,11 @@ struct Catalogue {
 
 /// Validates `orders` (all `received`, locked by the caller): each is moved to `validated`
 /// (priced) or `rejected`. Returns, per order, whether it was validated.
-pub async fn run(tx: &mut Tx, orders: &mut [&mut OrderRow]) -> Result<Vec<bool>, JobError> {
+pub async fn run(
+    tx: &mut Tx,
+    orders: &mut [&mut OrderRow],
+    transitions: &mut Deferred,
+) -> Result<Vec<bool>, JobError> {
     if orders.is_empty() {
         return Ok(Vec::new());
     }
@@ -68,7 +73,7 @@ pub async fn run(tx: &mut Tx, orders: &mut [&mut OrderRow]) -> Result<Vec<bool>,
             o.total_paisa = Some(total);
         }
     }
-    decide(tx, orders, &outcomes).await?;
+    decide(orders, &outcomes, transitions)?;
     Ok(outcomes
         .iter()
         .map(|o| matches!(o.verdict, Verdict::Accept))
@@ -179,11 +184,11 @@ async fn save(
     repo::save_resolutions(tx, &results).await
 }
 
-/// Moves every order to `validated` or `rejected`.
-async fn decide(
-    tx: &mut Tx,
+/// Moves every order to `validated` or `rejected` (written with the run's other changes).
+fn decide(
     orders: &mut [&mut OrderRow],
     outcomes: &[Outcome],
+    transitions: &mut Deferred,
 ) -> Result<(), JobError> {
     let mut changes: Vec<(&mut OrderRow, Change<'_>)> = orders
         .iter_mut()
@@ -204,7 +209,7 @@ async fn decide(
             (&mut **o, change)
         })
         .collect();
-    ensure(transition::apply_many(tx, &mut changes, &Actor::system()).await?)
+    ensure(transitions.apply_many(&mut changes, &Actor::system()))
 }
 
 fn resolve_line(
