@@ -272,7 +272,8 @@ impl Workloads {
     /// (the rows are hot): two transactions that read a vendor one part short of its limit
     /// could each give it a part. This statement waits for the other's commit and adds to
     /// its count, so the check after it sees every part: a caller handed any vendor back
-    /// rolls back and decides again on the new counts. Only a vendor given parts is checked
+    /// rolls back and decides again on the new counts (the statement returns the counts it
+    /// leaves, with the limits). Only a vendor given parts is checked
     /// (a limit lowered below a vendor's open parts holds nothing else up), by routing's own
     /// rule: a limit of 0 is none (`khaacho_vendors::Vendor::capacity`).
     pub async fn write(mut self, tx: &mut Tx) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -296,26 +297,32 @@ impl Workloads {
             .filter(|(_, l)| l.open > 0 || l.awaiting > 0)
             .map(|(v, _)| *v)
             .collect();
-        let over = with_tx!(tx, c => {
+        // The counts as this statement leaves them, with the vendor's limits: one round trip
+        // for the change and the check.
+        let counts: Vec<(Uuid, i64, i64, Option<i32>, Option<i32>)> = with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) ");
             qb.push_values(&self.loads, |mut b, (vendor, l)| {
                 b.push_bind(*vendor).push_bind(l.open).push_bind(l.awaiting);
             });
             qb.push(" ON CONFLICT (vendor_id) DO UPDATE SET open_parts = vendor_workloads.open_parts + excluded.open_parts, \
-                      awaiting_parts = vendor_workloads.awaiting_parts + excluded.awaiting_parts");
-            qb.build().execute(&mut *c).await?;
-            if grown.is_empty() {
-                Vec::new()
-            } else {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "SELECT w.vendor_id FROM vendor_workloads w JOIN vendors v ON v.id = w.vendor_id \
-                     WHERE ((v.max_active > 0 AND w.open_parts > v.max_active) \
-                        OR (v.max_awaiting > 0 AND w.awaiting_parts > v.max_awaiting)) AND");
-                push_ids(&mut qb, "w.vendor_id", &grown);
-                qb.build_query_scalar().fetch_all(&mut *c).await?
-            }
+                      awaiting_parts = vendor_workloads.awaiting_parts + excluded.awaiting_parts \
+                      RETURNING vendor_id, open_parts, awaiting_parts, \
+                      (SELECT v.max_active FROM vendors v WHERE v.id = vendor_workloads.vendor_id), \
+                      (SELECT v.max_awaiting FROM vendors v WHERE v.id = vendor_workloads.vendor_id)");
+            qb.build_query_as().fetch_all(&mut *c).await?
         });
+        let over = counts
+            .into_iter()
+            .filter(|(vendor, open, awaiting, max_active, max_awaiting)| {
+                let over = |count: i64, limit: Option<i32>| {
+                    limit.is_some_and(|l| l > 0 && count > i64::from(l))
+                };
+                grown.contains(vendor)
+                    && (over(*open, *max_active) || over(*awaiting, *max_awaiting))
+            })
+            .map(|(vendor, ..)| vendor)
+            .collect();
         Ok(over)
     }
 }
