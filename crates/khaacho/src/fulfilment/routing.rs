@@ -184,7 +184,7 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
     resume_retried(&mut tx, &mut rows).await?;
     let mut locked: Vec<&mut OrderRow> = rows.iter_mut().collect();
     let mut transitions = Deferred::default();
-    let load = route_locked(&mut tx, app, &mut locked, &mut transitions).await?;
+    let load = route_locked(&mut tx, app, &mut locked, None, &mut transitions).await?;
     match transitions.write(&mut tx).await? {
         TransitionResult::Done => {}
         other => {
@@ -206,6 +206,8 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
 /// taken every other hot row its transaction needs (they are the hottest rows, taken last),
 /// and on vendors found over a limit must roll back and decide again instead of committing.
 /// The orders' status changes are made in `transitions`, which the caller writes.
+/// `known_lines`: the orders' lines as the caller wrote them in this transaction, if it did
+/// (read otherwise).
 /// The validation step calls it in its own transaction for the orders it just validated
 /// (`crate::orders::pipeline::process`).
 #[tracing::instrument(name = "route", skip_all, fields(orders = orders.len()))]
@@ -213,6 +215,7 @@ pub(crate) async fn route_locked(
     tx: &mut Tx,
     app: &App,
     orders: &mut [&mut OrderRow],
+    known_lines: Option<&[(Uuid, LineRow)]>,
     transitions: &mut Deferred,
 ) -> Result<Workloads, JobError> {
     let now = app.clock().now_ms();
@@ -225,7 +228,18 @@ pub(crate) async fn route_locked(
         return Ok(Workloads::default());
     }
     let refs: Vec<&OrderRow> = locked.iter().map(|o| &**o).collect();
-    let all_lines = orders::lines_many_tx(tx, &refs).await?;
+    // The lines the caller just wrote, when it has them for every order here (the
+    // validation run's); else as stored.
+    let all_lines = match known_lines {
+        Some(known)
+            if refs.iter().all(|o| {
+                o.status() == OrderStatus::Validated && known.iter().any(|(id, _)| *id == o.id)
+            }) =>
+        {
+            known.to_vec()
+        }
+        _ => orders::lines_many_tx(tx, &refs).await?,
+    };
     let lines_of = |id: Uuid| -> Vec<LineRow> {
         all_lines
             .iter()

@@ -314,6 +314,30 @@ pub struct Resolution<'a> {
     pub totals: Option<(i64, i64, i64)>,
 }
 
+/// A requested line as [`save_resolutions`] writes it with its resolution: the row a read of
+/// the order's lines returns after it.
+pub fn resolved_line(requested: &LineRow, l: &LineResolution) -> LineRow {
+    LineRow {
+        line_no: requested.line_no,
+        sku: requested.sku.clone(),
+        qty_milli: requested.qty_milli,
+        unit: requested.unit.clone(),
+        product_id: l.product_id,
+        product_name: l.product_name.clone(),
+        base_qty_milli: l.base_qty_milli,
+        base_unit: l.base_unit.clone(),
+        unit_price_paisa: l.unit_price_paisa,
+        subtotal_paisa: l.subtotal_paisa,
+        vat_paisa: l.vat_paisa,
+        total_paisa: l.total_paisa,
+        offer_id: l.offer_id,
+        vendor_id: l.vendor_id,
+        price_reason: l.price_reason.clone(),
+        reject_code: l.reject_code.clone(),
+        reject_detail: l.reject_detail.clone(),
+    }
+}
+
 /// Writes the validate step's results for many orders: their lines are rewritten with one
 /// multi-row statement and their totals set with another.
 pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result<(), sqlx::Error> {

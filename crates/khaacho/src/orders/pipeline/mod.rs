@@ -183,7 +183,7 @@ async fn process_once(
     let validated = validate::run(&mut tx, &mut todo, &mut transitions).await?;
     let mut priced: Vec<&mut OrderRow> = todo
         .iter_mut()
-        .zip(&validated)
+        .zip(&validated.ok)
         .filter(|(_, ok)| **ok)
         .map(|(o, _)| &mut **o)
         .collect();
@@ -202,7 +202,8 @@ async fn process_once(
             .map(|o| &mut **o)
             .collect();
         routed_here = ready.iter().map(|o| o.id).collect();
-        match routing::route_locked(&mut tx, &ctx.app, &mut ready, &mut transitions).await {
+        let known = Some(validated.lines.as_slice());
+        match routing::route_locked(&mut tx, &ctx.app, &mut ready, known, &mut transitions).await {
             Ok(l) => load = Some(l),
             Err(e) => return Ok(Routing::Failed(e)),
         }

@@ -47,15 +47,25 @@ struct Catalogue {
     offers: Vec<OfferRow>,
 }
 
+/// What [`run`] did.
+#[derive(Debug, Default)]
+pub struct Validated {
+    /// Per order, whether it was validated.
+    pub ok: Vec<bool>,
+    /// The lines of each validated order as written (by order and line number): what a read
+    /// of its lines now returns, for the steps after this one in the same transaction.
+    pub lines: Vec<(Uuid, LineRow)>,
+}
+
 /// Validates `orders` (all `received`, locked by the caller): each is moved to `validated`
-/// (priced) or `rejected`. Returns, per order, whether it was validated.
+/// (priced) or `rejected`.
 pub async fn run(
     tx: &mut Tx,
     orders: &mut [&mut OrderRow],
     transitions: &mut Deferred,
-) -> Result<Vec<bool>, JobError> {
+) -> Result<Validated, JobError> {
     if orders.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Validated::default());
     }
     let by_order = requested_lines(tx, orders).await?;
     let catalogue = load_catalogue(tx, &by_order).await?;
@@ -74,10 +84,26 @@ pub async fn run(
         }
     }
     decide(orders, &outcomes, transitions)?;
-    Ok(outcomes
-        .iter()
-        .map(|o| matches!(o.verdict, Verdict::Accept))
-        .collect())
+    let none = Vec::new();
+    let mut lines = Vec::new();
+    for (o, out) in orders.iter().zip(&outcomes) {
+        if matches!(out.verdict, Verdict::Accept) {
+            let requested = by_order.get(&o.id).unwrap_or(&none);
+            lines.extend(
+                requested
+                    .iter()
+                    .zip(&out.resolved)
+                    .map(|(req, l)| (o.id, repo::resolved_line(req, l))),
+            );
+        }
+    }
+    Ok(Validated {
+        ok: outcomes
+            .iter()
+            .map(|o| matches!(o.verdict, Verdict::Accept))
+            .collect(),
+        lines,
+    })
 }
 
 /// The requested lines of `orders`, by order.
