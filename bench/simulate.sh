@@ -11,7 +11,8 @@
 # the vendors open now, so with the demo's own hours (VENDOR_HOURS=keep) the run depends on the
 # hour it is made (in the evening one or two late shops get nearly every order).
 # BIN=path runs that binary instead of building one.
-# Results go to bench/results/simulate-<backend>.{json,rss}. The simulator's vendors get a
+# Results go to bench/results/simulate-<backend>.{json,rss}; on PostgreSQL it also prints the
+# server-side times of each order's way to `routed`, from its events. The simulator's vendors get a
 # large daily capacity (--vendor-capacity) so routing is not refused for capacity.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,3 +43,21 @@ echo "== $backend: simulate at $RATE orders/s for $DURATION"
 echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/simulate-$backend.rss"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^khaacho_(orders\{|queue_|jobs_|http_shed|degraded_refusals|degradation_level|mode_changes|intake_backpressure_total)' \
   | tee "$OUT/simulate-$backend.metrics" || true
+# The server's own times from the orders' events (PostgreSQL): created → validated (queue wait
+# and the run's first steps), validated → routed (the rest of the run: credit, risk, routing),
+# created → routed.
+if [ "$backend" = postgres ]; then
+  schema=$(sed -E 's/.*search_path%3D//' <<<"$url")
+  psql "$PG_URL" -qAt -F' ' -c "SET search_path = $schema" -c "
+    WITH f AS (SELECT order_id, min(at_ms) FILTER (WHERE to_status = 'received') r,
+                      min(at_ms) FILTER (WHERE to_status = 'validated') v,
+                      min(at_ms) FILTER (WHERE to_status = 'routed') t
+               FROM order_events GROUP BY order_id)
+    SELECT 'server-side ms: created -> validated p50/p95', percentile_disc(0.5) WITHIN GROUP (ORDER BY v - r),
+           percentile_disc(0.95) WITHIN GROUP (ORDER BY v - r),
+           '· validated -> routed p50/p95', percentile_disc(0.5) WITHIN GROUP (ORDER BY t - v),
+           percentile_disc(0.95) WITHIN GROUP (ORDER BY t - v),
+           '· created -> routed p50/p95/p99', percentile_disc(0.5) WITHIN GROUP (ORDER BY t - r),
+           percentile_disc(0.95) WITHIN GROUP (ORDER BY t - r), percentile_disc(0.99) WITHIN GROUP (ORDER BY t - r)
+    FROM f WHERE t IS NOT NULL" | tee -a "$OUT/simulate-$backend.rss"
+fi
