@@ -299,7 +299,7 @@ impl Workloads {
             .collect();
         // The counts as this statement leaves them, with the vendor's limits: one round trip
         // for the change and the check.
-        let counts: Vec<(Uuid, i64, i64, Option<i32>, Option<i32>)> = with_tx!(tx, c => {
+        let counts: Vec<CountsAfter> = with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) ");
             qb.push_values(&self.loads, |mut b, (vendor, l)| {
@@ -326,6 +326,10 @@ impl Workloads {
         Ok(over)
     }
 }
+
+/// A vendor's counts as a [`Workloads::write`] left them, with its limits: vendor, open
+/// parts, awaiting parts, `max_active`, `max_awaiting`.
+type CountsAfter = (Uuid, i64, i64, Option<i32>, Option<i32>);
 
 /// The day a part's volume counts on: whole UTC days since the epoch of its creation.
 pub fn volume_day(created_at_ms: i64) -> i64 {
