@@ -14,6 +14,8 @@
 //! missed by its consumers, and a rolled-back one is never seen. A test fails if any other
 //! source file writes an order's status.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -226,9 +228,9 @@ fn counted(to: OrderStatus) {
 fn remember(order: &mut OrderRow, to: OrderStatus, r: &Row<'_>) {
     order.status = to.as_str().to_string();
     order.updated_at_ms = r.at;
-    order.hold_reason = r.hold_reason.map(str::to_string);
+    order.hold_reason = r.hold_reason.as_deref().map(str::to_string);
     order.held_from = r.held_from.map(str::to_string);
-    if let Some(reason) = r.reject_reason {
+    if let Some(reason) = &r.reject_reason {
         order.reject_reason = Some(reason.to_string());
     }
 }
@@ -254,35 +256,11 @@ pub struct Deferred {
 /// One change made in memory.
 #[derive(Debug)]
 struct Made {
-    id: Uuid,
-    event_id: Uuid,
-    created: i64,
-    from: OrderStatus,
-    to: OrderStatus,
-    at: i64,
-    hold_reason: Option<String>,
-    reject_reason: Option<String>,
-    held_from: Option<&'static str>,
+    row: Row<'static>,
     actor: Actor,
     reason: Option<String>,
     detail: Option<serde_json::Value>,
     correlation_id: Option<String>,
-}
-
-impl Made {
-    fn row(&self) -> Row<'_> {
-        Row {
-            id: self.id,
-            event_id: self.event_id,
-            created: self.created,
-            from: self.from,
-            to: self.to,
-            at: self.at,
-            hold_reason: self.hold_reason.as_deref(),
-            reject_reason: self.reject_reason.as_deref(),
-            held_from: self.held_from,
-        }
-    }
 }
 
 impl Deferred {
@@ -299,23 +277,15 @@ impl Deferred {
         }
         let now = now_ms();
         for (order, change) in changes.iter_mut() {
-            let r = Row::new(order, change, now);
+            let row = Row::new(order, change, now).into_owned();
+            remember(order, change.to, &row);
             self.made.push(Made {
-                id: r.id,
-                event_id: r.event_id,
-                created: r.created,
-                from: r.from,
-                to: r.to,
-                at: r.at,
-                hold_reason: r.hold_reason.map(str::to_string),
-                reject_reason: r.reject_reason.map(str::to_string),
-                held_from: r.held_from,
+                row,
                 actor: actor.clone(),
                 reason: change.reason.map(str::to_string),
                 detail: change.detail.clone(),
                 correlation_id: order.correlation_id.clone(),
             });
-            remember(order, change.to, &r);
         }
         TransitionResult::Done
     }
@@ -336,33 +306,32 @@ impl Deferred {
         // change left it (a reason to reject, once given, stays: as `COALESCE` keeps it).
         let mut rows: Vec<Row<'_>> = Vec::new();
         for m in &self.made {
-            match rows.iter_mut().find(|r| r.id == m.id) {
+            match rows.iter_mut().find(|r| r.id == m.row.id) {
                 Some(r) => {
-                    let reject = m.reject_reason.as_deref().or(r.reject_reason);
+                    let reject = m.row.reject_reason.clone().or(r.reject_reason.take());
                     *r = Row {
                         from: r.from,
                         reject_reason: reject,
-                        ..m.row()
+                        ..m.row.clone()
                     };
                 }
-                None => rows.push(m.row()),
+                None => rows.push(m.row.clone()),
             }
         }
         if update_statuses(tx, &rows).await? != rows.len() as u64 {
             return Ok(TransitionResult::Stale);
         }
-        let written: Vec<Row<'_>> = self.made.iter().map(Made::row).collect();
-        let events: Vec<EventRow<'_>> = written
+        let events: Vec<EventRow<'_>> = self
+            .made
             .iter()
-            .zip(&self.made)
-            .map(|(r, m)| EventRow::of(r, &m.actor, m.reason.as_deref(), m.detail.as_ref()))
+            .map(|m| EventRow::of(&m.row, &m.actor, m.reason.as_deref(), m.detail.as_ref()))
             .collect();
         insert_events(tx, &events).await?;
         for m in &self.made {
-            counted(m.to);
+            counted(m.row.to);
         }
         let correlation = self.made.iter().find_map(|m| m.correlation_id.clone());
-        let records = written.iter().map(Row::record).collect();
+        let records = self.made.iter().map(|m| m.row.record()).collect();
         announce(tx, records, correlation).await?;
         Ok(TransitionResult::Done)
     }
@@ -397,6 +366,7 @@ pub async fn note(
 }
 
 /// The stored form of one change.
+#[derive(Clone, Debug)]
 struct Row<'r> {
     id: Uuid,
     event_id: Uuid,
@@ -404,8 +374,8 @@ struct Row<'r> {
     from: OrderStatus,
     to: OrderStatus,
     at: i64,
-    hold_reason: Option<&'r str>,
-    reject_reason: Option<&'r str>,
+    hold_reason: Option<Cow<'r, str>>,
+    reject_reason: Option<Cow<'r, str>>,
     held_from: Option<&'static str>,
 }
 
@@ -416,6 +386,15 @@ impl<'r> Row<'r> {
             event_id: self.event_id,
             from: Some(self.from),
             to: self.to,
+        }
+    }
+
+    /// The same, owning its reasons (kept past the change that lent them).
+    fn into_owned(self) -> Row<'static> {
+        Row {
+            hold_reason: self.hold_reason.map(|r| Cow::Owned(r.into_owned())),
+            reject_reason: self.reject_reason.map(|r| Cow::Owned(r.into_owned())),
+            ..self
         }
     }
 
@@ -434,8 +413,8 @@ impl<'r> Row<'r> {
             to: c.to,
             // Never before the last change, so the history stays in order on clock skew.
             at: now.max(o.updated_at_ms),
-            hold_reason: held.then_some(c.reason).flatten(),
-            reject_reason: ends.then_some(c.reason).flatten(),
+            hold_reason: held.then_some(c.reason).flatten().map(Cow::Borrowed),
+            reject_reason: ends.then_some(c.reason).flatten().map(Cow::Borrowed),
             held_from: held.then_some(from.as_str()),
         }
     }
@@ -459,7 +438,7 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
             "UPDATE orders SET status = $1, updated_at_ms = $2, hold_reason = $3, \
              reject_reason = COALESCE($4, reject_reason), held_from = $5 \
              WHERE id = $6 AND created_at_ms = $7 AND status = $8")
-            .bind(r.to.as_str()).bind(r.at).bind(r.hold_reason).bind(r.reject_reason).bind(r.held_from)
+            .bind(r.to.as_str()).bind(r.at).bind(r.hold_reason.as_deref()).bind(r.reject_reason.as_deref()).bind(r.held_from)
             .bind(r.id).bind(r.created).bind(r.from.as_str())
             .execute(&mut *c).await?.rows_affected());
         return Ok(affected);
@@ -473,8 +452,9 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
             );
             let from: Vec<&str> = rows.iter().map(|r| r.from.as_str()).collect();
             let to: Vec<&str> = rows.iter().map(|r| r.to.as_str()).collect();
-            let hold: Vec<Option<&str>> = rows.iter().map(|r| r.hold_reason).collect();
-            let reject: Vec<Option<&str>> = rows.iter().map(|r| r.reject_reason).collect();
+            let hold: Vec<Option<&str>> = rows.iter().map(|r| r.hold_reason.as_deref()).collect();
+            let reject: Vec<Option<&str>> =
+                rows.iter().map(|r| r.reject_reason.as_deref()).collect();
             let held_from: Vec<Option<&str>> = rows.iter().map(|r| r.held_from).collect();
             qb.push_bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
                 .push("::uuid[], ")
@@ -506,8 +486,8 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
                     .push_bind(r.from.as_str())
                     .push_bind(r.to.as_str())
                     .push_bind(r.at)
-                    .push_bind(r.hold_reason)
-                    .push_bind(r.reject_reason)
+                    .push_bind(r.hold_reason.as_deref())
+                    .push_bind(r.reject_reason.as_deref())
                     .push_bind(r.held_from);
             });
             qb.push(")").push(SET);
