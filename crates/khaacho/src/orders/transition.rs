@@ -1,7 +1,8 @@
 //! The transition service: the one way an order comes to exist and changes its status.
 //!
 //! Every change — an intake, a pipeline step, an operator's action, a vendor's reply — goes
-//! through [`create`] or [`apply_many`], which, in the caller's transaction,
+//! through [`create`] or [`apply_many`] (or [`Deferred`], which makes a run's changes in
+//! memory and writes them the same way at its end), which, in the caller's transaction,
 //! 1. checks the state machine (`OrderStatus::can_become`) and that the row is still in the
 //!    state it was read in (optimistic check in the UPDATE itself),
 //! 2. writes the order's status and the event (actor, role, reason, detail),
