@@ -14,6 +14,8 @@
 //! `routed` order an operator approved after its vendors ran out. A routing job that runs out
 //! of attempts holds its order (`routing_failed`) with a critical alert instead of failing it.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::types::Json;
@@ -27,7 +29,7 @@ use crate::base::alerts::{self, NewAlert};
 use crate::base::db::{Reader, Tx};
 use crate::orders::model::{Actor, LineRow, OrderRow, OrderStatus};
 use crate::orders::repo as orders;
-use crate::orders::transition::{self, Change, Deferred, TransitionResult};
+use crate::orders::transition::{self, Change, Deferred};
 use crate::queue::{BatchJob, Job, JobError, Priority, RetryPolicy};
 
 /// Job: route one order (batched by the runtime).
@@ -134,12 +136,9 @@ async fn resume_retried(tx: &mut Tx, locked: &mut [OrderRow]) -> Result<(), JobE
             Some((o, change))
         })
         .collect();
-    match transition::apply_many(tx, &mut resumed, &Actor::system()).await? {
-        TransitionResult::Done => Ok(()),
-        other => Err(JobError::Retryable(anyhow::anyhow!(
-            "order changed concurrently ({other:?})"
-        ))),
-    }
+    transition::apply_many(tx, &mut resumed, &Actor::system())
+        .await?
+        .or_retry()
 }
 
 impl BatchJob for RouteOrders {
@@ -185,14 +184,7 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
     let mut locked: Vec<&mut OrderRow> = rows.iter_mut().collect();
     let mut transitions = Deferred::default();
     let load = route_locked(&mut tx, app, &mut locked, None, &mut transitions).await?;
-    match transitions.write(&mut tx).await? {
-        TransitionResult::Done => {}
-        other => {
-            return Err(JobError::Retryable(anyhow::anyhow!(
-                "order changed concurrently ({other:?})"
-            )));
-        }
-    }
+    transitions.write(&mut tx).await?.or_retry()?;
     let over = load.write(&mut tx).await?;
     if over.is_empty() {
         tx.commit().await?;
@@ -236,9 +228,9 @@ pub(crate) async fn route_locked(
                 o.status() == OrderStatus::Validated && known.iter().any(|(id, _)| *id == o.id)
             }) =>
         {
-            known.to_vec()
+            Cow::Borrowed(known)
         }
-        _ => orders::lines_many_tx(tx, &refs).await?,
+        _ => Cow::Owned(orders::lines_many_tx(tx, &refs).await?),
     };
     let lines_of = |id: Uuid| -> Vec<LineRow> {
         all_lines
@@ -294,14 +286,9 @@ pub(crate) async fn route_locked(
             None => rest.push(o),
         }
     }
-    match transitions.apply_many(&mut changes, &Actor::system()) {
-        TransitionResult::Done => {}
-        other => {
-            return Err(JobError::Retryable(anyhow::anyhow!(
-                "order changed concurrently ({other:?})"
-            )));
-        }
-    }
+    transitions
+        .apply_many(&mut changes, &Actor::system())
+        .or_retry()?;
     for order in rest {
         if routed.contains(&order.id) {
             reoffer(tx, app, order, &lines_of(order.id), now, &mut load).await?;

@@ -43,6 +43,19 @@ pub enum TransitionResult {
     Stale,
 }
 
+impl TransitionResult {
+    /// A transition that did not happen as a retry of the job making it: the order changed
+    /// under the step (a job's run decides again on the order as it now is).
+    pub fn or_retry(self) -> Result<(), JobError> {
+        match self {
+            TransitionResult::Done => Ok(()),
+            other => Err(JobError::Retryable(anyhow::anyhow!(
+                "order changed concurrently ({other:?})"
+            ))),
+        }
+    }
+}
+
 /// One requested state change.
 pub struct Change<'a> {
     /// Target state.
@@ -207,7 +220,12 @@ pub async fn apply_each(
         .iter()
         .zip(changes.iter())
         .zip(actors)
-        .map(|((r, (_, ch)), actor)| EventRow::of(r, actor, ch.reason, ch.detail.as_ref()))
+        .map(|((row, (_, ch)), actor)| EventRow {
+            row,
+            actor,
+            reason: ch.reason,
+            detail: ch.detail.as_ref(),
+        })
         .collect();
     insert_events(tx, &events).await?;
     let correlation = changes.iter().find_map(|(o, _)| o.correlation_id.clone());
@@ -291,11 +309,6 @@ impl Deferred {
         TransitionResult::Done
     }
 
-    /// Whether no change waits.
-    pub fn is_empty(&self) -> bool {
-        self.made.is_empty()
-    }
-
     /// Writes the changes made: each order's row from its status before the first change
     /// to its state after the last (one UPDATE for them all), every change's event, and one
     /// [`OrderChanged`] carrying every change in the order they were made.
@@ -325,7 +338,12 @@ impl Deferred {
         let events: Vec<EventRow<'_>> = self
             .made
             .iter()
-            .map(|m| EventRow::of(&m.row, &m.actor, m.reason.as_deref(), m.detail.as_ref()))
+            .map(|m| EventRow {
+                row: &m.row,
+                actor: &m.actor,
+                reason: m.reason.as_deref(),
+                detail: m.detail.as_ref(),
+            })
             .collect();
         insert_events(tx, &events).await?;
         for m in &self.made {
@@ -505,22 +523,6 @@ struct EventRow<'r> {
     actor: &'r Actor,
     reason: Option<&'r str>,
     detail: Option<&'r serde_json::Value>,
-}
-
-impl<'r> EventRow<'r> {
-    fn of(
-        row: &'r Row<'r>,
-        actor: &'r Actor,
-        reason: Option<&'r str>,
-        detail: Option<&'r serde_json::Value>,
-    ) -> Self {
-        Self {
-            row,
-            actor,
-            reason,
-            detail,
-        }
-    }
 }
 
 async fn insert_events(tx: &mut Tx, events: &[EventRow<'_>]) -> Result<(), sqlx::Error> {

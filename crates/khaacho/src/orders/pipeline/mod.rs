@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use super::model::{Actor, OrderRow, OrderStatus};
 use super::repo;
-use super::transition::{self, Change, Deferred, TransitionResult};
+use super::transition::{self, Change, Deferred};
 use crate::app::{App, JobContext};
 use crate::base::db::Tx;
 use crate::base::time::now_ms;
@@ -208,7 +208,7 @@ async fn process_once(
             Err(e) => return Ok(Routing::Failed(e)),
         }
     }
-    ensure(transitions.write(&mut tx).await?)?;
+    transitions.write(&mut tx).await?.or_retry()?;
     // The hot rows last, in the order every transaction takes them: the accounts, then the
     // vendors' counters.
     if let Some(p) = pending
@@ -368,7 +368,9 @@ async fn settle(
             changes.push((&mut **o, change));
         }
     }
-    ensure(transitions.apply_many(&mut changes, &Actor::system()))
+    transitions
+        .apply_many(&mut changes, &Actor::system())
+        .or_retry()
 }
 
 /// Locks `ids` for the steps. A `failed` order whose job an operator retried from the
@@ -405,7 +407,9 @@ async fn lock_orders(
             (o, change)
         })
         .collect();
-    ensure(transitions.apply_many(&mut retried, &Actor::system()))?;
+    transitions
+        .apply_many(&mut retried, &Actor::system())
+        .or_retry()?;
     Ok(orders)
 }
 
@@ -477,15 +481,5 @@ fn job_priority(name: &str) -> Priority {
         "high" => Priority::High,
         "low" => Priority::Low,
         _ => Priority::Normal,
-    }
-}
-
-/// Turns a transition that did not happen into a retry: the order changed under the step.
-fn ensure(r: TransitionResult) -> Result<(), JobError> {
-    match r {
-        TransitionResult::Done => Ok(()),
-        other => Err(JobError::Retryable(anyhow::anyhow!(
-            "order changed concurrently ({other:?})"
-        ))),
     }
 }

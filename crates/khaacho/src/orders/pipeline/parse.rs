@@ -12,7 +12,7 @@ use super::super::intake::{CheckedLine, IntakeError, LineInput, check_text};
 use super::super::model::{Actor, OrderStatus};
 use super::super::repo;
 use super::super::transition;
-use super::{continue_after, ensure};
+use super::continue_after;
 use crate::app::{App, JobContext};
 use crate::base::scope::Scope;
 use crate::base::wire::error::FieldError;
@@ -191,7 +191,7 @@ impl Job for ParseOrder {
                 Some(detail),
             )
             .await?;
-            ensure(r)?;
+            r.or_retry()?;
         } else {
             continue_after(&mut tx, &order).await?;
         }

@@ -15,7 +15,6 @@ use uuid::Uuid;
 use super::super::model::{Actor, LineRow, OrderRow, OrderStatus};
 use super::super::repo::{self, LineResolution};
 use super::super::transition::{Change, Deferred};
-use super::ensure;
 use crate::base::db::Tx;
 use crate::base::domain::{UnitRules, canonical_unit, line_amount, vat};
 use crate::base::time::now_ms;
@@ -235,7 +234,9 @@ fn decide(
             (&mut **o, change)
         })
         .collect();
-    ensure(transitions.apply_many(&mut changes, &Actor::system()))
+    transitions
+        .apply_many(&mut changes, &Actor::system())
+        .or_retry()
 }
 
 fn resolve_line(
