@@ -310,8 +310,6 @@ pub struct Resolution<'a> {
     pub requested: &'a [LineRow],
     /// What became of each line, in the same order.
     pub resolved: &'a [LineResolution],
-    /// `(subtotal, vat, total)` when the order is priced.
-    pub totals: Option<(i64, i64, i64)>,
 }
 
 /// A requested line as [`save_resolutions`] writes it with its resolution: the row a read of
@@ -338,21 +336,11 @@ pub fn resolved_line(requested: &LineRow, l: &LineResolution) -> LineRow {
     }
 }
 
-/// Writes the validate step's results for many orders: their lines are rewritten with one
-/// multi-row statement and their totals set with another.
+/// Writes the validate step's results for many orders: each requested line — every line
+/// the order has — is updated with its resolution, in one multi-row statement (per
+/// [`CHUNK`]` / 2` lines). The totals are written with the orders' move to `validated`
+/// (`transition::Deferred`).
 pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result<(), sqlx::Error> {
-    if results.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<(Uuid, i64)> = results
-        .iter()
-        .map(|r| (r.order.id, r.order.created_at_ms))
-        .collect();
-    with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("DELETE FROM order_lines WHERE");
-        push_pairs(&mut qb, "order_id", "order_created_at_ms", &keys);
-        qb.build().execute(&mut *c).await?;
-    });
     let rows: Vec<(&OrderRow, &LineRow, &LineResolution)> = results
         .iter()
         .flat_map(|r| {
@@ -365,33 +353,25 @@ pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result
     for chunk in rows.chunks(CHUNK / 2) {
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO order_lines (order_id, order_created_at_ms, line_no, sku, qty_milli, unit, product_id, \
-                 product_name, base_qty_milli, base_unit, unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, \
-                 offer_id, vendor_id, price_reason, reject_code, reject_detail) ");
+                "WITH v(order_id, created_at_ms, line_no, product_id, product_name, base_qty_milli, base_unit, \
+                 unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, vendor_id, price_reason, \
+                 reject_code, reject_detail) AS (");
             qb.push_values(chunk, |mut b, (order, req, l)| {
-                b.push_bind(order.id).push_bind(order.created_at_ms).push_bind(req.line_no).push_bind(&req.sku)
-                    .push_bind(req.qty_milli).push_bind(&req.unit).push_bind(l.product_id).push_bind(l.product_name.as_deref())
+                b.push_bind(order.id).push_bind(order.created_at_ms).push_bind(req.line_no)
+                    .push_bind(l.product_id).push_bind(l.product_name.as_deref())
                     .push_bind(l.base_qty_milli).push_bind(l.base_unit.as_deref()).push_bind(l.unit_price_paisa)
                     .push_bind(l.subtotal_paisa).push_bind(l.vat_paisa).push_bind(l.total_paisa).push_bind(l.offer_id)
                     .push_bind(l.vendor_id).push_bind(l.price_reason.as_deref()).push_bind(l.reject_code.as_deref())
                     .push_bind(l.reject_detail.as_deref());
             });
-            qb.build().execute(&mut *c).await?;
-        });
-    }
-    let priced: Vec<_> = results
-        .iter()
-        .filter_map(|r| r.totals.map(|t| (r.order, t)))
-        .collect();
-    if !priced.is_empty() {
-        with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new("WITH v(id, created_at_ms, subtotal_paisa, vat_paisa, total_paisa) AS (");
-            qb.push_values(&priced, |mut b, (o, (sub, vat, total))| {
-                b.push_bind(o.id).push_bind(o.created_at_ms).push_bind(*sub).push_bind(*vat).push_bind(*total);
-            });
-            qb.push(") UPDATE orders SET subtotal_paisa = v.subtotal_paisa, vat_paisa = v.vat_paisa, \
-                     total_paisa = v.total_paisa FROM v WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms AND");
-            push_created_range(&mut qb, "orders.created_at_ms", priced.iter().map(|(o, _)| o.created_at_ms));
+            qb.push(") UPDATE order_lines SET product_id = v.product_id, product_name = v.product_name, \
+                     base_qty_milli = v.base_qty_milli, base_unit = v.base_unit, unit_price_paisa = v.unit_price_paisa, \
+                     subtotal_paisa = v.subtotal_paisa, vat_paisa = v.vat_paisa, total_paisa = v.total_paisa, \
+                     offer_id = v.offer_id, vendor_id = v.vendor_id, price_reason = v.price_reason, \
+                     reject_code = v.reject_code, reject_detail = v.reject_detail \
+                     FROM v WHERE order_lines.order_id = v.order_id AND order_lines.order_created_at_ms = v.created_at_ms \
+                     AND order_lines.line_no = v.line_no AND");
+            push_created_range(&mut qb, "order_lines.order_created_at_ms", chunk.iter().map(|(o, _, _)| o.created_at_ms));
             qb.build().execute(&mut *c).await?;
         });
     }

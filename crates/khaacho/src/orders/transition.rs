@@ -326,6 +326,7 @@ impl Deferred {
                     *r = Row {
                         from: r.from,
                         reject_reason: reject,
+                        priced: m.row.priced.or(r.priced),
                         ..m.row.clone()
                     };
                 }
@@ -396,7 +397,13 @@ struct Row<'r> {
     hold_reason: Option<Cow<'r, str>>,
     reject_reason: Option<Cow<'r, str>>,
     held_from: Option<&'static str>,
+    /// The totals of an order becoming `validated` — priced, as the validate step left it in
+    /// memory — written with its status (`None` leaves the stored totals).
+    priced: Option<Totals>,
 }
+
+/// An order's `(subtotal, VAT, total)` in paisa.
+type Totals = (i64, i64, i64);
 
 impl<'r> Row<'r> {
     fn record(&self) -> ChangeRecord {
@@ -435,6 +442,12 @@ impl<'r> Row<'r> {
             hold_reason: held.then_some(c.reason).flatten().map(Cow::Borrowed),
             reject_reason: ends.then_some(c.reason).flatten().map(Cow::Borrowed),
             held_from: held.then_some(from.as_str()),
+            // `validated` means priced: the step that validates sets the totals in memory
+            // first (any other way to `validated` carries the stored ones, unchanged).
+            priced: match (c.to, o.subtotal_paisa, o.vat_paisa, o.total_paisa) {
+                (OrderStatus::Validated, Some(s), Some(v), Some(t)) => Some((s, v, t)),
+                _ => None,
+            },
         }
     }
 }
@@ -448,17 +461,21 @@ impl<'r> Row<'r> {
 async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Error> {
     const SET: &str = " UPDATE orders SET status = v.to_status, updated_at_ms = v.at_ms, \
         hold_reason = v.hold_reason, reject_reason = COALESCE(v.reject_reason, orders.reject_reason), \
-        held_from = v.held_from FROM v WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms \
+        held_from = v.held_from, subtotal_paisa = COALESCE(v.subtotal_paisa, orders.subtotal_paisa), \
+        vat_paisa = COALESCE(v.vat_paisa, orders.vat_paisa), total_paisa = COALESCE(v.total_paisa, orders.total_paisa) \
+        FROM v WHERE orders.id = v.id AND orders.created_at_ms = v.created_at_ms \
         AND orders.status = v.from_status AND";
     if let [r] = rows {
         // One order (an action, a single job): a plain UPDATE, planned in a fraction of the
         // batch form's time.
         let affected = with_tx!(tx, c => sqlx::query(
             "UPDATE orders SET status = $1, updated_at_ms = $2, hold_reason = $3, \
-             reject_reason = COALESCE($4, reject_reason), held_from = $5 \
+             reject_reason = COALESCE($4, reject_reason), held_from = $5, subtotal_paisa = COALESCE($9, subtotal_paisa), \
+             vat_paisa = COALESCE($10, vat_paisa), total_paisa = COALESCE($11, total_paisa) \
              WHERE id = $6 AND created_at_ms = $7 AND status = $8")
             .bind(r.to.as_str()).bind(r.at).bind(r.hold_reason.as_deref()).bind(r.reject_reason.as_deref()).bind(r.held_from)
             .bind(r.id).bind(r.created).bind(r.from.as_str())
+            .bind(r.priced.map(|p| p.0)).bind(r.priced.map(|p| p.1)).bind(r.priced.map(|p| p.2))
             .execute(&mut *c).await?.rows_affected());
         return Ok(affected);
     }
@@ -466,8 +483,8 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
     let affected = match tx.inner_mut() {
         TxInner::Pg(c) => {
             let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from) \
-                 AS (SELECT * FROM unnest(",
+                "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from, \
+                 subtotal_paisa, vat_paisa, total_paisa) AS (SELECT * FROM unnest(",
             );
             let from: Vec<&str> = rows.iter().map(|r| r.from.as_str()).collect();
             let to: Vec<&str> = rows.iter().map(|r| r.to.as_str()).collect();
@@ -490,14 +507,20 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
                 .push_bind(reject)
                 .push("::text[], ")
                 .push_bind(held_from)
-                .push("::text[]))")
-                .push(SET);
+                .push("::text[]");
+            let parts: [fn(Totals) -> i64; 3] = [|p| p.0, |p| p.1, |p| p.2];
+            for part in parts {
+                let column: Vec<Option<i64>> = rows.iter().map(|r| r.priced.map(part)).collect();
+                qb.push(", ").push_bind(column).push("::bigint[]");
+            }
+            qb.push("))").push(SET);
             push_created_range(&mut qb, "orders.created_at_ms", created);
             qb.build().execute(&mut **c).await?.rows_affected()
         }
         TxInner::Sqlite(c) => {
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from) AS (",
+                "WITH v(id, created_at_ms, from_status, to_status, at_ms, hold_reason, reject_reason, held_from, \
+                 subtotal_paisa, vat_paisa, total_paisa) AS (",
             );
             qb.push_values(rows, |mut b, r| {
                 b.push_bind(r.id)
@@ -507,7 +530,10 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
                     .push_bind(r.at)
                     .push_bind(r.hold_reason.as_deref())
                     .push_bind(r.reject_reason.as_deref())
-                    .push_bind(r.held_from);
+                    .push_bind(r.held_from)
+                    .push_bind(r.priced.map(|p| p.0))
+                    .push_bind(r.priced.map(|p| p.1))
+                    .push_bind(r.priced.map(|p| p.2));
             });
             qb.push(")").push(SET);
             push_created_range(&mut qb, "orders.created_at_ms", created);

@@ -3,9 +3,9 @@
 //! or to `rejected` with a reason code per refused line.
 //!
 //! It runs inside [`super::process`]'s transaction for a batch of orders: one query for the
-//! lines, one for the products, one for the offers, one rewrite of the lines and one update of
-//! the totals, whatever the batch size; its transitions are written with the run's others
-//! ([`Deferred`]).
+//! lines, one for the products, one for the offers and one update of the lines, whatever the
+//! batch size; its transitions are written with the run's others ([`Deferred`]), the totals
+//! of the orders it prices with them (they are in memory meanwhile).
 
 use std::collections::{HashMap, HashSet};
 
@@ -188,7 +188,7 @@ fn judge(requested: &[LineRow], catalogue: &Catalogue) -> Outcome {
     }
 }
 
-/// Rewrites the lines with their resolutions and sets the totals of priced orders.
+/// Writes each line's resolution (the totals go with the orders' move to `validated`).
 async fn save(
     tx: &mut Tx,
     orders: &[&mut OrderRow],
@@ -203,7 +203,6 @@ async fn save(
             order: o,
             requested: by_order.get(&o.id).unwrap_or(&none),
             resolved: &out.resolved,
-            totals: out.totals,
         })
         .collect();
     repo::save_resolutions(tx, &results).await
