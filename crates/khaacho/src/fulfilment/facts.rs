@@ -75,12 +75,8 @@ impl Market {
         let mut vendor_ids: Vec<Uuid> = offers.iter().map(|o| o.vendor_id).collect();
         vendor_ids.sort_unstable();
         vendor_ids.dedup();
-        let vendors = parties::find_vendors(r, &vendor_ids)
-            .await?
-            .into_iter()
-            .map(|v| (v.id, v))
-            .collect();
-        let workload = repo::workloads(r, &vendor_ids).await?;
+        let (vendors, workload) = repo::vendors_with_loads(r, &vendor_ids).await?;
+        let vendors = vendors.into_iter().map(|v| (v.id, v)).collect();
         let volumes = volumes.get(r, &products, now_ms).await?;
         Ok(Self {
             retailers,

@@ -6,6 +6,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::base::db::{Db, Reader, Tx, TxInner, push_ids, push_rows_by};
+use crate::parties::repo::{VENDOR_COLS, Vendor};
 use crate::{with_keyed, with_latest, with_reader, with_replica, with_tx};
 
 /// Where a vendor part is.
@@ -196,22 +197,38 @@ impl Load {
     }
 }
 
-/// Each vendor's [`Load`], as the transactions that moved its parts left it
-/// (`vendor_workloads`, kept by [`Workloads`]); a vendor with none is absent.
-pub async fn workloads(
+/// The vendors `ids` (unknown ones skipped, by id) with each one's [`Load`], as the
+/// transactions that moved its parts left it (`vendor_workloads`, kept by [`Workloads`]; a
+/// vendor with none has no entry): one statement for what routing reads of its candidates.
+pub async fn vendors_with_loads(
     r: &mut Reader<'_>,
-    vendors: &[Uuid],
-) -> Result<HashMap<Uuid, Load>, sqlx::Error> {
-    if vendors.is_empty() {
-        return Ok(HashMap::new());
+    ids: &[Uuid],
+) -> Result<(Vec<Vendor>, HashMap<Uuid, Load>), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok((Vec::new(), HashMap::new()));
     }
-    let rows: Vec<(Uuid, i64, i64)> = with_reader!(r, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "SELECT vendor_id, open_parts, awaiting_parts FROM vendor_workloads WHERE");
-        push_ids(&mut qb, "vendor_id", vendors);
+    let rows: Vec<VendorWithLoad> = with_reader!(r, c => {
+        let mut qb = sqlx::QueryBuilder::new(format!(
+            "SELECT {VENDOR_COLS}, w.open_parts, w.awaiting_parts FROM vendors \
+             LEFT JOIN vendor_workloads w ON w.vendor_id = vendors.id WHERE"));
+        push_ids(&mut qb, "vendors.id", ids);
+        qb.push(" ORDER BY vendors.id");
         qb.build_query_as().fetch_all(c).await
     })?;
-    Ok(loads(rows))
+    let counts: Vec<(Uuid, i64, i64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.vendor.id, r.open_parts?, r.awaiting_parts?)))
+        .collect();
+    Ok((rows.into_iter().map(|r| r.vendor).collect(), loads(counts)))
+}
+
+/// A vendor with its counts, if it has any.
+#[derive(sqlx::FromRow)]
+struct VendorWithLoad {
+    #[sqlx(flatten)]
+    vendor: Vendor,
+    open_parts: Option<i64>,
+    awaiting_parts: Option<i64>,
 }
 
 /// `(vendor, open, awaiting)` rows as each vendor's [`Load`].
