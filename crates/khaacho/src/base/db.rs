@@ -202,6 +202,9 @@ pub struct Tx {
     announce: Option<Arc<Announcer>>,
     /// Queues this transaction enqueued into.
     enqueued: Vec<&'static str>,
+    /// Jobs without a dedupe key, inserted together right before the commit
+    /// (`queue::enqueue_batch`).
+    pending_jobs: Vec<JobRow>,
 }
 
 /// The backend transaction inside a [`Tx`]; use it through [`with_tx!`](crate::with_tx).
@@ -468,6 +471,7 @@ impl Db {
             wake: self.wake.clone(),
             announce: self.announce.clone(),
             enqueued: Vec::new(),
+            pending_jobs: Vec::new(),
         })
     }
 
@@ -594,8 +598,18 @@ impl Tx {
         }
     }
 
-    /// Commits, then wakes the in-process consumers when jobs were enqueued.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    /// Holds jobs to insert right before the commit (dropped with the transaction).
+    pub(crate) fn defer_jobs(&mut self, rows: Vec<JobRow>) {
+        self.pending_jobs.extend(rows);
+    }
+
+    /// Inserts the jobs it holds, commits, then wakes the in-process consumers when jobs were
+    /// enqueued.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if !self.pending_jobs.is_empty() {
+            let rows = std::mem::take(&mut self.pending_jobs);
+            insert_job_rows(&mut self, &rows).await?;
+        }
         match self.inner {
             TxInner::Pg(t) => t.commit().await?,
             TxInner::Sqlite(t) => t.commit().await?,
@@ -618,6 +632,51 @@ impl Tx {
             TxInner::Sqlite(t) => t.rollback().await,
         }
     }
+}
+
+/// A row of `jobs` as `queue::enqueue_batch` inserts it.
+#[derive(Debug)]
+pub(crate) struct JobRow {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) queue: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) priority: i32,
+    pub(crate) run_at_ms: i64,
+    pub(crate) max_attempts: i32,
+    pub(crate) dedupe_key: Option<String>,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) trace_parent: Option<String>,
+    pub(crate) at_ms: i64,
+}
+
+/// Inserts `rows` (a row whose dedupe key is taken is skipped); returns how many were.
+pub(crate) async fn insert_job_rows(tx: &mut Tx, rows: &[JobRow]) -> Result<u64, sqlx::Error> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(1000) {
+        inserted += with_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO jobs (id, queue, kind, payload, priority, run_at_ms, max_attempts, dedupe_key, \
+                 correlation_id, trace_parent, created_at_ms, updated_at_ms) ");
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.queue)
+                    .push_bind(r.kind)
+                    .push_bind(sqlx::types::Json(&r.payload))
+                    .push_bind(r.priority)
+                    .push_bind(r.run_at_ms)
+                    .push_bind(r.max_attempts)
+                    .push_bind(r.dedupe_key.as_deref())
+                    .push_bind(r.correlation_id.as_deref())
+                    .push_bind(r.trace_parent.as_deref())
+                    .push_bind(r.at_ms)
+                    .push_bind(r.at_ms);
+            });
+            qb.push(" ON CONFLICT DO NOTHING");
+            qb.build().execute(&mut *c).await?.rows_affected()
+        });
+    }
+    Ok(inserted)
 }
 
 /// Whether an error is a unique-constraint violation (same on both backends).

@@ -19,10 +19,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, push_ids};
+use crate::base::db::{Db, JobRow, Tx, insert_job_rows, push_ids};
 use crate::base::time::now_ms;
 use crate::base::trace;
 use crate::with_tx;
@@ -308,54 +307,56 @@ pub async fn enqueue<J: Job>(
     Ok(ids.into_iter().next().filter(|_| inserted == 1))
 }
 
-/// Adds many jobs of one kind in the caller's transaction with one statement (per 1,000
-/// jobs). Returns the generated ids and how many rows were inserted (dedupe conflicts are
-/// skipped).
+/// Adds many jobs of one kind in the caller's transaction. Returns the generated ids and how
+/// many rows were inserted (dedupe conflicts are skipped).
+///
+/// Jobs without a dedupe key cannot conflict (their ids are new), so they wait in the
+/// transaction and are inserted just before it commits, with every other such job it
+/// enqueued, in one statement (per 1,000 jobs): a transaction that enqueues several kinds —
+/// an intake batch's validations and its `order.changed` — pays one round trip for them, not
+/// one per kind. Jobs with a key are inserted at once, so the caller learns whether the key
+/// was free.
 pub async fn enqueue_batch<J: Job>(
     tx: &mut Tx,
     jobs: &[(&J, EnqueueOptions)],
 ) -> Result<(Vec<Uuid>, u64), sqlx::Error> {
     let now = now_ms();
+    let max_attempts = J::policy().max_attempts;
     let mut rows = Vec::with_capacity(jobs.len());
     for (job, opts) in jobs {
         let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let parent = opts
+        let trace_parent = opts
             .trace_parent
             .clone()
             .or_else(|| trace::parent_for(opts.correlation_id.as_deref()));
-        rows.push((Uuid::now_v7(), payload, opts, parent));
-    }
-    let max_attempts = J::policy().max_attempts;
-    let mut inserted = 0;
-    for chunk in rows.chunks(1000) {
-        inserted += with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO jobs (id, queue, kind, payload, priority, run_at_ms, max_attempts, dedupe_key, \
-                 correlation_id, trace_parent, created_at_ms, updated_at_ms) ");
-            qb.push_values(chunk, |mut b, (id, payload, opts, parent)| {
-                b.push_bind(*id)
-                    .push_bind(J::QUEUE)
-                    .push_bind(J::KIND)
-                    .push_bind(Json(payload))
-                    .push_bind(opts.priority.unwrap_or(J::PRIORITY) as i32)
-                    .push_bind(opts.run_at_ms.unwrap_or(now))
-                    .push_bind(max_attempts)
-                    .push_bind(opts.dedupe_key.as_deref())
-                    .push_bind(opts.correlation_id.as_deref())
-                    .push_bind(parent.as_deref())
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            qb.push(" ON CONFLICT DO NOTHING");
-            qb.build().execute(&mut *c).await?.rows_affected()
+        rows.push(JobRow {
+            id: Uuid::now_v7(),
+            queue: J::QUEUE,
+            kind: J::KIND,
+            payload,
+            priority: opts.priority.unwrap_or(J::PRIORITY) as i32,
+            run_at_ms: opts.run_at_ms.unwrap_or(now),
+            max_attempts,
+            dedupe_key: opts.dedupe_key.clone(),
+            correlation_id: opts.correlation_id.clone(),
+            trace_parent,
+            at_ms: now,
         });
     }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let inserted = if rows.iter().all(|r| r.dedupe_key.is_none()) {
+        let n = rows.len() as u64;
+        tx.defer_jobs(rows);
+        n
+    } else {
+        insert_job_rows(tx, &rows).await?
+    };
     if inserted > 0 {
         // Consumers here and in other processes are woken after the commit.
         tx.mark_enqueued(J::QUEUE);
         metrics::counter!("khaacho_jobs_enqueued_total", "kind" => J::KIND).increment(inserted);
     }
-    Ok((rows.into_iter().map(|r| r.0).collect(), inserted))
+    Ok((ids, inserted))
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
