@@ -228,19 +228,6 @@ pub async fn find_vendor(db: &Db, id: Uuid) -> Result<Option<Vendor>, sqlx::Erro
     with_latest!(db, c => sqlx::query_as::<_, Vendor>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)
 }
 
-/// Vendors by id (unknown ids are skipped), for decisions that may read a moment-old copy.
-pub async fn find_vendors(r: &mut Reader<'_>, ids: &[Uuid]) -> Result<Vec<Vendor>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    with_reader!(r, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {VENDOR_COLS} FROM vendors WHERE"));
-        push_ids(&mut qb, "id", ids);
-        qb.push(" ORDER BY id");
-        qb.build_query_as::<Vendor>().fetch_all(c).await
-    })
-}
-
 /// One vendor by phone.
 pub async fn find_vendor_by_phone(db: &Db, phone: &str) -> Result<Option<Vendor>, sqlx::Error> {
     let sql = format!("SELECT {VENDOR_COLS} FROM vendors WHERE phone = $1");
