@@ -51,7 +51,7 @@ const ACCOUNT_COLS: &str = "retailer_id, limit_paisa, held_paisa, outstanding_pa
      order_value_paisa, created_at_ms, updated_at_ms";
 
 /// A hold row.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct HoldRow {
     /// The order.
     pub order_id: Uuid,

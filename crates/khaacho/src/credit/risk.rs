@@ -150,7 +150,7 @@ pub fn decision_name(d: khaacho_credit::Decision) -> &'static str {
 }
 
 /// A stored assessment.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct AssessmentRow {
     /// 0..100.
     pub score: i32,

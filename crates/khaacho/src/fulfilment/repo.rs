@@ -75,7 +75,7 @@ const OPEN_SQL: &str = "('offered', 'accepted', 'dispatched')";
 const WITHDRAWN_SQL: &str = "('unassigned', 'cancelled')";
 
 /// A vendor part.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct PartRow {
     /// Id (UUIDv7).
     pub id: Uuid,
@@ -120,12 +120,12 @@ impl PartRow {
     }
 }
 
-const PART_COLS: &str = "id, order_id, order_created_at_ms, retailer_id, vendor_id, status, offer_id, deadline_ms, \
+pub(crate) const PART_COLS: &str = "id, order_id, order_created_at_ms, retailer_id, vendor_id, status, offer_id, deadline_ms, \
      reassignments, tried, total_paisa, delivered_paisa, accepted_at_ms, dispatched_at_ms, delivered_at_ms, \
      created_at_ms, updated_at_ms";
 
 /// A line of a vendor part.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct PartLineRow {
     /// The part.
     pub fulfilment_id: Uuid,
@@ -146,7 +146,7 @@ pub struct PartLineRow {
 }
 
 /// One offer of a part to a vendor.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct PartOfferRow {
     /// Id.
     pub id: Uuid,
@@ -168,7 +168,7 @@ pub struct PartOfferRow {
     pub reason: Option<String>,
 }
 
-const OFFER_COLS: &str = "id, fulfilment_id, order_id, vendor_id, status, offered_at_ms, deadline_ms, responded_at_ms, reason";
+pub(crate) const OFFER_COLS: &str = "id, fulfilment_id, order_id, vendor_id, status, offered_at_ms, deadline_ms, responded_at_ms, reason";
 
 /// Rows per multi-row statement, well under both backends' bound-parameter limits.
 const CHUNK: usize = 400;
@@ -918,7 +918,7 @@ pub async fn insert_decisions(tx: &mut Tx, decisions: &[NewDecision]) -> Result<
 }
 
 /// A stored routing decision.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct DecisionRow {
     /// The part, for a reassignment.
     pub fulfilment_id: Option<Uuid>,

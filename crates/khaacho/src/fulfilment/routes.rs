@@ -265,18 +265,20 @@ fn shown(
         .collect()
 }
 
-/// The parts of `order` that `principal` may see (a vendor: its own).
-pub async fn visible_parts(
-    app: &App,
+/// The parts of an order that `principal` may see (a vendor: its own), from the rows the
+/// order view read ([`crate::orders::detail`]).
+pub fn visible_parts(
     principal: &Principal,
-    order: Uuid,
-) -> Result<Vec<FulfilmentView>, ApiError> {
-    let (mut rows, mut lines) = parts::of_order_with_lines(app.db(), order).await?;
+    mut rows: Vec<PartRow>,
+    mut lines: Vec<parts::PartLineRow>,
+    offers: Vec<parts::PartOfferRow>,
+    shops: &[Retailer],
+) -> Vec<FulfilmentView> {
     if principal.role == Role::Vendor {
         rows.retain(|p| p.vendor_id.is_some() && p.vendor_id == principal.vendor());
         lines.retain(|l| rows.iter().any(|p| p.id == l.fulfilment_id));
     }
-    render(app, principal, rows, lines).await
+    shown(principal, rows, lines, offers, shops)
 }
 
 /// Filters of the parts list.
@@ -593,9 +595,12 @@ pub struct DecisionView {
 
 /// Every routing decision taken for an order, oldest first (staff).
 pub async fn decisions(app: &App, order: Uuid) -> Result<Vec<DecisionView>, ApiError> {
-    Ok(parts::decisions(app.db(), order)
-        .await?
-        .into_iter()
+    Ok(decision_views(parts::decisions(app.db(), order).await?))
+}
+
+/// `rows` as the API shows them.
+pub fn decision_views(rows: Vec<parts::DecisionRow>) -> Vec<DecisionView> {
+    rows.into_iter()
         .map(|d| DecisionView {
             fulfilment_id: d.fulfilment_id,
             outcome: d.outcome,
@@ -603,7 +608,7 @@ pub async fn decisions(app: &App, order: Uuid) -> Result<Vec<DecisionView>, ApiE
             decision: d.decision.0,
             at: fmt_time(d.at_ms),
         })
-        .collect())
+        .collect()
 }
 
 /// The routing decisions taken for an order: the first routing with every candidate, its

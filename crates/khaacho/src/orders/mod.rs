@@ -6,6 +6,7 @@ pub mod actions;
 pub mod backpressure;
 pub mod confirmations;
 pub mod counts;
+pub mod detail;
 pub mod intake;
 pub mod model;
 pub mod pipeline;

@@ -248,7 +248,7 @@ impl OrderRow {
 }
 
 /// An order line row.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow, Deserialize)]
 pub struct LineRow {
     /// Position in the order, from 1.
     pub line_no: i32,
@@ -287,7 +287,7 @@ pub struct LineRow {
 }
 
 /// An order event row.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow, Deserialize)]
 pub struct EventRow {
     /// Event id.
     pub id: Uuid,

@@ -182,10 +182,7 @@ pub async fn lines_many_tx(
     }
     let keys: Vec<(Uuid, i64)> = orders.iter().map(|o| (o.id, o.created_at_ms)).collect();
     let rows = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "SELECT order_id, line_no, sku, qty_milli, unit, product_id, product_name, base_qty_milli, base_unit, \
-             unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, vendor_id, price_reason, reject_code, \
-             reject_detail FROM order_lines WHERE");
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT order_id, {LINE_COLS} FROM order_lines WHERE"));
         push_pairs(&mut qb, "order_id", "order_created_at_ms", &keys);
         qb.push(" ORDER BY order_id, line_no");
         qb.build_query_as::<Row>().fetch_all(c).await
@@ -195,7 +192,7 @@ pub async fn lines_many_tx(
 
 /// Lines of an order, by line number (by the order's key: planned once).
 pub async fn lines(db: &Db, order: &OrderRow) -> Result<Vec<LineRow>, sqlx::Error> {
-    with_keyed!(db, c => sqlx::query_as::<_, LineRow>(LINES_SQL)
+    with_keyed!(db, c => sqlx::query_as::<_, LineRow>(sqlx::AssertSqlSafe(lines_sql()))
         .bind(order.id)
         .bind(order.created_at_ms)
         .fetch_all(c)
@@ -204,22 +201,34 @@ pub async fn lines(db: &Db, order: &OrderRow) -> Result<Vec<LineRow>, sqlx::Erro
 
 /// Lines of an order inside a transaction.
 pub async fn lines_tx(tx: &mut Tx, order: &OrderRow) -> Result<Vec<LineRow>, sqlx::Error> {
-    with_tx!(tx, c => sqlx::query_as::<_, LineRow>(LINES_SQL)
+    with_tx!(tx, c => sqlx::query_as::<_, LineRow>(sqlx::AssertSqlSafe(lines_sql()))
         .bind(order.id)
         .bind(order.created_at_ms)
         .fetch_all(c)
         .await)
 }
 
-const LINES_SQL: &str = "SELECT line_no, sku, qty_milli, unit, product_id, product_name, base_qty_milli, base_unit, \
+/// The columns of a [`LineRow`].
+pub(crate) const LINE_COLS: &str = "line_no, sku, qty_milli, unit, product_id, product_name, base_qty_milli, base_unit, \
      unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, vendor_id, price_reason, reject_code, \
-     reject_detail FROM order_lines WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY line_no";
+     reject_detail";
+
+/// The columns of an [`EventRow`].
+pub(crate) const EVENT_COLS: &str =
+    "id, from_status, to_status, actor, role, reason, detail, at_ms";
+
+fn lines_sql() -> String {
+    format!(
+        "SELECT {LINE_COLS} FROM order_lines WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY line_no"
+    )
+}
 
 /// Event history of an order, oldest first (by the order's key: planned once).
 pub async fn events(db: &Db, order: &OrderRow) -> Result<Vec<EventRow>, sqlx::Error> {
-    with_keyed!(db, c => sqlx::query_as::<_, EventRow>(
-        "SELECT id, from_status, to_status, actor, role, reason, detail, at_ms FROM order_events \
-         WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY at_ms, id")
+    let sql = format!(
+        "SELECT {EVENT_COLS} FROM order_events WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY at_ms, id"
+    );
+    with_keyed!(db, c => sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
         .bind(order.id)
         .bind(order.created_at_ms)
         .fetch_all(c)

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::actions::{self, Action, ActionError};
 use super::confirmations;
+use super::detail;
 use super::intake::{Accepted, Channel, CreateOrder, IntakeError, LineInput, OrderRequest};
 use super::model::{Actor, EventRow, LineRow, OrderRow, OrderStatus};
 use super::pipeline::parse::{self, ParseRequest, ParseResult, PreviewError};
@@ -400,30 +401,34 @@ async fn get_order(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
     let order = visible_order(&app, &principal, id).await?;
-    let lines = repo::lines(app.db(), &order).await?;
-    let events = repo::events(app.db(), &order).await?;
     let visibility = Visibility::of(&principal);
-    let (hold, risk) = if visibility.shows_totals() {
-        crate::credit::risk::hold_and_assessment(app.db(), order.id).await?
-    } else {
-        (None, None)
+    let wants = detail::Wants {
+        credit: visibility.shows_totals(),
+        decisions: principal.is_staff(),
     };
-    let mut view = OrderView::new(order, Some(lines), Some(events), visibility);
-    view.credit_hold = hold.map(|h| CreditHoldView {
+    let d = detail::read(app.db(), &order, wants).await?;
+    let mut view = OrderView::new(order, Some(d.lines), Some(d.events), visibility);
+    view.credit_hold = d.hold.map(|h| CreditHoldView {
         amount_npr: paisa_to_npr(h.amount_paisa),
         status: h.status,
         override_by: h.override_by,
         posted_npr: h.posted_paisa.map(paisa_to_npr),
     });
-    view.risk = risk.map(|r| RiskView {
+    view.risk = d.assessment.map(|r| RiskView {
         score: r.score,
         decision: r.decision,
         components: r.components.0,
         reasons: r.reasons.0,
     });
-    view.fulfilments = Some(fulfilment::visible_parts(&app, &principal, id).await?);
-    if principal.is_staff() {
-        view.routing = Some(fulfilment::decisions(&app, id).await?);
+    view.fulfilments = Some(fulfilment::visible_parts(
+        &principal,
+        d.parts,
+        d.part_lines,
+        d.offers,
+        &d.shops,
+    ));
+    if wants.decisions {
+        view.routing = Some(fulfilment::decision_views(d.decisions));
     }
     Ok(axum::Json(view))
 }

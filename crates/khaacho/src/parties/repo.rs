@@ -159,7 +159,8 @@ pub async fn update_retailer(tx: &mut Tx, r: &Retailer) -> Result<u64, sqlx::Err
         .map(|r| r.rows_affected()))
 }
 
-const RETAILER_COLS: &str = "id, name, phone, district, address, lat, lng, active, language, email";
+pub(crate) const RETAILER_COLS: &str =
+    "id, name, phone, district, address, lat, lng, active, language, email";
 /// The columns of [`Vendor`], unqualified.
 pub(crate) const VENDOR_COLS: &str = "id, name, phone, districts, lat, lng, opens_at_min, closes_at_min, max_active, max_awaiting, score, active, language, email";
 
