@@ -500,41 +500,162 @@ pub struct NewPart {
     pub offer: PartOfferRow,
 }
 
+/// Pushes `INSERT INTO fulfilments … VALUES …` for `$parts` (the same SQL for either
+/// backend's builder).
+macro_rules! push_parts {
+    ($qb:expr, $parts:expr) => {
+        $qb.push(format_args!("INSERT INTO fulfilments ({PART_COLS}) "));
+        $qb.push_values($parts, |mut b, n: &NewPart| {
+            let p = &n.part;
+            b.push_bind(p.id)
+                .push_bind(p.order_id)
+                .push_bind(p.order_created_at_ms)
+                .push_bind(p.retailer_id)
+                .push_bind(p.vendor_id)
+                .push_bind(&p.status)
+                .push_bind(p.offer_id)
+                .push_bind(p.deadline_ms)
+                .push_bind(p.reassignments)
+                .push_bind(p.tried.clone())
+                .push_bind(p.total_paisa)
+                .push_bind(p.delivered_paisa)
+                .push_bind(p.accepted_at_ms)
+                .push_bind(p.dispatched_at_ms)
+                .push_bind(p.delivered_at_ms)
+                .push_bind(p.created_at_ms)
+                .push_bind(p.updated_at_ms);
+        });
+    };
+}
+
+/// Pushes `INSERT INTO fulfilment_lines … VALUES …` for `$lines`.
+macro_rules! push_part_lines {
+    ($qb:expr, $lines:expr) => {
+        $qb.push(
+            "INSERT INTO fulfilment_lines (fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, \
+             reserved_milli, delivered_milli) ",
+        );
+        $qb.push_values($lines, |mut b, l: &PartLineRow| {
+            b.push_bind(l.fulfilment_id).push_bind(l.line_no).push_bind(l.product_id).push_bind(l.qty_milli)
+                .push_bind(&l.unit).push_bind(l.unit_price_paisa).push_bind(l.reserved_milli).push_bind(l.delivered_milli);
+        });
+    };
+}
+
+/// Pushes `INSERT INTO fulfilment_offers … VALUES …` for `$offers`.
+macro_rules! push_offers {
+    ($qb:expr, $offers:expr) => {
+        $qb.push(format_args!(
+            "INSERT INTO fulfilment_offers ({OFFER_COLS}) "
+        ));
+        $qb.push_values($offers, |mut b, o: &PartOfferRow| {
+            b.push_bind(o.id)
+                .push_bind(o.fulfilment_id)
+                .push_bind(o.order_id)
+                .push_bind(o.vendor_id)
+                .push_bind(&o.status)
+                .push_bind(o.offered_at_ms)
+                .push_bind(o.deadline_ms)
+                .push_bind(o.responded_at_ms)
+                .push_bind(&o.reason);
+        });
+    };
+}
+
+/// Pushes `INSERT INTO routing_decisions … VALUES …` for `$decisions`.
+macro_rules! push_decisions {
+    ($qb:expr, $decisions:expr) => {
+        $qb.push("INSERT INTO routing_decisions (id, order_id, fulfilment_id, outcome, reason, decision, at_ms) ");
+        $qb.push_values($decisions, |mut b, d: &NewDecision| {
+            b.push_bind(Uuid::now_v7()).push_bind(d.order_id).push_bind(d.fulfilment_id).push_bind(d.outcome)
+                .push_bind(&d.reason).push_bind(Json(&d.decision)).push_bind(d.at_ms);
+        });
+    };
+}
+
 /// Writes new parts, their lines and offers (three multi-row statements per chunk).
 pub async fn insert_parts(tx: &mut Tx, parts: &[NewPart]) -> Result<(), sqlx::Error> {
     for chunk in parts.chunks(CHUNK / 4) {
         with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(format!("INSERT INTO fulfilments ({PART_COLS}) "));
-            qb.push_values(chunk, |mut b, n| {
-                let p = &n.part;
-                b.push_bind(p.id).push_bind(p.order_id).push_bind(p.order_created_at_ms).push_bind(p.retailer_id)
-                    .push_bind(p.vendor_id).push_bind(&p.status).push_bind(p.offer_id).push_bind(p.deadline_ms)
-                    .push_bind(p.reassignments).push_bind(p.tried.clone()).push_bind(p.total_paisa)
-                    .push_bind(p.delivered_paisa).push_bind(p.accepted_at_ms).push_bind(p.dispatched_at_ms)
-                    .push_bind(p.delivered_at_ms).push_bind(p.created_at_ms).push_bind(p.updated_at_ms);
-            });
+            let mut qb = sqlx::QueryBuilder::new("");
+            push_parts!(qb, chunk);
             qb.build().execute(&mut *c).await?;
             let lines: Vec<&PartLineRow> = chunk.iter().flat_map(|n| &n.lines).collect();
             for lines in lines.chunks(CHUNK) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO fulfilment_lines (fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, reserved_milli, delivered_milli) ");
-                qb.push_values(lines, |mut b, l| {
-                    b.push_bind(l.fulfilment_id).push_bind(l.line_no).push_bind(l.product_id).push_bind(l.qty_milli)
-                        .push_bind(&l.unit).push_bind(l.unit_price_paisa).push_bind(l.reserved_milli).push_bind(l.delivered_milli);
-                });
+                let mut qb = sqlx::QueryBuilder::new("");
+                push_part_lines!(qb, lines.iter().copied());
                 qb.build().execute(&mut *c).await?;
             }
-            let mut qb = sqlx::QueryBuilder::new(format!("INSERT INTO fulfilment_offers ({OFFER_COLS}) "));
-            qb.push_values(chunk.iter().map(|n| &n.offer), |mut b, o| {
-                b.push_bind(o.id).push_bind(o.fulfilment_id).push_bind(o.order_id).push_bind(o.vendor_id)
-                    .push_bind(&o.status).push_bind(o.offered_at_ms).push_bind(o.deadline_ms)
-                    .push_bind(o.responded_at_ms).push_bind(&o.reason);
-            });
+            let mut qb = sqlx::QueryBuilder::new("");
+            push_offers!(qb, chunk.iter().map(|n| &n.offer));
             qb.build().execute(&mut *c).await?;
         });
     }
     Ok(())
 }
+
+/// Everything routing writes for a batch, with lines `addressed` to their vendors: on
+/// PostgreSQL one statement (each table's rows in a data-modifying CTE; no row is written
+/// twice, no CTE reads another's rows), where it was five round trips inside the run's
+/// transaction; on SQLite, or beyond [`MAX_BINDS`], one statement per table as
+/// [`insert_parts`], [`orders::address_lines_many`](crate::orders::repo::address_lines_many)
+/// and [`insert_decisions`].
+pub async fn write_routed(
+    tx: &mut Tx,
+    parts: &[NewPart],
+    addressed: &[crate::orders::repo::Addressed],
+    decisions: &[NewDecision],
+) -> Result<(), sqlx::Error> {
+    let rows = crate::orders::repo::Addressed::rows(addressed);
+    let lines: Vec<&PartLineRow> = parts.iter().flat_map(|n| &n.lines).collect();
+    let binds = parts.len() * 26 + lines.len() * 8 + rows.len() * 4 + 2 + decisions.len() * 7;
+    match tx.inner_mut() {
+        TxInner::Pg(t) if binds <= MAX_BINDS => {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("");
+            if !rows.is_empty() {
+                // Its own `WITH v(…) AS (VALUES …), a AS (UPDATE …)`: first, so it opens the WITH.
+                crate::orders::repo::push_addressed!(qb, &rows, "a");
+            }
+            let mut ctes = usize::from(!rows.is_empty());
+            let mut next = |qb: &mut sqlx::QueryBuilder<sqlx::Postgres>| {
+                ctes += 1;
+                qb.push(if ctes == 1 { "WITH " } else { ", " });
+                qb.push(format_args!("w{ctes} AS ("));
+            };
+            if !parts.is_empty() {
+                next(&mut qb);
+                push_parts!(qb, parts);
+                qb.push(")");
+                next(&mut qb);
+                push_offers!(qb, parts.iter().map(|n| &n.offer));
+                qb.push(")");
+            }
+            if !lines.is_empty() {
+                next(&mut qb);
+                push_part_lines!(qb, lines.iter().copied());
+                qb.push(")");
+            }
+            if !decisions.is_empty() {
+                next(&mut qb);
+                push_decisions!(qb, decisions);
+                qb.push(")");
+            }
+            if !(rows.is_empty() && parts.is_empty() && decisions.is_empty()) {
+                qb.push(" SELECT 1");
+                qb.build().execute(&mut **t).await?;
+            }
+        }
+        _ => {
+            insert_parts(tx, parts).await?;
+            crate::orders::repo::address_lines_many(tx, addressed).await?;
+            insert_decisions(tx, decisions).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The most parameters [`write_routed`] puts in its one statement (PostgreSQL takes 65,535).
+const MAX_BINDS: usize = 30_000;
 
 /// One new offer of an existing part.
 pub async fn insert_offer(tx: &mut Tx, o: &PartOfferRow) -> Result<(), sqlx::Error> {
@@ -905,12 +1026,8 @@ pub struct NewDecision {
 pub async fn insert_decisions(tx: &mut Tx, decisions: &[NewDecision]) -> Result<(), sqlx::Error> {
     for chunk in decisions.chunks(CHUNK) {
         with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO routing_decisions (id, order_id, fulfilment_id, outcome, reason, decision, at_ms) ");
-            qb.push_values(chunk, |mut b, d| {
-                b.push_bind(Uuid::now_v7()).push_bind(d.order_id).push_bind(d.fulfilment_id).push_bind(d.outcome)
-                    .push_bind(&d.reason).push_bind(Json(&d.decision)).push_bind(d.at_ms);
-            });
+            let mut qb = sqlx::QueryBuilder::new("");
+            push_decisions!(qb, chunk);
             qb.build().execute(&mut *c).await?;
         });
     }

@@ -259,18 +259,16 @@ pub(crate) async fn route_locked(
             decide(app, &mut market, order, lines, now, &mut plan);
         }
     }
-    repo::insert_parts(tx, &plan.parts).await?;
+    repo::write_routed(tx, &plan.parts, &plan.addressed, &plan.decisions).await?;
     let mut load = Workloads::default();
     for n in &plan.parts {
         load.entered(&n.part, &n.lines);
     }
-    orders::address_lines_many(tx, &plan.addressed).await?;
     for (order_id, reason, detail) in &plan.alerts {
         if let Some(order) = locked.iter().find(|o| o.id == *order_id) {
             alert_no_vendor(tx, order, reason, detail.clone(), now).await?;
         }
     }
-    repo::insert_decisions(tx, &plan.decisions).await?;
     let mut changes: Vec<(&mut OrderRow, Change<'_>)> = Vec::new();
     let mut rest: Vec<&mut OrderRow> = Vec::new();
     for o in locked.iter_mut() {

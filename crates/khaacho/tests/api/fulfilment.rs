@@ -863,6 +863,8 @@ async fn a_vendor_at_capacity_is_passed_over_until_a_part_of_its_closes() {
     let next = async || {
         let o = order(&t, &place(&t, retailer, sugar.clone()).await).await;
         let (part, to, _) = parts(&o)[0].clone();
+        // The line is addressed to the vendor routing chose, not the cheapest one pricing saw.
+        assert_eq!(o["lines"][0]["vendor_id"].as_str(), to.as_deref(), "{o}");
         let small_was = passed_over(&o["routing"][0], small);
         (
             o["id"].as_str().unwrap().to_string(),
