@@ -595,67 +595,134 @@ pub async fn insert_parts(tx: &mut Tx, parts: &[NewPart]) -> Result<(), sqlx::Er
 }
 
 /// Everything routing writes for a batch, with lines `addressed` to their vendors: on
-/// PostgreSQL one statement (each table's rows in a data-modifying CTE; no row is written
-/// twice, no CTE reads another's rows), where it was five round trips inside the run's
-/// transaction; on SQLite, or beyond [`MAX_BINDS`], one statement per table as
-/// [`insert_parts`], [`orders::address_lines_many`](crate::orders::repo::address_lines_many)
-/// and [`insert_decisions`].
+/// PostgreSQL one statement (each table's rows in a data-modifying CTE over `unnest` of one
+/// array per column: the same SQL text whatever the batch, so one prepared statement; no row
+/// written twice, no CTE reading another's rows), where it was five round trips inside the
+/// run's transaction; on SQLite one statement per table, as [`insert_parts`],
+/// [`orders::address_lines_many`](crate::orders::repo::address_lines_many) and
+/// [`insert_decisions`].
 pub async fn write_routed(
     tx: &mut Tx,
     parts: &[NewPart],
     addressed: &[crate::orders::repo::Addressed],
     decisions: &[NewDecision],
 ) -> Result<(), sqlx::Error> {
-    let rows = crate::orders::repo::Addressed::rows(addressed);
-    let lines: Vec<&PartLineRow> = parts.iter().flat_map(|n| &n.lines).collect();
-    let binds = parts.len() * 26 + lines.len() * 8 + rows.len() * 4 + 2 + decisions.len() * 7;
-    match tx.inner_mut() {
-        TxInner::Pg(t) if binds <= MAX_BINDS => {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("");
-            if !rows.is_empty() {
-                // Its own `WITH v(…) AS (VALUES …), a AS (UPDATE …)`: first, so it opens the WITH.
-                crate::orders::repo::push_addressed!(qb, &rows, "a");
-            }
-            let mut ctes = usize::from(!rows.is_empty());
-            let mut next = |qb: &mut sqlx::QueryBuilder<sqlx::Postgres>| {
-                ctes += 1;
-                qb.push(if ctes == 1 { "WITH " } else { ", " });
-                qb.push(format_args!("w{ctes} AS ("));
-            };
-            if !parts.is_empty() {
-                next(&mut qb);
-                push_parts!(qb, parts);
-                qb.push(")");
-                next(&mut qb);
-                push_offers!(qb, parts.iter().map(|n| &n.offer));
-                qb.push(")");
-            }
-            if !lines.is_empty() {
-                next(&mut qb);
-                push_part_lines!(qb, lines.iter().copied());
-                qb.push(")");
-            }
-            if !decisions.is_empty() {
-                next(&mut qb);
-                push_decisions!(qb, decisions);
-                qb.push(")");
-            }
-            if !(rows.is_empty() && parts.is_empty() && decisions.is_empty()) {
-                qb.push(" SELECT 1");
-                qb.build().execute(&mut **t).await?;
-            }
-        }
-        _ => {
-            insert_parts(tx, parts).await?;
-            crate::orders::repo::address_lines_many(tx, addressed).await?;
-            insert_decisions(tx, decisions).await?;
-        }
+    if parts.is_empty() && addressed.is_empty() && decisions.is_empty() {
+        return Ok(());
     }
+    let TxInner::Pg(t) = tx.inner_mut() else {
+        insert_parts(tx, parts).await?;
+        crate::orders::repo::address_lines_many(tx, addressed).await?;
+        return insert_decisions(tx, decisions).await;
+    };
+    let rows = crate::orders::repo::Addressed::rows(addressed);
+    let (lo, hi) = rows
+        .iter()
+        .fold(None, |span: Option<(i64, i64)>, r| {
+            Some(span.map_or((r.1, r.1), |(lo, hi)| (lo.min(r.1), hi.max(r.1))))
+        })
+        .unwrap_or((0, 0));
+    let ps: Vec<&PartRow> = parts.iter().map(|n| &n.part).collect();
+    let os: Vec<&PartOfferRow> = parts.iter().map(|n| &n.offer).collect();
+    let ls: Vec<&PartLineRow> = parts.iter().flat_map(|n| &n.lines).collect();
+    fn col<'a, T, U>(rows: &[&'a T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+        rows.iter().map(|r| f(r)).collect()
+    }
+    sqlx::query(sqlx::AssertSqlSafe(&**ROUTED_SQL))
+        // v: the addressed lines; the range keeps the UPDATE to the partitions they are in.
+        .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+        .bind(lo)
+        .bind(hi)
+        // fulfilments
+        .bind(col(&ps, |p| p.id))
+        .bind(col(&ps, |p| p.order_id))
+        .bind(col(&ps, |p| p.order_created_at_ms))
+        .bind(col(&ps, |p| p.retailer_id))
+        .bind(col(&ps, |p| p.vendor_id))
+        .bind(col(&ps, |p| p.status.as_str()))
+        .bind(col(&ps, |p| p.offer_id))
+        .bind(col(&ps, |p| p.deadline_ms))
+        .bind(col(&ps, |p| p.reassignments))
+        .bind(col(&ps, |p| Json(&p.tried.0)))
+        .bind(col(&ps, |p| p.total_paisa))
+        .bind(col(&ps, |p| p.delivered_paisa))
+        .bind(col(&ps, |p| p.accepted_at_ms))
+        .bind(col(&ps, |p| p.dispatched_at_ms))
+        .bind(col(&ps, |p| p.delivered_at_ms))
+        .bind(col(&ps, |p| p.created_at_ms))
+        .bind(col(&ps, |p| p.updated_at_ms))
+        // fulfilment_offers
+        .bind(col(&os, |o| o.id))
+        .bind(col(&os, |o| o.fulfilment_id))
+        .bind(col(&os, |o| o.order_id))
+        .bind(col(&os, |o| o.vendor_id))
+        .bind(col(&os, |o| o.status.as_str()))
+        .bind(col(&os, |o| o.offered_at_ms))
+        .bind(col(&os, |o| o.deadline_ms))
+        .bind(col(&os, |o| o.responded_at_ms))
+        .bind(col(&os, |o| o.reason.as_deref()))
+        // fulfilment_lines
+        .bind(col(&ls, |l| l.fulfilment_id))
+        .bind(col(&ls, |l| l.line_no))
+        .bind(col(&ls, |l| l.product_id))
+        .bind(col(&ls, |l| l.qty_milli))
+        .bind(col(&ls, |l| l.unit.as_str()))
+        .bind(col(&ls, |l| l.unit_price_paisa))
+        .bind(col(&ls, |l| l.reserved_milli))
+        .bind(col(&ls, |l| l.delivered_milli))
+        // routing_decisions
+        .bind(decisions.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+        .bind(decisions.iter().map(|d| d.order_id).collect::<Vec<_>>())
+        .bind(
+            decisions
+                .iter()
+                .map(|d| d.fulfilment_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(decisions.iter().map(|d| d.outcome).collect::<Vec<_>>())
+        .bind(
+            decisions
+                .iter()
+                .map(|d| d.reason.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            decisions
+                .iter()
+                .map(|d| Json(&d.decision))
+                .collect::<Vec<_>>(),
+        )
+        .bind(decisions.iter().map(|d| d.at_ms).collect::<Vec<_>>())
+        .execute(&mut **t)
+        .await?;
     Ok(())
 }
 
-/// The most parameters [`write_routed`] puts in its one statement (PostgreSQL takes 65,535).
-const MAX_BINDS: usize = 30_000;
+/// [`write_routed`]'s statement on PostgreSQL.
+static ROUTED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH v(order_id, created_at_ms, line_no, vendor_id) AS \
+         (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::integer[], $4::uuid[])), \
+         a AS (UPDATE order_lines SET vendor_id = v.vendor_id FROM v WHERE order_lines.order_id = v.order_id \
+         AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no \
+         AND order_lines.order_created_at_ms BETWEEN $5 AND $6), \
+         f AS (INSERT INTO fulfilments ({PART_COLS}) SELECT * FROM unnest($7::uuid[], $8::uuid[], $9::bigint[], \
+         $10::uuid[], $11::uuid[], $12::text[], $13::uuid[], $14::bigint[], $15::integer[], $16::jsonb[], \
+         $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[])), \
+         o AS (INSERT INTO fulfilment_offers ({OFFER_COLS}) SELECT * FROM unnest($24::uuid[], $25::uuid[], \
+         $26::uuid[], $27::uuid[], $28::text[], $29::bigint[], $30::bigint[], $31::bigint[], $32::text[])), \
+         l AS (INSERT INTO fulfilment_lines (fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, \
+         reserved_milli, delivered_milli) SELECT * FROM unnest($33::uuid[], $34::integer[], $35::uuid[], \
+         $36::bigint[], $37::text[], $38::bigint[], $39::bigint[], $40::bigint[])), \
+         d AS (INSERT INTO routing_decisions (id, order_id, fulfilment_id, outcome, reason, decision, at_ms) \
+         SELECT * FROM unnest($41::uuid[], $42::uuid[], $43::uuid[], $44::text[], $45::text[], $46::jsonb[], \
+         $47::bigint[])) \
+         SELECT 1"
+    )
+});
 
 /// One new offer of an existing part.
 pub async fn insert_offer(tx: &mut Tx, o: &PartOfferRow) -> Result<(), sqlx::Error> {

@@ -428,34 +428,19 @@ impl Addressed {
     }
 }
 
-/// Pushes `WITH v(…) AS (VALUES …), $name AS (UPDATE order_lines …)` (with `$name`: one CTE
-/// of a larger statement) or `WITH v(…) AS (VALUES …) UPDATE order_lines …` (without) for
-/// `$rows` from [`Addressed::rows`]: the same SQL for either backend's builder. A VALUES list
-/// named by a CTE works the same on PostgreSQL and SQLite (3.33+).
-macro_rules! push_addressed {
-    ($qb:expr, $rows:expr $(, $name:literal)?) => {{
-        let rows: &[(Uuid, i64, i32, Option<Uuid>)] = $rows;
-        $qb.push("WITH v(order_id, created_at_ms, line_no, vendor_id) AS (");
-        $qb.push_values(rows, |mut b, (id, created, n, vendor)| {
-            b.push_bind(*id).push_bind(*created).push_bind(*n).push_bind(*vendor);
-        });
-        $qb.push(")");
-        $( $qb.push(concat!(", ", $name, " AS ("));)?
-        $qb.push(" UPDATE order_lines SET vendor_id = v.vendor_id FROM v WHERE order_lines.order_id = v.order_id \
-                  AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no AND");
-        $crate::base::db::push_created_range(&mut $qb, "order_lines.order_created_at_ms", rows.iter().map(|r| r.1));
-        $( let _ = $name; $qb.push(")"); )?
-    }};
-}
-pub(crate) use push_addressed;
-
 /// [`address_lines`] for many orders at once, with one statement.
 pub async fn address_lines_many(tx: &mut Tx, addressed: &[Addressed]) -> Result<(), sqlx::Error> {
     let rows = Addressed::rows(addressed);
     for chunk in rows.chunks(CHUNK) {
         with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new("");
-            push_addressed!(qb, chunk);
+            // A VALUES list named by a CTE works the same on PostgreSQL and SQLite (3.33+).
+            let mut qb = sqlx::QueryBuilder::new("WITH v(order_id, created_at_ms, line_no, vendor_id) AS (");
+            qb.push_values(chunk, |mut b, (id, created, n, vendor)| {
+                b.push_bind(*id).push_bind(*created).push_bind(*n).push_bind(*vendor);
+            });
+            qb.push(") UPDATE order_lines SET vendor_id = v.vendor_id FROM v WHERE order_lines.order_id = v.order_id \
+                     AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no AND");
+            push_created_range(&mut qb, "order_lines.order_created_at_ms", chunk.iter().map(|r| r.1));
             qb.build().execute(&mut *c).await?;
         });
     }
