@@ -884,16 +884,22 @@ pub fn push_created_range<DB>(
     DB: sqlx::Database,
     for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
-    let (lo, hi) = created
-        .into_iter()
-        .fold(None, |span: Option<(i64, i64)>, t| {
-            Some(span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))))
-        })
-        .unwrap_or((0, 0));
+    let (lo, hi) = created_span(created);
     qb.push(format_args!(" {col} BETWEEN "))
         .push_bind(lo)
         .push(" AND ")
         .push_bind(hi);
+}
+
+/// The earliest and latest of `created` (`(0, 0)` for none): the bounds of
+/// [`push_created_range`].
+pub fn created_span(created: impl IntoIterator<Item = i64>) -> (i64, i64) {
+    created
+        .into_iter()
+        .fold(None, |span: Option<(i64, i64)>, t| {
+            Some(span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))))
+        })
+        .unwrap_or((0, 0))
 }
 
 /// [`KeyFilter::push_rows_by`] for the builder's backend, every row of each key.

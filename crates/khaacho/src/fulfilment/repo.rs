@@ -616,12 +616,7 @@ pub async fn write_routed(
         return insert_decisions(tx, decisions).await;
     };
     let rows = crate::orders::repo::Addressed::rows(addressed);
-    let (lo, hi) = rows
-        .iter()
-        .fold(None, |span: Option<(i64, i64)>, r| {
-            Some(span.map_or((r.1, r.1), |(lo, hi)| (lo.min(r.1), hi.max(r.1))))
-        })
-        .unwrap_or((0, 0));
+    let (lo, hi) = crate::base::db::created_span(rows.iter().map(|r| r.1));
     let ps: Vec<&PartRow> = parts.iter().map(|n| &n.part).collect();
     let os: Vec<&PartOfferRow> = parts.iter().map(|n| &n.offer).collect();
     let ls: Vec<&PartLineRow> = parts.iter().flat_map(|n| &n.lines).collect();

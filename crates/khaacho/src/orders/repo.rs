@@ -192,7 +192,7 @@ pub async fn lines_many_tx(
 
 /// Lines of an order, by line number (by the order's key: planned once).
 pub async fn lines(db: &Db, order: &OrderRow) -> Result<Vec<LineRow>, sqlx::Error> {
-    with_keyed!(db, c => sqlx::query_as::<_, LineRow>(sqlx::AssertSqlSafe(lines_sql()))
+    with_keyed!(db, c => sqlx::query_as::<_, LineRow>(sqlx::AssertSqlSafe(&**LINES_SQL))
         .bind(order.id)
         .bind(order.created_at_ms)
         .fetch_all(c)
@@ -201,7 +201,7 @@ pub async fn lines(db: &Db, order: &OrderRow) -> Result<Vec<LineRow>, sqlx::Erro
 
 /// Lines of an order inside a transaction.
 pub async fn lines_tx(tx: &mut Tx, order: &OrderRow) -> Result<Vec<LineRow>, sqlx::Error> {
-    with_tx!(tx, c => sqlx::query_as::<_, LineRow>(sqlx::AssertSqlSafe(lines_sql()))
+    with_tx!(tx, c => sqlx::query_as::<_, LineRow>(sqlx::AssertSqlSafe(&**LINES_SQL))
         .bind(order.id)
         .bind(order.created_at_ms)
         .fetch_all(c)
@@ -217,18 +217,23 @@ pub(crate) const LINE_COLS: &str = "line_no, sku, qty_milli, unit, product_id, p
 pub(crate) const EVENT_COLS: &str =
     "id, from_status, to_status, actor, role, reason, detail, at_ms";
 
-fn lines_sql() -> String {
+/// An order's lines by its key, formatted once.
+static LINES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {LINE_COLS} FROM order_lines WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY line_no"
     )
-}
+});
+
+/// An order's events by its key, formatted once.
+static EVENTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLS} FROM order_events WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY at_ms, id"
+    )
+});
 
 /// Event history of an order, oldest first (by the order's key: planned once).
 pub async fn events(db: &Db, order: &OrderRow) -> Result<Vec<EventRow>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {EVENT_COLS} FROM order_events WHERE order_id = $1 AND order_created_at_ms = $2 ORDER BY at_ms, id"
-    );
-    with_keyed!(db, c => sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
+    with_keyed!(db, c => sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(&**EVENTS_SQL))
         .bind(order.id)
         .bind(order.created_at_ms)
         .fetch_all(c)
