@@ -469,6 +469,13 @@ async fn together(
     let moved: Vec<&PartRow> = going.iter().map(|g| &parts[g.part]).collect();
     repo::save_progress(&mut tx, &moved).await?;
 
+    // The answers show each part's offers and shop: one read of each for the batch, before
+    // the accounts are locked (from the postings to the commit).
+    let acted: Vec<Uuid> = going.iter().map(|g| parts[g.part].id).collect();
+    let mut offers = repo::offers_tx(&mut tx, &acted).await?;
+    let shop_ids: Vec<Uuid> = going.iter().map(|g| parts[g.part].retailer_id).collect();
+    let shops = parties::find_retailers(&mut Reader::Tx(&mut tx), &shop_ids).await?;
+
     // The orders their parts move, in retailer order (a delivery posts to the account).
     locked.sort_by_key(|o| (o.retailer_id, o.id));
     let mut follows: Vec<(Uuid, usize, Follow<'_>)> = Vec::new();
@@ -511,11 +518,6 @@ async fn together(
         TransitionResult::Done => {}
         other => return Err(Split::Changed(other)),
     }
-    // The answers show each part's offers and shop: one read of each for the batch.
-    let acted: Vec<Uuid> = going.iter().map(|g| parts[g.part].id).collect();
-    let mut offers = repo::offers_tx(&mut tx, &acted).await?;
-    let shop_ids: Vec<Uuid> = going.iter().map(|g| parts[g.part].retailer_id).collect();
-    let shops = parties::find_retailers(&mut Reader::Tx(&mut tx), &shop_ids).await?;
 
     // 6. The accepts' stock, last, with one statement for them all: the rows locked in
     //    vendor and product order (as every stock taker takes them, and after the accounts,
