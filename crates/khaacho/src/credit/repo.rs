@@ -3,12 +3,12 @@
 
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, push_ids};
+use crate::base::db::{Db, KeyFilter, Tx, push_ids};
 use crate::base::time::now_ms;
 use crate::{with_keyed, with_latest, with_replica, with_tx};
 
 /// A credit account row.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, serde::Deserialize, sqlx::FromRow)]
 pub struct AccountRow {
     /// The retailer.
     pub retailer_id: Uuid,
@@ -160,6 +160,20 @@ pub async fn accounts_for_update(
     accounts_where(tx, retailers, lock).await
 }
 
+/// The query of the accounts of `retailers`.
+pub fn push_accounts<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, retailers: &[Uuid]) {
+    qb.push(format_args!(
+        "SELECT {ACCOUNT_COLS} FROM credit_accounts WHERE"
+    ));
+    push_ids(qb, "retailer_id", retailers);
+}
+
+/// The query of those of `orders` that have a credit hold (`order_id`), whatever its state.
+pub fn push_holds_of<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, orders: &[Uuid]) {
+    qb.push("SELECT order_id FROM credit_holds WHERE");
+    push_ids(qb, "order_id", orders);
+}
+
 /// The accounts of `retailers`, with `suffix` (ordering, locking) after the condition.
 async fn accounts_where(
     tx: &mut Tx,
@@ -167,8 +181,8 @@ async fn accounts_where(
     suffix: &str,
 ) -> Result<Vec<AccountRow>, sqlx::Error> {
     with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM credit_accounts WHERE"));
-        push_ids(&mut qb, "retailer_id", retailers);
+        let mut qb = sqlx::QueryBuilder::new("");
+        push_accounts(&mut qb, retailers);
         qb.push(suffix);
         qb.build_query_as::<AccountRow>().fetch_all(c).await
     })
@@ -453,8 +467,8 @@ pub async fn holds_of(
         return Ok(Default::default());
     }
     let found: Vec<Uuid> = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("SELECT order_id FROM credit_holds WHERE");
-        push_ids(&mut qb, "order_id", orders);
+        let mut qb = sqlx::QueryBuilder::new("");
+        push_holds_of(&mut qb, orders);
         qb.build_query_scalar().fetch_all(c).await
     })?;
     Ok(found.into_iter().collect())

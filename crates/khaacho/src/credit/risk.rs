@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::repo::{AccountRow, HoldRow};
-use crate::base::db::{Db, Tx, push_rows_by, push_rows_where};
+use crate::base::db::{Db, KeyFilter, Tx, push_rows_by, push_rows_where};
 use crate::base::time::nepal_day;
 use crate::{with_keyed, with_tx};
 
@@ -30,41 +30,92 @@ pub struct Behaviour {
     pub oldest_overdue_days: i64,
 }
 
-/// The behaviour of `retailers` as of `now`.
+/// The behaviour of `retailers` as of `now` (the pipeline reads the same rows with its other
+/// facts: `orders::pipeline::credit::Facts::load`).
 pub async fn behaviour(
     tx: &mut Tx,
     retailers: &[Uuid],
     now: i64,
 ) -> Result<HashMap<Uuid, Behaviour>, sqlx::Error> {
+    if retailers.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let counts: Vec<OrderDays> = with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("");
+        push_order_days(&mut qb, retailers, now);
+        qb.build_query_as().fetch_all(c).await
+    })?;
+    let debits: Vec<Debit> = with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("");
+        push_debits(&mut qb, retailers, now);
+        qb.build_query_as().fetch_all(c).await
+    })?;
+    Ok(behaviour_of(retailers, counts, debits, now))
+}
+
+/// A retailer's orders in the 7 Nepal days ending today: `(retailer, orders)`.
+pub type OrderDays = (Uuid, i64);
+
+/// A debit of the history window: `(retailer, due, paid, open amount)`.
+pub type Debit = (Uuid, i64, Option<i64>, i64);
+
+/// The query of [`OrderDays`] for `retailers` at `now`: orders placed in the 7 Nepal days
+/// ending today, from the daily counts the transition service keeps (`retailer_order_days`),
+/// a few rows per retailer however busy it is.
+pub fn push_order_days<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, retailers: &[Uuid], now: i64)
+where
+    i32: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let today = nepal_day(now);
+    qb.push("SELECT retailer_id, CAST(SUM(n) AS BIGINT) AS n FROM");
+    push_rows_by(
+        qb,
+        "retailer_order_days",
+        "d",
+        "retailer_id",
+        retailers,
+        None,
+    );
+    qb.push(" WHERE day > ").push_bind((today - 7) as i32);
+    qb.push(" GROUP BY retailer_id");
+}
+
+/// The query of the [`Debit`]s of `retailers` due in the history window before `now`.
+pub fn push_debits<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, retailers: &[Uuid], now: i64)
+where
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    qb.push("SELECT retailer_id, due_at_ms, paid_at_ms, open_paisa FROM");
+    // Inside the probe, the kind lets the debits' partial index serve each retailer.
+    push_rows_where(
+        qb,
+        "ledger_entries",
+        "e",
+        "retailer_id",
+        retailers,
+        "kind = 'order_debit'",
+    );
+    qb.push(" WHERE due_at_ms >= ")
+        .push_bind(now - HISTORY_DAYS * DAY_MS);
+}
+
+/// The behaviour of `retailers` as of `now`, from their orders of the week and their debits
+/// of the history window as read.
+pub fn behaviour_of(
+    retailers: &[Uuid],
+    counts: Vec<OrderDays>,
+    debits: Vec<Debit>,
+    now: i64,
+) -> HashMap<Uuid, Behaviour> {
     let mut out: HashMap<Uuid, Behaviour> = retailers
         .iter()
         .map(|r| (*r, Behaviour::default()))
         .collect();
-    if retailers.is_empty() {
-        return Ok(out);
-    }
-    // Orders placed in the 7 Nepal days ending today, from the daily counts the transition
-    // service keeps (`retailer_order_days`): a few rows per retailer however busy it is.
-    let today = nepal_day(now);
-    let counts: Vec<(Uuid, i64)> = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("SELECT retailer_id, CAST(SUM(n) AS BIGINT) FROM");
-        push_rows_by(&mut qb, "retailer_order_days", "d", "retailer_id", retailers, None);
-        qb.push(" WHERE day > ").push_bind((today - 7) as i32);
-        qb.push(" GROUP BY retailer_id");
-        qb.build_query_as().fetch_all(c).await
-    })?;
     for (r, n) in counts {
         if let Some(b) = out.get_mut(&r) {
             b.orders_7d = u32::try_from(n).unwrap_or(u32::MAX);
         }
     }
-    let debits: Vec<(Uuid, i64, Option<i64>, i64)> = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("SELECT retailer_id, due_at_ms, paid_at_ms, open_paisa FROM");
-        // Inside the probe, the kind lets the debits' partial index serve each retailer.
-        push_rows_where(&mut qb, "ledger_entries", "e", "retailer_id", retailers, "kind = 'order_debit'");
-        qb.push(" WHERE due_at_ms >= ").push_bind(now - HISTORY_DAYS * DAY_MS);
-        qb.build_query_as().fetch_all(c).await
-    })?;
     for (r, due, paid, open) in debits {
         let Some(b) = out.get_mut(&r) else { continue };
         match paid {
@@ -77,7 +128,7 @@ pub async fn behaviour(
             None => {}
         }
     }
-    Ok(out)
+    out
 }
 
 /// The risk inputs of one order of `value` for `account` (read before its hold was placed).

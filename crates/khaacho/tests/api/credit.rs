@@ -1007,3 +1007,136 @@ async fn orders_in_seven_days_are_counted_as_orders_are_created() {
     );
     assert_eq!(count(now + 8 * day).await, (0, 0), "past them");
 }
+
+/// The credit step is idempotent per order: a run over an order that already holds credit (a
+/// retried run; here the order is put back to `received` by hand and its job enqueued again)
+/// reserves nothing twice and decides as before.
+#[tokio::test]
+async fn a_run_over_an_order_that_already_holds_credit_reserves_nothing_twice() {
+    let t = TestApp::spawn_with(|s| s.pipeline.review_above_npr = 1).await;
+    t.seed().await;
+    let retailer = t.retailer().await;
+    let lines = json!([{ "sku": "SUGAR-50", "qty": 5, "unit": "kg" }]);
+    let placed = t.order(&retailer, lines).await;
+    t.run_jobs().await;
+    let id: Uuid = placed["order_id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/api/v1/orders/{id}");
+    let held = |o: &Value| (o["status"].clone(), o["hold_reason"].clone());
+    let account = format!("/api/v1/credit/accounts/{retailer}");
+    let o = t.get_json(&path).await;
+    assert_eq!(o["payment_mode"], "credit", "{o}");
+    assert_eq!(
+        held(&o),
+        (json!("on_hold"), json!("large_order_review")),
+        "{o}"
+    );
+    let total = o["totals"]["total_npr"].clone();
+    assert_eq!(t.get_json(&account).await["held_npr"], total);
+
+    let created: i64 = khaacho::with_write!(t.app.db(), c => sqlx::query_scalar(
+        "UPDATE orders SET status = 'received', hold_reason = NULL, held_from = NULL WHERE id = $1 \
+         RETURNING created_at_ms")
+        .bind(id).fetch_one(c).await)
+    .unwrap();
+    assert!(created > 0);
+    let mut tx = t.app.db().begin().await.unwrap();
+    khaacho::orders::pipeline::start(&mut tx, &[(id, "normal", None, false)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    t.run_jobs().await;
+    let o = t.get_json(&path).await;
+    assert_eq!(
+        held(&o),
+        (json!("on_hold"), json!("large_order_review")),
+        "{o}"
+    );
+    assert_eq!(t.get_json(&account).await["held_npr"], total, "held once");
+    let holds: i64 = khaacho::with_write!(t.app.db(), c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM credit_holds WHERE order_id = $1")
+        .bind(id).fetch_one(c).await)
+    .unwrap();
+    assert_eq!(holds, 1);
+    reconciled(&t).await;
+}
+
+/// The risk step in the pipeline scores each order on what the read above gives: the week's
+/// orders and the debits of the history window (on PostgreSQL read in one statement with the
+/// accounts and the orders' holds). Six orders in a week are a spike for a shop of two months
+/// without credit orders; a debit paid ten days late and another open ten days past due weigh in as
+/// payment delay and an overdue balance.
+#[tokio::test]
+async fn the_pipeline_scores_risk_on_the_weeks_orders_and_the_payment_history() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    let retailer = t.retailer().await;
+    let lines = json!([{ "sku": "SUGAR-50", "qty": 1, "unit": "kg" }]);
+    let place = async || {
+        let body = json!({ "retailer_id": retailer, "lines": lines, "payment_mode": "cash" });
+        t.place(&body).await
+    };
+    let risk = async |id: &str| t.get_json(&format!("/api/v1/orders/{id}")).await["risk"].clone();
+    let points = |risk: &Value, name: &str| {
+        risk["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["points"].as_i64().unwrap())
+            .unwrap()
+    };
+    let codes = |risk: &Value| -> Vec<String> {
+        risk["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The shop's first order opens its account, dated back two months: a usual rate of no
+    // credit orders a week, where a new shop's first busy week would be its baseline.
+    let first = place().await;
+    t.run_jobs().await;
+    assert_eq!(points(&risk(&first).await, "order_pattern"), 0);
+    let id: Uuid = retailer.parse().unwrap();
+    let now = khaacho::base::time::now_ms();
+    let day = 86_400_000;
+    let mut tx = t.app.db().begin().await.unwrap();
+    repo::set_opened_at(&mut tx, id, now - 60 * day)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut week = Vec::new();
+    for _ in 0..5 {
+        week.push(place().await);
+    }
+    t.run_jobs().await;
+    for id in &week {
+        let r = risk(id).await;
+        assert_eq!(points(&r, "order_pattern"), 100, "{r}");
+        assert!(codes(&r).contains(&"order_count_spike".to_string()), "{r}");
+        assert_eq!(points(&r, "payment_delay"), 0, "{r}");
+        assert_eq!(points(&r, "overdue"), 0, "{r}");
+    }
+
+    // (seq, due, paid, open)
+    for (seq, due, paid, open) in [
+        (1001_i64, now - 20 * day, Some(now - 10 * day), 0_i64),
+        (1002, now - 10 * day, None, 5_000),
+    ] {
+        khaacho::with_write!(t.app.db(), c => sqlx::query(
+            "INSERT INTO ledger_entries (id, retailer_id, seq, kind, amount_paisa, balance_paisa, due_at_ms, \
+             open_paisa, paid_at_ms, at_ms) VALUES ($1, $2, $3, 'order_debit', 5000, 5000, $4, $5, $6, $7)")
+            .bind(Uuid::now_v7()).bind(id).bind(seq).bind(due).bind(open).bind(paid).bind(due - 30 * day)
+            .execute(c).await.map(|_| ()))
+        .unwrap();
+    }
+    let late = place().await;
+    t.run_jobs().await;
+    let r = risk(&late).await;
+    // 10 days late on average, the oldest open debit 10 days past due: a third of each
+    // component's 30 days.
+    assert_eq!(points(&r, "payment_delay"), 33, "{r}");
+    assert_eq!(points(&r, "overdue"), 33, "{r}");
+    assert!(codes(&r).contains(&"overdue_balance".to_string()), "{r}");
+}

@@ -11,28 +11,37 @@ use std::collections::{HashMap, HashSet};
 
 use khaacho_credit::Band;
 use serde_json::json;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::Verdict;
-use crate::base::db::Tx;
+use crate::base::db::{Tx, TxInner};
 use crate::credit::CreditConfig;
 use crate::credit::ledger::{self, Reservations, Reserve, Wanted};
 use crate::credit::repo::{self, AccountRow};
 use crate::credit::risk::{self, Behaviour};
 use crate::orders::model::{OrderRow, PaymentMode};
 use crate::queue::JobError;
+use crate::with_tx;
 
 /// The accounts and recent behaviour of a batch's retailers, read once for both the credit
-/// and the risk step (as they were before this batch's holds).
+/// and the risk step (as they were before this batch's holds), with the holds its orders
+/// already have.
 pub struct Facts {
     /// Accounts by retailer.
     pub accounts: HashMap<Uuid, AccountRow>,
     /// Behaviour by retailer.
     pub behaviour: HashMap<Uuid, Behaviour>,
+    /// The orders that held credit before the run (a retried run): locked by the run, so
+    /// nothing else places or releases their holds meanwhile.
+    existing: HashSet<Uuid>,
 }
 
 impl Facts {
-    /// Opens missing accounts and reads the facts of `orders`' retailers.
+    /// Opens missing accounts and reads the facts of `orders`' retailers. On PostgreSQL the
+    /// accounts, the week's order counts, the debits of the history window and the orders'
+    /// holds are one statement (each table's rows aggregated as JSON, each subquery the read
+    /// it replaces), one round trip where four were; SQLite reads them one by one.
     pub async fn load(
         tx: &mut Tx,
         cfg: &CreditConfig,
@@ -42,19 +51,29 @@ impl Facts {
         let mut retailers: Vec<Uuid> = orders.iter().map(|o| o.retailer_id).collect();
         retailers.sort_unstable();
         retailers.dedup();
+        let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
         // Read without locking: the risk step runs on this snapshot first; the credit step
         // locks the accounts last (see `run`), so their row locks are held only for the end
         // of the transaction.
-        let mut accounts = repo::accounts_tx(tx, &retailers).await?;
+        let Read {
+            mut accounts,
+            counts,
+            debits,
+            holds,
+        } = match tx.inner_mut() {
+            TxInner::Pg(c) if !retailers.is_empty() => read_pg(c, &retailers, &ids, now).await?,
+            _ => read_each(tx, &retailers, &ids, now).await?,
+        };
         if accounts.len() < retailers.len() {
             repo::ensure_accounts(tx, &retailers, cfg.default_limit_paisa()).await?;
             accounts = repo::accounts_tx(tx, &retailers).await?;
         }
         let accounts = accounts.into_iter().map(|a| (a.retailer_id, a)).collect();
-        let behaviour = risk::behaviour(tx, &retailers, now).await?;
+        let behaviour = risk::behaviour_of(&retailers, counts, debits, now);
         Ok(Self {
             accounts,
             behaviour,
+            existing: holds,
         })
     }
 
@@ -62,6 +81,87 @@ impl Facts {
     pub fn band(&self, retailer: Uuid) -> Option<Band> {
         self.accounts.get(&retailer)?.band.as_deref()?.parse().ok()
     }
+}
+
+/// What [`Facts::load`] reads.
+struct Read {
+    accounts: Vec<AccountRow>,
+    counts: Vec<risk::OrderDays>,
+    debits: Vec<risk::Debit>,
+    holds: HashSet<Uuid>,
+}
+
+/// [`Facts::load`]'s four reads in one statement on PostgreSQL: a JSON object of the rows
+/// each of them returns, its subqueries built by the functions that build them as
+/// statements of their own (the same SQL, the same plans).
+async fn read_pg(
+    c: &mut sqlx::PgConnection,
+    retailers: &[Uuid],
+    orders: &[Uuid],
+    now: i64,
+) -> Result<Read, sqlx::Error> {
+    #[derive(serde::Deserialize)]
+    struct Rows {
+        accounts: Vec<AccountRow>,
+        counts: Vec<risk::OrderDays>,
+        debits: Vec<risk::Debit>,
+        holds: Vec<Uuid>,
+    }
+    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "SELECT json_build_object('accounts', (SELECT COALESCE(json_agg(x), '[]') FROM (",
+    );
+    repo::push_accounts(&mut qb, retailers);
+    qb.push(") x), 'counts', (SELECT COALESCE(json_agg(json_build_array(x.retailer_id, x.n)), '[]') FROM (");
+    risk::push_order_days(&mut qb, retailers, now);
+    qb.push(
+        ") x), 'debits', (SELECT COALESCE(json_agg(json_build_array(x.retailer_id, x.due_at_ms, \
+             x.paid_at_ms, x.open_paisa)), '[]') FROM (",
+    );
+    risk::push_debits(&mut qb, retailers, now);
+    qb.push(") x), 'holds', (SELECT COALESCE(json_agg(x.order_id), '[]') FROM (");
+    repo::push_holds_of(&mut qb, orders);
+    qb.push(") x))");
+    let Json(rows): Json<Rows> = qb.build_query_scalar().fetch_one(&mut *c).await?;
+    Ok(Read {
+        accounts: rows.accounts,
+        counts: rows.counts,
+        debits: rows.debits,
+        holds: rows.holds.into_iter().collect(),
+    })
+}
+
+/// [`Facts::load`]'s reads one by one (SQLite, where a statement is a library call; or no
+/// retailers).
+async fn read_each(
+    tx: &mut Tx,
+    retailers: &[Uuid],
+    orders: &[Uuid],
+    now: i64,
+) -> Result<Read, sqlx::Error> {
+    if retailers.is_empty() {
+        return Ok(Read {
+            accounts: Vec::new(),
+            counts: Vec::new(),
+            debits: Vec::new(),
+            holds: repo::holds_of(tx, orders).await?,
+        });
+    }
+    let counts = with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("");
+        risk::push_order_days(&mut qb, retailers, now);
+        qb.build_query_as().fetch_all(c).await
+    })?;
+    let debits = with_tx!(tx, c => {
+        let mut qb = sqlx::QueryBuilder::new("");
+        risk::push_debits(&mut qb, retailers, now);
+        qb.build_query_as().fetch_all(c).await
+    })?;
+    Ok(Read {
+        accounts: repo::accounts_tx(tx, retailers).await?,
+        counts,
+        debits,
+        holds: repo::holds_of(tx, orders).await?,
+    })
 }
 
 /// What the credit step decided for a batch: per order its verdict and whether it holds
@@ -90,8 +190,7 @@ pub async fn run(
     skip: &[bool],
 ) -> Result<Judged, JobError> {
     let locked = lock(tx, facts).await?;
-    let existing = existing_holds(tx, orders).await?;
-    let judged = judge(cfg, orders, facts, &locked, &existing, skip)?;
+    let judged = judge(cfg, orders, facts, &locked, &facts.existing, skip)?;
     write(tx, &judged).await?;
     Ok(judged)
 }
@@ -102,28 +201,23 @@ pub struct Unlocked {
     orders: Vec<OrderRow>,
     facts: Facts,
     skip: Vec<bool>,
-    /// The orders that held credit before the step (locked by the run, so as read).
-    existing: HashSet<Uuid>,
 }
 
 /// The first half of the credit step taken last in its transaction: what it decides on the
 /// accounts as `facts` read them, unlocked, writing nothing. [`confirm`] then locks the
 /// accounts at the end of the transaction and writes it if the locked accounts decide the
 /// same (see `pipeline::process`).
-pub async fn judge_unlocked(
-    tx: &mut Tx,
+pub fn judge_unlocked(
     cfg: &CreditConfig,
     orders: &[&OrderRow],
     facts: Facts,
     skip: &[bool],
 ) -> Result<(Judged, Unlocked), JobError> {
-    let existing = existing_holds(tx, orders).await?;
-    let judged = judge(cfg, orders, &facts, &facts.accounts, &existing, skip)?;
+    let judged = judge(cfg, orders, &facts, &facts.accounts, &facts.existing, skip)?;
     let unlocked = Unlocked {
         orders: orders.iter().map(|o| (*o).clone()).collect(),
         facts,
         skip: skip.to_vec(),
-        existing,
     };
     Ok((judged, unlocked))
 }
@@ -141,7 +235,7 @@ pub async fn confirm(
     let u = unlocked;
     let orders: Vec<&OrderRow> = u.orders.iter().collect();
     let locked = lock(tx, &u.facts).await?;
-    let again = judge(cfg, &orders, &u.facts, &locked, &u.existing, &u.skip)?;
+    let again = judge(cfg, &orders, &u.facts, &locked, &u.facts.existing, &u.skip)?;
     if again != *judged {
         return Ok(false);
     }
@@ -159,11 +253,6 @@ async fn lock(tx: &mut Tx, facts: &Facts) -> Result<HashMap<Uuid, AccountRow>, J
         .into_iter()
         .map(|a| (a.retailer_id, a))
         .collect())
-}
-
-async fn existing_holds(tx: &mut Tx, orders: &[&OrderRow]) -> Result<HashSet<Uuid>, JobError> {
-    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
-    Ok(repo::holds_of(tx, &ids).await?)
 }
 
 async fn write(tx: &mut Tx, judged: &Judged) -> Result<(), JobError> {

@@ -283,7 +283,7 @@ async fn decide(
     let (judged, unlocked) = match lock {
         Credit::First => (credit::run(tx, cfg, &refs, &facts, &rejected).await?, None),
         Credit::Last => {
-            let (j, u) = credit::judge_unlocked(tx, cfg, &refs, facts, &rejected).await?;
+            let (j, u) = credit::judge_unlocked(cfg, &refs, facts, &rejected)?;
             (j, Some(u))
         }
     };
