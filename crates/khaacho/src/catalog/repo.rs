@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Reader, Tx, TxInner, push_rows_by};
+use crate::base::db::{Db, KeyFilter, Reader, Tx, TxInner, push_rows_by};
 use crate::base::time::now_ms;
 use crate::{with_latest, with_reader, with_replica, with_tx};
 
@@ -132,7 +132,7 @@ const OFFER_COLS: &str = "o.id, o.vendor_id, o.product_id, o.price_paisa, o.tier
      o.valid_from_ms, o.valid_to_ms";
 
 /// An offer row joined with what pricing needs.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, Deserialize, sqlx::FromRow)]
 pub struct OfferRow {
     /// Offer id.
     pub id: Uuid,
@@ -209,13 +209,27 @@ pub async fn valid_offers_any_vendor(
         return Ok(Vec::new());
     }
     with_reader!(r, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OFFER_COLS} FROM"));
-        push_rows_by(&mut qb, "offers", "o", "product_id", product_ids, None);
-        qb.push(" WHERE o.valid_from_ms <= ").push_bind(at_ms);
-        qb.push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ").push_bind(at_ms).push(")");
+        let mut qb = sqlx::QueryBuilder::new("");
+        push_valid_offers_any_vendor(&mut qb, product_ids, at_ms);
         qb.push(" ORDER BY o.vendor_id, o.product_id");
         qb.build_query_as::<OfferRow>().fetch_all(c).await
     })
+}
+
+/// The query of [`valid_offers_any_vendor`], unordered.
+pub fn push_valid_offers_any_vendor<DB: KeyFilter>(
+    qb: &mut sqlx::QueryBuilder<DB>,
+    product_ids: &[Uuid],
+    at_ms: i64,
+) where
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    qb.push(format_args!("SELECT {OFFER_COLS} FROM"));
+    push_rows_by(qb, "offers", "o", "product_id", product_ids, None);
+    qb.push(" WHERE o.valid_from_ms <= ").push_bind(at_ms);
+    qb.push(" AND (o.valid_to_ms IS NULL OR o.valid_to_ms > ")
+        .push_bind(at_ms)
+        .push(")");
 }
 
 /// An offer to create or replace (keyed by vendor and product).

@@ -8,12 +8,16 @@ use khaacho_vendors::{GeoPoint, Line, Offer, Retailer, Vendor};
 use uuid::Uuid;
 
 use super::repo::{self, Load};
-use crate::base::db::{Db, Reader};
+use sqlx::types::Json;
+
+use crate::base::db::{Db, Reader, TxInner};
 use crate::base::time::nepal;
 use crate::catalog::pricing::price_for;
-use crate::catalog::repo::{OfferRow, valid_offers_any_vendor};
+use crate::catalog::repo::{OfferRow, push_valid_offers_any_vendor, valid_offers_any_vendor};
 use crate::orders::model::{LineRow, OrderRow};
-use crate::parties::repo::{self as parties, Retailer as RetailerRow, Vendor as VendorRow};
+use crate::parties::repo::{
+    self as parties, Retailer as RetailerRow, VENDOR_COLS, Vendor as VendorRow,
+};
 
 /// 30 days in milliseconds: the window of the volume-share rule. Volumes are kept per UTC
 /// day, so the window starts at the beginning of the day 30 days ago.
@@ -66,6 +70,11 @@ impl Market {
             .collect();
         products.sort_unstable();
         products.dedup();
+        if let Reader::Tx(tx) = r
+            && let TxInner::Pg(c) = tx.inner_mut()
+        {
+            return Self::load_pg(c, volumes, &retailer_ids, &products, now_ms).await;
+        }
         let retailers = parties::find_retailers(r, &retailer_ids)
             .await?
             .into_iter()
@@ -84,6 +93,84 @@ impl Market {
             vendors,
             workload,
             volumes,
+            now_ms,
+        })
+    }
+
+    /// [`load`](Self::load) in a PostgreSQL transaction: one statement where there were four
+    /// (the shops, the products' valid offers, their vendors with their loads, the volumes
+    /// not fresh in the cache), a JSON object of each read's rows. The offers are a CTE the
+    /// vendors' subquery takes its keys from; each other subquery is built by the function
+    /// that builds it as a statement of its own.
+    async fn load_pg(
+        c: &mut sqlx::PgConnection,
+        volumes: &VolumeCache,
+        retailer_ids: &[Uuid],
+        products: &[Uuid],
+        now_ms: i64,
+    ) -> Result<Self, sqlx::Error> {
+        #[derive(serde::Deserialize)]
+        struct VendorWithLoad {
+            #[serde(flatten)]
+            vendor: VendorRow,
+            open_parts: Option<i64>,
+            awaiting_parts: Option<i64>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Rows {
+            retailers: Vec<RetailerRow>,
+            offers: Vec<OfferRow>,
+            vendors: Vec<VendorWithLoad>,
+            volumes: Vec<(Uuid, Uuid, i64)>,
+        }
+        let mut shops = retailer_ids.to_vec();
+        shops.sort_unstable();
+        shops.dedup();
+        let stale = volumes.stale(products, now_ms);
+        let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("WITH offered AS (");
+        push_valid_offers_any_vendor(&mut qb, products, now_ms);
+        qb.push(
+            ") SELECT json_build_object('retailers', (SELECT COALESCE(json_agg(x), '[]') FROM (",
+        );
+        parties::push_retailers(&mut qb, &shops);
+        qb.push(format_args!(
+            ") x), 'offers', (SELECT COALESCE(json_agg(offered ORDER BY offered.vendor_id, \
+             offered.product_id), '[]') FROM offered), 'vendors', (SELECT COALESCE(json_agg(x), '[]') \
+             FROM (SELECT {VENDOR_COLS}, w.open_parts, w.awaiting_parts FROM vendors \
+             LEFT JOIN vendor_workloads w ON w.vendor_id = vendors.id \
+             WHERE vendors.id = ANY(ARRAY(SELECT DISTINCT vendor_id FROM offered))) x), 'volumes', "
+        ));
+        if stale.is_empty() {
+            qb.push("'[]'::json");
+        } else {
+            qb.push("(SELECT COALESCE(json_agg(json_build_array(x.vendor_id, x.product_id, x.qty_milli)), '[]') FROM (");
+            repo::push_volumes(&mut qb, &stale, repo::volume_day(now_ms - VOLUME_WINDOW_MS));
+            qb.push(") x)");
+        }
+        qb.push(")");
+        let Json(rows): Json<Rows> = qb.build_query_scalar().fetch_one(&mut *c).await?;
+        volumes.fill(&stale, rows.volumes, now_ms);
+        let workload = rows
+            .vendors
+            .iter()
+            .filter_map(|v| {
+                let load = Load {
+                    open: v.open_parts?,
+                    awaiting: v.awaiting_parts?,
+                };
+                Some((v.vendor.id, load))
+            })
+            .collect();
+        Ok(Self {
+            retailers: rows.retailers.into_iter().map(|r| (r.id, r)).collect(),
+            offers: rows.offers,
+            vendors: rows
+                .vendors
+                .into_iter()
+                .map(|v| (v.vendor.id, v.vendor))
+                .collect(),
+            workload,
+            volumes: volumes.cached(products),
             now_ms,
         })
     }
@@ -214,37 +301,51 @@ impl VolumeCache {
         products: &[Uuid],
         now_ms: i64,
     ) -> Result<HashMap<(Uuid, Uuid), i64>, sqlx::Error> {
-        let stale: Vec<Uuid> = {
-            let cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
-            products
-                .iter()
-                .filter(|p| {
-                    cached
-                        .get(p)
-                        .is_none_or(|(at, _)| now_ms - at > VOLUME_TTL_MS)
-                })
-                .copied()
-                .collect()
-        };
+        let stale = self.stale(products, now_ms);
         if !stale.is_empty() {
             let from_day = repo::volume_day(now_ms - VOLUME_WINDOW_MS);
             let read = repo::volumes(r, &stale, from_day).await?;
-            let mut cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
-            for p in &stale {
-                cached.insert(*p, (now_ms, Vec::new()));
-            }
-            for (vendor, product, qty) in read {
-                if let Some((_, list)) = cached.get_mut(&product) {
-                    list.push((vendor, qty));
-                }
+            self.fill(&stale, read, now_ms);
+        }
+        Ok(self.cached(products))
+    }
+
+    /// Those of `products` whose volumes are not fresh in the cache at `now_ms`.
+    fn stale(&self, products: &[Uuid], now_ms: i64) -> Vec<Uuid> {
+        let cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
+        products
+            .iter()
+            .filter(|p| {
+                cached
+                    .get(p)
+                    .is_none_or(|(at, _)| now_ms - at > VOLUME_TTL_MS)
+            })
+            .copied()
+            .collect()
+    }
+
+    /// Caches the volumes `read` of the `stale` products, `(vendor, product, quantity)`, as
+    /// of `now_ms` (a product with none read has none).
+    fn fill(&self, stale: &[Uuid], read: Vec<(Uuid, Uuid, i64)>, now_ms: i64) {
+        let mut cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
+        for p in stale {
+            cached.insert(*p, (now_ms, Vec::new()));
+        }
+        for (vendor, product, qty) in read {
+            if let Some((_, list)) = cached.get_mut(&product) {
+                list.push((vendor, qty));
             }
         }
+    }
+
+    /// The cached volumes of `products`, by `(vendor, product)`.
+    fn cached(&self, products: &[Uuid]) -> HashMap<(Uuid, Uuid), i64> {
         let cached = self.by_product.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(products
+        products
             .iter()
             .filter_map(|p| Some((p, cached.get(p)?)))
             .flat_map(|(p, (_, list))| list.iter().map(move |(v, n)| ((*v, *p), *n)))
-            .collect())
+            .collect()
     }
 }
 

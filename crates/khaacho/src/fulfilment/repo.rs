@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Reader, Tx, TxInner, push_ids, push_rows_by};
+use crate::base::db::{Db, KeyFilter, Reader, Tx, TxInner, push_ids, push_rows_by};
 use crate::parties::repo::{VENDOR_COLS, Vendor};
 use crate::{with_keyed, with_latest, with_reader, with_replica, with_tx};
 
@@ -480,14 +480,25 @@ pub async fn volumes(
         return Ok(Vec::new());
     }
     with_reader!(r, c => {
-        let mut qb = sqlx::QueryBuilder::new(
-            "SELECT vendor_id, product_id, CAST(SUM(qty_milli) AS BIGINT) FROM vendor_volumes WHERE day >= ");
-        qb.push_bind(from_day);
-        qb.push(" AND");
-        push_ids(&mut qb, "product_id", products);
-        qb.push(" GROUP BY vendor_id, product_id");
+        let mut qb = sqlx::QueryBuilder::new("");
+        push_volumes(&mut qb, products, from_day);
         qb.build_query_as().fetch_all(c).await
     })
+}
+
+/// The query of [`volumes`]: `vendor_id, product_id, qty_milli`.
+pub fn push_volumes<DB: KeyFilter>(
+    qb: &mut sqlx::QueryBuilder<DB>,
+    products: &[Uuid],
+    from_day: i64,
+) where
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    qb.push("SELECT vendor_id, product_id, CAST(SUM(qty_milli) AS BIGINT) AS qty_milli FROM vendor_volumes WHERE day >= ");
+    qb.push_bind(from_day);
+    qb.push(" AND");
+    push_ids(qb, "product_id", products);
+    qb.push(" GROUP BY vendor_id, product_id");
 }
 
 /// A new part with its lines and its first offer.

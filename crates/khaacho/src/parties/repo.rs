@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Reader, Tx, push_ids};
+use crate::base::db::{Db, KeyFilter, Reader, Tx, push_ids};
 use crate::base::time::now_ms;
 use crate::{with_keyed, with_latest, with_reader, with_replica, with_tx};
 
@@ -199,10 +199,16 @@ pub async fn find_retailers(
         return Ok(find_retailer(db, *id).await?.into_iter().collect());
     }
     with_reader!(r, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {RETAILER_COLS} FROM retailers WHERE"));
-        push_ids(&mut qb, "id", &ids);
+        let mut qb = sqlx::QueryBuilder::new("");
+        push_retailers(&mut qb, &ids);
         qb.build_query_as::<Retailer>().fetch_all(c).await
     })
+}
+
+/// The query of the retailers `ids`.
+pub fn push_retailers<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, ids: &[Uuid]) {
+    qb.push(format_args!("SELECT {RETAILER_COLS} FROM retailers WHERE"));
+    push_ids(qb, "id", ids);
 }
 
 /// One retailer by phone.
