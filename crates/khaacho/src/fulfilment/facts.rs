@@ -5,11 +5,10 @@ use std::sync::Mutex;
 
 use chrono::Timelike;
 use khaacho_vendors::{GeoPoint, Line, Offer, Retailer, Vendor};
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::repo::{self, Load};
-use sqlx::types::Json;
-
 use crate::base::db::{Db, Reader, TxInner};
 use crate::base::time::nepal;
 use crate::catalog::pricing::price_for;
