@@ -631,15 +631,16 @@ pub async fn write_routed(
     let ps: Vec<&PartRow> = parts.iter().map(|n| &n.part).collect();
     let os: Vec<&PartOfferRow> = parts.iter().map(|n| &n.offer).collect();
     let ls: Vec<&PartLineRow> = parts.iter().flat_map(|n| &n.lines).collect();
-    fn col<'a, T, U>(rows: &[&'a T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-        rows.iter().map(|r| f(r)).collect()
+    // One array per column.
+    fn col<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+        rows.iter().map(f).collect()
     }
     sqlx::query(sqlx::AssertSqlSafe(&**ROUTED_SQL))
         // v: the addressed lines; the range keeps the UPDATE to the partitions they are in.
-        .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+        .bind(col(&rows, |r| r.0))
+        .bind(col(&rows, |r| r.1))
+        .bind(col(&rows, |r| r.2))
+        .bind(col(&rows, |r| r.3))
         .bind(lo)
         .bind(hi)
         // fulfilments
@@ -680,28 +681,13 @@ pub async fn write_routed(
         .bind(col(&ls, |l| l.reserved_milli))
         .bind(col(&ls, |l| l.delivered_milli))
         // routing_decisions
-        .bind(decisions.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
-        .bind(decisions.iter().map(|d| d.order_id).collect::<Vec<_>>())
-        .bind(
-            decisions
-                .iter()
-                .map(|d| d.fulfilment_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(decisions.iter().map(|d| d.outcome).collect::<Vec<_>>())
-        .bind(
-            decisions
-                .iter()
-                .map(|d| d.reason.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            decisions
-                .iter()
-                .map(|d| Json(&d.decision))
-                .collect::<Vec<_>>(),
-        )
-        .bind(decisions.iter().map(|d| d.at_ms).collect::<Vec<_>>())
+        .bind(col(decisions, |_| Uuid::now_v7()))
+        .bind(col(decisions, |d| d.order_id))
+        .bind(col(decisions, |d| d.fulfilment_id))
+        .bind(col(decisions, |d| d.outcome))
+        .bind(col(decisions, |d| d.reason.as_str()))
+        .bind(col(decisions, |d| Json(&d.decision)))
+        .bind(col(decisions, |d| d.at_ms))
         .execute(&mut **t)
         .await?;
     Ok(())
