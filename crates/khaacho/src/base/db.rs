@@ -698,9 +698,17 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// when every statement is planned for its parameters, and an equality is answered from the
 /// index without statistics too.
 pub trait KeyFilter: sqlx::Database {
-    /// ` (a, b) IN (keys)`: both columns of a composite key (id and creation time, whose
-    /// range prunes the partitions).
-    fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]);
+    /// A FROM item named `alias`: the rows of `table` whose (`a`, `b`) — an id and its
+    /// creation time, the partition key — is one of `keys` (each once). `lock` (`FOR UPDATE`,
+    /// `FOR UPDATE SKIP LOCKED`) locks them on PostgreSQL key by key in key order.
+    fn push_rows_at(
+        qb: &mut sqlx::QueryBuilder<Self>,
+        table: &str,
+        alias: &str,
+        cols: (&str, &str),
+        keys: &[(uuid::Uuid, i64)],
+        lock: Option<&str>,
+    );
     /// ` col IN (ids)`.
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]);
     /// ` col IN (texts)`.
@@ -723,24 +731,54 @@ pub trait KeyFilter: sqlx::Database {
 }
 
 impl KeyFilter for Postgres {
-    fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]) {
+    /// Each key probes the key's index by itself, as [`push_rows_by`](Self::push_rows_by):
+    /// `unnest` of the sorted keys joined `LATERAL` to one key's row. The semi-join `(a, b)
+    /// IN (SELECT * FROM unnest(…))` this replaced carried the batch's creation-time range
+    /// beside it for partition pruning, and on a partition without statistics PostgreSQL
+    /// took that range for a selective condition (it guesses 1/200 of the rows for any
+    /// range) and read every order created in it through the creation-time index into a
+    /// hash join: a batch of 70 order changes spread over 30 s read 7,000 orders, 5.3 ms a
+    /// call at 300 orders/s, against 0.4 ms probed. Inside the probe the range still prunes
+    /// the partitions at planning, and the key's equalities make the unique index the only
+    /// sensible path.
+    fn push_rows_at(
+        qb: &mut sqlx::QueryBuilder<Self>,
+        table: &str,
+        alias: &str,
+        (a, b): (&str, &str),
+        keys: &[(uuid::Uuid, i64)],
+        lock: Option<&str>,
+    ) {
+        let tail = match lock {
+            Some(lock) => format!(" {lock}"),
+            None => " OFFSET 0".to_string(),
+        };
         if let [(id, at)] = keys {
-            qb.push(format_args!(" ({a} = "))
+            qb.push(format_args!(" (SELECT * FROM {table} WHERE {a} = "))
                 .push_bind(*id)
                 .push(format_args!(" AND {b} = "))
                 .push_bind(*at)
-                .push(")");
+                .push(format_args!("{tail}) AS {alias}"));
             return;
         }
-        let (ids, ats): (Vec<uuid::Uuid>, Vec<i64>) = keys.iter().copied().unzip();
-        qb.push(format_args!(" (({a}, {b}) IN (SELECT * FROM unnest("))
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        let span = created_span(keys.iter().map(|(_, at)| *at));
+        let (ids, ats): (Vec<uuid::Uuid>, Vec<i64>) = keys.into_iter().unzip();
+        qb.push(" unnest(")
             .push_bind(ids)
             .push("::uuid[], ")
             .push_bind(ats)
-            .push("::bigint[])) AND");
-        // The range of creation times lets the planner leave out the partitions outside it.
-        push_created_range(qb, b, keys.iter().map(|(_, at)| *at));
-        qb.push(")");
+            .push(format_args!(
+                "::bigint[]) AS {alias}_probe(probe_key, probe_at) CROSS JOIN LATERAL \
+                 (SELECT * FROM {table} WHERE {a} = {alias}_probe.probe_key \
+                 AND {b} = {alias}_probe.probe_at AND {b} BETWEEN "
+            ))
+            .push_bind(span.0)
+            .push(" AND ")
+            .push_bind(span.1)
+            .push(format_args!("{tail}) AS {alias}"));
     }
 
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]) {
@@ -805,18 +843,20 @@ impl KeyFilter for Postgres {
 }
 
 impl KeyFilter for Sqlite {
-    fn push_pairs(qb: &mut sqlx::QueryBuilder<Self>, a: &str, b: &str, keys: &[(uuid::Uuid, i64)]) {
-        qb.push(format_args!(" {a} IN ("));
-        let mut list = qb.separated(", ");
-        for (id, _) in keys {
-            list.push_bind(*id);
-        }
-        qb.push(format_args!(") AND {b} IN ("));
-        let mut list = qb.separated(", ");
-        for (_, at) in keys {
-            list.push_bind(*at);
-        }
-        qb.push(")");
+    /// The ids alone name the rows (they are unique); SQLite probes the index for an `IN`
+    /// list by itself, and has no row lock (its one writer serializes the transactions).
+    fn push_rows_at(
+        qb: &mut sqlx::QueryBuilder<Self>,
+        table: &str,
+        alias: &str,
+        (a, _): (&str, &str),
+        keys: &[(uuid::Uuid, i64)],
+        _lock: Option<&str>,
+    ) {
+        let ids: Vec<uuid::Uuid> = keys.iter().map(|(id, _)| *id).collect();
+        qb.push(format_args!(" (SELECT * FROM {table} WHERE"));
+        Self::push_ids(qb, a, &ids);
+        qb.push(format_args!(") AS {alias}"));
     }
 
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]) {
@@ -857,14 +897,17 @@ impl KeyFilter for Sqlite {
     }
 }
 
-/// [`KeyFilter::push_pairs`] for the builder's backend.
-pub fn push_pairs<DB: KeyFilter>(
+/// [`KeyFilter::push_rows_at`] for the builder's backend: the rows of `table` named by their
+/// (`a`, `b`) = (id, creation time) `keys`, as the FROM item `alias`.
+pub fn push_rows_at<DB: KeyFilter>(
     qb: &mut sqlx::QueryBuilder<DB>,
-    a: &str,
-    b: &str,
+    table: &str,
+    alias: &str,
+    cols: (&str, &str),
     keys: &[(uuid::Uuid, i64)],
+    lock: Option<&str>,
 ) {
-    DB::push_pairs(qb, a, b, keys);
+    DB::push_rows_at(qb, table, alias, cols, keys, lock);
 }
 
 /// [`KeyFilter::push_texts`] for the builder's backend.
@@ -874,7 +917,7 @@ pub fn push_texts<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, col: &str, tex
 
 /// ` col BETWEEN lo AND hi` for the lowest and highest of a batch's creation times: the
 /// planner keeps only the partitions in that range (nearly always the current month's)
-/// instead of planning and probing every one. Used by the batch lookups ([`push_pairs`]) and
+/// instead of planning and probing every one. Used by the batch lookups ([`push_rows_at`]) and
 /// the batched UPDATEs of partitioned tables.
 pub fn push_created_range<DB>(
     qb: &mut sqlx::QueryBuilder<DB>,

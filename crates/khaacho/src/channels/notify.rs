@@ -27,7 +27,7 @@ use super::outbox::{self, Keyed, Reply};
 use super::phone::MessageChannel;
 use super::service::conversation::short_ref;
 use super::templates::Language;
-use crate::base::db::{Tx, push_pairs, push_rows_by, push_texts};
+use crate::base::db::{Tx, push_rows_at, push_rows_by, push_texts};
 use crate::base::time::fmt_short;
 use crate::orders::model::{OrderStatus, created_at_of};
 use crate::with_tx;
@@ -186,9 +186,9 @@ async fn orders_of(
     );
     let rows: Vec<Row> = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
-            "SELECT o.id, r.phone, r.language, o.total_paisa, o.hold_reason, o.reject_reason, o.channel \
-             FROM orders o JOIN retailers r ON r.id = o.retailer_id WHERE");
-        push_pairs(&mut qb, "o.id", "o.created_at_ms", &keys);
+            "SELECT o.id, r.phone, r.language, o.total_paisa, o.hold_reason, o.reject_reason, o.channel FROM");
+        push_rows_at(&mut qb, "orders", "o", ("id", "created_at_ms"), &keys, None);
+        qb.push(" JOIN retailers r ON r.id = o.retailer_id");
         qb.build_query_as::<Row>().fetch_all(&mut *c).await?
     });
     Ok(rows

@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, push_pairs};
+use crate::base::db::{Db, Tx, push_rows_at};
 use crate::{with_latest, with_tx, with_write};
 
 /// The `LISTEN`/`NOTIFY` channel on which a commit to the feed is announced (PostgreSQL).
@@ -121,8 +121,9 @@ pub async fn read(
     keys.dedup();
     let vendors: Vec<(Uuid, Uuid)> = with_latest!(db, c => {
         let mut qb = sqlx::QueryBuilder::new(
-            "SELECT DISTINCT order_id, vendor_id FROM order_lines WHERE vendor_id IS NOT NULL AND");
-        push_pairs(&mut qb, "order_id", "order_created_at_ms", &keys);
+            "SELECT DISTINCT l.order_id, l.vendor_id FROM");
+        push_rows_at(&mut qb, "order_lines", "l", ("order_id", "order_created_at_ms"), &keys, None);
+        qb.push(" WHERE l.vendor_id IS NOT NULL");
         qb.build_query_as::<(Uuid, Uuid)>().fetch_all(c).await
     })?;
     Ok(rows

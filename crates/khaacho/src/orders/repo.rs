@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::model::{EventRow, LineRow, OrderRow, OrderStatus, created_at_of};
-use crate::base::db::{Db, Tx, push_created_range, push_pairs};
+use crate::base::db::{Db, Tx, push_created_range, push_rows_at};
 use crate::base::scope::Scope;
 use crate::{with_keyed, with_latest, with_replica, with_tx};
 
@@ -124,7 +124,7 @@ pub async fn find_for_update(tx: &mut Tx, id: Uuid) -> Result<Option<OrderRow>, 
 /// Several orders inside a transaction, locked in id order (so concurrent batches cannot
 /// deadlock) on PostgreSQL.
 pub async fn find_many_for_update(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<OrderRow>, sqlx::Error> {
-    lock_many(tx, ids, " ORDER BY id FOR UPDATE").await
+    lock_many(tx, ids, "FOR UPDATE").await
 }
 
 /// Like [`find_many_for_update`], but the orders another transaction holds are left out
@@ -135,7 +135,7 @@ pub async fn find_many_for_update_skip_locked(
     tx: &mut Tx,
     ids: &[Uuid],
 ) -> Result<Vec<OrderRow>, sqlx::Error> {
-    lock_many(tx, ids, " ORDER BY id FOR UPDATE SKIP LOCKED").await
+    lock_many(tx, ids, "FOR UPDATE SKIP LOCKED").await
 }
 
 async fn lock_many(
@@ -152,16 +152,10 @@ async fn lock_many(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let lock = if tx.is_postgres() {
-        lock
-    } else {
-        " ORDER BY id"
-    };
     with_tx!(tx, c => {
-        // The creation times let PostgreSQL prune partitions.
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ORDER_COLS} FROM orders WHERE"));
-        push_pairs(&mut qb, "id", "created_at_ms", &keys);
-        qb.push(lock);
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ORDER_COLS} FROM"));
+        push_rows_at(&mut qb, "orders", "o", ("id", "created_at_ms"), &keys, Some(lock));
+        qb.push(" ORDER BY id");
         qb.build_query_as::<OrderRow>().fetch_all(c).await
     })
 }
@@ -182,8 +176,8 @@ pub async fn lines_many_tx(
     }
     let keys: Vec<(Uuid, i64)> = orders.iter().map(|o| (o.id, o.created_at_ms)).collect();
     let rows = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new(format!("SELECT order_id, {LINE_COLS} FROM order_lines WHERE"));
-        push_pairs(&mut qb, "order_id", "order_created_at_ms", &keys);
+        let mut qb = sqlx::QueryBuilder::new(format!("SELECT order_id, {LINE_COLS} FROM"));
+        push_rows_at(&mut qb, "order_lines", "l", ("order_id", "order_created_at_ms"), &keys, None);
         qb.push(" ORDER BY order_id, line_no");
         qb.build_query_as::<Row>().fetch_all(c).await
     })?;

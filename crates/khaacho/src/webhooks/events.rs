@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::repo::{self, NewDelivery};
 use super::sender::DeliverWebhook;
-use crate::base::db::{Tx, push_pairs, push_rows_by};
+use crate::base::db::{Tx, push_rows_at, push_rows_by};
 use crate::base::time::fmt_time;
 use crate::orders::model::{OrderStatus, created_at_of};
 use crate::orders::visibility::Visibility;
@@ -99,8 +99,8 @@ pub async fn on_order_changes(
     type PartRow = (Uuid, Uuid, Option<Uuid>, String, i64);
     let (orders, parts): (Vec<OrderRow>, Vec<PartRow>) = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
-            "SELECT o.id, o.retailer_id, o.total_paisa FROM orders o WHERE");
-        push_pairs(&mut qb, "o.id", "o.created_at_ms", &keys);
+            "SELECT o.id, o.retailer_id, o.total_paisa FROM");
+        push_rows_at(&mut qb, "orders", "o", ("id", "created_at_ms"), &keys, None);
         let orders = qb.build_query_as::<OrderRow>().fetch_all(&mut *c).await?;
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT f.order_id, f.id, f.vendor_id, f.status, f.total_paisa FROM");

@@ -599,6 +599,80 @@ async fn rows_by_a_non_unique_key_are_probed_per_key_without_statistics() {
     assert!(rows.iter().all(|r| r.1 == 2));
 }
 
+/// A batch's rows named by (id, creation time) — the orders of a batch of changes, their
+/// lines — are read one index probe per key, whatever the spread of the creation times and
+/// the statistics: the semi-join with the batch's creation-time range beside it (for
+/// partition pruning) was planned, on a partition never analysed, as a read of every row
+/// created in that range. The range still prunes: one partition is planned.
+#[tokio::test]
+async fn rows_by_id_and_creation_time_are_probed_per_key_whatever_the_range() {
+    let t = TestApp::spawn().await;
+    if !t.app.db().is_postgres() {
+        return;
+    }
+    let khaacho::base::db::Backend::Pg(pool) = t.app.db().backend() else {
+        unreachable!()
+    };
+    for sql in [
+        "CREATE TABLE probe_at (id uuid NOT NULL, at bigint NOT NULL, v text NOT NULL, \
+         PRIMARY KEY (id, at)) PARTITION BY RANGE (at)",
+        "CREATE TABLE probe_at_old PARTITION OF probe_at FOR VALUES FROM (0) TO (1000000)",
+        "CREATE TABLE probe_at_now PARTITION OF probe_at FOR VALUES FROM (1000000) TO (2000000)",
+        "CREATE INDEX ON probe_at (at, id)",
+        "INSERT INTO probe_at SELECT md5(i::text)::uuid, 1000000 + i * 10, repeat('x', 40) \
+         FROM generate_series(1, 20000) i",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    // Sixty keys spread over the whole partition, one named twice, one that is not there.
+    let mut keys: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT id, at FROM probe_at WHERE (at / 10) % 333 = 0 ORDER BY at LIMIT 60",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(keys.len(), 60);
+    keys.push(keys[7]);
+    keys.push((uuid::Uuid::now_v7(), 1_500_000));
+    let query = |explain: bool, lock: Option<&str>| {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(if explain {
+            "EXPLAIN SELECT p.id, p.at FROM"
+        } else {
+            "SELECT p.id, p.at FROM"
+        });
+        khaacho::base::db::push_rows_at(&mut qb, "probe_at", "p", ("id", "at"), &keys, lock);
+        qb.push(" ORDER BY p.id");
+        qb
+    };
+    let plan: Vec<String> = query(true, None)
+        .build_query_scalar()
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    for scan in ["Seq Scan", "Bitmap Heap Scan"] {
+        assert!(!plan.contains(scan), "{scan}: {plan}");
+    }
+    assert!(!plan.contains("probe_at_old"), "pruned: {plan}");
+    let rows: Vec<(uuid::Uuid, i64)> = query(false, None)
+        .build_query_as()
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let mut want = keys[..60].to_vec();
+    want.sort_unstable();
+    assert_eq!(rows, want, "each key's row once");
+    // Locked for update, key by key: the same rows.
+    let mut tx = pool.begin().await.unwrap();
+    let locked: Vec<(uuid::Uuid, i64)> = query(false, Some("FOR UPDATE"))
+        .build_query_as()
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(locked, want);
+    tx.rollback().await.unwrap();
+}
+
 /// Orders placed one after another, while the validation queue has nothing else to do, are
 /// validated together: the consumer woken by the first waits `queue.linger_ms` for the
 /// others and runs them as one batch (without it, each would be claimed, and its statements
