@@ -526,11 +526,8 @@ async fn postgres_plans_and_vacuums_by_whether_statistics_refresh() {
 #[tokio::test]
 async fn rows_by_a_non_unique_key_are_probed_per_key_without_statistics() {
     let t = TestApp::spawn().await;
-    if !t.app.db().is_postgres() {
-        return;
-    }
     let khaacho::base::db::Backend::Pg(pool) = t.app.db().backend() else {
-        unreachable!()
+        return; // SQLite: no planner to mislead, no partitions.
     };
     for sql in [
         "CREATE TABLE probe_rows (k uuid NOT NULL, n integer NOT NULL, v text NOT NULL, PRIMARY KEY (k, n))",
@@ -607,11 +604,8 @@ async fn rows_by_a_non_unique_key_are_probed_per_key_without_statistics() {
 #[tokio::test]
 async fn rows_by_id_and_creation_time_are_probed_per_key_whatever_the_range() {
     let t = TestApp::spawn().await;
-    if !t.app.db().is_postgres() {
-        return;
-    }
     let khaacho::base::db::Backend::Pg(pool) = t.app.db().backend() else {
-        unreachable!()
+        return; // SQLite: no planner to mislead, no partitions.
     };
     for sql in [
         "CREATE TABLE probe_at (id uuid NOT NULL, at bigint NOT NULL, v text NOT NULL, \
