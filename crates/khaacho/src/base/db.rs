@@ -475,6 +475,30 @@ impl Db {
         })
     }
 
+    /// Begins a write transaction whose statements are planned without sequential scans on
+    /// PostgreSQL (`SET LOCAL enable_seqscan = off`, sent with the `BEGIN`: no round trip
+    /// more), for transactions that only read and write rows by their keys — the validation
+    /// run, the part actions' batches. On a partition never analysed (no autovacuum; a new
+    /// month) PostgreSQL prices a scan of the young partition below a probe per key, and a
+    /// batched UPDATE read every line of the month to change sixty (1.2–1.9 ms a statement
+    /// against 0.6 probed, growing with the month; `bench/README.md`, "Batched UPDATEs by
+    /// key"). A table with no index for a statement is still scanned. SQLite: [`Db::begin`].
+    pub async fn begin_indexed(&self) -> Result<Tx, sqlx::Error> {
+        let Backend::Pg(pool) = &self.backend else {
+            return self.begin().await;
+        };
+        Ok(Tx {
+            inner: TxInner::Pg(
+                pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off")
+                    .await?,
+            ),
+            wake: self.wake.clone(),
+            announce: self.announce.clone(),
+            enqueued: Vec::new(),
+            pending_jobs: Vec::new(),
+        })
+    }
+
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match &self.backend {
@@ -709,6 +733,9 @@ pub trait KeyFilter: sqlx::Database {
         keys: &[(uuid::Uuid, i64)],
         lock: Option<&str>,
     );
+    /// ` col` is one of a batch's creation times (`col`: a partition key): PostgreSQL
+    /// keeps only the partitions holding them.
+    fn push_created_in(qb: &mut sqlx::QueryBuilder<Self>, col: &str, created: Vec<i64>);
     /// ` col IN (ids)`.
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]);
     /// ` col IN (texts)`.
@@ -779,6 +806,21 @@ impl KeyFilter for Postgres {
             .push(" AND ")
             .push_bind(span.1)
             .push(format_args!("{tail}) AS {alias}"));
+    }
+
+    /// ` col = ANY(the times)`, not their range: it prunes the partitions at planning just
+    /// as well, and where the range, beside a batched UPDATE's join, was taken for the
+    /// selective condition on a partition without statistics (PostgreSQL guesses 1/200 of
+    /// the rows for any range) and read every row created in it, the list of times leaves
+    /// the key's index the way in — in a transaction begun with [`Db::begin_indexed`]; with
+    /// sequential scans allowed a young partition is still read whole (`bench/README.md`,
+    /// "Batched UPDATEs by key").
+    fn push_created_in(qb: &mut sqlx::QueryBuilder<Self>, col: &str, mut created: Vec<i64>) {
+        created.sort_unstable();
+        created.dedup();
+        qb.push(format_args!(" {col} = ANY("))
+            .push_bind(created)
+            .push("::bigint[])");
     }
 
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]) {
@@ -859,6 +901,15 @@ impl KeyFilter for Sqlite {
         qb.push(format_args!(") AS {alias}"));
     }
 
+    /// No partitions: the range, which an index on the column can use.
+    fn push_created_in(qb: &mut sqlx::QueryBuilder<Self>, col: &str, created: Vec<i64>) {
+        let (lo, hi) = created_span(created);
+        qb.push(format_args!(" {col} BETWEEN "))
+            .push_bind(lo)
+            .push(" AND ")
+            .push_bind(hi);
+    }
+
     fn push_ids(qb: &mut sqlx::QueryBuilder<Self>, col: &str, ids: &[uuid::Uuid]) {
         qb.push(format_args!(" {col} IN ("));
         let mut list = qb.separated(", ");
@@ -915,27 +966,20 @@ pub fn push_texts<DB: KeyFilter>(qb: &mut sqlx::QueryBuilder<DB>, col: &str, tex
     DB::push_texts(qb, col, texts);
 }
 
-/// ` col BETWEEN lo AND hi` for the lowest and highest of a batch's creation times: the
-/// planner keeps only the partitions in that range (nearly always the current month's)
-/// instead of planning and probing every one. Used by the batch lookups ([`push_rows_at`]) and
-/// the batched UPDATEs of partitioned tables.
-pub fn push_created_range<DB>(
+/// [`KeyFilter::push_created_in`] for the builder's backend: ` col` is one of the batch's
+/// creation times, so the planner keeps only the partitions holding them (nearly always the
+/// current month's) instead of planning and probing every one. Used by the batched UPDATEs of
+/// partitioned tables.
+pub fn push_created_in<DB: KeyFilter>(
     qb: &mut sqlx::QueryBuilder<DB>,
     col: &str,
     created: impl IntoIterator<Item = i64>,
-) where
-    DB: sqlx::Database,
-    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-{
-    let (lo, hi) = created_span(created);
-    qb.push(format_args!(" {col} BETWEEN "))
-        .push_bind(lo)
-        .push(" AND ")
-        .push_bind(hi);
+) {
+    DB::push_created_in(qb, col, created.into_iter().collect());
 }
 
-/// The earliest and latest of `created` (`(0, 0)` for none): the bounds of
-/// [`push_created_range`].
+/// The earliest and latest of `created` (`(0, 0)` for none): the bounds of a batch's
+/// creation times (the probes of [`push_rows_at`], SQLite's [`push_created_in`]).
 pub fn created_span(created: impl IntoIterator<Item = i64>) -> (i64, i64) {
     created
         .into_iter()

@@ -339,7 +339,7 @@ async fn together(
         }
     }
     let order_ids: Vec<Uuid> = live.iter().map(|&k| found[k].order_id).collect();
-    let mut tx = app.db().begin().await?;
+    let mut tx = app.db().begin_indexed().await?;
     let mut locked = orders::find_many_for_update_skip_locked(&mut tx, &order_ids).await?;
     // The actions on orders held elsewhere stay unanswered here (see above).
     live.retain(|&k| locked.iter().any(|o| o.id == found[k].order_id));

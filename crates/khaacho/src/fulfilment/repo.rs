@@ -627,7 +627,11 @@ pub async fn write_routed(
         return insert_decisions(tx, decisions).await;
     };
     let rows = crate::orders::repo::Addressed::rows(addressed);
-    let (lo, hi) = crate::base::db::created_span(rows.iter().map(|r| r.1));
+    // The orders' creation times, each once: they keep the UPDATE to the partitions holding
+    // them (`base::db::push_created_in` says why not their range).
+    let mut created: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    created.sort_unstable();
+    created.dedup();
     let ps: Vec<&PartRow> = parts.iter().map(|n| &n.part).collect();
     let os: Vec<&PartOfferRow> = parts.iter().map(|n| &n.offer).collect();
     let ls: Vec<&PartLineRow> = parts.iter().flat_map(|n| &n.lines).collect();
@@ -636,13 +640,12 @@ pub async fn write_routed(
         rows.iter().map(f).collect()
     }
     sqlx::query(sqlx::AssertSqlSafe(&**ROUTED_SQL))
-        // v: the addressed lines; the range keeps the UPDATE to the partitions they are in.
+        // v: the addressed lines.
         .bind(col(&rows, |r| r.0))
         .bind(col(&rows, |r| r.1))
         .bind(col(&rows, |r| r.2))
         .bind(col(&rows, |r| r.3))
-        .bind(lo)
-        .bind(hi)
+        .bind(created)
         // fulfilments
         .bind(col(&ps, |p| p.id))
         .bind(col(&ps, |p| p.order_id))
@@ -700,18 +703,18 @@ static ROUTED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::integer[], $4::uuid[])), \
          a AS (UPDATE order_lines SET vendor_id = v.vendor_id FROM v WHERE order_lines.order_id = v.order_id \
          AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no \
-         AND order_lines.order_created_at_ms BETWEEN $5 AND $6), \
-         f AS (INSERT INTO fulfilments ({PART_COLS}) SELECT * FROM unnest($7::uuid[], $8::uuid[], $9::bigint[], \
-         $10::uuid[], $11::uuid[], $12::text[], $13::uuid[], $14::bigint[], $15::integer[], $16::jsonb[], \
-         $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[])), \
-         o AS (INSERT INTO fulfilment_offers ({OFFER_COLS}) SELECT * FROM unnest($24::uuid[], $25::uuid[], \
-         $26::uuid[], $27::uuid[], $28::text[], $29::bigint[], $30::bigint[], $31::bigint[], $32::text[])), \
+         AND order_lines.order_created_at_ms = ANY($5::bigint[])), \
+         f AS (INSERT INTO fulfilments ({PART_COLS}) SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::bigint[], \
+         $9::uuid[], $10::uuid[], $11::text[], $12::uuid[], $13::bigint[], $14::integer[], $15::jsonb[], \
+         $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[])), \
+         o AS (INSERT INTO fulfilment_offers ({OFFER_COLS}) SELECT * FROM unnest($23::uuid[], $24::uuid[], \
+         $25::uuid[], $26::uuid[], $27::text[], $28::bigint[], $29::bigint[], $30::bigint[], $31::text[])), \
          l AS (INSERT INTO fulfilment_lines (fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, \
-         reserved_milli, delivered_milli) SELECT * FROM unnest($33::uuid[], $34::integer[], $35::uuid[], \
-         $36::bigint[], $37::text[], $38::bigint[], $39::bigint[], $40::bigint[])), \
+         reserved_milli, delivered_milli) SELECT * FROM unnest($32::uuid[], $33::integer[], $34::uuid[], \
+         $35::bigint[], $36::text[], $37::bigint[], $38::bigint[], $39::bigint[])), \
          d AS (INSERT INTO routing_decisions (id, order_id, fulfilment_id, outcome, reason, decision, at_ms) \
-         SELECT * FROM unnest($41::uuid[], $42::uuid[], $43::uuid[], $44::text[], $45::text[], $46::jsonb[], \
-         $47::bigint[])) \
+         SELECT * FROM unnest($40::uuid[], $41::uuid[], $42::uuid[], $43::text[], $44::text[], $45::jsonb[], \
+         $46::bigint[])) \
          SELECT 1"
     )
 });

@@ -177,7 +177,7 @@ pub async fn route(ctx: &JobContext, ids: &[Uuid]) -> Result<(), JobError> {
 /// (committed).
 async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobError> {
     let app = &ctx.app;
-    let mut tx = app.db().begin().await?;
+    let mut tx = app.db().begin_indexed().await?;
     let mut rows = orders::find_many_for_update(&mut tx, ids).await?;
     ctx.complete_in(&mut tx).await?;
     resume_retried(&mut tx, &mut rows).await?;

@@ -195,7 +195,7 @@ enum Split {
 async fn together(items: &[Confirmation], batch: &[usize]) -> Result<Vec<Option<Answer>>, Split> {
     let app = &items[batch[0]].app;
     let ids: Vec<Uuid> = batch.iter().map(|&k| items[k].id).collect();
-    let mut tx = app.db().begin().await?;
+    let mut tx = app.db().begin_indexed().await?;
     let mut locked = repo::find_many_for_update_skip_locked(&mut tx, &ids).await?;
     let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
     // The orders this batch completes, with the index of their confirmation in `batch`.

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::model::{Actor, OrderRow, OrderStatus, created_at_of};
 use crate::app::{App, JobContext};
-use crate::base::db::{Tx, TxInner, push_created_range};
+use crate::base::db::{Tx, TxInner, push_created_in};
 use crate::base::time::now_ms;
 use crate::channels::notify::{self, OrderChange};
 use crate::live;
@@ -454,8 +454,8 @@ impl<'r> Row<'r> {
 
 /// The status UPDATE, conditional on each row still being in the state it was read in.
 ///
-/// The batch's range of creation times lets PostgreSQL plan the UPDATE for the partitions in
-/// it only (nearly always the current month's) instead of every partition of `orders`; its
+/// The batch's creation times let PostgreSQL plan the UPDATE for the partitions holding them
+/// only (nearly always the current month's) instead of every partition of `orders`; its
 /// rows come as one array per column (`unnest`), so the statement's text and its parsing do
 /// not grow with the batch. SQLite takes them as a VALUES list named by a CTE.
 async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Error> {
@@ -514,7 +514,7 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
                 qb.push(", ").push_bind(column).push("::bigint[]");
             }
             qb.push("))").push(SET);
-            push_created_range(&mut qb, "orders.created_at_ms", created);
+            push_created_in(&mut qb, "orders.created_at_ms", created);
             qb.build().execute(&mut **c).await?.rows_affected()
         }
         TxInner::Sqlite(c) => {
@@ -536,7 +536,7 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
                     .push_bind(r.priced.map(|p| p.2));
             });
             qb.push(")").push(SET);
-            push_created_range(&mut qb, "orders.created_at_ms", created);
+            push_created_in(&mut qb, "orders.created_at_ms", created);
             qb.build().execute(&mut **c).await?.rows_affected()
         }
     };
@@ -629,7 +629,7 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
     // in: an order's validation and its routing commit together, and its retailer, the
     // webhooks and the live feed hear of them in that order.
     changes.sort_by_key(|c| c.event_id);
-    let mut tx = ctx.app.db().begin().await?;
+    let mut tx = ctx.app.db().begin_indexed().await?;
     super::counts::apply(&mut tx, &changes).await?;
     let notes: Vec<OrderChange> = changes
         .iter()

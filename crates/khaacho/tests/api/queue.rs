@@ -667,6 +667,92 @@ async fn rows_by_id_and_creation_time_are_probed_per_key_whatever_the_range() {
     tx.rollback().await.unwrap();
 }
 
+/// A batched UPDATE of rows by their keys, in a transaction begun with `begin_indexed`, is
+/// one index probe per key on a partition never analysed, the partitions kept to those
+/// holding the batch's creation times; begun plainly, PostgreSQL prices a read of the whole
+/// young partition below the probes. The setting lasts for the transaction only.
+#[tokio::test]
+async fn batched_updates_by_key_probe_each_key_in_an_indexed_transaction() {
+    use khaacho::base::db::TxInner;
+    let t = TestApp::spawn().await;
+    let khaacho::base::db::Backend::Pg(pool) = t.app.db().backend() else {
+        return; // SQLite: no partitions, no planner setting.
+    };
+    for sql in [
+        "CREATE TABLE probe_lines (id uuid NOT NULL, at bigint NOT NULL, n integer NOT NULL, \
+         v text NOT NULL, PRIMARY KEY (id, at, n)) PARTITION BY RANGE (at)",
+        "CREATE TABLE probe_lines_old PARTITION OF probe_lines FOR VALUES FROM (0) TO (1000000)",
+        "CREATE TABLE probe_lines_now PARTITION OF probe_lines FOR VALUES FROM (1000000) TO (2000000)",
+        "INSERT INTO probe_lines SELECT md5(i::text)::uuid, 1000000 + i * 10, n, repeat('x', 40) \
+         FROM generate_series(1, 2000) i, generate_series(1, 3) n",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    let keys: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT DISTINCT id, at FROM probe_lines WHERE (at / 10) % 13 = 0 ORDER BY at LIMIT 150",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(keys.len(), 150);
+    let update = |explain: bool| {
+        let mut qb =
+            sqlx::QueryBuilder::<sqlx::Postgres>::new(if explain { "EXPLAIN " } else { "" });
+        qb.push("UPDATE probe_lines SET v = 'y' FROM unnest(")
+            .push_bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+            .push("::uuid[], ")
+            .push_bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+            .push("::bigint[]) AS k(id, at) WHERE probe_lines.id = k.id AND probe_lines.at = k.at AND");
+        khaacho::base::db::push_created_in(&mut qb, "probe_lines.at", keys.iter().map(|k| k.1));
+        qb
+    };
+    async fn plan_in(
+        tx: &mut khaacho::base::db::Tx,
+        qb: &mut sqlx::QueryBuilder<sqlx::Postgres>,
+    ) -> String {
+        let TxInner::Pg(c) = tx.inner_mut() else {
+            unreachable!()
+        };
+        let lines: Vec<String> = qb.build_query_scalar().fetch_all(&mut **c).await.unwrap();
+        lines.join("\n")
+    }
+    let mut plain = t.app.db().begin().await.unwrap();
+    let plan = plan_in(&mut plain, &mut update(true)).await;
+    assert!(
+        plan.contains("Seq Scan on probe_lines_now"),
+        "the young partition read whole: {plan}"
+    );
+    plain.rollback().await.unwrap();
+
+    let mut tx = t.app.db().begin_indexed().await.unwrap();
+    let plan = plan_in(&mut tx, &mut update(true)).await;
+    for scan in ["Seq Scan", "Bitmap Heap Scan"] {
+        assert!(!plan.contains(scan), "{scan}: {plan}");
+    }
+    assert!(!plan.contains("probe_lines_old"), "pruned: {plan}");
+    let TxInner::Pg(c) = tx.inner_mut() else {
+        unreachable!()
+    };
+    let done = update(false).build().execute(&mut **c).await.unwrap();
+    assert_eq!(
+        done.rows_affected(),
+        150 * 3,
+        "every line of every key, once"
+    );
+    tx.commit().await.unwrap();
+    // SET LOCAL: the connection is back to its own setting for whoever takes it next.
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        let mut c = pool.acquire().await.unwrap();
+        let on: String = sqlx::query_scalar("SHOW enable_seqscan")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(on, "on");
+        conns.push(c);
+    }
+}
+
 /// Orders placed one after another, while the validation queue has nothing else to do, are
 /// validated together: the consumer woken by the first waits `queue.linger_ms` for the
 /// others and runs them as one batch (without it, each would be claimed, and its statements

@@ -168,7 +168,7 @@ async fn process_once(
     route: bool,
     credit: Credit,
 ) -> Result<Routing, JobError> {
-    let mut tx = ctx.app.db().begin().await?;
+    let mut tx = ctx.app.db().begin_indexed().await?;
     // The run's status changes, written together once routing made its own: each order's
     // row once, however many steps it moved (`Deferred`).
     let mut transitions = Deferred::default();
