@@ -458,21 +458,7 @@ impl Db {
 
     /// Begins a write transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let inner = match &self.backend {
-            Backend::Pg(pool) => TxInner::Pg(pool.begin().await?),
-            // IMMEDIATE takes the write lock up front, so a transaction that reads and then
-            // writes cannot fail half-way when another process wrote in between.
-            Backend::Sqlite { write, .. } => {
-                TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)
-            }
-        };
-        Ok(Tx {
-            inner,
-            wake: self.wake.clone(),
-            announce: self.announce.clone(),
-            enqueued: Vec::new(),
-            pending_jobs: Vec::new(),
-        })
+        self.begin_planned(false).await
     }
 
     /// Begins a write transaction whose statements are planned without sequential scans on
@@ -484,14 +470,24 @@ impl Db {
     /// against 0.6 probed, growing with the month; `bench/README.md`, "Batched UPDATEs by
     /// key"). A table with no index for a statement is still scanned. SQLite: [`Db::begin`].
     pub async fn begin_indexed(&self) -> Result<Tx, sqlx::Error> {
-        let Backend::Pg(pool) = &self.backend else {
-            return self.begin().await;
-        };
-        Ok(Tx {
-            inner: TxInner::Pg(
+        self.begin_planned(true).await
+    }
+
+    async fn begin_planned(&self, indexed: bool) -> Result<Tx, sqlx::Error> {
+        let inner = match &self.backend {
+            Backend::Pg(pool) if indexed => TxInner::Pg(
                 pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off")
                     .await?,
             ),
+            Backend::Pg(pool) => TxInner::Pg(pool.begin().await?),
+            // IMMEDIATE takes the write lock up front, so a transaction that reads and then
+            // writes cannot fail half-way when another process wrote in between.
+            Backend::Sqlite { write, .. } => {
+                TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)
+            }
+        };
+        Ok(Tx {
+            inner,
             wake: self.wake.clone(),
             announce: self.announce.clone(),
             enqueued: Vec::new(),
