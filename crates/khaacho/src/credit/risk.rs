@@ -37,8 +37,19 @@ pub async fn behaviour(
     retailers: &[Uuid],
     now: i64,
 ) -> Result<HashMap<Uuid, Behaviour>, sqlx::Error> {
+    let (counts, debits) = history(tx, retailers, now).await?;
+    Ok(behaviour_of(retailers, counts, debits, now))
+}
+
+/// What [`behaviour_of`] reads of `retailers` as of `now`: their orders of the week and their
+/// debits of the history window (two statements).
+pub async fn history(
+    tx: &mut Tx,
+    retailers: &[Uuid],
+    now: i64,
+) -> Result<(Vec<OrderDays>, Vec<Debit>), sqlx::Error> {
     if retailers.is_empty() {
-        return Ok(HashMap::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let counts: Vec<OrderDays> = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new("");
@@ -50,7 +61,7 @@ pub async fn behaviour(
         push_debits(&mut qb, retailers, now);
         qb.build_query_as().fetch_all(c).await
     })?;
-    Ok(behaviour_of(retailers, counts, debits, now))
+    Ok((counts, debits))
 }
 
 /// A retailer's orders in the 7 Nepal days ending today: `(retailer, orders)`.

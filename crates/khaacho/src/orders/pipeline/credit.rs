@@ -22,7 +22,6 @@ use crate::credit::repo::{self, AccountRow};
 use crate::credit::risk::{self, Behaviour};
 use crate::orders::model::{OrderRow, PaymentMode};
 use crate::queue::JobError;
-use crate::with_tx;
 
 /// The accounts and recent behaviour of a batch's retailers, read once for both the credit
 /// and the risk step (as they were before this batch's holds), with the holds its orders
@@ -138,24 +137,7 @@ async fn read_each(
     orders: &[Uuid],
     now: i64,
 ) -> Result<Read, sqlx::Error> {
-    if retailers.is_empty() {
-        return Ok(Read {
-            accounts: Vec::new(),
-            counts: Vec::new(),
-            debits: Vec::new(),
-            holds: repo::holds_of(tx, orders).await?,
-        });
-    }
-    let counts = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("");
-        risk::push_order_days(&mut qb, retailers, now);
-        qb.build_query_as().fetch_all(c).await
-    })?;
-    let debits = with_tx!(tx, c => {
-        let mut qb = sqlx::QueryBuilder::new("");
-        risk::push_debits(&mut qb, retailers, now);
-        qb.build_query_as().fetch_all(c).await
-    })?;
+    let (counts, debits) = risk::history(tx, retailers, now).await?;
     Ok(Read {
         accounts: repo::accounts_tx(tx, retailers).await?,
         counts,
