@@ -143,12 +143,11 @@ async fn lock_many(
     ids: &[Uuid],
     lock: &'static str,
 ) -> Result<Vec<OrderRow>, sqlx::Error> {
-    let mut keys: Vec<(Uuid, i64)> = ids
+    // `push_rows_at` takes each key once, in key order (the order the rows are locked in).
+    let keys: Vec<(Uuid, i64)> = ids
         .iter()
         .filter_map(|id| Some((*id, created_at_of(*id)?)))
         .collect();
-    keys.sort_unstable();
-    keys.dedup();
     if keys.is_empty() {
         return Ok(Vec::new());
     }
