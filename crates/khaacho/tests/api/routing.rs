@@ -184,11 +184,13 @@ async fn a_line_no_open_vendor_carries_goes_to_a_closed_one() {
     let retailer = crate::fulfilment::world(&t).await.to_string();
     // The clock moves on to 10:00 Nepal time (UTC+05:45): the late shop is open (00:00–23:59),
     // the day shop is not (12:00–18:00).
-    let now = t.app.clock().now_ms();
-    let minute = (now / 60_000 + 345).rem_euclid(1440);
+    // Forward only, up to a day: a clock moved back would leave the order's jobs, queued at
+    // wall time, not yet due (the test failed when run in the minute after 10:00).
+    const DAY_MS: i64 = 86_400_000;
+    let nepal_ms = (t.app.clock().now_ms() + 345 * 60_000).rem_euclid(DAY_MS);
     t.app
         .clock()
-        .advance((600 - minute).rem_euclid(1440) * 60_000 - now.rem_euclid(60_000));
+        .advance((600 * 60_000 - nepal_ms).rem_euclid(DAY_MS));
     let mut ids = Vec::new();
     for (name, phone, opens, closes) in [
         ("Late Shop", "+9779800000011", "00:00", "23:59"),
