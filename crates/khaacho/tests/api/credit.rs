@@ -979,6 +979,9 @@ async fn orders_in_seven_days_are_counted_as_orders_are_created() {
     let t = TestApp::spawn().await;
     t.seed().await;
     let retailer = t.retailer().await;
+    // Read before the orders are placed: a Nepal midnight between the two would otherwise put
+    // the orders on the day after `now`'s (the orders' days are their wall-clock creation's).
+    let now = khaacho::base::time::now_ms();
     let lines = json!([{ "sku": "SUGAR-50", "qty": 1, "unit": "kg" }]);
     for mode in ["cash", "credit", "cash"] {
         let body = json!({ "retailer_id": retailer, "lines": lines, "payment_mode": mode });
@@ -987,7 +990,6 @@ async fn orders_in_seven_days_are_counted_as_orders_are_created() {
     t.run_jobs().await;
     let id: Uuid = retailer.parse().unwrap();
     let other = Uuid::now_v7();
-    let now = khaacho::base::time::now_ms();
     let day = 86_400_000;
     let count = |at: i64| {
         let db = t.app.db().clone();

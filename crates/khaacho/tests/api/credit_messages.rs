@@ -56,6 +56,8 @@ async fn remind(t: &TestApp) -> usize {
 #[tokio::test]
 async fn reminders_go_3_days_before_on_the_due_date_and_7_days_after_once_each_while_unpaid() {
     let t = TestApp::spawn().await;
+    // Noon in Nepal: the reminders count Nepal days, and no midnight falls within the test.
+    t.clock_to_nepal_minute(720);
     let now = t.app.clock().now_ms();
     let (r, phone) = retailer(&t, 10_000_000, now - 400 * DAY_MS).await;
     // Two debits due in 30 days (the default terms); the older is paid in full at once.
@@ -285,6 +287,8 @@ async fn a_retailer_with_an_email_address_gets_its_reminders_by_email_through_th
 #[tokio::test]
 async fn without_an_email_key_the_outbox_records_the_email_and_sends_nothing() {
     let t = TestApp::spawn().await;
+    // Noon in Nepal: the reminders count Nepal days, and no midnight falls within the test.
+    t.clock_to_nepal_minute(720);
     let now = t.app.clock().now_ms();
     let (r, _) = retailer(&t, 10_000_000, now - 400 * DAY_MS).await;
     let resp = t

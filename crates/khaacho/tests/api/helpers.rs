@@ -104,6 +104,18 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// Moves the app's clock forward (never back, less than a day) to `minute` minutes after
+    /// midnight, Nepal time, for tests whose outcome depends on the time of day (working
+    /// hours, Nepal days). Moved back, the clock would leave jobs queued at wall time not yet
+    /// due.
+    pub fn clock_to_nepal_minute(&self, minute: i64) {
+        const DAY_MS: i64 = 86_400_000;
+        let nepal_ms = (self.app.clock().now_ms() + 345 * 60_000).rem_euclid(DAY_MS);
+        self.app
+            .clock()
+            .advance((minute * 60_000 - nepal_ms).rem_euclid(DAY_MS));
+    }
+
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         Self::spawn_roles(configure, false).await
     }

@@ -66,6 +66,8 @@ async fn place(t: &TestApp, retailer: &str) -> String {
 #[tokio::test]
 async fn routing_prefers_one_vendor_then_the_cheapest_split_and_says_why() {
     let t = TestApp::spawn().await;
+    // Noon in Nepal: the vendors (open 00:00–23:59) are all open for the whole test.
+    t.clock_to_nepal_minute(720);
     let csv = "sku,name,aliases,unit,pack_size,price_npr,category\n\
                CHINI-1,Sugar,chini,kg,50,100,sugar_salt\nTEL-1,Oil,tel,litre,,200,oil\n";
     t.import_catalog(csv).await;
@@ -184,13 +186,7 @@ async fn a_line_no_open_vendor_carries_goes_to_a_closed_one() {
     let retailer = crate::fulfilment::world(&t).await.to_string();
     // The clock moves on to 10:00 Nepal time (UTC+05:45): the late shop is open (00:00–23:59),
     // the day shop is not (12:00–18:00).
-    // Forward only, up to a day: a clock moved back would leave the order's jobs, queued at
-    // wall time, not yet due (the test failed when run in the minute after 10:00).
-    const DAY_MS: i64 = 86_400_000;
-    let nepal_ms = (t.app.clock().now_ms() + 345 * 60_000).rem_euclid(DAY_MS);
-    t.app
-        .clock()
-        .advance((600 * 60_000 - nepal_ms).rem_euclid(DAY_MS));
+    t.clock_to_nepal_minute(600);
     let mut ids = Vec::new();
     for (name, phone, opens, closes) in [
         ("Late Shop", "+9779800000011", "00:00", "23:59"),
