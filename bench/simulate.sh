@@ -7,7 +7,7 @@
 # RETAILERS (default 2000, as many as the load generator spreads its orders over) grows the
 # market to that many retailers first (`--retailers`), so each shop orders a few times in the
 # run rather than several times a second.
-# VENDOR_HOURS (default 00:00-23:59) sets every vendor's working hours first: routing prefers
+# VENDOR_HOURS (default 00:00-24:00) sets every vendor's working hours first: routing prefers
 # the vendors open now, so with the demo's own hours (VENDOR_HOURS=keep) the run depends on the
 # hour it is made (in the evening one or two late shops get nearly every order).
 # BIN=path runs that binary instead of building one.
@@ -20,7 +20,7 @@ backend=${1:-postgres}
 RATE=${2:-300}
 DURATION=${3:-60s}
 RETAILERS=${RETAILERS:-2000}
-VENDOR_HOURS=${VENDOR_HOURS:-00:00-23:59}
+VENDOR_HOURS=${VENDOR_HOURS:-00:00-24:00}
 hours=()
 [ "$VENDOR_HOURS" != keep ] && hours=(--vendor-hours "$VENDOR_HOURS")
 PORT=${PORT:-18080}

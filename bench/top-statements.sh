@@ -31,7 +31,7 @@ sleep 2
 psql "$PG_URL" -qAtc "select pg_stat_statements_reset()" >/dev/null
 s0=$(ticks $server_pid); p0=$(pg_ticks)
 if [ -n "${SIMULATE:-}" ]; then
-  "$BIN" simulate --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "${DUR}s" --vendor-capacity 1000000 --vendor-hours 00:00-23:59 \
+  "$BIN" simulate --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "${DUR}s" --vendor-capacity 1000000 --vendor-hours 00:00-24:00 \
     --retailers 2000 --respond-within 1s --ship-within 1s --json > $OUT/load.json 2>$OUT/load.err || true
 else
   "$BIN" loadtest --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "${DUR}s" --warmup 0s --e2e-sample 20 --json > $OUT/load.json 2>$OUT/load.err || true

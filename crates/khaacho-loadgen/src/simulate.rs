@@ -94,7 +94,8 @@ pub struct SimulateArgs {
     /// Set every vendor's working hours before starting, `HH:MM-HH:MM` Nepal time. Routing
     /// prefers the vendors open now, so by default which vendors get the orders depends on
     /// the hour the run starts (in the evening one or two late shops get nearly all of
-    /// them); `00:00-23:59` opens every vendor, so runs compare whenever they are made
+    /// them); `00:00-24:00` opens every vendor around the clock, so runs compare whenever
+    /// they are made
     #[arg(long, value_name = "HH:MM-HH:MM", value_parser = parse_hours)]
     pub vendor_hours: Option<(String, String)>,
 

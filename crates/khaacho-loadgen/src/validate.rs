@@ -62,7 +62,11 @@ pub(crate) fn parse_rate(input: &str) -> Result<f64, String> {
 /// Parses working hours `HH:MM-HH:MM` (Nepal time, as the vendors' `opens` and `closes`)
 /// for `khaacho simulate --vendor-hours`; returns the two times as written.
 pub(crate) fn parse_hours(input: &str) -> Result<(String, String), String> {
-    let bad = || format!("invalid hours {input:?} (expected HH:MM-HH:MM, e.g. 00:00-23:59)");
+    let bad = || {
+        format!(
+            "invalid hours {input:?} (expected HH:MM-HH:MM, e.g. 09:00-18:00, or 00:00-24:00 for around the clock)"
+        )
+    };
     let (opens, closes) = input.trim().split_once('-').ok_or_else(bad)?;
     let minute = |t: &str| -> Option<u32> {
         let (h, m) = t.split_once(':')?;
@@ -72,8 +76,10 @@ pub(crate) fn parse_hours(input: &str) -> Result<(String, String), String> {
         let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
         (h < 24 && m < 60).then_some(h * 60 + m)
     };
+    // A closing time may be midnight at the end of the day, as the server takes it.
+    let closing = |t: &str| if t == "24:00" { Some(1440) } else { minute(t) };
     let (o, c) = (opens.trim(), closes.trim());
-    match (minute(o), minute(c)) {
+    match (minute(o), closing(c)) {
         (Some(a), Some(b)) if a < b => Ok((o.to_owned(), c.to_owned())),
         (Some(_), Some(_)) => Err(format!(
             "hours {input:?}: the vendors must open before they close"
@@ -175,12 +181,15 @@ mod tests {
     fn parses_working_hours() {
         let hours = |a: &str, b: &str| Ok((a.to_owned(), b.to_owned()));
         assert_eq!(parse_hours("00:00-23:59"), hours("00:00", "23:59"));
+        assert_eq!(parse_hours("00:00-24:00"), hours("00:00", "24:00"));
+        assert!(parse_hours("24:00-24:00").is_err(), "24:00 only closes");
         assert_eq!(parse_hours(" 09:30 - 18:00 "), hours("09:30", "18:00"));
         for bad in [
             "",
             "09:00",
             "9:00-18:00",
-            "09:00-24:00",
+            "09:00-24:01",
+            "09:00-25:00",
             "09:60-18:00",
             "18:00-09:00",
             "09:00-09:00",

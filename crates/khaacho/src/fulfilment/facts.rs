@@ -401,6 +401,8 @@ mod tests {
         assert!(open_at(1320, 360, 100));
         assert!(!open_at(1320, 360, 600));
         assert!(open_at(0, 0, 777));
+        assert!(open_at(0, 1440, 1439), "00:00–24:00 at 23:59");
+        assert!(!open_at(0, 1439, 1439), "00:00–23:59 closes at 23:59");
     }
 
     #[test]

@@ -400,7 +400,8 @@ pub struct NewVendor {
     /// Opening time `HH:MM` Nepal time (default 09:00).
     #[serde(default)]
     pub opens: Option<String>,
-    /// Closing time `HH:MM` Nepal time (default 18:00).
+    /// Closing time `HH:MM` Nepal time (default 18:00); `24:00` is midnight at the end of the
+    /// day (`00:00`–`24:00`: open around the clock).
     #[serde(default)]
     pub closes: Option<String>,
     /// Most active orders at once (default 10).
@@ -424,13 +425,29 @@ pub fn parse_hhmm(s: &str) -> Option<i32> {
     ((0..24).contains(&h) && (0..60).contains(&m) && s.len() == 5).then_some(h * 60 + m)
 }
 
+/// Parses a closing time: `HH:MM`, or `24:00` for midnight at the end of the day (1440), so
+/// that `00:00`–`24:00` is open around the clock.
+pub fn parse_closing(s: &str) -> Option<i32> {
+    if s == "24:00" {
+        Some(1440)
+    } else {
+        parse_hhmm(s)
+    }
+}
+
 /// `value` as minutes after midnight (`default` when absent); a malformed one is an error.
+/// The closing time (`field` `closes`) may also be `24:00`.
 fn hhmm_field(errors: &mut Vec<FieldError>, field: &str, value: Option<&str>, default: i32) -> i32 {
-    match value.map(parse_hhmm) {
+    let (parse, expected): (fn(&str) -> Option<i32>, &str) = if field == "closes" {
+        (parse_closing, "time must be HH:MM (24:00 for midnight)")
+    } else {
+        (parse_hhmm, "time must be HH:MM")
+    };
+    match value.map(parse) {
         None => default,
         Some(Some(m)) => m,
         Some(None) => {
-            errors.push(FieldError::new(field, "time must be HH:MM"));
+            errors.push(FieldError::new(field, expected));
             default
         }
     }
@@ -485,7 +502,7 @@ pub struct VendorChanges {
     /// Opening time `HH:MM` Nepal time.
     #[serde(default)]
     pub opens: Option<String>,
-    /// Closing time `HH:MM` Nepal time.
+    /// Closing time `HH:MM` Nepal time; `24:00` is midnight at the end of the day.
     #[serde(default)]
     pub closes: Option<String>,
     /// Most active orders at once.

@@ -17,7 +17,7 @@ use crate::base::time::now_ms;
 use crate::catalog::csv_io;
 use crate::catalog::repo::{self, OfferInput, ProductInput, Tier};
 use crate::parties::repo::{self as parties, Retailer, Vendor};
-use crate::parties::routes::parse_hhmm;
+use crate::parties::routes::{parse_closing, parse_hhmm};
 
 const CATALOG: &str = include_str!("../../data/demo/catalog.csv");
 const VENDORS: &str = include_str!("../../data/demo/vendors.csv");
@@ -107,7 +107,7 @@ pub async fn demo(app: &App) -> anyhow::Result<SeedReport> {
             lat: row.lat,
             lng: row.lng,
             opens_at_min: parse_hhmm(&row.opens).unwrap_or(540),
-            closes_at_min: parse_hhmm(&row.closes).unwrap_or(1080),
+            closes_at_min: parse_closing(&row.closes).unwrap_or(1080),
             max_active: row.max_active,
             max_awaiting: row.max_awaiting,
             score: 50,
@@ -223,7 +223,7 @@ mod tests {
         assert!(
             vendors
                 .iter()
-                .all(|v| parse_hhmm(&v.opens).is_some() && parse_hhmm(&v.closes).is_some())
+                .all(|v| parse_hhmm(&v.opens).is_some() && parse_closing(&v.closes).is_some())
         );
         let retailers: Vec<RetailerRow> = csv::Reader::from_reader(RETAILERS.as_bytes())
             .deserialize()

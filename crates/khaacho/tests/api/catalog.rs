@@ -384,6 +384,9 @@ async fn vendors_are_updated_by_staff_with_checks_and_an_audit_entry() {
         422,
     )
     .await;
+    // Midnight closes only: `24:00` as an opening time is refused like any other bad time.
+    let p = assert_problem(patch(json!({ "opens": "24:00" })).await.unwrap(), 422).await;
+    assert_eq!(p["errors"][0]["field"], "opens");
     assert_eq!(
         t.get_json(&path).await,
         got,
@@ -415,5 +418,19 @@ async fn vendors_are_updated_by_staff_with_checks_and_an_audit_entry() {
     assert!(
         items[0]["summary"].get("name").is_none(),
         "unchanged fields are not listed"
+    );
+
+    // Open around the clock: closing at 24:00, midnight at the end of the day.
+    let r = patch(json!({ "opens": "00:00", "closes": "24:00" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let all_day = t.get_json(&path).await;
+    assert_eq!(
+        (
+            all_day["opens_at_min"].as_i64(),
+            all_day["closes_at_min"].as_i64()
+        ),
+        (Some(0), Some(1440))
     );
 }
