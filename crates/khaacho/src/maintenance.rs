@@ -51,18 +51,26 @@ fn month_start_ms(y: i32, m: u32) -> i64 {
 }
 
 /// Creates the monthly partitions of the current month and [`MONTHS_AHEAD`] more on
-/// PostgreSQL (no-op on SQLite). Idempotent.
+/// PostgreSQL (no-op on SQLite). Idempotent, and safe when several processes run it at once
+/// (every process does as it starts: a deploy starts them together): one at a time under a
+/// transaction-level advisory lock — `CREATE TABLE IF NOT EXISTS` alone is not, two sessions
+/// creating the same table both pass the check and one fails on the catalog's unique index.
 pub async fn ensure_partitions(db: &Db) -> anyhow::Result<u32> {
     let Backend::Pg(pool) = db.backend() else {
         return Ok(0);
     };
-    let mut created = 0;
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext('khaacho.partitions'))")
+        .bind(crate::queue::liveness::LOCK_CLASS)
+        .execute(&mut *tx)
+        .await?;
+    let mut made = Vec::new();
     for (suffix, from, to) in month_ranges(now_ms(), MONTHS_AHEAD) {
         for table in PARTITIONED {
             let name = format!("{table}_{suffix}");
             let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
                 .bind(&name)
-                .fetch_one(pool)
+                .fetch_one(&mut *tx)
                 .await?;
             if exists {
                 continue;
@@ -71,12 +79,17 @@ pub async fn ensure_partitions(db: &Db) -> anyhow::Result<u32> {
             let ddl = format!(
                 "CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ({from}) TO ({to})"
             );
-            sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(pool).await?;
-            info!(partition = %name, "created partition");
-            created += 1;
+            sqlx::query(sqlx::AssertSqlSafe(ddl))
+                .execute(&mut *tx)
+                .await?;
+            made.push(name);
         }
     }
-    Ok(created)
+    tx.commit().await?;
+    for name in &made {
+        info!(partition = %name, "created partition");
+    }
+    Ok(made.len() as u32)
 }
 
 /// Deletes bookkeeping rows past their retention.

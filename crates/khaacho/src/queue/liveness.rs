@@ -28,7 +28,7 @@ use crate::base::db::{Backend, Db};
 
 /// First key of the two-key advisory locks (`'khac'`), so Khaacho's locks cannot meet another
 /// application's on the same database; the second key is `hashtext(worker id)`.
-const LOCK_CLASS: i32 = 0x6b68_6163;
+pub(crate) const LOCK_CLASS: i32 = 0x6b68_6163;
 
 /// How often the held PostgreSQL session is checked (and re-established when lost).
 const SESSION_CHECK: Duration = Duration::from_secs(2);

@@ -8,7 +8,7 @@
 //! whole error history. See `runtime` for the worker loop and `schedule` for recurring jobs.
 
 pub mod admin;
-mod liveness;
+pub(crate) mod liveness;
 pub mod runtime;
 pub mod schedule;
 

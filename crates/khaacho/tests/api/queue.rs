@@ -792,3 +792,46 @@ async fn jobs_arriving_together_on_an_idle_queue_run_as_one_batch() {
         "one validation batch of the three orders"
     );
 }
+
+/// Every process makes sure of the months' partitions as it starts, and a deploy starts
+/// several together: run at once, none fails and each missing partition is made once (two
+/// sessions' `CREATE TABLE IF NOT EXISTS` of one table can both pass the check and one then
+/// fails on the catalog's unique index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_starting_together_make_each_partition_once() {
+    let t = TestApp::spawn().await;
+    let khaacho::base::db::Backend::Pg(pool) = t.app.db().backend() else {
+        return; // SQLite: no partitions.
+    };
+    let tables = ["orders", "order_lines", "order_events"];
+    let months = khaacho::maintenance::month_ranges(now_ms(), khaacho::maintenance::MONTHS_AHEAD);
+    let (last, _, _) = months.last().unwrap();
+    for round in 0..3 {
+        // The farthest month's partitions (empty) are missing again, as when a new month began.
+        for table in tables {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}_{last}")))
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        let runs: Vec<_> = (0..8)
+            .map(|_| {
+                let db = t.app.db().clone();
+                tokio::spawn(async move { khaacho::maintenance::ensure_partitions(&db).await })
+            })
+            .collect();
+        let mut made = 0;
+        for run in runs {
+            made += run.await.unwrap().expect("no run fails");
+        }
+        assert_eq!(made, 3, "round {round}: each partition made once");
+        for table in tables {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(format!("{table}_{last}"))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert!(exists, "{table}_{last}");
+        }
+    }
+}
