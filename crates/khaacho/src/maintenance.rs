@@ -15,8 +15,8 @@ use crate::base::time::now_ms;
 use crate::queue::{Job, JobError, Priority};
 use crate::with_write;
 
-/// Partitioned tables and their partition key.
-const PARTITIONED: [&str; 3] = ["orders", "order_lines", "order_events"];
+/// The tables partitioned by month (of their orders' creation time).
+pub const PARTITIONED: [&str; 3] = ["orders", "order_lines", "order_events"];
 
 /// Months of partitions kept ready beyond the current one.
 pub const MONTHS_AHEAD: u32 = 3;

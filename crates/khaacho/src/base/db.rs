@@ -811,11 +811,9 @@ impl KeyFilter for Postgres {
     /// the key's index the way in — in a transaction begun with [`Db::begin_indexed`]; with
     /// sequential scans allowed a young partition is still read whole (`bench/README.md`,
     /// "Batched UPDATEs by key").
-    fn push_created_in(qb: &mut sqlx::QueryBuilder<Self>, col: &str, mut created: Vec<i64>) {
-        created.sort_unstable();
-        created.dedup();
+    fn push_created_in(qb: &mut sqlx::QueryBuilder<Self>, col: &str, created: Vec<i64>) {
         qb.push(format_args!(" {col} = ANY("))
-            .push_bind(created)
+            .push_bind(distinct_created(created))
             .push("::bigint[])");
     }
 
@@ -972,6 +970,16 @@ pub fn push_created_in<DB: KeyFilter>(
     created: impl IntoIterator<Item = i64>,
 ) {
     DB::push_created_in(qb, col, created.into_iter().collect());
+}
+
+/// A batch's creation times, each once and in order: the list that keeps a statement on
+/// PostgreSQL to the partitions holding them (`= ANY` of it; [`push_created_in`] says why not
+/// their range).
+pub fn distinct_created(created: impl IntoIterator<Item = i64>) -> Vec<i64> {
+    let mut created: Vec<i64> = created.into_iter().collect();
+    created.sort_unstable();
+    created.dedup();
+    created
 }
 
 /// The earliest and latest of `created` (`(0, 0)` for none): the bounds of a batch's

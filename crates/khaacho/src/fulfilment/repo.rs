@@ -627,11 +627,8 @@ pub async fn write_routed(
         return insert_decisions(tx, decisions).await;
     };
     let rows = crate::orders::repo::Addressed::rows(addressed);
-    // The orders' creation times, each once: they keep the UPDATE to the partitions holding
-    // them (`base::db::push_created_in` says why not their range).
-    let mut created: Vec<i64> = rows.iter().map(|r| r.1).collect();
-    created.sort_unstable();
-    created.dedup();
+    // The orders' creation times keep the UPDATE to the partitions holding them.
+    let created = crate::base::db::distinct_created(rows.iter().map(|r| r.1));
     let ps: Vec<&PartRow> = parts.iter().map(|n| &n.part).collect();
     let os: Vec<&PartOfferRow> = parts.iter().map(|n| &n.offer).collect();
     let ls: Vec<&PartLineRow> = parts.iter().flat_map(|n| &n.lines).collect();

@@ -110,7 +110,8 @@ impl TestApp {
     /// due.
     pub fn clock_to_nepal_minute(&self, minute: i64) {
         const DAY_MS: i64 = 86_400_000;
-        let nepal_ms = (self.app.clock().now_ms() + 345 * 60_000).rem_euclid(DAY_MS);
+        let offset_ms = i64::from(khaacho::base::time::nepal().local_minus_utc()) * 1000;
+        let nepal_ms = (self.app.clock().now_ms() + offset_ms).rem_euclid(DAY_MS);
         self.app
             .clock()
             .advance((minute * 60_000 - nepal_ms).rem_euclid(DAY_MS));

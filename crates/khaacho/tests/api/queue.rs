@@ -803,7 +803,7 @@ async fn processes_starting_together_make_each_partition_once() {
     let khaacho::base::db::Backend::Pg(pool) = t.app.db().backend() else {
         return; // SQLite: no partitions.
     };
-    let tables = ["orders", "order_lines", "order_events"];
+    let tables = khaacho::maintenance::PARTITIONED;
     let months = khaacho::maintenance::month_ranges(now_ms(), khaacho::maintenance::MONTHS_AHEAD);
     let (last, _, _) = months.last().unwrap();
     for round in 0..3 {
