@@ -30,6 +30,7 @@ struct Inner {
     inbound_writer: OnceLock<GroupCommit<InboundWriter>>,
     part_actions: OnceLock<GroupCommit<PartActionWriter>>,
     confirmations: OnceLock<GroupCommit<ConfirmationWriter>>,
+    work: OnceLock<tokio::runtime::Handle>,
     backpressure: Backpressure,
     agents: khaacho_agents::AgentChain,
     auth: Auth,
@@ -65,6 +66,7 @@ impl App {
                 inbound_writer: OnceLock::new(),
                 part_actions: OnceLock::new(),
                 confirmations: OnceLock::new(),
+                work: OnceLock::new(),
                 backpressure,
                 agents,
                 auth,
@@ -103,10 +105,9 @@ impl App {
     /// The order intake, for any channel (its group-commit writer starts on first use,
     /// inside the runtime).
     pub fn intake(&self) -> Intake<'_> {
-        let writer = self
-            .inner
-            .intake_writer
-            .get_or_init(|| GroupCommit::start(IntakeWriter::new(self.inner.db.clone())));
+        let writer = self.inner.intake_writer.get_or_init(|| {
+            GroupCommit::start_on(IntakeWriter::new(self.inner.db.clone()), &self.work())
+        });
         Intake {
             db: &self.inner.db,
             catalog: &self.inner.catalog,
@@ -119,18 +120,21 @@ impl App {
     /// The group commit of inbound channel messages (started on first use, inside the
     /// runtime).
     pub fn inbound_messages(&self) -> &GroupCommit<InboundWriter> {
-        self.inner
-            .inbound_writer
-            .get_or_init(|| GroupCommit::start(InboundWriter::new(self.inner.db.clone())))
+        self.inner.inbound_writer.get_or_init(|| {
+            GroupCommit::start_on(InboundWriter::new(self.inner.db.clone()), &self.work())
+        })
     }
 
     /// The group commit of vendors' accepts, dispatches and deliveries (started on first
     /// use, inside the runtime; `fulfilment::batch`).
     pub fn part_actions(&self) -> &GroupCommit<PartActionWriter> {
         self.inner.part_actions.get_or_init(|| {
-            GroupCommit::start(PartActionWriter {
-                postgres: self.inner.db.is_postgres(),
-            })
+            GroupCommit::start_on(
+                PartActionWriter {
+                    postgres: self.inner.db.is_postgres(),
+                },
+                &self.work(),
+            )
         })
     }
 
@@ -138,10 +142,30 @@ impl App {
     /// the runtime; `orders::confirmations`).
     pub fn confirmations(&self) -> &GroupCommit<ConfirmationWriter> {
         self.inner.confirmations.get_or_init(|| {
-            GroupCommit::start(ConfirmationWriter {
-                postgres: self.inner.db.is_postgres(),
-            })
+            GroupCommit::start_on(
+                ConfirmationWriter {
+                    postgres: self.inner.db.is_postgres(),
+                },
+                &self.work(),
+            )
         })
+    }
+
+    /// Runs this app's group commits on `work` (the process's work runtime, `base::work`)
+    /// from now on; `false` when they already have a runtime (set once, before the first
+    /// write).
+    pub fn run_work_on(&self, work: tokio::runtime::Handle) -> bool {
+        self.inner.work.set(work).is_ok()
+    }
+
+    /// The runtime the group commits run on: the work runtime once
+    /// [`App::run_work_on`] named one, else the current runtime.
+    pub fn work(&self) -> tokio::runtime::Handle {
+        self.inner
+            .work
+            .get()
+            .cloned()
+            .unwrap_or_else(tokio::runtime::Handle::current)
     }
 
     /// The order-text parser chain (LLM providers, then the local parser).

@@ -25,6 +25,12 @@ pub struct Settings {
     pub log_level: String,
     /// Maximum database connections of this process.
     pub db_max_connections: u32,
+    /// Threads of the work runtime, which runs what holds a database transaction open —
+    /// the queue consumers, the recurring schedules and the group commits — apart from the
+    /// threads that serve HTTP (`base::work`); 0 runs them among the HTTP requests. Unset:
+    /// one per CPU on SQLite, 0 on PostgreSQL (measured in bench/README, "The work
+    /// runtime").
+    pub work_threads: Option<usize>,
     /// Job queue tuning.
     pub queue: QueueSettings,
     /// Order pipeline rules.
@@ -454,6 +460,7 @@ impl Default for Settings {
             log_format: LogFormat::Json,
             log_level: "info".into(),
             db_max_connections: 24,
+            work_threads: None,
             queue: QueueSettings::default(),
             pipeline: PipelineSettings::default(),
             credit: crate::credit::CreditConfig::default(),
@@ -671,6 +678,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .field("db_max_connections", &self.db_max_connections)
+            .field("work_threads", &self.work_threads)
             .field("queue", &self.queue)
             .field("pipeline", &self.pipeline)
             .field("http", &self.http)

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::app::App;
+use crate::base::work::WorkRuntime;
 use crate::queue::runtime::Workers;
 
 /// Which pieces this process runs.
@@ -26,6 +27,18 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
+    // What holds transactions open runs on threads of its own (`base::work`); dropped last,
+    // after everything spawned there has finished.
+    let threads = app
+        .settings()
+        .work_threads
+        .unwrap_or_else(|| crate::base::work::default_threads(app.db().is_postgres()));
+    let work = WorkRuntime::start(threads).context("starting the work runtime")?;
+    if !app.run_work_on(work.handle().clone()) {
+        tracing::warn!(
+            "the group commits were started before the work runtime; they stay where they are"
+        );
+    }
     // Follow the operating mode other processes set (safe mode, degradation level).
     tasks.spawn({
         let (app, shutdown) = (app.clone(), shutdown.clone());
@@ -44,15 +57,18 @@ pub async fn run(
     });
     if roles.workers {
         let workers = Workers::new(app.clone(), crate::jobs::registry());
-        tasks.spawn(workers.run(shutdown.clone()));
+        tasks.spawn_on(workers.run(shutdown.clone()), work.handle());
         let schedules = crate::jobs::schedules(app.settings())?;
-        tasks.spawn({
-            let (app, shutdown) = (app.clone(), shutdown.clone());
-            async move {
-                crate::queue::schedule::run(app, schedules, shutdown).await;
-                Ok(())
-            }
-        });
+        tasks.spawn_on(
+            {
+                let (app, shutdown) = (app.clone(), shutdown.clone());
+                async move {
+                    crate::queue::schedule::run(app, schedules, shutdown).await;
+                    Ok(())
+                }
+            },
+            work.handle(),
+        );
     }
     if roles.api {
         let listener = match listener {

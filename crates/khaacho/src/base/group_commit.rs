@@ -69,11 +69,12 @@ impl<W: BatchWriter> std::fmt::Debug for GroupCommit<W> {
 }
 
 impl<W: BatchWriter> GroupCommit<W> {
-    /// Starts the collector on the current runtime.
-    pub fn start(writer: W) -> Self {
+    /// Starts the collector, and the commits it starts, on the runtime of `on` (the
+    /// process's work runtime, `base::work`).
+    pub fn start_on(writer: W, on: &tokio::runtime::Handle) -> Self {
         let in_flight = writer.max_in_flight().max(1);
         let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(collect(
+        on.spawn(collect(
             Arc::new(writer),
             rx,
             Arc::new(Semaphore::new(in_flight)),

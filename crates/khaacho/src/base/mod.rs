@@ -10,6 +10,7 @@
 //! - [`audit`]: the audit log, written in the transaction of the change;
 //! - [`alerts`]: the operators' alert inbox, written in the transaction of what raised it;
 //! - [`sla`]: the process's rolling record of HTTP requests (availability, latency, errors);
+//! - [`work`]: the runtime that runs what holds transactions open, apart from HTTP;
 //! - [`wire`]: problem errors, extractors, pages, cursors and query readers.
 //!
 //! ARCHITECTURE.md at the repository root gives the whole import structure.
@@ -27,3 +28,4 @@ pub mod sla;
 pub mod time;
 pub mod trace;
 pub mod wire;
+pub mod work;
