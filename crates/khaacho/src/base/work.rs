@@ -16,8 +16,8 @@ use tokio::runtime::{Builder, Handle, Runtime};
 
 /// The work runtime's threads when the settings name none (`work_threads`). SQLite: one
 /// per CPU — every write there goes through one connection, so how soon its holder is polled
-/// again bounds every writer (capacity 1,388 → 1,719 orders/s measured; with one thread the
-/// whole life was slower, the thread itself full). PostgreSQL: none, the work shares the HTTP
+/// again bounds every writer (capacity 1,208–1,388 → 1,597–1,719 orders/s measured; with one
+/// thread the whole life was slower, that thread full). PostgreSQL: none, the work shares the HTTP
 /// runtime — a connection's socket is driven by the runtime that opened it, the pool hands
 /// connections to both, and the whole life measured slower apart (bench/README, "The work
 /// runtime").
