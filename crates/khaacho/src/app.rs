@@ -151,21 +151,20 @@ impl App {
         })
     }
 
-    /// Runs this app's group commits on `work` (the process's work runtime, `base::work`)
-    /// from now on; `false` when they already have a runtime (set once, before the first
-    /// write).
+    /// Runs this app's group commits on `work` (the process's work runtime, `base::work`);
+    /// `false` when they already have a runtime — a group commit started before, or an
+    /// earlier call — and stay there.
     pub fn run_work_on(&self, work: tokio::runtime::Handle) -> bool {
         self.inner.work.set(work).is_ok()
     }
 
-    /// The runtime the group commits run on: the work runtime once
-    /// [`App::run_work_on`] named one, else the current runtime.
+    /// The runtime the group commits run on: the one [`App::run_work_on`] named, or else the
+    /// current runtime, fixed by the first group commit to start.
     pub fn work(&self) -> tokio::runtime::Handle {
         self.inner
             .work
-            .get()
-            .cloned()
-            .unwrap_or_else(tokio::runtime::Handle::current)
+            .get_or_init(tokio::runtime::Handle::current)
+            .clone()
     }
 
     /// The order-text parser chain (LLM providers, then the local parser).

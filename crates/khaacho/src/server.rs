@@ -36,7 +36,7 @@ pub async fn run(
     let work = WorkRuntime::start(threads).context("starting the work runtime")?;
     if !app.run_work_on(work.handle().clone()) {
         tracing::warn!(
-            "the group commits were started before the work runtime; they stay where they are"
+            "the group commits already run on another runtime (started before the work runtime); they stay there"
         );
     }
     // Follow the operating mode other processes set (safe mode, degradation level).
