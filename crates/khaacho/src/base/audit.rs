@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx};
+use crate::base::db::{BuildBatch, Db, Tx};
 use crate::base::time::now_ms;
 use crate::{with_replica, with_tx, with_write};
 
@@ -96,7 +96,7 @@ pub async fn record_many_tx(tx: &mut Tx, entries: &[Entry]) -> Result<(), sqlx::
                 .push_bind(&e.action).push_bind(e.entity.as_deref()).push_bind(e.entity_id.as_deref())
                 .push_bind(Json(&e.summary)).push_bind(e.request_id.as_deref());
         });
-        qb.build().execute(&mut *c).await.map(|_| ())
+        qb.build_batch().execute(&mut *c).await.map(|_| ())
     })
 }
 

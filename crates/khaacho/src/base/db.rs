@@ -654,6 +654,77 @@ impl Tx {
     }
 }
 
+/// Most bind parameters a statement may carry and still be kept prepared on its connection.
+///
+/// sqlx keeps the last 100 statements each connection ran prepared (its statement cache),
+/// with each one's text and a description of every parameter. A batch INSERT's text grows
+/// with its batch (a `VALUES` row per item, hence a text per batch size), and over capacity
+/// the batches grow to hundreds of rows: kept, a few dozen of those per connection held over
+/// 100 MB of the server's memory on PostgreSQL at twice its capacity (peak RSS 268 MB against 150 MB
+/// with the cache held to 20 statements; `bench/README.md`, "Batch statements not kept
+/// prepared"), and the database's sessions held their parsed copies too. Such a text is rarely
+/// run again anyway; a statement this small, the batch of a quiet hour, is.
+pub const MAX_PREPARED_BINDS: usize = 64;
+
+/// Whether the statement `qb` built is small enough to keep prepared: its bind parameters,
+/// PostgreSQL's `$n` or SQLite's `?`, counted in its text (a `$` or `?` elsewhere in a text
+/// would only count it larger, and leave it unkept).
+fn keep_prepared<DB: sqlx::Database>(qb: &sqlx::QueryBuilder<DB>) -> bool {
+    let binds = qb
+        .sql()
+        .as_str()
+        .bytes()
+        .filter(|b| matches!(b, b'$' | b'?'))
+        .count();
+    binds <= MAX_PREPARED_BINDS
+}
+
+/// Building a statement whose text grows with its batch (see [`MAX_PREPARED_BINDS`]).
+pub trait BuildBatch<DB: sqlx::Database + sqlx::database::HasStatementCache> {
+    /// [`sqlx::QueryBuilder::build`], kept prepared on the connection only while it has at
+    /// most [`MAX_PREPARED_BINDS`] parameters; a larger one is parsed for this run alone and
+    /// closed after it.
+    fn build_batch(&mut self) -> sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments>;
+
+    /// [`sqlx::QueryBuilder::build_query_as`], kept prepared as [`Self::build_batch`] says.
+    fn build_batch_as<'q, T: sqlx::FromRow<'q, DB::Row>>(
+        &'q mut self,
+    ) -> sqlx::query::QueryAs<'q, DB, T, <DB as sqlx::Database>::Arguments>;
+
+    /// [`sqlx::QueryBuilder::build_query_scalar`], kept prepared as [`Self::build_batch`] says.
+    fn build_batch_scalar<'q, T>(
+        &'q mut self,
+    ) -> sqlx::query::QueryScalar<'q, DB, T, <DB as sqlx::Database>::Arguments>
+    where
+        (T,): for<'r> sqlx::FromRow<'r, DB::Row>;
+}
+
+impl<DB: sqlx::Database + sqlx::database::HasStatementCache> BuildBatch<DB>
+    for sqlx::QueryBuilder<DB>
+{
+    fn build_batch(&mut self) -> sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments> {
+        let keep = keep_prepared(self);
+        self.build().persistent(keep)
+    }
+
+    fn build_batch_as<'q, T: sqlx::FromRow<'q, DB::Row>>(
+        &'q mut self,
+    ) -> sqlx::query::QueryAs<'q, DB, T, <DB as sqlx::Database>::Arguments> {
+        let keep = keep_prepared(self);
+        self.build_query_as().persistent(keep)
+    }
+
+    fn build_batch_scalar<'q, T>(
+        &'q mut self,
+    ) -> sqlx::query::QueryScalar<'q, DB, T, <DB as sqlx::Database>::Arguments>
+    where
+        (T,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    {
+        let keep = keep_prepared(self);
+        self.build_query_scalar().persistent(keep)
+    }
+}
+
 /// A row of `jobs` as `queue::enqueue_batch` inserts it.
 #[derive(Debug)]
 pub(crate) struct JobRow {
@@ -693,7 +764,7 @@ pub(crate) async fn insert_job_rows(tx: &mut Tx, rows: &[JobRow]) -> Result<u64,
                     .push_bind(r.at_ms);
             });
             qb.push(" ON CONFLICT DO NOTHING");
-            qb.build().execute(&mut *c).await?.rows_affected()
+            qb.build_batch().execute(&mut *c).await?.rows_affected()
         });
     }
     Ok(inserted)
@@ -1077,5 +1148,53 @@ mod plan_tests {
         let url = "postgres://u@h/db?options=-c%20plan_cache_mode%3Dauto";
         let opts = plan_mode(url, PgConnectOptions::from_str(url).unwrap(), false);
         assert_eq!(opts.get_options(), Some("-c plan_cache_mode=auto"));
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use sqlx::{Execute, Postgres, QueryBuilder, Sqlite};
+
+    use super::{BuildBatch, MAX_PREPARED_BINDS};
+
+    /// An INSERT of `rows` rows of `cols` values each, as the batch writers build it.
+    fn insert<DB>(rows: usize, cols: usize) -> QueryBuilder<DB>
+    where
+        DB: sqlx::Database,
+        i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        let mut qb = QueryBuilder::new("INSERT INTO t (a) ");
+        qb.push_values(0..rows, |mut b, r| {
+            for c in 0..cols {
+                b.push_bind((r * cols + c) as i64);
+            }
+        });
+        qb.push(" ON CONFLICT DO NOTHING");
+        qb
+    }
+
+    #[test]
+    fn a_batch_statement_is_kept_prepared_only_while_small() {
+        let cols = 11;
+        let most_rows = MAX_PREPARED_BINDS / cols;
+        let kept = |rows| {
+            let pg = Execute::persistent(&insert::<Postgres>(rows, cols).build_batch());
+            let lite = Execute::persistent(&insert::<Sqlite>(rows, cols).build_batch());
+            assert_eq!(pg, lite, "{rows} rows: both backends alike");
+            pg
+        };
+        assert!(kept(1), "a quiet hour's batch of one is kept");
+        assert!(kept(most_rows), "{most_rows} rows of {cols} fit");
+        assert!(!kept(most_rows + 1), "one row more does not");
+        assert!(
+            !kept(256),
+            "an overload's batch is parsed for its run alone"
+        );
+        let mut qb = insert::<Postgres>(200, 3);
+        assert!(!Execute::persistent(&qb.build_batch_as::<(i64,)>()));
+        let mut qb = insert::<Postgres>(2, 3);
+        assert!(Execute::persistent(&qb.build_batch_scalar::<i64>()));
+        // A statement built without it stays as sqlx keeps every statement.
+        assert!(Execute::persistent(&insert::<Postgres>(256, cols).build()));
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx};
+use crate::base::db::{BuildBatch, Db, Tx};
 use crate::{with_latest, with_replica, with_tx, with_write};
 
 /// A raw inbound message as stored.
@@ -74,7 +74,7 @@ pub async fn insert_inbound(tx: &mut Tx, rows: &[&NewInbound]) -> Result<Vec<Uui
                     .push_bind(m.at_ms);
             });
             qb.push(" ON CONFLICT (provider, provider_message_id) DO NOTHING RETURNING id");
-            qb.build_query_as().fetch_all(&mut *c).await
+            qb.build_batch_as().fetch_all(&mut *c).await
         })?;
         stored.extend(ids.into_iter().map(|r| r.0));
     }
@@ -248,7 +248,7 @@ pub async fn insert_outbound_many(
                     .push_bind(row.created_at_ms).push_bind(row.created_at_ms).push_bind(key);
             });
             qb.push(" ON CONFLICT (dedup_key) DO NOTHING RETURNING id");
-            qb.build_query_scalar::<Uuid>().fetch_all(&mut *c).await?
+            qb.build_batch_scalar::<Uuid>().fetch_all(&mut *c).await?
         });
         written.extend(ids);
     }

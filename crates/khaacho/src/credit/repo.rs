@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::base::db::{Db, KeyFilter, Tx, push_ids};
+use crate::base::db::{BuildBatch, Db, KeyFilter, Tx, push_ids};
 use crate::base::time::now_ms;
 use crate::{with_keyed, with_latest, with_replica, with_tx};
 
@@ -118,7 +118,7 @@ pub async fn ensure_accounts(
             b.push_bind(*r).push_bind(limit).push_bind(limit).push_bind(now).push_bind(now);
         });
         qb.push(" ON CONFLICT (retailer_id) DO NOTHING");
-        qb.build().execute(&mut *c).await?;
+        qb.build_batch().execute(&mut *c).await?;
     });
     Ok(())
 }
@@ -486,7 +486,7 @@ pub async fn insert_holds(tx: &mut Tx, holds: &[(Uuid, Uuid, i64)]) -> Result<()
         qb.push_values(holds, |mut b, (o, r, a)| {
             b.push_bind(*o).push_bind(*r).push_bind(*a).push_bind("pending").push_bind(now).push_bind(now);
         });
-        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+        qb.build_batch().execute(&mut *c).await.map(|r| r.rows_affected())
     })?;
     Ok(())
 }
@@ -505,7 +505,7 @@ pub async fn add_held(tx: &mut Tx, deltas: &[(Uuid, i64, i64, i64)]) -> Result<u
                  updated_at_ms = ").push_bind(now).push(" FROM v WHERE credit_accounts.retailer_id = v.retailer_id \
                  AND credit_accounts.status = 'active' \
                  AND credit_accounts.held_paisa + credit_accounts.outstanding_paisa + v.held <= credit_accounts.limit_paisa");
-        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+        qb.build_batch().execute(&mut *c).await.map(|r| r.rows_affected())
     })
 }
 
@@ -554,7 +554,7 @@ pub async fn post_holds(tx: &mut Tx, posted: &[(Uuid, i64)]) -> Result<u64, sqlx
         qb.push(") UPDATE credit_holds SET status = 'posted', posted_paisa = v.posted, updated_at_ms = ")
             .push_bind(now)
             .push(" FROM v WHERE credit_holds.order_id = v.order_id");
-        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+        qb.build_batch().execute(&mut *c).await.map(|r| r.rows_affected())
     })
 }
 
@@ -576,7 +576,7 @@ pub async fn save_counters(tx: &mut Tx, moved: &[(&AccountRow, i64)]) -> Result<
         qb.push(") UPDATE credit_accounts SET held_paisa = credit_accounts.held_paisa - v.released, \
                  outstanding_paisa = v.outstanding, credit_balance_paisa = v.credit, last_seq = v.last_seq, \
                  updated_at_ms = ").push_bind(now).push(" FROM v WHERE credit_accounts.retailer_id = v.retailer_id");
-        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+        qb.build_batch().execute(&mut *c).await.map(|r| r.rows_affected())
     })
 }
 
@@ -593,7 +593,7 @@ pub async fn insert_entries(tx: &mut Tx, entries: &[LedgerRow]) -> Result<(), sq
                 .push_bind(e.payment_id).push_bind(e.due_at_ms).push_bind(e.open_paisa)
                 .push_bind(e.paid_at_ms).push_bind(e.note.as_deref()).push_bind(e.at_ms);
         });
-        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+        qb.build_batch().execute(&mut *c).await.map(|r| r.rows_affected())
     })?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::repo::{AccountRow, HoldRow};
-use crate::base::db::{Db, KeyFilter, Tx, push_rows_by, push_rows_where};
+use crate::base::db::{BuildBatch, Db, KeyFilter, Tx, push_rows_by, push_rows_where};
 use crate::base::time::nepal_day;
 use crate::{with_keyed, with_tx};
 
@@ -197,7 +197,7 @@ pub async fn save_many(
         });
         qb.push(" ON CONFLICT (order_id) DO UPDATE SET score = excluded.score, decision = excluded.decision, \
                  components = excluded.components, reasons = excluded.reasons, at_ms = excluded.at_ms");
-        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+        qb.build_batch().execute(&mut *c).await.map(|r| r.rows_affected())
     })?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, KeyFilter, Reader, Tx, TxInner, push_ids, push_rows_by};
+use crate::base::db::{BuildBatch, Db, KeyFilter, Reader, Tx, TxInner, push_ids, push_rows_by};
 use crate::parties::repo::{VENDOR_COLS, Vendor};
 use crate::{with_keyed, with_latest, with_reader, with_replica, with_tx};
 
@@ -327,7 +327,7 @@ impl Workloads {
                       RETURNING vendor_id, open_parts, awaiting_parts, \
                       (SELECT v.max_active FROM vendors v WHERE v.id = vendor_workloads.vendor_id), \
                       (SELECT v.max_awaiting FROM vendors v WHERE v.id = vendor_workloads.vendor_id)");
-            qb.build_query_as().fetch_all(&mut *c).await?
+            qb.build_batch_as().fetch_all(&mut *c).await?
         });
         let over = counts
             .into_iter()
@@ -367,7 +367,7 @@ async fn write_volumes(
                 b.push_bind(*product).push_bind(*day).push_bind(*vendor).push_bind(**qty);
             });
             qb.push(" ON CONFLICT (product_id, day, vendor_id) DO UPDATE SET qty_milli = vendor_volumes.qty_milli + excluded.qty_milli");
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
         });
     }
     Ok(())
@@ -590,16 +590,16 @@ pub async fn insert_parts(tx: &mut Tx, parts: &[NewPart]) -> Result<(), sqlx::Er
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new("");
             push_parts!(qb, chunk);
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
             let lines: Vec<&PartLineRow> = chunk.iter().flat_map(|n| &n.lines).collect();
             for lines in lines.chunks(CHUNK) {
                 let mut qb = sqlx::QueryBuilder::new("");
                 push_part_lines!(qb, lines.iter().copied());
-                qb.build().execute(&mut *c).await?;
+                qb.build_batch().execute(&mut *c).await?;
             }
             let mut qb = sqlx::QueryBuilder::new("");
             push_offers!(qb, chunk.iter().map(|n| &n.offer));
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
         });
     }
     Ok(())
@@ -1087,7 +1087,7 @@ pub async fn insert_decisions(tx: &mut Tx, decisions: &[NewDecision]) -> Result<
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new("");
             push_decisions!(qb, chunk);
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
         });
     }
     Ok(())

@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, push_rows_at};
+use crate::base::db::{BuildBatch, Db, Tx, push_rows_at};
 use crate::{with_latest, with_tx, with_write};
 
 /// The `LISTEN`/`NOTIFY` channel on which a commit to the feed is announced (PostgreSQL).
@@ -47,7 +47,7 @@ pub async fn append(tx: &mut Tx, events: &[Committed], now_ms: i64) -> Result<()
             // A change is consumed once (its job completes in this transaction); the guard
             // only keeps a replayed consumer from failing on its own rows.
             qb.push(" ON CONFLICT (event_id) DO NOTHING");
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
         }
     });
     Ok(())

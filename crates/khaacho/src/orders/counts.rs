@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::model::OrderStatus;
 use super::transition::ChangeRecord;
-use crate::base::db::{Db, Tx};
+use crate::base::db::{BuildBatch, Db, Tx};
 use crate::base::time::nepal_day;
 use crate::{with_replica, with_tx};
 
@@ -30,7 +30,7 @@ pub async fn apply(tx: &mut Tx, changes: &[&ChangeRecord]) -> Result<(), sqlx::E
             b.push_bind(*status).push_bind(*d);
         });
         qb.push(" ON CONFLICT (status) DO UPDATE SET n = order_status_counts.n + excluded.n");
-        qb.build().execute(&mut *c).await?;
+        qb.build_batch().execute(&mut *c).await?;
     });
     Ok(())
 }
@@ -68,7 +68,7 @@ pub async fn add_created(tx: &mut Tx, orders: &[(Uuid, i64)]) -> Result<(), sqlx
                 b.push_bind(*retailer).push_bind(*day as i32).push_bind(*n);
             });
             qb.push(" ON CONFLICT (retailer_id, day) DO UPDATE SET n = retailer_order_days.n + excluded.n");
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
         });
     }
     Ok(())

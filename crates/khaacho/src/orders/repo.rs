@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::model::{EventRow, LineRow, OrderRow, OrderStatus, created_at_of};
-use crate::base::db::{Db, Tx, push_created_in, push_rows_at};
+use crate::base::db::{BuildBatch, Db, Tx, push_created_in, push_rows_at};
 use crate::base::scope::Scope;
 use crate::{with_keyed, with_latest, with_replica, with_tx};
 
@@ -71,7 +71,7 @@ async fn insert_line_rows(tx: &mut Tx, lines: &[LineInsert<'_>]) -> Result<(), s
             qb.push_values(chunk, |mut b, (id, at, no, (sku, qty, unit))| {
                 b.push_bind(*id).push_bind(*at).push_bind(*no).push_bind(sku).push_bind(*qty).push_bind(unit);
             });
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
         });
     }
     Ok(())
@@ -379,7 +379,7 @@ pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result
                      FROM v WHERE order_lines.order_id = v.order_id AND order_lines.order_created_at_ms = v.created_at_ms \
                      AND order_lines.line_no = v.line_no AND");
             push_created_in(&mut qb, "order_lines.order_created_at_ms", chunk.iter().map(|(o, _, _)| o.created_at_ms));
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
         });
     }
     Ok(())
@@ -439,7 +439,7 @@ pub async fn address_lines_many(tx: &mut Tx, addressed: &[Addressed]) -> Result<
             qb.push(") UPDATE order_lines SET vendor_id = v.vendor_id FROM v WHERE order_lines.order_id = v.order_id \
                      AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no AND");
             push_created_in(&mut qb, "order_lines.order_created_at_ms", chunk.iter().map(|r| r.1));
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
         });
     }
     Ok(())

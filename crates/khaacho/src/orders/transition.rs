@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::model::{Actor, OrderRow, OrderStatus, created_at_of};
 use crate::app::{App, JobContext};
-use crate::base::db::{Tx, TxInner, push_created_in};
+use crate::base::db::{BuildBatch, Tx, TxInner, push_created_in};
 use crate::base::time::now_ms;
 use crate::channels::notify::{self, OrderChange};
 use crate::live;
@@ -120,7 +120,7 @@ pub async fn create(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sqlx::Er
                     .push_bind(o.priority).push_bind(o.channel).push_bind(o.note).push_bind(o.correlation_id)
                     .push_bind(o.source_text).push_bind(at).push_bind(o.payment_mode);
             });
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, detail, at_ms) ");
             qb.push_values(chunk.iter().zip(ids), |mut b, (o, event_id)| {
@@ -129,7 +129,7 @@ pub async fn create(tx: &mut Tx, orders: &[NewOrder<'_>]) -> Result<(), sqlx::Er
                     .push_bind(OrderStatus::Received.as_str()).push_bind(&o.actor.id).push_bind(o.actor.role)
                     .push_bind(Json(serde_json::json!({ "channel": o.channel }))).push_bind(at);
             });
-            qb.build().execute(&mut *c).await?;
+            qb.build_batch().execute(&mut *c).await?;
         });
     }
     let created_by: Vec<(Uuid, i64)> = orders.iter().map(|o| (o.retailer_id, created(o))).collect();
@@ -537,7 +537,7 @@ async fn update_statuses(tx: &mut Tx, rows: &[Row<'_>]) -> Result<u64, sqlx::Err
             });
             qb.push(")").push(SET);
             push_created_in(&mut qb, "orders.created_at_ms", created);
-            qb.build().execute(&mut **c).await?.rows_affected()
+            qb.build_batch().execute(&mut **c).await?.rows_affected()
         }
     };
     Ok(affected)
@@ -561,7 +561,7 @@ async fn insert_events(tx: &mut Tx, events: &[EventRow<'_>]) -> Result<(), sqlx:
                 .push_bind(r.to.as_str()).push_bind(&e.actor.id).push_bind(e.actor.role).push_bind(e.reason)
                 .push_bind(e.detail.map(Json)).push_bind(r.at);
         });
-        qb.build().execute(&mut *c).await?;
+        qb.build_batch().execute(&mut *c).await?;
     });
     Ok(())
 }

@@ -3,7 +3,7 @@
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{Db, Tx, push_rows_by};
+use crate::base::db::{BuildBatch, Db, Tx, push_rows_by};
 use crate::{with_latest, with_replica, with_tx};
 
 /// A subscription as stored.
@@ -163,7 +163,7 @@ pub async fn insert_deliveries(
                     .push_bind(now_ms).push_bind(now_ms);
             });
             qb.push(" ON CONFLICT (subscription_id, event_id) DO NOTHING RETURNING id");
-            qb.build_query_scalar::<Uuid>().fetch_all(&mut *c).await?
+            qb.build_batch_scalar::<Uuid>().fetch_all(&mut *c).await?
         });
         written.extend(ids);
     }
