@@ -725,7 +725,7 @@ pub async fn insert_offer(tx: &mut Tx, o: &PartOfferRow) -> Result<(), sqlx::Err
                     .push_bind(&o.status).push_bind(o.offered_at_ms).push_bind(o.deadline_ms)
                     .push_bind(o.responded_at_ms).push_bind(&o.reason);
             });
-        qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
+        qb.build_batch().execute(&mut *c).await.map(|r| r.rows_affected())
     })?;
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The spine: one transition service, a floor that imports nothing above it, who placed an
-//! order, and what a vendor may see of one.
+//! The spine: one transition service, a floor that imports nothing above it, batch statements
+//! built to be kept prepared only while small, who placed an order, and what a vendor may see
+//! of one.
 
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,55 @@ fn only_the_transition_service_writes_an_orders_status() {
     assert!(
         offenders.is_empty(),
         "only orders/transition.rs may write an order's status:\n{}",
+        offenders.join("\n")
+    );
+}
+
+/// The call that builds the first statement at or after line `from` of `lines`: one of
+/// `base::db::BuildBatch`'s (`build_batch…`) or a plain `QueryBuilder` build.
+fn next_build(lines: &[&str], from: usize) -> Option<&'static str> {
+    lines[from..].iter().find_map(|l| {
+        [
+            "build_batch",
+            ".build()",
+            ".build_query_as",
+            ".build_query_scalar",
+        ]
+        .into_iter()
+        .find(|b| l.contains(b))
+    })
+}
+
+#[test]
+fn every_batch_statement_is_kept_prepared_only_while_small() {
+    // A multi-row VALUES statement has a text per batch size; kept prepared at any size, such
+    // texts held over 100 MB of sqlx's statement caches over capacity (base::db::BuildBatch).
+    let mut offenders = Vec::new();
+    let mut batches = 0;
+    for file in sources(&src()) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            // A batch macro's own body (`$qb.push_values`) is judged where the macro is used.
+            let batch = (t.contains(".push_values(") && !t.starts_with("$qb"))
+                || (t.starts_with("push_") && t.contains("!("));
+            if t.starts_with("//") || !batch {
+                continue;
+            }
+            batches += 1;
+            if next_build(&lines, n) != Some("build_batch") {
+                offenders.push(format!("{}:{}: {t}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        batches >= 20,
+        "the scan must find the batch statements ({batches})"
+    );
+    assert!(
+        offenders.is_empty(),
+        "a batch statement built without `build_batch` (base::db::BuildBatch):\n{}",
         offenders.join("\n")
     );
 }
