@@ -282,6 +282,7 @@ pub async fn find_capacity(args: LoadtestArgs) -> anyhow::Result<CapacityReport>
     if base_plan.auth.is_none() {
         base_plan.auth = login(&base_plan.base, &args.username, &args.password).await?;
     }
+    crate::prepare_market(&base_plan, &args.market).await?;
     let metrics_url = base_plan.base.join("metrics")?;
     let scraper = reqwest::Client::builder().no_proxy().build()?;
     let (stop_tx, stop_rx) = watch::channel(None);

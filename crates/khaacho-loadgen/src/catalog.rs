@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Page size requested from list endpoints.
 const PAGE_LIMIT: &str = "200";
 /// Stop following cursors after this many items per list.
-const MAX_ITEMS: usize = 2_000;
+const MAX_ITEMS: usize = 20_000;
 /// Hard cap on pages per list (guards against a server that loops cursors).
 const MAX_PAGES: usize = 100;
 /// Upper bound of the random quantity when the product does not force more.

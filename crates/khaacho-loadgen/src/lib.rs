@@ -43,6 +43,7 @@
 mod capacity;
 mod catalog;
 mod engine;
+pub mod market;
 mod schedule;
 pub mod simulate;
 mod stats;
@@ -123,6 +124,12 @@ pub struct LoadtestArgs {
         hide_default_value = true
     )]
     pub password: String,
+
+    /// The market to set up before the load: every vendor's capacity and hours, how many
+    /// retailers (as the signed-in operator; the orders are spread over up to 20,000 listed
+    /// retailers)
+    #[command(flatten)]
+    pub market: market::MarketArgs,
 
     /// Print the report as JSON instead of a table
     #[arg(long)]
@@ -254,6 +261,7 @@ where
     if plan.auth.is_none() {
         plan.auth = login(&plan.base, &args.username, &args.password).await?;
     }
+    prepare_market(&plan, &args.market).await?;
     let (tx, rx) = watch::channel(None);
     let watcher = tokio::spawn(async move {
         shutdown.await;
@@ -264,6 +272,27 @@ where
     let result = engine::execute(plan, Stop(rx)).await;
     watcher.abort();
     result
+}
+
+/// Sets the market up as `market` says (nothing when it says nothing), as the run's operator.
+async fn prepare_market(plan: &Plan, market: &market::MarketArgs) -> anyhow::Result<()> {
+    if !market.is_set() {
+        return Ok(());
+    }
+    let Some(auth) = plan.auth.as_deref() else {
+        bail!(
+            "--vendor-capacity, --vendor-hours and --retailers set the market up as an operator, \
+             and the server has no login route: pass --api-key"
+        );
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let m = market::prepare(&client, &plan.base, auth, market).await?;
+    if m.registered > 0 {
+        eprintln!("khaacho loadtest: registered {} retailers", m.registered);
+    }
+    Ok(())
 }
 
 /// Signs in at `POST /api/v1/auth/login` and returns the `Authorization` header value; `None`

@@ -34,6 +34,10 @@ struct MockState {
     idempotency_keys: AtomicU64,
     product_pages: AtomicU64,
     polls: Mutex<HashMap<String, u32>>,
+    /// `PATCH /api/v1/vendors/{id}`: (path, body).
+    vendor_patches: Mutex<Vec<(String, Value)>>,
+    /// `POST /api/v1/retailers` bodies.
+    registered: Mutex<Vec<Value>>,
 }
 
 struct Mock {
@@ -157,8 +161,25 @@ fn route(
         }
         ("GET", "/api/v1/retailers") => (
             200,
-            json!({"items": [{"id": RETAILER, "name": "Shop"}], "next_cursor": null}),
+            json!({"items": [{"id": RETAILER, "name": "Shop", "phone": "+9779800000001",
+                              "district": "Lalitpur", "lat": 27.67, "lng": 85.32}],
+                   "next_cursor": null}),
         ),
+        ("GET", "/api/v1/vendors") => (
+            200,
+            json!({"items": [{"id": "v-1"}, {"id": "v-2"}], "next_cursor": null}),
+        ),
+        ("PATCH", p) if p.starts_with("/api/v1/vendors/") => {
+            let body = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let mut patches = st.vendor_patches.lock().expect("lock");
+            patches.push((p.to_owned(), body));
+            (200, json!({}))
+        }
+        ("POST", "/api/v1/retailers") => {
+            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            st.registered.lock().expect("lock").push(body);
+            (201, json!({"id": uuid::Uuid::now_v7().to_string()}))
+        }
         ("POST", "/api/v1/orders") => {
             st.posts.fetch_add(1, Ordering::Relaxed);
             if headers.contains_key("idempotency-key") {
@@ -229,6 +250,7 @@ fn args(url: &str) -> LoadtestArgs {
         api_key: None,
         username: "operator".to_owned(),
         password: "demo-operator-password".to_owned(),
+        market: Default::default(),
         json: false,
         warmup: Duration::ZERO,
         find_capacity: false,
@@ -288,6 +310,58 @@ async fn closed_loop_run_against_mock() -> anyhow::Result<()> {
     assert!(v["latency_ms"]["p99"].is_f64());
     assert!(v["e2e_ms"]["p95"].is_f64());
     assert!(format_table(&report).contains("closed loop, 4 connections"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_market_is_set_up_before_the_load() -> anyhow::Result<()> {
+    let secret = || MockConfig {
+        api_key: Some("secret".to_owned()),
+        ..MockConfig::default()
+    };
+    let mock = spawn_mock(secret()).await;
+    let mut a = args(&mock.url);
+    a.api_key = Some("secret".to_owned());
+    a.duration = Duration::from_millis(200);
+    a.market = market::MarketArgs {
+        vendor_capacity: Some(1_000),
+        vendor_hours: Some(("00:00".into(), "24:00".into())),
+        retailers: Some(3),
+    };
+    let report = run(a).await?;
+    assert!(report.accepted > 0, "{report:?}");
+
+    let patches = mock.state.vendor_patches.lock().expect("lock").clone();
+    let want =
+        json!({"max_active": 1000, "max_awaiting": 1000, "opens": "00:00", "closes": "24:00"});
+    assert_eq!(
+        patches,
+        vec![
+            ("/api/v1/vendors/v-1".to_owned(), want.clone()),
+            ("/api/v1/vendors/v-2".to_owned(), want)
+        ]
+    );
+    // One shop listed, three wanted: two registered, in the listed shop's district.
+    let mut registered = mock.state.registered.lock().expect("lock").clone();
+    registered.sort_by_key(|r| r["phone"].as_str().map(str::to_owned));
+    let phones: Vec<&str> = registered
+        .iter()
+        .filter_map(|r| r["phone"].as_str())
+        .collect();
+    assert_eq!(phones, ["+9779700000000", "+9779700000001"]);
+    assert!(
+        registered.iter().all(|r| r["district"] == "Lalitpur"),
+        "{registered:?}"
+    );
+
+    // Without the options nothing is touched.
+    let mock = spawn_mock(secret()).await;
+    let mut a = args(&mock.url);
+    a.api_key = Some("secret".to_owned());
+    a.duration = Duration::from_millis(200);
+    run(a).await?;
+    assert!(mock.state.vendor_patches.lock().expect("lock").is_empty());
+    assert!(mock.state.registered.lock().expect("lock").is_empty());
     Ok(())
 }
 
@@ -404,11 +478,18 @@ fn cli_defaults_and_parsing() -> anyhow::Result<()> {
     assert_eq!(a.e2e_sample, 50);
     assert_eq!(a.warmup, Duration::ZERO);
     assert!(!a.json);
+    assert!(!a.market.is_set());
 
     let cli = Cli::try_parse_from([
         "x",
         "--url",
         "http://localhost:8080",
+        "--retailers",
+        "20000",
+        "--vendor-hours",
+        "00:00-24:00",
+        "--vendor-capacity",
+        "1000000",
         "--duration",
         "2m",
         "--rate",
@@ -425,6 +506,12 @@ fn cli_defaults_and_parsing() -> anyhow::Result<()> {
     assert_eq!(a.warmup, Duration::from_millis(500));
     assert!(a.json);
     assert_eq!(plan(&a)?.auth.as_deref(), Some("Bearer k"));
+    assert_eq!(a.market.retailers, Some(20_000));
+    assert_eq!(a.market.vendor_capacity, Some(1_000_000));
+    assert_eq!(
+        a.market.vendor_hours,
+        Some(("00:00".to_owned(), "24:00".to_owned()))
+    );
 
     assert!(Cli::try_parse_from(["x"]).is_err(), "--url is required");
     assert!(Cli::try_parse_from(["x", "--url", "u", "--duration", "10x"]).is_err());
