@@ -7,6 +7,13 @@
 # `khaacho loadtest --find-capacity` (open-loop steps of rising rate; the highest rate with a
 # flat queue and 202 → past `received` p95 < 250 ms: `routed`, which the validation run reaches). ONLY_CAPACITY=1 skips the other runs;
 # ONLY_E2E=1 runs only the end-to-end run at RATE (default 1,000/s) for E2E_DURATION.
+# The capacity and end-to-end runs first set up a market (the load generator's `--retailers`,
+# `--vendor-hours`, `--vendor-capacity`): RETAILERS shops (default 20,000; registering them takes
+# about a minute), every vendor open around the clock and taking any number of orders, so nearly
+# every order is validated, reserves credit and is routed, as in a market of that size. RETAILERS=demo
+# runs on the demo data as it is (66 shops at hundreds of orders a second: their credit and risk
+# rules hold or refuse nearly every order, so routing never runs; the figures before 2026-12-07's
+# eleventh session were measured that way).
 # PostgreSQL: KHAACHO_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test); a
 # fresh schema per run, TLS chosen by the server's defaults (none on loopback). Everything
 # shares this machine's cores, as the targets assume. BIN=path runs that binary instead of
@@ -27,6 +34,10 @@ fi
 . bench/lib.sh
 trap stop_server EXIT
 
+RETAILERS=${RETAILERS:-20000}
+market=()
+[ "$RETAILERS" != demo ] && market=(--retailers "$RETAILERS" --vendor-hours 00:00-24:00 --vendor-capacity 1000000)
+
 loadtest() {
   local name=$1
   shift
@@ -38,10 +49,10 @@ capacity() {
   local backend=$1 url
   url=$(fresh_db "$backend")
   start_server "$backend-capacity" "$url" serve
-  echo "== $backend capacity (serve, default settings; steps of ${STEP_DURATION:-10s} from ${START_RATE:-1000}/s, x${STEP_FACTOR:-1.2})"
-  "$BIN" loadtest --url "http://127.0.0.1:$PORT" --find-capacity --start-rate "${START_RATE:-1000}" \
+  echo "== $backend capacity (serve, default settings, market: $RETAILERS retailers; steps of ${STEP_DURATION:-10s} from ${START_RATE:-400}/s, x${STEP_FACTOR:-1.2})"
+  "$BIN" loadtest --url "http://127.0.0.1:$PORT" --find-capacity --start-rate "${START_RATE:-400}" \
     --step-factor "${STEP_FACTOR:-1.2}" --step-duration "${STEP_DURATION:-10s}" --warmup 2s \
-    --e2e-sample 20 ${MAX_RATE:+--max-rate "$MAX_RATE"} --json >"$OUT/$backend-capacity.json"
+    --e2e-sample 20 ${MAX_RATE:+--max-rate "$MAX_RATE"} "${market[@]}" --json >"$OUT/$backend-capacity.json"
   echo "$backend capacity: $(sed -nE 's/^  "capacity_per_s": (.*),$/\1/p' "$OUT/$backend-capacity.json") orders/s" \
     | tee "$OUT/$backend-capacity.txt"
   echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/$backend-capacity.rss"
@@ -65,7 +76,7 @@ run_backend() {
   url=$(fresh_db "$backend")
   start_server "$backend-e2e" "$url" serve
   echo "== $backend end to end (serve, ${RATE:-1000}/s offered, ${E2E_DURATION:-60s})"
-  DURATION=${E2E_DURATION:-60s} loadtest "$backend-e2e" --rate "${RATE:-1000}" --e2e-sample 20
+  DURATION=${E2E_DURATION:-60s} loadtest "$backend-e2e" --rate "${RATE:-1000}" --e2e-sample 20 "${market[@]}"
   curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^khaacho_queue_(depth|oldest)' | tee "$OUT/$backend-e2e.queue"
   stop_server
 }
