@@ -2,8 +2,8 @@
 //! and `khaacho simulate` share it): every vendor's capacity and working hours, and how many
 //! retailers there are. Without it a run measures the demo data as it is: 66 shops, each
 //! ordering several times a second at load-test rates (their credit and risk rules hold or
-//! refuse nearly every order, so routing never runs), and ten vendors that are closed in the
-//! evening and take ten orders each.
+//! refuse nearly every order, so routing never runs), and fourteen vendors that close in the
+//! evening and take 6 to 20 open orders each.
 
 use std::collections::HashSet;
 
