@@ -5,7 +5,8 @@
 # run. MODE=auto|force_custom_plan sets `plan_cache_mode` in the URL (default: the server's own choice,
 # force_custom_plan). KEEP=1 keeps the schema for EXPLAIN. SIMULATE=1 runs `khaacho simulate` (the whole
 # life of each order, as bench/simulate.sh: 2,000 retailers, every vendor open, parties acting within 1 s) instead of the
-# load generator.
+# load generator. The load generator runs on the market bench/run.sh sets up (RETAILERS, default 20,000
+# shops, every vendor open; `demo` for the demo data as it is), set up before the statistics are reset.
 #
 # Needs pg_stat_statements loaded (a restart), e.g. as root:
 #   psql -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
@@ -28,6 +29,11 @@ ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 pg_ticks() { local s=0; for p in $(pgrep -x postgres); do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $s; }
 start_server top "$url" serve
 sleep 2
+RETAILERS=${RETAILERS:-20000}
+if [ -z "${SIMULATE:-}" ] && [ "$RETAILERS" != demo ]; then
+  "$BIN" loadtest --url "http://127.0.0.1:$PORT" --rate 1 --duration 1s --retailers "$RETAILERS" \
+    --vendor-hours 00:00-24:00 --vendor-capacity 1000000 --json >/dev/null 2>$OUT/market.err
+fi
 psql "$PG_URL" -qAtc "select pg_stat_statements_reset()" >/dev/null
 s0=$(ticks $server_pid); p0=$(pg_ticks)
 if [ -n "${SIMULATE:-}" ]; then
