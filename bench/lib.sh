@@ -56,3 +56,25 @@ stop_server() {
 
 # Peak resident memory of the running server.
 peak_rss() { grep VmHWM "/proc/$server_pid/status" | awk '{print $2/1024 " MB"}'; }
+
+# market_flags: sets the array `market` to the `khaacho loadtest` flags of the market a run's load
+# runs on: RETAILERS shops (default 20,000), every vendor open around the clock and taking any
+# number of orders, so nearly every order is validated, reserves credit and is routed; no flags
+# for RETAILERS=demo (the demo data as it is: 66 shops whose credit and risk rules hold or refuse
+# nearly every order at load-test rates, so routing never runs).
+market_flags() {
+  market=()
+  if [ "${RETAILERS:-20000}" != demo ]; then
+    market=(--retailers "${RETAILERS:-20000}" --vendor-hours 00:00-24:00 --vendor-capacity 1000000)
+  fi
+}
+
+# set_up_market: sets that market up on the running server (a second's load at 1/s; its
+# messages in $OUT/market.err), for a script whose figures must not include the set-up.
+set_up_market() {
+  market_flags
+  if [ ${#market[@]} -gt 0 ]; then
+    "$BIN" loadtest --url "http://127.0.0.1:$PORT" --rate 1 --duration 1s "${market[@]}" --json \
+      >/dev/null 2>"$OUT/market.err"
+  fi
+}

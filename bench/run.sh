@@ -34,9 +34,7 @@ fi
 . bench/lib.sh
 trap stop_server EXIT
 
-RETAILERS=${RETAILERS:-20000}
-market=()
-[ "$RETAILERS" != demo ] && market=(--retailers "$RETAILERS" --vendor-hours 00:00-24:00 --vendor-capacity 1000000)
+market_flags
 
 loadtest() {
   local name=$1
@@ -49,7 +47,7 @@ capacity() {
   local backend=$1 url
   url=$(fresh_db "$backend")
   start_server "$backend-capacity" "$url" serve
-  echo "== $backend capacity (serve, default settings, market: $RETAILERS retailers; steps of ${STEP_DURATION:-10s} from ${START_RATE:-400}/s, x${STEP_FACTOR:-1.2})"
+  echo "== $backend capacity (serve, default settings, market: ${RETAILERS:-20000} retailers; steps of ${STEP_DURATION:-10s} from ${START_RATE:-400}/s, x${STEP_FACTOR:-1.2})"
   "$BIN" loadtest --url "http://127.0.0.1:$PORT" --find-capacity --start-rate "${START_RATE:-400}" \
     --step-factor "${STEP_FACTOR:-1.2}" --step-duration "${STEP_DURATION:-10s}" --warmup 2s \
     --e2e-sample 20 ${MAX_RATE:+--max-rate "$MAX_RATE"} "${market[@]}" --json >"$OUT/$backend-capacity.json"

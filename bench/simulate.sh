@@ -4,9 +4,8 @@
 # ignore offers, dispatch, deliver — some short) and retailer (confirm, pay) while placing
 # RATE orders/s; reports 202 → routed, the actions and the orders by state.
 #   bench/simulate.sh [postgres|sqlite] [RATE] [DURATION]
-# RETAILERS (default 2000, as many as the load generator spreads its orders over) grows the
-# market to that many retailers first (`--retailers`), so each shop orders a few times in the
-# run rather than several times a second.
+# RETAILERS (default 2000) grows the market to that many retailers first (`--retailers`), so
+# each shop orders a few times in the run rather than several times a second.
 # VENDOR_HOURS (default 00:00-24:00) sets every vendor's working hours first: routing prefers
 # the vendors open now, so with the demo's own hours (VENDOR_HOURS=keep) the run depends on the
 # hour it is made (in the evening one or two late shops get nearly every order).

@@ -29,11 +29,7 @@ ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 pg_ticks() { local s=0; for p in $(pgrep -x postgres); do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $s; }
 start_server top "$url" serve
 sleep 2
-RETAILERS=${RETAILERS:-20000}
-if [ -z "${SIMULATE:-}" ] && [ "$RETAILERS" != demo ]; then
-  "$BIN" loadtest --url "http://127.0.0.1:$PORT" --rate 1 --duration 1s --retailers "$RETAILERS" \
-    --vendor-hours 00:00-24:00 --vendor-capacity 1000000 --json >/dev/null 2>$OUT/market.err
-fi
+if [ -z "${SIMULATE:-}" ]; then set_up_market; fi
 psql "$PG_URL" -qAtc "select pg_stat_statements_reset()" >/dev/null
 s0=$(ticks $server_pid); p0=$(pg_ticks)
 if [ -n "${SIMULATE:-}" ]; then

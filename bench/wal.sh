@@ -14,15 +14,12 @@ BIN=${BIN:-target/release/khaacho}; PORT=${PORT:-18096}; OUT=target/bench-wal; m
 . bench/lib.sh
 psql "$PG_URL" -qc "CREATE EXTENSION IF NOT EXISTS pg_walinspect" >/dev/null
 trap stop_server EXIT
-RETAILERS=${RETAILERS:-20000}
-market=()
-[ "$RETAILERS" != demo ] && market=(--retailers "$RETAILERS" --vendor-hours 00:00-24:00 --vendor-capacity 1000000)
 url=$(fresh_db postgres)
 schema=$(sed -E 's/.*search_path%3D//' <<<"$url")
 start_server wal "$url" serve
 sleep 1
 # The market first (a second's load at 1/s sets it up), so its set-up is not in the figures.
-[ "$RETAILERS" != demo ] && "$BIN" loadtest --url "http://127.0.0.1:$PORT" --rate 1 --duration 1s "${market[@]}" --json >/dev/null 2>$OUT/market.err
+set_up_market
 psql "$PG_URL" -qAtc "select pg_stat_reset()" >/dev/null
 psql "$PG_URL" -qAtc "checkpoint" >/dev/null
 lsn0=$(psql "$PG_URL" -qAtc "select pg_current_wal_lsn()")
