@@ -686,7 +686,7 @@ pub async fn write_routed(
         .bind(col(decisions, |d| d.fulfilment_id))
         .bind(col(decisions, |d| d.outcome))
         .bind(col(decisions, |d| d.reason.as_str()))
-        .bind(col(decisions, |d| Json(&d.decision)))
+        .bind(col(decisions, |d| d.decision.get()))
         .bind(col(decisions, |d| d.at_ms))
         .execute(&mut **t)
         .await?;
@@ -710,7 +710,7 @@ static ROUTED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          reserved_milli, delivered_milli) SELECT * FROM unnest($32::uuid[], $33::integer[], $34::uuid[], \
          $35::bigint[], $36::text[], $37::bigint[], $38::bigint[], $39::bigint[])), \
          d AS (INSERT INTO routing_decisions (id, order_id, fulfilment_id, outcome, reason, decision, at_ms) \
-         SELECT * FROM unnest($40::uuid[], $41::uuid[], $42::uuid[], $43::text[], $44::text[], $45::jsonb[], \
+         SELECT * FROM unnest($40::uuid[], $41::uuid[], $42::uuid[], $43::text[], $44::text[], $45::text[]::json[], \
          $46::bigint[])) \
          SELECT 1"
     )
@@ -1075,10 +1075,22 @@ pub struct NewDecision {
     pub outcome: &'static str,
     /// For a person.
     pub reason: String,
-    /// Candidates, scores and plan as shown.
-    pub decision: serde_json::Value,
+    /// Candidates, scores and plan as shown, as JSON text ([`decision_json`]): written as it
+    /// was serialized, never built into a `serde_json::Value` first nor parsed again by the
+    /// database (a `json` column, not `jsonb`: nothing queries inside it).
+    pub decision: Box<serde_json::value::RawValue>,
     /// When.
     pub at_ms: i64,
+}
+
+/// `shown` as a decision's JSON text. Serializing the plain structs and `json!` values given
+/// here does not fail; were it ever to, the decision is stored with `{}` rather than lost with
+/// the routing it records.
+pub fn decision_json(shown: &impl serde::Serialize) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(shown).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a routing decision could not be serialized");
+        serde_json::value::RawValue::from_string("{}".into()).expect("{} is JSON")
+    })
 }
 
 /// Stores routing decisions.

@@ -336,7 +336,7 @@ fn decide(
         &settings.routing,
     );
     let view = super::routes::RoutingView::new(order.id, d.clone(), &facts);
-    let shown = serde_json::to_value(&view).unwrap_or_default();
+    let shown = repo::decision_json(&view);
     let Some(plan) = d.plan else {
         out.decisions.push(NewDecision {
             order_id: order.id,

@@ -590,8 +590,9 @@ pub(super) async fn reassign(
                     fulfilment_id: Some(part.id),
                     outcome: "reassigned",
                     reason,
-                    decision: json!({ "from_vendor_id": from, "to_vendor_id": score.vendor_id,
-                        "score": score.total, "components": score.components, "tried": part.tried.0 }),
+                    decision: repo::decision_json(&json!({ "from_vendor_id": from,
+                        "to_vendor_id": score.vendor_id, "score": score.total,
+                        "components": score.components, "tried": part.tried.0 })),
                     at_ms: now,
                 }],
             )
@@ -628,7 +629,7 @@ pub(super) async fn reassign(
                     fulfilment_id: Some(part.id),
                     outcome: "no_vendor",
                     reason: reason.clone(),
-                    decision: json!({ "tried": part.tried.0, "lines": part_lines }),
+                    decision: repo::decision_json(&json!({ "tried": part.tried.0, "lines": part_lines })),
                     at_ms: now,
                 }],
             )
