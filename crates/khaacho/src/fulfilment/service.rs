@@ -629,7 +629,9 @@ pub(super) async fn reassign(
                     fulfilment_id: Some(part.id),
                     outcome: "no_vendor",
                     reason: reason.clone(),
-                    decision: repo::decision_json(&json!({ "tried": part.tried.0, "lines": part_lines })),
+                    decision: repo::decision_json(
+                        &json!({ "tried": part.tried.0, "lines": part_lines }),
+                    ),
                     at_ms: now,
                 }],
             )

@@ -52,15 +52,21 @@ pub async fn all(db: &Db) -> Result<Vec<(OrderStatus, i64)>, sqlx::Error> {
         .collect())
 }
 
-/// Adds new orders, `(retailer, created at)`, to the per-retailer daily counts, in the
-/// transaction that creates them. Rows are written in key order, so concurrent intakes lock
-/// them in one order.
-pub async fn add_created(tx: &mut Tx, orders: &[(Uuid, i64)]) -> Result<(), sqlx::Error> {
+/// `((retailer, Nepal day), orders)` for orders `(retailer, created at)`: one row per shop
+/// and day (a statement may not change one counter row twice), in key order, so concurrent
+/// intakes lock the rows in one order.
+pub fn created_delta(orders: &[(Uuid, i64)]) -> Vec<((Uuid, i64), i64)> {
     let mut delta: std::collections::BTreeMap<(Uuid, i64), i64> = Default::default();
     for (retailer, at) in orders {
         *delta.entry((*retailer, nepal_day(*at))).or_default() += 1;
     }
-    let delta: Vec<_> = delta.into_iter().collect();
+    delta.into_iter().collect()
+}
+
+/// Adds new orders, `(retailer, created at)`, to the per-retailer daily counts, in the
+/// transaction that creates them ([`created_delta`]).
+pub async fn add_created(tx: &mut Tx, orders: &[(Uuid, i64)]) -> Result<(), sqlx::Error> {
+    let delta = created_delta(orders);
     for chunk in delta.chunks(500) {
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new("INSERT INTO retailer_order_days (retailer_id, day, n) ");

@@ -508,6 +508,20 @@ impl BatchWriter for IntakeWriter {
             .filter_map(|o| Some((o.correlation_id.clone()?, o.trace_parent.clone()?)))
             .collect();
         crate::base::trace::with_parents(parents, async {
+            // On the keyed pool's connections the statement is planned once, not per batch:
+            // it only inserts, so it has one plan whatever the tables hold.
+            if let Some(pool) = self.db.keyed_pool().or(self.db.pg_writer()) {
+                let keys: Vec<_> = orders
+                    .iter()
+                    .filter_map(|o| o.idempotency.as_ref())
+                    .map(|(scope, key, hash, answer)| {
+                        (scope.as_str(), key.as_str(), hash.as_str(), answer)
+                    })
+                    .collect();
+                let queues = transition::create_at_once(pool, &rows, &lines, &first, &keys).await?;
+                self.db.after_commit(&queues);
+                return Ok(vec![(); orders.len()]);
+            }
             let mut tx = self.db.begin().await?;
             transition::create(&mut tx, &rows).await?;
             repo::insert_lines(&mut tx, &lines).await?;

@@ -28,7 +28,12 @@ pub type NewLines<'a> = (Uuid, i64, &'a [(String, i64, String)]);
 
 /// Inserts the requested lines of new orders.
 pub async fn insert_lines(tx: &mut Tx, orders: &[NewLines<'_>]) -> Result<(), sqlx::Error> {
-    let lines: Vec<_> = orders
+    insert_line_rows(tx, &line_inserts(orders)).await
+}
+
+/// The rows of `orders`' lines, numbered from 1 in each order.
+pub fn line_inserts<'a>(orders: &[NewLines<'a>]) -> Vec<LineInsert<'a>> {
+    orders
         .iter()
         .flat_map(|(id, at, lines)| {
             lines
@@ -36,8 +41,7 @@ pub async fn insert_lines(tx: &mut Tx, orders: &[NewLines<'_>]) -> Result<(), sq
                 .enumerate()
                 .map(move |(i, l)| (*id, *at, i as i32 + 1, l))
         })
-        .collect();
-    insert_line_rows(tx, &lines).await
+        .collect()
 }
 
 /// Replaces the requested lines of an order (a parse step's result, or an operator's
@@ -61,7 +65,8 @@ pub async fn replace_lines(
     insert_line_rows(tx, &rows).await
 }
 
-type LineInsert<'a> = (Uuid, i64, i32, &'a (String, i64, String));
+/// `(order, its creation time, line number, (sku, quantity, unit))`.
+pub type LineInsert<'a> = (Uuid, i64, i32, &'a (String, i64, String));
 
 async fn insert_line_rows(tx: &mut Tx, lines: &[LineInsert<'_>]) -> Result<(), sqlx::Error> {
     for chunk in lines.chunks(CHUNK) {

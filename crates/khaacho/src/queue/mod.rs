@@ -321,28 +321,10 @@ pub async fn enqueue_batch<J: Job>(
     jobs: &[(&J, EnqueueOptions)],
 ) -> Result<(Vec<Uuid>, u64), sqlx::Error> {
     let now = now_ms();
-    let max_attempts = J::policy().max_attempts;
-    let mut rows = Vec::with_capacity(jobs.len());
-    for (job, opts) in jobs {
-        let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let trace_parent = opts
-            .trace_parent
-            .clone()
-            .or_else(|| trace::parent_for(opts.correlation_id.as_deref()));
-        rows.push(JobRow {
-            id: Uuid::now_v7(),
-            queue: J::QUEUE,
-            kind: J::KIND,
-            payload,
-            priority: opts.priority.unwrap_or(J::PRIORITY) as i32,
-            run_at_ms: opts.run_at_ms.unwrap_or(now),
-            max_attempts,
-            dedupe_key: opts.dedupe_key.clone(),
-            correlation_id: opts.correlation_id.clone(),
-            trace_parent,
-            at_ms: now,
-        });
-    }
+    let rows = jobs
+        .iter()
+        .map(|(job, opts)| job_row(*job, opts, now))
+        .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let inserted = if rows.iter().all(|r| r.dedupe_key.is_none()) {
         let n = rows.len() as u64;
@@ -354,9 +336,44 @@ pub async fn enqueue_batch<J: Job>(
     if inserted > 0 {
         // Consumers here and in other processes are woken after the commit.
         tx.mark_enqueued(J::QUEUE);
-        metrics::counter!("khaacho_jobs_enqueued_total", "kind" => J::KIND).increment(inserted);
+        count_enqueued(J::KIND, inserted);
     }
     Ok((ids, inserted))
+}
+
+/// The row of `job` enqueued with `opts` at `now`: a new id, the kind's queue and policy,
+/// the request's trace continued. For [`enqueue_batch`] and for writers that insert the rows
+/// themselves inside a statement of their own (the PostgreSQL intake); those count them in
+/// [`count_enqueued`] and wake the queue after their commit
+/// ([`Db::after_commit`](crate::base::db::Db::after_commit)).
+pub(crate) fn job_row<J: Job>(
+    job: &J,
+    opts: &EnqueueOptions,
+    now: i64,
+) -> Result<JobRow, sqlx::Error> {
+    let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let trace_parent = opts
+        .trace_parent
+        .clone()
+        .or_else(|| trace::parent_for(opts.correlation_id.as_deref()));
+    Ok(JobRow {
+        id: Uuid::now_v7(),
+        queue: J::QUEUE,
+        kind: J::KIND,
+        payload,
+        priority: opts.priority.unwrap_or(J::PRIORITY) as i32,
+        run_at_ms: opts.run_at_ms.unwrap_or(now),
+        max_attempts: J::policy().max_attempts,
+        dedupe_key: opts.dedupe_key.clone(),
+        correlation_id: opts.correlation_id.clone(),
+        trace_parent,
+        at_ms: now,
+    })
+}
+
+/// Counts `n` jobs of `kind` as enqueued (`khaacho_jobs_enqueued_total`).
+pub(crate) fn count_enqueued(kind: &'static str, n: u64) {
+    metrics::counter!("khaacho_jobs_enqueued_total", "kind" => kind).increment(n);
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;

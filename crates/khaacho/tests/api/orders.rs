@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, sample};
 
 /// A product with one known offer, so prices are exact: base NPR 100/kg, NPR 90 from 10 kg.
 async fn priced_product(t: &TestApp, sku: &str) -> String {
@@ -194,6 +194,83 @@ async fn concurrent_requests_with_one_key_create_one_order() {
         2,
         "its validation and its order.changed"
     );
+}
+
+/// Orders arriving together are written in shared batches (on PostgreSQL one statement per
+/// batch, `transition::create_at_once`): each order is written whole and once — its lines, its
+/// first event, its first job on its own queue, its idempotency record, the shop's count for
+/// the day (one counter row, however many of the batch's orders are the shop's) — and then
+/// carried on.
+#[tokio::test]
+async fn a_burst_of_orders_from_one_shop_is_written_whole_and_once() {
+    let t = TestApp::spawn().await;
+    t.seed().await;
+    priced_product(&t, "TEST-SUGAR").await;
+    let retailer = t.retailer().await;
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let body = if i % 4 == 3 {
+            json!({ "retailer_id": retailer, "text": "TEST-SUGAR 2 kg" })
+        } else {
+            json!({ "retailer_id": retailer, "lines": [{ "sku": "TEST-SUGAR", "qty": i + 1, "unit": "kg" }] })
+        };
+        let (client, url) = (t.client.clone(), t.url("/api/v1/orders"));
+        handles.push(tokio::spawn(async move {
+            let mut req = client.post(url).json(&body);
+            if i % 2 == 0 {
+                req = req.header("idempotency-key", format!("burst-{i}"));
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["order_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }));
+    }
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.push(h.await.unwrap());
+    }
+    assert_eq!(t.count("orders").await, 40);
+    assert_eq!(
+        t.count("order_lines").await,
+        30,
+        "the text orders' lines come from the parse step"
+    );
+    assert_eq!(
+        t.count("order_events WHERE to_status = 'received'").await,
+        40
+    );
+    assert_eq!(t.count("idempotency_keys").await, 20);
+    assert_eq!(t.count("jobs WHERE kind = 'order.validate'").await, 30);
+    assert_eq!(t.count("jobs WHERE kind = 'order.parse'").await, 10);
+    assert!(t.count("jobs WHERE kind = 'order.changed'").await >= 1);
+    let counted: i64 = khaacho::with_latest!(t.app.db(), c => sqlx::query_scalar::<_, i64>(
+        "SELECT CAST(SUM(n) AS BIGINT) FROM retailer_order_days").fetch_one(c).await)
+    .unwrap();
+    assert_eq!(counted, 40);
+    assert_eq!(t.count("retailer_order_days").await, 1);
+    // Written as batches, not one by one: a batch that fails is written again order by order,
+    // which would hide a batch statement that cannot take two orders of one shop.
+    let metrics = t.metrics().await;
+    let series = |s: &str| sample(&metrics, s).unwrap_or(0.0);
+    assert_eq!(
+        series("khaacho_group_commit_batch_retries_total{writer=\"intake\"}"),
+        0.0
+    );
+    let batches = series("khaacho_group_commit_batch_size_count{writer=\"intake\"}");
+    let orders = series("khaacho_group_commit_batch_size_sum{writer=\"intake\"}");
+    assert_eq!(orders, 40.0);
+    assert!(
+        batches < orders,
+        "some batch held several orders: {batches} batches"
+    );
+    t.run_jobs().await;
+    for id in &ids {
+        let status = t.get_json(&format!("/api/v1/orders/{id}/status")).await;
+        assert_ne!(status["status"], "received", "{id}: {status}");
+    }
 }
 
 #[tokio::test]

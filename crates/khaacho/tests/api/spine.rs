@@ -58,9 +58,9 @@ fn only_the_transition_service_writes_an_orders_status() {
         if file == allowed {
             assert_eq!(
                 writes.len(),
-                3,
+                4,
                 "the scan must find the transition service's own UPDATEs (one order, a batch) \
-                 and INSERT: {writes:?}"
+                 and INSERTs (a transaction's, the PostgreSQL intake's one statement): {writes:?}"
             );
         } else {
             offenders.extend(

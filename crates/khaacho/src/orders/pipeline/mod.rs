@@ -453,18 +453,56 @@ pub async fn start(
     tx: &mut Tx,
     orders: &[(Uuid, &str, Option<&str>, bool)],
 ) -> Result<(), sqlx::Error> {
-    let process: Vec<_> = orders
+    let (process, parse) = first_jobs(orders);
+    enqueue_all(tx, &process).await?;
+    enqueue_all(tx, &parse).await
+}
+
+/// [`start`]'s jobs as rows at `now`, for a writer that inserts them in a statement of its
+/// own (the PostgreSQL intake), and the queues they go to (to wake after the commit).
+pub(crate) fn first_job_rows(
+    orders: &[(Uuid, &str, Option<&str>, bool)],
+    now: i64,
+) -> Result<(Vec<crate::base::db::JobRow>, Vec<&'static str>), sqlx::Error> {
+    let (process, parse) = first_jobs(orders);
+    let mut rows = Vec::with_capacity(orders.len());
+    let mut queues = Vec::new();
+    for (job, opts) in &process {
+        rows.push(crate::queue::job_row(job, opts, now)?);
+    }
+    for (job, opts) in &parse {
+        rows.push(crate::queue::job_row(job, opts, now)?);
+    }
+    if !process.is_empty() {
+        crate::queue::count_enqueued(ProcessOrders::KIND, process.len() as u64);
+        queues.push(ProcessOrders::QUEUE);
+    }
+    if !parse.is_empty() {
+        crate::queue::count_enqueued(parse::ParseOrder::KIND, parse.len() as u64);
+        queues.push(parse::ParseOrder::QUEUE);
+    }
+    Ok((rows, queues))
+}
+
+type FirstJobs = (
+    Vec<(ProcessOrders, EnqueueOptions)>,
+    Vec<(parse::ParseOrder, EnqueueOptions)>,
+);
+
+/// The first job of each new order: the parse step for a text order, the in-process steps
+/// for a structured one.
+fn first_jobs(orders: &[(Uuid, &str, Option<&str>, bool)]) -> FirstJobs {
+    let process = orders
         .iter()
         .filter(|o| !o.3)
         .map(|(id, p, c, _)| (ProcessOrders { order_id: *id }, job_options(p, *c)))
         .collect();
-    let parse: Vec<_> = orders
+    let parse = orders
         .iter()
         .filter(|o| o.3)
         .map(|(id, p, c, _)| (parse::ParseOrder { order_id: *id }, job_options(p, *c)))
         .collect();
-    enqueue_all(tx, &process).await?;
-    enqueue_all(tx, &parse).await
+    (process, parse)
 }
 
 /// The options of an order's next job: the order's priority and request id.
