@@ -16,17 +16,25 @@ pub(crate) fn intended_offset(i: u64, rate: f64) -> Duration {
     Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
-/// Number of requests whose intended offset lies in `[0, t)` at `rate`.
+/// Number of requests whose intended offset lies in `[0, t)` at `rate`: exactly the `i` with
+/// [`intended_offset`]`(i) < t`, the sender's own test. `t × rate` is only the first guess:
+/// a product such as 5,724.000000000001 counts a request whose offset, rounded to the
+/// nanosecond, is `t` itself and is never sent.
 pub(crate) fn due_before(t: Duration, rate: f64) -> u64 {
-    let n = (t.as_secs_f64() * rate).ceil();
-    if n.is_finite() && n > 0.0 {
-        // Truncation is intended: n is a non-negative integer-valued float.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let n = n as u64;
-        n
-    } else {
-        0
+    let guess = (t.as_secs_f64() * rate).ceil();
+    if !(guess.is_finite() && guess > 0.0) {
+        return 0;
     }
+    // Truncation is intended: the guess is a non-negative integer-valued float.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let mut n = guess as u64;
+    while n > 0 && intended_offset(n - 1, rate) >= t {
+        n -= 1;
+    }
+    while intended_offset(n, rate) < t {
+        n += 1;
+    }
+    n
 }
 
 /// Number of requests whose intended offset lies in `[from, to)` at `rate`.
@@ -85,5 +93,31 @@ mod tests {
             .take_while(|&i| intended_offset(i, 333.0) < t)
             .count() as u64;
         assert_eq!(due_before(t, 333.0), by_scan);
+    }
+
+    /// The capacity search's steps multiply rates by a factor, so a step's requests due in
+    /// its window can come out as 5,724.000000000001 (530/s × 1.08 × 10 s) while the sender,
+    /// comparing offsets rounded to the nanosecond, sends 5,724: counted as due and never
+    /// sent, one request failed the step as "could not be sent (in-flight limit)".
+    #[test]
+    fn counts_requests_due_exactly_as_the_sender_schedules_them() {
+        for rate in [
+            530.0 * 1.08,
+            400.0 * 1.15 * 1.15,
+            460.0 * 1.08 * 1.08,
+            333.3,
+            1e3 / 7.0,
+        ] {
+            for t in [
+                Duration::from_secs(2),
+                Duration::from_secs(10),
+                Duration::from_millis(8_001),
+            ] {
+                let by_scan = (0..100_000)
+                    .take_while(|&i| intended_offset(i, rate) < t)
+                    .count() as u64;
+                assert_eq!(due_before(t, rate), by_scan, "{rate}/s before {t:?}");
+            }
+        }
     }
 }
