@@ -17,7 +17,9 @@
 # PostgreSQL: KHAACHO_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test); a
 # fresh schema per run, TLS chosen by the server's defaults (none on loopback). Everything
 # shares this machine's cores, as the targets assume. BIN=path runs that binary instead of
-# building one (to compare two builds, e.g. one saved from an earlier commit).
+# building one (to compare two builds, e.g. one saved from an earlier commit); LOADGEN=path drives
+# the load with that binary's `khaacho loadtest` (default BIN), so two servers are measured by one
+# load generator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -39,7 +41,7 @@ market_flags
 loadtest() {
   local name=$1
   shift
-  "$BIN" loadtest --url "http://127.0.0.1:$PORT" --duration "$DURATION" --warmup 2s --json "$@" | tee "$OUT/$name.json"
+  "${LOADGEN:-$BIN}" loadtest --url "http://127.0.0.1:$PORT" --duration "$DURATION" --warmup 2s --json "$@" | tee "$OUT/$name.json"
   echo "peak RSS of the server: $(peak_rss)" | tee "$OUT/$name.rss"
 }
 
@@ -48,7 +50,7 @@ capacity() {
   url=$(fresh_db "$backend")
   start_server "$backend-capacity" "$url" serve
   echo "== $backend capacity (serve, default settings, market: ${RETAILERS:-20000} retailers; steps of ${STEP_DURATION:-10s} from ${START_RATE:-400}/s, x${STEP_FACTOR:-1.2})"
-  "$BIN" loadtest --url "http://127.0.0.1:$PORT" --find-capacity --start-rate "${START_RATE:-400}" \
+  "${LOADGEN:-$BIN}" loadtest --url "http://127.0.0.1:$PORT" --find-capacity --start-rate "${START_RATE:-400}" \
     --step-factor "${STEP_FACTOR:-1.2}" --step-duration "${STEP_DURATION:-10s}" --warmup 2s \
     --e2e-sample 20 ${MAX_RATE:+--max-rate "$MAX_RATE"} "${market[@]}" --json >"$OUT/$backend-capacity.json"
   echo "$backend capacity: $(sed -nE 's/^  "capacity_per_s": (.*),$/\1/p' "$OUT/$backend-capacity.json") orders/s" \

@@ -188,7 +188,6 @@ pub async fn create_at_once<K: Serialize + Sync>(
             .collect(),
     };
     jobs.push(crate::queue::job_row(&changed, &Default::default(), now)?);
-    crate::queue::count_enqueued(OrderChanged::KIND, 1);
     queues.push(OrderChanged::QUEUE);
     fn col<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
         rows.iter().map(f).collect()
@@ -238,6 +237,13 @@ pub async fn create_at_once<K: Serialize + Sync>(
         .bind(now)
         .execute(pool)
         .await?;
+    let mut kinds: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    for j in &jobs {
+        *kinds.entry(j.kind).or_default() += 1;
+    }
+    for (kind, n) in kinds {
+        crate::queue::count_enqueued(kind, n);
+    }
     Ok(queues)
 }
 

@@ -459,7 +459,8 @@ pub async fn start(
 }
 
 /// [`start`]'s jobs as rows at `now`, for a writer that inserts them in a statement of its
-/// own (the PostgreSQL intake), and the queues they go to (to wake after the commit).
+/// own (the PostgreSQL intake; it counts them once written), and the queues they go to (to
+/// wake after the commit).
 pub(crate) fn first_job_rows(
     orders: &[(Uuid, &str, Option<&str>, bool)],
     now: i64,
@@ -474,11 +475,9 @@ pub(crate) fn first_job_rows(
         rows.push(crate::queue::job_row(job, opts, now)?);
     }
     if !process.is_empty() {
-        crate::queue::count_enqueued(ProcessOrders::KIND, process.len() as u64);
         queues.push(ProcessOrders::QUEUE);
     }
     if !parse.is_empty() {
-        crate::queue::count_enqueued(parse::ParseOrder::KIND, parse.len() as u64);
         queues.push(parse::ParseOrder::QUEUE);
     }
     Ok((rows, queues))
