@@ -387,7 +387,8 @@ impl Db {
     }
 
     /// PostgreSQL: the pool for reads of the rows of one key (see
-    /// [`with_keyed!`](crate::with_keyed)); `None` on SQLite.
+    /// [`with_keyed!`](crate::with_keyed)) and the intake's one statement (see
+    /// [`keyed_pool`]); `None` on SQLite.
     pub fn keyed_pool(&self) -> Option<&PgPool> {
         self.keyed.as_ref()
     }
@@ -461,16 +462,6 @@ impl Db {
     /// For a write that committed jobs without a `Tx` (one statement on its own).
     pub fn after_commit(&self, queues: &[&'static str]) {
         wake_after_commit(&self.wake, self.announce.as_deref(), queues);
-    }
-
-    /// The PostgreSQL pool, for a write that is one statement on its own (no transaction to
-    /// begin and commit: PostgreSQL runs a lone statement as a transaction of its own); `None`
-    /// on SQLite.
-    pub fn pg_writer(&self) -> Option<&PgPool> {
-        match &self.backend {
-            Backend::Pg(pool) => Some(pool),
-            Backend::Sqlite { .. } => None,
-        }
     }
 
     /// Begins a write transaction.

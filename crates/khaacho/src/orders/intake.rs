@@ -508,9 +508,10 @@ impl BatchWriter for IntakeWriter {
             .filter_map(|o| Some((o.correlation_id.clone()?, o.trace_parent.clone()?)))
             .collect();
         crate::base::trace::with_parents(parents, async {
-            // On the keyed pool's connections the statement is planned once, not per batch:
-            // it only inserts, so it has one plan whatever the tables hold.
-            if let Some(pool) = self.db.keyed_pool().or(self.db.pg_writer()) {
+            // PostgreSQL: one statement, on the keyed pool's connections, which plan it once
+            // rather than per batch (it only inserts, so it has one plan whatever the tables
+            // hold).
+            if let Some(pool) = self.db.keyed_pool() {
                 let keys: Vec<_> = orders
                     .iter()
                     .filter_map(|o| o.idempotency.as_ref())
