@@ -344,7 +344,7 @@ impl Db {
                 autovacuum = refreshes,
                 "PostgreSQL statistics refresh by themselves"
             );
-            let opts = plan_mode(url, opts, refreshes);
+            let opts = plan_mode(url, no_jit(url, opts), refreshes);
             own_vacuum = !refreshes;
             keyed = Some(keyed_pool(&opts, max_connections));
             Backend::Pg(pg_pool(opts, max_connections).await?)
@@ -569,6 +569,24 @@ fn plan_mode(url: &str, opts: PgConnectOptions, statistics_refresh: bool) -> PgC
         return opts;
     }
     opts.options([("plan_cache_mode", "force_custom_plan")])
+}
+
+/// Our connections run without JIT compilation (`jit=off`); a `jit` in the URL wins.
+///
+/// PostgreSQL compiles a statement to machine code when its estimated cost passes
+/// `jit_above_cost` (100,000 by default; with inlining and optimisation past 500,000), a
+/// bet that pays for analytical queries over millions of rows. Ours read and write a few rows
+/// by key, and the only ones priced that high were priced so by `enable_seqscan=off` (the
+/// keyed pool, [`Db::begin_indexed`]), which adds 10¹⁰ to a scan that has to happen anyway:
+/// the read of the webhook subscriptions, a table of a handful of rows with no index for its
+/// filter, was compiled on each of its 762 runs in a 500 orders/s benchmark, 0.41 ms each,
+/// for a statement that executes in 0.02 ms (`bench/README.md`, "The offers as columns; no
+/// JIT").
+fn no_jit(url: &str, opts: PgConnectOptions) -> PgConnectOptions {
+    if url.contains("jit") {
+        return opts;
+    }
+    opts.options([("jit", "off")])
 }
 
 /// The keyed-read pool: a sixth of the main pool's size (at least one connection), opened
@@ -1148,7 +1166,7 @@ mod plan_tests {
 
     use sqlx::postgres::PgConnectOptions;
 
-    use super::plan_mode;
+    use super::{no_jit, plan_mode};
 
     #[test]
     fn statements_are_planned_per_call_where_statistics_never_refresh_unless_the_url_says() {
@@ -1164,6 +1182,17 @@ mod plan_tests {
         let url = "postgres://u@h/db?options=-c%20plan_cache_mode%3Dauto";
         let opts = plan_mode(url, PgConnectOptions::from_str(url).unwrap(), false);
         assert_eq!(opts.get_options(), Some("-c plan_cache_mode=auto"));
+    }
+
+    #[test]
+    fn statements_are_not_compiled_unless_the_url_says() {
+        let url = "postgres://u@h/db?options=-c%20search_path%3Ds1";
+        let opts = no_jit(url, PgConnectOptions::from_str(url).unwrap());
+        assert_eq!(opts.get_options(), Some("-c search_path=s1 -c jit=off"));
+
+        let url = "postgres://u@h/db?options=-c%20jit%3Don";
+        let opts = no_jit(url, PgConnectOptions::from_str(url).unwrap());
+        assert_eq!(opts.get_options(), Some("-c jit=on"));
     }
 }
 

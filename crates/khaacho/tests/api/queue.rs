@@ -505,6 +505,23 @@ async fn postgres_plans_and_vacuums_by_whether_statistics_refresh() {
         (keyed_mode.as_str(), seqscan.as_str(), keyed_schema.as_str()),
         ("force_generic_plan", "off", schema.as_str())
     );
+    // Nothing is compiled to machine code, not even a scan priced at 10^10 with sequential
+    // scans off (JIT's threshold is a cost of 100,000): the subscriptions' read has no index
+    // for its filter.
+    let mut tx = t.app.db().begin_indexed().await.unwrap();
+    let plan: serde_json::Value = khaacho::with_tx!(&mut tx, c => sqlx::query_scalar(
+        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT id FROM webhook_subscriptions \
+         WHERE active AND deleted_at_ms IS NULL")
+        .fetch_one(c)
+        .await)
+    .unwrap();
+    tx.rollback().await.unwrap();
+    let top = &plan[0];
+    assert!(
+        top["Plan"]["Total Cost"].as_f64().unwrap() > 100_000.0,
+        "priced past JIT's threshold: {plan}"
+    );
+    assert!(top.get("JIT").is_none(), "not compiled: {plan}");
     // Without autovacuum the workers vacuum the queue's table themselves.
     assert_eq!(t.app.db().needs_own_vacuum(), !refreshes);
     khaacho::queue::runtime::vacuum_jobs(t.app.db())
