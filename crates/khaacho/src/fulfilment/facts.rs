@@ -12,7 +12,7 @@ use super::repo::{self, Load};
 use crate::base::db::{Db, Reader, TxInner};
 use crate::base::time::nepal;
 use crate::catalog::pricing::price_for;
-use crate::catalog::repo::{OfferRow, push_valid_offers_any_vendor, valid_offers_any_vendor};
+use crate::catalog::repo::{OfferRow, Tier, push_valid_offers_any_vendor, valid_offers_any_vendor};
 use crate::orders::model::{LineRow, OrderRow};
 use crate::parties::repo::{
     self as parties, Retailer as RetailerRow, VENDOR_COLS, Vendor as VendorRow,
@@ -98,9 +98,12 @@ impl Market {
 
     /// [`load`](Self::load) in a PostgreSQL transaction: one statement where there were four
     /// (the shops, the products' valid offers, their vendors with their loads, the volumes
-    /// not fresh in the cache), a JSON object of each read's rows. The offers are a CTE the
-    /// vendors' subquery takes its keys from; each other subquery is built by the function
-    /// that builds it as a statement of its own.
+    /// not fresh in the cache). The offers are a CTE the vendors' subquery takes its keys
+    /// from; each other subquery is built by the function that builds it as a statement of
+    /// its own. The few shops, vendors and volumes come as one JSON object; the offers, a
+    /// few hundred rows a batch, as an array per column (binary, decoded without parsing):
+    /// as JSON objects they were most of the statement's time, built by PostgreSQL and
+    /// parsed again here (`bench/README.md`, "The offers as columns; no JIT").
     async fn load_pg(
         c: &mut sqlx::PgConnection,
         volumes: &VolumeCache,
@@ -118,10 +121,22 @@ impl Market {
         #[derive(serde::Deserialize)]
         struct Rows {
             retailers: Vec<RetailerRow>,
-            offers: Vec<OfferRow>,
             vendors: Vec<VendorWithLoad>,
             volumes: Vec<(Uuid, Uuid, i64)>,
         }
+        /// The rest, then the offers: an array per column of [`OfferRow`], in its order.
+        type Columns = (
+            Json<Rows>,
+            Vec<Uuid>,
+            Vec<Uuid>,
+            Vec<Uuid>,
+            Vec<i64>,
+            Vec<Json<Vec<Tier>>>,
+            Vec<bool>,
+            Vec<i64>,
+            Vec<i64>,
+            Vec<Option<i64>>,
+        );
         let mut shops = retailer_ids.to_vec();
         shops.sort_unstable();
         shops.dedup();
@@ -133,8 +148,7 @@ impl Market {
         );
         parties::push_retailers(&mut qb, &shops);
         qb.push(format_args!(
-            ") x), 'offers', (SELECT COALESCE(json_agg(offered ORDER BY offered.vendor_id, \
-             offered.product_id), '[]') FROM offered), 'vendors', (SELECT COALESCE(json_agg(x), '[]') \
+            ") x), 'vendors', (SELECT COALESCE(json_agg(x), '[]') \
              FROM (SELECT {VENDOR_COLS}, w.open_parts, w.awaiting_parts FROM vendors \
              LEFT JOIN vendor_workloads w ON w.vendor_id = vendors.id \
              WHERE vendors.id = ANY(ARRAY(SELECT DISTINCT vendor_id FROM offered))) x), 'volumes', "
@@ -146,8 +160,50 @@ impl Market {
             repo::push_volumes(&mut qb, &stale, repo::volume_day(now_ms - VOLUME_WINDOW_MS));
             qb.push(") x)");
         }
-        qb.push(")");
-        let Json(rows): Json<Rows> = qb.build_query_scalar().fetch_one(&mut *c).await?;
+        qb.push(
+            "), a.* FROM (SELECT COALESCE(array_agg(id), '{}'), COALESCE(array_agg(vendor_id), '{}'), \
+             COALESCE(array_agg(product_id), '{}'), COALESCE(array_agg(price_paisa), '{}'), \
+             COALESCE(array_agg(tiers), '{}'), COALESCE(array_agg(promotional), '{}'), \
+             COALESCE(array_agg(stock_milli), '{}'), COALESCE(array_agg(valid_from_ms), '{}'), \
+             COALESCE(array_agg(valid_to_ms), '{}') FROM offered) a",
+        );
+        let (Json(rows), ids, vendor_ids, product_ids, prices, tiers, promos, stocks, froms, tos): Columns =
+            qb.build_query_as().fetch_one(&mut *c).await?;
+        let mut offers: Vec<OfferRow> = ids
+            .into_iter()
+            .zip(vendor_ids)
+            .zip(product_ids)
+            .zip(prices)
+            .zip(tiers)
+            .zip(promos)
+            .zip(stocks)
+            .zip(froms)
+            .zip(tos)
+            .map(
+                |(
+                    (
+                        (
+                            (((((id, vendor_id), product_id), price_paisa), tiers), promotional),
+                            stock_milli,
+                        ),
+                        valid_from_ms,
+                    ),
+                    valid_to_ms,
+                )| OfferRow {
+                    id,
+                    vendor_id,
+                    product_id,
+                    price_paisa,
+                    tiers,
+                    promotional,
+                    stock_milli,
+                    valid_from_ms,
+                    valid_to_ms,
+                },
+            )
+            .collect();
+        // In the order the SQLite path reads them (routing's ties see the same market).
+        offers.sort_unstable_by_key(|o| (o.vendor_id, o.product_id));
         volumes.fill(&stale, rows.volumes, now_ms);
         let workload = rows
             .vendors
@@ -162,7 +218,7 @@ impl Market {
             .collect();
         Ok(Self {
             retailers: rows.retailers.into_iter().map(|r| (r.id, r)).collect(),
-            offers: rows.offers,
+            offers,
             vendors: rows
                 .vendors
                 .into_iter()
