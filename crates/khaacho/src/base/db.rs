@@ -344,7 +344,7 @@ impl Db {
                 autovacuum = refreshes,
                 "PostgreSQL statistics refresh by themselves"
             );
-            let opts = plan_mode(url, no_jit(url, opts), refreshes);
+            let opts = plan_mode(url, no_jit(opts), refreshes);
             own_vacuum = !refreshes;
             keyed = Some(keyed_pool(&opts, max_connections));
             Backend::Pg(pg_pool(opts, max_connections).await?)
@@ -571,7 +571,8 @@ fn plan_mode(url: &str, opts: PgConnectOptions, statistics_refresh: bool) -> PgC
     opts.options([("plan_cache_mode", "force_custom_plan")])
 }
 
-/// Our connections run without JIT compilation (`jit=off`); a `jit` in the URL wins.
+/// Our connections run without JIT compilation (`jit=off`); a `jit` the URL's `options` set
+/// wins.
 ///
 /// PostgreSQL compiles a statement to machine code when its estimated cost passes
 /// `jit_above_cost` (100,000 by default; with inlining and optimisation past 500,000), a
@@ -582,8 +583,15 @@ fn plan_mode(url: &str, opts: PgConnectOptions, statistics_refresh: bool) -> PgC
 /// filter, was compiled on each of its 762 runs in a 500 orders/s benchmark, 0.41 ms each,
 /// for a statement that executes in 0.02 ms (`bench/README.md`, "The offers as columns; no
 /// JIT").
-fn no_jit(url: &str, opts: PgConnectOptions) -> PgConnectOptions {
-    if url.contains("jit") {
+fn no_jit(opts: PgConnectOptions) -> PgConnectOptions {
+    // `-c jit=on`, `-cjit=on` or `--jit=on`; not `jit_above_cost` nor a name elsewhere.
+    let sets_jit = opts.get_options().is_some_and(|o| {
+        o.split_whitespace().any(|t| {
+            let t = t.trim_start_matches('-');
+            t.strip_prefix('c').unwrap_or(t).starts_with("jit=")
+        })
+    });
+    if sets_jit {
         return opts;
     }
     opts.options([("jit", "off")])
@@ -1186,13 +1194,24 @@ mod plan_tests {
 
     #[test]
     fn statements_are_not_compiled_unless_the_url_says() {
-        let url = "postgres://u@h/db?options=-c%20search_path%3Ds1";
-        let opts = no_jit(url, PgConnectOptions::from_str(url).unwrap());
-        assert_eq!(opts.get_options(), Some("-c search_path=s1 -c jit=off"));
-
-        let url = "postgres://u@h/db?options=-c%20jit%3Don";
-        let opts = no_jit(url, PgConnectOptions::from_str(url).unwrap());
-        assert_eq!(opts.get_options(), Some("-c jit=on"));
+        let no_jit = |url: &str| {
+            let opts = no_jit(PgConnectOptions::from_str(url).unwrap());
+            opts.get_options().unwrap_or_default().to_string()
+        };
+        assert_eq!(
+            no_jit("postgres://u@h/db?options=-c%20search_path%3Ds1"),
+            "-c search_path=s1 -c jit=off"
+        );
+        // A name or another setting that merely contains "jit" does not count.
+        assert_eq!(
+            no_jit("postgres://jit:pw@jit-host/jitdb?options=-c%20jit_above_cost%3D10"),
+            "-c jit_above_cost=10 -c jit=off"
+        );
+        for set in ["-c%20jit%3Don", "-cjit%3Don", "--jit%3Don"] {
+            let url = format!("postgres://u@h/db?options={set}");
+            let got = no_jit(&url);
+            assert!(!got.contains("jit=off"), "{set}: {got}");
+        }
     }
 }
 
