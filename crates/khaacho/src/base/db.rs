@@ -1085,6 +1085,12 @@ pub fn push_created_in<DB: KeyFilter>(
     DB::push_created_in(qb, col, created.into_iter().collect());
 }
 
+/// One column of `rows`, picked by `f`: a parameter of a statement that takes its rows as
+/// an array per column (`unnest($1::uuid[], $2::bigint[], …)`, one text whatever the batch).
+pub fn column<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
 /// A batch's creation times, each once and in order: the list that keeps a statement on
 /// PostgreSQL to the partitions holding them (`= ANY` of it; [`push_created_in`] says why not
 /// their range).

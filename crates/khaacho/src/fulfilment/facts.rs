@@ -169,38 +169,32 @@ impl Market {
         );
         let (Json(rows), ids, vendor_ids, product_ids, prices, tiers, promos, stocks, froms, tos): Columns =
             qb.build_query_as().fetch_one(&mut *c).await?;
+        // One offer per index; every array aggregates the same rows, so they are of one length.
+        let mut cols = (
+            vendor_ids.into_iter(),
+            product_ids.into_iter(),
+            prices.into_iter(),
+            tiers.into_iter(),
+            promos.into_iter(),
+            stocks.into_iter(),
+            froms.into_iter(),
+            tos.into_iter(),
+        );
         let mut offers: Vec<OfferRow> = ids
             .into_iter()
-            .zip(vendor_ids)
-            .zip(product_ids)
-            .zip(prices)
-            .zip(tiers)
-            .zip(promos)
-            .zip(stocks)
-            .zip(froms)
-            .zip(tos)
-            .map(
-                |(
-                    (
-                        (
-                            (((((id, vendor_id), product_id), price_paisa), tiers), promotional),
-                            stock_milli,
-                        ),
-                        valid_from_ms,
-                    ),
-                    valid_to_ms,
-                )| OfferRow {
+            .map_while(|id| {
+                Some(OfferRow {
                     id,
-                    vendor_id,
-                    product_id,
-                    price_paisa,
-                    tiers,
-                    promotional,
-                    stock_milli,
-                    valid_from_ms,
-                    valid_to_ms,
-                },
-            )
+                    vendor_id: cols.0.next()?,
+                    product_id: cols.1.next()?,
+                    price_paisa: cols.2.next()?,
+                    tiers: cols.3.next()?,
+                    promotional: cols.4.next()?,
+                    stock_milli: cols.5.next()?,
+                    valid_from_ms: cols.6.next()?,
+                    valid_to_ms: cols.7.next()?,
+                })
+            })
             .collect();
         // In the order the SQLite path reads them (routing's ties see the same market).
         offers.sort_unstable_by_key(|o| (o.vendor_id, o.product_id));

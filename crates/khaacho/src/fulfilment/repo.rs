@@ -632,10 +632,7 @@ pub async fn write_routed(
     let ps: Vec<&PartRow> = parts.iter().map(|n| &n.part).collect();
     let os: Vec<&PartOfferRow> = parts.iter().map(|n| &n.offer).collect();
     let ls: Vec<&PartLineRow> = parts.iter().flat_map(|n| &n.lines).collect();
-    // One array per column.
-    fn col<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-        rows.iter().map(f).collect()
-    }
+    use crate::base::db::column as col;
     sqlx::query(sqlx::AssertSqlSafe(&**ROUTED_SQL))
         // v: the addressed lines.
         .bind(col(&rows, |r| r.0))

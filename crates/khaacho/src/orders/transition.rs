@@ -189,9 +189,7 @@ pub async fn create_at_once<K: Serialize + Sync>(
     };
     jobs.push(crate::queue::job_row(&changed, &Default::default(), now)?);
     queues.push(OrderChanged::QUEUE);
-    fn col<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-        rows.iter().map(f).collect()
-    }
+    use crate::base::db::column as col;
     sqlx::query(sqlx::AssertSqlSafe(&**INTAKE_SQL))
         // orders, and their first events
         .bind(col(rows, |o| o.id))
