@@ -63,18 +63,32 @@ impl Market {
         now_ms: i64,
     ) -> Result<Self, sqlx::Error> {
         let retailer_ids: Vec<Uuid> = orders.iter().map(|(o, _)| o.retailer_id).collect();
-        let mut products: Vec<Uuid> = orders
+        let products: Vec<Uuid> = orders
             .iter()
             .flat_map(|(_, lines)| lines.iter().filter_map(|l| l.product_id))
             .collect();
+        Self::load_for(r, volumes, &retailer_ids, &products, now_ms).await
+    }
+
+    /// Reads the market of the shops `retailer_ids` for `products` at `now_ms`: what
+    /// [`load`](Self::load) reads for orders with those shops and products (the validation
+    /// step reads it before the lines name their products, and prices from it).
+    pub async fn load_for(
+        r: &mut Reader<'_>,
+        volumes: &VolumeCache,
+        retailer_ids: &[Uuid],
+        products: &[Uuid],
+        now_ms: i64,
+    ) -> Result<Self, sqlx::Error> {
+        let mut products = products.to_vec();
         products.sort_unstable();
         products.dedup();
         if let Reader::Tx(tx) = r
             && let TxInner::Pg(c) = tx.inner_mut()
         {
-            return Self::load_pg(c, volumes, &retailer_ids, &products, now_ms).await;
+            return Self::load_pg(c, volumes, retailer_ids, &products, now_ms).await;
         }
-        let retailers = parties::find_retailers(r, &retailer_ids)
+        let retailers = parties::find_retailers(r, retailer_ids)
             .await?
             .into_iter()
             .map(|r| (r.id, r))
@@ -222,6 +236,14 @@ impl Market {
             volumes: volumes.cached(products),
             now_ms,
         })
+    }
+
+    /// The offers of active vendors (every offer read is valid at the market's time): what
+    /// the validation step prices with.
+    pub fn active_offers(&self) -> impl Iterator<Item = &OfferRow> {
+        self.offers
+            .iter()
+            .filter(|o| self.vendors.get(&o.vendor_id).is_some_and(|v| v.active))
     }
 
     /// A part was offered to `vendor` (new, or reassigned to it) since the market was read.

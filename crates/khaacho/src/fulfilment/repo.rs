@@ -627,19 +627,28 @@ pub async fn write_routed(
         return insert_decisions(tx, decisions).await;
     };
     let rows = crate::orders::repo::Addressed::rows(addressed);
-    // The orders' creation times keep the UPDATE to the partitions holding them.
-    let created = crate::base::db::distinct_created(rows.iter().map(|r| r.1));
     let ps: Vec<&PartRow> = parts.iter().map(|n| &n.part).collect();
     let os: Vec<&PartOfferRow> = parts.iter().map(|n| &n.offer).collect();
     let ls: Vec<&PartLineRow> = parts.iter().flat_map(|n| &n.lines).collect();
     use crate::base::db::column as col;
-    sqlx::query(sqlx::AssertSqlSafe(&**ROUTED_SQL))
-        // v: the addressed lines.
-        .bind(col(&rows, |r| r.0))
-        .bind(col(&rows, |r| r.1))
-        .bind(col(&rows, |r| r.2))
-        .bind(col(&rows, |r| r.3))
-        .bind(created)
+    // Without lines to address (the validation run writes its lines itself) the statement
+    // has no UPDATE of the lines to plan.
+    let sql: &str = if rows.is_empty() {
+        &ROUTED_SQL.1
+    } else {
+        &ROUTED_SQL.0
+    };
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    if !rows.is_empty() {
+        // The orders' creation times keep the UPDATE to the partitions holding them.
+        q = q
+            .bind(col(&rows, |r| r.0))
+            .bind(col(&rows, |r| r.1))
+            .bind(col(&rows, |r| r.2))
+            .bind(col(&rows, |r| r.3))
+            .bind(crate::base::db::distinct_created(rows.iter().map(|r| r.1)));
+    }
+    q
         // fulfilments
         .bind(col(&ps, |p| p.id))
         .bind(col(&ps, |p| p.order_id))
@@ -690,28 +699,66 @@ pub async fn write_routed(
     Ok(())
 }
 
-/// [`write_routed`]'s statement on PostgreSQL.
-static ROUTED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "WITH v(order_id, created_at_ms, line_no, vendor_id) AS \
-         (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::integer[], $4::uuid[])), \
-         a AS (UPDATE order_lines SET vendor_id = v.vendor_id FROM v WHERE order_lines.order_id = v.order_id \
-         AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no \
-         AND order_lines.order_created_at_ms = ANY($5::bigint[])), \
-         f AS (INSERT INTO fulfilments ({PART_COLS}) SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::bigint[], \
-         $9::uuid[], $10::uuid[], $11::text[], $12::uuid[], $13::bigint[], $14::integer[], $15::jsonb[], \
-         $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[])), \
-         o AS (INSERT INTO fulfilment_offers ({OFFER_COLS}) SELECT * FROM unnest($23::uuid[], $24::uuid[], \
-         $25::uuid[], $26::uuid[], $27::text[], $28::bigint[], $29::bigint[], $30::bigint[], $31::text[])), \
+/// [`write_routed`]'s statement on PostgreSQL: with the lines' UPDATE, and without it.
+static ROUTED_SQL: std::sync::LazyLock<(String, String)> =
+    std::sync::LazyLock::new(|| (routed_sql(true), routed_sql(false)));
+
+/// [`write_routed`]'s statement; `lines`: with the UPDATE of the addressed lines (its five
+/// parameters first).
+fn routed_sql(lines: bool) -> String {
+    let mut n = 0;
+    let mut params = |types: &[&str]| {
+        let list: Vec<String> = types
+            .iter()
+            .map(|t| {
+                n += 1;
+                format!("${n}::{t}[]")
+            })
+            .collect();
+        list.join(", ")
+    };
+    let mut sql = String::from("WITH ");
+    if lines {
+        let v = params(&["uuid", "bigint", "integer", "uuid"]);
+        let created = params(&["bigint"]);
+        sql.push_str(&format!(
+            "v(order_id, created_at_ms, line_no, vendor_id) AS (SELECT * FROM unnest({v})), \
+             a AS (UPDATE order_lines SET vendor_id = v.vendor_id FROM v WHERE order_lines.order_id = v.order_id \
+             AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no \
+             AND order_lines.order_created_at_ms = ANY({created})), "
+        ));
+    }
+    let f = params(&[
+        "uuid", "uuid", "bigint", "uuid", "uuid", "text", "uuid", "bigint", "integer", "jsonb",
+        "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint",
+    ]);
+    let o = params(&[
+        "uuid", "uuid", "uuid", "uuid", "text", "bigint", "bigint", "bigint", "text",
+    ]);
+    let l = params(&[
+        "uuid", "integer", "uuid", "bigint", "text", "bigint", "bigint", "bigint",
+    ]);
+    // The decisions' JSON comes as text (`text[]::json[]`).
+    let d = params(&[
+        "uuid",
+        "uuid",
+        "uuid",
+        "text",
+        "text",
+        "text[]::json",
+        "bigint",
+    ]);
+    sql.push_str(&format!(
+        "f AS (INSERT INTO fulfilments ({PART_COLS}) SELECT * FROM unnest({f})), \
+         o AS (INSERT INTO fulfilment_offers ({OFFER_COLS}) SELECT * FROM unnest({o})), \
          l AS (INSERT INTO fulfilment_lines (fulfilment_id, line_no, product_id, qty_milli, unit, unit_price_paisa, \
-         reserved_milli, delivered_milli) SELECT * FROM unnest($32::uuid[], $33::integer[], $34::uuid[], \
-         $35::bigint[], $36::text[], $37::bigint[], $38::bigint[], $39::bigint[])), \
+         reserved_milli, delivered_milli) SELECT * FROM unnest({l})), \
          d AS (INSERT INTO routing_decisions (id, order_id, fulfilment_id, outcome, reason, decision, at_ms) \
-         SELECT * FROM unnest($40::uuid[], $41::uuid[], $42::uuid[], $43::text[], $44::text[], $45::text[]::json[], \
-         $46::bigint[])) \
+         SELECT * FROM unnest({d})) \
          SELECT 1"
-    )
-});
+    ));
+    sql
+}
 
 /// One new offer of an existing part.
 pub async fn insert_offer(tx: &mut Tx, o: &PartOfferRow) -> Result<(), sqlx::Error> {
@@ -1140,5 +1187,27 @@ mod tests {
         };
         assert_eq!(OPEN_SQL, sql(PartStatus::is_open));
         assert_eq!(WITHDRAWN_SQL, sql(|s| !s.counts_in_volume()));
+    }
+
+    /// Both texts number their parameters in the order `write_routed` binds them: the lines'
+    /// five first when present, then the parts', offers', lines' and decisions' columns, the
+    /// decision's JSON sixth of the decisions' seven.
+    #[test]
+    fn routed_statement_numbers_its_parameters_in_bind_order() {
+        for (lines, first) in [(true, 6), (false, 1)] {
+            let sql = routed_sql(lines);
+            let last = first + 40;
+            assert!(sql.contains(&format!("${first}::uuid[]")), "{sql}");
+            assert!(
+                sql.contains(&format!("${}::text[]::json[]", last - 1)),
+                "{sql}"
+            );
+            assert!(
+                sql.contains(&format!("${last}::bigint[])) SELECT 1")),
+                "{sql}"
+            );
+            assert!(!sql.contains(&format!("${}::", last + 1)), "{sql}");
+            assert_eq!(sql.contains("UPDATE order_lines"), lines, "{sql}");
+        }
     }
 }

@@ -183,7 +183,9 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
     resume_retried(&mut tx, &mut rows).await?;
     let mut locked: Vec<&mut OrderRow> = rows.iter_mut().collect();
     let mut transitions = Deferred::default();
-    let load = route_locked(&mut tx, app, &mut locked, None, &mut transitions).await?;
+    let load = route_locked(&mut tx, app, &mut locked, None, &mut transitions)
+        .await?
+        .load;
     transitions.write(&mut tx).await?.or_retry()?;
     let over = load.write(&mut tx).await?;
     if over.is_empty() {
@@ -192,14 +194,34 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
     Ok(over)
 }
 
+/// What the validation run hands to [`route_locked`] for the orders it just validated.
+pub(crate) struct Known<'a> {
+    /// The orders' lines as the run resolved them, by order.
+    pub lines: &'a [(Uuid, LineRow)],
+    /// The market the run priced from, read in this transaction for the orders' shops and
+    /// products: routing reads it again only when it lacks (`None`).
+    pub market: Option<Market>,
+    /// The run writes the lines itself, after routing: routing returns the lines it
+    /// addresses to vendors ([`Routed::addressed`]) instead of writing them.
+    pub writes_lines: bool,
+}
+
+/// What [`route_locked`] leaves to its caller.
+#[derive(Default)]
+pub(crate) struct Routed {
+    /// The vendors' counters the parts moved, unwritten (see [`route_locked`]).
+    pub load: Workloads,
+    /// The lines addressed to vendors, when the caller writes the lines ([`Known::writes_lines`]).
+    pub addressed: Vec<orders::Addressed>,
+}
+
 /// Routes the `validated` orders among `orders` (locked in `tx`) and offers the unassigned
 /// parts of the `routed` ones anew; leaves the others alone. Returns the vendors' counters
 /// the parts moved, unwritten: the caller writes them ([`Workloads::write`]) once it has
 /// taken every other hot row its transaction needs (they are the hottest rows, taken last),
 /// and on vendors found over a limit must roll back and decide again instead of committing.
 /// The orders' status changes are made in `transitions`, which the caller writes.
-/// `known_lines`: the orders' lines as the caller wrote them in this transaction, if it did
-/// (read otherwise).
+/// `known`: what the caller has for the orders in this transaction (read otherwise).
 /// The validation step calls it in its own transaction for the orders it just validated
 /// (`crate::orders::pipeline::process`).
 #[tracing::instrument(name = "route", skip_all, fields(orders = orders.len()))]
@@ -207,9 +229,9 @@ pub(crate) async fn route_locked(
     tx: &mut Tx,
     app: &App,
     orders: &mut [&mut OrderRow],
-    known_lines: Option<&[(Uuid, LineRow)]>,
+    known: Option<Known<'_>>,
     transitions: &mut Deferred,
-) -> Result<Workloads, JobError> {
+) -> Result<Routed, JobError> {
     let now = app.clock().now_ms();
     let mut locked: Vec<&mut OrderRow> = orders
         .iter_mut()
@@ -217,11 +239,15 @@ pub(crate) async fn route_locked(
         .map(|o| &mut **o)
         .collect();
     if locked.is_empty() {
-        return Ok(Workloads::default());
+        return Ok(Routed::default());
     }
     let refs: Vec<&OrderRow> = locked.iter().map(|o| &**o).collect();
-    // The lines the caller just wrote, when it has them for every order here (the
-    // validation run's); else as stored.
+    let (known_lines, known_market, writes_lines) = match known {
+        Some(k) => (Some(k.lines), k.market, k.writes_lines),
+        None => (None, None, false),
+    };
+    // The lines the caller resolved, when it has them for every order here (the validation
+    // run's); else as stored.
     let all_lines = match known_lines {
         Some(known)
             if refs.iter().all(|o| {
@@ -229,6 +255,12 @@ pub(crate) async fn route_locked(
             }) =>
         {
             Cow::Borrowed(known)
+        }
+        // The caller's lines are not written yet: there is nothing else to read.
+        _ if writes_lines => {
+            return Err(JobError::Retryable(anyhow::anyhow!(
+                "routing was handed unwritten lines that do not cover its orders"
+            )));
         }
         _ => Cow::Owned(orders::lines_many_tx(tx, &refs).await?),
     };
@@ -243,11 +275,14 @@ pub(crate) async fn route_locked(
         locked.iter().map(|o| (&**o, lines_of(o.id))).collect();
     let pairs: Vec<(&OrderRow, &[LineRow])> =
         per_order.iter().map(|(o, l)| (*o, l.as_slice())).collect();
-    // Through the transaction: a connection of its own per read would be a second one held
-    // while this one waits (see `Reader`).
-    let mut market = Market::load(&mut Reader::Tx(tx), app.volumes(), &pairs, now)
-        .await
-        .map_err(|e| JobError::Retryable(e.into()))?;
+    let mut market = match known_market {
+        Some(m) => m,
+        // Through the transaction: a connection of its own per read would be a second one
+        // held while this one waits (see `Reader`).
+        None => Market::load(&mut Reader::Tx(tx), app.volumes(), &pairs, now)
+            .await
+            .map_err(|e| JobError::Retryable(e.into()))?,
+    };
     let mut plan = Written::default();
     let routed: Vec<Uuid> = locked
         .iter()
@@ -259,6 +294,11 @@ pub(crate) async fn route_locked(
             decide(app, &mut market, order, lines, now, &mut plan);
         }
     }
+    let addressed = if writes_lines {
+        std::mem::take(&mut plan.addressed)
+    } else {
+        Vec::new()
+    };
     repo::write_routed(tx, &plan.parts, &plan.addressed, &plan.decisions).await?;
     let mut load = Workloads::default();
     for n in &plan.parts {
@@ -292,7 +332,7 @@ pub(crate) async fn route_locked(
             reoffer(tx, app, order, &lines_of(order.id), now, &mut load).await?;
         }
     }
-    Ok(load)
+    Ok(Routed { load, addressed })
 }
 
 /// What routing a batch writes.

@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::model::{EventRow, LineRow, OrderRow, OrderStatus, created_at_of};
-use crate::base::db::{BuildBatch, Db, Tx, push_created_in, push_rows_at};
+use crate::base::db::{BuildBatch, Db, Tx, TxInner, push_created_in, push_rows_at};
 use crate::base::scope::Scope;
 use crate::{with_keyed, with_latest, with_replica, with_tx};
 
@@ -314,15 +314,9 @@ pub struct LineResolution {
     pub reject_detail: Option<String>,
 }
 
-/// The validate step's result for one order.
-pub struct Resolution<'a> {
-    /// The order.
-    pub order: &'a OrderRow,
-    /// Its lines as requested.
-    pub requested: &'a [LineRow],
-    /// What became of each line, in the same order.
-    pub resolved: &'a [LineResolution],
-}
+/// A line's resolution with its order's key, `((order id, creation time), resolution)`: a
+/// row [`save_resolutions`] writes.
+pub type ResolvedLine = ((Uuid, i64), LineResolution);
 
 /// A requested line as [`save_resolutions`] writes it with its resolution: the row a read of
 /// the order's lines returns after it.
@@ -348,47 +342,94 @@ pub fn resolved_line(requested: &LineRow, l: &LineResolution) -> LineRow {
     }
 }
 
-/// Writes the validate step's results for many orders: each requested line — every line
-/// the order has — is updated with its resolution, in one multi-row statement (per
-/// [`CHUNK`]` / 2` lines). The totals are written with the orders' move to `validated`
+/// Writes the validate step's results for many orders: each line is updated with its
+/// resolution. On PostgreSQL one statement whatever the batch, its rows an array per column
+/// (one text, so one prepared statement: a `VALUES` list of the batch's size was a text per
+/// size, parsed and planned afresh each time); on SQLite a multi-row statement per
+/// [`CHUNK`]` / 2` lines. The totals are written with the orders' move to `validated`
 /// (`transition::Deferred`).
-pub async fn save_resolutions(tx: &mut Tx, results: &[Resolution<'_>]) -> Result<(), sqlx::Error> {
-    let rows: Vec<(&OrderRow, &LineRow, &LineResolution)> = results
-        .iter()
-        .flat_map(|r| {
-            r.requested
-                .iter()
-                .zip(r.resolved)
-                .map(move |(req, l)| (r.order, req, l))
-        })
-        .collect();
+pub async fn save_resolutions(tx: &mut Tx, rows: &[ResolvedLine]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if let TxInner::Pg(t) = tx.inner_mut() {
+        use crate::base::db::column as col;
+        sqlx::query(RESOLUTIONS_SQL)
+            .bind(col(rows, |r| r.0.0))
+            .bind(col(rows, |r| r.0.1))
+            .bind(col(rows, |r| r.1.line_no))
+            .bind(col(rows, |r| r.1.product_id))
+            .bind(col(rows, |r| r.1.product_name.as_deref()))
+            .bind(col(rows, |r| r.1.base_qty_milli))
+            .bind(col(rows, |r| r.1.base_unit.as_deref()))
+            .bind(col(rows, |r| r.1.unit_price_paisa))
+            .bind(col(rows, |r| r.1.subtotal_paisa))
+            .bind(col(rows, |r| r.1.vat_paisa))
+            .bind(col(rows, |r| r.1.total_paisa))
+            .bind(col(rows, |r| r.1.offer_id))
+            .bind(col(rows, |r| r.1.vendor_id))
+            .bind(col(rows, |r| r.1.price_reason.as_deref()))
+            .bind(col(rows, |r| r.1.reject_code.as_deref()))
+            .bind(col(rows, |r| r.1.reject_detail.as_deref()))
+            .bind(crate::base::db::distinct_created(
+                rows.iter().map(|r| r.0.1),
+            ))
+            .execute(&mut **t)
+            .await?;
+        return Ok(());
+    }
     for chunk in rows.chunks(CHUNK / 2) {
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "WITH v(order_id, created_at_ms, line_no, product_id, product_name, base_qty_milli, base_unit, \
                  unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, vendor_id, price_reason, \
                  reject_code, reject_detail) AS (");
-            qb.push_values(chunk, |mut b, (order, req, l)| {
-                b.push_bind(order.id).push_bind(order.created_at_ms).push_bind(req.line_no)
+            qb.push_values(chunk, |mut b, ((order, created), l)| {
+                b.push_bind(*order).push_bind(*created).push_bind(l.line_no)
                     .push_bind(l.product_id).push_bind(l.product_name.as_deref())
                     .push_bind(l.base_qty_milli).push_bind(l.base_unit.as_deref()).push_bind(l.unit_price_paisa)
                     .push_bind(l.subtotal_paisa).push_bind(l.vat_paisa).push_bind(l.total_paisa).push_bind(l.offer_id)
                     .push_bind(l.vendor_id).push_bind(l.price_reason.as_deref()).push_bind(l.reject_code.as_deref())
                     .push_bind(l.reject_detail.as_deref());
             });
-            qb.push(") UPDATE order_lines SET product_id = v.product_id, product_name = v.product_name, \
-                     base_qty_milli = v.base_qty_milli, base_unit = v.base_unit, unit_price_paisa = v.unit_price_paisa, \
-                     subtotal_paisa = v.subtotal_paisa, vat_paisa = v.vat_paisa, total_paisa = v.total_paisa, \
-                     offer_id = v.offer_id, vendor_id = v.vendor_id, price_reason = v.price_reason, \
-                     reject_code = v.reject_code, reject_detail = v.reject_detail \
-                     FROM v WHERE order_lines.order_id = v.order_id AND order_lines.order_created_at_ms = v.created_at_ms \
-                     AND order_lines.line_no = v.line_no AND");
-            push_created_in(&mut qb, "order_lines.order_created_at_ms", chunk.iter().map(|(o, _, _)| o.created_at_ms));
+            qb.push(format_args!(") {RESOLUTIONS_SET} FROM v WHERE {RESOLUTIONS_KEY} AND"));
+            push_created_in(&mut qb, "order_lines.order_created_at_ms", chunk.iter().map(|((_, c), _)| *c));
             qb.build_batch().execute(&mut *c).await?;
         });
     }
     Ok(())
 }
+
+/// What [`save_resolutions`] sets, from the rows `v`.
+macro_rules! resolutions_set {
+    () => {
+        "UPDATE order_lines SET product_id = v.product_id, product_name = v.product_name, \
+         base_qty_milli = v.base_qty_milli, base_unit = v.base_unit, unit_price_paisa = v.unit_price_paisa, \
+         subtotal_paisa = v.subtotal_paisa, vat_paisa = v.vat_paisa, total_paisa = v.total_paisa, \
+         offer_id = v.offer_id, vendor_id = v.vendor_id, price_reason = v.price_reason, \
+         reject_code = v.reject_code, reject_detail = v.reject_detail"
+    };
+}
+/// The line each row `v` of [`save_resolutions`] updates.
+macro_rules! resolutions_key {
+    () => {
+        "order_lines.order_id = v.order_id AND order_lines.order_created_at_ms = v.created_at_ms \
+         AND order_lines.line_no = v.line_no"
+    };
+}
+const RESOLUTIONS_SET: &str = resolutions_set!();
+const RESOLUTIONS_KEY: &str = resolutions_key!();
+/// [`save_resolutions`]' statement on PostgreSQL.
+const RESOLUTIONS_SQL: &str = concat!(
+    resolutions_set!(),
+    " FROM unnest($1::uuid[], $2::bigint[], $3::integer[], $4::uuid[], $5::text[], $6::bigint[], \
+     $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::uuid[], $13::uuid[], \
+     $14::text[], $15::text[], $16::text[]) AS v(order_id, created_at_ms, line_no, product_id, product_name, \
+     base_qty_milli, base_unit, unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, \
+     vendor_id, price_reason, reject_code, reject_detail) WHERE ",
+    resolutions_key!(),
+    " AND order_lines.order_created_at_ms = ANY($17::bigint[])"
+);
 
 /// Addresses lines `line_nos` of `order` to `vendor` (routing or a reassignment): the vendor
 /// then finds the order through its scope and sees those lines.

@@ -180,7 +180,21 @@ async fn process_once(
     // Completed first (in this same transaction, so a rollback leaves the jobs to run again):
     // whatever follows the credit step's account locks is held up by them until the commit.
     ctx.complete_in(&mut tx).await?;
-    let validated = validate::run(&mut tx, &mut todo, &mut transitions).await?;
+    // With routing, pricing reads routing's market (one read of the offers for both), and the
+    // lines are written once, after routing has addressed them to their vendors.
+    let prices = if route {
+        validate::Prices::Market(ctx.app.volumes())
+    } else {
+        validate::Prices::Offers
+    };
+    let now = ctx.app.clock().now_ms();
+    let requested = validate::requested_lines(&mut tx, &todo).await?;
+    let run = validate::run(&mut tx, &mut todo, requested, prices, now, &mut transitions);
+    let mut validated = match run.await {
+        Ok(v) => v,
+        Err(e) if validate::MarketUnread::is(&e) => return Ok(Routing::Failed(e)),
+        Err(e) => return Err(e),
+    };
     let mut priced: Vec<&mut OrderRow> = todo
         .iter_mut()
         .zip(&validated.ok)
@@ -202,11 +216,25 @@ async fn process_once(
             .map(|o| &mut **o)
             .collect();
         routed_here = ready.iter().map(|o| o.id).collect();
-        let known = Some(validated.lines.as_slice());
-        match routing::route_locked(&mut tx, &ctx.app, &mut ready, known, &mut transitions).await {
-            Ok(l) => load = Some(l),
+        let known = routing::Known {
+            lines: &validated.lines,
+            market: validated.market.take(),
+            writes_lines: true,
+        };
+        let routed = match routing::route_locked(
+            &mut tx,
+            &ctx.app,
+            &mut ready,
+            Some(known),
+            &mut transitions,
+        )
+        .await
+        {
+            Ok(routed) => routed,
             Err(e) => return Ok(Routing::Failed(e)),
-        }
+        };
+        validated.write_lines(&mut tx, &routed.addressed).await?;
+        load = Some(routed.load);
     }
     transitions.write(&mut tx).await?.or_retry()?;
     // The hot rows last, in the order every transaction takes them: the accounts, then the

@@ -5,7 +5,11 @@
 //! It runs inside [`super::process`]'s transaction for a batch of orders: one query for the
 //! lines, one for the products, one for the offers and one update of the lines, whatever the
 //! batch size; its transitions are written with the run's others ([`Deferred`]), the totals
-//! of the orders it prices with them (they are in memory meanwhile).
+//! of the orders it prices with them (they are in memory meanwhile). When the run routes its
+//! orders too ([`Prices::Market`]), the offers come from routing's read of the market, which
+//! it hands on, and the lines are written once, after routing has addressed them to their
+//! vendors ([`Validated::write_lines`]): one read of the offers and one write of each line
+//! where there were two of each.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,13 +17,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::super::model::{Actor, LineRow, OrderRow, OrderStatus};
-use super::super::repo::{self, LineResolution};
+use super::super::repo::{self, Addressed, LineResolution, ResolvedLine};
 use super::super::transition::{Change, Deferred};
-use crate::base::db::Tx;
+use crate::base::db::{Reader, Tx};
 use crate::base::domain::{UnitRules, canonical_unit, line_amount, vat};
-use crate::base::time::now_ms;
 use crate::catalog::pricing::best_quote;
 use crate::catalog::repo::{OfferRow, ProductRow, find_by_skus_tx, valid_offers_tx};
+use crate::fulfilment::facts::{Market, VolumeCache};
 use crate::queue::JobError;
 
 pub use crate::base::domain::VAT_PERCENT;
@@ -43,7 +47,34 @@ struct Outcome {
 /// The catalogue rows the batch needs, read once.
 struct Catalogue {
     products: Vec<ProductRow>,
+    /// The offers valid now of active vendors.
     offers: Vec<OfferRow>,
+}
+
+/// Where [`run`] reads its prices, and who writes the lines.
+#[derive(Clone, Copy)]
+pub enum Prices<'a> {
+    /// The valid offers of active vendors, read for the batch; the lines written by [`run`].
+    Offers,
+    /// Routing's market for the batch's shops and products (the valid offers of every
+    /// vendor, the vendors with their loads, the shops, the 30-day volumes through this
+    /// cache), read by [`run`], priced from (the active vendors' offers), and handed on to
+    /// routing in the same transaction ([`Validated::market`]). The lines are left to the
+    /// caller, who writes them once routing has addressed them ([`Validated::write_lines`]).
+    Market(&'a VolumeCache),
+}
+
+/// Routing's market could not be read ([`Prices::Market`]): a fault of routing's, which the
+/// run leaves to the routing jobs instead of failing the orders with it (`super::process`).
+#[derive(Debug, thiserror::Error)]
+#[error("routing's market could not be read: {0}")]
+pub struct MarketUnread(#[source] sqlx::Error);
+
+impl MarketUnread {
+    /// Whether `e` is one.
+    pub fn is(e: &JobError) -> bool {
+        matches!(e, JobError::Retryable(e) if e.is::<MarketUnread>())
+    }
 }
 
 /// What [`run`] did.
@@ -52,28 +83,76 @@ pub struct Validated {
     /// Per order, whether it was validated.
     pub ok: Vec<bool>,
     /// The lines of each validated order as written (by order and line number): what a read
-    /// of its lines now returns, for the steps after this one in the same transaction.
+    /// of its lines returns once they are written, for the steps after this one in the same
+    /// transaction.
     pub lines: Vec<(Uuid, LineRow)>,
+    /// The market read for pricing ([`Prices::Market`]), for routing.
+    pub market: Option<Market>,
+    /// Every line's resolution, when [`Prices::Market`] left them unwritten.
+    unwritten: Vec<ResolvedLine>,
 }
 
-/// Validates `orders` (all `received`, locked by the caller): each is moved to `validated`
-/// (priced) or `rejected`.
+impl Validated {
+    /// Writes the lines [`run`] left unwritten ([`Prices::Market`]) — every line of the
+    /// batch, validated or refused — each line in `addressed` with the vendor routing gave it
+    /// (as [`crate::orders::repo::address_lines_many`] would have set it after).
+    pub async fn write_lines(
+        &mut self,
+        tx: &mut Tx,
+        addressed: &[Addressed],
+    ) -> Result<(), sqlx::Error> {
+        let mut rows = std::mem::take(&mut self.unwritten);
+        if !addressed.is_empty() {
+            let vendor_of: HashMap<(Uuid, i32), Option<Uuid>> = Addressed::rows(addressed)
+                .into_iter()
+                .map(|(order, _, line_no, vendor)| ((order, line_no), vendor))
+                .collect();
+            for ((order, _), line) in &mut rows {
+                if let Some(vendor) = vendor_of.get(&(*order, line.line_no)) {
+                    line.vendor_id = *vendor;
+                }
+            }
+        }
+        repo::save_resolutions(tx, &rows).await
+    }
+}
+
+/// Validates `orders` (all `received`, locked by the caller, their lines as
+/// [`requested_lines`] read them) at `now` (epoch ms): each is moved to `validated` (priced)
+/// or `rejected`.
 pub async fn run(
     tx: &mut Tx,
     orders: &mut [&mut OrderRow],
+    by_order: Requested,
+    prices: Prices<'_>,
+    now: i64,
     transitions: &mut Deferred,
 ) -> Result<Validated, JobError> {
     if orders.is_empty() {
         return Ok(Validated::default());
     }
-    let by_order = requested_lines(tx, orders).await?;
-    let catalogue = load_catalogue(tx, &by_order).await?;
+    let (catalogue, market) = load_catalogue(tx, orders, &by_order, prices, now).await?;
     let none = Vec::new();
     let outcomes: Vec<Outcome> = orders
         .iter()
         .map(|o| judge(by_order.get(&o.id).unwrap_or(&none), &catalogue))
         .collect();
-    save(tx, orders, &by_order, &outcomes).await?;
+    let resolutions: Vec<ResolvedLine> = orders
+        .iter()
+        .zip(&outcomes)
+        .flat_map(|(o, out)| {
+            out.resolved
+                .iter()
+                .map(|l| ((o.id, o.created_at_ms), l.clone()))
+        })
+        .collect();
+    let unwritten = match prices {
+        Prices::Offers => {
+            repo::save_resolutions(tx, &resolutions).await?;
+            Vec::new()
+        }
+        Prices::Market(_) => resolutions,
+    };
     // The steps after this one read the totals from the orders in memory.
     for (o, out) in orders.iter_mut().zip(&outcomes) {
         if let Some((subtotal, vat, total)) = out.totals {
@@ -102,27 +181,39 @@ pub async fn run(
             .map(|o| matches!(o.verdict, Verdict::Accept))
             .collect(),
         lines,
+        market,
+        unwritten,
     })
 }
 
-/// The requested lines of `orders`, by order.
-async fn requested_lines(
+/// The lines of orders as requested, by order.
+pub type Requested = HashMap<Uuid, Vec<LineRow>>;
+
+/// The requested lines of `orders`, by order: what [`run`] validates.
+pub async fn requested_lines(
     tx: &mut Tx,
     orders: &[&mut OrderRow],
-) -> Result<HashMap<Uuid, Vec<LineRow>>, sqlx::Error> {
+) -> Result<Requested, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(Requested::new());
+    }
     let refs: Vec<&OrderRow> = orders.iter().map(|o| &**o).collect();
-    let mut by_order: HashMap<Uuid, Vec<LineRow>> = HashMap::new();
+    let mut by_order = Requested::new();
     for (order_id, line) in repo::lines_many_tx(tx, &refs).await? {
         by_order.entry(order_id).or_default().push(line);
     }
     Ok(by_order)
 }
 
-/// The products the lines name and their offers valid now.
+/// The products the lines name and their offers valid at `now`; with [`Prices::Market`], the
+/// market they come from.
 async fn load_catalogue(
     tx: &mut Tx,
+    orders: &[&mut OrderRow],
     by_order: &HashMap<Uuid, Vec<LineRow>>,
-) -> Result<Catalogue, sqlx::Error> {
+    prices: Prices<'_>,
+    now: i64,
+) -> Result<(Catalogue, Option<Market>), JobError> {
     let skus: Vec<String> = by_order
         .values()
         .flatten()
@@ -131,9 +222,22 @@ async fn load_catalogue(
         .into_iter()
         .collect();
     let products = find_by_skus_tx(tx, &skus).await?;
-    let product_ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
-    let offers = valid_offers_tx(tx, &product_ids, now_ms()).await?;
-    Ok(Catalogue { products, offers })
+    let mut product_ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
+    match prices {
+        Prices::Offers => {
+            let offers = valid_offers_tx(tx, &product_ids, now).await?;
+            Ok((Catalogue { products, offers }, None))
+        }
+        Prices::Market(volumes) => {
+            product_ids.sort_unstable();
+            let shops: Vec<Uuid> = orders.iter().map(|o| o.retailer_id).collect();
+            let market = Market::load_for(&mut Reader::Tx(tx), volumes, &shops, &product_ids, now)
+                .await
+                .map_err(|e| JobError::Retryable(MarketUnread(e).into()))?;
+            let offers = market.active_offers().cloned().collect();
+            Ok((Catalogue { products, offers }, Some(market)))
+        }
+    }
 }
 
 /// Resolves and prices one order's lines and decides its fate (pure).
@@ -186,26 +290,6 @@ fn judge(requested: &[LineRow], catalogue: &Catalogue) -> Outcome {
         totals: Some(totals),
         resolved,
     }
-}
-
-/// Writes each line's resolution (the totals go with the orders' move to `validated`).
-async fn save(
-    tx: &mut Tx,
-    orders: &[&mut OrderRow],
-    by_order: &HashMap<Uuid, Vec<LineRow>>,
-    outcomes: &[Outcome],
-) -> Result<(), sqlx::Error> {
-    let none = Vec::new();
-    let results: Vec<repo::Resolution<'_>> = orders
-        .iter()
-        .zip(outcomes)
-        .map(|(o, out)| repo::Resolution {
-            order: o,
-            requested: by_order.get(&o.id).unwrap_or(&none),
-            resolved: &out.resolved,
-        })
-        .collect();
-    repo::save_resolutions(tx, &results).await
 }
 
 /// Moves every order to `validated` or `rejected` (written with the run's other changes).
