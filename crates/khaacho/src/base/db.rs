@@ -647,6 +647,30 @@ impl Tx {
         matches!(self.inner, TxInner::Pg(_))
     }
 
+    /// From here on, plans this transaction's statements once per connection (generic plans,
+    /// `SET LOCAL plan_cache_mode = force_generic_plan`) or, with `false`, again as the
+    /// connection plans them (`SET LOCAL plan_cache_mode TO DEFAULT`: what the URL or
+    /// `plan_mode` asked for). PostgreSQL only; nothing on SQLite.
+    ///
+    /// For the statements of an indexed transaction ([`Db::begin_indexed`]) that touch no
+    /// partitioned table (`orders`, `order_lines`, `order_events`): with sequential scans off,
+    /// the one plan is the probe of each key whatever the statistics when it was made, and
+    /// the validation run's reads of the market and of the shops' credit, and routing's
+    /// write, cost more to plan than to run when planned per call (`bench/README.md`,
+    /// "Planned once"). Not for the partitioned tables: a generic plan of one is pruned only
+    /// when it runs, after every partition (a month each) was locked.
+    pub async fn plan_generic(&mut self, generic: bool) -> Result<(), sqlx::Error> {
+        if let TxInner::Pg(c) = &mut self.inner {
+            let sql = if generic {
+                "SET LOCAL plan_cache_mode = force_generic_plan"
+            } else {
+                "SET LOCAL plan_cache_mode TO DEFAULT"
+            };
+            sqlx::raw_sql(sql).execute(&mut **c).await?;
+        }
+        Ok(())
+    }
+
     /// Records that this transaction enqueued work into `queue`, so that queue's consumers
     /// wake on commit (in-process at once, other processes through the [`Announcer`]).
     pub fn mark_enqueued(&mut self, queue: &'static str) {

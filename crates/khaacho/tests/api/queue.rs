@@ -515,7 +515,24 @@ async fn postgres_plans_and_vacuums_by_whether_statistics_refresh() {
         .fetch_one(c)
         .await)
     .unwrap();
+    // The statements of an indexed transaction between `plan_generic(true)` and
+    // `plan_generic(false)` are planned once per connection; after it, as the connection plans.
+    let setting = "SELECT current_setting('plan_cache_mode')";
+    let mut modes = Vec::new();
+    for generic in [true, false] {
+        tx.plan_generic(generic).await.unwrap();
+        let m: String =
+            khaacho::with_tx!(&mut tx, c => sqlx::query_scalar(setting).fetch_one(c).await)
+                .unwrap();
+        modes.push(m);
+    }
+    assert_eq!(modes, ["force_generic_plan", want]);
     tx.rollback().await.unwrap();
+    let after: String = khaacho::with_latest!(t.app.db(), c => sqlx::query_scalar(setting)
+        .fetch_one(c)
+        .await)
+    .unwrap();
+    assert_eq!(after, want, "a transaction's setting ends with it");
     let top = &plan[0];
     assert!(
         top["Plan"]["Total Cost"].as_f64().unwrap() > 100_000.0,

@@ -177,6 +177,13 @@ async fn process_once(
         .iter_mut()
         .filter(|o| o.status() == OrderStatus::Received)
         .collect();
+    let requested = validate::requested_lines(&mut tx, &todo).await?;
+    // With routing, what follows until routing is done touches no partitioned table (the
+    // orders' and lines' writes are deferred to after it): its statements are planned once
+    // per connection (`Tx::plan_generic`).
+    if route {
+        tx.plan_generic(true).await?;
+    }
     // Completed first (in this same transaction, so a rollback leaves the jobs to run again):
     // whatever follows the credit step's account locks is held up by them until the commit.
     ctx.complete_in(&mut tx).await?;
@@ -188,7 +195,6 @@ async fn process_once(
         validate::Prices::Offers
     };
     let now = ctx.app.clock().now_ms();
-    let requested = validate::requested_lines(&mut tx, &todo).await?;
     let run = validate::run(&mut tx, &mut todo, requested, prices, now, &mut transitions);
     let mut validated = match run.await {
         Ok(v) => v,
@@ -233,6 +239,8 @@ async fn process_once(
             Ok(routed) => routed,
             Err(e) => return Ok(Routing::Failed(e)),
         };
+        // The partitioned tables' writes from here: planned per call again.
+        tx.plan_generic(false).await?;
         validated.write_lines(&mut tx, &routed.addressed).await?;
         load = Some(routed.load);
     }
