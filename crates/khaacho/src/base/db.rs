@@ -205,8 +205,6 @@ pub struct Tx {
     /// Jobs without a dedupe key, inserted together right before the commit
     /// (`queue::enqueue_batch`).
     pending_jobs: Vec<JobRow>,
-    /// Whether its statements are planned once per connection now ([`Tx::plan_generic`]).
-    generic: bool,
 }
 
 /// The backend transaction inside a [`Tx`]; use it through [`with_tx!`](crate::with_tx).
@@ -502,7 +500,6 @@ impl Db {
             announce: self.announce.clone(),
             enqueued: Vec::new(),
             pending_jobs: Vec::new(),
-            generic: false,
         })
     }
 
@@ -653,31 +650,25 @@ impl Tx {
     /// From here on, plans this transaction's statements once per connection (generic plans,
     /// `SET LOCAL plan_cache_mode = force_generic_plan`) or, with `false`, again as the
     /// connection plans them (`SET LOCAL plan_cache_mode TO DEFAULT`: what the URL or
-    /// `plan_mode` asked for). Returns what it was, so a statement that must not run on a
-    /// generic plan can ask for the connection's mode and give the transaction its own back;
-    /// no round trip when nothing changes. PostgreSQL only; nothing on SQLite.
+    /// `plan_mode` asked for). PostgreSQL only; nothing on SQLite.
     ///
     /// For the statements of an indexed transaction ([`Db::begin_indexed`]) that touch no
     /// partitioned table (`orders`, `order_lines`, `order_events`): with sequential scans off,
     /// the one plan is the probe of each key whatever the statistics when it was made, and
-    /// the validation run's reads of the market and of the shops' credit, routing's write and
-    /// the consumers' reads cost more to plan than to run when planned per call
-    /// (`bench/README.md`, "Planned once"). Not for the partitioned tables: a generic plan of
-    /// one is pruned only when it runs, after every partition (a month each) was locked.
-    pub async fn plan_generic(&mut self, generic: bool) -> Result<bool, sqlx::Error> {
-        let was = self.generic;
-        if let TxInner::Pg(c) = &mut self.inner
-            && was != generic
-        {
+    /// the validation run's reads of the market and of the shops' credit, and routing's
+    /// write, cost more to plan than to run when planned per call (`bench/README.md`,
+    /// "Planned once"). Not for the partitioned tables: a generic plan of one is pruned only
+    /// when it runs, after every partition (a month each) was locked.
+    pub async fn plan_generic(&mut self, generic: bool) -> Result<(), sqlx::Error> {
+        if let TxInner::Pg(c) = &mut self.inner {
             let sql = if generic {
                 "SET LOCAL plan_cache_mode = force_generic_plan"
             } else {
                 "SET LOCAL plan_cache_mode TO DEFAULT"
             };
             sqlx::raw_sql(sql).execute(&mut **c).await?;
-            self.generic = generic;
         }
-        Ok(was)
+        Ok(())
     }
 
     /// Records that this transaction enqueued work into `queue`, so that queue's consumers

@@ -184,8 +184,6 @@ async fn orders_of(
         Option<String>,
         String,
     );
-    // A partitioned table: planned per call whatever the transaction asked.
-    let generic = tx.plan_generic(false).await?;
     let rows: Vec<Row> = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT o.id, r.phone, r.language, o.total_paisa, o.hold_reason, o.reject_reason, o.channel FROM");
@@ -193,7 +191,6 @@ async fn orders_of(
         qb.push(" JOIN retailers r ON r.id = o.retailer_id");
         qb.build_query_as::<Row>().fetch_all(&mut *c).await?
     });
-    tx.plan_generic(generic).await?;
     Ok(rows
         .into_iter()
         .map(|(id, phone, language, total, hold, reject, channel)| {

@@ -763,9 +763,6 @@ async fn consume(ctx: &JobContext, jobs: &[OrderChanged]) -> Result<(), JobError
     // webhooks and the live feed hear of them in that order.
     changes.sort_by_key(|c| c.event_id);
     let mut tx = ctx.app.db().begin_indexed().await?;
-    // The consumers read and write unpartitioned tables but for their reads of the orders,
-    // which ask for the connection's plans themselves (`Tx::plan_generic`).
-    tx.plan_generic(true).await?;
     super::counts::apply(&mut tx, &changes).await?;
     let notes: Vec<OrderChange> = changes
         .iter()

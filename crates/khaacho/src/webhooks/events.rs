@@ -97,21 +97,17 @@ pub async fn on_order_changes(
     let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
     type OrderRow = (Uuid, Uuid, Option<i64>);
     type PartRow = (Uuid, Uuid, Option<Uuid>, String, i64);
-    // The orders are a partitioned table: planned per call whatever the transaction asked.
-    let generic = tx.plan_generic(false).await?;
-    let orders: Vec<OrderRow> = with_tx!(tx, c => {
+    let (orders, parts): (Vec<OrderRow>, Vec<PartRow>) = with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT o.id, o.retailer_id, o.total_paisa FROM");
         push_rows_at(&mut qb, "orders", "o", ("id", "created_at_ms"), &keys, None);
-        qb.build_query_as::<OrderRow>().fetch_all(&mut *c).await?
-    });
-    tx.plan_generic(generic).await?;
-    let parts: Vec<PartRow> = with_tx!(tx, c => {
+        let orders = qb.build_query_as::<OrderRow>().fetch_all(&mut *c).await?;
         let mut qb = sqlx::QueryBuilder::new(
             "SELECT f.order_id, f.id, f.vendor_id, f.status, f.total_paisa FROM");
         push_rows_by(&mut qb, "fulfilments", "f", "order_id", &ids, None);
         qb.push(" ORDER BY f.id");
-        qb.build_query_as::<PartRow>().fetch_all(&mut *c).await?
+        let parts = qb.build_query_as::<PartRow>().fetch_all(&mut *c).await?;
+        (orders, parts)
     });
     let orders: HashMap<Uuid, (Uuid, Option<i64>)> = orders
         .into_iter()
