@@ -344,7 +344,7 @@ impl Db {
                 autovacuum = refreshes,
                 "PostgreSQL statistics refresh by themselves"
             );
-            let opts = plan_mode(url, no_jit(opts), refreshes);
+            let opts = plan_mode(no_jit(opts), refreshes);
             own_vacuum = !refreshes;
             keyed = Some(keyed_pool(&opts, max_connections));
             Backend::Pg(pg_pool(opts, max_connections).await?)
@@ -564,8 +564,8 @@ async fn statistics_refresh(opts: &PgConnectOptions) -> bool {
 /// plan per call: about 40% of PostgreSQL's statement time when vendors and retailers act
 /// on single rows. Where autovacuum runs, its ANALYZE replaces stale generic plans, and
 /// `auto` keeps the cheap ones (the whole order life carried more work in the same CPU).
-fn plan_mode(url: &str, opts: PgConnectOptions, statistics_refresh: bool) -> PgConnectOptions {
-    if url.contains("plan_cache_mode") || statistics_refresh {
+fn plan_mode(opts: PgConnectOptions, statistics_refresh: bool) -> PgConnectOptions {
+    if options_set(&opts, "plan_cache_mode") || statistics_refresh {
         return opts;
     }
     opts.options([("plan_cache_mode", "force_custom_plan")])
@@ -584,17 +584,26 @@ fn plan_mode(url: &str, opts: PgConnectOptions, statistics_refresh: bool) -> PgC
 /// for a statement that executes in 0.02 ms (`bench/README.md`, "The offers as columns; no
 /// JIT").
 fn no_jit(opts: PgConnectOptions) -> PgConnectOptions {
-    // `-c jit=on`, `-cjit=on` or `--jit=on`; not `jit_above_cost` nor a name elsewhere.
-    let sets_jit = opts.get_options().is_some_and(|o| {
-        o.split_whitespace().any(|t| {
-            let t = t.trim_start_matches('-');
-            t.strip_prefix('c').unwrap_or(t).starts_with("jit=")
-        })
-    });
-    if sets_jit {
+    if options_set(&opts, "jit") {
         return opts;
     }
     opts.options([("jit", "off")])
+}
+
+/// Whether the connection's options (the URL's `options`, or `PGOPTIONS`) set `name`:
+/// `-c name=…`, `-cname=…` or `--name=…`. A setting whose name merely starts with `name`
+/// (`jit_above_cost` for `jit`), or the name elsewhere in the URL, does not count.
+fn options_set(opts: &PgConnectOptions, name: &str) -> bool {
+    let sets = |t: &str| {
+        t.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('='))
+    };
+    opts.get_options().is_some_and(|o| {
+        o.split_whitespace().any(|t| {
+            let t = t.trim_start_matches('-');
+            sets(t) || t.strip_prefix('c').is_some_and(sets)
+        })
+    })
 }
 
 /// The keyed-read pool: a sixth of the main pool's size (at least one connection), opened
@@ -1209,16 +1218,16 @@ mod plan_tests {
     #[test]
     fn statements_are_planned_per_call_where_statistics_never_refresh_unless_the_url_says() {
         let url = "postgres://u@h/db?options=-c%20search_path%3Ds1";
-        let opts = plan_mode(url, PgConnectOptions::from_str(url).unwrap(), false);
+        let opts = plan_mode(PgConnectOptions::from_str(url).unwrap(), false);
         let set = opts.get_options().unwrap_or_default();
         assert!(set.contains("search_path=s1"), "{set}");
         assert!(set.contains("plan_cache_mode=force_custom_plan"), "{set}");
 
-        let opts = plan_mode(url, PgConnectOptions::from_str(url).unwrap(), true);
+        let opts = plan_mode(PgConnectOptions::from_str(url).unwrap(), true);
         assert_eq!(opts.get_options(), Some("-c search_path=s1"));
 
         let url = "postgres://u@h/db?options=-c%20plan_cache_mode%3Dauto";
-        let opts = plan_mode(url, PgConnectOptions::from_str(url).unwrap(), false);
+        let opts = plan_mode(PgConnectOptions::from_str(url).unwrap(), false);
         assert_eq!(opts.get_options(), Some("-c plan_cache_mode=auto"));
     }
 
