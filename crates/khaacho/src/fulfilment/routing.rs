@@ -194,16 +194,15 @@ async fn route_once(ctx: &JobContext, ids: &[Uuid]) -> Result<Vec<Uuid>, JobErro
     Ok(over)
 }
 
-/// What the validation run hands to [`route_locked`] for the orders it just validated.
+/// What the validation run hands to [`route_locked`] for the orders it just validated. It
+/// writes their lines itself, after routing: routing returns the lines it addresses to
+/// vendors ([`Routed::addressed`]) instead of writing them.
 pub(crate) struct Known<'a> {
     /// The orders' lines as the run resolved them, by order.
     pub lines: &'a [(Uuid, LineRow)],
     /// The market the run priced from, read in this transaction for the orders' shops and
     /// products: routing reads it again only when it lacks (`None`).
     pub market: Option<Market>,
-    /// The run writes the lines itself, after routing: routing returns the lines it
-    /// addresses to vendors ([`Routed::addressed`]) instead of writing them.
-    pub writes_lines: bool,
 }
 
 /// What [`route_locked`] leaves to its caller.
@@ -211,7 +210,7 @@ pub(crate) struct Known<'a> {
 pub(crate) struct Routed {
     /// The vendors' counters the parts moved, unwritten (see [`route_locked`]).
     pub load: Workloads,
-    /// The lines addressed to vendors, when the caller writes the lines ([`Known::writes_lines`]).
+    /// The lines addressed to vendors, when the caller writes the lines (it passed [`Known`]).
     pub addressed: Vec<orders::Addressed>,
 }
 
@@ -242,9 +241,11 @@ pub(crate) async fn route_locked(
         return Ok(Routed::default());
     }
     let refs: Vec<&OrderRow> = locked.iter().map(|o| &**o).collect();
-    let (known_lines, known_market, writes_lines) = match known {
-        Some(k) => (Some(k.lines), k.market, k.writes_lines),
-        None => (None, None, false),
+    // With what the caller knows, it writes the lines.
+    let writes_lines = known.is_some();
+    let (known_lines, known_market) = match known {
+        Some(k) => (Some(k.lines), k.market),
+        None => (None, None),
     };
     // The lines the caller resolved, when it has them for every order here (the validation
     // run's); else as stored.

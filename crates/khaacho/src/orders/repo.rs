@@ -354,7 +354,7 @@ pub async fn save_resolutions(tx: &mut Tx, rows: &[ResolvedLine]) -> Result<(), 
     }
     if let TxInner::Pg(t) = tx.inner_mut() {
         use crate::base::db::column as col;
-        sqlx::query(RESOLUTIONS_SQL)
+        sqlx::query(sqlx::AssertSqlSafe(&**RESOLUTIONS_SQL))
             .bind(col(rows, |r| r.0.0))
             .bind(col(rows, |r| r.0.1))
             .bind(col(rows, |r| r.1.line_no))
@@ -380,10 +380,7 @@ pub async fn save_resolutions(tx: &mut Tx, rows: &[ResolvedLine]) -> Result<(), 
     }
     for chunk in rows.chunks(CHUNK / 2) {
         with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "WITH v(order_id, created_at_ms, line_no, product_id, product_name, base_qty_milli, base_unit, \
-                 unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, vendor_id, price_reason, \
-                 reject_code, reject_detail) AS (");
+            let mut qb = sqlx::QueryBuilder::new(format!("WITH {RESOLUTIONS_V} AS ("));
             qb.push_values(chunk, |mut b, ((order, created), l)| {
                 b.push_bind(*order).push_bind(*created).push_bind(l.line_no)
                     .push_bind(l.product_id).push_bind(l.product_name.as_deref())
@@ -400,36 +397,28 @@ pub async fn save_resolutions(tx: &mut Tx, rows: &[ResolvedLine]) -> Result<(), 
     Ok(())
 }
 
-/// What [`save_resolutions`] sets, from the rows `v`.
-macro_rules! resolutions_set {
-    () => {
-        "UPDATE order_lines SET product_id = v.product_id, product_name = v.product_name, \
-         base_qty_milli = v.base_qty_milli, base_unit = v.base_unit, unit_price_paisa = v.unit_price_paisa, \
-         subtotal_paisa = v.subtotal_paisa, vat_paisa = v.vat_paisa, total_paisa = v.total_paisa, \
-         offer_id = v.offer_id, vendor_id = v.vendor_id, price_reason = v.price_reason, \
-         reject_code = v.reject_code, reject_detail = v.reject_detail"
-    };
-}
-/// The line each row `v` of [`save_resolutions`] updates.
-macro_rules! resolutions_key {
-    () => {
-        "order_lines.order_id = v.order_id AND order_lines.order_created_at_ms = v.created_at_ms \
-         AND order_lines.line_no = v.line_no"
-    };
-}
-const RESOLUTIONS_SET: &str = resolutions_set!();
-const RESOLUTIONS_KEY: &str = resolutions_key!();
-/// [`save_resolutions`]' statement on PostgreSQL.
-const RESOLUTIONS_SQL: &str = concat!(
-    resolutions_set!(),
-    " FROM unnest($1::uuid[], $2::bigint[], $3::integer[], $4::uuid[], $5::text[], $6::bigint[], \
-     $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::uuid[], $13::uuid[], \
-     $14::text[], $15::text[], $16::text[]) AS v(order_id, created_at_ms, line_no, product_id, product_name, \
+/// The rows [`save_resolutions`] writes, as its statement names them.
+const RESOLUTIONS_V: &str = "v(order_id, created_at_ms, line_no, product_id, product_name, \
      base_qty_milli, base_unit, unit_price_paisa, subtotal_paisa, vat_paisa, total_paisa, offer_id, \
-     vendor_id, price_reason, reject_code, reject_detail) WHERE ",
-    resolutions_key!(),
-    " AND order_lines.order_created_at_ms = ANY($17::bigint[])"
-);
+     vendor_id, price_reason, reject_code, reject_detail)";
+/// What [`save_resolutions`] sets, from the rows `v`.
+const RESOLUTIONS_SET: &str = "UPDATE order_lines SET product_id = v.product_id, \
+     product_name = v.product_name, base_qty_milli = v.base_qty_milli, base_unit = v.base_unit, \
+     unit_price_paisa = v.unit_price_paisa, subtotal_paisa = v.subtotal_paisa, vat_paisa = v.vat_paisa, \
+     total_paisa = v.total_paisa, offer_id = v.offer_id, vendor_id = v.vendor_id, \
+     price_reason = v.price_reason, reject_code = v.reject_code, reject_detail = v.reject_detail";
+/// The line each row `v` of [`save_resolutions`] updates.
+const RESOLUTIONS_KEY: &str = "order_lines.order_id = v.order_id \
+     AND order_lines.order_created_at_ms = v.created_at_ms AND order_lines.line_no = v.line_no";
+/// [`save_resolutions`]' statement on PostgreSQL.
+static RESOLUTIONS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{RESOLUTIONS_SET} FROM unnest($1::uuid[], $2::bigint[], $3::integer[], $4::uuid[], $5::text[], \
+         $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::uuid[], \
+         $13::uuid[], $14::text[], $15::text[], $16::text[]) AS {RESOLUTIONS_V} \
+         WHERE {RESOLUTIONS_KEY} AND order_lines.order_created_at_ms = ANY($17::bigint[])"
+    )
+});
 
 /// Addresses lines `line_nos` of `order` to `vendor` (routing or a reassignment): the vendor
 /// then finds the order through its scope and sees those lines.

@@ -225,7 +225,6 @@ async fn process_once(
         let known = routing::Known {
             lines: &validated.lines,
             market: validated.market.take(),
-            writes_lines: true,
         };
         let routed = match routing::route_locked(
             &mut tx,

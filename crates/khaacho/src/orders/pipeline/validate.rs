@@ -210,7 +210,7 @@ pub async fn requested_lines(
 async fn load_catalogue(
     tx: &mut Tx,
     orders: &[&mut OrderRow],
-    by_order: &HashMap<Uuid, Vec<LineRow>>,
+    by_order: &Requested,
     prices: Prices<'_>,
     now: i64,
 ) -> Result<(Catalogue, Option<Market>), JobError> {
@@ -222,14 +222,13 @@ async fn load_catalogue(
         .into_iter()
         .collect();
     let products = find_by_skus_tx(tx, &skus).await?;
-    let mut product_ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
+    let product_ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
     match prices {
         Prices::Offers => {
             let offers = valid_offers_tx(tx, &product_ids, now).await?;
             Ok((Catalogue { products, offers }, None))
         }
         Prices::Market(volumes) => {
-            product_ids.sort_unstable();
             let shops: Vec<Uuid> = orders.iter().map(|o| o.retailer_id).collect();
             let market = Market::load_for(&mut Reader::Tx(tx), volumes, &shops, &product_ids, now)
                 .await
