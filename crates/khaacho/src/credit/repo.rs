@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::base::db::{BuildBatch, Db, KeyFilter, Tx, push_ids};
+use crate::base::db::{BuildBatch, Db, KeyFilter, Tx, TxInner, push_ids};
 use crate::base::time::now_ms;
 use crate::{with_keyed, with_latest, with_replica, with_tx};
 
@@ -101,7 +101,10 @@ pub struct LedgerRow {
 const ENTRY_COLS: &str = "id, retailer_id, seq, kind, amount_paisa, balance_paisa, order_id, payment_id, due_at_ms, \
      open_paisa, paid_at_ms, note, at_ms";
 
-/// Opens accounts with `limit` for the retailers that have none.
+/// Opens accounts with `limit` for the retailers that have none. On PostgreSQL one statement
+/// over an array of the retailers (one text whatever their number, planned once per
+/// connection); on SQLite a multi-row `VALUES`. Pass only retailers believed to have no
+/// account: on PostgreSQL a key that exists waits for any transaction updating its row.
 pub async fn ensure_accounts(
     tx: &mut Tx,
     retailers: &[Uuid],
@@ -111,6 +114,18 @@ pub async fn ensure_accounts(
         return Ok(());
     }
     let now = now_ms();
+    if let TxInner::Pg(c) = tx.inner_mut() {
+        sqlx::query(
+            "INSERT INTO credit_accounts (retailer_id, limit_paisa, original_limit_paisa, created_at_ms, updated_at_ms) \
+             SELECT r, $2, $2, $3, $3 FROM unnest($1::uuid[]) AS r ON CONFLICT (retailer_id) DO NOTHING",
+        )
+        .bind(retailers)
+        .bind(limit)
+        .bind(now)
+        .execute(&mut **c)
+        .await?;
+        return Ok(());
+    }
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "INSERT INTO credit_accounts (retailer_id, limit_paisa, original_limit_paisa, created_at_ms, updated_at_ms) ");

@@ -64,8 +64,13 @@ impl Facts {
             _ => read_each(tx, &retailers, &ids, now).await?,
         };
         if accounts.len() < retailers.len() {
-            repo::ensure_accounts(tx, &retailers, cfg.default_limit_paisa()).await?;
-            accounts = repo::accounts_tx(tx, &retailers).await?;
+            // Only the retailers without an account: on PostgreSQL an insert that meets an
+            // existing key waits for any transaction updating that row (a concurrent run
+            // holding credit for the same shop) before it can do nothing.
+            let have: HashSet<Uuid> = accounts.iter().map(|a| a.retailer_id).collect();
+            let missing: Vec<Uuid> = retailers.iter().copied().filter(|r| !have.contains(r)).collect();
+            repo::ensure_accounts(tx, &missing, cfg.default_limit_paisa()).await?;
+            accounts.extend(repo::accounts_tx(tx, &missing).await?);
         }
         let accounts = accounts.into_iter().map(|a| (a.retailer_id, a)).collect();
         let behaviour = risk::behaviour_of(&retailers, counts, debits, now);
