@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{BuildBatch, Db, Tx};
+use crate::base::db::{BuildBatch, Db, Tx, TxInner};
 use crate::{with_latest, with_replica, with_tx, with_write};
 
 /// A raw inbound message as stored.
@@ -229,12 +229,44 @@ pub async fn insert_outbound_once(
         .bind(key).execute(c).await.map(|r| r.rows_affected() == 1))
 }
 
-/// [`insert_outbound_once`] for many rows with one statement per 200: returns the ids of
-/// the rows written (those whose key was not there yet).
+/// [`insert_outbound_once`] for many rows: returns the ids of the rows written (those whose
+/// key was not there yet). On PostgreSQL one statement over an array per column (one text
+/// whatever the number of rows, so prepared and planned once per connection, where a
+/// `VALUES` list was a text per size); on SQLite one statement per 200 rows.
 pub async fn insert_outbound_many(
     tx: &mut Tx,
     rows: &[(OutboundRow, String)],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let TxInner::Pg(t) = tx.inner_mut() {
+        use crate::base::db::column as col;
+        return sqlx::query_scalar(
+            "INSERT INTO outbound_messages (id, recipient, channel, template, vars, language, body, status, attempts, \
+             next_attempt_at_ms, inbound_id, created_at_ms, updated_at_ms, dedup_key) \
+             SELECT id, recipient, channel, template, vars, language, body, 'queued', 0, next_attempt_at_ms, \
+             inbound_id, created_at_ms, created_at_ms, dedup_key \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], \
+             $8::bigint[], $9::uuid[], $10::bigint[], $11::text[]) \
+             AS v(id, recipient, channel, template, vars, language, body, next_attempt_at_ms, inbound_id, \
+             created_at_ms, dedup_key) \
+             ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+        )
+        .bind(col(rows, |(r, _)| r.id))
+        .bind(col(rows, |(r, _)| r.recipient.as_str()))
+        .bind(col(rows, |(r, _)| r.channel.as_str()))
+        .bind(col(rows, |(r, _)| r.template.as_str()))
+        .bind(col(rows, |(r, _)| Json(&r.vars.0)))
+        .bind(col(rows, |(r, _)| r.language.as_str()))
+        .bind(col(rows, |(r, _)| r.body.as_str()))
+        .bind(col(rows, |(r, _)| r.next_attempt_at_ms))
+        .bind(col(rows, |(r, _)| r.inbound_id))
+        .bind(col(rows, |(r, _)| r.created_at_ms))
+        .bind(col(rows, |(_, key)| key.as_str()))
+        .fetch_all(&mut **t)
+        .await;
+    }
     let mut written = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(200) {
         let ids: Vec<Uuid> = with_tx!(tx, c => {

@@ -489,12 +489,27 @@ pub async fn holds_of(
     Ok(found.into_iter().collect())
 }
 
-/// Writes pending holds `(order, retailer, amount)` with one statement.
+/// Writes pending holds `(order, retailer, amount)` with one statement (on PostgreSQL over an
+/// array per column: one text whatever the number of holds).
 pub async fn insert_holds(tx: &mut Tx, holds: &[(Uuid, Uuid, i64)]) -> Result<(), sqlx::Error> {
     if holds.is_empty() {
         return Ok(());
     }
     let now = now_ms();
+    if let TxInner::Pg(c) = tx.inner_mut() {
+        use crate::base::db::column as col;
+        sqlx::query(
+            "INSERT INTO credit_holds (order_id, retailer_id, amount_paisa, status, created_at_ms, updated_at_ms) \
+             SELECT o, r, a, 'pending', $4, $4 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS v(o, r, a)",
+        )
+        .bind(col(holds, |h| h.0))
+        .bind(col(holds, |h| h.1))
+        .bind(col(holds, |h| h.2))
+        .bind(now)
+        .execute(&mut **c)
+        .await?;
+        return Ok(());
+    }
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "INSERT INTO credit_holds (order_id, retailer_id, amount_paisa, status, created_at_ms, updated_at_ms) ");
@@ -508,21 +523,49 @@ pub async fn insert_holds(tx: &mut Tx, holds: &[(Uuid, Uuid, i64)]) -> Result<()
 
 /// Adds `(retailer, held delta, orders, value)` to accounts with one statement, each only
 /// while it stays within the limit and the account is active; returns the accounts moved.
+/// On PostgreSQL the rows are an array per column (one text whatever their number).
 pub async fn add_held(tx: &mut Tx, deltas: &[(Uuid, i64, i64, i64)]) -> Result<u64, sqlx::Error> {
+    if deltas.is_empty() {
+        return Ok(0);
+    }
     let now = now_ms();
+    if let TxInner::Pg(c) = tx.inner_mut() {
+        use crate::base::db::column as col;
+        return sqlx::query(sqlx::AssertSqlSafe(ADD_HELD_PG.as_str()))
+            .bind(col(deltas, |d| d.0))
+            .bind(col(deltas, |d| d.1))
+            .bind(col(deltas, |d| d.2))
+            .bind(col(deltas, |d| d.3))
+            .bind(now)
+            .execute(&mut **c)
+            .await
+            .map(|r| r.rows_affected());
+    }
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new("WITH v(retailer_id, held, n, value) AS (");
         qb.push_values(deltas, |mut b, (r, h, n, v)| {
             b.push_bind(*r).push_bind(*h).push_bind(*n).push_bind(*v);
         });
-        qb.push(") UPDATE credit_accounts SET held_paisa = credit_accounts.held_paisa + v.held, \
-                 order_count = credit_accounts.order_count + v.n, order_value_paisa = credit_accounts.order_value_paisa + v.value, \
-                 updated_at_ms = ").push_bind(now).push(" FROM v WHERE credit_accounts.retailer_id = v.retailer_id \
-                 AND credit_accounts.status = 'active' \
-                 AND credit_accounts.held_paisa + credit_accounts.outstanding_paisa + v.held <= credit_accounts.limit_paisa");
+        qb.push(") ").push(ADD_HELD_SET).push_bind(now).push(ADD_HELD_WHERE);
         qb.build_batch().execute(&mut *c).await.map(|r| r.rows_affected())
     })
 }
+
+/// [`add_held`]'s change, from the rows `v`, up to the update time.
+const ADD_HELD_SET: &str = "UPDATE credit_accounts SET held_paisa = credit_accounts.held_paisa + v.held, \
+     order_count = credit_accounts.order_count + v.n, order_value_paisa = credit_accounts.order_value_paisa + v.value, \
+     updated_at_ms = ";
+/// [`add_held`]'s condition: active accounts that stay within their limit.
+const ADD_HELD_WHERE: &str = " FROM v WHERE credit_accounts.retailer_id = v.retailer_id \
+     AND credit_accounts.status = 'active' \
+     AND credit_accounts.held_paisa + credit_accounts.outstanding_paisa + v.held <= credit_accounts.limit_paisa";
+/// [`add_held`]'s statement on PostgreSQL.
+static ADD_HELD_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH v(retailer_id, held, n, value) AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], \
+         $4::bigint[])) {ADD_HELD_SET}$5{ADD_HELD_WHERE}"
+    )
+});
 
 /// The holds of `orders` inside a transaction.
 pub async fn holds_tx(tx: &mut Tx, orders: &[Uuid]) -> Result<Vec<HoldRow>, sqlx::Error> {

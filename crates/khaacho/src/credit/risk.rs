@@ -188,6 +188,27 @@ pub async fn save_many(
     if rows.is_empty() {
         return Ok(());
     }
+    if let crate::base::db::TxInner::Pg(c) = tx.inner_mut() {
+        // One text whatever the batch: an array per column.
+        use crate::base::db::column as col;
+        sqlx::query(
+            "INSERT INTO risk_assessments (order_id, retailer_id, score, decision, components, reasons, at_ms) \
+             SELECT o, r, s, d, c, re, $7 FROM unnest($1::uuid[], $2::uuid[], $3::integer[], $4::text[], \
+             $5::jsonb[], $6::jsonb[]) AS v(o, r, s, d, c, re) \
+             ON CONFLICT (order_id) DO UPDATE SET score = excluded.score, decision = excluded.decision, \
+             components = excluded.components, reasons = excluded.reasons, at_ms = excluded.at_ms",
+        )
+        .bind(col(rows, |r| r.0))
+        .bind(col(rows, |r| r.1))
+        .bind(col(rows, |r| i32::from(r.2.score)))
+        .bind(col(rows, |r| decision_name(r.2.decision)))
+        .bind(col(rows, |r| Json(&r.2.components)))
+        .bind(col(rows, |r| Json(&r.2.reasons)))
+        .bind(at_ms)
+        .execute(&mut **c)
+        .await?;
+        return Ok(());
+    }
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "INSERT INTO risk_assessments (order_id, retailer_id, score, decision, components, reasons, at_ms) ");

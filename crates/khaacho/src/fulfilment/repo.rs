@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::base::db::{BuildBatch, Db, KeyFilter, Reader, Tx, TxInner, push_ids, push_rows_by};
+use crate::base::db::{
+    BuildBatch, Db, KeyFilter, Reader, Tx, TxInner, column, push_ids, push_rows_by,
+};
 use crate::parties::repo::{VENDOR_COLS, Vendor};
 use crate::{with_keyed, with_latest, with_reader, with_replica, with_tx};
 
@@ -316,19 +318,29 @@ impl Workloads {
             .collect();
         // The counts as this statement leaves them, with the vendor's limits: one round trip
         // for the change and the check.
-        let counts: Vec<CountsAfter> = with_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) ");
-            qb.push_values(&self.loads, |mut b, (vendor, l)| {
-                b.push_bind(*vendor).push_bind(l.open).push_bind(l.awaiting);
-            });
-            qb.push(" ON CONFLICT (vendor_id) DO UPDATE SET open_parts = vendor_workloads.open_parts + excluded.open_parts, \
-                      awaiting_parts = vendor_workloads.awaiting_parts + excluded.awaiting_parts \
-                      RETURNING vendor_id, open_parts, awaiting_parts, \
-                      (SELECT v.max_active FROM vendors v WHERE v.id = vendor_workloads.vendor_id), \
-                      (SELECT v.max_awaiting FROM vendors v WHERE v.id = vendor_workloads.vendor_id)");
-            qb.build_batch_as().fetch_all(&mut *c).await?
-        });
+        // On PostgreSQL the rows are an array per column (one text whatever their number),
+        // inserted in the order given: the vendors' order.
+        let counts: Vec<CountsAfter> = match tx.inner_mut() {
+            TxInner::Pg(c) => {
+                let rows: Vec<(&Uuid, &Load)> = self.loads.iter().collect();
+                sqlx::query_as(sqlx::AssertSqlSafe(LOADS_PG.as_str()))
+                    .bind(column(&rows, |r| *r.0))
+                    .bind(column(&rows, |r| r.1.open))
+                    .bind(column(&rows, |r| r.1.awaiting))
+                    .fetch_all(&mut **c)
+                    .await?
+            }
+            TxInner::Sqlite(c) => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) ",
+                );
+                qb.push_values(&self.loads, |mut b, (vendor, l)| {
+                    b.push_bind(*vendor).push_bind(l.open).push_bind(l.awaiting);
+                });
+                qb.push(LOADS_CHANGE);
+                qb.build_batch_as().fetch_all(&mut **c).await?
+            }
+        };
         let over = counts
             .into_iter()
             .filter(|(vendor, open, awaiting, max_active, max_awaiting)| {
@@ -353,12 +365,42 @@ pub fn volume_day(created_at_ms: i64) -> i64 {
     created_at_ms.div_euclid(khaacho_credit::DAY_MS)
 }
 
-/// Adds `(product, day, vendor) → quantity` changes to `vendor_volumes`, in key order.
+/// What [`Workloads::write`] does with a vendor's row that exists, and what it returns.
+const LOADS_CHANGE: &str = " ON CONFLICT (vendor_id) DO UPDATE SET open_parts = vendor_workloads.open_parts + excluded.open_parts, \
+     awaiting_parts = vendor_workloads.awaiting_parts + excluded.awaiting_parts \
+     RETURNING vendor_id, open_parts, awaiting_parts, \
+     (SELECT v.max_active FROM vendors v WHERE v.id = vendor_workloads.vendor_id), \
+     (SELECT v.max_awaiting FROM vendors v WHERE v.id = vendor_workloads.vendor_id)";
+
+/// [`Workloads::write`]'s statement on PostgreSQL.
+static LOADS_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO vendor_workloads (vendor_id, open_parts, awaiting_parts) \
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]){LOADS_CHANGE}"
+    )
+});
+
+/// Adds `(product, day, vendor) → quantity` changes to `vendor_volumes`, in key order (on
+/// PostgreSQL one statement over an array per column, its rows inserted in the order given).
 async fn write_volumes(
     tx: &mut Tx,
     changes: &BTreeMap<(Uuid, i64, Uuid), i64>,
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<_> = changes.iter().collect();
+    if let TxInner::Pg(c) = tx.inner_mut() {
+        sqlx::query(
+            "INSERT INTO vendor_volumes (product_id, day, vendor_id, qty_milli) \
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::bigint[]) \
+             ON CONFLICT (product_id, day, vendor_id) DO UPDATE SET qty_milli = vendor_volumes.qty_milli + excluded.qty_milli",
+        )
+        .bind(column(&rows, |r| r.0.0))
+        .bind(column(&rows, |r| r.0.1))
+        .bind(column(&rows, |r| r.0.2))
+        .bind(column(&rows, |r| *r.1))
+        .execute(&mut **c)
+        .await?;
+        return Ok(());
+    }
     for chunk in rows.chunks(CHUNK) {
         with_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(

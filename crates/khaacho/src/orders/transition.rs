@@ -684,7 +684,35 @@ struct EventRow<'r> {
     detail: Option<&'r serde_json::Value>,
 }
 
+/// On PostgreSQL one statement over an array per column, one text whatever the number of
+/// events (a `VALUES` list was a text per size, parsed and planned each time); on SQLite a
+/// multi-row `VALUES`.
 async fn insert_events(tx: &mut Tx, events: &[EventRow<'_>]) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if let TxInner::Pg(c) = tx.inner_mut() {
+        use crate::base::db::column as col;
+        sqlx::query(
+            "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, \
+             reason, detail, at_ms) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::jsonb[], $10::bigint[])",
+        )
+        .bind(col(events, |e| e.row.event_id))
+        .bind(col(events, |e| e.row.id))
+        .bind(col(events, |e| e.row.created))
+        .bind(col(events, |e| e.row.from.as_str()))
+        .bind(col(events, |e| e.row.to.as_str()))
+        .bind(col(events, |e| e.actor.id.as_str()))
+        .bind(col(events, |e| e.actor.role))
+        .bind(col(events, |e| e.reason))
+        .bind(col(events, |e| e.detail.map(Json)))
+        .bind(col(events, |e| e.row.at))
+        .execute(&mut **c)
+        .await?;
+        return Ok(());
+    }
     with_tx!(tx, c => {
         let mut qb = sqlx::QueryBuilder::new(
             "INSERT INTO order_events (id, order_id, order_created_at_ms, from_status, to_status, actor, role, reason, detail, at_ms) ");

@@ -68,7 +68,11 @@ impl Facts {
             // existing key waits for any transaction updating that row (a concurrent run
             // holding credit for the same shop) before it can do nothing.
             let have: HashSet<Uuid> = accounts.iter().map(|a| a.retailer_id).collect();
-            let missing: Vec<Uuid> = retailers.iter().copied().filter(|r| !have.contains(r)).collect();
+            let missing: Vec<Uuid> = retailers
+                .iter()
+                .copied()
+                .filter(|r| !have.contains(r))
+                .collect();
             repo::ensure_accounts(tx, &missing, cfg.default_limit_paisa()).await?;
             accounts.extend(repo::accounts_tx(tx, &missing).await?);
         }
