@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::repo::{AccountRow, HoldRow};
-use crate::base::db::{BuildBatch, Db, KeyFilter, Tx, push_rows_by, push_rows_where};
+use crate::base::db::{BuildBatch, Db, KeyFilter, Tx, TxInner, push_rows_by, push_rows_where};
 use crate::base::time::nepal_day;
 use crate::{with_keyed, with_tx};
 
@@ -188,7 +188,7 @@ pub async fn save_many(
     if rows.is_empty() {
         return Ok(());
     }
-    if let crate::base::db::TxInner::Pg(c) = tx.inner_mut() {
+    if let TxInner::Pg(c) = tx.inner_mut() {
         // One text whatever the batch: an array per column.
         use crate::base::db::column as col;
         sqlx::query(
